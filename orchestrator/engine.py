@@ -1,0 +1,511 @@
+"""The journey engine: `advance(journey, event, flow, now) -> Decision`.
+
+Pure: no I/O and no clock; `now` is an argument. The rules the file keeps:
+
+1. A journey is a fold of its events in the order they *occurred*
+   (`Event.sort_key`), not the order they arrived. An event that arrives
+   late is inserted where it belongs and the journey is folded again, so an
+   older event never undoes a newer one, and any reordering or duplication of
+   a stream ends in the same journey.
+2. The actions are the difference between the journey before and after:
+   messages it now wants and did not (schedule), messages it wanted and no
+   longer does (cancel, with the reason the fold recorded), stages entered,
+   episodes ended. A message that is already pointless at `now` is expired
+   rather than scheduled.
+
+Within the fold, an event goes to one episode: the one that owns its
+appointment or encounter; else the latest active episode it moves to a new
+stage; else a new episode if the flow starts on it; else, for an event about
+the patient rather than an appointment, the latest active episode. Exits
+that match a patient-level event end every active episode.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from bisect import bisect_right
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from .actions import (
+    Action,
+    CancelMessage,
+    Decision,
+    EndEpisode,
+    EnterStage,
+    ExpireMessage,
+    ScheduleMessage,
+)
+from .event import Event, EventType, Patient
+from .flows.model import ANY_STAGE, Flow, MessageSpec, Stage
+from .flows.timing import Anchor
+from .journey import (
+    AppointmentState,
+    EncounterState,
+    Episode,
+    EpisodeStatus,
+    Journey,
+    Recipient,
+    ScheduledMessage,
+    StageVisit,
+)
+
+__all__ = ["advance", "route"]
+
+_APPOINTMENT_STATUS = {
+    EventType.APPOINTMENT_BOOKED: "booked",
+    EventType.APPOINTMENT_RESCHEDULED: "booked",
+    EventType.APPOINTMENT_CANCELLED: "cancelled",
+    EventType.APPOINTMENT_NO_SHOW: "no_show",
+    EventType.APPOINTMENT_CHECKED_IN: "checked_in",
+    EventType.APPOINTMENT_COMPLETED: "completed",
+}
+# Statuses after which nothing that waits for the appointment makes sense.
+_APPOINTMENT_OVER = frozenset({"cancelled", "no_show", "checked_in", "completed"})
+_SUBJECT_ANCHORS = frozenset(
+    {Anchor.APPOINTMENT_START, Anchor.ENCOUNTER_ADMITTED_AT, Anchor.ENCOUNTER_DISCHARGED_AT}
+)
+
+
+def route(event: Event, flows: Iterable[Flow]) -> list[Flow]:
+    """The flows whose journeys `event` can change."""
+    return [flow for flow in flows if event.type in flow.event_types]
+
+
+def advance(journey: Journey, event: Event, flow: Flow, now: datetime) -> Decision:
+    """Return the journey after `event` and the actions it calls for."""
+    if event.type not in flow.event_types or any(e.id == event.id for e in journey.events):
+        return Decision(journey, ())
+    key = event.sort_key()
+    events = journey.events
+    if not events or key >= events[-1].sort_key():
+        work = _Work.resume(journey, flow)
+        work.step(event)
+        after = work.freeze((*events, event))
+    else:
+        position = bisect_right([e.sort_key() for e in events], key)
+        ordered = (*events[:position], event, *events[position:])
+        work = _Work.resume(Journey.start(journey.patient_id, journey.flow_id), flow)
+        for each in ordered:
+            work.step(each)
+        after = work.freeze(ordered)
+    return Decision(after, _diff(journey, after, flow, now))
+
+
+def _diff(before: Journey, after: Journey, flow: Flow, now: datetime) -> tuple[Action, ...]:
+    actions: list[Action] = []
+    visits_before = {(ep.id, v) for ep in before.episodes for v in ep.history}
+    ended_before = {ep.id for ep in before.episodes if ep.status is not EpisodeStatus.ACTIVE}
+    for episode in after.episodes:
+        for visit in episode.history:
+            if (episode.id, visit) not in visits_before:
+                actions.append(
+                    EnterStage(
+                        flow.id, episode.id, visit.stage_id, visit.event_id, visit.entered_at
+                    )
+                )
+        if episode.status is not EpisodeStatus.ACTIVE and episode.id not in ended_before:
+            outcome = episode.outcome or episode.status.value
+            actions.append(EndEpisode(flow.id, episode.id, outcome, episode.ended_at or now))
+    for key, message in before.messages.items():
+        if key not in after.messages:
+            actions.append(CancelMessage(message, after.dropped.get(key, "superseded")))
+    for key, message in after.messages.items():
+        old = before.messages.get(key)
+        if old is message or old == message:
+            continue
+        if message.expires_at is not None and message.expires_at <= now and old is None:
+            actions.append(ExpireMessage(message, "expired_before_scheduling"))
+        else:
+            actions.append(ScheduleMessage(message))
+    return tuple(actions)
+
+
+@dataclass
+class _Work:
+    """The mutable state of one fold; frozen into a `Journey` at the end."""
+
+    flow: Flow
+    patient_id: str
+    flow_id: str
+    episodes: list[Episode]
+    messages: dict[str, ScheduledMessage]
+    dropped: dict[str, str]
+    patient: Patient | None
+    specs: Mapping[str, tuple[Stage, MessageSpec]] = field(default_factory=dict)
+
+    @classmethod
+    def resume(cls, journey: Journey, flow: Flow) -> _Work:
+        return cls(
+            flow=flow,
+            patient_id=journey.patient_id,
+            flow_id=journey.flow_id,
+            episodes=list(journey.episodes),
+            messages=dict(journey.messages),
+            dropped=dict(journey.dropped),
+            patient=journey.patient,
+            specs=_specs(flow),
+        )
+
+    def freeze(self, events: tuple[Event, ...]) -> Journey:
+        return Journey(
+            patient_id=self.patient_id,
+            flow_id=self.flow_id,
+            events=events,
+            episodes=tuple(self.episodes),
+            messages=self.messages,
+            dropped=self.dropped,
+            patient=self.patient,
+        )
+
+    # -- one event -----------------------------------------------------------
+
+    def step(self, event: Event) -> None:
+        self.patient = event.patient
+        has_subject = event.appointment is not None or event.encounter is not None
+        index = self._owner(event)
+        if index is None:
+            index = self._mover(event)
+        if index is None and self._starts(event):
+            index = self._open(event)
+        if index is None and not has_subject:
+            self._exit_all(event)
+            index = self._latest_active()
+        if index is None:
+            return
+        self._apply(index, event)
+
+    def _owner(self, event: Event) -> int | None:
+        for i in range(len(self.episodes) - 1, -1, -1):
+            episode = self.episodes[i]
+            if episode.status is EpisodeStatus.EXITED:
+                continue
+            if event.appointment is not None and event.appointment.id in episode.appointments:
+                return i
+            if event.encounter is not None and event.encounter.id in episode.encounters:
+                return i
+        return None
+
+    def _mover(self, event: Event) -> int | None:
+        for i in range(len(self.episodes) - 1, -1, -1):
+            episode = self.episodes[i]
+            if episode.status is EpisodeStatus.ACTIVE and self._target(episode, event) is not None:
+                return i
+        return None
+
+    def _latest_active(self) -> int | None:
+        for i in range(len(self.episodes) - 1, -1, -1):
+            if self.episodes[i].status is EpisodeStatus.ACTIVE:
+                return i
+        return None
+
+    def _starts(self, event: Event) -> bool:
+        return any(t.matches(event) for t in self.flow.starts_on)
+
+    def _open(self, event: Event) -> int:
+        digest = hashlib.blake2b(
+            f"{self.patient_id}\x1f{self.flow_id}\x1f{event.id}".encode(), digest_size=6
+        ).hexdigest()
+        self.episodes.append(
+            Episode(
+                id=f"ep-{digest}",
+                started_at=event.occurred_at,
+                stage_id=None,
+                stage_entered_at=event.occurred_at,
+            )
+        )
+        return len(self.episodes) - 1
+
+    def _exit_all(self, event: Event) -> None:
+        for exit_ in self.flow.exits:
+            if exit_.trigger.matches(event):
+                for i, episode in enumerate(self.episodes):
+                    if episode.status is EpisodeStatus.ACTIVE:
+                        self._end(i, event, exit_.outcome)
+                return
+
+    def _target(self, episode: Episode, event: Event) -> Stage | None:
+        current = self.flow.stage_index[episode.stage_id] if episode.stage_id else None
+        for j, stage in enumerate(self.flow.stages):
+            for trigger in stage.enter_on:
+                if not trigger.matches(event):
+                    continue
+                sources = trigger.sources
+                if episode.status is EpisodeStatus.COMPLETED and (
+                    not sources or ANY_STAGE in sources
+                ):
+                    allowed = False  # only an explicit `from` leads out of a final stage
+                elif current is None:
+                    allowed = not sources or ANY_STAGE in sources
+                elif not sources:
+                    allowed = j > current
+                elif ANY_STAGE in sources:
+                    allowed = j != current
+                else:
+                    allowed = episode.stage_id in sources
+                if allowed:
+                    return stage
+        return None
+
+    def _apply(self, index: int, event: Event) -> None:
+        episode = self._track_subjects(index, event)
+        seen_before = episode.events
+        episode = replace(episode, events=(*episode.events, event))
+        self.episodes[index] = episode
+        # What this event makes pointless goes first, so that what it starts survives.
+        for message in self._pending(episode.id):
+            _, spec = self.specs[message.message_id]
+            if any(t.matches(event) for t in spec.cancel_on):
+                self._drop(message, f"cancel_on:{event.type.value}")
+        target = self._target(episode, event)
+        if target is not None:
+            self._enter(index, target, event, seen_before)
+        else:
+            for exit_ in self.flow.exits:
+                if exit_.trigger.matches(event):
+                    self._end(index, event, exit_.outcome)
+                    return
+        episode = self.episodes[index]
+        if episode.stage_id is not None:
+            stage = self.flow.stage(episode.stage_id)
+            for spec in stage.messages:
+                if any(t.matches(event) for t in spec.send_on):
+                    self._schedule(index, stage, spec, event, seen_before)
+
+    def _track_subjects(self, index: int, event: Event) -> Episode:
+        episode = self.episodes[index]
+        if event.appointment is not None:
+            appointment = event.appointment
+            known = episode.appointments.get(appointment.id)
+            start = appointment.start or (known.start if known else None)
+            status = _APPOINTMENT_STATUS.get(event.type, known.status if known else "booked")
+            state = AppointmentState(
+                appointment.id,
+                start,
+                status,
+                appointment.service or (known.service if known else None),
+            )
+            episode = replace(
+                episode,
+                appointments={**episode.appointments, appointment.id: state},
+                appointment_id=appointment.id,
+            )
+            self.episodes[index] = episode
+            if known is not None and known.start != start:
+                self._retime(
+                    index, lambda m: m.appointment_id == appointment.id, "rescheduled", event
+                )
+            if status in _APPOINTMENT_OVER and (known is None or known.status != status):
+                self._drop_waiting_for(episode.id, appointment.id, status)
+        if event.encounter is not None:
+            encounter = event.encounter
+            seen = episode.encounters.get(encounter.id)
+            enc = EncounterState(
+                encounter.id,
+                encounter.admitted_at or (seen.admitted_at if seen else None),
+                encounter.discharged_at or (seen.discharged_at if seen else None),
+            )
+            episode = replace(
+                episode,
+                encounters={**episode.encounters, encounter.id: enc},
+                encounter_id=encounter.id,
+            )
+            self.episodes[index] = episode
+            if seen is not None and seen != enc:
+                self._retime(
+                    index, lambda m: m.encounter_id == encounter.id, "encounter_updated", event
+                )
+        return self.episodes[index]
+
+    def _enter(
+        self, index: int, stage: Stage, event: Event, seen_before: tuple[Event, ...]
+    ) -> None:
+        episode = self.episodes[index]
+        visit = StageVisit(stage.id, event.occurred_at, event.id)
+        episode = replace(
+            episode,
+            stage_id=stage.id,
+            stage_entered_at=event.occurred_at,
+            history=(*episode.history, visit),
+            status=EpisodeStatus.COMPLETED if stage.final else EpisodeStatus.ACTIVE,
+            outcome="completed" if stage.final else None,
+            ended_at=event.occurred_at if stage.final else None,
+        )
+        self.episodes[index] = episode
+        for spec in stage.messages:
+            if not spec.send_on:
+                self._schedule(index, stage, spec, event, seen_before)
+
+    def _end(self, index: int, event: Event, outcome: str) -> None:
+        episode = self.episodes[index]
+        self.episodes[index] = replace(
+            episode,
+            status=EpisodeStatus.EXITED,
+            outcome=outcome,
+            ended_at=event.occurred_at,
+        )
+        for message in self._pending(episode.id):
+            self._drop(message, f"journey_exited:{outcome}")
+
+    # -- scheduled messages --------------------------------------------------
+
+    def _pending(self, episode_id: str) -> list[ScheduledMessage]:
+        return [m for m in self.messages.values() if m.episode_id == episode_id]
+
+    def _drop(self, message: ScheduledMessage, reason: str) -> None:
+        del self.messages[message.key]
+        self.dropped[message.key] = reason
+
+    def _drop_waiting_for(self, episode_id: str, appointment_id: str, status: str) -> None:
+        """Drop what an appointment that is over makes pointless.
+
+        A cancellation drops everything tied to the appointment; a check-in,
+        completion or no-show drops what waits for its start (reminders, and
+        messages that expire at the start).
+        """
+        for message in self._pending(episode_id):
+            if message.appointment_id != appointment_id:
+                continue
+            _, spec = self.specs[message.message_id]
+            if status == "cancelled" or _waits_for_appointment(spec):
+                self._drop(message, f"appointment_{status}")
+
+    def _retime(
+        self, index: int, affected: Callable[[ScheduledMessage], bool], reason: str, event: Event
+    ) -> None:
+        """Recompute what is timed from an appointment or encounter that changed.
+
+        A message whose due time moves gets a new key (the old one is dropped
+        with `reason`); one whose expiry alone moves keeps its key.
+        """
+        episode = self.episodes[index]
+        for message in self._pending(episode.id):
+            if not affected(message):
+                continue
+            _, spec = self.specs[message.message_id]
+            zone = ZoneInfo(message.timezone)
+            due = message.due_at
+            if spec.timing.anchor in _SUBJECT_ANCHORS:
+                anchor_at = _subject_time(episode, spec.timing.anchor, message)
+                if anchor_at is None:
+                    continue
+                due = spec.timing.resolve(anchor_at, zone)
+            expires = message.expires_at
+            if spec.expiry is not None and spec.expiry.anchor in _SUBJECT_ANCHORS:
+                expiry_at = _subject_time(episode, spec.expiry.anchor, message)
+                expires = spec.expiry.resolve(expiry_at, zone) if expiry_at else None
+            if due == message.due_at:
+                if expires != message.expires_at:
+                    self.messages[message.key] = replace(message, expires_at=expires)
+                continue
+            moved = replace(message, due_at=due, expires_at=expires, created_by=event.id)
+            moved = replace(moved, key=_key(moved))
+            self._drop(message, reason)
+            self.messages[moved.key] = moved
+
+    def _schedule(
+        self,
+        index: int,
+        stage: Stage,
+        spec: MessageSpec,
+        event: Event,
+        seen_before: tuple[Event, ...],
+    ) -> None:
+        if not all(c.holds(event) for c in spec.conditions):
+            return
+        if any(t.matches(e) for e in seen_before for t in spec.cancel_on):
+            return
+        episode = self.episodes[index]
+        anchor_at = _anchor_time(episode, spec.timing.anchor, event)
+        if anchor_at is None:
+            return  # the anchor is not known (no appointment start yet): nothing to time it by
+        zone_name = event.patient.timezone or self.flow.timezone
+        zone = ZoneInfo(zone_name)
+        due = spec.timing.resolve(anchor_at, zone)
+        expires = None
+        if spec.expiry is not None:
+            expiry_at = _anchor_time(episode, spec.expiry.anchor, event)
+            expires = spec.expiry.resolve(expiry_at, zone) if expiry_at else None
+        recipients = [Recipient(self.patient_id)]
+        if spec.topic is not None:
+            recipients += [
+                Recipient(self.patient_id, c.id)
+                for c in event.patient.caregivers
+                if spec.topic in c.receives
+            ]
+        for recipient in recipients:
+            message = ScheduledMessage(
+                key="",
+                flow_id=self.flow.id,
+                flow_version=self.flow.version,
+                episode_id=episode.id,
+                stage_id=stage.id,
+                message_id=spec.id,
+                template=spec.template,
+                channels=spec.channels,
+                recipient=recipient,
+                due_at=due,
+                expires_at=expires,
+                anchor=spec.timing.anchor,
+                created_by=event.id,
+                timezone=zone_name,
+                appointment_id=episode.appointment_id,
+                encounter_id=episode.encounter_id,
+                topic=spec.topic,
+                essential=spec.essential,
+                window=spec.window,
+            )
+            message = replace(message, key=_key(message))
+            self.messages[message.key] = message
+
+
+def _anchor_time(episode: Episode, anchor: Anchor, event: Event) -> datetime | None:
+    """The instant of `anchor` for a message that `event` schedules in `episode`."""
+    if anchor is Anchor.STAGE_ENTERED:
+        return episode.stage_entered_at
+    if anchor is Anchor.EVENT_OCCURRED_AT:
+        return event.occurred_at
+    return _subject_time(episode, anchor, episode)
+
+
+def _subject_time(
+    episode: Episode, anchor: Anchor, subject: Episode | ScheduledMessage
+) -> datetime | None:
+    """The instant of an appointment or encounter anchor, for the subject's appointment."""
+    if anchor is Anchor.APPOINTMENT_START:
+        appointment = episode.appointments.get(subject.appointment_id or "")
+        return appointment.start if appointment else None
+    encounter = episode.encounters.get(subject.encounter_id or "")
+    if encounter is None:
+        return None
+    return (
+        encounter.admitted_at if anchor is Anchor.ENCOUNTER_ADMITTED_AT else encounter.discharged_at
+    )
+
+
+def _waits_for_appointment(spec: MessageSpec) -> bool:
+    timing, expiry = spec.timing, spec.expiry
+    before_start = timing.anchor is Anchor.APPOINTMENT_START and timing.offset.total_seconds() < 0
+    return before_start or (expiry is not None and expiry.anchor is Anchor.APPOINTMENT_START)
+
+
+def _key(message: ScheduledMessage) -> str:
+    """The idempotency key: flow version, message, recipient, creating event and due time."""
+    material = "\x1f".join(
+        (
+            message.flow_id,
+            str(message.flow_version),
+            message.recipient.patient_id,
+            message.recipient.caregiver_id or "",
+            message.message_id,
+            message.created_by,
+            message.due_at.isoformat(),
+        )
+    )
+    return hashlib.blake2b(material.encode(), digest_size=12).hexdigest()
+
+
+def _specs(flow: Flow) -> Mapping[str, tuple[Stage, MessageSpec]]:
+    return {spec.id: (stage, spec) for stage in flow.stages for spec in stage.messages}

@@ -1,0 +1,93 @@
+"""The orchestrator's exceptions, one tree under `OrchestratorError`.
+
+* OrchestratorError
+  * InputError        - an event, HL7 v2 message or FHIR resource is malformed
+  * FlowError         - a flow file is invalid (carries every problem found)
+  * TemplateError     - a message template is missing or does not render
+  * StoreError        - the store failed (translated from the driver)
+  * SendError         - a connector could not send
+    * TransientSendError  - worth retrying later
+    * PermanentSendError  - retrying cannot help; audited as failed
+
+Messages name where, what and what was expected, never a patient's value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "FlowError",
+    "FlowProblem",
+    "InputError",
+    "OrchestratorError",
+    "PermanentSendError",
+    "SendError",
+    "StoreError",
+    "TemplateError",
+    "TransientSendError",
+]
+
+
+class OrchestratorError(Exception):
+    """Root of every error the orchestrator raises on purpose."""
+
+
+class InputError(OrchestratorError):
+    """Raised when an inbound event cannot be accepted.
+
+    `where` names the input (event id, line number), `problems` the fields.
+    """
+
+    def __init__(self, where: str, problems: Sequence[str]) -> None:
+        self.where = where
+        self.problems = tuple(problems)
+        super().__init__(f"{where}: " + "; ".join(self.problems))
+
+
+@dataclass(frozen=True, slots=True)
+class FlowProblem:
+    """One problem in a flow file: where it is and what is wrong."""
+
+    file: str
+    path: str
+    message: str
+    line: int | None = None
+    column: int | None = None
+
+    def __str__(self) -> str:
+        place = self.file
+        if self.line is not None:
+            place += f":{self.line}"
+            if self.column is not None:
+                place += f":{self.column}"
+        return f"{place} {self.path}: {self.message}" if self.path else f"{place}: {self.message}"
+
+
+class FlowError(OrchestratorError):
+    """Raised when flow files are invalid; `problems` lists every one found."""
+
+    def __init__(self, problems: Sequence[FlowProblem]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class TemplateError(OrchestratorError):
+    """Raised when a message template is missing or fails to render."""
+
+
+class StoreError(OrchestratorError):
+    """Raised when the store fails; the driver's error is the cause."""
+
+
+class SendError(OrchestratorError):
+    """Raised by a connector that could not hand a message over."""
+
+
+class TransientSendError(SendError):
+    """A send that may succeed later (rate limit, timeout before sending, 5xx)."""
+
+
+class PermanentSendError(SendError):
+    """A send that cannot succeed (invalid number, rejected address)."""

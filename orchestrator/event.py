@@ -1,0 +1,134 @@
+"""The canonical event as core values: frozen dataclasses the engine reads.
+
+Parsing and validation of what arrives lives in `event_schema`; this module
+holds only the shapes and the few facts derived from them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+__all__ = [
+    "Appointment",
+    "Caregiver",
+    "Channel",
+    "Encounter",
+    "Event",
+    "EventType",
+    "JSONValue",
+    "Patient",
+]
+
+JSONValue = str | int | float | bool | None | list["JSONValue"] | dict[str, "JSONValue"]
+
+
+class EventType(StrEnum):
+    """Every event type of the canonical event v1, in care-lifecycle order.
+
+    The order breaks ties between events that occurred at the same instant
+    (a booking sorts before its cancellation).
+    """
+
+    REFERRAL_RECEIVED = "referral.received"
+    APPOINTMENT_BOOKED = "appointment.booked"
+    APPOINTMENT_RESCHEDULED = "appointment.rescheduled"
+    INTAKE_SENT = "intake.sent"
+    INTAKE_STARTED = "intake.started"
+    INTAKE_DOCUMENTS_MISSING = "intake.documents_missing"
+    INTAKE_COMPLETED = "intake.completed"
+    APPOINTMENT_CHECKED_IN = "appointment.checked_in"
+    APPOINTMENT_COMPLETED = "appointment.completed"
+    APPOINTMENT_NO_SHOW = "appointment.no_show"
+    APPOINTMENT_CANCELLED = "appointment.cancelled"
+    PATIENT_ADMITTED = "patient.admitted"
+    PATIENT_DISCHARGED = "patient.discharged"
+    PATIENT_UPDATED = "patient.updated"
+    MESSAGE_DELIVERED = "message.delivered"
+    MESSAGE_FAILED = "message.failed"
+    MESSAGE_REPLIED = "message.replied"
+    CONSENT_OPTED_OUT = "consent.opted_out"
+    CONSENT_OPTED_IN = "consent.opted_in"
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+
+_RANK = {t: i for i, t in enumerate(EventType)}
+
+
+class Channel(StrEnum):
+    SMS = "sms"
+    EMAIL = "email"
+
+
+@dataclass(frozen=True, slots=True)
+class Caregiver:
+    """A proxy who receives the message topics listed in `receives`."""
+
+    id: str
+    relationship: str | None = None
+    phone: str | None = None
+    email: str | None = None
+    language: str | None = None
+    receives: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Patient:
+    id: str
+    phone: str | None = None
+    email: str | None = None
+    language: str | None = None
+    timezone: str | None = None
+    preferred_channel: Channel | None = None
+    caregivers: tuple[Caregiver, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Appointment:
+    id: str
+    start: datetime | None = None
+    service: str | None = None
+    location: str | None = None
+    provider: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Encounter:
+    id: str
+    admitted_at: datetime | None = None
+    discharged_at: datetime | None = None
+    disposition: str | None = None
+    service: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One canonical event; `id` is its idempotency key."""
+
+    id: str
+    type: EventType
+    occurred_at: datetime
+    source: str
+    patient: Patient
+    appointment: Appointment | None = None
+    encounter: Encounter | None = None
+    attributes: Mapping[str, JSONValue] = field(default_factory=dict)
+
+    @property
+    def service(self) -> str | None:
+        """The service the event is about: appointment, encounter, else referral."""
+        if self.appointment is not None and self.appointment.service:
+            return self.appointment.service
+        if self.encounter is not None and self.encounter.service:
+            return self.encounter.service
+        value = self.attributes.get("service")
+        return value if isinstance(value, str) else None
+
+    def sort_key(self) -> tuple[datetime, int, str]:
+        """The order in which the engine folds events, whatever order they arrive in."""
+        return (self.occurred_at, self.type.rank, self.id)

@@ -1,0 +1,330 @@
+"""The canonical event v1 at the boundary: pydantic models, parsing, dumping.
+
+`parse_event` turns JSON (text, bytes or a decoded mapping) into the core
+`Event`, or raises `InputError` naming the event and every bad field without
+echoing the patient's values. Unknown fields are kept in `attributes` under
+their dotted path, never dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from .errors import InputError
+from .event import (
+    Appointment,
+    Caregiver,
+    Channel,
+    Encounter,
+    Event,
+    EventType,
+    JSONValue,
+    Patient,
+)
+
+__all__ = ["EventV1", "dump_event", "parse_event", "parse_event_json"]
+
+_LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def _aware(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("timestamp has no UTC offset; expected ISO 8601 with an offset or Z")
+    return value.astimezone(UTC)
+
+
+AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
+
+
+def _phone(value: str | None, info: ValidationInfo) -> str | None:
+    if value is None or value == "":
+        return None
+    region = (info.context or {}).get("default_region", "US")
+    try:
+        number = phonenumbers.parse(value, region)
+    except phonenumbers.NumberParseException:
+        raise ValueError("not a phone number") from None
+    if not phonenumbers.is_possible_number(number):
+        raise ValueError("not a possible phone number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _email(value: str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    if not _EMAIL.match(value):
+        raise ValueError("not an email address")
+    return value
+
+
+def _language(value: str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    if not _LANGUAGE.match(value):
+        raise ValueError("not a language tag such as 'en' or 'es-MX'")
+    primary, _, rest = value.partition("-")
+    return primary.lower() + ("-" + rest if rest else "")
+
+
+def _timezone(value: str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError("not an IANA time zone such as 'America/Chicago'") from None
+    return value
+
+
+class _Part(BaseModel):
+    """Base of the nested parts: unknown keys are collected, not rejected."""
+
+    model_config = ConfigDict(extra="allow", hide_input_in_errors=True, frozen=True)
+
+
+class CaregiverV1(_Part):
+    id: str = Field(min_length=1)
+    relationship: str | None = None
+    phone: str | None = None
+    email: str | None = None
+    language: str | None = None
+    receives: list[str] = Field(default_factory=list)
+
+    _check_phone = field_validator("phone")(_phone)
+    _check_email = field_validator("email")(_email)
+    _check_language = field_validator("language")(_language)
+
+
+class PatientV1(_Part):
+    id: str = Field(min_length=1)
+    phone: str | None = None
+    email: str | None = None
+    language: str | None = None
+    timezone: str | None = None
+    preferred_channel: Literal["sms", "email"] | None = None
+    caregivers: list[CaregiverV1] = Field(default_factory=list)
+
+    _check_phone = field_validator("phone")(_phone)
+    _check_email = field_validator("email")(_email)
+    _check_language = field_validator("language")(_language)
+    _check_timezone = field_validator("timezone")(_timezone)
+
+
+class AppointmentV1(_Part):
+    id: str = Field(min_length=1)
+    start: AwareDatetime | None = None
+    service: str | None = None
+    location: str | None = None
+    provider: str | None = None
+
+
+class EncounterV1(_Part):
+    id: str = Field(min_length=1)
+    admitted_at: AwareDatetime | None = None
+    discharged_at: AwareDatetime | None = None
+    disposition: str | None = None
+    service: str | None = None
+
+
+class EventV1(BaseModel):
+    """The canonical event, version 1, as DESIGN.md fixes it."""
+
+    model_config = ConfigDict(extra="allow", hide_input_in_errors=True, frozen=True)
+
+    id: str = Field(min_length=1, max_length=200)
+    type: EventType
+    occurred_at: AwareDatetime
+    source: str = Field(min_length=1)
+    patient: PatientV1
+    appointment: AppointmentV1 | None = None
+    encounter: EncounterV1 | None = None
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _needs_its_subject(self) -> EventV1:
+        kind = self.type.value.partition(".")[0]
+        if kind == "appointment" and self.appointment is None:
+            raise ValueError(f"an {self.type.value} event needs an 'appointment'")
+        if self.type in (EventType.PATIENT_ADMITTED, EventType.PATIENT_DISCHARGED):
+            if self.encounter is None:
+                raise ValueError(f"a {self.type.value} event needs an 'encounter'")
+        return self
+
+    def to_core(self) -> Event:
+        """Convert to the core `Event`, moving unknown fields into `attributes`."""
+        attributes: dict[str, JSONValue] = dict(self.attributes)
+        _collect_extra(self, "", attributes)
+        patient = self.patient
+        return Event(
+            id=self.id,
+            type=self.type,
+            occurred_at=self.occurred_at,
+            source=self.source,
+            patient=Patient(
+                id=patient.id,
+                phone=patient.phone,
+                email=patient.email,
+                language=patient.language,
+                timezone=patient.timezone,
+                preferred_channel=Channel(patient.preferred_channel)
+                if patient.preferred_channel
+                else None,
+                caregivers=tuple(
+                    Caregiver(
+                        id=c.id,
+                        relationship=c.relationship,
+                        phone=c.phone,
+                        email=c.email,
+                        language=c.language,
+                        receives=tuple(c.receives),
+                    )
+                    for c in patient.caregivers
+                ),
+            ),
+            appointment=Appointment(**_known(self.appointment)) if self.appointment else None,
+            encounter=Encounter(**_known(self.encounter)) if self.encounter else None,
+            attributes=attributes,
+        )
+
+
+def _known(part: BaseModel) -> dict[str, Any]:
+    return {name: getattr(part, name) for name in type(part).model_fields}
+
+
+def _collect_extra(model: BaseModel, prefix: str, into: dict[str, JSONValue]) -> None:
+    for key, value in (model.model_extra or {}).items():
+        into[prefix + key] = value
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, BaseModel):
+            _collect_extra(value, f"{prefix}{name}.", into)
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, BaseModel):
+                    _collect_extra(item, f"{prefix}{name}[{i}].", into)
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part.startswith("function-after") or part in ("str", "int"):
+            continue
+        else:
+            out += ("." if out else "") + part
+    return out or "(event)"
+
+
+def _problems(error: ValidationError) -> list[str]:
+    problems = []
+    for item in error.errors(include_input=False, include_url=False):
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "enum" and item["loc"] == ("type",):
+            message = "unknown event type; expected one of " + ", ".join(t.value for t in EventType)
+        problems.append(f"{_loc(item['loc'])}: {message}")
+    return problems
+
+
+def parse_event(data: Mapping[str, Any], *, default_region: str = "US") -> Event:
+    """Validate a decoded event and return the core `Event`.
+
+    Raises:
+        InputError: naming the event id (when there is one) and every bad field.
+    """
+    if not isinstance(data, Mapping):
+        raise InputError("event", ["expected a JSON object"])
+    event_id = data.get("id")
+    where = f"event {event_id}" if isinstance(event_id, str) and event_id else "event"
+    try:
+        model = EventV1.model_validate(data, context={"default_region": default_region})
+    except ValidationError as exc:
+        raise InputError(where, _problems(exc)) from None
+    return model.to_core()
+
+
+def parse_event_json(text: str | bytes, *, default_region: str = "US") -> Event:
+    """Decode one JSON document and validate it as an event."""
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(
+            "event", [f"not JSON ({exc.__class__.__name__} at position {getattr(exc, 'pos', '?')})"]
+        ) from None
+    return parse_event(data, default_region=default_region)
+
+
+def dump_event(event: Event) -> dict[str, JSONValue]:
+    """Return the event as canonical JSON-ready data (the inverse of `parse_event`)."""
+
+    def iso(value: datetime | None) -> str | None:
+        return value.isoformat() if value is not None else None
+
+    patient = event.patient
+    data: dict[str, JSONValue] = {
+        "id": event.id,
+        "type": event.type.value,
+        "occurred_at": iso(event.occurred_at),
+        "source": event.source,
+        "patient": {
+            "id": patient.id,
+            "phone": patient.phone,
+            "email": patient.email,
+            "language": patient.language,
+            "timezone": patient.timezone,
+            "preferred_channel": patient.preferred_channel.value
+            if patient.preferred_channel
+            else None,
+            "caregivers": [
+                {
+                    "id": c.id,
+                    "relationship": c.relationship,
+                    "phone": c.phone,
+                    "email": c.email,
+                    "language": c.language,
+                    "receives": list(c.receives),
+                }
+                for c in patient.caregivers
+            ],
+        },
+        "appointment": None,
+        "encounter": None,
+        "attributes": dict(event.attributes),
+    }
+    if event.appointment is not None:
+        a = event.appointment
+        data["appointment"] = {
+            "id": a.id,
+            "start": iso(a.start),
+            "service": a.service,
+            "location": a.location,
+            "provider": a.provider,
+        }
+    if event.encounter is not None:
+        e = event.encounter
+        data["encounter"] = {
+            "id": e.id,
+            "admitted_at": iso(e.admitted_at),
+            "discharged_at": iso(e.discharged_at),
+            "disposition": e.disposition,
+            "service": e.service,
+        }
+    return data

@@ -1,0 +1,209 @@
+"""Reading flow files from disk: YAML with positions, every problem at once.
+
+The shell side of flows: it opens files, keeps each field's line and column,
+runs the structural (`schema`) and whole-flow (`checks`) validation, and
+raises one `FlowError` listing every problem as `file:line:column path: what`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from ..errors import FlowError, FlowProblem
+from .checks import TemplateCatalog, check_flow
+from .model import Flow
+from .schema import FlowFile
+
+__all__ = ["FlowSet", "flow_paths", "load_flow", "load_flows"]
+
+Position = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class FlowSet:
+    """The flows of a directory, by id, with the file each came from."""
+
+    flows: Mapping[str, Flow]
+    files: Mapping[str, Path]
+
+
+def flow_paths(paths: Iterable[Path]) -> list[Path]:
+    """Expand directories into their `*.yaml` / `*.yml` files, sorted."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found += sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml"))
+        else:
+            found.append(path)
+    return found
+
+
+def load_flows(paths: Iterable[Path], templates: TemplateCatalog | None = None) -> FlowSet:
+    """Load and validate flow files (directories are expanded).
+
+    Raises:
+        FlowError: listing every problem in every file.
+    """
+    problems: list[FlowProblem] = []
+    flows: dict[str, Flow] = {}
+    files: dict[str, Path] = {}
+    for path in flow_paths(paths):
+        try:
+            flow = load_flow(path, templates)
+        except FlowError as exc:
+            problems += exc.problems
+            continue
+        if flow.id in flows:
+            problems.append(
+                FlowProblem(
+                    str(path), "id", f"flow '{flow.id}' is also defined in {files[flow.id]}"
+                )
+            )
+            continue
+        flows[flow.id] = flow
+        files[flow.id] = path
+    if problems:
+        raise FlowError(problems)
+    return FlowSet(flows, files)
+
+
+def load_flow(path: Path, templates: TemplateCatalog | None = None) -> Flow:
+    """Load one flow file.
+
+    Raises:
+        FlowError: listing every problem in the file.
+    """
+    name = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FlowError(
+            [FlowProblem(name, "", f"cannot read the file ({exc.__class__.__name__})")]
+        ) from exc
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise FlowError([FlowProblem(name, "", "the file is empty; expected a flow mapping")])
+        positions: dict[tuple[str | int, ...], Position] = {}
+        duplicates: list[FlowProblem] = []
+        _walk(node, (), positions, duplicates, name)
+        data = loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line, column = (mark.line + 1, mark.column + 1) if mark is not None else (None, None)
+        reason = getattr(exc, "problem", None) or str(exc)
+        raise FlowError([FlowProblem(name, "", f"not valid YAML: {reason}", line, column)]) from exc
+    finally:
+        loader.dispose()
+    if duplicates:
+        raise FlowError(duplicates)
+    if not isinstance(data, dict):
+        raise FlowError([FlowProblem(name, "", "expected a mapping at the top of the file", 1, 1)])
+
+    def problem(loc: tuple[str | int, ...], message: str) -> FlowProblem:
+        line, column = _position(positions, loc)
+        return FlowProblem(name, _format_loc(loc), message, line, column)
+
+    try:
+        model = FlowFile.model_validate(data)
+    except ValidationError as exc:
+        raise FlowError(
+            [problem(_clean_loc(e["loc"]), _message(e)) for e in exc.errors(include_url=False)]
+        ) from None
+    found = [problem(_parse_path(p), m) for p, m in check_flow(model, templates)]
+    if model.id != path.stem:
+        found.append(
+            problem(("id",), f"flow id '{model.id}' differs from the file name '{path.stem}'")
+        )
+    if found:
+        raise FlowError(found)
+    return model.to_core()
+
+
+def _walk(
+    node: yaml.Node,
+    path: tuple[str | int, ...],
+    positions: dict[tuple[str | int, ...], Position],
+    duplicates: list[FlowProblem],
+    name: str,
+) -> None:
+    positions.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key, value in node.value:
+            label = str(key.value)
+            child = (*path, label)
+            if label in seen:
+                duplicates.append(
+                    FlowProblem(
+                        name,
+                        _format_loc(child),
+                        "duplicate key",
+                        key.start_mark.line + 1,
+                        key.start_mark.column + 1,
+                    )
+                )
+            seen.add(label)
+            positions[child] = (key.start_mark.line + 1, key.start_mark.column + 1)
+            _walk(value, child, positions, duplicates, name)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _walk(item, (*path, i), positions, duplicates, name)
+
+
+def _position(
+    positions: Mapping[tuple[str | int, ...], Position], loc: tuple[str | int, ...]
+) -> Position:
+    while loc and loc not in positions:
+        loc = loc[:-1]
+    return positions.get(loc, (1, 1))
+
+
+def _clean_loc(loc: tuple[int | str, ...]) -> tuple[str | int, ...]:
+    # Drop pydantic's validator and union tags; keep field names and indexes.
+    return tuple(
+        part
+        for part in loc
+        if isinstance(part, int)
+        or not (part.startswith("function-") or part[:1].isupper() or part in _TAGS)
+    )
+
+
+_TAGS = frozenset({"str", "int", "bool", "float", "list", "dict", "none", "literal", "enum"})
+
+
+def _format_loc(loc: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + part
+    return out
+
+
+def _parse_path(path: str) -> tuple[str | int, ...]:
+    parts: list[str | int] = []
+    for piece in path.replace("]", "").replace("[", ".").split("."):
+        if piece:
+            parts.append(int(piece) if piece.isdigit() else piece)
+    return tuple(parts)
+
+
+def _message(error: Any) -> str:
+    kind = error["type"]
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "extra_forbidden":
+        return "unknown field"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    given = error.get("input")
+    if kind in ("enum", "literal_error", "string_pattern_mismatch") and isinstance(
+        given, str | int
+    ):
+        message += f", got '{given}'"
+    return message
