@@ -259,6 +259,8 @@ class _Work:
             _, spec = self.specs[message.message_id]
             if any(t.matches(event) for t in spec.cancel_on):
                 self._drop(message, f"cancel_on:{event.type.value}")
+            elif any(t.matches(event) for t in spec.unless):
+                self._drop(message, f"unless:{event.type.value}")
         target = self._target(episode, event)
         if target is not None:
             self._enter(index, target, event, seen_before)
@@ -415,7 +417,7 @@ class _Work:
     ) -> None:
         if not all(c.holds(event) for c in spec.conditions):
             return
-        if any(t.matches(e) for e in seen_before for t in spec.cancel_on):
+        if any(t.matches(e) for e in seen_before for t in spec.unless):
             return
         episode = self.episodes[index]
         anchor_at = _anchor_time(episode, spec.timing.anchor, event)

@@ -135,6 +135,7 @@ class MessageSpec:
     send_on: tuple[Trigger, ...] = ()
     conditions: tuple[Condition, ...] = ()
     cancel_on: tuple[Trigger, ...] = ()
+    unless: tuple[Trigger, ...] = ()
     expires: Timing | None = None
     window: tuple[time, time] | None = None
     topic: str | None = None
@@ -232,6 +233,7 @@ class Flow:
             for message in stage.messages:
                 types |= {t.event for t in message.send_on}
                 types |= {t.event for t in message.cancel_on}
+                types |= {t.event for t in message.unless}
         # Every flow follows its appointments and encounters, declared or not.
         types |= {
             EventType.APPOINTMENT_BOOKED,

@@ -173,7 +173,12 @@ class MessageModel(_Model):
         default_factory=dict, description="only if the event that schedules it matches"
     )
     cancel_on: list[TriggerField] = Field(
-        default_factory=list, description="events that make it pointless (also if already seen)"
+        default_factory=list, description="events that cancel it while it is pending"
+    )
+    unless: list[TriggerField] = Field(
+        default_factory=list,
+        description="facts that make it pointless: not scheduled if already seen in the episode, "
+        "cancelled if seen while pending (e.g. intake.completed)",
     )
     expires: TimingText | None = Field(None, description="never sent at or after this instant")
     window: WindowModel | None = None
@@ -199,6 +204,7 @@ class MessageModel(_Model):
             send_on=tuple(t.to_core() for t in self.send_on),
             conditions=tuple(_conditions(self.when)),
             cancel_on=tuple(t.to_core() for t in self.cancel_on),
+            unless=tuple(t.to_core() for t in self.unless),
             expires=parse_timing(self.expires) if self.expires else None,
             window=self.window.to_core() if self.window else None,
             topic=self.topic,

@@ -1,0 +1,143 @@
+"""`orchestrator simulate`: events through the engine on a virtual clock."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, TextIO
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from ..errors import FlowError, InputError
+from ..event import Event
+from ..event_schema import parse_event_json
+from ..flows.loader import load_flows
+from ..settings import Settings
+from ..simulate import DecisionRecord, simulate
+
+# Below this many lines a progress bar is noise.
+_PROGRESS_FROM_LINES = 2_000
+
+
+class OutputFormat(StrEnum):
+    JSON = "json"
+    TABLE = "table"
+
+
+def _parse_until(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"expected an ISO 8601 time with an offset, got {value!r}") from None
+    if parsed.tzinfo is None:
+        raise typer.BadParameter("--until needs a UTC offset, e.g. 2026-03-10T00:00:00Z")
+    return parsed
+
+
+def simulate_command(
+    events: Annotated[Path, typer.Option("--events", help="events, one JSON object per line", exists=True, dir_okay=False)],
+    flows_dir: Annotated[Path | None, typer.Option("--flows", help="flows directory")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="stop the virtual clock at this time")] = None,
+    output: Annotated[OutputFormat, typer.Option("--format", help="json lines or a table")] = OutputFormat.JSON,
+    strict: Annotated[bool, typer.Option("--strict", help="stop at the first malformed line")] = False,
+) -> None:
+    """Run events through the engine and the policies on a virtual clock; send nothing.
+
+    Prints one decision per line (JSON) or a table. Malformed lines are
+    reported on stderr with their line number; the rest still run, and the
+    exit status is 1 when any line was rejected.
+    """
+    settings = Settings()
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    stop = _parse_until(until)
+    try:
+        flows = load_flows([flows_dir or settings.flows]).flows
+    except FlowError as exc:
+        for problem in exc.problems:
+            err.print(str(problem), markup=False)
+        raise typer.Exit(2) from None
+    rejected: list[int] = []
+
+    def accepted(stream: TextIO) -> Iterator[Event]:
+        for number, line in enumerate(stream, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield parse_event_json(line, default_region=settings.default_region)
+            except InputError as exc:
+                err.print(f"{events}:{number}: {exc}", markup=False)
+                rejected.append(number)
+                if strict:
+                    return
+
+    with events.open(encoding="utf-8") as stream:
+        records = simulate(accepted(_progress(stream, events, err)), flows, stop)
+        if output is OutputFormat.JSON:
+            for record in records:
+                sys.stdout.write(json.dumps(record.as_json()) + "\n")
+        else:
+            out = Console()
+            if not out.is_terminal:
+                out = Console(width=200)  # a file or pipe: no terminal width to fit
+            out.print(_table(list(records)))
+    if rejected:
+        err.print(f"[red]{len(rejected)} line(s) rejected[/]" + (" (stopped at the first: --strict)" if strict else ""))
+        raise typer.Exit(1)
+
+
+def _progress(stream: TextIO, path: Path, err: Console) -> Iterator[str]:
+    if not err.is_terminal:
+        yield from stream
+        return
+    with path.open("rb") as counting:
+        total = sum(1 for _ in counting)
+    if total < _PROGRESS_FROM_LINES:
+        yield from stream
+        return
+    with Progress(console=err, transient=True) as progress:
+        task = progress.add_task("simulating", total=total)
+        for line in stream:
+            yield line
+            progress.advance(task)
+
+
+_STATUS_STYLE = {
+    "sent": "green",
+    "delivered": "green",
+    "scheduled": "cyan",
+    "cancelled": "yellow",
+    "suppressed": "magenta",
+    "expired": "magenta",
+    "failed": "red",
+}
+
+
+def _table(records: list[DecisionRecord]) -> Table:
+    table = Table(title=f"{len(records)} message decisions", show_lines=False)
+    for column in ("at (UTC)", "patient", "flow", "stage", "message", "to", "channel", "lang", "due (UTC)", "status", "reason"):
+        table.add_column(column, no_wrap=column in ("at (UTC)", "due (UTC)"))
+    for r in records:
+        style = _STATUS_STYLE.get(r.status, "")
+        table.add_row(
+            f"{r.at:%Y-%m-%d %H:%M}",
+            r.patient_id,
+            r.flow,
+            r.stage,
+            r.message,
+            r.recipient,
+            r.channel or "",
+            r.language or "",
+            f"{r.due_at:%Y-%m-%d %H:%M}",
+            f"[{style}]{r.status}[/]" if style else r.status,
+            r.reason or "",
+        )
+    return table

@@ -1,0 +1,25 @@
+"""Send-time policies: pure functions the dispatcher and the simulator call."""
+
+from .consent import ConsentRecord, contactable, may_contact, ordered_channels
+from .frequency_cap import within_cap
+from .gate import Defer, Expire, Send, SendContext, Suppress, Verdict, decide
+from .quiet_hours import in_window, next_allowed
+from .staleness import is_stale
+
+__all__ = [
+    "ConsentRecord",
+    "Defer",
+    "Expire",
+    "Send",
+    "SendContext",
+    "Suppress",
+    "Verdict",
+    "contactable",
+    "decide",
+    "in_window",
+    "is_stale",
+    "may_contact",
+    "next_allowed",
+    "ordered_channels",
+    "within_cap",
+]

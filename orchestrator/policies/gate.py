@@ -1,0 +1,84 @@
+"""The send-time gate: every policy, in order, for one due message.
+
+Staleness first (a pointless message is never sent), then consent and
+contact points (which channels are usable at all), then quiet hours and the
+send window (defer, or expire if the deferral outlives the message), then
+frequency caps (per channel, falling back to the next usable one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from ..event import Channel
+from ..flows.model import Flow
+from ..journey import ScheduledMessage
+from ..recipients import Contact, choose_language
+from .consent import ConsentRecord, contactable
+from .frequency_cap import within_cap
+from .quiet_hours import next_allowed
+from .staleness import is_stale
+
+__all__ = ["Defer", "Expire", "SendContext", "Send", "Suppress", "Verdict", "decide"]
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    channel: Channel
+    language: str
+    language_fallback: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Defer:
+    until: datetime
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Suppress:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Expire:
+    reason: str
+
+
+Verdict = Send | Defer | Suppress | Expire
+
+
+@dataclass(frozen=True, slots=True)
+class SendContext:
+    """What the gate needs to know about the recipient at send time."""
+
+    contact: Contact | None
+    consent: Mapping[Channel, ConsentRecord] = field(default_factory=dict)
+    sent_at: Mapping[Channel, Sequence[datetime]] = field(default_factory=dict)
+
+
+def decide(message: ScheduledMessage, flow: Flow, context: SendContext, now: datetime) -> Verdict:
+    """Whether, how and when a due message may go out at `now`."""
+    if is_stale(message, now):
+        return Expire("stale")
+    contact = context.contact
+    if contact is None:
+        return Suppress("no_recipient")
+    channels, why_not = contactable(message.channels, contact, context.consent)
+    if not channels:
+        return Suppress(why_not or "no_contact_point")
+    zone = ZoneInfo(contact.timezone or message.timezone)
+    allowed = next_allowed(now, zone, flow.quiet_hours, message.window)
+    if allowed > now:
+        if message.expires_at is not None and allowed >= message.expires_at:
+            return Expire("quiet_hours")
+        in_quiet = flow.quiet_hours.contains(now.astimezone(zone).time())
+        return Defer(allowed, "quiet_hours" if in_quiet else "send_window")
+    language, fallback = choose_language(contact.language, flow)
+    for channel in channels:
+        if message.essential or within_cap(context.sent_at.get(channel, ()), now, flow.frequency_caps.get(channel)):
+            return Send(channel, language, fallback)
+    return Suppress("frequency_cap")

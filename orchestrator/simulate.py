@@ -1,0 +1,226 @@
+"""The simulator: the engine and the send-time policies on a virtual clock.
+
+Events arrive in the order given; before each, the clock moves to the time
+it occurred and every message due by then is put through the gate at its
+due instant. Nothing is sent: each decision becomes a `DecisionRecord`.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from .actions import CancelMessage, ExpireMessage, ScheduleMessage
+from .clock import VirtualClock
+from .engine import advance, route
+from .event import Channel, Event, EventType, Patient
+from .flows.model import Flow
+from .journey import Journey, ScheduledMessage
+from .policies import ConsentRecord, Defer, Expire, Send, SendContext, Suppress, decide
+from .recipients import choose_language, contact_for
+
+__all__ = ["DecisionRecord", "Simulator", "simulate"]
+
+# A message deferred this many times in a row is expired: a guard, not a rule
+# (validation rejects windows that can never open).
+_MAX_DEFERRALS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRecord:
+    """One decision about one scheduled message; the simulate / audit line."""
+
+    at: datetime
+    patient_id: str
+    flow: str
+    flow_version: int
+    episode: str
+    stage: str
+    message: str
+    recipient: str
+    channel: str | None
+    language: str | None
+    template: str
+    due_at: datetime
+    status: str
+    reason: str | None
+    key: str
+
+    def as_json(self) -> dict[str, str | int | None]:
+        return {
+            "at": self.at.isoformat(),
+            "patient_id": self.patient_id,
+            "flow": self.flow,
+            "flow_version": self.flow_version,
+            "episode": self.episode,
+            "stage": self.stage,
+            "message": self.message,
+            "recipient": self.recipient,
+            "channel": self.channel,
+            "language": self.language,
+            "template": self.template,
+            "due_at": self.due_at.isoformat(),
+            "status": self.status,
+            "reason": self.reason,
+            "key": self.key,
+        }
+
+
+class Simulator:
+    """Runs events through the engine and the gate; sends nothing."""
+
+    def __init__(self, flows: Mapping[str, Flow], clock: VirtualClock) -> None:
+        self.flows = flows
+        self.clock = clock
+        self.journeys: dict[tuple[str, str], Journey] = {}
+        self._patients: dict[str, tuple[datetime, Patient]] = {}
+        self._consent: dict[tuple[str, str], dict[Channel, ConsentRecord]] = defaultdict(dict)
+        self._sent: dict[tuple[str, str], dict[Channel, list[datetime]]] = defaultdict(lambda: defaultdict(list))
+        self._pending: dict[str, ScheduledMessage] = {}
+        self._done: set[str] = set()
+        self._deferrals: dict[str, int] = defaultdict(int)
+        self._queue: list[tuple[datetime, int, str]] = []
+        self._seq = 0
+
+    def feed(self, event: Event) -> Iterator[DecisionRecord]:
+        """Dispatch what fell due before the event, move the clock to it, then apply it.
+
+        A message due at the very instant of the event waits for it: what the
+        event says (a cancellation) is known before that message goes out.
+        """
+        yield from self._dispatch_due(lambda due: due < event.occurred_at)
+        self.clock.move_to(event.occurred_at)
+        now = self.clock.now()
+        self._remember(event)
+        for flow in route(event, self.flows.values()):
+            key = (event.patient.id, flow.id)
+            journey = self.journeys.get(key) or Journey.start(event.patient.id, flow.id)
+            decision = advance(journey, event, flow, now)
+            self.journeys[key] = decision.journey
+            for action in decision.actions:
+                if isinstance(action, ScheduleMessage):
+                    if action.message.key in self._done:
+                        continue  # already decided; an update cannot call it back
+                    updated = action.message.key in self._pending
+                    yield self._schedule(action.message, now, "updated" if updated else None)
+                elif isinstance(action, CancelMessage):
+                    if self._pending.pop(action.message.key, None) is not None:
+                        self._done.add(action.message.key)
+                        yield self._record(action.message, now, "cancelled", action.reason)
+                elif isinstance(action, ExpireMessage):
+                    self._done.add(action.message.key)
+                    yield self._record(action.message, now, "expired", action.reason)
+
+    def run_until(self, until: datetime | None) -> Iterator[DecisionRecord]:
+        """Dispatch, in due order, every message due at or before `until` (all, if None)."""
+        yield from self._dispatch_due(lambda due: until is None or due <= until)
+        if until is not None:
+            self.clock.move_to(until)
+
+    def _dispatch_due(self, is_due: Callable[[datetime], bool]) -> Iterator[DecisionRecord]:
+        while self._queue and is_due(self._queue[0][0]):
+            due, _, key = heapq.heappop(self._queue)
+            message = self._pending.get(key)
+            if message is None or message.due_at != due:
+                continue  # cancelled, or rescheduled under a later heap entry
+            self.clock.move_to(due)
+            yield from self._dispatch(message)
+
+    def _dispatch(self, message: ScheduledMessage) -> Iterator[DecisionRecord]:
+        now = self.clock.now()
+        flow = self.flows[message.flow_id]
+        seen = self._patients.get(message.recipient.patient_id)
+        contact = contact_for(seen[1], message.recipient) if seen else None
+        who = (message.recipient.patient_id, str(message.recipient))
+        context = SendContext(contact, self._consent[who], self._sent[who])
+        verdict = decide(message, flow, context, now)
+        if isinstance(verdict, Defer):
+            self._deferrals[message.key] += 1
+            if self._deferrals[message.key] > _MAX_DEFERRALS:
+                verdict = Expire("never_allowed")
+            else:
+                yield self._schedule(replace(message, due_at=verdict.until), now, f"deferred:{verdict.reason}")
+                return
+        del self._pending[message.key]
+        self._done.add(message.key)
+        if isinstance(verdict, Send):
+            self._sent[who][verdict.channel].append(now)
+            reason = "language_fallback" if verdict.language_fallback else None
+            yield self._record(message, now, "sent", reason, verdict.channel.value, verdict.language)
+        elif isinstance(verdict, Suppress):
+            yield self._record(message, now, "suppressed", verdict.reason)
+        else:
+            yield self._record(message, now, "expired", verdict.reason)
+
+    def _schedule(self, message: ScheduledMessage, now: datetime, reason: str | None = None) -> DecisionRecord:
+        self._pending[message.key] = message
+        self._seq += 1
+        heapq.heappush(self._queue, (message.due_at, self._seq, message.key))
+        return self._record(message, now, "scheduled", reason)
+
+    def _remember(self, event: Event) -> None:
+        patient_id = event.patient.id
+        known = self._patients.get(patient_id)
+        if known is None or known[0] <= event.occurred_at:
+            self._patients[patient_id] = (event.occurred_at, event.patient)
+        if event.type in (EventType.CONSENT_OPTED_OUT, EventType.CONSENT_OPTED_IN):
+            granted = event.type is EventType.CONSENT_OPTED_IN
+            caregiver = event.attributes.get("caregiver_id")
+            recipient = f"caregiver:{caregiver}" if isinstance(caregiver, str) else "patient"
+            named = event.attributes.get("channel")
+            channels = [Channel(named)] if named in (c.value for c in Channel) else list(Channel)
+            book = self._consent[(patient_id, recipient)]
+            for channel in channels:
+                previous = book.get(channel)
+                if previous is None or previous.at <= event.occurred_at:
+                    book[channel] = ConsentRecord(channel, granted, event.occurred_at, event.source)
+
+    def _record(
+        self,
+        message: ScheduledMessage,
+        now: datetime,
+        status: str,
+        reason: str | None,
+        channel: str | None = None,
+        language: str | None = None,
+    ) -> DecisionRecord:
+        if language is None:
+            seen = self._patients.get(message.recipient.patient_id)
+            contact = contact_for(seen[1], message.recipient) if seen else None
+            if contact is not None:
+                language = choose_language(contact.language, self.flows[message.flow_id])[0]
+        return DecisionRecord(
+            at=now,
+            patient_id=message.recipient.patient_id,
+            flow=message.flow_id,
+            flow_version=message.flow_version,
+            episode=message.episode_id,
+            stage=message.stage_id,
+            message=message.message_id,
+            recipient=str(message.recipient),
+            channel=channel,
+            language=language,
+            template=message.template,
+            due_at=message.due_at,
+            status=status,
+            reason=reason,
+            key=message.key,
+        )
+
+
+def simulate(
+    events: Iterable[Event], flows: Mapping[str, Flow], until: datetime | None = None
+) -> Iterator[DecisionRecord]:
+    """Run a whole stream; the clock starts at the first event."""
+    simulator: Simulator | None = None
+    for event in events:
+        if simulator is None:
+            simulator = Simulator(flows, VirtualClock(event.occurred_at))
+        if until is not None and event.occurred_at > until:
+            break
+        yield from simulator.feed(event)
+    if simulator is not None:
+        yield from simulator.run_until(until)

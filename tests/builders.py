@@ -1,0 +1,169 @@
+"""Builders for test inputs: events and flows with sensible defaults.
+
+Only reserved numbers (+1 555 01xx) and example.org addresses appear here.
+"""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from orchestrator.event import Event
+from orchestrator.event_schema import parse_event
+from orchestrator.flows.model import Flow
+from orchestrator.flows.schema import FlowFile
+
+_ids = itertools.count(1)
+
+T0 = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
+
+
+def at(days: float = 0, hours: float = 0, minutes: float = 0) -> datetime:
+    """An instant relative to T0 (Monday 2026-03-02 14:00 UTC, 08:00 in Chicago)."""
+    return T0 + timedelta(days=days, hours=hours, minutes=minutes)
+
+
+def make_patient(
+    patient_id: str = "p-1",
+    *,
+    language: str | None = "en",
+    timezone: str | None = "America/Chicago",
+    phone: str | None = "+15555550101",
+    email: str | None = "patient@example.org",
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        "id": patient_id,
+        "phone": phone,
+        "email": email,
+        "language": language,
+        "timezone": timezone,
+        **extra,
+    }
+
+
+def make_event_data(
+    type: str = "appointment.booked",
+    *,
+    id: str | None = None,
+    occurred_at: datetime | None = None,
+    patient: dict[str, Any] | None = None,
+    appointment_id: str | None = "a-1",
+    start: datetime | None = None,
+    service: str = "cardiology.consult",
+    encounter: dict[str, Any] | None = None,
+    attributes: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The JSON-shaped canonical event."""
+    data: dict[str, Any] = {
+        "id": id or f"evt-{next(_ids)}",
+        "type": type,
+        "occurred_at": (occurred_at or T0).isoformat(),
+        "source": "test",
+        "patient": patient or make_patient(),
+        "attributes": attributes or {},
+    }
+    if appointment_id is not None and (type.startswith(("appointment.", "intake.")) or start):
+        data["appointment"] = {
+            "id": appointment_id,
+            "start": start.isoformat() if start else None,
+            "service": service,
+            "location": "Main Campus",
+        }
+    if encounter is not None:
+        data["encounter"] = {
+            k: v.isoformat() if isinstance(v, datetime) else v for k, v in encounter.items()
+        }
+    return data
+
+
+def make_event(type: str = "appointment.booked", **kwargs: Any) -> Event:
+    """A core `Event`; see `make_event_data` for the arguments."""
+    return parse_event(make_event_data(type, **kwargs))
+
+
+def make_flow(**overrides: Any) -> Flow:
+    """A small valid flow: booked (confirmation + reminders), visited (follow-up), rebooking."""
+    data: dict[str, Any] = {
+        "id": "test-flow",
+        "version": 1,
+        "title": "Test flow",
+        "timezone": "America/Chicago",
+        "languages": ["en", "es"],
+        "starts_on": [{"event": "appointment.booked", "service": "cardiology.*"}],
+        "stages": [
+            {
+                "id": "booked",
+                "name": "Booked",
+                "category": "access",
+                "enter_on": [
+                    "appointment.booked",
+                    {"event": "appointment.booked", "from": ["rebooking"]},
+                ],
+                "messages": [
+                    {
+                        "id": "confirmation",
+                        "template": "confirmation",
+                        "channels": ["sms", "email"],
+                        "at": "stage.entered",
+                        "expires": "appointment.start",
+                    },
+                    {
+                        "id": "intake_nudge",
+                        "template": "intake_nudge",
+                        "channels": ["sms"],
+                        "at": "stage.entered + 1d",
+                        "unless": ["intake.completed"],
+                    },
+                    {
+                        "id": "reminder_72h",
+                        "template": "reminder",
+                        "channels": ["sms", "email"],
+                        "at": "appointment.start - 72h",
+                        "cancel_on": ["appointment.checked_in"],
+                    },
+                    {
+                        "id": "reminder_24h",
+                        "template": "reminder",
+                        "channels": ["sms", "email"],
+                        "at": "appointment.start - 24h",
+                        "topic": "transport",
+                    },
+                ],
+            },
+            {
+                "id": "visited",
+                "name": "Visited",
+                "category": "follow_up",
+                "enter_on": ["appointment.completed"],
+                "final": True,
+                "messages": [
+                    {
+                        "id": "survey",
+                        "template": "survey",
+                        "channels": ["email"],
+                        "at": "stage.entered + 1d at 10:00",
+                    }
+                ],
+            },
+            {
+                "id": "rebooking",
+                "name": "Rebooking",
+                "category": "access",
+                "enter_on": [{"event": "appointment.cancelled", "from": ["booked"]}],
+                "messages": [
+                    {
+                        "id": "rebooking_nudge",
+                        "template": "rebooking",
+                        "channels": ["sms"],
+                        "at": "stage.entered + 1d at 10:00",
+                        "cancel_on": ["appointment.booked"],
+                    }
+                ],
+            },
+        ],
+        "exits": [{"event": "consent.opted_out", "outcome": "opted_out"}],
+    }
+    data.update(overrides)
+    return FlowFile.model_validate(data).to_core()
