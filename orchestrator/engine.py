@@ -10,8 +10,9 @@ Pure: no I/O and no clock; `now` is an argument. The rules the file keeps:
 2. The actions are the difference between the journey before and after:
    messages it now wants and did not (schedule), messages it wanted and no
    longer does (cancel, with the reason the fold recorded), stages entered,
-   episodes ended. A message that is already pointless at `now` is expired
-   rather than scheduled.
+   episodes ended. A new message that is already pointless at `now` is
+   expired rather than scheduled: past its expiry, or timed from an
+   appointment or encounter at a moment that has already passed.
 
 Within the fold, an event goes to one episode: the one that owns its
 appointment or encounter; else the latest active episode it moves to a new
@@ -24,8 +25,8 @@ from __future__ import annotations
 
 import hashlib
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -116,11 +117,69 @@ def _diff(before: Journey, after: Journey, flow: Flow, now: datetime) -> tuple[A
         old = before.messages.get(key)
         if old is message or old == message:
             continue
-        if message.expires_at is not None and message.expires_at <= now and old is None:
+        if old is None and message.expires_at is not None and message.expires_at <= now:
             actions.append(ExpireMessage(message, "expired_before_scheduling"))
+        elif old is None and message.anchor in _SUBJECT_ANCHORS and message.due_at < now:
+            # Its moment (72h before the visit, a day after discharge) passed before
+            # anyone knew of it; sent now it would say the wrong thing.
+            actions.append(ExpireMessage(message, "moment_passed"))
         else:
             actions.append(ScheduleMessage(message))
     return tuple(actions)
+
+
+@dataclass(slots=True)
+class _Draft:
+    """An episode while it is folded: mutable, frozen back into an `Episode`."""
+
+    id: str
+    started_at: datetime
+    stage_id: str | None
+    stage_entered_at: datetime
+    status: EpisodeStatus
+    outcome: str | None
+    appointments: dict[str, AppointmentState]
+    encounters: dict[str, EncounterState]
+    appointment_id: str | None
+    encounter_id: str | None
+    history: list[StageVisit]
+    events: list[Event]
+    ended_at: datetime | None
+
+    @classmethod
+    def thaw(cls, e: Episode) -> _Draft:
+        return cls(
+            e.id,
+            e.started_at,
+            e.stage_id,
+            e.stage_entered_at,
+            e.status,
+            e.outcome,
+            dict(e.appointments),
+            dict(e.encounters),
+            e.appointment_id,
+            e.encounter_id,
+            list(e.history),
+            list(e.events),
+            e.ended_at,
+        )
+
+    def freeze(self) -> Episode:
+        return Episode(
+            id=self.id,
+            started_at=self.started_at,
+            stage_id=self.stage_id,
+            stage_entered_at=self.stage_entered_at,
+            status=self.status,
+            outcome=self.outcome,
+            appointments=self.appointments,
+            encounters=self.encounters,
+            appointment_id=self.appointment_id,
+            encounter_id=self.encounter_id,
+            history=tuple(self.history),
+            events=tuple(self.events),
+            ended_at=self.ended_at,
+        )
 
 
 @dataclass
@@ -130,11 +189,10 @@ class _Work:
     flow: Flow
     patient_id: str
     flow_id: str
-    episodes: list[Episode]
+    episodes: list[_Draft]
     messages: dict[str, ScheduledMessage]
     dropped: dict[str, str]
     patient: Patient | None
-    specs: Mapping[str, tuple[Stage, MessageSpec]] = field(default_factory=dict)
 
     @classmethod
     def resume(cls, journey: Journey, flow: Flow) -> _Work:
@@ -142,11 +200,10 @@ class _Work:
             flow=flow,
             patient_id=journey.patient_id,
             flow_id=journey.flow_id,
-            episodes=list(journey.episodes),
+            episodes=[_Draft.thaw(e) for e in journey.episodes],
             messages=dict(journey.messages),
             dropped=dict(journey.dropped),
             patient=journey.patient,
-            specs=_specs(flow),
         )
 
     def freeze(self, events: tuple[Event, ...]) -> Journey:
@@ -154,7 +211,7 @@ class _Work:
             patient_id=self.patient_id,
             flow_id=self.flow_id,
             events=events,
-            episodes=tuple(self.episodes),
+            episodes=tuple(e.freeze() for e in self.episodes),
             messages=self.messages,
             dropped=self.dropped,
             patient=self.patient,
@@ -209,11 +266,13 @@ class _Work:
             f"{self.patient_id}\x1f{self.flow_id}\x1f{event.id}".encode(), digest_size=6
         ).hexdigest()
         self.episodes.append(
-            Episode(
-                id=f"ep-{digest}",
-                started_at=event.occurred_at,
-                stage_id=None,
-                stage_entered_at=event.occurred_at,
+            _Draft.thaw(
+                Episode(
+                    id=f"ep-{digest}",
+                    started_at=event.occurred_at,
+                    stage_id=None,
+                    stage_entered_at=event.occurred_at,
+                )
             )
         )
         return len(self.episodes) - 1
@@ -226,41 +285,42 @@ class _Work:
                         self._end(i, event, exit_.outcome)
                 return
 
-    def _target(self, episode: Episode, event: Event) -> Stage | None:
+    def _target(self, episode: _Draft, event: Event) -> Stage | None:
+        """The stage `event` moves `episode` to, if any: the first allowed one in flow order."""
         current = self.flow.stage_index[episode.stage_id] if episode.stage_id else None
-        for j, stage in enumerate(self.flow.stages):
-            for trigger in stage.enter_on:
-                if not trigger.matches(event):
-                    continue
-                sources = trigger.sources
-                if episode.status is EpisodeStatus.COMPLETED and (
-                    not sources or ANY_STAGE in sources
-                ):
-                    allowed = False  # only an explicit `from` leads out of a final stage
-                elif current is None:
-                    allowed = not sources or ANY_STAGE in sources
-                elif not sources:
-                    allowed = j > current
-                elif ANY_STAGE in sources:
-                    allowed = j != current
-                else:
-                    allowed = episode.stage_id in sources
-                if allowed:
-                    return stage
+        for j, stage, trigger in self.flow.entries.get(event.type, ()):
+            if not trigger.matches(event):
+                continue
+            sources = trigger.sources
+            anywhere = not sources or ANY_STAGE in sources
+            if episode.status is EpisodeStatus.COMPLETED:
+                allowed = (
+                    not anywhere and episode.stage_id in sources
+                )  # only explicitly out of a final stage
+            elif current is None:
+                allowed = anywhere
+            elif not sources:
+                allowed = j > current
+            elif ANY_STAGE in sources:
+                allowed = j != current
+            else:
+                allowed = episode.stage_id in sources
+            if allowed:
+                return stage
         return None
 
     def _apply(self, index: int, event: Event) -> None:
         episode = self._track_subjects(index, event)
-        seen_before = episode.events
-        episode = replace(episode, events=(*episode.events, event))
-        self.episodes[index] = episode
+        seen_before = tuple(episode.events)
+        episode.events.append(event)
         # What this event makes pointless goes first, so that what it starts survives.
-        for message in self._pending(episode.id):
-            _, spec = self.specs[message.message_id]
-            if any(t.matches(event) for t in spec.cancel_on):
-                self._drop(message, f"cancel_on:{event.type.value}")
-            elif any(t.matches(event) for t in spec.unless):
-                self._drop(message, f"unless:{event.type.value}")
+        if event.type in self.flow.cancelling_types:
+            for message in self._pending(episode.id):
+                _, spec = self.flow.specs[message.message_id]
+                if any(t.matches(event) for t in spec.cancel_on):
+                    self._drop(message, f"cancel_on:{event.type.value}")
+                elif any(t.matches(event) for t in spec.unless):
+                    self._drop(message, f"unless:{event.type.value}")
         target = self._target(episode, event)
         if target is not None:
             self._enter(index, target, event, seen_before)
@@ -269,14 +329,13 @@ class _Work:
                 if exit_.trigger.matches(event):
                     self._end(index, event, exit_.outcome)
                     return
-        episode = self.episodes[index]
-        if episode.stage_id is not None:
+        if episode.stage_id is not None and event.type in self.flow.sending_types:
             stage = self.flow.stage(episode.stage_id)
             for spec in stage.messages:
                 if any(t.matches(event) for t in spec.send_on):
                     self._schedule(index, stage, spec, event, seen_before)
 
-    def _track_subjects(self, index: int, event: Event) -> Episode:
+    def _track_subjects(self, index: int, event: Event) -> _Draft:
         episode = self.episodes[index]
         if event.appointment is not None:
             appointment = event.appointment
@@ -289,12 +348,8 @@ class _Work:
                 status,
                 appointment.service or (known.service if known else None),
             )
-            episode = replace(
-                episode,
-                appointments={**episode.appointments, appointment.id: state},
-                appointment_id=appointment.id,
-            )
-            self.episodes[index] = episode
+            episode.appointments[appointment.id] = state
+            episode.appointment_id = appointment.id
             if known is not None and known.start != start:
                 self._retime(
                     index, lambda m: m.appointment_id == appointment.id, "rescheduled", event
@@ -309,45 +364,33 @@ class _Work:
                 encounter.admitted_at or (seen.admitted_at if seen else None),
                 encounter.discharged_at or (seen.discharged_at if seen else None),
             )
-            episode = replace(
-                episode,
-                encounters={**episode.encounters, encounter.id: enc},
-                encounter_id=encounter.id,
-            )
-            self.episodes[index] = episode
+            episode.encounters[encounter.id] = enc
+            episode.encounter_id = encounter.id
             if seen is not None and seen != enc:
                 self._retime(
                     index, lambda m: m.encounter_id == encounter.id, "encounter_updated", event
                 )
-        return self.episodes[index]
+        return episode
 
     def _enter(
         self, index: int, stage: Stage, event: Event, seen_before: tuple[Event, ...]
     ) -> None:
         episode = self.episodes[index]
-        visit = StageVisit(stage.id, event.occurred_at, event.id)
-        episode = replace(
-            episode,
-            stage_id=stage.id,
-            stage_entered_at=event.occurred_at,
-            history=(*episode.history, visit),
-            status=EpisodeStatus.COMPLETED if stage.final else EpisodeStatus.ACTIVE,
-            outcome="completed" if stage.final else None,
-            ended_at=event.occurred_at if stage.final else None,
-        )
-        self.episodes[index] = episode
+        episode.stage_id = stage.id
+        episode.stage_entered_at = event.occurred_at
+        episode.history.append(StageVisit(stage.id, event.occurred_at, event.id))
+        episode.status = EpisodeStatus.COMPLETED if stage.final else EpisodeStatus.ACTIVE
+        episode.outcome = "completed" if stage.final else None
+        episode.ended_at = event.occurred_at if stage.final else None
         for spec in stage.messages:
             if not spec.send_on:
                 self._schedule(index, stage, spec, event, seen_before)
 
     def _end(self, index: int, event: Event, outcome: str) -> None:
         episode = self.episodes[index]
-        self.episodes[index] = replace(
-            episode,
-            status=EpisodeStatus.EXITED,
-            outcome=outcome,
-            ended_at=event.occurred_at,
-        )
+        episode.status = EpisodeStatus.EXITED
+        episode.outcome = outcome
+        episode.ended_at = event.occurred_at
         for message in self._pending(episode.id):
             self._drop(message, f"journey_exited:{outcome}")
 
@@ -370,7 +413,7 @@ class _Work:
         for message in self._pending(episode_id):
             if message.appointment_id != appointment_id:
                 continue
-            _, spec = self.specs[message.message_id]
+            _, spec = self.flow.specs[message.message_id]
             if status == "cancelled" or _waits_for_appointment(spec):
                 self._drop(message, f"appointment_{status}")
 
@@ -386,7 +429,7 @@ class _Work:
         for message in self._pending(episode.id):
             if not affected(message):
                 continue
-            _, spec = self.specs[message.message_id]
+            _, spec = self.flow.specs[message.message_id]
             zone = ZoneInfo(message.timezone)
             due = message.due_at
             if spec.timing.anchor in _SUBJECT_ANCHORS:
@@ -402,8 +445,8 @@ class _Work:
                 if expires != message.expires_at:
                     self.messages[message.key] = replace(message, expires_at=expires)
                 continue
-            moved = replace(message, due_at=due, expires_at=expires, created_by=event.id)
-            moved = replace(moved, key=_key(moved))
+            key = _key(self.flow, message.message_id, message.recipient, event.id, due)
+            moved = replace(message, key=key, due_at=due, expires_at=expires, created_by=event.id)
             self._drop(message, reason)
             self.messages[moved.key] = moved
 
@@ -439,7 +482,7 @@ class _Work:
             ]
         for recipient in recipients:
             message = ScheduledMessage(
-                key="",
+                key=_key(self.flow, spec.id, recipient, event.id, due),
                 flow_id=self.flow.id,
                 flow_version=self.flow.version,
                 episode_id=episode.id,
@@ -459,11 +502,10 @@ class _Work:
                 essential=spec.essential,
                 window=spec.window,
             )
-            message = replace(message, key=_key(message))
             self.messages[message.key] = message
 
 
-def _anchor_time(episode: Episode, anchor: Anchor, event: Event) -> datetime | None:
+def _anchor_time(episode: _Draft, anchor: Anchor, event: Event) -> datetime | None:
     """The instant of `anchor` for a message that `event` schedules in `episode`."""
     if anchor is Anchor.STAGE_ENTERED:
         return episode.stage_entered_at
@@ -473,7 +515,7 @@ def _anchor_time(episode: Episode, anchor: Anchor, event: Event) -> datetime | N
 
 
 def _subject_time(
-    episode: Episode, anchor: Anchor, subject: Episode | ScheduledMessage
+    episode: _Draft, anchor: Anchor, subject: _Draft | ScheduledMessage
 ) -> datetime | None:
     """The instant of an appointment or encounter anchor, for the subject's appointment."""
     if anchor is Anchor.APPOINTMENT_START:
@@ -493,21 +535,17 @@ def _waits_for_appointment(spec: MessageSpec) -> bool:
     return before_start or (expiry is not None and expiry.anchor is Anchor.APPOINTMENT_START)
 
 
-def _key(message: ScheduledMessage) -> str:
+def _key(flow: Flow, message_id: str, recipient: Recipient, created_by: str, due: datetime) -> str:
     """The idempotency key: flow version, message, recipient, creating event and due time."""
     material = "\x1f".join(
         (
-            message.flow_id,
-            str(message.flow_version),
-            message.recipient.patient_id,
-            message.recipient.caregiver_id or "",
-            message.message_id,
-            message.created_by,
-            message.due_at.isoformat(),
+            flow.id,
+            str(flow.version),
+            recipient.patient_id,
+            recipient.caregiver_id or "",
+            message_id,
+            created_by,
+            due.isoformat(),
         )
     )
     return hashlib.blake2b(material.encode(), digest_size=12).hexdigest()
-
-
-def _specs(flow: Flow) -> Mapping[str, tuple[Stage, MessageSpec]]:
-    return {spec.id: (stage, spec) for stage in flow.stages for spec in stage.messages}

@@ -39,7 +39,16 @@ from .event import (
     Patient,
 )
 
-__all__ = ["EventV1", "dump_event", "parse_event", "parse_event_json"]
+__all__ = [
+    "AppointmentV1",
+    "CaregiverV1",
+    "EncounterV1",
+    "EventV1",
+    "PatientV1",
+    "dump_event",
+    "parse_event",
+    "parse_event_json",
+]
 
 _LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -163,10 +172,16 @@ class EventV1(BaseModel):
         kind = self.type.value.partition(".")[0]
         if kind == "appointment" and self.appointment is None:
             raise ValueError(f"an {self.type.value} event needs an 'appointment'")
-        if self.type in (EventType.PATIENT_ADMITTED, EventType.PATIENT_DISCHARGED):
-            if self.encounter is None:
-                raise ValueError(f"a {self.type.value} event needs an 'encounter'")
+        admission = self.type in (EventType.PATIENT_ADMITTED, EventType.PATIENT_DISCHARGED)
+        if admission and self.encounter is None:
+            raise ValueError(f"a {self.type.value} event needs an 'encounter'")
         return self
+
+    def attribute_clashes(self) -> list[str]:
+        """Unknown fields that would land on a key `attributes` already has."""
+        extra: dict[str, JSONValue] = {}
+        _collect_extra(self, "", extra)
+        return sorted(set(extra) & set(self.attributes))
 
     def to_core(self) -> Event:
         """Convert to the core `Event`, moving unknown fields into `attributes`."""
@@ -258,6 +273,16 @@ def parse_event(data: Mapping[str, Any], *, default_region: str = "US") -> Event
         model = EventV1.model_validate(data, context={"default_region": default_region})
     except ValidationError as exc:
         raise InputError(where, _problems(exc)) from None
+    clashes = model.attribute_clashes()
+    if clashes:
+        raise InputError(
+            where,
+            [
+                f"{key}: an unknown field and attributes.{key} would both be kept under "
+                f"'{key}'; send one of them"
+                for key in clashes
+            ],
+        )
     return model.to_core()
 
 

@@ -32,7 +32,11 @@ def contact_for(patient: Patient, recipient: Recipient) -> Contact | None:
     """
     if recipient.caregiver_id is None:
         return Contact(
-            patient.phone, patient.email, patient.language, patient.timezone, patient.preferred_channel
+            patient.phone,
+            patient.email,
+            patient.language,
+            patient.timezone,
+            patient.preferred_channel,
         )
     for caregiver in patient.caregivers:
         if caregiver.id == recipient.caregiver_id:

@@ -78,10 +78,15 @@ class Simulator:
         self.journeys: dict[tuple[str, str], Journey] = {}
         self._patients: dict[str, tuple[datetime, Patient]] = {}
         self._consent: dict[tuple[str, str], dict[Channel, ConsentRecord]] = defaultdict(dict)
-        self._sent: dict[tuple[str, str], dict[Channel, list[datetime]]] = defaultdict(lambda: defaultdict(list))
+        self._sent: dict[tuple[str, str], dict[Channel, list[datetime]]] = defaultdict(
+            lambda: defaultdict(list)
+        )
         self._pending: dict[str, ScheduledMessage] = {}
         self._done: set[str] = set()
         self._deferrals: dict[str, int] = defaultdict(int)
+        # A deferral is the gate's, not the engine's: an engine update of the
+        # message (a new expiry) must not pull it back before its deferral.
+        self._not_before: dict[str, datetime] = {}
         self._queue: list[tuple[datetime, int, str]] = []
         self._seq = 0
 
@@ -124,7 +129,7 @@ class Simulator:
         while self._queue and is_due(self._queue[0][0]):
             due, _, key = heapq.heappop(self._queue)
             message = self._pending.get(key)
-            if message is None or message.due_at != due:
+            if message is None or self._due(message) != due:
                 continue  # cancelled, or rescheduled under a later heap entry
             self.clock.move_to(due)
             yield from self._dispatch(message)
@@ -142,24 +147,34 @@ class Simulator:
             if self._deferrals[message.key] > _MAX_DEFERRALS:
                 verdict = Expire("never_allowed")
             else:
-                yield self._schedule(replace(message, due_at=verdict.until), now, f"deferred:{verdict.reason}")
+                self._not_before[message.key] = verdict.until
+                yield self._schedule(message, now, f"deferred:{verdict.reason}")
                 return
         del self._pending[message.key]
         self._done.add(message.key)
         if isinstance(verdict, Send):
             self._sent[who][verdict.channel].append(now)
             reason = "language_fallback" if verdict.language_fallback else None
-            yield self._record(message, now, "sent", reason, verdict.channel.value, verdict.language)
+            yield self._record(
+                message, now, "sent", reason, verdict.channel.value, verdict.language
+            )
         elif isinstance(verdict, Suppress):
             yield self._record(message, now, "suppressed", verdict.reason)
         else:
             yield self._record(message, now, "expired", verdict.reason)
 
-    def _schedule(self, message: ScheduledMessage, now: datetime, reason: str | None = None) -> DecisionRecord:
+    def _schedule(
+        self, message: ScheduledMessage, now: datetime, reason: str | None = None
+    ) -> DecisionRecord:
         self._pending[message.key] = message
         self._seq += 1
-        heapq.heappush(self._queue, (message.due_at, self._seq, message.key))
-        return self._record(message, now, "scheduled", reason)
+        due = self._due(message)
+        heapq.heappush(self._queue, (due, self._seq, message.key))
+        return self._record(replace(message, due_at=due), now, "scheduled", reason)
+
+    def _due(self, message: ScheduledMessage) -> datetime:
+        deferred = self._not_before.get(message.key)
+        return max(message.due_at, deferred) if deferred else message.due_at
 
     def _remember(self, event: Event) -> None:
         patient_id = event.patient.id
@@ -171,7 +186,7 @@ class Simulator:
             caregiver = event.attributes.get("caregiver_id")
             recipient = f"caregiver:{caregiver}" if isinstance(caregiver, str) else "patient"
             named = event.attributes.get("channel")
-            channels = [Channel(named)] if named in (c.value for c in Channel) else list(Channel)
+            channels = [c for c in Channel if c.value == named] or list(Channel)
             book = self._consent[(patient_id, recipient)]
             for channel in channels:
                 previous = book.get(channel)

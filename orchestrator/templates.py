@@ -45,7 +45,11 @@ def sample_context(channel: Channel, language: str = "en") -> dict[str, Any]:
     """A context shaped like the dispatcher's, with typical values, for checks."""
     when, day, hour = _SAMPLE_DATES.get(language.partition("-")[0], _SAMPLE_DATES["en"])
     context: dict[str, Any] = {
-        "org": {"name": "Riverside Health", "phone": "+1 555 0100", "portal_url": "https://example.org"},
+        "org": {
+            "name": "Riverside Health",
+            "phone": "+1 555 0100",
+            "portal_url": "https://example.org",
+        },
         "appointment": {"when": when, "date": day, "time": hour, "location": "Main Campus, Bldg B"},
         "encounter": {"discharged_on": day},
         "recipient": {"is_caregiver": False, "relationship": None},
@@ -55,7 +59,10 @@ def sample_context(channel: Channel, language: str = "en") -> dict[str, Any]:
         },
     }
     if channel is Channel.EMAIL:
-        context["appointment"] |= {"provider": "Dr. Maria Fernanda Rivera", "service": "consultation"}
+        context["appointment"] |= {
+            "provider": "Dr. Maria Fernanda Rivera",
+            "service": "consultation",
+        }
     return context
 
 

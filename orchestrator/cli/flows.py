@@ -21,7 +21,9 @@ app = typer.Typer(help="Validate flow files and print their schema.", no_args_is
 @app.command("validate")
 def validate(
     paths: Annotated[list[Path] | None, typer.Argument(help="flow files or directories")] = None,
-    templates: Annotated[Path | None, typer.Option("--templates", help="templates directory")] = None,
+    templates: Annotated[
+        Path | None, typer.Option("--templates", help="templates directory")
+    ] = None,
     flows_dir: Annotated[Path | None, typer.Option("--flows", help="flows directory")] = None,
 ) -> None:
     """Validate flow files and the templates they use; exit 1 listing every problem."""

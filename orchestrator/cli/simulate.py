@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -37,18 +37,31 @@ def _parse_until(value: str | None) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise typer.BadParameter(f"expected an ISO 8601 time with an offset, got {value!r}") from None
+        raise typer.BadParameter(
+            f"expected an ISO 8601 time with an offset, got {value!r}"
+        ) from None
     if parsed.tzinfo is None:
         raise typer.BadParameter("--until needs a UTC offset, e.g. 2026-03-10T00:00:00Z")
     return parsed
 
 
 def simulate_command(
-    events: Annotated[Path, typer.Option("--events", help="events, one JSON object per line", exists=True, dir_okay=False)],
+    events: Annotated[
+        Path,
+        typer.Option(
+            "--events", help="events, one JSON object per line", exists=True, dir_okay=False
+        ),
+    ],
     flows_dir: Annotated[Path | None, typer.Option("--flows", help="flows directory")] = None,
-    until: Annotated[str | None, typer.Option("--until", help="stop the virtual clock at this time")] = None,
-    output: Annotated[OutputFormat, typer.Option("--format", help="json lines or a table")] = OutputFormat.JSON,
-    strict: Annotated[bool, typer.Option("--strict", help="stop at the first malformed line")] = False,
+    until: Annotated[
+        str | None, typer.Option("--until", help="stop the virtual clock at this time")
+    ] = None,
+    output: Annotated[
+        OutputFormat, typer.Option("--format", help="json lines or a table")
+    ] = OutputFormat.JSON,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="stop at the first malformed line")
+    ] = False,
 ) -> None:
     """Run events through the engine and the policies on a virtual clock; send nothing.
 
@@ -67,7 +80,7 @@ def simulate_command(
         raise typer.Exit(2) from None
     rejected: list[int] = []
 
-    def accepted(stream: TextIO) -> Iterator[Event]:
+    def accepted(stream: Iterable[str]) -> Iterator[Event]:
         for number, line in enumerate(stream, start=1):
             if not line.strip():
                 continue
@@ -90,7 +103,10 @@ def simulate_command(
                 out = Console(width=200)  # a file or pipe: no terminal width to fit
             out.print(_table(list(records)))
     if rejected:
-        err.print(f"[red]{len(rejected)} line(s) rejected[/]" + (" (stopped at the first: --strict)" if strict else ""))
+        err.print(
+            f"[red]{len(rejected)} line(s) rejected[/]"
+            + (" (stopped at the first: --strict)" if strict else "")
+        )
         raise typer.Exit(1)
 
 
@@ -123,7 +139,19 @@ _STATUS_STYLE = {
 
 def _table(records: list[DecisionRecord]) -> Table:
     table = Table(title=f"{len(records)} message decisions", show_lines=False)
-    for column in ("at (UTC)", "patient", "flow", "stage", "message", "to", "channel", "lang", "due (UTC)", "status", "reason"):
+    for column in (
+        "at (UTC)",
+        "patient",
+        "flow",
+        "stage",
+        "message",
+        "to",
+        "channel",
+        "lang",
+        "due (UTC)",
+        "status",
+        "reason",
+    ):
         table.add_column(column, no_wrap=column in ("at (UTC)", "due (UTC)"))
     for r in records:
         style = _STATUS_STYLE.get(r.status, "")

@@ -141,7 +141,7 @@ def _unreachable_stages(flow: FlowFile) -> list[Problem]:
 
 def _anchors_available(flow: FlowFile) -> list[Problem]:
     problems: list[Problem] = []
-    seen: set[EventType] = {t.event for t in flow.starts_on}
+    seen: set[EventType] = set()  # what enters this stage or an earlier one
     for i, stage in enumerate(flow.stages):
         seen |= {t.event for t in stage.enter_on}
         for j, message in enumerate(stage.messages):
@@ -172,14 +172,14 @@ def _timings_that_never_fire(flow: FlowFile) -> list[Problem]:
         due = parse_timing(message.at)
         if message.expires is not None:
             expiry = parse_timing(message.expires)
-            if due.anchor is expiry.anchor and due.at is None and expiry.at is None:
-                if due.offset >= expiry.offset:
-                    problems.append(
-                        (
-                            f"{path}.expires",
-                            f"it expires ({expiry}) no later than it is due ({due}), so it never fires",
-                        )
+            comparable = due.anchor is expiry.anchor and due.at is None and expiry.at is None
+            if comparable and due.offset >= expiry.offset:
+                problems.append(
+                    (
+                        f"{path}.expires",
+                        f"it expires ({expiry}) no later than it is due ({due}), so it never fires",
                     )
+                )
         if due.at is not None and quiet.contains(due.at) and message.window is None:
             problems.append(
                 (

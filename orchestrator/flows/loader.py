@@ -7,13 +7,14 @@ raises one `FlowError` listing every problem as `file:line:column path: what`.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from ..errors import FlowError, FlowProblem
 from .checks import TemplateCatalog, check_flow
@@ -55,16 +56,13 @@ def load_flows(paths: Iterable[Path], templates: TemplateCatalog | None = None) 
     files: dict[str, Path] = {}
     for path in flow_paths(paths):
         try:
-            flow = load_flow(path, templates)
+            flow, id_at = _load(path, templates)
         except FlowError as exc:
             problems += exc.problems
             continue
         if flow.id in flows:
-            problems.append(
-                FlowProblem(
-                    str(path), "id", f"flow '{flow.id}' is also defined in {files[flow.id]}"
-                )
-            )
+            message = f"flow '{flow.id}' is also defined in {files[flow.id]}"
+            problems.append(FlowProblem(str(path), "id", message, *id_at))
             continue
         flows[flow.id] = flow
         files[flow.id] = path
@@ -79,6 +77,25 @@ def load_flow(path: Path, templates: TemplateCatalog | None = None) -> Flow:
     Raises:
         FlowError: listing every problem in the file.
     """
+    return _load(path, templates)[0]
+
+
+class _FlowYAMLLoader(yaml.SafeLoader):
+    """Safe YAML whose mapping keys stay the text written.
+
+    YAML 1.1 reads a key such as `on:` or `yes:` as a boolean; a flow file
+    has no boolean keys, so the key keeps its text and a misspelt field is
+    reported by its name, where it is.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag == "tag:yaml.org,2002:bool":
+                key_node.tag = "tag:yaml.org,2002:str"
+        return super().construct_mapping(node, deep=deep)
+
+
+def _load(path: Path, templates: TemplateCatalog | None) -> tuple[Flow, Position]:
     name = str(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -86,7 +103,7 @@ def load_flow(path: Path, templates: TemplateCatalog | None = None) -> Flow:
         raise FlowError(
             [FlowProblem(name, "", f"cannot read the file ({exc.__class__.__name__})")]
         ) from exc
-    loader = yaml.SafeLoader(text)
+    loader = _FlowYAMLLoader(text)
     try:
         node = loader.get_single_node()
         if node is None:
@@ -102,8 +119,6 @@ def load_flow(path: Path, templates: TemplateCatalog | None = None) -> Flow:
         raise FlowError([FlowProblem(name, "", f"not valid YAML: {reason}", line, column)]) from exc
     finally:
         loader.dispose()
-    if duplicates:
-        raise FlowError(duplicates)
     if not isinstance(data, dict):
         raise FlowError([FlowProblem(name, "", "expected a mapping at the top of the file", 1, 1)])
 
@@ -111,20 +126,22 @@ def load_flow(path: Path, templates: TemplateCatalog | None = None) -> Flow:
         line, column = _position(positions, loc)
         return FlowProblem(name, _format_loc(loc), message, line, column)
 
+    # A duplicate key does not stop the checks: the later value is the one read.
     try:
         model = FlowFile.model_validate(data)
     except ValidationError as exc:
         raise FlowError(
-            [problem(_clean_loc(e["loc"]), _message(e)) for e in exc.errors(include_url=False)]
+            duplicates
+            + [problem(_clean_loc(e["loc"]), _message(e)) for e in exc.errors(include_url=False)]
         ) from None
-    found = [problem(_parse_path(p), m) for p, m in check_flow(model, templates)]
+    found = duplicates + [problem(_parse_path(p), m) for p, m in check_flow(model, templates)]
     if model.id != path.stem:
         found.append(
             problem(("id",), f"flow id '{model.id}' differs from the file name '{path.stem}'")
         )
     if found:
         raise FlowError(found)
-    return model.to_core()
+    return model.to_core(), _position(positions, ("id",))
 
 
 def _walk(
@@ -172,7 +189,7 @@ def _clean_loc(loc: tuple[int | str, ...]) -> tuple[str | int, ...]:
         part
         for part in loc
         if isinstance(part, int)
-        or not (part.startswith("function-") or part[:1].isupper() or part in _TAGS)
+        or not (part.startswith(("function-", "[")) or part[:1].isupper() or part in _TAGS)
     )
 
 
@@ -199,7 +216,7 @@ def _message(error: Any) -> str:
     if kind == "missing":
         return "required field is missing"
     if kind == "extra_forbidden":
-        return "unknown field"
+        return _unknown_field(_clean_loc(error["loc"]))
     message = str(error["msg"]).removeprefix("Value error, ")
     given = error.get("input")
     if kind in ("enum", "literal_error", "string_pattern_mismatch") and isinstance(
@@ -207,3 +224,37 @@ def _message(error: Any) -> str:
     ):
         message += f", got '{given}'"
     return message
+
+
+def _unknown_field(loc: tuple[str | int, ...]) -> str:
+    """Name the fields allowed where an unknown one was written, nearest first."""
+    allowed = _fields_at(loc[:-1])
+    if not allowed:
+        return "unknown field"
+    close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    return f"unknown field; {hint}expected one of {', '.join(allowed)}"
+
+
+def _fields_at(loc: tuple[str | int, ...]) -> list[str]:
+    model: type[BaseModel] = FlowFile
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = next((f for n, f in model.model_fields.items() if (f.alias or n) == part), None)
+        inner = _model_in(field.annotation) if field is not None else None
+        if inner is None:
+            return []
+        model = inner
+    return [field.alias or name for name, field in model.model_fields.items()]
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside an annotation such as `list[StageModel] | None`."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None

@@ -136,17 +136,15 @@ class MessageSpec:
     conditions: tuple[Condition, ...] = ()
     cancel_on: tuple[Trigger, ...] = ()
     unless: tuple[Trigger, ...] = ()
-    expires: Timing | None = None
+    expiry: Timing | None = None
     window: tuple[time, time] | None = None
     topic: str | None = None
     essential: bool = False
 
-    @property
-    def expiry(self) -> Timing | None:
-        """The explicit expiry, else the appointment start for pre-appointment reminders."""
-        if self.expires is not None:
-            return self.expires
-        if self.timing.anchor is Anchor.APPOINTMENT_START and self.timing.offset < timedelta(0):
+    @staticmethod
+    def default_expiry(timing: Timing) -> Timing | None:
+        """A reminder timed before an appointment expires when the appointment starts."""
+        if timing.anchor is Anchor.APPOINTMENT_START and timing.offset < timedelta(0):
             return Timing(Anchor.APPOINTMENT_START)
         return None
 
@@ -245,3 +243,31 @@ class Flow:
 
     def stage(self, stage_id: str) -> Stage:
         return self.stages[self.stage_index[stage_id]]
+
+    # Indexes the engine reads on every event; computed once per flow.
+
+    @cached_property
+    def specs(self) -> Mapping[str, tuple[Stage, MessageSpec]]:
+        """Every message by id, with its stage."""
+        return {spec.id: (stage, spec) for stage in self.stages for spec in stage.messages}
+
+    @cached_property
+    def entries(self) -> Mapping[EventType, tuple[tuple[int, Stage, Trigger], ...]]:
+        """Stage entry triggers by event type, in stage order."""
+        found: dict[EventType, list[tuple[int, Stage, Trigger]]] = {}
+        for i, stage in enumerate(self.stages):
+            for trigger in stage.enter_on:
+                found.setdefault(trigger.event, []).append((i, stage, trigger))
+        return {event: tuple(items) for event, items in found.items()}
+
+    @cached_property
+    def cancelling_types(self) -> frozenset[EventType]:
+        """Event types some message's `cancel_on` or `unless` names."""
+        return frozenset(
+            t.event for _, spec in self.specs.values() for t in (*spec.cancel_on, *spec.unless)
+        )
+
+    @cached_property
+    def sending_types(self) -> frozenset[EventType]:
+        """Event types some message's `send_on` names."""
+        return frozenset(t.event for _, spec in self.specs.values() for t in spec.send_on)

@@ -30,7 +30,21 @@ from .model import (
 )
 from .timing import parse_duration, parse_local_time, parse_timing
 
-__all__ = ["FlowFile", "flow_json_schema"]
+__all__ = [
+    "EnterTriggerField",
+    "EnterTriggerModel",
+    "ExitModel",
+    "FlowFile",
+    "FrequencyCapModel",
+    "MessageModel",
+    "QuietHoursModel",
+    "StageModel",
+    "SuccessMetricModel",
+    "TriggerField",
+    "TriggerModel",
+    "WindowModel",
+    "flow_json_schema",
+]
 
 _SLUG = r"^[a-z][a-z0-9_-]*$"
 _CONDITION_PATH = re.compile(
@@ -196,16 +210,19 @@ class MessageModel(_Model):
         return TriggerModel._known_paths(value)
 
     def to_core(self) -> MessageSpec:
+        timing = parse_timing(self.at)
         return MessageSpec(
             id=self.id,
             template=self.template,
             channels=tuple(self.channels),
-            timing=parse_timing(self.at),
+            timing=timing,
             send_on=tuple(t.to_core() for t in self.send_on),
             conditions=tuple(_conditions(self.when)),
             cancel_on=tuple(t.to_core() for t in self.cancel_on),
             unless=tuple(t.to_core() for t in self.unless),
-            expires=parse_timing(self.expires) if self.expires else None,
+            expiry=parse_timing(self.expires)
+            if self.expires
+            else MessageSpec.default_expiry(timing),
             window=self.window.to_core() if self.window else None,
             topic=self.topic,
             essential=self.essential,

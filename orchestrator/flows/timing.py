@@ -90,7 +90,8 @@ class Timing:
     def resolve(self, anchor_at: datetime, zone: ZoneInfo) -> datetime:
         """Return the UTC instant this timing names, given the anchor's instant."""
         if self.at is None:
-            return (anchor_at + self.offset).astimezone(UTC)
+            # In UTC: aware arithmetic in a local zone would add wall-clock hours.
+            return anchor_at.astimezone(UTC) + self.offset
         local = anchor_at.astimezone(zone)
         days = self.offset.days if self.offset >= timedelta(0) else -((-self.offset).days)
         remainder = self.offset - timedelta(days=days)

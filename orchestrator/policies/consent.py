@@ -48,7 +48,9 @@ def contactable(
     (`consent` if the recipient opted out, else `no_contact_point`).
     """
     usable = [
-        c for c in ordered_channels(channels, contact) if contact.address(c) and may_contact(consent, c)
+        c
+        for c in ordered_channels(channels, contact)
+        if contact.address(c) and may_contact(consent, c)
     ]
     if usable:
         return usable, None

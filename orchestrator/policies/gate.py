@@ -22,7 +22,7 @@ from .frequency_cap import within_cap
 from .quiet_hours import next_allowed
 from .staleness import is_stale
 
-__all__ = ["Defer", "Expire", "SendContext", "Send", "Suppress", "Verdict", "decide"]
+__all__ = ["Defer", "Expire", "Send", "SendContext", "Suppress", "Verdict", "decide"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,12 +73,15 @@ def decide(message: ScheduledMessage, flow: Flow, context: SendContext, now: dat
     zone = ZoneInfo(contact.timezone or message.timezone)
     allowed = next_allowed(now, zone, flow.quiet_hours, message.window)
     if allowed > now:
-        if message.expires_at is not None and allowed >= message.expires_at:
-            return Expire("quiet_hours")
         in_quiet = flow.quiet_hours.contains(now.astimezone(zone).time())
-        return Defer(allowed, "quiet_hours" if in_quiet else "send_window")
+        reason = "quiet_hours" if in_quiet else "send_window"
+        if message.expires_at is not None and allowed >= message.expires_at:
+            return Expire(reason)
+        return Defer(allowed, reason)
     language, fallback = choose_language(contact.language, flow)
     for channel in channels:
-        if message.essential or within_cap(context.sent_at.get(channel, ()), now, flow.frequency_caps.get(channel)):
+        if message.essential or within_cap(
+            context.sent_at.get(channel, ()), now, flow.frequency_caps.get(channel)
+        ):
             return Send(channel, language, fallback)
     return Suppress("frequency_cap")

@@ -7,7 +7,7 @@ a daylight-saving change neither shifts the hours nor loses a day.
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from ..flows.model import QuietHours
@@ -45,8 +45,16 @@ def next_allowed(
 
 
 def _next_wall_time(local: datetime, wall: time, zone: ZoneInfo) -> datetime:
-    """The next instant, after `local`, at which the clock in `zone` reads `wall`."""
-    today = local_time_of(local.date(), wall, zone)
-    if today > local:
-        return today
-    return local_time_of(local.date() + timedelta(days=1), wall, zone)
+    """The next instant, after `local`, at which the clock in `zone` reads `wall`.
+
+    A wall time that a fall-back change repeats counts twice: after its first
+    occurrence, its second is next.
+    """
+    for day in (local.date(), local.date() + timedelta(days=1)):
+        first = local_time_of(day, wall, zone)
+        if first > local:
+            return first
+        second = datetime.combine(day, wall, tzinfo=zone).replace(fold=1).astimezone(UTC)
+        if second > local and second.astimezone(zone).time() == wall:
+            return second
+    return local_time_of(local.date() + timedelta(days=2), wall, zone)

@@ -38,7 +38,9 @@ def scheduled(decision: Decision) -> dict[str, ScheduleMessage]:
 
 
 def cancelled(decision: Decision) -> dict[str, str]:
-    return {a.message.message_id: a.reason for a in decision.actions if isinstance(a, CancelMessage)}
+    return {
+        a.message.message_id: a.reason for a in decision.actions if isinstance(a, CancelMessage)
+    }
 
 
 def pending(decision: Decision) -> dict[str, list[str]]:
@@ -77,7 +79,9 @@ def test_same_event_id_twice_changes_nothing() -> None:
 
 def test_event_of_a_type_the_flow_ignores_changes_nothing() -> None:
     [first] = run([booked(occurred_at=at())])
-    decision = advance(first.journey, make_event("message.delivered", appointment_id=None), FLOW, at(1))
+    decision = advance(
+        first.journey, make_event("message.delivered", appointment_id=None), FLOW, at(1)
+    )
     assert decision.actions == ()
     assert decision.journey is first.journey
 
@@ -128,7 +132,10 @@ def test_rebooking_a_new_appointment_returns_to_booked_and_cancels_the_nudge() -
             booked(occurred_at=at()),
             make_event("appointment.cancelled", occurred_at=at(days=2)),
             make_event(
-                "appointment.booked", occurred_at=at(days=2, hours=3), appointment_id="a-2", start=new_start
+                "appointment.booked",
+                occurred_at=at(days=2, hours=3),
+                appointment_id="a-2",
+                start=new_start,
             ),
         ]
     )
@@ -198,7 +205,10 @@ def test_check_in_cancels_the_reminders_that_wait_for_the_visit() -> None:
 
 def test_completion_enters_the_final_stage_and_ends_the_episode() -> None:
     *_, decision = run(
-        [booked(occurred_at=at()), make_event("appointment.completed", occurred_at=START + timedelta(hours=1))]
+        [
+            booked(occurred_at=at()),
+            make_event("appointment.completed", occurred_at=START + timedelta(hours=1)),
+        ]
     )
     [end] = [a for a in decision.actions if isinstance(a, EndEpisode)]
     assert end.outcome == "completed"
@@ -231,7 +241,9 @@ def test_two_appointments_are_two_episodes_with_their_own_messages() -> None:
         ]
     )
     assert len(decision.journey.episodes) == 2
-    by_appointment = {m.appointment_id for m in decision.journey.messages.values() if m.stage_id == "booked"}
+    by_appointment = {
+        m.appointment_id for m in decision.journey.messages.values() if m.stage_id == "booked"
+    }
     assert by_appointment == {"a-1"}
 
 
@@ -244,7 +256,9 @@ def test_caregiver_receiving_the_topic_gets_a_copy() -> None:
     )
     [decision] = run([booked(occurred_at=at(), patient=patient)])
     recipients = sorted(
-        str(m.recipient) for m in decision.journey.messages.values() if m.message_id == "reminder_24h"
+        str(m.recipient)
+        for m in decision.journey.messages.values()
+        if m.message_id == "reminder_24h"
     )
     assert recipients == ["caregiver:c-1", "patient"]
 
@@ -252,7 +266,9 @@ def test_caregiver_receiving_the_topic_gets_a_copy() -> None:
 def test_message_already_pointless_when_decided_is_expired_not_scheduled() -> None:
     late = booked(occurred_at=at(), start=at(hours=1))
     decision = advance(Journey.start("p-1", FLOW.id), late, FLOW, at(hours=2))
-    expired = {a.message.message_id: a.reason for a in decision.actions if isinstance(a, ExpireMessage)}
+    expired = {
+        a.message.message_id: a.reason for a in decision.actions if isinstance(a, ExpireMessage)
+    }
     assert expired == {
         "confirmation": "expired_before_scheduling",
         "reminder_72h": "expired_before_scheduling",
@@ -277,8 +293,32 @@ def test_flow_version_is_part_of_the_key() -> None:
 
 
 def test_route_picks_the_flows_that_listen_to_the_event_type() -> None:
-    other = make_flow(id="other", starts_on=["referral.received"], stages=[
-        {"id": "referred", "name": "Referred", "category": "awareness", "enter_on": ["referral.received"]}
-    ])
-    assert [f.id for f in route(make_event("referral.received", appointment_id=None), [FLOW, other])] == ["other"]
+    other = make_flow(
+        id="other",
+        starts_on=["referral.received"],
+        stages=[
+            {
+                "id": "referred",
+                "name": "Referred",
+                "category": "awareness",
+                "enter_on": ["referral.received"],
+            }
+        ],
+    )
+    assert [
+        f.id for f in route(make_event("referral.received", appointment_id=None), [FLOW, other])
+    ] == ["other"]
     assert [f.id for f in route(booked(), [FLOW, other])] == ["test-flow", "other"]
+
+
+def test_reminder_whose_moment_passed_before_booking_is_expired_not_sent_late() -> None:
+    soon = at(days=2)
+    decision = advance(
+        Journey.start("p-1", FLOW.id), booked(occurred_at=at(), start=soon), FLOW, at()
+    )
+    expired = {
+        a.message.message_id: a.reason for a in decision.actions if isinstance(a, ExpireMessage)
+    }
+    assert expired == {"reminder_72h": "moment_passed"}
+    assert scheduled(decision)["reminder_24h"].message.due_at == soon - timedelta(hours=24)
+    assert "confirmation" in scheduled(decision)  # due now: a confirmation is never "late"

@@ -17,7 +17,13 @@ from tests.builders import make_event, make_flow, make_patient
 
 FLOW = make_flow()
 FLOWS = {FLOW.id: FLOW}
-ZONES = ["America/Chicago", "America/New_York", "America/Los_Angeles", "Europe/Madrid", "Australia/Sydney"]
+ZONES = [
+    "America/Chicago",
+    "America/New_York",
+    "America/Los_Angeles",
+    "Europe/Madrid",
+    "Australia/Sydney",
+]
 # Weeks around both US daylight-saving changes of 2026, and a quiet one.
 BASES = [
     datetime(2026, 3, 5, tzinfo=UTC),
@@ -43,7 +49,9 @@ def streams(draw: st.DrawFn) -> list[Event]:
     patient = make_patient(timezone=zone)
     minutes = st.integers(min_value=0, max_value=14 * 24 * 60)
     events: list[Event] = []
-    for n, appointment in enumerate(draw(st.lists(st.sampled_from(["a-1", "a-2"]), min_size=1, max_size=2, unique=True))):
+    for n, appointment in enumerate(
+        draw(st.lists(st.sampled_from(["a-1", "a-2"]), min_size=1, max_size=2, unique=True))
+    ):
         events.append(
             make_event(
                 "appointment.booked",
@@ -57,7 +65,11 @@ def streams(draw: st.DrawFn) -> list[Event]:
     for n in range(draw(st.integers(min_value=0, max_value=6))):
         kind = draw(st.sampled_from(KINDS))
         appointment = draw(st.sampled_from(["a-1", "a-2"]))
-        start = base + timedelta(days=3, minutes=draw(minutes)) if kind.endswith(("booked", "rescheduled")) else None
+        start = (
+            base + timedelta(days=3, minutes=draw(minutes))
+            if kind.endswith(("booked", "rescheduled"))
+            else None
+        )
         events.append(
             make_event(
                 kind,
@@ -88,12 +100,16 @@ def fold(events: list[Event], now: datetime) -> tuple[Journey, set[str]]:
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(stream=streams(), data=st.data())
-def test_any_reordering_or_duplication_gives_the_same_messages(stream: list[Event], data: st.DataObject) -> None:
+def test_any_reordering_or_duplication_gives_the_same_messages(
+    stream: list[Event], data: st.DataObject
+) -> None:
     now = datetime(2026, 1, 1, tzinfo=UTC)
     expected, expected_book = fold(stream, now)
     shuffled = data.draw(st.permutations(stream))
     repeats = data.draw(st.lists(st.sampled_from(stream), max_size=4))
-    positions = data.draw(st.lists(st.integers(0, len(shuffled)), min_size=len(repeats), max_size=len(repeats)))
+    positions = data.draw(
+        st.lists(st.integers(0, len(shuffled)), min_size=len(repeats), max_size=len(repeats))
+    )
     noisy = list(shuffled)
     for event, position in zip(repeats, positions, strict=True):
         noisy.insert(position, event)
@@ -116,7 +132,11 @@ def test_nothing_is_sent_for_an_appointment_while_it_is_cancelled(stream: list[E
                 appointment_of[action.message.key] = action.message.appointment_id
 
     def cancelled_at(appointment: str | None, instant: datetime) -> bool:
-        history = [e for e in stream if e.appointment and e.appointment.id == appointment and e.occurred_at <= instant]
+        history = [
+            e
+            for e in stream
+            if e.appointment and e.appointment.id == appointment and e.occurred_at <= instant
+        ]
         return bool(history) and history[-1].type.value == "appointment.cancelled"
 
     for record in simulate(stream, FLOWS):

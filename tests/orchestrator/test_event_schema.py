@@ -192,7 +192,9 @@ def test_national_phone_is_read_in_the_default_region_given() -> None:
     assert event.patient.phone == "+442079460958"
 
 
-@pytest.mark.parametrize("impossible", ["123", "+1 555 555 01", "not a number", "+1555555012345678"])
+@pytest.mark.parametrize(
+    "impossible", ["123", "+1 555 555 01", "not a number", "+1555555012345678"]
+)
 def test_impossible_phone_is_rejected_naming_patient_phone(impossible: str) -> None:
     message = problems_of(make_event_data(patient=make_patient(phone=impossible)))
 
@@ -233,7 +235,9 @@ def test_unknown_time_zone_is_rejected_naming_patient_timezone(zone: str) -> Non
     assert "IANA" in message
 
 
-@pytest.mark.parametrize(("written", "normalised"), [("ES", "es"), ("es-MX", "es-MX"), ("en", "en")])
+@pytest.mark.parametrize(
+    ("written", "normalised"), [("ES", "es"), ("es-MX", "es-MX"), ("en", "en")]
+)
 def test_language_tag_is_normalised(written: str, normalised: str) -> None:
     event = parse_event(make_event_data(patient=make_patient(language=written)))
 
@@ -418,3 +422,21 @@ def test_dumped_encounter_event_parses_back_to_an_equal_event() -> None:
     )
 
     assert parse_event(dump_event(event)) == event
+
+
+def test_unknown_field_clashing_with_a_declared_attribute_is_rejected_not_overwritten() -> None:
+    data = design_event()
+    data["attributes"] = {"campaign": "declared", "patient.mrn_hint": "declared-hint"}
+    data["campaign"] = "unknown-field"
+    data["patient"]["mrn_hint"] = "unknown-hint"
+
+    with pytest.raises(InputError) as caught:
+        parse_event(data)
+
+    assert caught.value.problems == (
+        "campaign: an unknown field and attributes.campaign would both be kept under "
+        "'campaign'; send one of them",
+        "patient.mrn_hint: an unknown field and attributes.patient.mrn_hint would both be kept "
+        "under 'patient.mrn_hint'; send one of them",
+    )
+    assert "unknown-field" not in str(caught.value)

@@ -1,0 +1,136 @@
+"""The pure core imports no I/O and never reads the clock (checked on the source)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "orchestrator"
+CORE = [
+    "actions.py",
+    "engine.py",
+    "errors.py",
+    "event.py",
+    "event_schema.py",
+    "journey.py",
+    "recipients.py",
+    "simulate.py",
+    "sms.py",
+    "flows/checks.py",
+    "flows/model.py",
+    "flows/schema.py",
+    "flows/timing.py",
+    "policies/__init__.py",
+    "policies/consent.py",
+    "policies/frequency_cap.py",
+    "policies/gate.py",
+    "policies/quiet_hours.py",
+    "policies/staleness.py",
+]
+STDLIB = {
+    "__future__",
+    "bisect",
+    "collections",
+    "dataclasses",
+    "datetime",
+    "enum",
+    "fnmatch",
+    "functools",
+    "hashlib",
+    "heapq",
+    "itertools",
+    "json",
+    "re",
+    "types",
+    "typing",
+    "zoneinfo",
+}
+# Parsing libraries allowed at the boundary of the core, and where.
+BOUNDARY = {"pydantic": {"event_schema.py", "flows/schema.py"}, "phonenumbers": {"event_schema.py"}}
+# Inside the package, the core may import only the core (and the virtual clock).
+CORE_MODULES = {c.removesuffix(".py").removesuffix("/__init__").replace("/", ".") for c in CORE} | {
+    "clock",
+    "flows",
+    "policies",
+}
+FORBIDDEN_CALLS = {
+    ("datetime", "now"),
+    ("datetime", "utcnow"),
+    ("date", "today"),
+    ("time", "time"),
+    ("time", "sleep"),
+}
+
+
+def _imports(root: Path, path: str) -> list[tuple[str, int]]:
+    tree = ast.parse((root / path).read_text())
+    package = path.rsplit("/", 1)[0].replace("/", ".") if "/" in path else ""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, 0) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level == 0:
+                found.append((node.module or "", 0))
+            else:
+                base = package.split(".") if package else []
+                base = base[: len(base) - (node.level - 1)] if node.level > 1 else base
+                target = ".".join([*base, *(node.module.split(".") if node.module else [])])
+                found.append((target, node.level))
+    return found
+
+
+def import_violations(root: Path, path: str) -> list[str]:
+    violations = []
+    for module, level in _imports(root, path):
+        top = module.split(".")[0]
+        if level:
+            if module not in CORE_MODULES and module != "":
+                violations.append(f"{path} imports .{module}, which is not core")
+        elif top in BOUNDARY:
+            if path not in BOUNDARY[top]:
+                violations.append(f"{path} imports {top}, allowed only in {sorted(BOUNDARY[top])}")
+        elif top not in STDLIB:
+            violations.append(f"{path} imports {module}")
+    return violations
+
+
+def clock_and_file_violations(root: Path, path: str) -> list[str]:
+    violations = []
+    for node in ast.walk(ast.parse((root / path).read_text())):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
+            if (func.value.id, func.attr) in FORBIDDEN_CALLS:
+                violations.append(f"{path}:{node.lineno} calls {func.value.id}.{func.attr}")
+        elif isinstance(func, ast.Name) and func.id in {"open", "print", "input"}:
+            violations.append(f"{path}:{node.lineno} calls {func.id}")
+    return violations
+
+
+@pytest.mark.parametrize("path", CORE)
+def test_core_module_imports_only_the_standard_library_and_the_core(path: str) -> None:
+    assert import_violations(PACKAGE, path) == []
+
+
+@pytest.mark.parametrize("path", CORE)
+def test_core_module_never_reads_the_wall_clock_or_opens_files(path: str) -> None:
+    assert clock_and_file_violations(PACKAGE, path) == []
+
+
+def test_the_checks_catch_io_imports_shell_imports_and_clock_reads(tmp_path: Path) -> None:
+    (tmp_path / "bad.py").write_text(
+        "import os\nfrom .templates import TemplateSet\nfrom datetime import datetime\n"
+        "def f():\n    return datetime.now(), open('x')\n"
+    )
+    assert import_violations(tmp_path, "bad.py") == [
+        "bad.py imports os",
+        "bad.py imports .templates, which is not core",
+    ]
+    assert clock_and_file_violations(tmp_path, "bad.py") == [
+        "bad.py:5 calls datetime.now",
+        "bad.py:5 calls open",
+    ]
