@@ -163,7 +163,14 @@ def make_flow(**overrides: Any) -> Flow:
                 ],
             },
         ],
-        "exits": [{"event": "consent.opted_out", "outcome": "opted_out"}],
+        # Opting out of one channel leaves the others; opting out of all ends the journey.
+        "exits": [
+            {
+                "event": "consent.opted_out",
+                "outcome": "opted_out",
+                "when": {"attributes.channel": [None, "all"]},
+            }
+        ],
     }
     data.update(overrides)
     return FlowFile.model_validate(data).to_core()

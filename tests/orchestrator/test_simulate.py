@@ -1,0 +1,113 @@
+"""The simulator: engine decisions and send-time policies on a virtual clock."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from orchestrator.flows.model import Flow
+from orchestrator.simulate import DecisionRecord, simulate
+from tests.builders import at, make_event, make_flow, make_patient
+
+FLOW = make_flow()
+START = at(days=8)
+
+
+def run(events: list, flow: Flow = FLOW, **kwargs: object) -> list[DecisionRecord]:
+    return list(simulate(events, {flow.id: flow}, **kwargs))  # type: ignore[arg-type]
+
+
+def outcome(records: list[DecisionRecord], message: str, recipient: str = "patient") -> DecisionRecord:
+    final = [r for r in records if r.message == message and r.recipient == recipient and r.status != "scheduled"]
+    assert final, f"no final decision for {message}"
+    return final[-1]
+
+
+def test_every_scheduled_message_reaches_a_final_decision() -> None:
+    records = run([make_event("appointment.booked", occurred_at=at(), start=START)])
+    keys = {r.key for r in records if r.status == "scheduled"}
+    final = {r.key for r in records if r.status in ("sent", "cancelled", "suppressed", "expired")}
+    assert keys == final
+
+
+def test_message_due_at_night_is_deferred_to_the_end_of_quiet_hours_local_time() -> None:
+    # Booked at 22:30 in Chicago (CST, UTC-6): the confirmation waits until 08:00.
+    booked_at = at(hours=14, minutes=30)  # 2026-03-03 04:30 UTC
+    records = run([make_event("appointment.booked", occurred_at=booked_at, start=START)])
+    deferred = [r for r in records if r.message == "confirmation" and r.reason == "deferred:quiet_hours"]
+    assert [r.due_at for r in deferred] == [at(days=1)]  # 2026-03-03 14:00 UTC = 08:00 CST
+    sent = outcome(records, "confirmation")
+    assert (sent.status, sent.at, sent.channel, sent.language) == ("sent", at(days=1), "sms", "en")
+
+
+def test_sms_after_opt_out_falls_back_to_email_and_without_email_is_suppressed() -> None:
+    opted_out = make_event(
+        "consent.opted_out", occurred_at=at(hours=1), appointment_id=None, attributes={"channel": "sms"}
+    )
+    records = run([make_event("appointment.booked", occurred_at=at(), start=START), opted_out])
+    assert outcome(records, "reminder_72h").channel == "email"
+    # The intake nudge is SMS only: nothing left to send it by.
+    nudge = outcome(records, "intake_nudge")
+    assert (nudge.status, nudge.reason) == ("suppressed", "consent")
+
+
+def test_opt_out_of_everything_ends_the_journey() -> None:
+    opted_out = make_event("consent.opted_out", occurred_at=at(hours=1), appointment_id=None)
+    records = run([make_event("appointment.booked", occurred_at=at(), start=START), opted_out])
+    assert {r.reason for r in records if r.status == "cancelled"} == {"journey_exited:opted_out"}
+    assert [r.message for r in records if r.status == "sent"] == ["confirmation"]
+
+
+def test_frequency_cap_suppresses_what_exceeds_it_but_not_essential_messages() -> None:
+    capped = make_flow(frequency_caps={"sms": {"limit": 1, "per": "7d"}})
+    patient = make_patient(email=None)
+    records = run([make_event("appointment.booked", occurred_at=at(), start=START, patient=patient)], capped)
+    assert outcome(records, "confirmation").status == "sent"
+    nudge = outcome(records, "intake_nudge")
+    assert (nudge.status, nudge.reason) == ("suppressed", "frequency_cap")
+
+
+def test_caregiver_copy_goes_to_the_caregiver_in_their_language() -> None:
+    patient = make_patient(
+        caregivers=[{"id": "c-1", "phone": "+15555550102", "language": "es", "receives": ["transport"]}]
+    )
+    records = run([make_event("appointment.booked", occurred_at=at(), start=START, patient=patient)])
+    copy = outcome(records, "reminder_24h", "caregiver:c-1")
+    assert (copy.status, copy.channel, copy.language) == ("sent", "sms", "es")
+
+
+def test_patient_language_missing_from_the_flow_falls_back_with_a_note() -> None:
+    patient = make_patient(language="fr")
+    records = run([make_event("appointment.booked", occurred_at=at(), start=START, patient=patient)])
+    sent = outcome(records, "confirmation")
+    assert (sent.language, sent.reason) == ("en", "language_fallback")
+
+
+def test_until_stops_the_clock_and_leaves_later_messages_scheduled() -> None:
+    records = run([make_event("appointment.booked", occurred_at=at(), start=START)], until=at(days=2))
+    assert {r.message for r in records if r.status == "sent"} == {"confirmation", "intake_nudge"}
+    assert all(r.at <= at(days=2) for r in records)
+
+
+def test_reschedule_between_sends_moves_the_reminders_the_patient_gets() -> None:
+    later = START + timedelta(days=3)
+    records = run(
+        [
+            make_event("appointment.booked", occurred_at=at(), start=START),
+            make_event("appointment.rescheduled", occurred_at=at(days=2), start=later),
+        ]
+    )
+    sent = {r.message: r.at for r in records if r.status == "sent"}
+    assert sent["reminder_24h"] == later - timedelta(hours=24)
+    assert sent["reminder_72h"] == later - timedelta(hours=72)
+
+
+def test_a_cancellation_at_the_instant_a_message_is_due_wins() -> None:
+    due = START - timedelta(hours=24)
+    records = run(
+        [
+            make_event("appointment.booked", occurred_at=at(), start=START),
+            make_event("appointment.cancelled", occurred_at=due),
+        ]
+    )
+    reminder = outcome(records, "reminder_24h")
+    assert (reminder.status, reminder.reason) == ("cancelled", "appointment_cancelled")
