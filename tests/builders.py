@@ -85,6 +85,11 @@ def make_event(type: str = "appointment.booked", **kwargs: Any) -> Event:
 
 def make_flow(**overrides: Any) -> Flow:
     """A small valid flow: booked (confirmation + reminders), visited (follow-up), rebooking."""
+    return FlowFile.model_validate(flow_data(**overrides)).to_core()
+
+
+def flow_data(**overrides: Any) -> dict[str, Any]:
+    """The flow-file data behind `make_flow`, for tests that write YAML."""
     data: dict[str, Any] = {
         "id": "test-flow",
         "version": 1,
@@ -173,4 +178,4 @@ def make_flow(**overrides: Any) -> Flow:
         ],
     }
     data.update(overrides)
-    return FlowFile.model_validate(data).to_core()
+    return data

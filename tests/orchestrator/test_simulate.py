@@ -16,8 +16,14 @@ def run(events: list, flow: Flow = FLOW, **kwargs: object) -> list[DecisionRecor
     return list(simulate(events, {flow.id: flow}, **kwargs))  # type: ignore[arg-type]
 
 
-def outcome(records: list[DecisionRecord], message: str, recipient: str = "patient") -> DecisionRecord:
-    final = [r for r in records if r.message == message and r.recipient == recipient and r.status != "scheduled"]
+def outcome(
+    records: list[DecisionRecord], message: str, recipient: str = "patient"
+) -> DecisionRecord:
+    final = [
+        r
+        for r in records
+        if r.message == message and r.recipient == recipient and r.status != "scheduled"
+    ]
     assert final, f"no final decision for {message}"
     return final[-1]
 
@@ -33,7 +39,9 @@ def test_message_due_at_night_is_deferred_to_the_end_of_quiet_hours_local_time()
     # Booked at 22:30 in Chicago (CST, UTC-6): the confirmation waits until 08:00.
     booked_at = at(hours=14, minutes=30)  # 2026-03-03 04:30 UTC
     records = run([make_event("appointment.booked", occurred_at=booked_at, start=START)])
-    deferred = [r for r in records if r.message == "confirmation" and r.reason == "deferred:quiet_hours"]
+    deferred = [
+        r for r in records if r.message == "confirmation" and r.reason == "deferred:quiet_hours"
+    ]
     assert [r.due_at for r in deferred] == [at(days=1)]  # 2026-03-03 14:00 UTC = 08:00 CST
     sent = outcome(records, "confirmation")
     assert (sent.status, sent.at, sent.channel, sent.language) == ("sent", at(days=1), "sms", "en")
@@ -41,7 +49,10 @@ def test_message_due_at_night_is_deferred_to_the_end_of_quiet_hours_local_time()
 
 def test_sms_after_opt_out_falls_back_to_email_and_without_email_is_suppressed() -> None:
     opted_out = make_event(
-        "consent.opted_out", occurred_at=at(hours=1), appointment_id=None, attributes={"channel": "sms"}
+        "consent.opted_out",
+        occurred_at=at(hours=1),
+        appointment_id=None,
+        attributes={"channel": "sms"},
     )
     records = run([make_event("appointment.booked", occurred_at=at(), start=START), opted_out])
     assert outcome(records, "reminder_72h").channel == "email"
@@ -60,7 +71,9 @@ def test_opt_out_of_everything_ends_the_journey() -> None:
 def test_frequency_cap_suppresses_what_exceeds_it_but_not_essential_messages() -> None:
     capped = make_flow(frequency_caps={"sms": {"limit": 1, "per": "7d"}})
     patient = make_patient(email=None)
-    records = run([make_event("appointment.booked", occurred_at=at(), start=START, patient=patient)], capped)
+    records = run(
+        [make_event("appointment.booked", occurred_at=at(), start=START, patient=patient)], capped
+    )
     assert outcome(records, "confirmation").status == "sent"
     nudge = outcome(records, "intake_nudge")
     assert (nudge.status, nudge.reason) == ("suppressed", "frequency_cap")
@@ -68,22 +81,30 @@ def test_frequency_cap_suppresses_what_exceeds_it_but_not_essential_messages() -
 
 def test_caregiver_copy_goes_to_the_caregiver_in_their_language() -> None:
     patient = make_patient(
-        caregivers=[{"id": "c-1", "phone": "+15555550102", "language": "es", "receives": ["transport"]}]
+        caregivers=[
+            {"id": "c-1", "phone": "+15555550102", "language": "es", "receives": ["transport"]}
+        ]
     )
-    records = run([make_event("appointment.booked", occurred_at=at(), start=START, patient=patient)])
+    records = run(
+        [make_event("appointment.booked", occurred_at=at(), start=START, patient=patient)]
+    )
     copy = outcome(records, "reminder_24h", "caregiver:c-1")
     assert (copy.status, copy.channel, copy.language) == ("sent", "sms", "es")
 
 
 def test_patient_language_missing_from_the_flow_falls_back_with_a_note() -> None:
     patient = make_patient(language="fr")
-    records = run([make_event("appointment.booked", occurred_at=at(), start=START, patient=patient)])
+    records = run(
+        [make_event("appointment.booked", occurred_at=at(), start=START, patient=patient)]
+    )
     sent = outcome(records, "confirmation")
     assert (sent.language, sent.reason) == ("en", "language_fallback")
 
 
 def test_until_stops_the_clock_and_leaves_later_messages_scheduled() -> None:
-    records = run([make_event("appointment.booked", occurred_at=at(), start=START)], until=at(days=2))
+    records = run(
+        [make_event("appointment.booked", occurred_at=at(), start=START)], until=at(days=2)
+    )
     assert {r.message for r in records if r.status == "sent"} == {"confirmation", "intake_nudge"}
     assert all(r.at <= at(days=2) for r in records)
 
