@@ -15,10 +15,14 @@ Pure: no I/O and no clock; `now` is an argument. The rules the file keeps:
    appointment or encounter at a moment that has already passed.
 
 Within the fold, an event goes to one episode: the one that owns its
-appointment or encounter; else the latest active episode it moves to a new
-stage; else a new episode if the flow starts on it; else, for an event about
-the patient rather than an appointment, the latest active episode. Exits
-that match a patient-level event end every active episode.
+appointment or encounter (the event then reads as carrying the service the
+episode knows for it); else the latest active episode it moves to a new stage,
+if it is about the patient, a new booking or an admission; else a new episode
+if the flow starts on it; else, for an event about the patient rather than
+an appointment, the latest active episode. An event about an appointment no
+episode owns, other than a booking, belongs to another care path. Exits that
+match a patient-level event end every episode not already exited, completed
+ones included, cancelling their pending follow-ups.
 """
 
 from __future__ import annotations
@@ -26,8 +30,9 @@ from __future__ import annotations
 import hashlib
 from bisect import bisect_right
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from .actions import (
@@ -65,6 +70,12 @@ _APPOINTMENT_STATUS = {
 }
 # Statuses after which nothing that waits for the appointment makes sense.
 _APPOINTMENT_OVER = frozenset({"cancelled", "no_show", "checked_in", "completed"})
+# Events that can bring an appointment or encounter an episode does not yet
+# own into it (a surgery booked after the consult, an admission). Any other
+# event about an unknown appointment belongs to some other care path.
+_ADOPTING = frozenset(
+    {EventType.APPOINTMENT_BOOKED, EventType.PATIENT_ADMITTED, EventType.PATIENT_DISCHARGED}
+)
 _SUBJECT_ANCHORS = frozenset(
     {Anchor.APPOINTMENT_START, Anchor.ENCOUNTER_ADMITTED_AT, Anchor.ENCOUNTER_DISCHARGED_AT}
 )
@@ -81,45 +92,69 @@ def advance(journey: Journey, event: Event, flow: Flow, now: datetime) -> Decisi
         return Decision(journey, ())
     key = event.sort_key()
     events = journey.events
-    if not events or key >= events[-1].sort_key():
-        work = _Work.resume(journey, flow)
-        work.step(event)
-        after = work.freeze((*events, event))
+    in_order = not events or key >= events[-1].sort_key()
+    if in_order:
+        ordered = (*events, event)
     else:
         position = bisect_right([e.sort_key() for e in events], key)
         ordered = (*events[:position], event, *events[position:])
-        work = _Work.resume(Journey.start(journey.patient_id, journey.flow_id), flow)
-        for each in ordered:
-            work.step(each)
+    if not journey.episodes and not any(t.matches(event) for t in flow.starts_on):
+        # Nothing to move and nothing to start: keep the event, in its place,
+        # for an earlier event that may yet arrive and start an episode.
+        patient = event.patient if in_order else journey.patient
+        return Decision(Journey(journey.patient_id, journey.flow_id, ordered, patient=patient), ())
+    if in_order:
+        work = _Work.resume(journey, flow)
+        work.step(event)
         after = work.freeze(ordered)
+        return Decision(after, _diff(journey, after, flow, now, work.touched))
+    work = _Work.resume(Journey.start(journey.patient_id, journey.flow_id), flow)
+    for each in ordered:
+        work.step(each)
+    after = work.freeze(ordered)
     return Decision(after, _diff(journey, after, flow, now))
 
 
-def _diff(before: Journey, after: Journey, flow: Flow, now: datetime) -> tuple[Action, ...]:
+def _diff(
+    before: Journey,
+    after: Journey,
+    flow: Flow,
+    now: datetime,
+    touched: Iterable[str] | None = None,
+) -> tuple[Action, ...]:
+    """The actions that turn `before` into `after`.
+
+    `touched` narrows the message comparison to the keys a fold step wrote;
+    without it every key is compared (after a re-fold).
+    """
     actions: list[Action] = []
-    visits_before = {(ep.id, v) for ep in before.episodes for v in ep.history}
-    ended_before = {ep.id for ep in before.episodes if ep.status is not EpisodeStatus.ACTIVE}
+    old_episodes = {ep.id: ep for ep in before.episodes}
     for episode in after.episodes:
-        for visit in episode.history:
-            if (episode.id, visit) not in visits_before:
-                actions.append(
-                    EnterStage(
-                        flow.id, episode.id, visit.stage_id, visit.event_id, visit.entered_at
-                    )
-                )
-        if episode.status is not EpisodeStatus.ACTIVE and episode.id not in ended_before:
+        old = old_episodes.get(episode.id)
+        if old is episode:
+            continue  # not written by this fold
+        seen = set(old.history) if old is not None else set()
+        actions += [
+            EnterStage(flow.id, episode.id, v.stage_id, v.event_id, v.entered_at)
+            for v in episode.history
+            if v not in seen
+        ]
+        was_active = old is None or old.status is EpisodeStatus.ACTIVE
+        if episode.status is not EpisodeStatus.ACTIVE and was_active:
             outcome = episode.outcome or episode.status.value
             actions.append(EndEpisode(flow.id, episode.id, outcome, episode.ended_at or now))
-    for key, message in before.messages.items():
-        if key not in after.messages:
-            actions.append(CancelMessage(message, after.dropped.get(key, "superseded")))
-    for key, message in after.messages.items():
-        old = before.messages.get(key)
-        if old is message or old == message:
+    keys = list(touched) if touched is not None else [*before.messages, *after.messages]
+    for key in dict.fromkeys(keys):
+        old_message = before.messages.get(key)
+        message = after.messages.get(key)
+        if message is None:
+            if old_message is not None:
+                actions.append(CancelMessage(old_message, after.dropped.get(key, "superseded")))
+        elif old_message is message or old_message == message:
             continue
-        if old is None and message.expires_at is not None and message.expires_at <= now:
+        elif old_message is None and message.expires_at is not None and message.expires_at <= now:
             actions.append(ExpireMessage(message, "expired_before_scheduling"))
-        elif old is None and message.anchor in _SUBJECT_ANCHORS and message.due_at < now:
+        elif old_message is None and message.anchor in _SUBJECT_ANCHORS and message.due_at < now:
             # Its moment (72h before the visit, a day after discharge) passed before
             # anyone knew of it; sent now it would say the wrong thing.
             actions.append(ExpireMessage(message, "moment_passed"))
@@ -189,10 +224,12 @@ class _Work:
     flow: Flow
     patient_id: str
     flow_id: str
-    episodes: list[_Draft]
+    episodes: list[Episode | _Draft]
     messages: dict[str, ScheduledMessage]
     dropped: dict[str, str]
     patient: Patient | None
+    # Keys this fold wrote, in order: what the diff compares after one step.
+    touched: dict[str, None] = field(default_factory=dict)
 
     @classmethod
     def resume(cls, journey: Journey, flow: Flow) -> _Work:
@@ -200,7 +237,7 @@ class _Work:
             flow=flow,
             patient_id=journey.patient_id,
             flow_id=journey.flow_id,
-            episodes=[_Draft.thaw(e) for e in journey.episodes],
+            episodes=list(journey.episodes),
             messages=dict(journey.messages),
             dropped=dict(journey.dropped),
             patient=journey.patient,
@@ -211,11 +248,18 @@ class _Work:
             patient_id=self.patient_id,
             flow_id=self.flow_id,
             events=events,
-            episodes=tuple(e.freeze() for e in self.episodes),
+            episodes=tuple(e.freeze() if isinstance(e, _Draft) else e for e in self.episodes),
             messages=self.messages,
             dropped=self.dropped,
             patient=self.patient,
         )
+
+    def _draft(self, index: int) -> _Draft:
+        """The episode at `index`, thawed for writing (once per fold)."""
+        episode = self.episodes[index]
+        if isinstance(episode, Episode):
+            episode = self.episodes[index] = _Draft.thaw(episode)
+        return episode
 
     # -- one event -----------------------------------------------------------
 
@@ -223,7 +267,9 @@ class _Work:
         self.patient = event.patient
         has_subject = event.appointment is not None or event.encounter is not None
         index = self._owner(event)
-        if index is None:
+        if index is not None:
+            event = _with_known_services(self.episodes[index], event)
+        elif not has_subject or event.type in _ADOPTING:
             index = self._mover(event)
         if index is None and self._starts(event):
             index = self._open(event)
@@ -266,13 +312,11 @@ class _Work:
             f"{self.patient_id}\x1f{self.flow_id}\x1f{event.id}".encode(), digest_size=6
         ).hexdigest()
         self.episodes.append(
-            _Draft.thaw(
-                Episode(
-                    id=f"ep-{digest}",
-                    started_at=event.occurred_at,
-                    stage_id=None,
-                    stage_entered_at=event.occurred_at,
-                )
+            Episode(
+                id=f"ep-{digest}",
+                started_at=event.occurred_at,
+                stage_id=None,
+                stage_entered_at=event.occurred_at,
             )
         )
         return len(self.episodes) - 1
@@ -280,12 +324,13 @@ class _Work:
     def _exit_all(self, event: Event) -> None:
         for exit_ in self.flow.exits:
             if exit_.trigger.matches(event):
+                # A completed episode may still have follow-ups pending: they end too.
                 for i, episode in enumerate(self.episodes):
-                    if episode.status is EpisodeStatus.ACTIVE:
+                    if episode.status is not EpisodeStatus.EXITED:
                         self._end(i, event, exit_.outcome)
                 return
 
-    def _target(self, episode: _Draft, event: Event) -> Stage | None:
+    def _target(self, episode: Episode | _Draft, event: Event) -> Stage | None:
         """The stage `event` moves `episode` to, if any: the first allowed one in flow order."""
         current = self.flow.stage_index[episode.stage_id] if episode.stage_id else None
         for j, stage, trigger in self.flow.entries.get(event.type, ()):
@@ -336,7 +381,7 @@ class _Work:
                     self._schedule(index, stage, spec, event, seen_before)
 
     def _track_subjects(self, index: int, event: Event) -> _Draft:
-        episode = self.episodes[index]
+        episode = self._draft(index)
         if event.appointment is not None:
             appointment = event.appointment
             known = episode.appointments.get(appointment.id)
@@ -363,6 +408,7 @@ class _Work:
                 encounter.id,
                 encounter.admitted_at or (seen.admitted_at if seen else None),
                 encounter.discharged_at or (seen.discharged_at if seen else None),
+                encounter.service or (seen.service if seen else None),
             )
             episode.encounters[encounter.id] = enc
             episode.encounter_id = encounter.id
@@ -375,7 +421,7 @@ class _Work:
     def _enter(
         self, index: int, stage: Stage, event: Event, seen_before: tuple[Event, ...]
     ) -> None:
-        episode = self.episodes[index]
+        episode = self._draft(index)
         episode.stage_id = stage.id
         episode.stage_entered_at = event.occurred_at
         episode.history.append(StageVisit(stage.id, event.occurred_at, event.id))
@@ -387,7 +433,7 @@ class _Work:
                 self._schedule(index, stage, spec, event, seen_before)
 
     def _end(self, index: int, event: Event, outcome: str) -> None:
-        episode = self.episodes[index]
+        episode = self._draft(index)
         episode.status = EpisodeStatus.EXITED
         episode.outcome = outcome
         episode.ended_at = event.occurred_at
@@ -401,6 +447,7 @@ class _Work:
 
     def _drop(self, message: ScheduledMessage, reason: str) -> None:
         del self.messages[message.key]
+        self.touched[message.key] = None
         self.dropped[message.key] = reason
 
     def _drop_waiting_for(self, episode_id: str, appointment_id: str, status: str) -> None:
@@ -425,12 +472,12 @@ class _Work:
         A message whose due time moves gets a new key (the old one is dropped
         with `reason`); one whose expiry alone moves keeps its key.
         """
-        episode = self.episodes[index]
+        episode = self._draft(index)
         for message in self._pending(episode.id):
             if not affected(message):
                 continue
             _, spec = self.flow.specs[message.message_id]
-            zone = ZoneInfo(message.timezone)
+            zone = _zone(message.timezone)
             due = message.due_at
             if spec.timing.anchor in _SUBJECT_ANCHORS:
                 anchor_at = _subject_time(episode, spec.timing.anchor, message)
@@ -444,11 +491,13 @@ class _Work:
             if due == message.due_at:
                 if expires != message.expires_at:
                     self.messages[message.key] = replace(message, expires_at=expires)
+                    self.touched[message.key] = None
                 continue
             key = _key(self.flow, message.message_id, message.recipient, event.id, due)
             moved = replace(message, key=key, due_at=due, expires_at=expires, created_by=event.id)
             self._drop(message, reason)
             self.messages[moved.key] = moved
+            self.touched[moved.key] = None
 
     def _schedule(
         self,
@@ -458,16 +507,16 @@ class _Work:
         event: Event,
         seen_before: tuple[Event, ...],
     ) -> None:
-        if not all(c.holds(event) for c in spec.conditions):
+        if spec.conditions and not all(c.holds(event) for c in spec.conditions):
             return
-        if any(t.matches(e) for e in seen_before for t in spec.unless):
+        if spec.unless and any(t.matches(e) for e in seen_before for t in spec.unless):
             return
-        episode = self.episodes[index]
+        episode = self._draft(index)
         anchor_at = _anchor_time(episode, spec.timing.anchor, event)
         if anchor_at is None:
             return  # the anchor is not known (no appointment start yet): nothing to time it by
         zone_name = event.patient.timezone or self.flow.timezone
-        zone = ZoneInfo(zone_name)
+        zone = _zone(zone_name)
         due = spec.timing.resolve(anchor_at, zone)
         expires = None
         if spec.expiry is not None:
@@ -503,6 +552,32 @@ class _Work:
                 window=spec.window,
             )
             self.messages[message.key] = message
+            self.touched[message.key] = None
+
+
+@lru_cache(maxsize=512)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def _with_known_services(episode: Episode | _Draft, event: Event) -> Event:
+    """The event, with the service its episode knows for its appointment or encounter.
+
+    A cancellation often carries only the appointment id; the flow's triggers
+    narrowed by service must still match it.
+    """
+    appointment, encounter = event.appointment, event.encounter
+    if appointment is not None and appointment.service is None:
+        known = episode.appointments.get(appointment.id)
+        if known is not None and known.service is not None:
+            appointment = replace(appointment, service=known.service)
+    if encounter is not None and encounter.service is None:
+        seen = episode.encounters.get(encounter.id)
+        if seen is not None and seen.service is not None:
+            encounter = replace(encounter, service=seen.service)
+    if appointment is event.appointment and encounter is event.encounter:
+        return event
+    return replace(event, appointment=appointment, encounter=encounter)
 
 
 def _anchor_time(episode: _Draft, anchor: Anchor, event: Event) -> datetime | None:
@@ -545,7 +620,7 @@ def _key(flow: Flow, message_id: str, recipient: Recipient, created_by: str, due
             recipient.caregiver_id or "",
             message_id,
             created_by,
-            due.isoformat(),
+            str(int(due.timestamp())),
         )
     )
     return hashlib.blake2b(material.encode(), digest_size=12).hexdigest()

@@ -46,6 +46,7 @@ class EncounterState:
     id: str
     admitted_at: datetime | None
     discharged_at: datetime | None
+    service: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

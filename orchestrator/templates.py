@@ -124,16 +124,23 @@ class TemplateSet:
         """What is wrong with a template; the `TemplateCatalog` of flow checks."""
         if not self.exists(channel, language, name):
             return [f"no template '{name}' for language '{language}' on channel '{channel.value}'"]
-        try:
-            rendered = self.render(channel, language, name, sample_context(channel, language))
-        except TemplateError as exc:
-            return [str(exc)]
-        if channel is Channel.SMS:
-            count = segments(rendered.body)
+        # Render as the patient and as a caregiver: the wording may branch on it.
+        for relationship in (None, "daughter"):
+            context = sample_context(channel, language)
+            context["recipient"] = {
+                "is_caregiver": relationship is not None,
+                "relationship": relationship,
+            }
+            try:
+                rendered = self.render(channel, language, name, context)
+            except TemplateError as exc:
+                return [str(exc)]
+            count = segments(rendered.body) if channel is Channel.SMS else 0
             if count > MAX_SMS_SEGMENTS:
+                who = "a caregiver" if relationship else "the patient"
                 return [
                     f"template {self.name_of(channel, language, name)} renders to {count} SMS "
-                    f"segments; at most {MAX_SMS_SEGMENTS} allowed"
+                    f"segments for {who}; at most {MAX_SMS_SEGMENTS} allowed"
                 ]
         return []
 

@@ -96,7 +96,7 @@ class Condition:
     allowed: tuple[Scalar, ...]
 
     def holds(self, event: Event) -> bool:
-        value = event_field(event, self.path)
+        value = event.service if self.path == "service" else event_field(event, self.path)
         for expected in self.allowed:
             if isinstance(expected, str) and isinstance(value, str):
                 if fnmatchcase(value, expected):
@@ -121,7 +121,12 @@ class Trigger:
     sources: tuple[str, ...] = ()
 
     def matches(self, event: Event) -> bool:
-        return event.type is self.event and all(c.holds(event) for c in self.conditions)
+        if event.type is not self.event:
+            return False
+        for condition in self.conditions:  # a loop, not all(): this runs on every event
+            if not condition.holds(event):
+                return False
+        return True
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,9 +15,10 @@ from orchestrator.actions import (
 )
 from orchestrator.engine import advance, route
 from orchestrator.event import Event
+from orchestrator.event_schema import parse_event
 from orchestrator.flows.model import Flow
 from orchestrator.journey import EpisodeStatus, Journey
-from tests.builders import at, make_event, make_flow, make_patient
+from tests.builders import at, flow_data, make_event, make_event_data, make_flow, make_patient
 
 FLOW = make_flow()
 START = at(days=8)  # Tuesday 2026-03-10 14:00 UTC, 09:00 in Chicago (CDT)
@@ -322,3 +323,56 @@ def test_reminder_whose_moment_passed_before_booking_is_expired_not_sent_late() 
     assert expired == {"reminder_72h": "moment_passed"}
     assert scheduled(decision)["reminder_24h"].message.due_at == soon - timedelta(hours=24)
     assert "confirmation" in scheduled(decision)  # due now: a confirmation is never "late"
+
+
+def test_cancelling_an_appointment_of_another_care_path_moves_nothing() -> None:
+    _, decision = run(
+        [
+            booked(occurred_at=at()),
+            make_event("appointment.cancelled", occurred_at=at(hours=1), appointment_id="dental-7"),
+        ]
+    )
+    assert decision.actions == ()
+    assert [e.stage_id for e in decision.journey.episodes] == ["booked"]
+
+
+def test_cancellation_without_a_service_matches_triggers_narrowed_to_the_service() -> None:
+    narrowed = make_flow(
+        stages=[
+            *flow_data()["stages"][:2],
+            {
+                "id": "rebooking",
+                "name": "Rebooking",
+                "category": "access",
+                "enter_on": [
+                    {
+                        "event": "appointment.cancelled",
+                        "service": "cardiology.*",
+                        "from": ["booked"],
+                    }
+                ],
+            },
+        ]
+    )
+    cancel = make_event_data("appointment.cancelled", occurred_at=at(hours=1))
+    cancel["appointment"]["service"] = None
+    _, decision = run([booked(occurred_at=at()), parse_event(cancel)], flow=narrowed)
+    assert [a.stage_id for a in decision.actions if isinstance(a, EnterStage)] == ["rebooking"]
+
+
+def test_opt_out_after_completion_cancels_the_pending_follow_ups() -> None:
+    *_, decision = run(
+        [
+            booked(occurred_at=at()),
+            make_event("appointment.completed", occurred_at=START + timedelta(hours=1)),
+            make_event(
+                "consent.opted_out", occurred_at=START + timedelta(hours=2), appointment_id=None
+            ),
+        ]
+    )
+    # The nudge was due long before; cancelling it is a no-op for whoever sent it.
+    assert cancelled(decision) == {
+        "survey": "journey_exited:opted_out",
+        "intake_nudge": "journey_exited:opted_out",
+    }
+    assert decision.journey.episodes[0].status is EpisodeStatus.EXITED

@@ -501,7 +501,21 @@ def test_sms_template_over_two_segments_is_reported(ws: Workspace) -> None:
 
     assert ws.problems() == [
         f"{ws.flow}:37:9 stages[1].messages[1].template: "
-        "template sms/en/reminder.j2 renders to 3 SMS segments; at most 2 allowed"
+        "template sms/en/reminder.j2 renders to 3 SMS segments for the patient; at most 2 allowed"
+    ]
+
+
+def test_sms_caregiver_wording_over_two_segments_is_reported(ws: Workspace) -> None:
+    ws.write_template(
+        "sms/en/reminder.j2",
+        "{% if recipient.is_caregiver %}{{ org.name }}: "
+        + "z" * 300
+        + "{% else %}Short.{% endif %}",
+    )
+
+    assert ws.problems() == [
+        f"{ws.flow}:37:9 stages[1].messages[1].template: "
+        "template sms/en/reminder.j2 renders to 3 SMS segments for a caregiver; at most 2 allowed"
     ]
 
 

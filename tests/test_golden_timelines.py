@@ -1,0 +1,52 @@
+"""Golden timelines: each shipped flow's sample stream, simulated, gives the recorded decisions.
+
+A change to a flow, a template name or the engine that changes what a patient
+would receive shows up here as a diff. After checking the new timeline by
+eye, record it with `UPDATE_GOLDEN=1 make test`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from orchestrator.event_schema import parse_event_json
+from orchestrator.flows import load_flows
+from orchestrator.simulate import simulate
+
+ROOT = Path(__file__).resolve().parent.parent
+GOLDEN = Path(__file__).resolve().parent / "golden"
+SAMPLES = sorted((ROOT / "samples" / "events").glob("*.jsonl"))
+
+
+def timeline(sample: Path) -> list[str]:
+    flows = load_flows([ROOT / "flows"]).flows
+    events = [parse_event_json(line) for line in sample.read_text().splitlines() if line.strip()]
+    return [json.dumps(record.as_json(), sort_keys=True) for record in simulate(events, flows)]
+
+
+def test_every_shipped_flow_has_a_sample_stream() -> None:
+    flows = load_flows([ROOT / "flows"]).flows
+    assert sorted(p.stem for p in SAMPLES) == sorted(flows)
+
+
+@pytest.mark.parametrize("sample", SAMPLES, ids=[p.stem for p in SAMPLES])
+def test_sample_stream_gives_the_golden_timeline(sample: Path) -> None:
+    lines = timeline(sample)
+    golden = GOLDEN / f"{sample.stem}.jsonl"
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        golden.write_text("\n".join(lines) + "\n")
+    assert golden.exists(), f"no golden timeline for {sample.stem}; record it with UPDATE_GOLDEN=1"
+    assert lines == golden.read_text().splitlines()
+
+
+@pytest.mark.parametrize("sample", SAMPLES, ids=[p.stem for p in SAMPLES])
+def test_sample_stream_sends_something_and_every_decision_is_final(sample: Path) -> None:
+    records = [json.loads(line) for line in timeline(sample)]
+    scheduled = {r["key"] for r in records if r["status"] == "scheduled"}
+    final = {r["key"] for r in records if r["status"] != "scheduled"}
+    assert any(r["status"] == "sent" for r in records)
+    assert scheduled <= final, "a scheduled message never reached a final decision"
