@@ -121,12 +121,7 @@ class Trigger:
     sources: tuple[str, ...] = ()
 
     def matches(self, event: Event) -> bool:
-        if event.type is not self.event:
-            return False
-        for condition in self.conditions:  # a loop, not all(): this runs on every event
-            if not condition.holds(event):
-                return False
-        return True
+        return event.type is self.event and all(c.holds(event) for c in self.conditions)
 
 
 @dataclass(frozen=True, slots=True)
