@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from typing_extensions import TypeAliasType
+
 __all__ = [
     "Appointment",
     "Caregiver",
@@ -22,7 +24,10 @@ __all__ = [
     "Patient",
 ]
 
-JSONValue = str | int | float | bool | None | list["JSONValue"] | dict[str, "JSONValue"]
+# A named recursive alias, so that pydantic can validate and dump it.
+JSONValue = TypeAliasType(
+    "JSONValue", 'str | int | float | bool | None | list["JSONValue"] | dict[str, "JSONValue"]'
+)
 
 
 class EventType(StrEnum):

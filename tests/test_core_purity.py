@@ -45,6 +45,7 @@ STDLIB = {
     "re",
     "types",
     "typing",
+    "typing_extensions",  # the typing backport: TypeAliasType on Python 3.11
     "zoneinfo",
 }
 # Parsing libraries allowed at the boundary of the core, and where.
