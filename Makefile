@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test bench lint typecheck clean
+.PHONY: install run test bench demo lint typecheck clean
 
 install: $(STAMP)
 
@@ -16,13 +16,17 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: install
-	$(BIN)/orchestrator simulate --events samples/events/knee-replacement.jsonl --format table
+	$(BIN)/orchestrator run
 
 test: install
 	$(BIN)/python -m pytest -q
 
 bench: install
 	$(BIN)/python bench/engine.py
+	$(BIN)/python bench/embedded.py
+
+demo: install
+	$(BIN)/orchestrator simulate --events samples/events/knee-replacement.jsonl --format table
 
 lint: install
 	$(BIN)/ruff check .

@@ -392,6 +392,8 @@ class _Work:
                 start,
                 status,
                 appointment.service or (known.service if known else None),
+                appointment.location or (known.location if known else None),
+                appointment.provider or (known.provider if known else None),
             )
             episode.appointments[appointment.id] = state
             episode.appointment_id = appointment.id

@@ -26,7 +26,7 @@ __all__ = [
 
 # A named recursive alias, so that pydantic can validate and dump it.
 JSONValue = TypeAliasType(
-    "JSONValue", 'str | int | float | bool | None | list["JSONValue"] | dict[str, "JSONValue"]'
+    "JSONValue", 'str | int | float | bool | list["JSONValue"] | dict[str, "JSONValue"] | None'
 )
 
 

@@ -39,6 +39,8 @@ class AppointmentState:
     start: datetime | None
     status: str
     service: str | None = None
+    location: str | None = None
+    provider: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

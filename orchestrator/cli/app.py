@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import flows, simulate
+from . import flows, ingest, reports, service, simulate
 
 app = typer.Typer(
     name="orchestrator",
@@ -14,7 +14,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(flows.app, name="flows")
+app.add_typer(service.db_app, name="db")
+app.add_typer(reports.audit_app, name="audit")
+app.command("run")(service.run_command)
 app.command("simulate")(simulate.simulate_command)
+app.command("ingest")(ingest.ingest_command)
+app.command("outbox")(reports.outbox_command)
 
 
 def main() -> None:

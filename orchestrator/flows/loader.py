@@ -32,6 +32,7 @@ class FlowSet:
 
     flows: Mapping[str, Flow]
     files: Mapping[str, Path]
+    documents: Mapping[str, FlowFile]
 
 
 def flow_paths(paths: Iterable[Path]) -> list[Path]:
@@ -54,9 +55,10 @@ def load_flows(paths: Iterable[Path], templates: TemplateCatalog | None = None) 
     problems: list[FlowProblem] = []
     flows: dict[str, Flow] = {}
     files: dict[str, Path] = {}
+    documents: dict[str, FlowFile] = {}
     for path in flow_paths(paths):
         try:
-            flow, id_at = _load(path, templates)
+            flow, id_at, document = _load(path, templates)
         except FlowError as exc:
             problems += exc.problems
             continue
@@ -66,9 +68,10 @@ def load_flows(paths: Iterable[Path], templates: TemplateCatalog | None = None) 
             continue
         flows[flow.id] = flow
         files[flow.id] = path
+        documents[flow.id] = document
     if problems:
         raise FlowError(problems)
-    return FlowSet(flows, files)
+    return FlowSet(flows, files, documents)
 
 
 def load_flow(path: Path, templates: TemplateCatalog | None = None) -> Flow:
@@ -95,7 +98,7 @@ class _FlowYAMLLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def _load(path: Path, templates: TemplateCatalog | None) -> tuple[Flow, Position]:
+def _load(path: Path, templates: TemplateCatalog | None) -> tuple[Flow, Position, FlowFile]:
     name = str(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -141,7 +144,7 @@ def _load(path: Path, templates: TemplateCatalog | None) -> tuple[Flow, Position
         )
     if found:
         raise FlowError(found)
-    return model.to_core(), _position(positions, ("id",))
+    return model.to_core(), _position(positions, ("id",)), model
 
 
 def _walk(

@@ -1,0 +1,40 @@
+"""The sandbox connector: records what would have been sent, sends nothing.
+
+The default when no Twilio or SendGrid credentials are set. Its outbox
+lives in the store (`orchestrator outbox`, `GET /outbox`), and `find`
+answers from it, so an interrupted send is reconciled instead of repeated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from orchestrator.clock import Clock
+from orchestrator.event import Channel
+from orchestrator.runtime.dispatcher import Outgoing, Receipt
+from orchestrator.store import OutboxEntry, SqlStore
+
+__all__ = ["SandboxConnector"]
+
+
+@dataclass
+class SandboxConnector:
+    store: SqlStore
+    channel: Channel
+    clock: Clock
+
+    def send(self, outgoing: Outgoing) -> Receipt:
+        entry = OutboxEntry(
+            key=outgoing.key,
+            channel=outgoing.channel.value,
+            to=outgoing.to,
+            subject=outgoing.subject,
+            body=outgoing.body,
+            html=outgoing.html,
+            sent_at=self.clock.now(),
+        )
+        return Receipt(f"sandbox-{self.store.outbox_add(entry)}")
+
+    def find(self, key: str) -> Receipt | None:
+        found = self.store.outbox_find(key, self.channel.value)
+        return Receipt(f"sandbox-{found}") if found is not None else None

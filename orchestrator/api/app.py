@@ -1,0 +1,289 @@
+"""The HTTP service (FastAPI): event ingest, health, metrics, timelines, audit, outbox.
+
+`create_app` takes a built `EmbeddedService`; it reads no settings of its
+own. Every route but the health checks needs the bearer token whenever one
+is set.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response, status
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from starlette.concurrency import run_in_threadpool
+
+from ..errors import InputError, StoreError
+from ..event import Event
+from ..event_schema import parse_event
+from ..runtime.service import DispatchLoop, EmbeddedService
+from ..store import pending
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+
+class _MessageStatusCollector(Collector):
+    """Scheduled messages by status, read from the store at scrape time."""
+
+    def __init__(self, service: EmbeddedService) -> None:
+        self.service = service
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "orchestrator_messages", "Scheduled messages by status", labels=["status"]
+        )
+        try:
+            for name, count in sorted(self.service.store.message_statuses().items()):
+                family.add_metric([name], count)
+        except StoreError:
+            pass  # /readyz reports the store; a scrape still returns the counters
+        yield family
+
+
+def create_app(service: EmbeddedService, *, run_dispatcher: bool = True) -> FastAPI:
+    """The FastAPI application over a built service.
+
+    With `run_dispatcher`, the dispatch loop starts and stops with the app
+    (SIGTERM: uvicorn ends the lifespan, the loop finishes its message).
+    """
+    settings = service.settings
+    token = settings.api_token.get_secret_value() if settings.api_token else None
+    registry = CollectorRegistry()
+    events_total = Counter(
+        "orchestrator_events", "Events received, by result", ["result"], registry=registry
+    )
+    bodies_rejected = Counter(
+        "orchestrator_rejected_bodies",
+        "Request bodies rejected whole",
+        ["reason"],
+        registry=registry,
+    )
+    up = Gauge("orchestrator_up", "1 while the service runs", registry=registry)
+    registry.register(_MessageStatusCollector(service))
+    up.set(1)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> Any:
+        loop = DispatchLoop(service.dispatcher, settings.dispatch_poll_seconds)
+        if run_dispatcher:
+            loop.start()
+        try:
+            yield
+        finally:
+            loop.stop()
+
+    app = FastAPI(
+        title="Patient communication orchestrator",
+        version="1",
+        lifespan=lifespan,
+        description="Care-path events in; stage-appropriate SMS and email out.",
+    )
+
+    def require_token(request: Request) -> None:
+        if token is None:
+            return
+        given = request.headers.get("authorization", "")
+        scheme, _, value = given.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(value.encode(), token.encode()):
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "a bearer token is required",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+
+    protected = [Depends(require_token)]
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz() -> JSONResponse:
+        try:
+            service.store.ping()
+            behind = pending(service.store.engine)
+        except StoreError as exc:
+            return JSONResponse({"status": "unavailable", "store": exc.__class__.__name__}, 503)
+        if behind:
+            return JSONResponse({"status": "unavailable", "store": "migrations pending"}, 503)
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/metrics", response_class=PlainTextResponse, dependencies=protected)
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")
+
+    @app.post("/events", status_code=202, dependencies=protected)
+    async def post_events(request: Request) -> JSONResponse:
+        body = await _read_limited(request, settings.max_body_bytes)
+        now = service.clock.now()
+        if body is None:
+            reason = f"body over the limit of {settings.max_body_bytes} bytes"
+            head = await _head(request)
+            await run_in_threadpool(service.store.reject, head, "api", reason, now)
+            bodies_rejected.labels("too_large").inc()
+            return JSONResponse({"error": reason}, 413)
+        try:
+            documents = _documents(body, request.headers.get("content-type", ""))
+        except InputError as exc:
+            await run_in_threadpool(service.store.reject, body, "api", str(exc), now)
+            bodies_rejected.labels("malformed").inc()
+            return JSONResponse({"error": str(exc)}, status.HTTP_400_BAD_REQUEST)
+        # The store and the engine are synchronous: keep them off the event loop.
+        return await run_in_threadpool(_accept, documents)
+
+    def _accept(documents: list[tuple[str, Any]]) -> JSONResponse:
+        now = service.clock.now()
+        parsed: list[tuple[int, Event]] = []
+        results: list[dict[str, object] | None] = [None] * len(documents)
+        for i, (where, data) in enumerate(documents):
+            try:
+                parsed.append((i, parse_event(data, default_region=settings.default_region)))
+            except InputError as exc:
+                service.store.reject(json.dumps(data).encode(), "api", f"{where}: {exc}", now)
+                results[i] = {
+                    "index": i,
+                    "id": _id_of(data),
+                    "status": "rejected",
+                    "errors": list(exc.problems),
+                }
+        if parsed:
+            for (i, _), outcome in zip(
+                parsed, service.processor.process([e for _, e in parsed]), strict=True
+            ):
+                results[i] = {"index": i, **outcome.as_json()}
+        for result in results:
+            assert result is not None
+            events_total.labels(str(result["status"])).inc()
+        accepted = any(r is not None and r["status"] != "rejected" for r in results)
+        code = status.HTTP_202_ACCEPTED if accepted or not results else 422
+        return JSONResponse({"results": results}, code)
+
+    @app.get("/patients/{patient_id}/timeline", dependencies=protected)
+    def timeline(patient_id: str) -> dict[str, Any]:
+        episodes = service.store.episodes(patient_id)
+        if not episodes:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no journey for this patient")
+        return {
+            "patient_id": patient_id,
+            "episodes": _jsonable(episodes),
+            "messages": _jsonable(service.store.messages(patient_id=patient_id)),
+            "audit": [a.as_json() for a in service.store.audit(patient_id=patient_id)],
+        }
+
+    @app.get("/audit", dependencies=protected)
+    def audit(
+        flow: str | None = None,
+        since: datetime | None = None,
+        message_status: Annotated[str | None, Query(alias="status")] = None,
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    ) -> list[dict[str, Any]]:
+        if since is not None and since.tzinfo is None:
+            raise HTTPException(422, "since: needs a UTC offset")
+        rows = service.store.audit(flow=flow, since=since, status=message_status, limit=limit)
+        return [a.as_json() for a in rows]
+
+    @app.get("/outbox", dependencies=protected)
+    def outbox(limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> list[dict[str, Any]]:
+        return [
+            {
+                "key": o.key,
+                "channel": o.channel,
+                "to": o.to,
+                "subject": o.subject,
+                "body": o.body,
+                "sent_at": o.sent_at.isoformat(),
+            }
+            for o in service.store.outbox(limit)
+        ]
+
+    return app
+
+
+async def _read_limited(request: Request, limit: int) -> bytes | None:
+    """The body, or None once it passes `limit` bytes (the rest is not buffered)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            request.state.head = b"".join(chunks)[:65536]
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _head(request: Request) -> bytes:
+    """The start of an oversized body, kept with its rejection."""
+    head: bytes | None = getattr(request.state, "head", None)
+    if head is not None:
+        return head
+    collected = b""
+    async for chunk in request.stream():
+        collected += chunk
+        if len(collected) >= 65536:
+            break
+    return collected[:65536]
+
+
+def _documents(body: bytes, content_type: str) -> list[tuple[str, Any]]:
+    """Split a body into event documents: one object, an array, or NDJSON.
+
+    Raises:
+        InputError: the body is not JSON (naming the line for NDJSON).
+    """
+    text = _decode(body)
+    stripped = text.strip()
+    if not stripped:
+        raise InputError("body", ["empty; expected an event, an array of events or NDJSON"])
+    ndjson = "ndjson" in content_type or "jsonl" in content_type
+    if not ndjson:
+        try:
+            data = json.loads(stripped)
+        except json.JSONDecodeError as exc:
+            if "\n" not in stripped:
+                raise InputError("body", [f"not JSON (at position {exc.pos})"]) from None
+            ndjson = True  # several JSON documents, one per line
+        else:
+            if isinstance(data, list):
+                return [(f"item {i}", item) for i, item in enumerate(data)]
+            return [("body", data)]
+    documents = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            documents.append((f"line {number}", json.loads(line)))
+        except json.JSONDecodeError as exc:
+            raise InputError(f"line {number}", [f"not JSON (at position {exc.pos})"]) from None
+    return documents
+
+
+def _decode(body: bytes) -> str:
+    try:
+        return body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError("body", [f"not UTF-8 (at byte {exc.start})"]) from None
+
+
+def _id_of(data: Any) -> str | None:
+    value = data.get("id") if isinstance(data, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def _jsonable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    convert: Callable[[Any], Any] = lambda v: v.isoformat() if isinstance(v, datetime) else v  # noqa: E731
+    return [{k: convert(v) for k, v in row.items()} for row in rows]

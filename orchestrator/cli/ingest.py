@@ -1,0 +1,166 @@
+"""`orchestrator ingest FILE --url URL`: post events to a running service."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections import Counter
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import typer
+from rich.console import Console
+from rich.progress import Progress
+
+from ..clock import SystemClock
+from .options import settings_with
+
+__all__ = ["ingest_command"]
+
+
+def ingest_command(
+    file: Annotated[
+        Path, typer.Argument(help="events, one JSON object per line", exists=True, dir_okay=False)
+    ],
+    url: Annotated[
+        str, typer.Option("--url", help="the service's base URL")
+    ] = "http://127.0.0.1:8000",
+    batch: Annotated[
+        int, typer.Option("--batch", min=1, max=10_000, help="events per request")
+    ] = 500,
+    timeout: Annotated[float, typer.Option("--timeout", help="seconds per request")] = 60.0,
+    shift_to_now: Annotated[
+        bool,
+        typer.Option(
+            "--shift-to-now", help="move every time so the first event happens now (demos)"
+        ),
+    ] = False,
+) -> None:
+    """Post JSON-lines events in batches; print what was accepted, duplicate or rejected.
+
+    Exit status 1 when any event was rejected or a request failed.
+    """
+    settings = settings_with()
+    err = Console(stderr=True, soft_wrap=True, highlight=False)
+    headers = {"content-type": "application/x-ndjson"}
+    if settings.api_token is not None:
+        headers["authorization"] = f"Bearer {settings.api_token.get_secret_value()}"
+    counts: Counter[str] = Counter()
+    total = sum(1 for line in file.open("rb") if line.strip())
+    failed = False
+    with (
+        httpx.Client(base_url=url, headers=headers, timeout=timeout) as client,
+        Progress(console=err, transient=True, disable=not err.is_terminal) as progress,
+    ):
+        task = progress.add_task("ingesting", total=total)
+        shift = _shift(file) if shift_to_now else None
+        for numbers, lines in _batches(file, batch):
+            first_line = numbers[0]
+            if shift is not None:
+                lines = [_shifted(line, shift) for line in lines]
+            try:
+                response = client.post("/events", content="".join(lines).encode())
+            except httpx.HTTPError as exc:
+                err.print(f"{file}:{first_line}: request failed ({exc.__class__.__name__})")
+                raise typer.Exit(1) from None
+            results = _results(response)
+            if results is None:
+                err.print(
+                    f"{file}:{first_line}: HTTP {response.status_code}: {response.text[:300]}",
+                    markup=False,
+                )
+                failed = True
+                counts["failed"] += len(lines)
+            else:
+                for result in results:
+                    counts[str(result.get("status"))] += 1
+                    if result.get("status") == "rejected":
+                        index = result.get("index")
+                        line = numbers[index] if isinstance(index, int) else first_line
+                        errors = result.get("errors")
+                        why = (
+                            "; ".join(map(str, errors)) if isinstance(errors, list) else "rejected"
+                        )
+                        err.print(f"{file}:{line}: {why}", markup=False)
+            progress.advance(task, len(lines))
+    Console().print(
+        ", ".join(
+            f"{counts[k]} {k}" for k in ("accepted", "duplicate", "rejected", "failed") if counts[k]
+        )
+        or "no events"
+    )
+    if failed or counts["rejected"]:
+        raise typer.Exit(1)
+
+
+def _batches(file: Path, size: int) -> Iterator[tuple[list[int], list[str]]]:
+    """Batches of non-blank lines, with their line numbers."""
+    batch: list[str] = []
+    numbers: list[int] = []
+    with file.open(encoding="utf-8") as stream:
+        for number, line in enumerate(stream, start=1):
+            if not line.strip():
+                continue
+            batch.append(line if line.endswith("\n") else line + "\n")
+            numbers.append(number)
+            if len(batch) == size:
+                yield numbers, batch
+                batch, numbers = [], []
+    if batch:
+        yield numbers, batch
+
+
+def _results(response: httpx.Response) -> list[dict[str, object]] | None:
+    """The per-event results of a /events answer, or None if it has none."""
+    if response.status_code not in (202, 422):
+        return None
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    results = body.get("results") if isinstance(body, dict) else None
+    return results if isinstance(results, list) else None
+
+
+_TIMES = (
+    ("occurred_at",),
+    ("appointment", "start"),
+    ("encounter", "admitted_at"),
+    ("encounter", "discharged_at"),
+)
+
+
+def _shift(file: Path) -> timedelta:
+    """How far to move the file's times for its first event to happen now."""
+    with file.open(encoding="utf-8") as stream:
+        for line in stream:
+            if line.strip():
+                try:
+                    first = datetime.fromisoformat(json.loads(line)["occurred_at"])
+                except (ValueError, KeyError, TypeError):
+                    raise typer.BadParameter(
+                        "--shift-to-now needs a first line with occurred_at"
+                    ) from None
+                return SystemClock().now() - first
+    return timedelta(0)
+
+
+def _shifted(line: str, shift: timedelta) -> str:
+    """The event on `line` with its times moved by `shift`; other lines as they are."""
+    try:
+        data = json.loads(line)
+    except json.JSONDecodeError:
+        return line  # the service reports it, with its line number
+    for path in _TIMES:
+        holder = data
+        for part in path[:-1]:
+            holder = holder.get(part) if isinstance(holder, dict) else None
+        value = holder.get(path[-1]) if isinstance(holder, dict) else None
+        if isinstance(holder, dict) and isinstance(value, str):
+            # A bad time is left as it is, for the service to reject by its field name.
+            with contextlib.suppress(ValueError):
+                holder[path[-1]] = (datetime.fromisoformat(value) + shift).isoformat()
+    return json.dumps(data) + "\n"

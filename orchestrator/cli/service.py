@@ -1,0 +1,83 @@
+"""`orchestrator run` and `orchestrator db upgrade`."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from ..errors import FlowError, StoreError
+from ..store import connect, head, upgrade
+from .options import DbOption, FlowsOption, TemplatesOption, settings_with
+
+db_app = typer.Typer(help="The store's schema.", no_args_is_help=True)
+
+
+def run_command(
+    host: Annotated[str | None, typer.Option("--host", help="address to bind")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="HTTP port")] = None,
+    db: DbOption = None,
+    flows: FlowsOption = None,
+    templates: TemplatesOption = None,
+) -> None:
+    """Run the embedded service: HTTP ingest, scheduler and dispatcher in one process.
+
+    Sandbox connectors record what would be sent (`orchestrator outbox`).
+    SQLite stores are migrated on start; PostgreSQL needs `db upgrade` first.
+    """
+    import uvicorn
+
+    from ..api import create_app
+    from ..logs import configure
+    from ..runtime.service import EmbeddedService
+
+    settings = settings_with(db=db, flows=flows, templates=templates)
+    settings = settings.model_copy(
+        update={k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    )
+    err = Console(stderr=True, soft_wrap=True, highlight=False)
+    if not _loopback(settings.host) and settings.api_token is None:
+        err.print(
+            f"refusing to bind {settings.host}: set ORCHESTRATOR_API_TOKEN to serve beyond loopback"
+        )
+        raise typer.Exit(2)
+    configure()
+    try:
+        service = EmbeddedService.build(settings, migrate=settings.db.startswith("sqlite"))
+    except FlowError as exc:
+        for problem in exc.problems:
+            err.print(str(problem), markup=False)
+        raise typer.Exit(2) from None
+    except StoreError as exc:
+        err.print(f"store: {exc}", markup=False)
+        raise typer.Exit(2) from None
+    app = create_app(service)
+    uvicorn.run(
+        app, host=settings.host, port=settings.port, log_config=None, timeout_graceful_shutdown=30
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade(db: DbOption = None) -> None:
+    """Apply the schema migrations to the store."""
+    settings = settings_with(db=db)
+    try:
+        upgrade(connect(settings.db))
+    except StoreError as exc:
+        Console(stderr=True).print(f"store: {exc}", markup=False)
+        raise typer.Exit(1) from None
+    Console().print(f"store at migration {head()}")
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+__all__ = ["db_app", "run_command"]

@@ -1,0 +1,175 @@
+"""The event processor: a batch of events through the engine into the store.
+
+Each batch is one transaction: the new journey states, the scheduled,
+cancelled and expired messages, the patient snapshots and consent, the
+processed-event records and the audit rows commit together or not at all.
+An event already processed (same id) changes nothing. This is the per-event
+boundary: an event the engine fails on is kept as rejected input, logged by
+its error type, and the rest of the batch goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from ..actions import CancelMessage, Decision, ExpireMessage, ScheduleMessage
+from ..clock import Clock
+from ..engine import advance
+from ..event import Channel, Event, EventType
+from ..event_schema import dump_event
+from ..journey import EpisodeStatus, Journey
+from ..policies import ConsentRecord
+from ..store import SqlStore, UnitOfWork
+from .registry import FlowRegistry
+
+__all__ = ["EventProcessor", "EventResult"]
+
+log = logging.getLogger(__name__)
+
+Outcome = Literal["accepted", "duplicate", "rejected"]
+
+
+@dataclass(frozen=True, slots=True)
+class EventResult:
+    id: str
+    status: Outcome
+    errors: tuple[str, ...] = ()
+    actions: int = 0
+
+    def as_json(self) -> dict[str, object]:
+        result: dict[str, object] = {"id": self.id, "status": self.status}
+        if self.errors:
+            result["errors"] = list(self.errors)
+        return result
+
+
+@dataclass
+class EventProcessor:
+    store: SqlStore
+    flows: FlowRegistry
+    clock: Clock
+    source: str = "api"
+
+    def process(self, events: Sequence[Event]) -> list[EventResult]:
+        """Apply a batch of events in one transaction; a result per event, in order."""
+        now = self.clock.now()
+        results: list[EventResult] = []
+        failed: list[tuple[Event, Exception]] = []
+        with self.store.unit(now) as unit:
+            done = unit.processed(e.id for e in events)
+            patients = {e.patient.id for e in events}
+            journeys = unit.journeys(patients)
+            snapshots = unit.patient_times(patients)
+            for event in events:
+                if event.id in done:
+                    results.append(EventResult(event.id, "duplicate"))
+                    continue
+                done.add(event.id)
+                try:
+                    decisions = self._decide(journeys, event, now)
+                except Exception as exc:  # noqa: BLE001 - the per-event boundary: keep it, log it, go on
+                    log.error(
+                        "event.failed",
+                        extra={"event_id": event.id, "error": exc.__class__.__name__},
+                    )
+                    failed.append((event, exc))
+                    results.append(
+                        EventResult(
+                            event.id, "rejected", (f"engine failed: {exc.__class__.__name__}",)
+                        )
+                    )
+                    continue
+                actions = self._record(unit, journeys, snapshots, event, decisions)
+                unit.mark_processed(event)
+                results.append(EventResult(event.id, "accepted", actions=actions))
+        for event, error in failed:
+            reason = f"event {event.id}: engine failed: {error.__class__.__name__}"
+            self.store.reject(_json(event), self.source, reason, now)
+        return results
+
+    def _decide(
+        self, journeys: dict[tuple[str, str, int], Journey], event: Event, now: datetime
+    ) -> list[tuple[int, Decision]]:
+        """Advance every journey of the patient the event concerns (pure: no writes)."""
+        decisions: list[tuple[int, Decision]] = []
+        patient_id = event.patient.id
+        for flow_id, flow in self.flows.current.items():
+            if event.type not in flow.event_types:
+                continue
+            # Older versions finish their episodes; the current one may start new ones.
+            older = [
+                (version, journey)
+                for (pid, fid, version), journey in journeys.items()
+                if pid == patient_id
+                and fid == flow_id
+                and version != flow.version
+                and any(e.status is EpisodeStatus.ACTIVE for e in journey.episodes)
+            ]
+            for version, journey in older:
+                decisions.append(
+                    (version, advance(journey, event, self.flows.version(flow_id, version), now))
+                )
+            journey = journeys.get((patient_id, flow_id, flow.version)) or Journey.start(
+                patient_id, flow_id
+            )
+            decisions.append((flow.version, advance(journey, event, flow, now)))
+        return decisions
+
+    def _record(
+        self,
+        unit: UnitOfWork,
+        journeys: dict[tuple[str, str, int], Journey],
+        snapshots: dict[str, datetime],
+        event: Event,
+        decisions: list[tuple[int, Decision]],
+    ) -> int:
+        patient = event.patient
+        known = snapshots.get(patient.id)
+        if known is None or known <= event.occurred_at:
+            snapshots[patient.id] = event.occurred_at
+            unit.save_patient(patient, event.occurred_at)
+        if event.type in (EventType.CONSENT_OPTED_OUT, EventType.CONSENT_OPTED_IN):
+            self._record_consent(unit, event)
+        count = 0
+        for version, decision in decisions:
+            journey = decision.journey
+            key = (journey.patient_id, journey.flow_id, version)
+            if journeys.get(key) is journey:
+                continue
+            journeys[key] = journey
+            unit.save_journey(journey, version)
+            for action in decision.actions:
+                if isinstance(action, ScheduleMessage):
+                    unit.schedule(action.message, event.id)
+                elif isinstance(action, CancelMessage):
+                    unit.cancel(action.message, action.reason, event.id)
+                elif isinstance(action, ExpireMessage):
+                    unit.expire(action.message, action.reason, event.id)
+                count += 1
+        return count
+
+    def _record_consent(self, unit: UnitOfWork, event: Event) -> None:
+        caregiver = event.attributes.get("caregiver_id")
+        recipient = f"caregiver:{caregiver}" if isinstance(caregiver, str) else "patient"
+        named = event.attributes.get("channel")
+        channels = [c for c in Channel if c.value == named] or list(Channel)
+        latest = unit.consent_times(event.patient.id)
+        for channel in channels:
+            previous = latest.get((recipient, channel.value))
+            if previous is None or previous <= event.occurred_at:
+                record = ConsentRecord(
+                    channel,
+                    event.type is EventType.CONSENT_OPTED_IN,
+                    event.occurred_at,
+                    event.source,
+                )
+                unit.save_consent(event.patient.id, recipient, record)
+
+
+def _json(event: Event) -> bytes:
+    return json.dumps(dump_event(event)).encode()

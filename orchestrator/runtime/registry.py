@@ -1,0 +1,68 @@
+"""Flow versions at run time: the current flows, and the older versions that
+episodes started on and finish on.
+
+An episode stays on the flow version it started on. Each version the
+service runs is recorded in the store; a file whose content changed without
+a version bump is refused, because two different flows would share one name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from ..errors import FlowError, FlowProblem
+from ..flows import Flow, FlowFile, FlowSet
+from ..store import SqlStore
+
+__all__ = ["FlowRegistry"]
+
+
+@dataclass(frozen=True)
+class FlowRegistry:
+    current: Mapping[str, Flow]
+    versions: Mapping[tuple[str, int], Flow]
+
+    @classmethod
+    def open(cls, flows: FlowSet, store: SqlStore, now: datetime) -> FlowRegistry:
+        """Record the current versions in the store and load the older ones.
+
+        Raises:
+            FlowError: a flow's content changed but its version did not.
+        """
+        known = store.flow_versions()
+        problems = []
+        for flow_id, document in flows.documents.items():
+            source = document.model_dump_json()
+            digest = hashlib.sha256(source.encode()).hexdigest()
+            seen = known.get((flow_id, document.version))
+            if seen is None:
+                store.record_flow_version(flow_id, document.version, source, now)
+            elif seen[0] != digest:
+                problems.append(
+                    FlowProblem(
+                        str(flows.files[flow_id]),
+                        "version",
+                        f"flow '{flow_id}' changed but is still version {document.version}, "
+                        "which this store already ran; bump the version",
+                    )
+                )
+        if problems:
+            raise FlowError(problems)
+        versions = {(f.id, f.version): f for f in flows.flows.values()}
+        for (flow_id, version), (_, source) in known.items():
+            if (flow_id, version) not in versions:
+                # An older version finishes its episodes but starts none.
+                old = FlowFile.model_validate_json(source).to_core()
+                versions[(flow_id, version)] = replace(old, starts_on=())
+        return cls(dict(flows.flows), versions)
+
+    def version(self, flow_id: str, version: int) -> Flow:
+        return self.versions[(flow_id, version)]
+
+    @classmethod
+    def of(cls, flows: Mapping[str, Flow]) -> FlowRegistry:
+        """A registry of just these flows (tests, simulation)."""
+        return cls(dict(flows), {(f.id, f.version): f for f in flows.values()})

@@ -1,0 +1,261 @@
+"""The store's tables (SQLAlchemy 2). Row classes never leave `orchestrator.store`.
+
+Times are stored timezone-aware (UTC). Columns that only the store reads
+back (journey state, scheduled-message payloads, patient snapshots) hold JSON
+text written by `codec`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = [
+    "AuditRow",
+    "Base",
+    "ConsentRow",
+    "DeliveryAttemptRow",
+    "EpisodeRow",
+    "FlowVersionRow",
+    "JourneyRow",
+    "OutboxRow",
+    "PatientRow",
+    "ProcessedEventRow",
+    "RejectedInputRow",
+    "ScheduledMessageRow",
+    "Stamp",
+]
+
+Id = String(200)
+
+
+class Stamp(TypeDecorator[datetime]):
+    """An aware UTC datetime on every backend.
+
+    PostgreSQL keeps the offset (timestamptz); SQLite keeps text, so the
+    value is stored as naive UTC and read back as aware UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; expected an aware one")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# An autoincrementing id that is BIGINT on PostgreSQL and the rowid on SQLite.
+Serial = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+class PatientRow(Base):
+    """The latest patient snapshot (contact points, language, time zone, caregivers)."""
+
+    __tablename__ = "patients"
+    id: Mapped[str] = mapped_column(Id, primary_key=True)
+    snapshot: Mapped[str] = mapped_column(Text)
+    snapshot_at: Mapped[datetime] = mapped_column(Stamp())
+
+
+class ConsentRow(Base):
+    """Consent per recipient and channel: the latest decision, its source and time."""
+
+    __tablename__ = "consents"
+    patient_id: Mapped[str] = mapped_column(Id, primary_key=True)
+    recipient: Mapped[str] = mapped_column(String(220), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    granted: Mapped[bool] = mapped_column(Boolean)
+    at: Mapped[datetime] = mapped_column(Stamp())
+    source: Mapped[str] = mapped_column(String(100))
+
+
+class JourneyRow(Base):
+    """A patient's journey through one version of one flow (the engine's state)."""
+
+    __tablename__ = "journeys"
+    patient_id: Mapped[str] = mapped_column(Id, primary_key=True)
+    flow_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    flow_version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    state: Mapped[str] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(Boolean)
+    updated_at: Mapped[datetime] = mapped_column(Stamp())
+
+
+class EpisodeRow(Base):
+    """Each episode's place in its flow, for timelines and funnels."""
+
+    __tablename__ = "episodes"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    patient_id: Mapped[str] = mapped_column(Id, index=True)
+    flow_id: Mapped[str] = mapped_column(String(100))
+    flow_version: Mapped[int] = mapped_column(Integer)
+    stage_id: Mapped[str | None] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(20))
+    outcome: Mapped[str | None] = mapped_column(String(100))
+    started_at: Mapped[datetime] = mapped_column(Stamp())
+    ended_at: Mapped[datetime | None] = mapped_column(Stamp())
+    appointment_id: Mapped[str | None] = mapped_column(Id)
+    updated_at: Mapped[datetime] = mapped_column(Stamp())
+
+    __table_args__ = (Index(None, "flow_id", "stage_id"),)
+
+
+class ProcessedEventRow(Base):
+    """The idempotency record: an event id is processed once."""
+
+    __tablename__ = "processed_events"
+    event_id: Mapped[str] = mapped_column(Id, primary_key=True)
+    type: Mapped[str] = mapped_column(String(40))
+    source: Mapped[str] = mapped_column(String(100))
+    patient_id: Mapped[str] = mapped_column(Id)
+    occurred_at: Mapped[datetime] = mapped_column(Stamp())
+    received_at: Mapped[datetime] = mapped_column(Stamp())
+
+
+class ScheduledMessageRow(Base):
+    """One scheduled message; `key` is its idempotency key.
+
+    `due_at` is when it is next looked at: the engine's due time, moved by
+    quiet-hours deferrals and retry backoff. Claimers hold a lease.
+    """
+
+    __tablename__ = "scheduled_messages"
+    key: Mapped[str] = mapped_column(String(40), primary_key=True)
+    patient_id: Mapped[str] = mapped_column(Id)
+    recipient: Mapped[str] = mapped_column(String(220))
+    flow_id: Mapped[str] = mapped_column(String(100))
+    flow_version: Mapped[int] = mapped_column(Integer)
+    episode_id: Mapped[str] = mapped_column(String(40))
+    stage_id: Mapped[str] = mapped_column(String(100))
+    message_id: Mapped[str] = mapped_column(String(100))
+    payload: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(String(200))
+    due_at: Mapped[datetime] = mapped_column(Stamp())
+    expires_at: Mapped[datetime | None] = mapped_column(Stamp())
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    channel: Mapped[str | None] = mapped_column(String(16))
+    provider_id: Mapped[str | None] = mapped_column(String(100))
+    lease_owner: Mapped[str | None] = mapped_column(String(100))
+    lease_until: Mapped[datetime | None] = mapped_column(Stamp())
+    sent_at: Mapped[datetime | None] = mapped_column(Stamp())
+    created_at: Mapped[datetime] = mapped_column(Stamp())
+    updated_at: Mapped[datetime] = mapped_column(Stamp())
+
+    __table_args__ = (
+        # Finding due work reads this index: its cost follows what is due, not what is pending.
+        Index(None, "status", "due_at"),
+        # Frequency caps count recent sends per recipient and channel.
+        Index(None, "patient_id", "recipient", "channel", "sent_at"),
+        Index(None, "episode_id"),
+    )
+
+
+class DeliveryAttemptRow(Base):
+    """Each hand-over to a connector, with its outcome."""
+
+    __tablename__ = "delivery_attempts"
+    id: Mapped[int] = mapped_column(Serial, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(40), index=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    channel: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime] = mapped_column(Stamp())
+    finished_at: Mapped[datetime | None] = mapped_column(Stamp())
+    outcome: Mapped[str] = mapped_column(String(20))
+    error: Mapped[str | None] = mapped_column(String(300))
+    provider_id: Mapped[str | None] = mapped_column(String(100))
+
+
+class AuditRow(Base):
+    """The append-only audit log: every decision and outcome, with its reason."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(Serial, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(Stamp())
+    event_id: Mapped[str | None] = mapped_column(Id)
+    patient_id: Mapped[str] = mapped_column(Id, index=True)
+    flow_id: Mapped[str] = mapped_column(String(100))
+    flow_version: Mapped[int] = mapped_column(Integer)
+    episode_id: Mapped[str] = mapped_column(String(40))
+    stage_id: Mapped[str] = mapped_column(String(100))
+    message_id: Mapped[str] = mapped_column(String(100))
+    key: Mapped[str] = mapped_column(String(40), index=True)
+    recipient: Mapped[str] = mapped_column(String(220))
+    channel: Mapped[str | None] = mapped_column(String(16))
+    language: Mapped[str | None] = mapped_column(String(20))
+    template: Mapped[str] = mapped_column(String(100))
+    due_at: Mapped[datetime] = mapped_column(Stamp())
+    status: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(String(200))
+
+    __table_args__ = (Index(None, "flow_id", "at"),)
+
+
+class RejectedInputRow(Base):
+    """Input that could not be accepted, kept with its reason."""
+
+    __tablename__ = "rejected_inputs"
+    id: Mapped[int] = mapped_column(Serial, primary_key=True, autoincrement=True)
+    received_at: Mapped[datetime] = mapped_column(Stamp())
+    source: Mapped[str] = mapped_column(String(100))
+    reason: Mapped[str] = mapped_column(Text)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    truncated: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class OutboxRow(Base):
+    """What the sandbox connectors "sent". Not unique by key: duplicates would show."""
+
+    __tablename__ = "outbox"
+    id: Mapped[int] = mapped_column(Serial, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(40), index=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    to_address: Mapped[str] = mapped_column(String(320))
+    subject: Mapped[str | None] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    html: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime] = mapped_column(Stamp())
+
+
+class FlowVersionRow(Base):
+    """Every flow version the service has run, so episodes can finish on theirs."""
+
+    __tablename__ = "flow_versions"
+    flow_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(Text)
+    first_seen_at: Mapped[datetime] = mapped_column(Stamp())
