@@ -5,8 +5,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from orchestrator.store import SqlStore
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,3 +27,79 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 @pytest.fixture
 def root() -> Path:
     return ROOT
+
+
+# -- stores -------------------------------------------------------------------
+
+PG_ADMIN_URL = os.environ.get(
+    "TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test run, migrated; dropped afterwards.
+
+    PostgreSQL runs on this machine and in CI: these tests do not skip.
+    """
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    from orchestrator.store import connect, upgrade
+
+    name = f"orch_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    engine = connect(url)
+    upgrade(engine)
+    engine.dispose()
+    try:
+        yield url
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A migrated, empty store on each backend (the PostgreSQL one is emptied after the test)."""
+    from orchestrator.store import SqlStore, connect, upgrade
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'store.db'}"
+        engine = connect(url)
+        upgrade(engine)
+        engine.dispose()
+        yield url
+        return
+    url = request.getfixturevalue("pg_database")
+    yield url
+    engine = connect(url)
+    SqlStore(engine).purge()
+    engine.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A migrated, empty SQLite store."""
+    from orchestrator.store import connect, upgrade
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    engine = connect(url)
+    upgrade(engine)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[SqlStore]:
+    """A `SqlStore` on each backend; its connections are closed after the test."""
+    from orchestrator.store import SqlStore, connect
+
+    engine = connect(store_url)
+    yield SqlStore(engine)
+    engine.dispose()
