@@ -26,7 +26,7 @@ from ..errors import PermanentSendError, SendError, TemplateError, TransientSend
 from ..event import Channel
 from ..journey import ScheduledMessage
 from ..policies import Defer, Expire, Send, SendContext, Suppress, contactable, decide
-from ..recipients import contact_for
+from ..recipients import Contact, contact_for
 from ..store import Claim, SqlStore
 from ..templates import TemplateSet
 from .registry import FlowRegistry
@@ -130,9 +130,8 @@ class Dispatcher:
                 message,
                 verdict,
                 [verdict.channel, *fallbacks],
-                contact.address,
+                contact,
                 relationship,
-                claim,
             )
 
     def _send(
@@ -140,11 +139,9 @@ class Dispatcher:
         message: ScheduledMessage,
         verdict: Send,
         channels: list[Channel],
-        address: object,
+        contact: Contact,
         relationship: str | None,
-        claim: Claim,
     ) -> None:
-        assert callable(address)
         journey = self.store.journey(
             message.recipient.patient_id, message.flow_id, message.flow_version
         )
@@ -153,7 +150,7 @@ class Dispatcher:
         for channel in channels:
             now = self.clock.now()
             connector = self.connectors.get(channel)
-            to = address(channel)
+            to = contact.address(channel)
             if connector is None or not to:
                 continue
             context = render_context(
@@ -185,7 +182,7 @@ class Dispatcher:
             try:
                 receipt = connector.send(outgoing)
             except TransientSendError as exc:
-                self._retry(message, claim.attempts + 1, exc)
+                self._retry(message, attempt, exc)
                 return
             except PermanentSendError as exc:
                 # This channel cannot carry it: the next usable one may.
