@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
@@ -54,15 +55,23 @@ class EventProcessor:
     flows: FlowRegistry
     clock: Clock
     source: str = "api"
+    # One batch at a time in this process: two batches for one patient must not
+    # both read the journey before either writes it.
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def process(self, events: Sequence[Event]) -> list[EventResult]:
         """Apply a batch of events in one transaction; a result per event, in order."""
+        with self._lock:
+            return self._process(events)
+
+    def _process(self, events: Sequence[Event]) -> list[EventResult]:
         now = self.clock.now()
         results: list[EventResult] = []
         failed: list[tuple[Event, Exception]] = []
         with self.store.unit(now) as unit:
-            done = unit.processed(e.id for e in events)
             patients = {e.patient.id for e in events}
+            unit.lock_patients(patients)
+            done = unit.processed(e.id for e in events)
             journeys = unit.journeys(patients)
             snapshots = unit.patient_times(patients)
             for event in events:

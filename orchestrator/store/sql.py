@@ -235,6 +235,21 @@ class UnitOfWork:
             found.update(row[0] for row in rows)
         return found
 
+    def lock_patients(self, patient_ids: Iterable[str]) -> None:
+        """Hold these patients' journeys for this transaction (PostgreSQL).
+
+        Two processes that advance the same patient at once would each read the
+        old journey and one would lose the other's update. Transaction-scoped
+        advisory locks, taken in a fixed order, serialise them; SQLite allows
+        one writer at a time and needs nothing more than the caller's lock.
+        """
+        if self.connection.dialect.name != "postgresql":
+            return
+        for patient_id in sorted(set(patient_ids)):
+            self.connection.execute(
+                text("SELECT pg_advisory_xact_lock(hashtextextended(:id, 0))"), {"id": patient_id}
+            )
+
     def journeys(self, patient_ids: Iterable[str]) -> dict[tuple[str, str, int], Journey]:
         """Every journey of these patients, by (patient, flow, version)."""
         found: dict[tuple[str, str, int], Journey] = {}
