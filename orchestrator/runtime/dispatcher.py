@@ -251,11 +251,14 @@ class Dispatcher:
         channel = Channel(claim.channel) if claim.channel else None
         connector = self.connectors.get(channel) if channel else None
         if connector is None:
-            return False
+            # Nobody can say whether it went: failing it is the honest record.
+            self.store.finish(message, self.owner, now, "failed", "reconcile:no_connector")
+            return True
         try:
             receipt = connector.find(message.key)
         except TransientSendError:
-            self.store.reschedule(message, self.owner, now, now + self.backoff, "reconcile:unknown")
+            # Still "sending": ask again when this hold runs out, never resend blindly.
+            self.store.hold(message.key, self.owner, now + self.backoff, "reconcile:unknown")
             return True
         if receipt is None:
             self.store.unsend(message.key, self.owner, now, "not_sent", None)

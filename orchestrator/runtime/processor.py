@@ -119,14 +119,17 @@ class EventProcessor:
                 and version != flow.version
                 and any(e.status is EpisodeStatus.ACTIVE for e in journey.episodes)
             ]
+            taken = False
             for version, journey in older:
-                decisions.append(
-                    (version, advance(journey, event, self.flows.version(flow_id, version), now))
-                )
+                decision = advance(journey, event, self.flows.version(flow_id, version), now)
+                taken = taken or decision.journey.episodes != journey.episodes
+                decisions.append((version, decision))
+            # An event an older version's episode took (a rebooking) starts nothing new.
+            current = self.flows.continuing[flow_id] if taken else flow
             journey = journeys.get((patient_id, flow_id, flow.version)) or Journey.start(
                 patient_id, flow_id
             )
-            decisions.append((flow.version, advance(journey, event, flow, now)))
+            decisions.append((flow.version, advance(journey, event, current, now)))
         return decisions
 
     def _record(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from ..errors import FlowError, FlowProblem
@@ -24,6 +24,9 @@ __all__ = ["FlowRegistry"]
 class FlowRegistry:
     current: Mapping[str, Flow]
     versions: Mapping[tuple[str, int], Flow]
+    # The current flows with no way to start an episode: for an event that an
+    # older version's episode already took.
+    continuing: Mapping[str, Flow] = field(default_factory=dict)
 
     @classmethod
     def open(cls, flows: FlowSet, store: SqlStore, now: datetime) -> FlowRegistry:
@@ -35,7 +38,7 @@ class FlowRegistry:
         known = store.flow_versions()
         problems = []
         for flow_id, document in flows.documents.items():
-            source = document.model_dump_json()
+            source = document.model_dump_json(by_alias=True)
             digest = hashlib.sha256(source.encode()).hexdigest()
             seen = known.get((flow_id, document.version))
             if seen is None:
@@ -57,7 +60,7 @@ class FlowRegistry:
                 # An older version finishes its episodes but starts none.
                 old = FlowFile.model_validate_json(source).to_core()
                 versions[(flow_id, version)] = replace(old, starts_on=())
-        return cls(dict(flows.flows), versions)
+        return cls(dict(flows.flows), versions, _continuing(flows.flows))
 
     def version(self, flow_id: str, version: int) -> Flow:
         return self.versions[(flow_id, version)]
@@ -65,4 +68,8 @@ class FlowRegistry:
     @classmethod
     def of(cls, flows: Mapping[str, Flow]) -> FlowRegistry:
         """A registry of just these flows (tests, simulation)."""
-        return cls(dict(flows), {(f.id, f.version): f for f in flows.values()})
+        return cls(dict(flows), {(f.id, f.version): f for f in flows.values()}, _continuing(flows))
+
+
+def _continuing(flows: Mapping[str, Flow]) -> dict[str, Flow]:
+    return {flow_id: replace(flow, starts_on=()) for flow_id, flow in flows.items()}

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -217,10 +217,8 @@ class UnitOfWork:
     _journeys: dict[tuple[str, str, int], dict[str, Any]] = field(default_factory=dict)
     _episodes: dict[str, dict[str, Any]] = field(default_factory=dict)
     _processed: list[dict[str, Any]] = field(default_factory=list)
-    _scheduled: dict[str, ScheduledMessage] = field(default_factory=dict)
-    _cancelled: dict[str, str] = field(default_factory=dict)
-    _expired: dict[str, ScheduledMessage] = field(default_factory=dict)
-    _audit: list[AuditEntry] = field(default_factory=list)
+    # What the engine decided about messages, in order: (kind, message, reason, event id).
+    _decisions: list[tuple[str, ScheduledMessage, str | None, str]] = field(default_factory=list)
 
     # -- reads ----------------------------------------------------------------
 
@@ -345,18 +343,16 @@ class UnitOfWork:
         )
 
     def schedule(self, message: ScheduledMessage, event_id: str) -> None:
-        self._cancelled.pop(message.key, None)
-        self._scheduled[message.key] = message
-        self._audit.append(audit_entry(message, self.now, "scheduled", None, event_id=event_id))
+        """Schedule a message, or update a pending one (a message already final stays)."""
+        self._decisions.append(("schedule", message, None, event_id))
 
     def cancel(self, message: ScheduledMessage, reason: str, event_id: str) -> None:
-        self._scheduled.pop(message.key, None)
-        self._cancelled[message.key] = reason
-        self._audit.append(audit_entry(message, self.now, "cancelled", reason, event_id=event_id))
+        """Cancel a pending message; one claimed, being sent or final is left alone."""
+        self._decisions.append(("cancel", message, reason, event_id))
 
     def expire(self, message: ScheduledMessage, reason: str, event_id: str) -> None:
-        self._expired[message.key] = message
-        self._audit.append(audit_entry(message, self.now, "expired", reason, event_id=event_id))
+        """Record a message that was pointless when it was decided."""
+        self._decisions.append(("expire", message, reason, event_id))
 
     # -- flush ------------------------------------------------------------------
 
@@ -380,53 +376,73 @@ class UnitOfWork:
         if self._processed:
             c.execute(insert(ProcessedEventRow), self._processed)
         self._write_messages()
-        if self._audit:
-            c.execute(insert(AuditRow), [_audit_row(a) for a in self._audit])
 
     def _write_messages(self) -> None:
+        """Apply the message decisions against what the store holds, and audit what took.
+
+        Each key's status is followed through the batch, starting from the
+        database: a schedule inserts or updates a pending row, a cancel moves a
+        pending row to cancelled, an expiry records a new row as expired.
+        Decisions about rows that are already final change nothing and are not
+        audited, so the audit never says "cancelled" of a message that was sent.
+        """
         c = self.connection
-        keys = [*self._scheduled, *self._cancelled, *self._expired]
-        existing: dict[str, str] = {}
+        table = ScheduledMessageRow
+        keys = list({m.key for _, m, _, _ in self._decisions})
+        status: dict[str, str] = {}
         for chunk in _chunks(keys, 500):
-            rows = c.execute(
-                select(ScheduledMessageRow.key, ScheduledMessageRow.status).where(
-                    ScheduledMessageRow.key.in_(chunk)
+            rows = c.execute(select(table.key, table.status).where(table.key.in_(chunk)))
+            status.update({k: v for k, v in rows})
+        inserts: dict[str, dict[str, Any]] = {}
+        updates: dict[str, ScheduledMessage] = {}
+        cancels: dict[str, str] = {}
+        audit: list[AuditEntry] = []
+        for kind, message, reason, event_id in self._decisions:
+            key, current = message.key, status.get(message.key)
+            entry = audit_entry(message, self.now, "", reason, event_id=event_id)
+            if kind == "schedule" and current is None:
+                inserts[key] = _message_row(message, "scheduled", None, self.now)
+                status[key] = "scheduled"
+                audit.append(replace(entry, status="scheduled"))
+            elif kind == "schedule" and current in PENDING:
+                # An update (its expiry moved): the due time, and any deferral, stay.
+                if key in inserts:
+                    inserts[key] = _message_row(message, "scheduled", None, self.now)
+                else:
+                    updates[key] = message
+            elif kind == "cancel" and current in PENDING:
+                assert reason is not None
+                if key in inserts:
+                    inserts[key] |= {"status": "cancelled", "reason": reason}
+                else:
+                    cancels[key] = reason
+                status[key] = "cancelled"
+                audit.append(replace(entry, status="cancelled"))
+            elif kind == "expire" and current is None:
+                inserts[key] = _message_row(message, "expired", reason, self.now)
+                status[key] = "expired"
+                audit.append(replace(entry, status="expired"))
+        if inserts:
+            c.execute(insert(table), list(inserts.values()))
+        for key, message in updates.items():
+            c.execute(
+                update(table)
+                .where(table.key == key, table.status.in_(PENDING))
+                .values(
+                    payload=codec.dumps(message),
+                    expires_at=message.expires_at,
+                    episode_id=message.episode_id,
+                    updated_at=self.now,
                 )
             )
-            existing.update({k: s for k, s in rows})
-        new_rows = []
-        for key, message in self._scheduled.items():
-            if key not in existing:
-                new_rows.append(_message_row(message, "scheduled", None, self.now))
-            elif existing[key] in PENDING:
-                # An update (its expiry moved); the due time, and any deferral, stay.
-                c.execute(
-                    update(ScheduledMessageRow)
-                    .where(ScheduledMessageRow.key == key)
-                    .values(
-                        payload=codec.dumps(message),
-                        expires_at=message.expires_at,
-                        episode_id=message.episode_id,
-                        updated_at=self.now,
-                    )
-                )
-        for key, message in self._expired.items():
-            if key not in existing:
-                new_rows.append(
-                    _message_row(message, "expired", "expired_before_scheduling", self.now)
-                )
-        if new_rows:
-            c.execute(insert(ScheduledMessageRow), new_rows)
-        # A message already claimed, sending or final is left as it is: the
-        # dispatcher re-checks its status before it hands it over.
-        for reason, group in _group(self._cancelled).items():
+        # The dispatcher may have claimed a row meanwhile: only the rows this
+        # statement moved are cancelled, and only they are audited as such.
+        cancelled: set[str] = set()
+        for reason, group in _group(cancels).items():
             for chunk in _chunks(group, 500):
-                c.execute(
-                    update(ScheduledMessageRow)
-                    .where(
-                        ScheduledMessageRow.key.in_(chunk),
-                        ScheduledMessageRow.status.in_(PENDING),
-                    )
+                moved = c.execute(
+                    update(table)
+                    .where(table.key.in_(chunk), table.status.in_(PENDING))
                     .values(
                         status="cancelled",
                         reason=reason,
@@ -434,7 +450,16 @@ class UnitOfWork:
                         lease_until=None,
                         updated_at=self.now,
                     )
+                    .returning(table.key)
                 )
+                cancelled.update(row[0] for row in moved)
+        audit = [
+            a
+            for a in audit
+            if not (a.status == "cancelled" and a.key in cancels and a.key not in cancelled)
+        ]
+        if audit:
+            c.execute(insert(AuditRow), [_audit_row(a) for a in audit])
 
 
 class SqlStore:
@@ -565,7 +590,9 @@ class SqlStore:
                         table.attempts,
                         table.due_at,
                         table.channel,
-                    ).where(table.key.in_(keys))
+                    )
+                    .where(table.key.in_(keys))
+                    .order_by(order, table.key)
                 ).all()
                 c.execute(
                     update(table)
@@ -692,6 +719,17 @@ class SqlStore:
             )
             if result.rowcount == 1:
                 self._close_attempt(c, key, now, outcome, error, None)
+            return result.rowcount == 1
+
+    def hold(self, key: str, owner: str, until: datetime, reason: str) -> bool:
+        """Keep a message in its in-flight status, under this claimer's lease until `until`."""
+        table = ScheduledMessageRow
+        with self._tx() as c:
+            result = c.execute(
+                update(table)
+                .where(table.key == key, table.status.in_(IN_FLIGHT), table.lease_owner == owner)
+                .values(lease_until=until, reason=reason)
+            )
             return result.rowcount == 1
 
     def reschedule(

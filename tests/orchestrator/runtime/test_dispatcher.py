@@ -1,0 +1,439 @@
+"""The dispatcher: due messages through the gate, the templates and a connector.
+
+Every test runs on a real store (both backends) and a virtual clock; the
+connectors are the sandbox ones unless a test puts a fake in front of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import pytest
+
+from connectors.sandbox import SandboxConnector
+from orchestrator.clock import VirtualClock
+from orchestrator.errors import PermanentSendError, TransientSendError
+from orchestrator.event import Channel
+from orchestrator.flows import FlowSet, load_flows
+from orchestrator.runtime import Connector, FlowRegistry, Outgoing, Receipt
+from orchestrator.store import SqlStore
+from orchestrator.templates import TemplateSet
+from tests.builders import T0, at, make_event, make_patient
+from tests.conftest import ROOT
+from tests.orchestrator.runtime.conftest import BuildRuntime, Runtime
+
+FINAL = {"sent", "delivered", "failed", "suppressed", "cancelled", "expired"}
+START = at(days=8)  # 2026-03-10 14:00 UTC, 09:00 in Chicago
+
+
+@dataclass
+class FlakyConnector:
+    """Fails with a transient error `failures` times, then sends through `inner`."""
+
+    inner: Connector
+    failures: int
+    calls: list[str] = field(default_factory=list)
+
+    def send(self, outgoing: Outgoing) -> Receipt:
+        self.calls.append(outgoing.key)
+        if self.failures > 0:
+            self.failures -= 1
+            raise TransientSendError("provider answered 503")
+        return self.inner.send(outgoing)
+
+    def find(self, key: str) -> Receipt | None:
+        return self.inner.find(key)
+
+
+@dataclass
+class RefusingConnector:
+    """Refuses every message for good, as a provider does an invalid number."""
+
+    calls: list[str] = field(default_factory=list)
+
+    def send(self, outgoing: Outgoing) -> Receipt:
+        self.calls.append(outgoing.key)
+        raise PermanentSendError("the number cannot receive messages")
+
+    def find(self, key: str) -> Receipt | None:
+        return None
+
+
+@dataclass
+class UnsureConnector:
+    """Cannot tell, `unsure` times, whether a key was sent; otherwise `inner` answers."""
+
+    inner: Connector
+    unsure: int
+    sends: list[str] = field(default_factory=list)
+
+    def send(self, outgoing: Outgoing) -> Receipt:
+        self.sends.append(outgoing.key)
+        return self.inner.send(outgoing)
+
+    def find(self, key: str) -> Receipt | None:
+        if self.unsure > 0:
+            self.unsure -= 1
+            raise TransientSendError("provider lookup timed out")
+        return self.inner.find(key)
+
+
+@pytest.fixture
+def sandbox_sms(store: SqlStore, clock: VirtualClock) -> Connector:
+    """The sandbox SMS connector, for a fake to send through."""
+    return SandboxConnector(store, Channel.SMS, clock)
+
+
+def audit_of(runtime: Runtime, key: str) -> list[tuple[str, str | None]]:
+    return [(a.status, a.reason) for a in runtime.store.audit() if a.key == key]
+
+
+# -- end to end --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shipped() -> tuple[FlowSet, TemplateSet]:
+    templates = TemplateSet(ROOT / "templates")
+    return load_flows([ROOT / "flows"], templates), templates
+
+
+def test_every_scheduled_message_of_the_shipped_flows_ends_in_a_final_status(
+    build_runtime: BuildRuntime,
+    store: SqlStore,
+    shipped: tuple[FlowSet, TemplateSet],
+) -> None:
+    flow_set, templates = shipped
+    runtime = build_runtime(FlowRegistry.open(flow_set, store, T0), template_set=templates)
+    es = make_patient("p-2", language="es", phone="+15555550102", email="p2@example.org")
+    p3 = make_patient("p-3", phone="+15555550103", email="p3@example.org")
+    p4 = make_patient("p-4", phone="+15555550104", email=None)
+    sms_only = {"channel": "sms"}
+    night = at(hours=14, minutes=30)  # 22:30 in Chicago: the confirmation waits for the morning
+    timeline = [
+        (at(), "appointment.booked", make_patient(), {}),
+        (at(minutes=30), "appointment.booked", es, {}),
+        (at(hours=1), "appointment.booked", p3, {}),
+        (at(hours=2), "consent.opted_out", p3, {"appointment_id": None, "attributes": sms_only}),
+        (at(hours=3), "intake.completed", es, {}),
+        (night, "appointment.booked", p4, {}),
+        (at(days=2), "appointment.cancelled", es, {}),
+        (START, "appointment.checked_in", make_patient(), {}),
+        (START + timedelta(hours=1), "appointment.completed", make_patient(), {}),
+    ]
+    for instant, kind, patient, extra in timeline:
+        event = make_event(kind, occurred_at=instant, patient=patient, start=START, **extra)
+        assert [r.status for r in runtime.at(instant, event)] == ["accepted"]
+
+    runtime.run_until_idle()
+
+    messages = store.messages()
+    assert {m["status"] for m in messages} <= FINAL
+    assert {"sent", "cancelled"} <= {m["status"] for m in messages}
+    audited = {a.key for a in store.audit()}
+    assert audited == {a.key for a in store.audit() if a.status in FINAL}
+    sent = {(m["key"], m["channel"]) for m in messages if m["status"] == "sent"}
+    assert runtime.outbox() == dict.fromkeys(sent, 1)
+    after_opt_out = [
+        m["channel"]
+        for m in store.messages(patient_id="p-3")
+        if m["status"] == "sent" and m["sent_at"] > at(hours=2)
+    ]
+    assert after_opt_out and set(after_opt_out) == {"email"}
+    assert ("scheduled", "deferred:quiet_hours") in [
+        (a.status, a.reason) for a in store.audit(patient_id="p-4")
+    ]
+
+
+def test_test_flow_end_to_end_sends_each_key_once(runtime: Runtime) -> None:
+    runtime.process(make_event(start=START))
+
+    runtime.run_until_idle()
+
+    messages = runtime.store.messages()
+    assert {m["message"]: m["status"] for m in messages} == {
+        "confirmation": "sent",
+        "intake_nudge": "sent",
+        "reminder_72h": "sent",
+        "reminder_24h": "sent",
+    }
+    assert runtime.outbox() == {(m["key"], "sms"): 1 for m in messages}
+    assert {m["attempts"] for m in messages} == {1}
+
+
+# -- cancellation --------------------------------------------------------------------
+
+
+def test_cancellation_before_due_means_nothing_is_sent(runtime: Runtime) -> None:
+    runtime.process(make_event(start=START))
+    runtime.run_until(at(hours=1))  # the confirmation goes
+    confirmation = runtime.message("confirmation")
+
+    runtime.process(make_event("appointment.cancelled", start=START, occurred_at=at(hours=1)))
+    runtime.run_until_idle()
+
+    for name in ("intake_nudge", "reminder_72h", "reminder_24h"):
+        assert (runtime.message(name)["status"], runtime.message(name)["reason"]) == (
+            "cancelled",
+            "appointment_cancelled",
+        )
+    assert runtime.message("rebooking_nudge")["status"] == "sent"
+    sent_keys = {key for key, _ in runtime.outbox()}
+    assert sent_keys == {confirmation["key"], runtime.message("rebooking_nudge")["key"]}
+
+
+def test_message_cancelled_after_its_claim_is_not_sent(runtime: Runtime) -> None:
+    runtime.process(make_event(start=START))
+    now = runtime.clock.now()
+    (claim,) = runtime.store.claim_due(
+        now, runtime.dispatcher.owner, now + timedelta(minutes=2), 10
+    )
+
+    runtime.process(make_event("appointment.cancelled", start=START))
+    runtime.dispatcher.dispatch(claim)
+
+    assert runtime.message("confirmation")["status"] == "cancelled"
+    assert runtime.outbox() == {}
+
+
+# -- send-time policies ------------------------------------------------------------------
+
+
+def test_message_due_in_quiet_hours_is_deferred_in_the_store_to_eight_local(
+    runtime: Runtime,
+) -> None:
+    night = at(hours=14, minutes=30)  # 2026-03-03 04:30 UTC, 22:30 in Chicago
+    runtime.clock.move_to(night)
+    runtime.process(make_event(start=START, occurred_at=night))
+
+    runtime.dispatcher.tick()
+
+    confirmation = runtime.message("confirmation")
+    morning = at(days=1)  # 2026-03-03 14:00 UTC, 08:00 in Chicago
+    assert (confirmation["status"], confirmation["due_at"], confirmation["reason"]) == (
+        "scheduled",
+        morning,
+        "deferred:quiet_hours",
+    )
+    last = [a for a in runtime.store.audit() if a.key == confirmation["key"]][-1]
+    assert (last.status, last.reason, last.due_at) == ("scheduled", "deferred:quiet_hours", morning)
+    assert runtime.outbox() == {}
+
+    runtime.run_until(morning)
+
+    assert runtime.message("confirmation")["status"] == "sent"
+    assert runtime.message("confirmation")["sent_at"] == morning
+
+
+def test_sms_after_opt_out_goes_by_email_or_is_suppressed_for_consent(runtime: Runtime) -> None:
+    runtime.process(
+        make_event(start=START),
+        make_event(
+            "consent.opted_out",
+            occurred_at=at(minutes=1),
+            appointment_id=None,
+            attributes={"channel": "sms"},
+        ),
+    )
+
+    runtime.run_until_idle()
+
+    # The reminders may go by email; the intake nudge is SMS only.
+    for name in ("confirmation", "reminder_72h", "reminder_24h"):
+        assert (runtime.message(name)["status"], runtime.message(name)["channel"]) == (
+            "sent",
+            "email",
+        )
+    nudge = runtime.message("intake_nudge")
+    assert (nudge["status"], nudge["reason"]) == ("suppressed", "consent")
+    assert {channel for _, channel in runtime.outbox()} == {"email"}
+
+
+def test_messages_found_due_after_the_appointment_started_are_not_sent(
+    runtime: Runtime,
+) -> None:
+    runtime.process(make_event(start=START))
+    runtime.clock.move_to(START + timedelta(hours=1))  # the dispatcher was down all along
+
+    runtime.run_until_idle()
+
+    statuses = {m["message"]: m["status"] for m in runtime.store.messages()}
+    assert statuses["confirmation"] == "expired"
+    assert statuses["reminder_72h"] == statuses["reminder_24h"] == "expired"
+    sent = {m["key"] for m in runtime.store.messages() if m["status"] == "sent"}
+    assert {key for key, _ in runtime.outbox()} == sent
+
+
+# -- connector errors ----------------------------------------------------------------------
+
+
+def test_transient_error_is_retried_with_backoff_then_sent(
+    build_runtime: BuildRuntime, sandbox_sms: Connector, clock: VirtualClock
+) -> None:
+    connector = FlakyConnector(sandbox_sms, failures=2)
+    runtime = build_runtime(connectors={Channel.SMS: connector}, backoff=timedelta(seconds=30))
+    runtime.process(make_event(start=START))
+
+    runtime.dispatcher.tick()
+    first = runtime.message("confirmation")
+    assert (first["status"], first["reason"], first["attempts"]) == (
+        "scheduled",
+        "retry:TransientSendError",
+        1,
+    )
+    # Full jitter over half to all of the backoff, doubling each attempt.
+    assert T0 + timedelta(seconds=15) <= first["due_at"] <= T0 + timedelta(seconds=30)
+
+    clock.move_to(first["due_at"])
+    runtime.dispatcher.tick()
+    second = runtime.message("confirmation")
+    assert second["attempts"] == 2
+    assert (
+        first["due_at"] + timedelta(seconds=30)
+        <= second["due_at"]
+        <= first["due_at"] + timedelta(seconds=60)
+    )
+
+    clock.move_to(second["due_at"])
+    runtime.dispatcher.tick()
+    sent = runtime.message("confirmation")
+    assert (sent["status"], sent["channel"], sent["attempts"]) == ("sent", "sms", 3)
+    assert connector.calls == [sent["key"]] * 3
+    assert runtime.outbox() == {(sent["key"], "sms"): 1}
+    assert audit_of(runtime, sent["key"]) == [
+        ("scheduled", None),
+        ("scheduled", "retry:TransientSendError"),
+        ("scheduled", "retry:TransientSendError"),
+        ("sent", None),
+    ]
+
+
+def test_transient_errors_past_max_attempts_fail_the_message(
+    build_runtime: BuildRuntime, sandbox_sms: Connector
+) -> None:
+    connector = FlakyConnector(sandbox_sms, failures=100)
+    runtime = build_runtime(connectors={Channel.SMS: connector}, max_attempts=3)
+    runtime.process(make_event(start=START))
+
+    runtime.run_until(at(hours=1))
+
+    failed = runtime.message("confirmation")
+    assert (failed["status"], failed["reason"], failed["attempts"]) == (
+        "failed",
+        "retries_exhausted:TransientSendError",
+        3,
+    )
+    assert connector.calls == [failed["key"]] * 3
+    assert runtime.outbox() == {}
+    assert audit_of(runtime, failed["key"])[-1] == (
+        "failed",
+        "retries_exhausted:TransientSendError",
+    )
+
+
+def test_permanent_error_on_sms_falls_back_to_email(build_runtime: BuildRuntime) -> None:
+    refusing = RefusingConnector()
+    runtime = build_runtime(connectors={Channel.SMS: refusing})
+    runtime.process(make_event(start=START))
+
+    runtime.dispatcher.tick()
+
+    confirmation = runtime.message("confirmation")
+    assert (confirmation["status"], confirmation["channel"]) == ("sent", "email")
+    assert refusing.calls == [confirmation["key"]]
+    assert runtime.outbox() == {(confirmation["key"], "email"): 1}
+
+
+def test_permanent_error_on_every_channel_fails_the_message(build_runtime: BuildRuntime) -> None:
+    runtime = build_runtime(
+        connectors={Channel.SMS: RefusingConnector(), Channel.EMAIL: RefusingConnector()}
+    )
+    runtime.process(make_event(start=START))
+
+    runtime.dispatcher.tick()
+
+    confirmation = runtime.message("confirmation")
+    assert (confirmation["status"], confirmation["reason"]) == (
+        "failed",
+        "permanent:PermanentSendError",
+    )
+    assert runtime.outbox() == {}
+
+
+# -- crashes --------------------------------------------------------------------------------
+
+
+def _crash_mid_send(runtime: Runtime, *, connector_called: bool) -> str:
+    """Another dispatcher claims the confirmation, begins its send and dies."""
+    now = runtime.clock.now()
+    (claim,) = runtime.store.claim_due(now, "crashed", now + runtime.dispatcher.lease, 10)
+    key = claim.message.key
+    assert runtime.store.begin_send(key, "crashed", Channel.SMS, now) == 1
+    if connector_called:
+        runtime.dispatcher.connectors[Channel.SMS].send(
+            Outgoing(key, Channel.SMS, "+15555550101", "confirmation")
+        )
+    return key
+
+
+def test_crash_after_the_connector_sent_is_reconciled_not_sent_again(runtime: Runtime) -> None:
+    runtime.process(make_event(start=START))
+    key = _crash_mid_send(runtime, connector_called=True)
+    runtime.dispatcher.tick()  # the lease is live: nobody touches it
+    assert runtime.message("confirmation")["status"] == "sending"
+
+    runtime.clock.advance(runtime.dispatcher.lease + timedelta(seconds=1))
+    runtime.dispatcher.tick()
+
+    confirmation = runtime.message("confirmation")
+    assert (confirmation["status"], confirmation["reason"], confirmation["channel"]) == (
+        "sent",
+        "reconciled",
+        "sms",
+    )
+    assert runtime.outbox() == {(key, "sms"): 1}
+    assert audit_of(runtime, key)[-1] == ("sent", "reconciled")
+
+
+def test_crash_before_the_connector_was_called_ends_with_exactly_one_send(
+    runtime: Runtime,
+) -> None:
+    runtime.process(make_event(start=START))
+    key = _crash_mid_send(runtime, connector_called=False)
+
+    runtime.clock.advance(runtime.dispatcher.lease + timedelta(seconds=1))
+    runtime.dispatcher.tick()
+
+    confirmation = runtime.message("confirmation")
+    assert (confirmation["status"], confirmation["reason"]) == ("sent", None)
+    assert runtime.outbox() == {(key, "sms"): 1}
+
+
+def test_crash_after_the_claim_is_dispatched_once_the_lease_runs_out(runtime: Runtime) -> None:
+    runtime.process(make_event(start=START))
+    now = runtime.clock.now()
+    (claim,) = runtime.store.claim_due(now, "crashed", now + runtime.dispatcher.lease, 10)
+
+    runtime.run_until_idle()
+
+    assert runtime.message("confirmation")["status"] == "sent"
+    assert runtime.outbox()[(claim.message.key, "sms")] == 1
+
+
+def test_crash_whose_outcome_the_provider_cannot_tell_yet_is_asked_again_not_resent(
+    build_runtime: BuildRuntime, sandbox_sms: Connector
+) -> None:
+    unsure = UnsureConnector(sandbox_sms, unsure=1)
+    runtime = build_runtime(connectors={Channel.SMS: unsure})
+    runtime.process(make_event(start=START))
+    key = _crash_mid_send(runtime, connector_called=True)
+
+    runtime.clock.advance(runtime.dispatcher.lease + timedelta(seconds=1))
+    runtime.dispatcher.tick()  # the provider cannot tell: ask again later
+    assert runtime.message("confirmation")["reason"] == "reconcile:unknown"
+    runtime.run_until_idle()
+
+    confirmation = runtime.message("confirmation")
+    assert (confirmation["status"], confirmation["reason"]) == ("sent", "reconciled")
+    assert unsure.sends.count(key) == 1  # only the send of the process that crashed
+    assert runtime.outbox()[(key, "sms")] == 1

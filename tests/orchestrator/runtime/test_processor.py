@@ -1,0 +1,200 @@
+"""The event processor: batches of events through the engine into the store."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orchestrator.event import Channel
+from orchestrator.policies import ConsentRecord
+from tests.builders import at, make_event, make_flow, make_patient
+from tests.orchestrator.runtime.conftest import BuildRuntime, Runtime
+
+START = at(days=8)
+
+
+def state(runtime: Runtime, patient_id: str = "p-1") -> dict[str, Any]:
+    """Everything the processor writes about a patient."""
+    return {
+        "patient": runtime.store.patient(patient_id),
+        "journeys": runtime.store.patient_journeys(patient_id),
+        "episodes": runtime.store.episodes(patient_id),
+        "messages": runtime.store.messages(),
+        "audit": runtime.store.audit(),
+        "consent": runtime.store.consent(patient_id, "patient"),
+    }
+
+
+def test_booking_schedules_the_flow_messages_with_an_audit_row_each(runtime: Runtime) -> None:
+    booked = make_event(start=START)
+
+    (result,) = runtime.process(booked)
+
+    assert (result.id, result.status) == (booked.id, "accepted")
+    messages = runtime.store.messages()
+    assert sorted(m["message"] for m in messages) == [
+        "confirmation",
+        "intake_nudge",
+        "reminder_24h",
+        "reminder_72h",
+    ]
+    assert {(m["status"], m["flow_version"]) for m in messages} == {("scheduled", 1)}
+    audit = runtime.store.audit()
+    assert sorted(a.key for a in audit) == sorted(m["key"] for m in messages)
+    assert {(a.status, a.event_id) for a in audit} == {("scheduled", booked.id)}
+    (episode,) = runtime.store.episodes("p-1")
+    assert (episode["flow"], episode["stage"], episode["status"]) == (
+        "test-flow",
+        "booked",
+        "active",
+    )
+
+
+def test_same_event_id_twice_changes_nothing(runtime: Runtime) -> None:
+    booked = make_event(start=START)
+    runtime.process(booked)
+    before = state(runtime)
+
+    runtime.clock.move_to(at(hours=1))
+    (again,) = runtime.process(booked)
+
+    assert again.status == "duplicate"
+    assert state(runtime) == before
+
+
+def test_same_event_id_twice_in_one_batch_is_applied_once(runtime: Runtime) -> None:
+    booked = make_event(start=START)
+
+    results = runtime.process(booked, booked)
+
+    assert [r.status for r in results] == ["accepted", "duplicate"]
+    assert len(runtime.store.messages()) == 4
+    assert len(runtime.store.audit()) == 4
+
+
+def test_cancellation_cancels_the_pending_messages_in_the_store(runtime: Runtime) -> None:
+    runtime.process(make_event(start=START))
+
+    runtime.clock.move_to(at(hours=1))
+    runtime.process(make_event("appointment.cancelled", occurred_at=at(hours=1)))
+
+    statuses = {m["message"]: (m["status"], m["reason"]) for m in runtime.store.messages()}
+    assert statuses == {
+        "confirmation": ("cancelled", "appointment_cancelled"),
+        "intake_nudge": ("cancelled", "appointment_cancelled"),
+        "reminder_72h": ("cancelled", "appointment_cancelled"),
+        "reminder_24h": ("cancelled", "appointment_cancelled"),
+        "rebooking_nudge": ("scheduled", None),
+    }
+    cancelled = [a for a in runtime.store.audit() if a.status == "cancelled"]
+    assert len(cancelled) == 4
+
+
+def test_newest_patient_snapshot_wins_whatever_the_arrival_order(runtime: Runtime) -> None:
+    newer = make_patient(phone="+15555550102")
+    older = make_patient(phone="+15555550103")
+    runtime.process(make_event(start=START, occurred_at=at(hours=2), patient=newer))
+
+    runtime.process(
+        make_event("appointment.rescheduled", start=START, occurred_at=at(hours=1), patient=older)
+    )
+
+    patient = runtime.store.patient("p-1")
+    assert patient is not None and patient.phone == "+15555550102"
+
+
+def test_newest_patient_snapshot_wins_within_one_batch(runtime: Runtime) -> None:
+    runtime.process(
+        make_event(
+            start=START, occurred_at=at(hours=2), patient=make_patient(email="new@example.org")
+        ),
+        make_event(
+            "appointment.rescheduled",
+            start=START,
+            occurred_at=at(hours=1),
+            patient=make_patient(email="old@example.org"),
+        ),
+    )
+
+    patient = runtime.store.patient("p-1")
+    assert patient is not None and patient.email == "new@example.org"
+
+
+def test_opt_out_of_one_channel_is_recorded_for_that_channel(runtime: Runtime) -> None:
+    runtime.process(
+        make_event(
+            "consent.opted_out",
+            occurred_at=at(hours=1),
+            appointment_id=None,
+            attributes={"channel": "sms"},
+        )
+    )
+
+    assert runtime.store.consent("p-1", "patient") == {
+        Channel.SMS: ConsentRecord(Channel.SMS, False, at(hours=1), "test")
+    }
+
+
+def test_opt_out_without_a_channel_covers_every_channel(runtime: Runtime) -> None:
+    runtime.process(make_event("consent.opted_out", occurred_at=at(hours=1), appointment_id=None))
+
+    consent = runtime.store.consent("p-1", "patient")
+    assert set(consent) == set(Channel)
+    assert not any(record.granted for record in consent.values())
+
+
+def test_later_consent_decision_wins_whatever_the_arrival_order(runtime: Runtime) -> None:
+    sms = {"channel": "sms"}
+    runtime.process(
+        make_event(
+            "consent.opted_out", occurred_at=at(hours=2), appointment_id=None, attributes=sms
+        )
+    )
+    runtime.process(
+        make_event("consent.opted_in", occurred_at=at(hours=1), appointment_id=None, attributes=sms)
+    )
+    assert runtime.store.consent("p-1", "patient")[Channel.SMS].granted is False
+
+    runtime.process(
+        make_event("consent.opted_in", occurred_at=at(hours=3), appointment_id=None, attributes=sms)
+    )
+    assert runtime.store.consent("p-1", "patient")[Channel.SMS] == ConsentRecord(
+        Channel.SMS, True, at(hours=3), "test"
+    )
+
+
+def test_caregiver_opt_out_is_recorded_for_the_caregiver_only(runtime: Runtime) -> None:
+    runtime.process(
+        make_event(
+            "consent.opted_out",
+            occurred_at=at(hours=1),
+            appointment_id=None,
+            attributes={"channel": "sms", "caregiver_id": "c-1"},
+        )
+    )
+
+    assert runtime.store.consent("p-1", "patient") == {}
+    assert set(runtime.store.consent("p-1", "caregiver:c-1")) == {Channel.SMS}
+
+
+def test_event_the_engine_fails_on_is_kept_and_the_rest_of_the_batch_goes_on(
+    build_runtime: BuildRuntime,
+) -> None:
+    # p-1's journey is on version 1; a registry that lacks version 1 cannot advance it.
+    first = build_runtime()
+    first.process(make_event(start=START))
+    v2 = make_flow(version=2)
+    second = build_runtime({v2.id: v2})
+    failing = make_event("appointment.checked_in", start=START, occurred_at=at(hours=1))
+    other = make_event(start=START, patient=make_patient("p-2", phone="+15555550104"))
+
+    results = second.process(failing, other)
+
+    assert [(r.id, r.status) for r in results] == [(failing.id, "rejected"), (other.id, "accepted")]
+    assert results[0].errors == ("engine failed: KeyError",)
+    (kept,) = second.store.rejected()
+    assert kept["reason"] == f"event {failing.id}: engine failed: KeyError"
+    assert failing.id.encode() in kept["body"]
+    assert {m["flow_version"] for m in second.store.messages(patient_id="p-2")} == {2}
+    # Not marked processed: once the flow is back, the event can be replayed.
+    (replayed,) = first.process(failing)
+    assert replayed.status == "accepted"

@@ -1,0 +1,123 @@
+"""Flow versions at run time: recorded in the store, refused when changed in place.
+
+An episode stays on the flow version it started on: a restart with a new
+version of a flow lets running episodes finish on the old one and starts new
+episodes on the new one.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator.errors import FlowError
+from orchestrator.flows import FlowFile, FlowSet, load_flows
+from orchestrator.runtime import FlowRegistry
+from orchestrator.store import SqlStore
+from tests.builders import T0, at, flow_data, make_event, make_patient
+from tests.conftest import ROOT
+from tests.orchestrator.runtime.conftest import BuildRuntime
+
+FILE = Path("flows/test-flow.yaml")
+START = at(days=8)
+V2 = {"version": 2, "title": "Test flow, second edition"}
+
+
+def flow_set(**overrides: Any) -> FlowSet:
+    """The test flow as `load_flows` would return it, from `flow_data(**overrides)`."""
+    document = FlowFile.model_validate(flow_data(**overrides))
+    return FlowSet({document.id: document.to_core()}, {document.id: FILE}, {document.id: document})
+
+
+def test_open_records_each_current_flow_version(store: SqlStore) -> None:
+    registry = FlowRegistry.open(flow_set(), store, T0)
+
+    assert set(store.flow_versions()) == {("test-flow", 1)}
+    assert registry.current["test-flow"].version == 1
+    assert registry.version("test-flow", 1) == registry.current["test-flow"]
+
+
+def test_reopening_unchanged_flows_records_nothing_new(store: SqlStore) -> None:
+    FlowRegistry.open(flow_set(), store, T0)
+    recorded = store.flow_versions()
+
+    FlowRegistry.open(flow_set(), store, at(days=1))
+
+    assert store.flow_versions() == recorded
+
+
+def test_changed_flow_without_a_version_bump_is_refused(store: SqlStore) -> None:
+    FlowRegistry.open(flow_set(), store, T0)
+
+    with pytest.raises(FlowError) as raised:
+        FlowRegistry.open(flow_set(title="Test flow, edited"), store, at(days=1))
+
+    (problem,) = raised.value.problems
+    assert (problem.file, problem.path) == (str(FILE), "version")
+    assert str(FILE) in str(raised.value)
+    assert "bump the version" in str(raised.value)
+    assert set(store.flow_versions()) == {("test-flow", 1)}
+
+
+def test_new_version_is_current_and_the_older_one_starts_no_episode(store: SqlStore) -> None:
+    FlowRegistry.open(flow_set(), store, T0)
+
+    registry = FlowRegistry.open(flow_set(**V2), store, at(days=1))
+
+    assert registry.current["test-flow"].version == 2
+    older = registry.version("test-flow", 1)
+    assert older.version == 1
+    assert older.starts_on == ()
+    assert [s.id for s in older.stages] == ["booked", "visited", "rebooking"]
+    assert set(store.flow_versions()) == {("test-flow", 1), ("test-flow", 2)}
+
+
+def test_shipped_flows_are_recorded_and_reopen_unchanged(store: SqlStore) -> None:
+    flows = load_flows([ROOT / "flows"])
+
+    FlowRegistry.open(flows, store, T0)
+    FlowRegistry.open(flows, store, at(days=1))
+
+    assert set(store.flow_versions()) == {(f.id, f.version) for f in flows.flows.values()}
+
+
+def test_restart_on_a_new_version_keeps_running_episodes_on_theirs(
+    build_runtime: BuildRuntime, store: SqlStore
+) -> None:
+    before = build_runtime(FlowRegistry.open(flow_set(), store, T0))
+    before.process(make_event(start=START))
+
+    after = build_runtime(FlowRegistry.open(flow_set(**V2), store, at(hours=1)))
+    after.clock.move_to(at(hours=1))
+    newcomer = make_patient("p-2", phone="+15555550102", email="p2@example.org")
+    after.process(make_event(start=START, occurred_at=at(hours=1), patient=newcomer))
+    after.run_until(START + timedelta(hours=1))
+    after.process(make_event("appointment.completed", start=START, occurred_at=after.clock.now()))
+    after.run_until_idle()
+
+    first = store.messages(patient_id="p-1")
+    assert {m["flow_version"] for m in first} == {1}
+    assert "survey" in {m["message"] for m in first}
+    assert {m["flow_version"] for m in store.messages(patient_id="p-2")} == {2}
+    assert [e["flow_version"] for e in store.episodes("p-1")] == [1]
+    assert [e["flow_version"] for e in store.episodes("p-2")] == [2]
+    assert {m["status"] for m in store.messages()} == {"sent"}
+
+
+def test_rebooking_an_episode_of_an_older_version_starts_none_on_the_new_one(
+    build_runtime: BuildRuntime, store: SqlStore
+) -> None:
+    before = build_runtime(FlowRegistry.open(flow_set(), store, T0))
+    before.process(make_event(start=START))
+    before.process(make_event("appointment.cancelled", start=START, occurred_at=at(hours=1)))
+
+    after = build_runtime(FlowRegistry.open(flow_set(**V2), store, at(hours=2)))
+    after.clock.move_to(at(hours=2))
+    after.process(make_event(appointment_id="a-2", start=START, occurred_at=at(hours=2)))
+
+    # The rebooking continues the version-1 episode; no second episode, no second set of reminders.
+    assert [(e["flow_version"], e["stage"]) for e in store.episodes("p-1")] == [(1, "booked")]
+    assert {m["flow_version"] for m in store.messages(patient_id="p-1")} == {1}

@@ -1,0 +1,673 @@
+"""The store contract: every test here runs on SQLite and on PostgreSQL.
+
+The `store` fixture (tests/conftest.py) is parametrized over both backends,
+so this module is the one contract suite the two must pass; the PostgreSQL
+only behaviour (claimers on separate connections) closes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, event, select
+
+from orchestrator.engine import advance
+from orchestrator.errors import StoreError
+from orchestrator.event import Channel
+from orchestrator.flows.timing import Anchor
+from orchestrator.journey import Journey, Recipient, ScheduledMessage
+from orchestrator.policies import ConsentRecord
+from orchestrator.store import (
+    OutboxEntry,
+    SqlStore,
+    connect,
+    head,
+    pending,
+    upgrade,
+)
+from orchestrator.store.tables import Base, ScheduledMessageRow
+from tests.builders import T0, at, make_event, make_flow
+
+FLOW = make_flow()
+LEASE = timedelta(minutes=2)
+
+
+def message(
+    key: str = "m-1",
+    *,
+    due_at: datetime = T0,
+    patient_id: str = "p-1",
+    flow_id: str = "test-flow",
+    message_id: str = "reminder_72h",
+    expires_at: datetime | None = None,
+) -> ScheduledMessage:
+    return ScheduledMessage(
+        key=key,
+        flow_id=flow_id,
+        flow_version=1,
+        episode_id="ep-1",
+        stage_id="booked",
+        message_id=message_id,
+        template="reminder",
+        channels=(Channel.SMS, Channel.EMAIL),
+        recipient=Recipient(patient_id),
+        due_at=due_at,
+        expires_at=expires_at,
+        anchor=Anchor.APPOINTMENT_START,
+        created_by="evt-1",
+        timezone="America/Chicago",
+        appointment_id="a-1",
+    )
+
+
+def schedule(store: SqlStore, *messages: ScheduledMessage, now: datetime = T0) -> None:
+    with store.unit(now) as unit:
+        for each in messages:
+            unit.schedule(each, "evt-1")
+
+
+def cancel(store: SqlStore, *messages: ScheduledMessage, now: datetime = T0) -> None:
+    with store.unit(now) as unit:
+        for each in messages:
+            unit.cancel(each, "appointment_cancelled", "evt-2")
+
+
+def row(store: SqlStore, key: str) -> dict[str, Any]:
+    return next(m for m in store.messages() if m["key"] == key)
+
+
+def lease_of(store: SqlStore, key: str) -> tuple[str, str | None, datetime | None]:
+    table = ScheduledMessageRow
+    with store.engine.connect() as c:
+        status, owner, until = c.execute(
+            select(table.status, table.lease_owner, table.lease_until).where(table.key == key)
+        ).one()
+    return status, owner, until
+
+
+def claim(store: SqlStore, now: datetime, owner: str = "a", limit: int = 100) -> list[str]:
+    return [c.message.key for c in store.claim_due(now, owner, now + LEASE, limit)]
+
+
+# -- migrations -----------------------------------------------------------------
+
+
+def test_migrations_apply_and_leave_nothing_pending(store: SqlStore) -> None:
+    assert head() is not None
+    assert pending(store.engine) is False
+    upgrade(store.engine)  # a second upgrade is a no-op
+    assert pending(store.engine) is False
+
+
+def test_migrated_schema_equals_the_models(store: SqlStore) -> None:
+    with store.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        differences = compare_metadata(context, Base.metadata)
+    assert differences == []
+
+
+def test_fresh_database_reports_pending_migrations(tmp_path: Path) -> None:
+    engine = connect(f"sqlite:///{tmp_path / 'fresh.db'}")
+    try:
+        assert pending(engine) is True
+        upgrade(engine)
+        assert pending(engine) is False
+    finally:
+        engine.dispose()
+
+
+# -- one unit of work per batch ---------------------------------------------------
+
+
+def _booking() -> tuple[Any, Journey, list[ScheduledMessage]]:
+    event = make_event(id="evt-unit", start=at(days=8))
+    decision = advance(Journey.start("p-1", FLOW.id), event, FLOW, T0)
+    messages = [a.message for a in decision.actions if hasattr(a, "message")]
+    return event, decision.journey, messages
+
+
+def test_unit_of_work_writes_journey_messages_processed_and_audit_together(
+    store: SqlStore,
+) -> None:
+    event, journey, messages = _booking()
+    with store.unit(T0) as unit:
+        unit.save_patient(event.patient, event.occurred_at)
+        unit.save_journey(journey, 1)
+        for each in messages:
+            unit.schedule(each, event.id)
+        unit.mark_processed(event)
+
+    assert store.patient("p-1") == event.patient
+    assert store.journey("p-1", FLOW.id, 1) == journey
+    assert [e["id"] for e in store.episodes("p-1")] == [journey.episodes[0].id]
+    assert {m["key"] for m in store.messages()} == {m.key for m in messages}
+    assert {m["status"] for m in store.messages()} == {"scheduled"}
+    audit = store.audit()
+    assert sorted(a.key for a in audit) == sorted(m.key for m in messages)
+    assert {(a.status, a.event_id) for a in audit} == {("scheduled", event.id)}
+    with store.unit(T0) as unit:
+        assert unit.processed([event.id, "evt-other"]) == {event.id}
+
+
+def test_failure_inside_the_unit_writes_nothing(store: SqlStore) -> None:
+    event, journey, messages = _booking()
+    with pytest.raises(RuntimeError), store.unit(T0) as unit:
+        unit.save_patient(event.patient, event.occurred_at)
+        unit.save_journey(journey, 1)
+        for each in messages:
+            unit.schedule(each, event.id)
+        unit.mark_processed(event)
+        raise RuntimeError("the batch failed")
+
+    assert store.patient("p-1") is None
+    assert store.journey("p-1", FLOW.id, 1) is None
+    assert store.episodes("p-1") == []
+    assert store.messages() == []
+    assert store.audit() == []
+    with store.unit(T0) as unit:
+        assert unit.processed([event.id]) == set()
+
+
+def test_failed_flush_rolls_back_what_it_had_written(store: SqlStore) -> None:
+    # The second processed record collides with the first after the patient,
+    # journey and episodes were written in the same transaction.
+    event, journey, messages = _booking()
+    with pytest.raises(StoreError), store.unit(T0) as unit:
+        unit.save_patient(event.patient, event.occurred_at)
+        unit.save_journey(journey, 1)
+        for each in messages:
+            unit.schedule(each, event.id)
+        unit.mark_processed(event)
+        unit.mark_processed(event)
+
+    assert store.patient("p-1") is None
+    assert store.journey("p-1", FLOW.id, 1) is None
+    assert store.episodes("p-1") == []
+    assert store.messages() == []
+    assert store.audit() == []
+
+
+# -- datetimes ----------------------------------------------------------------------
+
+
+def test_datetimes_read_back_aware_utc_whatever_zone_they_were_written_in(
+    store: SqlStore,
+) -> None:
+    chicago = datetime(2026, 3, 10, 9, 30, tzinfo=ZoneInfo("America/Chicago"))
+    schedule(store, message(due_at=chicago), now=chicago)
+
+    due_at = row(store, "m-1")["due_at"]
+    assert due_at == chicago
+    assert due_at.tzinfo is not None and due_at.utcoffset() == timedelta(0)
+    assert due_at == datetime(2026, 3, 10, 14, 30, tzinfo=UTC)  # CDT, UTC-5
+    (entry,) = store.audit()
+    assert entry.at.utcoffset() == timedelta(0)
+    assert entry.at == chicago
+    (claimed,) = store.claim_due(chicago, "a", chicago + LEASE, 10)
+    assert claimed.due_at == chicago and claimed.due_at.utcoffset() == timedelta(0)
+
+
+def test_naive_datetime_is_refused(store: SqlStore) -> None:
+    with pytest.raises(StoreError):
+        store.reject(b"{}", "test", "bad", datetime(2026, 3, 2, 14, 0))
+    assert store.rejected() == []
+
+
+# -- scheduling and cancelling --------------------------------------------------------
+
+
+def test_scheduling_the_same_key_twice_keeps_one_row(store: SqlStore) -> None:
+    schedule(store, message())
+    schedule(store, message(), now=at(hours=1))
+
+    assert [m["key"] for m in store.messages()] == ["m-1"]
+
+
+def test_update_of_a_pending_message_keeps_its_due_at_and_takes_the_new_expiry(
+    store: SqlStore,
+) -> None:
+    schedule(store, message(due_at=at(hours=1)))
+    schedule(store, message(due_at=at(hours=5), expires_at=at(days=2)), now=at(minutes=30))
+
+    assert row(store, "m-1")["due_at"] == at(hours=1)
+    (claimed,) = store.claim_due(at(hours=1), "a", at(hours=1) + LEASE, 10)
+    assert claimed.message.expires_at == at(days=2)
+
+
+def test_update_of_a_deferred_message_keeps_the_deferral(store: SqlStore) -> None:
+    m = message(due_at=at(hours=1))
+    schedule(store, m)
+    store.claim_due(at(hours=1), "a", at(hours=1) + LEASE, 10)
+    assert store.reschedule(m, "a", at(hours=1), at(hours=18), "deferred:quiet_hours")
+
+    schedule(store, replace(m, expires_at=at(days=3)), now=at(hours=2))
+
+    assert row(store, "m-1")["due_at"] == at(hours=18)
+    assert row(store, "m-1")["status"] == "scheduled"
+
+
+def test_scheduling_again_does_not_revive_a_sent_message(store: SqlStore) -> None:
+    m = message()
+    schedule(store, m)
+    store.claim_due(T0, "a", T0 + LEASE, 10)
+    store.begin_send(m.key, "a", Channel.SMS, T0)
+    store.finish(m, "a", T0, "sent", None, channel=Channel.SMS)
+
+    schedule(store, m, now=at(hours=1))
+
+    assert row(store, "m-1")["status"] == "sent"
+    assert claim(store, at(hours=2)) == []
+
+
+def test_cancel_moves_a_pending_message_to_cancelled_with_its_reason(store: SqlStore) -> None:
+    schedule(store, message())
+    cancel(store, message())
+
+    assert (row(store, "m-1")["status"], row(store, "m-1")["reason"]) == (
+        "cancelled",
+        "appointment_cancelled",
+    )
+    assert [(a.status, a.reason) for a in store.audit()] == [
+        ("scheduled", None),
+        ("cancelled", "appointment_cancelled"),
+    ]
+    assert claim(store, at(hours=1)) == []
+
+
+def test_cancel_leaves_a_sent_message_sent(store: SqlStore) -> None:
+    m = message()
+    schedule(store, m)
+    store.claim_due(T0, "a", T0 + LEASE, 10)
+    store.begin_send(m.key, "a", Channel.SMS, T0)
+    assert store.finish(m, "a", T0, "sent", None, channel=Channel.SMS, provider_id="x-1")
+
+    cancel(store, m, now=at(hours=1))
+
+    assert row(store, "m-1")["status"] == "sent"
+    assert row(store, "m-1")["reason"] is None
+
+
+def test_cancel_of_a_sent_message_is_not_audited_as_cancelled(store: SqlStore) -> None:
+    # The audit must agree with the store: the message went, nothing was cancelled.
+    m = message()
+    schedule(store, m)
+    store.claim_due(T0, "a", T0 + LEASE, 10)
+    store.begin_send(m.key, "a", Channel.SMS, T0)
+    store.finish(m, "a", T0, "sent", None, channel=Channel.SMS)
+
+    cancel(store, m, now=at(hours=1))
+
+    assert [a.status for a in store.audit()] == ["scheduled", "sent"]
+
+
+# -- claims and leases -------------------------------------------------------------------
+
+
+def test_claim_returns_only_due_messages_ordered_by_due_at(store: SqlStore) -> None:
+    # Key order and due order differ on purpose.
+    schedule(
+        store,
+        message("m-a", due_at=at(hours=3)),
+        message("m-b", due_at=at(hours=1)),
+        message("m-c", due_at=at(hours=2)),
+        message("m-d", due_at=at(hours=5)),
+    )
+
+    assert claim(store, at(hours=4)) == ["m-b", "m-c", "m-a"]
+    assert row(store, "m-d")["status"] == "scheduled"
+
+
+def test_claim_takes_the_earliest_due_up_to_the_limit(store: SqlStore) -> None:
+    schedule(
+        store,
+        message("m-a", due_at=at(hours=3)),
+        message("m-b", due_at=at(hours=1)),
+        message("m-c", due_at=at(hours=2)),
+    )
+
+    assert sorted(claim(store, at(hours=4), limit=2)) == ["m-b", "m-c"]
+    assert claim(store, at(hours=4), owner="b", limit=2) == ["m-a"]
+
+
+def test_claim_sets_the_lease(store: SqlStore) -> None:
+    schedule(store, message())
+
+    (claimed,) = store.claim_due(at(minutes=1), "a", at(minutes=3), 10)
+
+    assert (claimed.status, claimed.attempts, claimed.channel) == ("scheduled", 0, None)
+    assert claimed.message == message()
+    assert lease_of(store, "m-1") == ("claimed", "a", at(minutes=3))
+
+
+def test_message_under_a_live_lease_is_not_claimed_again(store: SqlStore) -> None:
+    schedule(store, message())
+    assert claim(store, T0, owner="a") == ["m-1"]
+
+    assert claim(store, at(minutes=1), owner="b") == []
+    assert claim(store, T0 + LEASE, owner="b") == []  # the lease runs to its last instant
+    assert lease_of(store, "m-1")[1] == "a"
+
+
+def test_message_whose_lease_expired_is_claimed_again(store: SqlStore) -> None:
+    schedule(store, message())
+    claim(store, T0, owner="a")
+
+    later = T0 + LEASE + timedelta(seconds=1)
+    (claimed,) = store.claim_due(later, "b", later + LEASE, 10)
+
+    assert (claimed.message.key, claimed.status) == ("m-1", "claimed")
+    assert lease_of(store, "m-1") == ("claimed", "b", later + LEASE)
+
+
+def test_message_abandoned_mid_send_is_claimed_again_as_sending(store: SqlStore) -> None:
+    schedule(store, message())
+    claim(store, T0, owner="a")
+    assert store.begin_send("m-1", "a", Channel.SMS, T0) == 1
+
+    later = T0 + LEASE + timedelta(seconds=1)
+    (claimed,) = store.claim_due(later, "b", later + LEASE, 10)
+
+    assert (claimed.status, claimed.channel, claimed.attempts) == ("sending", "sms", 1)
+    assert lease_of(store, "m-1") == ("sending", "b", later + LEASE)
+    # The first claimer lost it: it can neither finish nor put it back.
+    assert store.finish(message(), "a", later, "sent", None) is False
+    assert store.reschedule(message(), "a", later, at(hours=1), "retry:x") is False
+    assert row(store, "m-1")["status"] == "sending"
+
+
+def test_begin_send_counts_attempts_and_marks_the_message_sending(store: SqlStore) -> None:
+    schedule(store, message())
+    claim(store, T0)
+
+    assert store.begin_send("m-1", "a", Channel.EMAIL, T0) == 1
+
+    current = row(store, "m-1")
+    assert (current["status"], current["channel"], current["attempts"]) == (
+        "sending",
+        "email",
+        1,
+    )
+    # Already sending: a second hand-over is refused.
+    assert store.begin_send("m-1", "a", Channel.EMAIL, T0) is None
+
+
+def test_begin_send_returns_none_when_the_message_was_cancelled_after_the_claim(
+    store: SqlStore,
+) -> None:
+    schedule(store, message())
+    claim(store, T0)
+    cancel(store, message())
+
+    assert store.begin_send("m-1", "a", Channel.SMS, T0) is None
+    assert row(store, "m-1")["status"] == "cancelled"
+    assert row(store, "m-1")["attempts"] == 0
+
+
+def test_begin_send_by_another_claimer_returns_none(store: SqlStore) -> None:
+    schedule(store, message())
+    claim(store, T0, owner="a")
+
+    assert store.begin_send("m-1", "b", Channel.SMS, T0) is None
+    assert row(store, "m-1")["status"] == "claimed"
+
+
+def test_finish_by_the_lease_owner_records_the_final_status_and_its_audit(
+    store: SqlStore,
+) -> None:
+    m = message()
+    schedule(store, m)
+    claim(store, T0)
+    store.begin_send(m.key, "a", Channel.SMS, T0)
+
+    assert store.finish(
+        m,
+        "a",
+        at(minutes=1),
+        "sent",
+        None,
+        channel=Channel.SMS,
+        language="en",
+        provider_id="sandbox-1",
+        attempt_outcome="sent",
+    )
+
+    current = row(store, "m-1")
+    assert (current["status"], current["channel"], current["sent_at"]) == (
+        "sent",
+        "sms",
+        at(minutes=1),
+    )
+    assert lease_of(store, "m-1") == ("sent", None, None)
+    last = store.audit()[-1]
+    assert (last.status, last.channel, last.language, last.at) == (
+        "sent",
+        "sms",
+        "en",
+        at(minutes=1),
+    )
+    # Final: no second finish, no claim.
+    assert store.finish(m, "a", at(minutes=2), "failed", "x") is False
+    assert claim(store, at(days=1)) == []
+
+
+def test_finish_by_another_claimer_changes_nothing(store: SqlStore) -> None:
+    m = message()
+    schedule(store, m)
+    claim(store, T0, owner="a")
+
+    assert store.finish(m, "b", T0, "suppressed", "consent") is False
+
+    assert lease_of(store, "m-1") == ("claimed", "a", T0 + LEASE)
+    assert [a.status for a in store.audit()] == ["scheduled"]
+
+
+def test_reschedule_by_the_lease_owner_puts_the_message_back_due_later(
+    store: SqlStore,
+) -> None:
+    m = message()
+    schedule(store, m)
+    claim(store, T0)
+
+    assert store.reschedule(m, "a", T0, at(hours=18), "deferred:quiet_hours")
+
+    current = row(store, "m-1")
+    assert (current["status"], current["due_at"], current["reason"]) == (
+        "scheduled",
+        at(hours=18),
+        "deferred:quiet_hours",
+    )
+    assert lease_of(store, "m-1") == ("scheduled", None, None)
+    last = store.audit()[-1]
+    assert (last.status, last.reason, last.due_at) == (
+        "scheduled",
+        "deferred:quiet_hours",
+        at(hours=18),
+    )
+    assert claim(store, at(hours=17), owner="b") == []
+    assert claim(store, at(hours=18), owner="b") == ["m-1"]
+
+
+def test_reschedule_by_another_claimer_changes_nothing(store: SqlStore) -> None:
+    m = message()
+    schedule(store, m)
+    claim(store, T0, owner="a")
+
+    assert store.reschedule(m, "b", T0, at(hours=18), "retry:x") is False
+
+    assert row(store, "m-1")["due_at"] == T0
+    assert lease_of(store, "m-1") == ("claimed", "a", T0 + LEASE)
+
+
+def test_unsend_returns_a_sending_message_to_its_claimer(store: SqlStore) -> None:
+    schedule(store, message())
+    claim(store, T0)
+    store.begin_send("m-1", "a", Channel.SMS, T0)
+
+    assert store.unsend("m-1", "b", T0, "failed", "rejected") is False
+    assert store.unsend("m-1", "a", T0, "failed", "rejected") is True
+
+    assert lease_of(store, "m-1") == ("claimed", "a", T0 + LEASE)
+    assert store.begin_send("m-1", "a", Channel.EMAIL, T0) == 2
+
+
+# -- PostgreSQL: claimers on separate connections ------------------------------------------
+
+
+@pytest.fixture
+def two_claimers(pg_database: str) -> Iterator[tuple[SqlStore, SqlStore]]:
+    """Two stores on separate engines; the second gives up on a row lock after 5 s.
+
+    Without SKIP LOCKED the second claimer would wait for the first, which
+    waits for it: the timeout turns that hang into a failure.
+    """
+    first = connect(pg_database)
+    second = create_engine(pg_database, connect_args={"options": "-c lock_timeout=5000"})
+    try:
+        yield SqlStore(first), SqlStore(second)
+    finally:
+        SqlStore(first).purge()
+        first.dispose()
+        second.dispose()
+
+
+def test_concurrent_claimers_get_disjoint_sets_on_postgresql(
+    two_claimers: tuple[SqlStore, SqlStore],
+) -> None:
+    first, second = two_claimers
+    schedule(first, *[message(f"m-{i}", due_at=at(minutes=i)) for i in range(6)])
+    now = at(hours=1)
+    theirs: list[str] = []
+    interleaved: list[bool] = []
+
+    def claim_while_first_holds_its_rows(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        # Right after the first claimer locked its candidates, inside its transaction.
+        if "SKIP LOCKED" in statement and cursor.rowcount > 0 and not interleaved:
+            interleaved.append(True)
+            theirs.extend(claim(second, now, owner="second", limit=10))
+
+    event.listen(first.engine, "after_cursor_execute", claim_while_first_holds_its_rows)
+    mine = claim(first, now, owner="first", limit=3)
+
+    assert interleaved == [True]
+    assert sorted(mine) == ["m-0", "m-1", "m-2"]
+    assert sorted(theirs) == ["m-3", "m-4", "m-5"]
+    assert {lease_of(first, k)[1] for k in mine} == {"first"}
+    assert {lease_of(first, k)[1] for k in theirs} == {"second"}
+
+
+# -- rejected input ------------------------------------------------------------------
+
+
+def test_rejected_input_is_kept_with_its_reason(store: SqlStore) -> None:
+    store.reject(b'{"id": "evt-9"', "api", "line 1: not valid JSON", T0)
+
+    (kept,) = store.rejected()
+    assert (kept["body"], kept["source"], kept["reason"], kept["truncated"]) == (
+        b'{"id": "evt-9"',
+        "api",
+        "line 1: not valid JSON",
+        False,
+    )
+    assert kept["received_at"] == T0
+
+
+def test_rejected_input_over_64_kib_is_cut_and_marked_truncated(store: SqlStore) -> None:
+    limit = 64 * 1024
+    store.reject(b"a" * limit, "api", "exactly the limit", T0)
+    store.reject(b"b" * (limit + 100), "api", "too large", at(minutes=1))
+
+    newest, oldest = store.rejected()
+    assert (len(oldest["body"]), oldest["truncated"]) == (limit, False)
+    assert (newest["body"], newest["truncated"]) == (b"b" * limit, True)
+
+
+# -- outbox ------------------------------------------------------------------------------
+
+
+def test_outbox_finds_what_was_added_by_key_and_channel(store: SqlStore) -> None:
+    entry = OutboxEntry("m-1", "sms", "+15555550101", None, "Reminder", None, T0)
+    first = store.outbox_add(entry)
+    store.outbox_add(replace(entry, key="m-2"))
+    store.outbox_add(entry)  # a duplicate shows, and find answers with the first
+
+    assert store.outbox_find("m-1", "sms") == first
+    assert store.outbox_find("m-1", "email") is None
+    assert store.outbox_find("m-3", "sms") is None
+    listed = store.outbox()
+    assert [e.key for e in listed] == ["m-1", "m-2", "m-1"]
+    assert listed[-1] == entry
+
+
+# -- audit ---------------------------------------------------------------------------------
+
+
+def test_audit_filters_by_flow_since_status_and_patient(store: SqlStore) -> None:
+    a = message("m-a", flow_id="flow-a")
+    b = message("m-b", flow_id="flow-b", patient_id="p-2")
+    schedule(store, a, b)
+    cancel(store, b, now=at(hours=1))
+    claim(store, at(hours=2))
+    store.finish(a, "a", at(hours=2), "suppressed", "consent")
+
+    def keys_statuses(entries: list[Any]) -> list[tuple[str, str]]:
+        return [(e.key, e.status) for e in entries]
+
+    assert len(store.audit()) == 4
+    assert keys_statuses(store.audit(flow="flow-a")) == [
+        ("m-a", "scheduled"),
+        ("m-a", "suppressed"),
+    ]
+    assert keys_statuses(store.audit(since=at(hours=1))) == [
+        ("m-b", "cancelled"),
+        ("m-a", "suppressed"),
+    ]
+    assert keys_statuses(store.audit(status="scheduled")) == [
+        ("m-a", "scheduled"),
+        ("m-b", "scheduled"),
+    ]
+    assert keys_statuses(store.audit(patient_id="p-2")) == [
+        ("m-b", "scheduled"),
+        ("m-b", "cancelled"),
+    ]
+    assert keys_statuses(store.audit(flow="flow-b", status="cancelled")) == [("m-b", "cancelled")]
+    assert keys_statuses(store.audit(limit=1)) == [("m-a", "scheduled")]
+    assert store.audit(patient_id="p-9") == []
+
+
+# -- flow versions, consent, errors -------------------------------------------------------
+
+
+def test_recorded_flow_versions_come_back_with_their_digest(store: SqlStore) -> None:
+    store.record_flow_version("test-flow", 1, '{"id": "test-flow"}', T0)
+
+    ((key, (digest, source)),) = store.flow_versions().items()
+    assert key == ("test-flow", 1)
+    assert source == '{"id": "test-flow"}'
+    assert len(digest) == 64
+
+
+def test_driver_errors_come_out_as_store_errors(store: SqlStore) -> None:
+    store.record_flow_version("test-flow", 1, "{}", T0)
+
+    with pytest.raises(StoreError) as raised:
+        store.record_flow_version("test-flow", 1, "{}", T0)
+    assert raised.value.__cause__ is not None
+
+
+def test_latest_consent_per_channel_is_kept(store: SqlStore) -> None:
+    opted_out = ConsentRecord(Channel.SMS, False, at(hours=1), "sms")
+    with store.unit(T0) as unit:
+        unit.save_consent("p-1", "patient", ConsentRecord(Channel.SMS, True, T0, "ehr"))
+        unit.save_consent("p-1", "patient", opted_out)
+        unit.save_consent("p-1", "patient", ConsentRecord(Channel.SMS, True, T0, "ehr"))
+
+    assert store.consent("p-1", "patient") == {Channel.SMS: opted_out}
+    assert store.consent("p-1", "caregiver:c-1") == {}
