@@ -12,6 +12,7 @@ import json
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -147,6 +148,15 @@ def create_app(service: EmbeddedService, *, run_dispatcher: bool = True) -> Fast
         parsed: list[tuple[int, Event]] = []
         results: list[dict[str, object] | None] = [None] * len(documents)
         for i, (where, data) in enumerate(documents):
+            if isinstance(data, _NotJSON):
+                service.store.reject(data.line.encode(), "api", f"{where}: {data.problem}", now)
+                results[i] = {
+                    "index": i,
+                    "id": None,
+                    "status": "rejected",
+                    "errors": [data.problem],
+                }
+                continue
             try:
                 parsed.append((i, parse_event(data, default_region=settings.default_region)))
             except InputError as exc:
@@ -219,10 +229,10 @@ async def _read_limited(request: Request, limit: int) -> bytes | None:
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
+        chunks.append(chunk)
         if size > limit:
             request.state.head = b"".join(chunks)[:65536]
             return None
-        chunks.append(chunk)
     return b"".join(chunks)
 
 
@@ -243,7 +253,7 @@ def _documents(body: bytes, content_type: str) -> list[tuple[str, Any]]:
     """Split a body into event documents: one object, an array, or NDJSON.
 
     Raises:
-        InputError: the body is not JSON (naming the line for NDJSON).
+        InputError: the body is empty, not UTF-8, or (for a single document) not JSON.
     """
     text = _decode(body)
     stripped = text.strip()
@@ -261,15 +271,26 @@ def _documents(body: bytes, content_type: str) -> list[tuple[str, Any]]:
             if isinstance(data, list):
                 return [(f"item {i}", item) for i, item in enumerate(data)]
             return [("body", data)]
-    documents = []
+    # NDJSON: a line that is not JSON is rejected alone; the lines after it go on.
+    documents: list[tuple[str, Any]] = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             documents.append((f"line {number}", json.loads(line)))
         except json.JSONDecodeError as exc:
-            raise InputError(f"line {number}", [f"not JSON (at position {exc.pos})"]) from None
+            documents.append(
+                (f"line {number}", _NotJSON(line, f"not JSON (at position {exc.pos})"))
+            )
     return documents
+
+
+@dataclass(frozen=True, slots=True)
+class _NotJSON:
+    """An NDJSON line that did not parse, kept as it came."""
+
+    line: str
+    problem: str
 
 
 def _decode(body: bytes) -> str:

@@ -49,7 +49,8 @@ def ingest_command(
     if settings.api_token is not None:
         headers["authorization"] = f"Bearer {settings.api_token.get_secret_value()}"
     counts: Counter[str] = Counter()
-    total = sum(1 for line in file.open("rb") if line.strip())
+    with file.open("rb") as counting:
+        total = sum(1 for line in counting if line.strip())
     failed = False
     with (
         httpx.Client(base_url=url, headers=headers, timeout=timeout) as client,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import signal
 from typing import Annotated
 
 import typer
@@ -54,6 +55,9 @@ def run_command(
         err.print(f"store: {exc}", markup=False)
         raise typer.Exit(2) from None
     app = create_app(service)
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again for
+    # the handler it found installed; a no-op one makes a clean stop exit 0.
+    signal.signal(signal.SIGTERM, lambda *_: None)
     uvicorn.run(
         app, host=settings.host, port=settings.port, log_config=None, timeout_graceful_shutdown=30
     )
