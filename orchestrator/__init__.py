@@ -16,6 +16,7 @@ from .actions import (
     ScheduleMessage,
 )
 from .clock import Clock, SystemClock, VirtualClock
+from .decisions import DecisionRecord
 from .engine import advance, route
 from .errors import (
     FlowError,
@@ -32,7 +33,7 @@ from .event import Appointment, Caregiver, Channel, Encounter, Event, EventType,
 from .event_schema import dump_event, parse_event, parse_event_json
 from .flows import Flow, load_flows
 from .journey import Episode, EpisodeStatus, Journey, Recipient, ScheduledMessage
-from .simulate import DecisionRecord, Simulator, simulate
+from .simulate import Simulator, simulate
 
 __all__ = [
     "Action",

@@ -10,11 +10,12 @@ from __future__ import annotations
 import heapq
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 
 from .actions import CancelMessage, ExpireMessage, ScheduleMessage
 from .clock import VirtualClock
+from .decisions import DecisionRecord, record
 from .engine import advance, route
 from .event import Channel, Event, EventType, Patient
 from .flows.model import Flow
@@ -22,51 +23,11 @@ from .journey import Journey, ScheduledMessage
 from .policies import ConsentRecord, Defer, Expire, Send, SendContext, Suppress, decide
 from .recipients import choose_language, contact_for
 
-__all__ = ["DecisionRecord", "Simulator", "simulate"]
+__all__ = ["Simulator", "simulate"]
 
 # A message deferred this many times in a row is expired: a guard, not a rule
 # (validation rejects windows that can never open).
 _MAX_DEFERRALS = 8
-
-
-@dataclass(frozen=True, slots=True)
-class DecisionRecord:
-    """One decision about one scheduled message; the simulate / audit line."""
-
-    at: datetime
-    patient_id: str
-    flow: str
-    flow_version: int
-    episode: str
-    stage: str
-    message: str
-    recipient: str
-    channel: str | None
-    language: str | None
-    template: str
-    due_at: datetime
-    status: str
-    reason: str | None
-    key: str
-
-    def as_json(self) -> dict[str, str | int | None]:
-        return {
-            "at": self.at.isoformat(),
-            "patient_id": self.patient_id,
-            "flow": self.flow,
-            "flow_version": self.flow_version,
-            "episode": self.episode,
-            "stage": self.stage,
-            "message": self.message,
-            "recipient": self.recipient,
-            "channel": self.channel,
-            "language": self.language,
-            "template": self.template,
-            "due_at": self.due_at.isoformat(),
-            "status": self.status,
-            "reason": self.reason,
-            "key": self.key,
-        }
 
 
 class Simulator:
@@ -207,23 +168,7 @@ class Simulator:
             contact = contact_for(seen[1], message.recipient) if seen else None
             if contact is not None:
                 language = choose_language(contact.language, self.flows[message.flow_id])[0]
-        return DecisionRecord(
-            at=now,
-            patient_id=message.recipient.patient_id,
-            flow=message.flow_id,
-            flow_version=message.flow_version,
-            episode=message.episode_id,
-            stage=message.stage_id,
-            message=message.message_id,
-            recipient=str(message.recipient),
-            channel=channel,
-            language=language,
-            template=message.template,
-            due_at=message.due_at,
-            status=status,
-            reason=reason,
-            key=message.key,
-        )
+        return record(message, now, status, reason, channel=channel, language=language)
 
 
 def simulate(

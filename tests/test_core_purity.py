@@ -16,6 +16,7 @@ CORE = [
     "event_schema.py",
     "journey.py",
     "recipients.py",
+    "decisions.py",
     "simulate.py",
     "sms.py",
     "flows/checks.py",

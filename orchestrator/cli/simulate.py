@@ -15,12 +15,13 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from ..decisions import DecisionRecord
 from ..errors import FlowError, InputError
 from ..event import Event
 from ..event_schema import parse_event_json
 from ..flows.loader import load_flows
 from ..settings import Settings
-from ..simulate import DecisionRecord, simulate
+from ..simulate import simulate
 
 # Below this many lines a progress bar is noise.
 _PROGRESS_FROM_LINES = 2_000

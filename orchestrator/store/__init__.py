@@ -5,15 +5,13 @@ production. Row classes stay inside this package; callers get core values.
 """
 
 from .migrate import head, pending, upgrade
-from .sql import AuditEntry, Claim, OutboxEntry, SqlStore, UnitOfWork, audit_entry, connect
+from .sql import Claim, OutboxEntry, SqlStore, UnitOfWork, connect
 
 __all__ = [
-    "AuditEntry",
     "Claim",
     "OutboxEntry",
     "SqlStore",
     "UnitOfWork",
-    "audit_entry",
     "connect",
     "head",
     "pending",

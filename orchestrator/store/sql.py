@@ -37,6 +37,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from ..decisions import DecisionRecord, record
 from ..errors import StoreError
 from ..event import Channel, Event, Patient
 from ..journey import EpisodeStatus, Journey, ScheduledMessage
@@ -57,12 +58,10 @@ from .tables import (
 )
 
 __all__ = [
-    "AuditEntry",
     "Claim",
     "OutboxEntry",
     "SqlStore",
     "UnitOfWork",
-    "audit_entry",
     "connect",
 ]
 
@@ -122,46 +121,6 @@ class Claim:
 
 
 @dataclass(frozen=True, slots=True)
-class AuditEntry:
-    at: datetime
-    patient_id: str
-    flow: str
-    flow_version: int
-    episode: str
-    stage: str
-    message: str
-    recipient: str
-    channel: str | None
-    language: str | None
-    template: str
-    due_at: datetime
-    status: str
-    reason: str | None
-    key: str
-    event_id: str | None = None
-
-    def as_json(self) -> dict[str, str | int | None]:
-        return {
-            "at": self.at.isoformat(),
-            "patient_id": self.patient_id,
-            "flow": self.flow,
-            "flow_version": self.flow_version,
-            "episode": self.episode,
-            "stage": self.stage,
-            "message": self.message,
-            "recipient": self.recipient,
-            "channel": self.channel,
-            "language": self.language,
-            "template": self.template,
-            "due_at": self.due_at.isoformat(),
-            "status": self.status,
-            "reason": self.reason,
-            "key": self.key,
-            "event_id": self.event_id,
-        }
-
-
-@dataclass(frozen=True, slots=True)
 class OutboxEntry:
     key: str
     channel: str
@@ -170,36 +129,6 @@ class OutboxEntry:
     body: str
     html: str | None
     sent_at: datetime
-
-
-def audit_entry(
-    message: ScheduledMessage,
-    at: datetime,
-    status: str,
-    reason: str | None,
-    *,
-    channel: str | None = None,
-    language: str | None = None,
-    event_id: str | None = None,
-) -> AuditEntry:
-    return AuditEntry(
-        at=at,
-        patient_id=message.recipient.patient_id,
-        flow=message.flow_id,
-        flow_version=message.flow_version,
-        episode=message.episode_id,
-        stage=message.stage_id,
-        message=message.message_id,
-        recipient=str(message.recipient),
-        channel=channel,
-        language=language,
-        template=message.template,
-        due_at=message.due_at,
-        status=status,
-        reason=reason,
-        key=message.key,
-        event_id=event_id,
-    )
 
 
 @dataclass
@@ -396,10 +325,10 @@ class UnitOfWork:
         inserts: dict[str, dict[str, Any]] = {}
         updates: dict[str, ScheduledMessage] = {}
         cancels: dict[str, str] = {}
-        audit: list[AuditEntry] = []
+        audit: list[DecisionRecord] = []
         for kind, message, reason, event_id in self._decisions:
             key, current = message.key, status.get(message.key)
-            entry = audit_entry(message, self.now, "", reason, event_id=event_id)
+            entry = record(message, self.now, "", reason, event_id=event_id)
             if kind == "schedule" and current is None:
                 inserts[key] = _message_row(message, "scheduled", None, self.now)
                 status[key] = "scheduled"
@@ -691,7 +620,7 @@ class SqlStore:
             c.execute(
                 insert(AuditRow).values(
                     _audit_row(
-                        audit_entry(
+                        record(
                             message,
                             now,
                             status,
@@ -766,7 +695,7 @@ class SqlStore:
                 return False
             if attempt_outcome is not None:
                 self._close_attempt(c, message.key, now, attempt_outcome, error, None)
-            entry = audit_entry(message, now, "scheduled", reason)
+            entry = record(message, now, "scheduled", reason)
             c.execute(insert(AuditRow).values(_audit_row(entry) | {"due_at": due_at}))
             return True
 
@@ -893,7 +822,7 @@ class SqlStore:
         patient_id: str | None = None,
         status: str | None = None,
         limit: int | None = None,
-    ) -> list[AuditEntry]:
+    ) -> list[DecisionRecord]:
         table = AuditRow
         query = select(table).order_by(table.id)
         if flow:
@@ -907,7 +836,7 @@ class SqlStore:
         if limit:
             query = query.limit(limit)
         with self._tx() as c:
-            return [_audit_entry(r) for r in c.execute(query).all()]
+            return [_record(r) for r in c.execute(query).all()]
 
     def message_statuses(self) -> dict[str, int]:
         """How many scheduled messages are in each status."""
@@ -1011,7 +940,7 @@ def _message_row(
     }
 
 
-def _audit_row(entry: AuditEntry) -> dict[str, Any]:
+def _audit_row(entry: DecisionRecord) -> dict[str, Any]:
     return {
         "at": entry.at,
         "event_id": entry.event_id,
@@ -1032,8 +961,8 @@ def _audit_row(entry: AuditEntry) -> dict[str, Any]:
     }
 
 
-def _audit_entry(row: Any) -> AuditEntry:
-    return AuditEntry(
+def _record(row: Any) -> DecisionRecord:
+    return DecisionRecord(
         at=row.at,
         patient_id=row.patient_id,
         flow=row.flow_id,

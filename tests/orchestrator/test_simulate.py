@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from orchestrator.decisions import DecisionRecord
 from orchestrator.flows.model import Flow
-from orchestrator.simulate import DecisionRecord, simulate
+from orchestrator.simulate import simulate
 from tests.builders import at, make_event, make_flow, make_patient
 
 FLOW = make_flow()

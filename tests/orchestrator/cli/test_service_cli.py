@@ -22,10 +22,11 @@ from typer.testing import CliRunner
 from orchestrator.api import create_app
 from orchestrator.cli import app
 from orchestrator.clock import VirtualClock
+from orchestrator.decisions import DecisionRecord
 from orchestrator.event_schema import parse_event
 from orchestrator.runtime.service import EmbeddedService
 from orchestrator.settings import Settings
-from orchestrator.store import AuditEntry, connect, head, pending
+from orchestrator.store import connect, head, pending
 from orchestrator.store.tables import ProcessedEventRow
 from tests.live import serve
 from tests.samples import ROOT, SAMPLES, sample_events
@@ -135,7 +136,7 @@ def test_run_refuses_beyond_loopback_as_the_console_script(tmp_path: Path) -> No
 class Filled:
     url: str
     sent: dict[str, datetime]
-    audit: list[AuditEntry]
+    audit: list[DecisionRecord]
 
 
 @pytest.fixture(scope="module")
@@ -215,7 +216,7 @@ def test_outbox_runs_as_the_console_script(filled: Filled, tmp_path: Path) -> No
     )
 
 
-def expected_report(audit: list[AuditEntry]) -> Counter[tuple[str, str, str, str, str]]:
+def expected_report(audit: list[DecisionRecord]) -> Counter[tuple[str, str, str, str, str]]:
     return Counter((a.flow, a.stage, a.message, a.status, a.reason or "") for a in audit)
 
 
