@@ -593,27 +593,22 @@ class SqlStore:
 
         Returns whether this claimer still held it.
         """
-        table = ScheduledMessageRow
         with self._tx() as c:
-            result = c.execute(
-                update(table)
-                .where(
-                    table.key == message.key,
-                    table.status.in_(IN_FLIGHT),
-                    table.lease_owner == owner,
-                )
-                .values(
-                    status=status,
-                    reason=reason,
-                    provider_id=provider_id,
-                    sent_at=now if status == "sent" else None,
-                    channel=channel.value if channel else table.channel,
-                    lease_owner=None,
-                    lease_until=None,
-                    updated_at=now,
-                )
+            moved = _owned_update(
+                c,
+                message.key,
+                owner,
+                IN_FLIGHT,
+                status=status,
+                reason=reason,
+                provider_id=provider_id,
+                sent_at=now if status == "sent" else None,
+                channel=channel.value if channel else ScheduledMessageRow.channel,
+                lease_owner=None,
+                lease_until=None,
+                updated_at=now,
             )
-            if result.rowcount != 1:
+            if not moved:
                 return False
             if attempt_outcome is not None:
                 self._close_attempt(c, message.key, now, attempt_outcome, error, provider_id)
@@ -639,27 +634,16 @@ class SqlStore:
         Used when a channel refused the message (the next channel may take
         it) and when a provider confirms an interrupted send never arrived.
         """
-        table = ScheduledMessageRow
         with self._tx() as c:
-            result = c.execute(
-                update(table)
-                .where(table.key == key, table.status == "sending", table.lease_owner == owner)
-                .values(status="claimed", updated_at=now)
-            )
-            if result.rowcount == 1:
+            moved = _owned_update(c, key, owner, ("sending",), status="claimed", updated_at=now)
+            if moved:
                 self._close_attempt(c, key, now, outcome, error, None)
-            return result.rowcount == 1
+            return moved
 
     def hold(self, key: str, owner: str, until: datetime, reason: str) -> bool:
         """Keep a message in its in-flight status, under this claimer's lease until `until`."""
-        table = ScheduledMessageRow
         with self._tx() as c:
-            result = c.execute(
-                update(table)
-                .where(table.key == key, table.status.in_(IN_FLIGHT), table.lease_owner == owner)
-                .values(lease_until=until, reason=reason)
-            )
-            return result.rowcount == 1
+            return _owned_update(c, key, owner, IN_FLIGHT, lease_until=until, reason=reason)
 
     def reschedule(
         self,
@@ -673,25 +657,20 @@ class SqlStore:
         error: str | None = None,
     ) -> bool:
         """Put a claimed message back, due at `due_at` (a deferral or a retry)."""
-        table = ScheduledMessageRow
         with self._tx() as c:
-            result = c.execute(
-                update(table)
-                .where(
-                    table.key == message.key,
-                    table.status.in_(IN_FLIGHT),
-                    table.lease_owner == owner,
-                )
-                .values(
-                    status="scheduled",
-                    reason=reason,
-                    due_at=due_at,
-                    lease_owner=None,
-                    lease_until=None,
-                    updated_at=now,
-                )
+            moved = _owned_update(
+                c,
+                message.key,
+                owner,
+                IN_FLIGHT,
+                status="scheduled",
+                reason=reason,
+                due_at=due_at,
+                lease_owner=None,
+                lease_until=None,
+                updated_at=now,
             )
-            if result.rowcount != 1:
+            if not moved:
                 return False
             if attempt_outcome is not None:
                 self._close_attempt(c, message.key, now, attempt_outcome, error, None)
@@ -906,6 +885,23 @@ class SqlStore:
                 FlowVersionRow,
             ):
                 c.execute(delete(table))
+
+
+def _owned_update(
+    c: Connection, key: str, owner: str, statuses: Sequence[str], **values: Any
+) -> bool:
+    """Update a message only while `owner` holds it in one of `statuses`.
+
+    Returns False when the claim was lost (cancelled, or taken over after the
+    lease ran out): the caller must then leave the message alone.
+    """
+    table = ScheduledMessageRow
+    result = c.execute(
+        update(table)
+        .where(table.key == key, table.status.in_(statuses), table.lease_owner == owner)
+        .values(**values)
+    )
+    return result.rowcount == 1
 
 
 def _case_sending(status: Any) -> Any:
