@@ -11,6 +11,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "orchestrator"
 CORE = [
     "actions.py",
     "engine.py",
+    "fold.py",
     "errors.py",
     "event.py",
     "event_schema.py",

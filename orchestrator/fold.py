@@ -1,0 +1,517 @@
+"""The fold: how one event changes a journey's episodes and scheduled messages.
+
+`Fold` is the mutable working state of `engine.advance`: it resumes from a
+journey, takes events in the order they occurred, and freezes into the next
+journey. Everything here is pure; the engine module states the rules and
+turns a fold's result into actions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+from .event import Event, EventType, Patient
+from .flows.model import ANY_STAGE, Flow, MessageSpec, Stage
+from .flows.timing import Anchor
+from .journey import (
+    AppointmentState,
+    EncounterState,
+    Episode,
+    EpisodeStatus,
+    Journey,
+    Recipient,
+    ScheduledMessage,
+    StageVisit,
+)
+
+__all__ = ["SUBJECT_ANCHORS", "EpisodeDraft", "Fold"]
+
+_APPOINTMENT_STATUS = {
+    EventType.APPOINTMENT_BOOKED: "booked",
+    EventType.APPOINTMENT_RESCHEDULED: "booked",
+    EventType.APPOINTMENT_CANCELLED: "cancelled",
+    EventType.APPOINTMENT_NO_SHOW: "no_show",
+    EventType.APPOINTMENT_CHECKED_IN: "checked_in",
+    EventType.APPOINTMENT_COMPLETED: "completed",
+}
+# Statuses after which nothing that waits for the appointment makes sense.
+_APPOINTMENT_OVER = frozenset({"cancelled", "no_show", "checked_in", "completed"})
+# Events that can bring an appointment or encounter an episode does not yet
+# own into it (a surgery booked after the consult, an admission). Any other
+# event about an unknown appointment belongs to some other care path.
+_ADOPTING = frozenset(
+    {EventType.APPOINTMENT_BOOKED, EventType.PATIENT_ADMITTED, EventType.PATIENT_DISCHARGED}
+)
+SUBJECT_ANCHORS = frozenset(
+    {Anchor.APPOINTMENT_START, Anchor.ENCOUNTER_ADMITTED_AT, Anchor.ENCOUNTER_DISCHARGED_AT}
+)
+
+
+@dataclass(slots=True)
+class EpisodeDraft:
+    """An episode while it is folded: mutable, frozen back into an `Episode`."""
+
+    id: str
+    started_at: datetime
+    stage_id: str | None
+    stage_entered_at: datetime
+    status: EpisodeStatus
+    outcome: str | None
+    appointments: dict[str, AppointmentState]
+    encounters: dict[str, EncounterState]
+    appointment_id: str | None
+    encounter_id: str | None
+    history: list[StageVisit]
+    events: list[Event]
+    ended_at: datetime | None
+
+    @classmethod
+    def thaw(cls, e: Episode) -> EpisodeDraft:
+        return cls(
+            e.id,
+            e.started_at,
+            e.stage_id,
+            e.stage_entered_at,
+            e.status,
+            e.outcome,
+            dict(e.appointments),
+            dict(e.encounters),
+            e.appointment_id,
+            e.encounter_id,
+            list(e.history),
+            list(e.events),
+            e.ended_at,
+        )
+
+    def freeze(self) -> Episode:
+        return Episode(
+            id=self.id,
+            started_at=self.started_at,
+            stage_id=self.stage_id,
+            stage_entered_at=self.stage_entered_at,
+            status=self.status,
+            outcome=self.outcome,
+            appointments=self.appointments,
+            encounters=self.encounters,
+            appointment_id=self.appointment_id,
+            encounter_id=self.encounter_id,
+            history=tuple(self.history),
+            events=tuple(self.events),
+            ended_at=self.ended_at,
+        )
+
+
+@dataclass
+class Fold:
+    """The mutable state of one fold; frozen into a `Journey` at the end."""
+
+    flow: Flow
+    patient_id: str
+    flow_id: str
+    episodes: list[Episode | EpisodeDraft]
+    messages: dict[str, ScheduledMessage]
+    dropped: dict[str, str]
+    patient: Patient | None
+    # Keys this fold wrote, in order: what the diff compares after one step.
+    touched: dict[str, None] = field(default_factory=dict)
+
+    @classmethod
+    def resume(cls, journey: Journey, flow: Flow) -> Fold:
+        return cls(
+            flow=flow,
+            patient_id=journey.patient_id,
+            flow_id=journey.flow_id,
+            episodes=list(journey.episodes),
+            messages=dict(journey.messages),
+            dropped=dict(journey.dropped),
+            patient=journey.patient,
+        )
+
+    def freeze(self, events: tuple[Event, ...]) -> Journey:
+        return Journey(
+            patient_id=self.patient_id,
+            flow_id=self.flow_id,
+            events=events,
+            episodes=tuple(e.freeze() if isinstance(e, EpisodeDraft) else e for e in self.episodes),
+            messages=self.messages,
+            dropped=self.dropped,
+            patient=self.patient,
+        )
+
+    def _draft(self, index: int) -> EpisodeDraft:
+        """The episode at `index`, thawed for writing (once per fold)."""
+        episode = self.episodes[index]
+        if isinstance(episode, Episode):
+            episode = self.episodes[index] = EpisodeDraft.thaw(episode)
+        return episode
+
+    # -- one event -----------------------------------------------------------
+
+    def step(self, event: Event) -> None:
+        self.patient = event.patient
+        has_subject = event.appointment is not None or event.encounter is not None
+        index = self._owner(event)
+        if index is not None:
+            event = _with_known_services(self.episodes[index], event)
+        elif not has_subject or event.type in _ADOPTING:
+            index = self._mover(event)
+        if index is None and self._starts(event):
+            index = self._open(event)
+        if index is None and not has_subject:
+            self._exit_all(event)
+            index = self._latest_active()
+        if index is None:
+            return
+        self._apply(index, event)
+
+    def _owner(self, event: Event) -> int | None:
+        for i in range(len(self.episodes) - 1, -1, -1):
+            episode = self.episodes[i]
+            if episode.status is EpisodeStatus.EXITED:
+                continue
+            if event.appointment is not None and event.appointment.id in episode.appointments:
+                return i
+            if event.encounter is not None and event.encounter.id in episode.encounters:
+                return i
+        return None
+
+    def _mover(self, event: Event) -> int | None:
+        for i in range(len(self.episodes) - 1, -1, -1):
+            episode = self.episodes[i]
+            if episode.status is EpisodeStatus.ACTIVE and self._target(episode, event) is not None:
+                return i
+        return None
+
+    def _latest_active(self) -> int | None:
+        for i in range(len(self.episodes) - 1, -1, -1):
+            if self.episodes[i].status is EpisodeStatus.ACTIVE:
+                return i
+        return None
+
+    def _starts(self, event: Event) -> bool:
+        return any(t.matches(event) for t in self.flow.starts_on)
+
+    def _open(self, event: Event) -> int:
+        digest = hashlib.blake2b(
+            f"{self.patient_id}\x1f{self.flow_id}\x1f{event.id}".encode(), digest_size=6
+        ).hexdigest()
+        self.episodes.append(
+            Episode(
+                id=f"ep-{digest}",
+                started_at=event.occurred_at,
+                stage_id=None,
+                stage_entered_at=event.occurred_at,
+            )
+        )
+        return len(self.episodes) - 1
+
+    def _exit_all(self, event: Event) -> None:
+        for exit_ in self.flow.exits:
+            if exit_.trigger.matches(event):
+                # A completed episode may still have follow-ups pending: they end too.
+                for i, episode in enumerate(self.episodes):
+                    if episode.status is not EpisodeStatus.EXITED:
+                        self._end(i, event, exit_.outcome)
+                return
+
+    def _target(self, episode: Episode | EpisodeDraft, event: Event) -> Stage | None:
+        """The stage `event` moves `episode` to, if any: the first allowed one in flow order."""
+        current = self.flow.stage_index[episode.stage_id] if episode.stage_id else None
+        for j, stage, trigger in self.flow.entries.get(event.type, ()):
+            if not trigger.matches(event):
+                continue
+            sources = trigger.sources
+            anywhere = not sources or ANY_STAGE in sources
+            if episode.status is EpisodeStatus.COMPLETED:
+                allowed = (
+                    not anywhere and episode.stage_id in sources
+                )  # only explicitly out of a final stage
+            elif current is None:
+                allowed = anywhere
+            elif not sources:
+                allowed = j > current
+            elif ANY_STAGE in sources:
+                allowed = j != current
+            else:
+                allowed = episode.stage_id in sources
+            if allowed:
+                return stage
+        return None
+
+    def _apply(self, index: int, event: Event) -> None:
+        episode = self._track_subjects(index, event)
+        seen_before = tuple(episode.events)
+        episode.events.append(event)
+        # What this event makes pointless goes first, so that what it starts survives.
+        if event.type in self.flow.cancelling_types:
+            for message in self._pending(episode.id):
+                _, spec = self.flow.specs[message.message_id]
+                if any(t.matches(event) for t in spec.cancel_on):
+                    self._drop(message, f"cancel_on:{event.type.value}")
+                elif any(t.matches(event) for t in spec.unless):
+                    self._drop(message, f"unless:{event.type.value}")
+        target = self._target(episode, event)
+        if target is not None:
+            self._enter(index, target, event, seen_before)
+        else:
+            for exit_ in self.flow.exits:
+                if exit_.trigger.matches(event):
+                    self._end(index, event, exit_.outcome)
+                    return
+        if episode.stage_id is not None and event.type in self.flow.sending_types:
+            stage = self.flow.stage(episode.stage_id)
+            for spec in stage.messages:
+                if any(t.matches(event) for t in spec.send_on):
+                    self._schedule(index, stage, spec, event, seen_before)
+
+    def _track_subjects(self, index: int, event: Event) -> EpisodeDraft:
+        episode = self._draft(index)
+        if event.appointment is not None:
+            appointment = event.appointment
+            known = episode.appointments.get(appointment.id)
+            start = appointment.start or (known.start if known else None)
+            status = _APPOINTMENT_STATUS.get(event.type, known.status if known else "booked")
+            state = AppointmentState(
+                appointment.id,
+                start,
+                status,
+                appointment.service or (known.service if known else None),
+                appointment.location or (known.location if known else None),
+                appointment.provider or (known.provider if known else None),
+            )
+            episode.appointments[appointment.id] = state
+            episode.appointment_id = appointment.id
+            if known is not None and known.start != start:
+                self._retime(
+                    index, lambda m: m.appointment_id == appointment.id, "rescheduled", event
+                )
+            if status in _APPOINTMENT_OVER and (known is None or known.status != status):
+                self._drop_waiting_for(episode.id, appointment.id, status)
+        if event.encounter is not None:
+            encounter = event.encounter
+            seen = episode.encounters.get(encounter.id)
+            enc = EncounterState(
+                encounter.id,
+                encounter.admitted_at or (seen.admitted_at if seen else None),
+                encounter.discharged_at or (seen.discharged_at if seen else None),
+                encounter.service or (seen.service if seen else None),
+            )
+            episode.encounters[encounter.id] = enc
+            episode.encounter_id = encounter.id
+            if seen is not None and seen != enc:
+                self._retime(
+                    index, lambda m: m.encounter_id == encounter.id, "encounter_updated", event
+                )
+        return episode
+
+    def _enter(
+        self, index: int, stage: Stage, event: Event, seen_before: tuple[Event, ...]
+    ) -> None:
+        episode = self._draft(index)
+        episode.stage_id = stage.id
+        episode.stage_entered_at = event.occurred_at
+        episode.history.append(StageVisit(stage.id, event.occurred_at, event.id))
+        episode.status = EpisodeStatus.COMPLETED if stage.final else EpisodeStatus.ACTIVE
+        episode.outcome = "completed" if stage.final else None
+        episode.ended_at = event.occurred_at if stage.final else None
+        for spec in stage.messages:
+            if not spec.send_on:
+                self._schedule(index, stage, spec, event, seen_before)
+
+    def _end(self, index: int, event: Event, outcome: str) -> None:
+        episode = self._draft(index)
+        episode.status = EpisodeStatus.EXITED
+        episode.outcome = outcome
+        episode.ended_at = event.occurred_at
+        for message in self._pending(episode.id):
+            self._drop(message, f"journey_exited:{outcome}")
+
+    # -- scheduled messages --------------------------------------------------
+
+    def _pending(self, episode_id: str) -> list[ScheduledMessage]:
+        return [m for m in self.messages.values() if m.episode_id == episode_id]
+
+    def _drop(self, message: ScheduledMessage, reason: str) -> None:
+        del self.messages[message.key]
+        self.touched[message.key] = None
+        self.dropped[message.key] = reason
+
+    def _drop_waiting_for(self, episode_id: str, appointment_id: str, status: str) -> None:
+        """Drop what an appointment that is over makes pointless.
+
+        A cancellation drops everything tied to the appointment; a check-in,
+        completion or no-show drops what waits for its start (reminders, and
+        messages that expire at the start).
+        """
+        for message in self._pending(episode_id):
+            if message.appointment_id != appointment_id:
+                continue
+            _, spec = self.flow.specs[message.message_id]
+            if status == "cancelled" or _waits_for_appointment(spec):
+                self._drop(message, f"appointment_{status}")
+
+    def _retime(
+        self, index: int, affected: Callable[[ScheduledMessage], bool], reason: str, event: Event
+    ) -> None:
+        """Recompute what is timed from an appointment or encounter that changed.
+
+        A message whose due time moves gets a new key (the old one is dropped
+        with `reason`); one whose expiry alone moves keeps its key.
+        """
+        episode = self._draft(index)
+        for message in self._pending(episode.id):
+            if not affected(message):
+                continue
+            _, spec = self.flow.specs[message.message_id]
+            zone = _zone(message.timezone)
+            due = message.due_at
+            if spec.timing.anchor in SUBJECT_ANCHORS:
+                anchor_at = _subject_time(episode, spec.timing.anchor, message)
+                if anchor_at is None:
+                    continue
+                due = spec.timing.resolve(anchor_at, zone)
+            expires = message.expires_at
+            if spec.expiry is not None and spec.expiry.anchor in SUBJECT_ANCHORS:
+                expiry_at = _subject_time(episode, spec.expiry.anchor, message)
+                expires = spec.expiry.resolve(expiry_at, zone) if expiry_at else None
+            if due == message.due_at:
+                if expires != message.expires_at:
+                    self.messages[message.key] = replace(message, expires_at=expires)
+                    self.touched[message.key] = None
+                continue
+            key = _key(self.flow, message.message_id, message.recipient, event.id, due)
+            moved = replace(message, key=key, due_at=due, expires_at=expires, created_by=event.id)
+            self._drop(message, reason)
+            self.messages[moved.key] = moved
+            self.touched[moved.key] = None
+
+    def _schedule(
+        self,
+        index: int,
+        stage: Stage,
+        spec: MessageSpec,
+        event: Event,
+        seen_before: tuple[Event, ...],
+    ) -> None:
+        if spec.conditions and not all(c.holds(event) for c in spec.conditions):
+            return
+        if spec.unless and any(t.matches(e) for e in seen_before for t in spec.unless):
+            return
+        episode = self._draft(index)
+        anchor_at = _anchor_time(episode, spec.timing.anchor, event)
+        if anchor_at is None:
+            return  # the anchor is not known (no appointment start yet): nothing to time it by
+        zone_name = event.patient.timezone or self.flow.timezone
+        zone = _zone(zone_name)
+        due = spec.timing.resolve(anchor_at, zone)
+        expires = None
+        if spec.expiry is not None:
+            expiry_at = _anchor_time(episode, spec.expiry.anchor, event)
+            expires = spec.expiry.resolve(expiry_at, zone) if expiry_at else None
+        recipients = [Recipient(self.patient_id)]
+        if spec.topic is not None:
+            recipients += [
+                Recipient(self.patient_id, c.id)
+                for c in event.patient.caregivers
+                if spec.topic in c.receives
+            ]
+        for recipient in recipients:
+            message = ScheduledMessage(
+                key=_key(self.flow, spec.id, recipient, event.id, due),
+                flow_id=self.flow.id,
+                flow_version=self.flow.version,
+                episode_id=episode.id,
+                stage_id=stage.id,
+                message_id=spec.id,
+                template=spec.template,
+                channels=spec.channels,
+                recipient=recipient,
+                due_at=due,
+                expires_at=expires,
+                anchor=spec.timing.anchor,
+                created_by=event.id,
+                timezone=zone_name,
+                appointment_id=episode.appointment_id,
+                encounter_id=episode.encounter_id,
+                topic=spec.topic,
+                essential=spec.essential,
+                window=spec.window,
+            )
+            self.messages[message.key] = message
+            self.touched[message.key] = None
+
+
+@lru_cache(maxsize=512)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def _with_known_services(episode: Episode | EpisodeDraft, event: Event) -> Event:
+    """The event, with the service its episode knows for its appointment or encounter.
+
+    A cancellation often carries only the appointment id; the flow's triggers
+    narrowed by service must still match it.
+    """
+    appointment, encounter = event.appointment, event.encounter
+    if appointment is not None and appointment.service is None:
+        known = episode.appointments.get(appointment.id)
+        if known is not None and known.service is not None:
+            appointment = replace(appointment, service=known.service)
+    if encounter is not None and encounter.service is None:
+        seen = episode.encounters.get(encounter.id)
+        if seen is not None and seen.service is not None:
+            encounter = replace(encounter, service=seen.service)
+    if appointment is event.appointment and encounter is event.encounter:
+        return event
+    return replace(event, appointment=appointment, encounter=encounter)
+
+
+def _anchor_time(episode: EpisodeDraft, anchor: Anchor, event: Event) -> datetime | None:
+    """The instant of `anchor` for a message that `event` schedules in `episode`."""
+    if anchor is Anchor.STAGE_ENTERED:
+        return episode.stage_entered_at
+    if anchor is Anchor.EVENT_OCCURRED_AT:
+        return event.occurred_at
+    return _subject_time(episode, anchor, episode)
+
+
+def _subject_time(
+    episode: EpisodeDraft, anchor: Anchor, subject: EpisodeDraft | ScheduledMessage
+) -> datetime | None:
+    """The instant of an appointment or encounter anchor, for the subject's appointment."""
+    if anchor is Anchor.APPOINTMENT_START:
+        appointment = episode.appointments.get(subject.appointment_id or "")
+        return appointment.start if appointment else None
+    encounter = episode.encounters.get(subject.encounter_id or "")
+    if encounter is None:
+        return None
+    return (
+        encounter.admitted_at if anchor is Anchor.ENCOUNTER_ADMITTED_AT else encounter.discharged_at
+    )
+
+
+def _waits_for_appointment(spec: MessageSpec) -> bool:
+    timing, expiry = spec.timing, spec.expiry
+    before_start = timing.anchor is Anchor.APPOINTMENT_START and timing.offset.total_seconds() < 0
+    return before_start or (expiry is not None and expiry.anchor is Anchor.APPOINTMENT_START)
+
+
+def _key(flow: Flow, message_id: str, recipient: Recipient, created_by: str, due: datetime) -> str:
+    """The idempotency key: flow version, message, recipient, creating event and due time."""
+    material = "\x1f".join(
+        (
+            flow.id,
+            str(flow.version),
+            recipient.patient_id,
+            recipient.caregiver_id or "",
+            message_id,
+            created_by,
+            str(int(due.timestamp())),
+        )
+    )
+    return hashlib.blake2b(material.encode(), digest_size=12).hexdigest()
