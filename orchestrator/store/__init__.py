@@ -4,8 +4,10 @@ SQLite is the embedded default; PostgreSQL (`postgresql+psycopg://...`) is
 production. Row classes stay inside this package; callers get core values.
 """
 
+from .connection import connect
 from .migrate import head, pending, upgrade
-from .sql import Claim, OutboxEntry, SqlStore, UnitOfWork, connect
+from .sql import Claim, OutboxEntry, SqlStore
+from .unit import UnitOfWork
 
 __all__ = [
     "Claim",

@@ -13,9 +13,9 @@ Driver errors are translated to `StoreError` here, once.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -23,26 +23,28 @@ from sqlalchemy import (
     Engine,
     and_,
     case,
-    create_engine,
     delete,
-    event,
     func,
     insert,
     select,
     text,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.pool import ConnectionPoolEntry
 
 from ..decisions import DecisionRecord, record
 from ..errors import StoreError
-from ..event import Channel, Event, Patient
-from ..journey import EpisodeStatus, Journey, ScheduledMessage
+from ..event import Channel, Patient
+from ..journey import Journey, ScheduledMessage
 from ..policies import ConsentRecord
 from . import codec
+from .rows import (
+    IN_FLIGHT,
+    REJECTED_BODY_LIMIT,
+    audit_row,
+    record_from_row,
+)
 from .tables import (
     AuditRow,
     ConsentRow,
@@ -56,57 +58,9 @@ from .tables import (
     RejectedInputRow,
     ScheduledMessageRow,
 )
+from .unit import UnitOfWork
 
-__all__ = [
-    "Claim",
-    "OutboxEntry",
-    "SqlStore",
-    "UnitOfWork",
-    "connect",
-]
-
-# Statuses a scheduled message can still leave; everything else is final.
-PENDING = ("scheduled", "claimed")
-IN_FLIGHT = ("claimed", "sending")
-FINAL = ("sent", "delivered", "failed", "suppressed", "cancelled", "expired")
-# The largest body kept for a rejected input; larger ones are cut, and say so.
-REJECTED_BODY_LIMIT = 64 * 1024
-
-
-def connect(url: str, *, echo: bool = False) -> Engine:
-    """A SQLAlchemy engine for `url`; SQLite in WAL mode with a busy timeout.
-
-    Raises:
-        StoreError: the URL names no usable database driver.
-    """
-    try:
-        engine = create_engine(url, echo=echo, pool_pre_ping=not url.startswith("sqlite"))
-    except (SQLAlchemyError, ImportError) as exc:
-        raise StoreError(f"cannot open store {_redacted(url)}: {exc.__class__.__name__}") from exc
-    if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
-    return engine
-
-
-def _sqlite_pragmas(connection: Any, _: ConnectionPoolEntry) -> None:
-    cursor = connection.cursor()
-    # WAL lets readers (the API) run beside the one writer; NORMAL is durable
-    # across a process crash, which is what the embedded runtime must survive.
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
-
-
-def _redacted(url: str) -> str:
-    """The URL without its password, for messages."""
-    head, at, tail = url.rpartition("@")
-    if not at:
-        return url
-    scheme, _, credentials = head.partition("://")
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{tail}"
+__all__ = ["Claim", "OutboxEntry", "SqlStore"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,266 +83,6 @@ class OutboxEntry:
     body: str
     html: str | None
     sent_at: datetime
-
-
-@dataclass
-class UnitOfWork:
-    """What one batch of events reads and writes, committed together.
-
-    Reads go to the database at once; writes are collected and flushed in
-    bulk when the unit commits.
-    """
-
-    connection: Connection
-    now: datetime
-    _patients: dict[str, dict[str, Any]] = field(default_factory=dict)
-    _consents: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
-    _journeys: dict[tuple[str, str, int], dict[str, Any]] = field(default_factory=dict)
-    _episodes: dict[str, dict[str, Any]] = field(default_factory=dict)
-    _processed: list[dict[str, Any]] = field(default_factory=list)
-    # What the engine decided about messages, in order: (kind, message, reason, event id).
-    _decisions: list[tuple[str, ScheduledMessage, str | None, str]] = field(default_factory=list)
-
-    # -- reads ----------------------------------------------------------------
-
-    def processed(self, event_ids: Iterable[str]) -> set[str]:
-        """Which of these events were already processed."""
-        ids = list(set(event_ids))
-        found: set[str] = set()
-        for chunk in _chunks(ids, 500):
-            rows = self.connection.execute(
-                select(ProcessedEventRow.event_id).where(ProcessedEventRow.event_id.in_(chunk))
-            )
-            found.update(row[0] for row in rows)
-        return found
-
-    def lock_patients(self, patient_ids: Iterable[str]) -> None:
-        """Hold these patients' journeys for this transaction (PostgreSQL).
-
-        Two processes that advance the same patient at once would each read the
-        old journey and one would lose the other's update. Transaction-scoped
-        advisory locks, taken in a fixed order, serialise them; SQLite allows
-        one writer at a time and needs nothing more than the caller's lock.
-        """
-        if self.connection.dialect.name != "postgresql":
-            return
-        for patient_id in sorted(set(patient_ids)):
-            self.connection.execute(
-                text("SELECT pg_advisory_xact_lock(hashtextextended(:id, 0))"), {"id": patient_id}
-            )
-
-    def journeys(self, patient_ids: Iterable[str]) -> dict[tuple[str, str, int], Journey]:
-        """Every journey of these patients, by (patient, flow, version)."""
-        found: dict[tuple[str, str, int], Journey] = {}
-        for chunk in _chunks(list(set(patient_ids)), 500):
-            rows = self.connection.execute(
-                select(
-                    JourneyRow.patient_id,
-                    JourneyRow.flow_id,
-                    JourneyRow.flow_version,
-                    JourneyRow.state,
-                ).where(JourneyRow.patient_id.in_(chunk))
-            )
-            for patient_id, flow_id, version, state in rows:
-                found[(patient_id, flow_id, version)] = codec.loads(Journey, state)
-        return found
-
-    def patient_times(self, patient_ids: Iterable[str]) -> dict[str, datetime]:
-        """When each stored patient snapshot was taken."""
-        found: dict[str, datetime] = {}
-        for chunk in _chunks(list(set(patient_ids)), 500):
-            rows = self.connection.execute(
-                select(PatientRow.id, PatientRow.snapshot_at).where(PatientRow.id.in_(chunk))
-            )
-            found.update({row[0]: row[1] for row in rows})
-        return found
-
-    def consent_times(self, patient_id: str) -> dict[tuple[str, str], datetime]:
-        rows = self.connection.execute(
-            select(ConsentRow.recipient, ConsentRow.channel, ConsentRow.at).where(
-                ConsentRow.patient_id == patient_id
-            )
-        )
-        return {(r, c): at for r, c, at in rows}
-
-    # -- writes (collected) ---------------------------------------------------
-
-    def save_patient(self, patient: Patient, at: datetime) -> None:
-        self._patients[patient.id] = {
-            "id": patient.id,
-            "snapshot": codec.dumps(patient),
-            "snapshot_at": at,
-        }
-
-    def save_consent(self, patient_id: str, recipient: str, record: ConsentRecord) -> None:
-        key = (patient_id, recipient, record.channel.value)
-        earlier = self._consents.get(key)
-        if earlier is not None and earlier["at"] > record.at:
-            return  # the batch already holds a later decision
-        self._consents[key] = {
-            "patient_id": patient_id,
-            "recipient": recipient,
-            "channel": record.channel.value,
-            "granted": record.granted,
-            "at": record.at,
-            "source": record.source,
-        }
-
-    def save_journey(self, journey: Journey, version: int) -> None:
-        active = any(e.status is EpisodeStatus.ACTIVE for e in journey.episodes)
-        self._journeys[(journey.patient_id, journey.flow_id, version)] = {
-            "patient_id": journey.patient_id,
-            "flow_id": journey.flow_id,
-            "flow_version": version,
-            "state": codec.dumps(journey),
-            "active": active,
-            "updated_at": self.now,
-        }
-        for episode in journey.episodes:
-            self._episodes[episode.id] = {
-                "id": episode.id,
-                "patient_id": journey.patient_id,
-                "flow_id": journey.flow_id,
-                "flow_version": version,
-                "stage_id": episode.stage_id,
-                "status": episode.status.value,
-                "outcome": episode.outcome,
-                "started_at": episode.started_at,
-                "ended_at": episode.ended_at,
-                "appointment_id": episode.appointment_id,
-                "updated_at": self.now,
-            }
-
-    def mark_processed(self, event: Event) -> None:
-        self._processed.append(
-            {
-                "event_id": event.id,
-                "type": event.type.value,
-                "source": event.source,
-                "patient_id": event.patient.id,
-                "occurred_at": event.occurred_at,
-                "received_at": self.now,
-            }
-        )
-
-    def schedule(self, message: ScheduledMessage, event_id: str) -> None:
-        """Schedule a message, or update a pending one (a message already final stays)."""
-        self._decisions.append(("schedule", message, None, event_id))
-
-    def cancel(self, message: ScheduledMessage, reason: str, event_id: str) -> None:
-        """Cancel a pending message; one claimed, being sent or final is left alone."""
-        self._decisions.append(("cancel", message, reason, event_id))
-
-    def expire(self, message: ScheduledMessage, reason: str, event_id: str) -> None:
-        """Record a message that was pointless when it was decided."""
-        self._decisions.append(("expire", message, reason, event_id))
-
-    # -- flush ------------------------------------------------------------------
-
-    def flush(self) -> None:
-        """Write everything collected (called once, before the commit)."""
-        c = self.connection
-        _upsert(c, PatientRow.__table__, list(self._patients.values()), ["id"])
-        _upsert(
-            c,
-            ConsentRow.__table__,
-            list(self._consents.values()),
-            ["patient_id", "recipient", "channel"],
-        )
-        _upsert(
-            c,
-            JourneyRow.__table__,
-            list(self._journeys.values()),
-            ["patient_id", "flow_id", "flow_version"],
-        )
-        _upsert(c, EpisodeRow.__table__, list(self._episodes.values()), ["id"])
-        if self._processed:
-            c.execute(insert(ProcessedEventRow), self._processed)
-        self._write_messages()
-
-    def _write_messages(self) -> None:
-        """Apply the message decisions against what the store holds, and audit what took.
-
-        Each key's status is followed through the batch, starting from the
-        database: a schedule inserts or updates a pending row, a cancel moves a
-        pending row to cancelled, an expiry records a new row as expired.
-        Decisions about rows that are already final change nothing and are not
-        audited, so the audit never says "cancelled" of a message that was sent.
-        """
-        c = self.connection
-        table = ScheduledMessageRow
-        keys = list({m.key for _, m, _, _ in self._decisions})
-        status: dict[str, str] = {}
-        for chunk in _chunks(keys, 500):
-            rows = c.execute(select(table.key, table.status).where(table.key.in_(chunk)))
-            status.update({k: v for k, v in rows})
-        inserts: dict[str, dict[str, Any]] = {}
-        updates: dict[str, ScheduledMessage] = {}
-        cancels: dict[str, str] = {}
-        audit: list[DecisionRecord] = []
-        for kind, message, reason, event_id in self._decisions:
-            key, current = message.key, status.get(message.key)
-            entry = record(message, self.now, "", reason, event_id=event_id)
-            if kind == "schedule" and current is None:
-                inserts[key] = _message_row(message, "scheduled", None, self.now)
-                status[key] = "scheduled"
-                audit.append(replace(entry, status="scheduled"))
-            elif kind == "schedule" and current in PENDING:
-                # An update (its expiry moved): the due time, and any deferral, stay.
-                if key in inserts:
-                    inserts[key] = _message_row(message, "scheduled", None, self.now)
-                else:
-                    updates[key] = message
-            elif kind == "cancel" and current in PENDING:
-                assert reason is not None
-                if key in inserts:
-                    inserts[key] |= {"status": "cancelled", "reason": reason}
-                else:
-                    cancels[key] = reason
-                status[key] = "cancelled"
-                audit.append(replace(entry, status="cancelled"))
-            elif kind == "expire" and current is None:
-                inserts[key] = _message_row(message, "expired", reason, self.now)
-                status[key] = "expired"
-                audit.append(replace(entry, status="expired"))
-        if inserts:
-            c.execute(insert(table), list(inserts.values()))
-        for key, message in updates.items():
-            c.execute(
-                update(table)
-                .where(table.key == key, table.status.in_(PENDING))
-                .values(
-                    payload=codec.dumps(message),
-                    expires_at=message.expires_at,
-                    episode_id=message.episode_id,
-                    updated_at=self.now,
-                )
-            )
-        # The dispatcher may have claimed a row meanwhile: only the rows this
-        # statement moved are cancelled, and only they are audited as such.
-        cancelled: set[str] = set()
-        for reason, group in _group(cancels).items():
-            for chunk in _chunks(group, 500):
-                moved = c.execute(
-                    update(table)
-                    .where(table.key.in_(chunk), table.status.in_(PENDING))
-                    .values(
-                        status="cancelled",
-                        reason=reason,
-                        lease_owner=None,
-                        lease_until=None,
-                        updated_at=self.now,
-                    )
-                    .returning(table.key)
-                )
-                cancelled.update(row[0] for row in moved)
-        audit = [
-            a
-            for a in audit
-            if not (a.status == "cancelled" and a.key in cancels and a.key not in cancelled)
-        ]
-        if audit:
-            c.execute(insert(AuditRow), [_audit_row(a) for a in audit])
 
 
 class SqlStore:
@@ -614,7 +308,7 @@ class SqlStore:
                 self._close_attempt(c, message.key, now, attempt_outcome, error, provider_id)
             c.execute(
                 insert(AuditRow).values(
-                    _audit_row(
+                    audit_row(
                         record(
                             message,
                             now,
@@ -675,7 +369,7 @@ class SqlStore:
             if attempt_outcome is not None:
                 self._close_attempt(c, message.key, now, attempt_outcome, error, None)
             entry = record(message, now, "scheduled", reason)
-            c.execute(insert(AuditRow).values(_audit_row(entry) | {"due_at": due_at}))
+            c.execute(insert(AuditRow).values(audit_row(entry) | {"due_at": due_at}))
             return True
 
     @staticmethod
@@ -815,7 +509,7 @@ class SqlStore:
         if limit:
             query = query.limit(limit)
         with self._tx() as c:
-            return [_record(r) for r in c.execute(query).all()]
+            return [record_from_row(r) for r in c.execute(query).all()]
 
     def message_statuses(self) -> dict[str, int]:
         """How many scheduled messages are in each status."""
@@ -906,100 +600,3 @@ def _owned_update(
 
 def _case_sending(status: Any) -> Any:
     return case((status == "sending", "sending"), else_=None)
-
-
-def _message_row(
-    message: ScheduledMessage, status: str, reason: str | None, now: datetime
-) -> dict[str, Any]:
-    return {
-        "key": message.key,
-        "patient_id": message.recipient.patient_id,
-        "recipient": str(message.recipient),
-        "flow_id": message.flow_id,
-        "flow_version": message.flow_version,
-        "episode_id": message.episode_id,
-        "stage_id": message.stage_id,
-        "message_id": message.message_id,
-        "payload": codec.dumps(message),
-        "status": status,
-        "reason": reason,
-        "due_at": message.due_at,
-        "expires_at": message.expires_at,
-        "attempts": 0,
-        "channel": None,
-        "provider_id": None,
-        "lease_owner": None,
-        "lease_until": None,
-        "sent_at": None,
-        "created_at": now,
-        "updated_at": now,
-    }
-
-
-def _audit_row(entry: DecisionRecord) -> dict[str, Any]:
-    return {
-        "at": entry.at,
-        "event_id": entry.event_id,
-        "patient_id": entry.patient_id,
-        "flow_id": entry.flow,
-        "flow_version": entry.flow_version,
-        "episode_id": entry.episode,
-        "stage_id": entry.stage,
-        "message_id": entry.message,
-        "key": entry.key,
-        "recipient": entry.recipient,
-        "channel": entry.channel,
-        "language": entry.language,
-        "template": entry.template,
-        "due_at": entry.due_at,
-        "status": entry.status,
-        "reason": entry.reason,
-    }
-
-
-def _record(row: Any) -> DecisionRecord:
-    return DecisionRecord(
-        at=row.at,
-        patient_id=row.patient_id,
-        flow=row.flow_id,
-        flow_version=row.flow_version,
-        episode=row.episode_id,
-        stage=row.stage_id,
-        message=row.message_id,
-        recipient=row.recipient,
-        channel=row.channel,
-        language=row.language,
-        template=row.template,
-        due_at=row.due_at,
-        status=row.status,
-        reason=row.reason,
-        key=row.key,
-        event_id=row.event_id,
-    )
-
-
-def _upsert(
-    connection: Connection, table: Any, rows: Sequence[Mapping[str, Any]], keys: list[str]
-) -> None:
-    """Insert rows, replacing those whose primary key exists."""
-    if not rows:
-        return
-    dialect = sqlite if connection.dialect.name == "sqlite" else postgresql
-    statement = dialect.insert(table)
-    columns = [c for c in rows[0] if c not in keys]
-    statement = statement.on_conflict_do_update(
-        index_elements=keys, set_={c: statement.excluded[c] for c in columns}
-    )
-    connection.execute(statement, list(rows))
-
-
-def _chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:
-    for start in range(0, len(items), size):
-        yield list(items[start : start + size])
-
-
-def _group(reasons: Mapping[str, str]) -> dict[str, list[str]]:
-    grouped: dict[str, list[str]] = {}
-    for key, reason in reasons.items():
-        grouped.setdefault(reason, []).append(key)
-    return grouped

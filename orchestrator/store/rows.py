@@ -1,0 +1,131 @@
+"""Scheduled-message statuses, core values as table rows and back, and bulk helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from ..decisions import DecisionRecord
+from ..journey import ScheduledMessage
+from . import codec
+
+__all__ = [
+    "FINAL",
+    "IN_FLIGHT",
+    "PENDING",
+    "REJECTED_BODY_LIMIT",
+    "audit_row",
+    "chunks",
+    "group_by_reason",
+    "message_row",
+    "record_from_row",
+    "upsert",
+]
+
+# Statuses a scheduled message can still leave; everything else is final.
+PENDING = ("scheduled", "claimed")
+IN_FLIGHT = ("claimed", "sending")
+FINAL = ("sent", "delivered", "failed", "suppressed", "cancelled", "expired")
+# The largest body kept for a rejected input; larger ones are cut, and say so.
+REJECTED_BODY_LIMIT = 64 * 1024
+
+
+def message_row(
+    message: ScheduledMessage, status: str, reason: str | None, now: datetime
+) -> dict[str, Any]:
+    return {
+        "key": message.key,
+        "patient_id": message.recipient.patient_id,
+        "recipient": str(message.recipient),
+        "flow_id": message.flow_id,
+        "flow_version": message.flow_version,
+        "episode_id": message.episode_id,
+        "stage_id": message.stage_id,
+        "message_id": message.message_id,
+        "payload": codec.dumps(message),
+        "status": status,
+        "reason": reason,
+        "due_at": message.due_at,
+        "expires_at": message.expires_at,
+        "attempts": 0,
+        "channel": None,
+        "provider_id": None,
+        "lease_owner": None,
+        "lease_until": None,
+        "sent_at": None,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def audit_row(entry: DecisionRecord) -> dict[str, Any]:
+    return {
+        "at": entry.at,
+        "event_id": entry.event_id,
+        "patient_id": entry.patient_id,
+        "flow_id": entry.flow,
+        "flow_version": entry.flow_version,
+        "episode_id": entry.episode,
+        "stage_id": entry.stage,
+        "message_id": entry.message,
+        "key": entry.key,
+        "recipient": entry.recipient,
+        "channel": entry.channel,
+        "language": entry.language,
+        "template": entry.template,
+        "due_at": entry.due_at,
+        "status": entry.status,
+        "reason": entry.reason,
+    }
+
+
+def record_from_row(row: Any) -> DecisionRecord:
+    return DecisionRecord(
+        at=row.at,
+        patient_id=row.patient_id,
+        flow=row.flow_id,
+        flow_version=row.flow_version,
+        episode=row.episode_id,
+        stage=row.stage_id,
+        message=row.message_id,
+        recipient=row.recipient,
+        channel=row.channel,
+        language=row.language,
+        template=row.template,
+        due_at=row.due_at,
+        status=row.status,
+        reason=row.reason,
+        key=row.key,
+        event_id=row.event_id,
+    )
+
+
+def upsert(
+    connection: Connection, table: Any, rows: Sequence[Mapping[str, Any]], keys: list[str]
+) -> None:
+    """Insert rows, replacing those whose primary key exists."""
+    if not rows:
+        return
+    dialect = sqlite if connection.dialect.name == "sqlite" else postgresql
+    statement = dialect.insert(table)
+    columns = [c for c in rows[0] if c not in keys]
+    statement = statement.on_conflict_do_update(
+        index_elements=keys, set_={c: statement.excluded[c] for c in columns}
+    )
+    connection.execute(statement, list(rows))
+
+
+def chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
+
+
+def group_by_reason(reasons: Mapping[str, str]) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = {}
+    for key, reason in reasons.items():
+        grouped.setdefault(reason, []).append(key)
+    return grouped
