@@ -19,15 +19,16 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import cached_property
 from typing import Protocol
 
 from ..clock import Clock
 from ..errors import PermanentSendError, SendError, TemplateError, TransientSendError
 from ..event import Channel
-from ..journey import ScheduledMessage
+from ..journey import Journey, ScheduledMessage
 from ..policies import Defer, Expire, Send, SendContext, Suppress, contactable, decide
 from ..recipients import Contact, contact_for
-from ..store import Claim, SqlStore
+from ..store import Claim, SendingFacts, SqlStore
 from ..templates import TemplateSet
 from .registry import FlowRegistry
 from .rendering import Organisation, render_context
@@ -89,22 +90,34 @@ class Dispatcher:
         """Claim what is due now and dispatch it; returns how many were handled."""
         now = self.clock.now()
         claims = self.store.claim_due(now, self.owner, now + self.lease, self.batch)
-        for claim in claims:
-            self.dispatch(claim)
+        if claims:
+            # One read for the whole batch: patients, consent, recent sends, journeys.
+            facts = self.store.sending_facts([c.message for c in claims], now - self._longest_cap)
+            for claim in claims:
+                self.dispatch(claim, facts)
         return len(claims)
 
-    def dispatch(self, claim: Claim) -> None:
+    @cached_property
+    def _longest_cap(self) -> timedelta:
+        caps = [
+            cap.per for flow in self.flows.versions.values() for cap in flow.frequency_caps.values()
+        ]
+        return max(caps, default=timedelta(0))
+
+    def dispatch(self, claim: Claim, facts: SendingFacts | None = None) -> None:
+        """Dispatch one claimed message (`facts`: what `tick` read for its batch)."""
         message = claim.message
         if claim.status == "sending" and self._settled_after_crash(claim):
             return
         now = self.clock.now()
+        if facts is None:
+            facts = self.store.sending_facts([message], now - self._longest_cap)
         flow = self.flows.version(message.flow_id, message.flow_version)
-        patient = self.store.patient(message.recipient.patient_id)
+        patient = facts.patients.get(message.recipient.patient_id)
         contact = contact_for(patient, message.recipient) if patient else None
-        recipient = str(message.recipient)
-        consent = self.store.consent(message.recipient.patient_id, recipient)
-        longest = max((cap.per for cap in flow.frequency_caps.values()), default=timedelta(0))
-        sent = self.store.sent_since(message.recipient.patient_id, recipient, now - longest)
+        who = (message.recipient.patient_id, str(message.recipient))
+        consent = facts.consent.get(who, {})
+        sent = facts.sent.setdefault(who, {})
         verdict = decide(message, flow, SendContext(contact, consent, sent), now)
         if isinstance(verdict, Defer):
             self.store.reschedule(
@@ -126,13 +139,12 @@ class Dispatcher:
                 ),
                 None,
             )
-            self._send(
-                message,
-                verdict,
-                [verdict.channel, *fallbacks],
-                contact,
-                relationship,
+            journey = facts.journeys.get((who[0], message.flow_id, message.flow_version))
+            channel = self._send(
+                message, verdict, [verdict.channel, *fallbacks], contact, relationship, journey
             )
+            if channel is not None:
+                sent.setdefault(channel, []).append(now)
 
     def _send(
         self,
@@ -141,10 +153,9 @@ class Dispatcher:
         channels: list[Channel],
         contact: Contact,
         relationship: str | None,
-    ) -> None:
-        journey = self.store.journey(
-            message.recipient.patient_id, message.flow_id, message.flow_version
-        )
+        journey: Journey | None,
+    ) -> Channel | None:
+        """Hand the message to the first channel that takes it; the channel that did, if any."""
         reason = "language_fallback" if verdict.language_fallback else None
         last_error = "no_channel"
         for channel in channels:
@@ -175,7 +186,7 @@ class Dispatcher:
                 continue
             attempt = self.store.begin_send(message.key, self.owner, channel, now)
             if attempt is None:
-                return  # cancelled meanwhile, or another claimer took it over
+                return None  # cancelled meanwhile, or another claimer took it over
             outgoing = Outgoing(
                 message.key, channel, str(to), rendered.body, rendered.subject, rendered.html
             )
@@ -183,7 +194,7 @@ class Dispatcher:
                 receipt = connector.send(outgoing)
             except TransientSendError as exc:
                 self._retry(message, attempt, exc)
-                return
+                return None
             except PermanentSendError as exc:
                 # This channel cannot carry it: the next usable one may.
                 last_error = f"permanent:{exc.__class__.__name__}"
@@ -210,8 +221,9 @@ class Dispatcher:
                     "channel": channel.value,
                 },
             )
-            return
+            return channel
         self.store.finish(message, self.owner, self.clock.now(), "failed", last_error)
+        return None
 
     def _retry(self, message: ScheduledMessage, attempts: int, error: SendError) -> None:
         now = self.clock.now()

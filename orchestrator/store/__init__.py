@@ -6,12 +6,13 @@ production. Row classes stay inside this package; callers get core values.
 
 from .connection import connect
 from .migrate import head, pending, upgrade
-from .sql import Claim, OutboxEntry, SqlStore
+from .sql import Claim, OutboxEntry, SendingFacts, SqlStore
 from .unit import UnitOfWork
 
 __all__ = [
     "Claim",
     "OutboxEntry",
+    "SendingFacts",
     "SqlStore",
     "UnitOfWork",
     "connect",

@@ -20,7 +20,6 @@ __all__ = [
     "REJECTED_BODY_LIMIT",
     "audit_row",
     "chunks",
-    "group_by_reason",
     "message_row",
     "record_from_row",
     "upsert",
@@ -122,10 +121,3 @@ def upsert(
 def chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:
     for start in range(0, len(items), size):
         yield list(items[start : start + size])
-
-
-def group_by_reason(reasons: Mapping[str, str]) -> dict[str, list[str]]:
-    grouped: dict[str, list[str]] = {}
-    for key, reason in reasons.items():
-        grouped.setdefault(reason, []).append(key)
-    return grouped

@@ -17,11 +17,13 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     Engine,
+    Table,
     and_,
+    bindparam,
     case,
     delete,
     func,
@@ -32,6 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.sql.elements import ColumnElement
 
 from ..decisions import DecisionRecord, record
 from ..errors import StoreError
@@ -43,6 +46,7 @@ from .rows import (
     IN_FLIGHT,
     REJECTED_BODY_LIMIT,
     audit_row,
+    chunks,
     record_from_row,
 )
 from .tables import (
@@ -60,7 +64,7 @@ from .tables import (
 )
 from .unit import UnitOfWork
 
-__all__ = ["Claim", "OutboxEntry", "SqlStore"]
+__all__ = ["Claim", "OutboxEntry", "SendingFacts", "SqlStore"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +76,20 @@ class Claim:
     attempts: int
     due_at: datetime
     channel: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SendingFacts:
+    """What the dispatcher reads about the recipients of a batch of due messages.
+
+    `sent` is per recipient and channel; the dispatcher adds to it as it sends,
+    so that a frequency cap holds across one batch too.
+    """
+
+    patients: dict[str, Patient]
+    consent: dict[tuple[str, str], dict[Channel, ConsentRecord]]
+    sent: dict[tuple[str, str], dict[Channel, list[datetime]]]
+    journeys: dict[tuple[str, str, int], Journey]
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,29 +261,30 @@ class SqlStore:
         Returns `None` when the claim was lost (cancelled meanwhile, or the
         lease taken over): the caller must not send.
         """
-        table = ScheduledMessageRow
+        table = _MESSAGES
         with self._tx() as c:
-            result = c.execute(
-                update(table)
-                .where(table.key == key, table.status == "claimed", table.lease_owner == owner)
-                .values(
-                    status="sending",
-                    attempts=table.attempts + 1,
-                    channel=channel.value,
-                    updated_at=now,
-                )
+            moved = _owned_update(
+                c,
+                key,
+                owner,
+                ("claimed",),
+                status="sending",
+                attempts=table.c.attempts + 1,
+                channel=channel.value,
+                updated_at=now,
             )
-            if result.rowcount != 1:
+            if not moved:
                 return None
-            attempt = c.execute(select(table.attempts).where(table.key == key)).scalar_one()
+            attempt = c.execute(select(table.c.attempts).where(table.c.key == key)).scalar_one()
             c.execute(
-                insert(DeliveryAttemptRow).values(
-                    key=key,
-                    attempt=attempt,
-                    channel=channel.value,
-                    started_at=now,
-                    outcome="pending",
-                )
+                insert(_ATTEMPTS),
+                {
+                    "key": key,
+                    "attempt": attempt,
+                    "channel": channel.value,
+                    "started_at": now,
+                    "outcome": "pending",
+                },
             )
             return int(attempt)
 
@@ -297,7 +316,7 @@ class SqlStore:
                 reason=reason,
                 provider_id=provider_id,
                 sent_at=now if status == "sent" else None,
-                channel=channel.value if channel else ScheduledMessageRow.channel,
+                **({"channel": channel.value} if channel else {}),
                 lease_owner=None,
                 lease_until=None,
                 updated_at=now,
@@ -306,20 +325,15 @@ class SqlStore:
                 return False
             if attempt_outcome is not None:
                 self._close_attempt(c, message.key, now, attempt_outcome, error, provider_id)
-            c.execute(
-                insert(AuditRow).values(
-                    audit_row(
-                        record(
-                            message,
-                            now,
-                            status,
-                            reason,
-                            channel=channel.value if channel else None,
-                            language=language,
-                        )
-                    )
-                )
+            entry = record(
+                message,
+                now,
+                status,
+                reason,
+                channel=channel.value if channel else None,
+                language=language,
             )
+            c.execute(insert(_AUDIT), audit_row(entry))
             return True
 
     def unsend(self, key: str, owner: str, now: datetime, outcome: str, error: str | None) -> bool:
@@ -369,7 +383,7 @@ class SqlStore:
             if attempt_outcome is not None:
                 self._close_attempt(c, message.key, now, attempt_outcome, error, None)
             entry = record(message, now, "scheduled", reason)
-            c.execute(insert(AuditRow).values(audit_row(entry) | {"due_at": due_at}))
+            c.execute(insert(_AUDIT), audit_row(entry) | {"due_at": due_at})
             return True
 
     @staticmethod
@@ -381,18 +395,66 @@ class SqlStore:
         error: str | None,
         provider_id: str | None,
     ) -> None:
-        table = DeliveryAttemptRow
-        last = c.execute(
-            select(func.max(table.id)).where(table.key == key, table.outcome == "pending")
-        ).scalar()
-        if last is not None:
-            c.execute(
-                update(table)
-                .where(table.id == last)
-                .values(finished_at=now, outcome=outcome, error=error, provider_id=provider_id)
-            )
+        c.execute(
+            _CLOSE_ATTEMPT,
+            {
+                "attempt_key": key,
+                "finished_at": now,
+                "outcome": outcome,
+                "error": error,
+                "provider_id": provider_id,
+            },
+        )
 
     # -- what the dispatcher reads ----------------------------------------------
+
+    def sending_facts(self, messages: Sequence[ScheduledMessage], since: datetime) -> SendingFacts:
+        """What dispatching `messages` needs to read, in one transaction.
+
+        The patients, the consent and the sends since `since` of every
+        recipient, and the journeys the messages belong to.
+        """
+        patient_ids = sorted({m.recipient.patient_id for m in messages})
+        facts = SendingFacts({}, {}, {}, {})
+        table = ScheduledMessageRow
+        with self._tx() as c:
+            for ids in chunks(patient_ids, 500):
+                for pid, snapshot in c.execute(
+                    select(PatientRow.id, PatientRow.snapshot).where(PatientRow.id.in_(ids))
+                ):
+                    facts.patients[pid] = codec.loads(Patient, snapshot)
+                for pid, recipient, ch, granted, at, source in c.execute(
+                    select(
+                        ConsentRow.patient_id,
+                        ConsentRow.recipient,
+                        ConsentRow.channel,
+                        ConsentRow.granted,
+                        ConsentRow.at,
+                        ConsentRow.source,
+                    ).where(ConsentRow.patient_id.in_(ids))
+                ):
+                    channel = Channel(ch)
+                    facts.consent.setdefault((pid, recipient), {})[channel] = ConsentRecord(
+                        channel, granted, at, source
+                    )
+                for pid, recipient, via, sent_at in c.execute(
+                    select(table.patient_id, table.recipient, table.channel, table.sent_at).where(
+                        table.patient_id.in_(ids), table.sent_at >= since
+                    )
+                ):
+                    if via is not None and sent_at is not None:
+                        by_channel = facts.sent.setdefault((pid, recipient), {})
+                        by_channel.setdefault(Channel(via), []).append(sent_at)
+                for pid, flow_id, version, state in c.execute(
+                    select(
+                        JourneyRow.patient_id,
+                        JourneyRow.flow_id,
+                        JourneyRow.flow_version,
+                        JourneyRow.state,
+                    ).where(JourneyRow.patient_id.in_(ids))
+                ):
+                    facts.journeys[(pid, flow_id, version)] = codec.loads(Journey, state)
+        return facts
 
     def patient(self, patient_id: str) -> Patient | None:
         with self._tx() as c:
@@ -457,15 +519,16 @@ class SqlStore:
     def outbox_add(self, entry: OutboxEntry) -> int:
         with self._tx() as c:
             result = c.execute(
-                insert(OutboxRow).values(
-                    key=entry.key,
-                    channel=entry.channel,
-                    to_address=entry.to,
-                    subject=entry.subject,
-                    body=entry.body,
-                    html=entry.html,
-                    sent_at=entry.sent_at,
-                )
+                insert(_OUTBOX),
+                {
+                    "key": entry.key,
+                    "channel": entry.channel,
+                    "to_address": entry.to,
+                    "subject": entry.subject,
+                    "body": entry.body,
+                    "html": entry.html,
+                    "sent_at": entry.sent_at,
+                },
             )
             return int(result.inserted_primary_key[0])  # type: ignore[index]
 
@@ -589,13 +652,56 @@ def _owned_update(
     Returns False when the claim was lost (cancelled, or taken over after the
     lease ran out): the caller must then leave the message alone.
     """
-    table = ScheduledMessageRow
-    result = c.execute(
+    table = _MESSAGES
+    # Values go as parameters, not into the statement, so its compiled form is reused.
+    statement = (
         update(table)
-        .where(table.key == key, table.status.in_(statuses), table.lease_owner == owner)
-        .values(**values)
+        .where(
+            table.c.key == bindparam("owned_key"),
+            table.c.status.in_(bindparam("owned_statuses", expanding=True)),
+            table.c.lease_owner == bindparam("owned_by"),
+        )
+        .values(
+            {
+                name: value if not _is_plain(value) else bindparam(name)
+                for name, value in values.items()
+            }
+        )
+    )
+    parameters = {name: value for name, value in values.items() if _is_plain(value)}
+    result = c.execute(
+        statement,
+        {"owned_key": key, "owned_statuses": list(statuses), "owned_by": owner, **parameters},
     )
     return result.rowcount == 1
+
+
+def _is_plain(value: object) -> bool:
+    """A value to bind as a parameter (not a column expression such as `attempts + 1`)."""
+    return not hasattr(value, "__clause_element__") and not isinstance(value, ColumnElement)
+
+
+# The Core tables behind the row classes: statements on them skip the ORM's
+# bulk-persistence path, which costs more than the database on the dispatch path.
+_MESSAGES = cast(Table, ScheduledMessageRow.__table__)
+_ATTEMPTS = cast(Table, DeliveryAttemptRow.__table__)
+_AUDIT = cast(Table, AuditRow.__table__)
+_OUTBOX = cast(Table, OutboxRow.__table__)
+_PENDING_ATTEMPT = (
+    select(func.max(_ATTEMPTS.c.id))
+    .where(_ATTEMPTS.c.key == bindparam("attempt_key"), _ATTEMPTS.c.outcome == "pending")
+    .scalar_subquery()
+)
+_CLOSE_ATTEMPT = (
+    update(_ATTEMPTS)
+    .where(_ATTEMPTS.c.id == _PENDING_ATTEMPT)
+    .values(
+        finished_at=bindparam("finished_at"),
+        outcome=bindparam("outcome"),
+        error=bindparam("error"),
+        provider_id=bindparam("provider_id"),
+    )
+)
 
 
 def _case_sending(status: Any) -> Any:

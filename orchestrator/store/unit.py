@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy.engine import Connection
 
 from ..decisions import DecisionRecord, record
@@ -15,7 +15,7 @@ from ..event import Event, Patient
 from ..journey import EpisodeStatus, Journey, ScheduledMessage
 from ..policies import ConsentRecord
 from . import codec
-from .rows import PENDING, audit_row, chunks, group_by_reason, message_row, upsert
+from .rows import PENDING, audit_row, chunks, message_row, upsert
 from .tables import (
     AuditRow,
     ConsentRow,
@@ -262,24 +262,27 @@ class UnitOfWork:
                     updated_at=self.now,
                 )
             )
-        # The dispatcher may have claimed a row meanwhile: only the rows this
+        # The dispatcher may have claimed a row meanwhile: only the rows a
         # statement moved are cancelled, and only they are audited as such.
-        cancelled: set[str] = set()
-        for reason, group in group_by_reason(cancels).items():
-            for chunk in chunks(group, 500):
-                moved = c.execute(
-                    update(table)
-                    .where(table.key.in_(chunk), table.status.in_(PENDING))
-                    .values(
-                        status="cancelled",
-                        reason=reason,
-                        lease_owner=None,
-                        lease_until=None,
-                        updated_at=self.now,
-                    )
-                    .returning(table.key)
-                )
-                cancelled.update(row[0] for row in moved)
+        # One statement per key, on the primary key: a batch of keys with a
+        # status filter lets a planner without statistics walk the status index
+        # over every pending row instead.
+        cancel = (
+            update(table)
+            .where(table.key == bindparam("cancel_key"), table.status.in_(PENDING))
+            .values(
+                status="cancelled",
+                reason=bindparam("cancel_reason"),
+                lease_owner=None,
+                lease_until=None,
+                updated_at=self.now,
+            )
+        )
+        cancelled = {
+            key
+            for key, reason in cancels.items()
+            if c.execute(cancel, {"cancel_key": key, "cancel_reason": reason}).rowcount == 1
+        }
         audit = [
             a
             for a in audit
