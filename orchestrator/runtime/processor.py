@@ -73,6 +73,10 @@ class EventProcessor:
             unit.lock_patients(patients)
             done = unit.processed(e.id for e in events)
             journeys = unit.journeys(patients)
+            # The versions each (patient, flow) has a journey on, for the older-version lookup.
+            versions: dict[tuple[str, str], set[int]] = {}
+            for pid, fid, version in journeys:
+                versions.setdefault((pid, fid), set()).add(version)
             snapshots = unit.patient_times(patients)
             for event in events:
                 if event.id in done:
@@ -80,7 +84,7 @@ class EventProcessor:
                     continue
                 done.add(event.id)
                 try:
-                    decisions = self._decide(journeys, event, now)
+                    decisions = self._decide(journeys, versions, event, now)
                 except Exception as exc:  # noqa: BLE001 - the per-event boundary: keep it, log it, go on
                     log.error(
                         "event.failed",
@@ -94,6 +98,10 @@ class EventProcessor:
                     )
                     continue
                 actions = self._record(unit, journeys, snapshots, event, decisions)
+                for version, decision in decisions:
+                    versions.setdefault((event.patient.id, decision.journey.flow_id), set()).add(
+                        version
+                    )
                 unit.mark_processed(event)
                 results.append(EventResult(event.id, "accepted", actions=actions))
         for event, error in failed:
@@ -102,7 +110,11 @@ class EventProcessor:
         return results
 
     def _decide(
-        self, journeys: dict[tuple[str, str, int], Journey], event: Event, now: datetime
+        self,
+        journeys: dict[tuple[str, str, int], Journey],
+        versions: dict[tuple[str, str], set[int]],
+        event: Event,
+        now: datetime,
     ) -> list[tuple[int, Decision]]:
         """Advance every journey of the patient the event concerns (pure: no writes)."""
         decisions: list[tuple[int, Decision]] = []
@@ -111,14 +123,12 @@ class EventProcessor:
             if event.type not in flow.event_types:
                 continue
             # Older versions finish their episodes; the current one may start new ones.
-            older = [
-                (version, journey)
-                for (pid, fid, version), journey in journeys.items()
-                if pid == patient_id
-                and fid == flow_id
-                and version != flow.version
-                and any(e.status is EpisodeStatus.ACTIVE for e in journey.episodes)
-            ]
+            older = []
+            for version in sorted(versions.get((patient_id, flow_id), ())):
+                journey = journeys[(patient_id, flow_id, version)]
+                active = any(e.status is EpisodeStatus.ACTIVE for e in journey.episodes)
+                if version != flow.version and active:
+                    older.append((version, journey))
             taken = False
             for version, journey in older:
                 decision = advance(journey, event, self.flows.version(flow_id, version), now)
