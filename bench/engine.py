@@ -73,16 +73,18 @@ def main() -> None:
     args = parser.parse_args()
     flows = list(load_flows([ROOT / "flows"]).flows.values())
     events = build_stream(args.events)
-    rates = []
+    rates, action_rates = [], []
     for run in range(1, args.runs + 1):
         elapsed, actions = run_once(events, flows)
         rates.append(len(events) / elapsed)
+        action_rates.append(actions / elapsed)
         print(
             f"run {run}: {len(events)} events, {actions} actions in {elapsed:.3f} s = {rates[-1]:,.0f} events/s"
         )
     print(
-        f"engine advance(): median {statistics.median(rates):,.0f} events/s over {args.runs} runs "
-        f"({len(flows)} flows; target 50,000)"
+        f"engine advance(): median {statistics.median(rates):,.0f} events/s, "
+        f"{statistics.median(action_rates):,.0f} actions/s over {args.runs} runs "
+        f"({len(flows)} flows, {sum(action_rates) / sum(rates):.1f} actions per event; target 50,000 events/s)"
     )
 
 
