@@ -62,6 +62,7 @@ from orchestrator.runtime import EmbeddedService
 from orchestrator.settings import Settings
 from orchestrator.store import codec, connect, upgrade
 from orchestrator.store.tables import AuditRow, ScheduledMessageRow
+from samples import load_samples, stream  # bench/samples.py, beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
 INGEST_AT = datetime(2026, 3, 1, tzinfo=UTC)
@@ -71,35 +72,6 @@ NDJSON = {"content-type": "application/x-ndjson"}
 
 
 # -- input ----------------------------------------------------------------------
-
-
-def load_samples() -> list[dict[str, Any]]:
-    return [
-        json.loads(line)
-        for path in sorted((ROOT / "samples" / "events").glob("*.jsonl"))
-        for line in path.read_text().splitlines()
-        if line.strip()
-    ]
-
-
-def _relabel(data: dict[str, Any], copy: int) -> dict[str, Any]:
-    data = json.loads(json.dumps(data))
-    suffix = f"-{copy:06d}"
-    data["id"] += suffix
-    data["patient"]["id"] += suffix
-    for part in ("appointment", "encounter"):
-        if data.get(part):
-            data[part]["id"] += suffix
-    return data
-
-
-def stream(samples: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """The samples, copy after copy, each copy with fresh ids (endless)."""
-    copy = 0
-    while True:
-        for data in samples:
-            yield _relabel(data, copy)
-        copy += 1
 
 
 def take(events: Iterator[dict[str, Any]], count: int) -> list[dict[str, Any]]:

@@ -11,45 +11,24 @@ only (no parsing, no I/O), on one core. Prints each run and the median of 3.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
-from typing import Any
 
 from orchestrator.engine import advance, route
 from orchestrator.event import Event
 from orchestrator.event_schema import parse_event
 from orchestrator.flows import Flow, load_flows
 from orchestrator.journey import Journey
+from samples import load_samples, stream  # bench/samples.py, beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _relabel(data: dict[str, Any], copy: int) -> dict[str, Any]:
-    data = json.loads(json.dumps(data))
-    suffix = f"-{copy:05d}"
-    data["id"] += suffix
-    data["patient"]["id"] += suffix
-    for part in ("appointment", "encounter"):
-        if data.get(part):
-            data[part]["id"] += suffix
-    return data
-
-
 def build_stream(total: int) -> list[Event]:
-    samples = [
-        json.loads(line)
-        for path in sorted((ROOT / "samples" / "events").glob("*.jsonl"))
-        for line in path.read_text().splitlines()
-        if line.strip()
-    ]
-    events: list[Event] = []
-    copy = 0
-    while len(events) < total:
-        events += [parse_event(_relabel(d, copy)) for d in samples]
-        copy += 1
-    return events[:total]
+    """`total` events: the samples, copy after copy, parsed once up front."""
+    events = stream(load_samples())
+    return [parse_event(next(events)) for _ in range(total)]
 
 
 def run_once(events: list[Event], flows: list[Flow]) -> tuple[float, int]:
