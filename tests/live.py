@@ -20,14 +20,17 @@ from typing import TypeVar
 import httpx
 import uvicorn
 from fastapi import FastAPI
-from starlette.exceptions import StarletteDeprecationWarning
+import starlette.exceptions
+
+# Older Starlette releases have no such class and give no such warning.
+_DEPRECATION: type[Warning] = getattr(
+    starlette.exceptions, "StarletteDeprecationWarning", DeprecationWarning
+)
 
 with warnings.catch_warnings():
     # Starlette 1.x would rather drive its test client with `httpx2`; `httpx` (what the
     # project installs) still works. Only this one warning is let through.
-    warnings.filterwarnings(
-        "ignore", "Using `httpx` with `starlette.testclient`", StarletteDeprecationWarning
-    )
+    warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`", _DEPRECATION)
     from fastapi.testclient import TestClient
 
 __all__ = ["TestClient", "answers", "free_port", "serve", "wait_until"]
