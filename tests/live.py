@@ -18,9 +18,9 @@ from contextlib import closing, contextmanager
 from typing import TypeVar
 
 import httpx
+import starlette.exceptions
 import uvicorn
 from fastapi import FastAPI
-import starlette.exceptions
 
 # Older Starlette releases have no such class and give no such warning.
 _DEPRECATION: type[Warning] = getattr(
