@@ -6,10 +6,11 @@ The service runs as `orchestrator run` in a process of its own, on SQLite, with
 a short dispatch poll and a one-second lease so that a dead claimer's messages
 are taken over quickly.
 
-The sample streams are moved in time so that each one *ends* a minute ago:
-their messages that are still due fall due at once. (Moving them so that they
-*start* now, as `ingest --shift-to-now` does, leaves nothing due for the first
-ten minutes: the later events of a stream cancel its early messages.) Each
+The sample streams are moved in time so that each one *ends* a minute ago, as
+`ingest --shift-to-now` moves them to end now: their messages that are still
+due fall due at once. (Moving them so that they *start* now would leave nothing
+due for the first ten minutes: the later events of a stream cancel its early
+messages.) Each
 patient's time zone is set to one where it is now about noon, so that quiet
 hours and send windows hold nothing back whatever the hour the test runs at.
 """

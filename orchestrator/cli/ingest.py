@@ -35,7 +35,7 @@ def ingest_command(
     shift_to_now: Annotated[
         bool,
         typer.Option(
-            "--shift-to-now", help="move every time so the first event happens now (demos)"
+            "--shift-to-now", help="move every time so the latest event happens now (demos)"
         ),
     ] = False,
 ) -> None:
@@ -135,18 +135,26 @@ _TIMES = (
 
 
 def _shift(file: Path) -> timedelta:
-    """How far to move the file's times for its first event to happen now."""
+    """How far to move the file's times for its latest event to happen now.
+
+    Ending the stream now keeps every event in the past, as a real feed's
+    are; what the care path still has to say (reminders for visits ahead,
+    post-discharge follow-ups) then falls due over the coming days.
+    """
+    latest = None
     with file.open(encoding="utf-8") as stream:
         for line in stream:
-            if line.strip():
-                try:
-                    first = datetime.fromisoformat(json.loads(line)["occurred_at"])
-                except (ValueError, KeyError, TypeError):
-                    raise typer.BadParameter(
-                        "--shift-to-now needs a first line with occurred_at"
-                    ) from None
-                return SystemClock().now() - first
-    return timedelta(0)
+            if not line.strip():
+                continue
+            try:
+                occurred = datetime.fromisoformat(json.loads(line)["occurred_at"])
+            except (ValueError, KeyError, TypeError):
+                continue  # the service reports the line, with its field
+            if occurred.tzinfo is not None and (latest is None or occurred > latest):
+                latest = occurred
+    if latest is None:
+        raise typer.BadParameter("--shift-to-now needs events with an occurred_at and an offset")
+    return SystemClock().now() - latest
 
 
 def _shifted(line: str, shift: timedelta) -> str:

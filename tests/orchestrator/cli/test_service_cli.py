@@ -402,7 +402,7 @@ def test_ingest_still_sends_the_good_lines_of_a_file_with_a_line_that_is_not_jso
     assert set(live.processed()) == {e["id"] for e in events}
 
 
-def test_ingest_shift_to_now_moves_the_first_event_to_now_and_keeps_the_gaps(live: Live) -> None:
+def test_ingest_shift_to_now_moves_the_latest_event_to_now_and_keeps_the_gaps(live: Live) -> None:
     before = datetime.now(UTC)
 
     result = runner.invoke(app, ["ingest", str(CARDIOLOGY), "--url", live.url, "--shift-to-now"])
@@ -414,10 +414,11 @@ def test_ingest_shift_to_now_moves_the_first_event_to_now_and_keeps_the_gaps(liv
         e["id"]: datetime.fromisoformat(e["occurred_at"])
         for e in sample_events("cardiology-consult")
     }
-    first = sample_events("cardiology-consult")[0]["id"]
-    assert before - timedelta(seconds=1) <= stored[first] <= after
-    shift = stored[first] - original[first]
+    latest = max(original, key=original.__getitem__)
+    assert before - timedelta(seconds=1) <= stored[latest] <= after
+    shift = stored[latest] - original[latest]
     assert {key: stored[key] - shift for key in stored} == original
+    assert all(stored[key] <= after for key in stored)  # nothing dated in the future
 
 
 def test_ingest_runs_as_the_console_script(live: Live, tmp_path: Path) -> None:
