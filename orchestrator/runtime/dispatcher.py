@@ -89,12 +89,15 @@ class Dispatcher:
     def tick(self) -> int:
         """Claim what is due now and dispatch it; returns how many were handled."""
         now = self.clock.now()
-        claims = self.store.claim_due(now, self.owner, now + self.lease, self.batch)
-        if claims:
-            # One read for the whole batch: patients, consent, recent sends, journeys.
-            facts = self.store.sending_facts([c.message for c in claims], now - self._longest_cap)
-            for claim in claims:
-                self.dispatch(claim, facts)
+        with self.store.holding_connection():
+            claims = self.store.claim_due(now, self.owner, now + self.lease, self.batch)
+            if claims:
+                # One read for the whole batch: patients, consent, recent sends, journeys.
+                facts = self.store.sending_facts(
+                    [c.message for c in claims], now - self._longest_cap
+                )
+                for claim in claims:
+                    self.dispatch(claim, facts)
         return len(claims)
 
     @cached_property

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from babel import Locale
 from babel.dates import format_date, format_datetime, format_time
 
 from ..event import Channel
@@ -43,7 +45,7 @@ def render_context(
     org: Organisation,
 ) -> dict[str, Any]:
     zone = ZoneInfo(timezone)
-    locale = language.replace("-", "_")
+    locale = _locale(language)
     appointment: dict[str, Any] = {"when": "", "date": "", "time": "", "location": ""}
     encounter: dict[str, Any] = {"discharged_on": ""}
     episode = journey.episode(message.episode_id) if journey else None
@@ -89,7 +91,13 @@ def render_context(
     }
 
 
-def _when(local: datetime, locale: str) -> str:
+def _when(local: datetime, locale: Locale) -> str:
     """A short date and time, as an SMS wants it: "Sat Sep 30, 10:30 AM"."""
-    pattern = "EEE d MMM, HH:mm" if not locale.startswith("en") else "EEE MMM d, h:mm a"
+    pattern = "EEE MMM d, h:mm a" if locale.language == "en" else "EEE d MMM, HH:mm"
     return format_datetime(local, pattern, locale=locale)
+
+
+@lru_cache(maxsize=64)
+def _locale(language: str) -> Locale:
+    # Parsing a locale reads Babel's data files: once per language is enough.
+    return Locale.parse(language.replace("-", "_"))

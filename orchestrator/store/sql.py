@@ -13,6 +13,7 @@ Driver errors are translated to `StoreError` here, once.
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from typing import Any, cast
 
 from sqlalchemy import (
     Engine,
+    String,
     Table,
     and_,
     bindparam,
@@ -34,7 +36,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.sql.elements import ColumnElement
 
 from ..decisions import DecisionRecord, record
 from ..errors import StoreError
@@ -108,6 +109,28 @@ class SqlStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._held = threading.local()
+
+    @contextmanager
+    def holding_connection(self) -> Iterator[None]:
+        """Run this thread's store calls on one pooled connection until the block ends.
+
+        Each call is still its own transaction; the connection is checked out
+        (and, on PostgreSQL, pinged) once instead of once per call. The
+        dispatcher holds one for each batch it dispatches.
+        """
+        if getattr(self._held, "connection", None) is not None:
+            yield
+            return
+        try:
+            with self.engine.connect() as connection:
+                self._held.connection = connection
+                try:
+                    yield
+                finally:
+                    self._held.connection = None
+        except SQLAlchemyError as exc:
+            raise StoreError(f"store connection failed: {exc.__class__.__name__}") from exc
 
     @property
     def dialect(self) -> str:
@@ -126,9 +149,14 @@ class SqlStore:
 
     @contextmanager
     def _tx(self) -> Iterator[Connection]:
+        held: Connection | None = getattr(self._held, "connection", None)
         try:
-            with self.engine.begin() as connection:
-                yield connection
+            if held is not None:
+                with held.begin():
+                    yield held
+            else:
+                with self.engine.begin() as connection:
+                    yield connection
         except SQLAlchemyError as exc:
             raise StoreError(f"store operation failed: {exc.__class__.__name__}") from exc
 
@@ -261,23 +289,14 @@ class SqlStore:
         Returns `None` when the claim was lost (cancelled meanwhile, or the
         lease taken over): the caller must not send.
         """
-        table = _MESSAGES
         with self._tx() as c:
-            moved = _owned_update(
-                c,
-                key,
-                owner,
-                ("claimed",),
-                status="sending",
-                attempts=table.c.attempts + 1,
-                channel=channel.value,
-                updated_at=now,
-            )
-            if not moved:
+            attempt = c.execute(
+                _BEGIN_SEND, _owned(key, owner, channel=channel.value, now=now)
+            ).scalar_one_or_none()
+            if attempt is None:
                 return None
-            attempt = c.execute(select(table.c.attempts).where(table.c.key == key)).scalar_one()
             c.execute(
-                insert(_ATTEMPTS),
+                _INSERT_ATTEMPT,
                 {
                     "key": key,
                     "attempt": attempt,
@@ -307,21 +326,17 @@ class SqlStore:
         Returns whether this claimer still held it.
         """
         with self._tx() as c:
-            moved = _owned_update(
-                c,
+            parameters = _owned(
                 message.key,
                 owner,
-                IN_FLIGHT,
                 status=status,
                 reason=reason,
                 provider_id=provider_id,
                 sent_at=now if status == "sent" else None,
-                **({"channel": channel.value} if channel else {}),
-                lease_owner=None,
-                lease_until=None,
-                updated_at=now,
+                channel=channel.value if channel else None,
+                now=now,
             )
-            if not moved:
+            if c.execute(_FINISH, parameters).rowcount != 1:
                 return False
             if attempt_outcome is not None:
                 self._close_attempt(c, message.key, now, attempt_outcome, error, provider_id)
@@ -333,7 +348,7 @@ class SqlStore:
                 channel=channel.value if channel else None,
                 language=language,
             )
-            c.execute(insert(_AUDIT), audit_row(entry))
+            c.execute(_INSERT_AUDIT, audit_row(entry))
             return True
 
     def unsend(self, key: str, owner: str, now: datetime, outcome: str, error: str | None) -> bool:
@@ -343,7 +358,7 @@ class SqlStore:
         it) and when a provider confirms an interrupted send never arrived.
         """
         with self._tx() as c:
-            moved = _owned_update(c, key, owner, ("sending",), status="claimed", updated_at=now)
+            moved = c.execute(_UNSEND, _owned(key, owner, now=now)).rowcount == 1
             if moved:
                 self._close_attempt(c, key, now, outcome, error, None)
             return moved
@@ -351,7 +366,8 @@ class SqlStore:
     def hold(self, key: str, owner: str, until: datetime, reason: str) -> bool:
         """Keep a message in its in-flight status, under this claimer's lease until `until`."""
         with self._tx() as c:
-            return _owned_update(c, key, owner, IN_FLIGHT, lease_until=until, reason=reason)
+            held = c.execute(_HOLD, _owned(key, owner, until=until, reason=reason))
+            return held.rowcount == 1
 
     def reschedule(
         self,
@@ -366,24 +382,13 @@ class SqlStore:
     ) -> bool:
         """Put a claimed message back, due at `due_at` (a deferral or a retry)."""
         with self._tx() as c:
-            moved = _owned_update(
-                c,
-                message.key,
-                owner,
-                IN_FLIGHT,
-                status="scheduled",
-                reason=reason,
-                due_at=due_at,
-                lease_owner=None,
-                lease_until=None,
-                updated_at=now,
-            )
-            if not moved:
+            parameters = _owned(message.key, owner, reason=reason, due_at=due_at, now=now)
+            if c.execute(_RESCHEDULE, parameters).rowcount != 1:
                 return False
             if attempt_outcome is not None:
                 self._close_attempt(c, message.key, now, attempt_outcome, error, None)
             entry = record(message, now, "scheduled", reason)
-            c.execute(insert(_AUDIT), audit_row(entry) | {"due_at": due_at})
+            c.execute(_INSERT_AUDIT, audit_row(entry) | {"due_at": due_at})
             return True
 
     @staticmethod
@@ -415,6 +420,8 @@ class SqlStore:
         recipient, and the journeys the messages belong to.
         """
         patient_ids = sorted({m.recipient.patient_id for m in messages})
+        wanted = {(m.recipient.patient_id, m.flow_id, m.flow_version) for m in messages}
+        flow_ids = sorted({m.flow_id for m in messages})
         facts = SendingFacts({}, {}, {}, {})
         table = ScheduledMessageRow
         with self._tx() as c:
@@ -451,9 +458,11 @@ class SqlStore:
                         JourneyRow.flow_id,
                         JourneyRow.flow_version,
                         JourneyRow.state,
-                    ).where(JourneyRow.patient_id.in_(ids))
+                    ).where(JourneyRow.patient_id.in_(ids), JourneyRow.flow_id.in_(flow_ids))
                 ):
-                    facts.journeys[(pid, flow_id, version)] = codec.loads(Journey, state)
+                    # Only the journeys the messages belong to: decoding one is not free.
+                    if (pid, flow_id, version) in wanted:
+                        facts.journeys[(pid, flow_id, version)] = codec.loads(Journey, state)
         return facts
 
     def patient(self, patient_id: str) -> Patient | None:
@@ -519,7 +528,7 @@ class SqlStore:
     def outbox_add(self, entry: OutboxEntry) -> int:
         with self._tx() as c:
             result = c.execute(
-                insert(_OUTBOX),
+                _INSERT_OUTBOX,
                 {
                     "key": entry.key,
                     "channel": entry.channel,
@@ -644,57 +653,82 @@ class SqlStore:
                 c.execute(delete(table))
 
 
-def _owned_update(
-    c: Connection, key: str, owner: str, statuses: Sequence[str], **values: Any
-) -> bool:
-    """Update a message only while `owner` holds it in one of `statuses`.
-
-    Returns False when the claim was lost (cancelled, or taken over after the
-    lease ran out): the caller must then leave the message alone.
-    """
-    table = _MESSAGES
-    # Values go as parameters, not into the statement, so its compiled form is reused.
-    statement = (
-        update(table)
-        .where(
-            table.c.key == bindparam("owned_key"),
-            table.c.status.in_(bindparam("owned_statuses", expanding=True)),
-            table.c.lease_owner == bindparam("owned_by"),
-        )
-        .values(
-            {
-                name: value if not _is_plain(value) else bindparam(name)
-                for name, value in values.items()
-            }
-        )
-    )
-    parameters = {name: value for name, value in values.items() if _is_plain(value)}
-    result = c.execute(
-        statement,
-        {"owned_key": key, "owned_statuses": list(statuses), "owned_by": owner, **parameters},
-    )
-    return result.rowcount == 1
-
-
-def _is_plain(value: object) -> bool:
-    """A value to bind as a parameter (not a column expression such as `attempts + 1`)."""
-    return not hasattr(value, "__clause_element__") and not isinstance(value, ColumnElement)
-
-
 # The Core tables behind the row classes: statements on them skip the ORM's
 # bulk-persistence path, which costs more than the database on the dispatch path.
 _MESSAGES = cast(Table, ScheduledMessageRow.__table__)
 _ATTEMPTS = cast(Table, DeliveryAttemptRow.__table__)
 _AUDIT = cast(Table, AuditRow.__table__)
 _OUTBOX = cast(Table, OutboxRow.__table__)
-_PENDING_ATTEMPT = (
-    select(func.max(_ATTEMPTS.c.id))
-    .where(_ATTEMPTS.c.key == bindparam("attempt_key"), _ATTEMPTS.c.outcome == "pending")
-    .scalar_subquery()
+_INSERT_ATTEMPT = insert(_ATTEMPTS)
+_INSERT_AUDIT = insert(_AUDIT)
+_INSERT_OUTBOX = insert(_OUTBOX)
+
+# The dispatch path's updates, built once: each touches a message only while its
+# claimer holds it (`m_key`, `m_owner`), and a lost claim updates nothing.
+_HELD = and_(_MESSAGES.c.key == bindparam("m_key"), _MESSAGES.c.lease_owner == bindparam("m_owner"))
+_IN_FLIGHT = _MESSAGES.c.status.in_(IN_FLIGHT)
+_BEGIN_SEND = (
+    update(_MESSAGES)
+    .where(_HELD, _MESSAGES.c.status == "claimed")
+    .values(
+        status="sending",
+        attempts=_MESSAGES.c.attempts + 1,
+        channel=bindparam("m_channel"),
+        updated_at=bindparam("m_now"),
+    )
+    .returning(_MESSAGES.c.attempts)
 )
+_FINISH = (
+    update(_MESSAGES)
+    .where(_HELD, _IN_FLIGHT)
+    .values(
+        status=bindparam("m_status"),
+        reason=bindparam("m_reason"),
+        provider_id=bindparam("m_provider_id"),
+        sent_at=bindparam("m_sent_at"),
+        channel=func.coalesce(bindparam("m_channel", type_=String()), _MESSAGES.c.channel),
+        lease_owner=None,
+        lease_until=None,
+        updated_at=bindparam("m_now"),
+    )
+)
+_RESCHEDULE = (
+    update(_MESSAGES)
+    .where(_HELD, _IN_FLIGHT)
+    .values(
+        status="scheduled",
+        reason=bindparam("m_reason"),
+        due_at=bindparam("m_due_at"),
+        lease_owner=None,
+        lease_until=None,
+        updated_at=bindparam("m_now"),
+    )
+)
+_UNSEND = (
+    update(_MESSAGES)
+    .where(_HELD, _MESSAGES.c.status == "sending")
+    .values(status="claimed", updated_at=bindparam("m_now"))
+)
+_HOLD = (
+    update(_MESSAGES)
+    .where(_HELD, _IN_FLIGHT)
+    .values(lease_until=bindparam("m_until"), reason=bindparam("m_reason"))
+)
+
+
+def _owned(key: str, owner: str, **values: object) -> dict[str, object]:
+    """Parameters for the dispatch-path updates: the held message, then its new values."""
+    return {
+        "m_key": key,
+        "m_owner": owner,
+        **{f"m_{name}": value for name, value in values.items()},
+    }
+
+
+# A message has at most one attempt pending: the one its claimer began.
 _CLOSE_ATTEMPT = (
     update(_ATTEMPTS)
-    .where(_ATTEMPTS.c.id == _PENDING_ATTEMPT)
+    .where(_ATTEMPTS.c.key == bindparam("attempt_key"), _ATTEMPTS.c.outcome == "pending")
     .values(
         finished_at=bindparam("finished_at"),
         outcome=bindparam("outcome"),
