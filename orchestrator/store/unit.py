@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -39,10 +39,9 @@ class UnitOfWork:
 
     connection: Connection
     now: datetime
-    _patients: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _patients: dict[str, tuple[Patient, datetime]] = field(default_factory=dict)
     _consents: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
-    _journeys: dict[tuple[str, str, int], dict[str, Any]] = field(default_factory=dict)
-    _episodes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _journeys: dict[tuple[str, str, int], Journey] = field(default_factory=dict)
     _processed: list[dict[str, Any]] = field(default_factory=list)
     # What the engine decided about messages, in order: (kind, message, reason, event id).
     _decisions: list[tuple[str, ScheduledMessage, str | None, str]] = field(default_factory=list)
@@ -112,11 +111,8 @@ class UnitOfWork:
     # -- writes (collected) ---------------------------------------------------
 
     def save_patient(self, patient: Patient, at: datetime) -> None:
-        self._patients[patient.id] = {
-            "id": patient.id,
-            "snapshot": codec.dumps(patient),
-            "snapshot_at": at,
-        }
+        # Kept as values and serialised at flush: a batch may save one patient many times.
+        self._patients[patient.id] = (patient, at)
 
     def save_consent(self, patient_id: str, recipient: str, record: ConsentRecord) -> None:
         key = (patient_id, recipient, record.channel.value)
@@ -133,29 +129,8 @@ class UnitOfWork:
         }
 
     def save_journey(self, journey: Journey, version: int) -> None:
-        active = any(e.status is EpisodeStatus.ACTIVE for e in journey.episodes)
-        self._journeys[(journey.patient_id, journey.flow_id, version)] = {
-            "patient_id": journey.patient_id,
-            "flow_id": journey.flow_id,
-            "flow_version": version,
-            "state": codec.dumps(journey),
-            "active": active,
-            "updated_at": self.now,
-        }
-        for episode in journey.episodes:
-            self._episodes[episode.id] = {
-                "id": episode.id,
-                "patient_id": journey.patient_id,
-                "flow_id": journey.flow_id,
-                "flow_version": version,
-                "stage_id": episode.stage_id,
-                "status": episode.status.value,
-                "outcome": episode.outcome,
-                "started_at": episode.started_at,
-                "ended_at": episode.ended_at,
-                "appointment_id": episode.appointment_id,
-                "updated_at": self.now,
-            }
+        # The latest state wins; rows are built once, at flush.
+        self._journeys[(journey.patient_id, journey.flow_id, version)] = journey
 
     def mark_processed(self, event: Event) -> None:
         self._processed.append(
@@ -186,23 +161,54 @@ class UnitOfWork:
     def flush(self) -> None:
         """Write everything collected (called once, before the commit)."""
         c = self.connection
-        upsert(c, PatientRow.__table__, list(self._patients.values()), ["id"])
+        patients = [
+            {"id": p.id, "snapshot": codec.dumps(p), "snapshot_at": at}
+            for p, at in self._patients.values()
+        ]
+        upsert(c, PatientRow.__table__, patients, ["id"])
         upsert(
             c,
             ConsentRow.__table__,
             list(self._consents.values()),
             ["patient_id", "recipient", "channel"],
         )
-        upsert(
-            c,
-            JourneyRow.__table__,
-            list(self._journeys.values()),
-            ["patient_id", "flow_id", "flow_version"],
-        )
-        upsert(c, EpisodeRow.__table__, list(self._episodes.values()), ["id"])
+        journeys, episodes = self._journey_rows()
+        upsert(c, JourneyRow.__table__, journeys, ["patient_id", "flow_id", "flow_version"])
+        upsert(c, EpisodeRow.__table__, episodes, ["id"])
         if self._processed:
             c.execute(insert(ProcessedEventRow), self._processed)
         self._write_messages()
+
+    def _journey_rows(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        journeys, episodes = [], []
+        for (patient_id, flow_id, version), journey in self._journeys.items():
+            journeys.append(
+                {
+                    "patient_id": patient_id,
+                    "flow_id": flow_id,
+                    "flow_version": version,
+                    "state": codec.dumps(journey),
+                    "active": any(e.status is EpisodeStatus.ACTIVE for e in journey.episodes),
+                    "updated_at": self.now,
+                }
+            )
+            episodes += [
+                {
+                    "id": episode.id,
+                    "patient_id": patient_id,
+                    "flow_id": flow_id,
+                    "flow_version": version,
+                    "stage_id": episode.stage_id,
+                    "status": episode.status.value,
+                    "outcome": episode.outcome,
+                    "started_at": episode.started_at,
+                    "ended_at": episode.ended_at,
+                    "appointment_id": episode.appointment_id,
+                    "updated_at": self.now,
+                }
+                for episode in journey.episodes
+            ]
+        return journeys, episodes
 
     def _write_messages(self) -> None:
         """Apply the message decisions against what the store holds, and audit what took.
@@ -226,11 +232,10 @@ class UnitOfWork:
         audit: list[DecisionRecord] = []
         for kind, message, reason, event_id in self._decisions:
             key, current = message.key, status.get(message.key)
-            entry = record(message, self.now, "", reason, event_id=event_id)
+            taken: str | None = None  # the status this decision gave the message, if any
             if kind == "schedule" and current is None:
                 inserts[key] = message_row(message, "scheduled", None, self.now)
-                status[key] = "scheduled"
-                audit.append(replace(entry, status="scheduled"))
+                taken = "scheduled"
             elif kind == "schedule" and current in PENDING:
                 # An update (its expiry moved): the due time, and any deferral, stay.
                 if key in inserts:
@@ -243,12 +248,13 @@ class UnitOfWork:
                     inserts[key] |= {"status": "cancelled", "reason": reason}
                 else:
                     cancels[key] = reason
-                status[key] = "cancelled"
-                audit.append(replace(entry, status="cancelled"))
+                taken = "cancelled"
             elif kind == "expire" and current is None:
                 inserts[key] = message_row(message, "expired", reason, self.now)
-                status[key] = "expired"
-                audit.append(replace(entry, status="expired"))
+                taken = "expired"
+            if taken is not None:
+                status[key] = taken
+                audit.append(record(message, self.now, taken, reason, event_id=event_id))
         if inserts:
             c.execute(insert(table), list(inserts.values()))
         for key, message in updates.items():
