@@ -23,7 +23,13 @@ from functools import cached_property
 from typing import Protocol
 
 from ..clock import Clock
-from ..errors import PermanentSendError, SendError, TemplateError, TransientSendError
+from ..errors import (
+    PermanentSendError,
+    SendError,
+    StoreError,
+    TemplateError,
+    TransientSendError,
+)
 from ..event import Channel
 from ..journey import Journey, ScheduledMessage
 from ..policies import Defer, Expire, Send, SendContext, Suppress, contactable, decide
@@ -97,8 +103,28 @@ class Dispatcher:
                     [c.message for c in claims], now - self._longest_cap
                 )
                 for claim in claims:
-                    self.dispatch(claim, facts)
+                    self._dispatch_guarded(claim, facts)
         return len(claims)
+
+    def _dispatch_guarded(self, claim: Claim, facts: SendingFacts) -> None:
+        """The per-message boundary: one message that breaks does not stop the others."""
+        try:
+            self.dispatch(claim, facts)
+        except StoreError:
+            raise  # the store is down for every message alike: the loop waits and retries
+        except Exception as exc:  # noqa: BLE001 - keep the message's outcome, log the type, go on
+            log.error(
+                "dispatch.failed",
+                extra={"message_key": claim.message.key, "error": exc.__class__.__name__},
+            )
+            self.store.finish(
+                claim.message,
+                self.owner,
+                self.clock.now(),
+                "failed",
+                f"dispatch_error:{exc.__class__.__name__}",
+                attempt_outcome="failed",
+            )
 
     @cached_property
     def _longest_cap(self) -> timedelta:

@@ -118,5 +118,9 @@ class DispatchLoop:
                 # The store may come back (a restart, a network blip): wait and retry.
                 log.error("dispatch.store_unavailable", extra={"error": exc.__class__.__name__})
                 handled = 0
+            except Exception as exc:  # noqa: BLE001 - the loop outlives a bad batch; leases recover it
+                log.error("dispatch.tick_failed", extra={"error": exc.__class__.__name__})
+                self.error = exc
+                handled = 0
             if handled == 0:
                 self._stop.wait(self.poll)

@@ -437,3 +437,30 @@ def test_crash_whose_outcome_the_provider_cannot_tell_yet_is_asked_again_not_res
     assert (confirmation["status"], confirmation["reason"]) == ("sent", "reconciled")
     assert unsure.sends.count(key) == 1  # only the send of the process that crashed
     assert runtime.outbox()[(key, "sms")] == 1
+
+
+@dataclass
+class BrokenConnector:
+    """Fails with an error no connector should raise: a bug, not a provider answer."""
+
+    def send(self, outgoing: Outgoing) -> Receipt:
+        raise RuntimeError("connector bug")
+
+    def find(self, key: str) -> Receipt | None:
+        return None
+
+
+def test_a_message_that_breaks_the_dispatcher_fails_alone_and_the_batch_goes_on(
+    build_runtime: BuildRuntime,
+) -> None:
+    runtime = build_runtime(connectors={Channel.SMS: BrokenConnector()})
+    runtime.process(
+        make_event(start=START), make_event(start=START, patient=make_patient("p-2", phone=None))
+    )
+
+    runtime.dispatcher.tick()
+
+    broken = runtime.message("confirmation", "p-1")
+    assert (broken["status"], broken["reason"]) == ("failed", "dispatch_error:RuntimeError")
+    by_email = runtime.message("confirmation", "p-2")
+    assert (by_email["status"], by_email["channel"]) == ("sent", "email")
