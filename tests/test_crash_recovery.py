@@ -127,22 +127,45 @@ def noon_zone(now: datetime) -> str:
     return f"Etc/GMT{-offset:+d}" if offset else "Etc/GMT"
 
 
+# Copies of the sample streams, with fresh ids: enough work that the kill lands
+# while events are still arriving and messages are still going out, however
+# fast this machine dispatches.
+COPIES = 8
+
+
 def ending_now(now: datetime) -> list[bytes]:
     """Every sample event as a one-line NDJSON body, each stream ending a minute before `now`.
 
     One event per request: this test is about the dispatcher, and a request
-    is then one transaction that either happened or did not.
+    is then one transaction that either happened or did not. The copies are
+    interleaved, so every part of the ingest carries due messages.
     """
     zone = noon_zone(now)
-    bodies = []
+    streams = []
     for path in SAMPLE_FILES:
         events = sample_events(path.stem)
         last = max(datetime.fromisoformat(e["occurred_at"]) for e in events)
-        for event in events:
-            moved = shifted(event, now - timedelta(minutes=1) - last)
-            moved["patient"]["timezone"] = zone
-            bodies.append(json.dumps(moved).encode() + b"\n")
+        streams.append([shifted(event, now - timedelta(minutes=1) - last) for event in events])
+    bodies = []
+    for position in range(max(len(events) for events in streams)):
+        for copy in range(COPIES):
+            for events in streams:
+                if position < len(events):
+                    moved = relabelled(events[position], copy)
+                    moved["patient"]["timezone"] = zone
+                    bodies.append(json.dumps(moved).encode() + b"\n")
     return bodies
+
+
+def relabelled(event: dict[str, Any], copy: int) -> dict[str, Any]:
+    """The event with its event, patient, appointment and encounter ids made unique to `copy`."""
+    moved = json.loads(json.dumps(event))
+    moved["id"] += f"-c{copy}"
+    moved["patient"]["id"] += f"-c{copy}"
+    for part in ("appointment", "encounter"):
+        if moved.get(part):
+            moved[part]["id"] += f"-c{copy}"
+    return moved
 
 
 @dataclass
