@@ -40,7 +40,6 @@ class EventResult:
     id: str
     status: Outcome
     errors: tuple[str, ...] = ()
-    actions: int = 0
 
     def as_json(self) -> dict[str, object]:
         result: dict[str, object] = {"id": self.id, "status": self.status}
@@ -97,13 +96,13 @@ class EventProcessor:
                         )
                     )
                     continue
-                actions = self._record(unit, journeys, snapshots, event, decisions)
+                self._record(unit, journeys, snapshots, event, decisions)
                 for version, decision in decisions:
                     versions.setdefault((event.patient.id, decision.journey.flow_id), set()).add(
                         version
                     )
                 unit.mark_processed(event)
-                results.append(EventResult(event.id, "accepted", actions=actions))
+                results.append(EventResult(event.id, "accepted"))
         for event, error in failed:
             reason = f"event {event.id}: engine failed: {error.__class__.__name__}"
             self.store.reject(_json(event), self.source, reason, now)
@@ -149,7 +148,7 @@ class EventProcessor:
         snapshots: dict[str, datetime],
         event: Event,
         decisions: list[tuple[int, Decision]],
-    ) -> int:
+    ) -> None:
         patient = event.patient
         known = snapshots.get(patient.id)
         if known is None or known <= event.occurred_at:
@@ -157,7 +156,6 @@ class EventProcessor:
             unit.save_patient(patient, event.occurred_at)
         if event.type in (EventType.CONSENT_OPTED_OUT, EventType.CONSENT_OPTED_IN):
             self._record_consent(unit, event)
-        count = 0
         for version, decision in decisions:
             journey = decision.journey
             key = (journey.patient_id, journey.flow_id, version)
@@ -172,8 +170,6 @@ class EventProcessor:
                     unit.cancel(action.message, action.reason, event.id)
                 elif isinstance(action, ExpireMessage):
                     unit.expire(action.message, action.reason, event.id)
-                count += 1
-        return count
 
     def _record_consent(self, unit: UnitOfWork, event: Event) -> None:
         caregiver = event.attributes.get("caregiver_id")

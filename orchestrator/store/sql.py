@@ -484,25 +484,6 @@ class SqlStore:
                 for ch, granted, at, source in rows
             }
 
-    def sent_since(
-        self, patient_id: str, recipient: str, since: datetime
-    ) -> dict[Channel, list[datetime]]:
-        """When each channel last carried messages to this recipient (for caps)."""
-        table = ScheduledMessageRow
-        with self._tx() as c:
-            rows = c.execute(
-                select(table.channel, table.sent_at).where(
-                    table.patient_id == patient_id,
-                    table.recipient == recipient,
-                    table.sent_at >= since,
-                )
-            )
-            found: dict[Channel, list[datetime]] = {}
-            for channel, at in rows:
-                if channel is not None and at is not None:
-                    found.setdefault(Channel(channel), []).append(at)
-            return found
-
     def journey(self, patient_id: str, flow_id: str, version: int) -> Journey | None:
         with self._tx() as c:
             state = c.execute(
