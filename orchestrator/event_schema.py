@@ -177,16 +177,19 @@ class EventV1(BaseModel):
             raise ValueError(f"a {self.type.value} event needs an 'encounter'")
         return self
 
-    def attribute_clashes(self) -> list[str]:
-        """Unknown fields that would land on a key `attributes` already has."""
+    def unknown_fields(self) -> dict[str, JSONValue]:
+        """Every field the schema does not know, by its dotted path."""
         extra: dict[str, JSONValue] = {}
         _collect_extra(self, "", extra)
-        return sorted(set(extra) & set(self.attributes))
+        return extra
 
-    def to_core(self) -> Event:
-        """Convert to the core `Event`, moving unknown fields into `attributes`."""
-        attributes: dict[str, JSONValue] = dict(self.attributes)
-        _collect_extra(self, "", attributes)
+    def to_core(self, unknown: Mapping[str, JSONValue] | None = None) -> Event:
+        """Convert to the core `Event`, moving unknown fields into `attributes`.
+
+        `unknown` is `unknown_fields()`, for a caller that already has it.
+        """
+        extra = self.unknown_fields() if unknown is None else unknown
+        attributes: dict[str, JSONValue] = {**self.attributes, **extra}
         patient = self.patient
         return Event(
             id=self.id,
@@ -273,7 +276,8 @@ def parse_event(data: Mapping[str, Any], *, default_region: str = "US") -> Event
         model = EventV1.model_validate(data, context={"default_region": default_region})
     except ValidationError as exc:
         raise InputError(where, _problems(exc)) from None
-    clashes = model.attribute_clashes()
+    unknown = model.unknown_fields()
+    clashes = sorted(set(unknown) & set(model.attributes))
     if clashes:
         raise InputError(
             where,
@@ -283,7 +287,7 @@ def parse_event(data: Mapping[str, Any], *, default_region: str = "US") -> Event
                 for key in clashes
             ],
         )
-    return model.to_core()
+    return model.to_core(unknown)
 
 
 def parse_event_json(text: str | bytes, *, default_region: str = "US") -> Event:
