@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     portal_url: str = "https://portal.example.org"
 
     dispatch_batch: int = 100
+    dispatch_concurrency: int = Field(
+        8, ge=1, description="sends in flight at once per dispatcher (network connectors wait)"
+    )
     dispatch_poll_seconds: float = 1.0
     lease_seconds: float = 120.0
     max_attempts: int = 5

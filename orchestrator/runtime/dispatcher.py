@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cached_property
-from typing import Protocol
+from typing import Protocol, TypeVar, cast
 
 from ..clock import Clock
 from ..errors import (
@@ -42,6 +43,8 @@ from .rendering import Organisation, render_context
 __all__ = ["Connector", "Dispatcher", "Outgoing", "Receipt"]
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +80,26 @@ class Connector(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class _Ready:
+    """A message the gate let through, rendered for its first usable channel."""
+
+    message: ScheduledMessage
+    verdict: Send
+    outgoing: Outgoing
+    attempt: int
+    fallbacks: tuple[Channel, ...]
+    contact: Contact
+    relationship: str | None
+    journey: Journey | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    receipt: Receipt
+    at: datetime
+
+
 @dataclass
 class Dispatcher:
     store: SqlStore
@@ -90,41 +113,87 @@ class Dispatcher:
     max_attempts: int = 5
     backoff: timedelta = timedelta(seconds=30)
     batch: int = 100
+    concurrency: int = 1
     rng: random.Random = field(default_factory=random.Random)
 
     def tick(self) -> int:
-        """Claim what is due now and dispatch it; returns how many were handled."""
+        """Claim what is due now and dispatch it; returns how many were handled.
+
+        A batch goes in phases so that the store commits twice per batch, not
+        per message: decide and render each message; record every decision
+        and mark the sends "sending" in one transaction; hand the sends to
+        the connectors (`concurrency` at a time); record their outcomes in one
+        transaction. A crash between the phases leaves messages "sending",
+        which the next claimer reconciles with the connector, never resends.
+        """
         now = self.clock.now()
         with self.store.holding_connection():
             claims = self.store.claim_due(now, self.owner, now + self.lease, self.batch)
-            if claims:
-                # One read for the whole batch: patients, consent, recent sends, journeys.
-                facts = self.store.sending_facts(
-                    [c.message for c in claims], now - self._longest_cap
-                )
+            if not claims:
+                return 0
+            handled = len(claims)
+            # One read for the whole batch: patients, consent, recent sends, journeys.
+            facts = self.store.sending_facts([c.message for c in claims], now - self._longest_cap)
+            # Messages caught mid-send by a crash first: asking a provider is I/O,
+            # kept out of the batch transaction.
+            claims = [
+                claim
+                for claim in claims
+                if claim.status != "sending"
+                or self._guarded(claim.message, self._settled_after_crash, claim) is False
+            ]
+            ready: list[_Ready] = []
+            with self.store.together():
                 for claim in claims:
-                    self._dispatch_guarded(claim, facts)
-        return len(claims)
+                    prepared = self._guarded(claim.message, self._prepare, claim, facts)
+                    if prepared is not None:
+                        ready.append(prepared)
+            outcomes = self._deliver(ready)
+            refused: list[tuple[_Ready, PermanentSendError]] = []
+            with self.store.together():
+                for item, outcome in zip(ready, outcomes, strict=True):
+                    if self._guarded(item.message, self._settle, item, outcome):
+                        refused.append((item, cast(PermanentSendError, outcome)))
+            # Rare: a channel refused a message for good; the next ones, one by one.
+            for item, error in refused:
+                self._guarded(item.message, self._fall_back, item, error)
+        return handled
 
-    def _dispatch_guarded(self, claim: Claim, facts: SendingFacts) -> None:
+    def dispatch(self, claim: Claim, facts: SendingFacts | None = None) -> None:
+        """Dispatch one claimed message (`facts`: what was read for its batch)."""
+        if claim.status == "sending" and self._settled_after_crash(claim):
+            return
+        if facts is None:
+            facts = self.store.sending_facts([claim.message], self.clock.now() - self._longest_cap)
+        prepared = self._prepare(claim, facts)
+        if prepared is None:
+            return
+        outcome = self._deliver([prepared])[0]
+        if self._settle(prepared, outcome):
+            self._fall_back(prepared, cast(PermanentSendError, outcome))
+
+    def _guarded(
+        self, message: ScheduledMessage, step: Callable[..., _T], *args: object
+    ) -> _T | None:
         """The per-message boundary: one message that breaks does not stop the others."""
         try:
-            self.dispatch(claim, facts)
+            return step(*args)
         except StoreError:
             raise  # the store is down for every message alike: the loop waits and retries
         except Exception as exc:  # noqa: BLE001 - keep the message's outcome, log the type, go on
             log.error(
                 "dispatch.failed",
-                extra={"message_key": claim.message.key, "error": exc.__class__.__name__},
+                extra={"message_key": message.key, "error": exc.__class__.__name__},
             )
             self.store.finish(
-                claim.message,
+                message,
                 self.owner,
                 self.clock.now(),
                 "failed",
                 f"dispatch_error:{exc.__class__.__name__}",
                 attempt_outcome="failed",
             )
+            return None
 
     @cached_property
     def _longest_cap(self) -> timedelta:
@@ -133,14 +202,14 @@ class Dispatcher:
         ]
         return max(caps, default=timedelta(0))
 
-    def dispatch(self, claim: Claim, facts: SendingFacts | None = None) -> None:
-        """Dispatch one claimed message (`facts`: what `tick` read for its batch)."""
+    def _prepare(self, claim: Claim, facts: SendingFacts) -> _Ready | None:
+        """Decide one message; record what is not a send, mark a send "sending".
+
+        Returns the message to hand to its connector, or None when it is
+        settled here (suppressed, expired, deferred, reconciled, failed).
+        """
         message = claim.message
-        if claim.status == "sending" and self._settled_after_crash(claim):
-            return
         now = self.clock.now()
-        if facts is None:
-            facts = self.store.sending_facts([message], now - self._longest_cap)
         flow = self.flows.version(message.flow_id, message.flow_version)
         patient = facts.patients.get(message.recipient.patient_id)
         contact = contact_for(patient, message.recipient) if patient else None
@@ -152,43 +221,43 @@ class Dispatcher:
             self.store.reschedule(
                 message, self.owner, now, verdict.until, f"deferred:{verdict.reason}"
             )
-        elif isinstance(verdict, Suppress):
+            return None
+        if isinstance(verdict, Suppress):
             self.store.finish(message, self.owner, now, "suppressed", verdict.reason)
-        elif isinstance(verdict, Expire):
+            return None
+        if isinstance(verdict, Expire):
             self.store.finish(message, self.owner, now, "expired", verdict.reason)
-        else:
-            assert contact is not None and patient is not None
-            usable, _ = contactable(message.channels, contact, consent)
-            fallbacks = [c for c in usable if c is not verdict.channel]
-            relationship = next(
-                (
-                    c.relationship
-                    for c in patient.caregivers
-                    if c.id == message.recipient.caregiver_id
-                ),
-                None,
-            )
-            journey = facts.journeys.get((who[0], message.flow_id, message.flow_version))
-            channel = self._send(
-                message, verdict, [verdict.channel, *fallbacks], contact, relationship, journey
-            )
-            if channel is not None:
-                sent.setdefault(channel, []).append(now)
+            return None
+        assert contact is not None and patient is not None
+        usable, _ = contactable(message.channels, contact, consent)
+        relationship = next(
+            (c.relationship for c in patient.caregivers if c.id == message.recipient.caregiver_id),
+            None,
+        )
+        journey = facts.journeys.get((who[0], message.flow_id, message.flow_version))
+        channels = [verdict.channel, *(c for c in usable if c is not verdict.channel)]
+        ready = self._ready(message, verdict, channels, contact, relationship, journey)
+        if ready is not None:
+            # Counted now, before it is sent, so the cap holds within this batch;
+            # a send that then fails only makes the rest of the batch more careful.
+            sent.setdefault(ready.outgoing.channel, []).append(now)
+        return ready
 
-    def _send(
+    def _ready(
         self,
         message: ScheduledMessage,
         verdict: Send,
-        channels: list[Channel],
+        channels: Sequence[Channel],
         contact: Contact,
         relationship: str | None,
         journey: Journey | None,
-    ) -> Channel | None:
-        """Hand the message to the first channel that takes it; the channel that did, if any."""
-        reason = "language_fallback" if verdict.language_fallback else None
-        last_error = "no_channel"
-        for channel in channels:
-            now = self.clock.now()
+        last_error: str = "no_channel",
+    ) -> _Ready | None:
+        """Render for the first channel that can carry it and mark the message "sending".
+
+        None when no channel can (the message is failed) or the claim was lost.
+        """
+        for index, channel in enumerate(channels):
             connector = self.connectors.get(channel)
             to = contact.address(channel)
             if connector is None or not to:
@@ -213,46 +282,104 @@ class Dispatcher:
                 )
                 last_error = "template_error"
                 continue
-            attempt = self.store.begin_send(message.key, self.owner, channel, now)
+            attempt = self.store.begin_send(message.key, self.owner, channel, self.clock.now())
             if attempt is None:
                 return None  # cancelled meanwhile, or another claimer took it over
             outgoing = Outgoing(
                 message.key, channel, str(to), rendered.body, rendered.subject, rendered.html
             )
-            try:
-                receipt = connector.send(outgoing)
-            except TransientSendError as exc:
-                self._retry(message, attempt, exc)
-                return None
-            except PermanentSendError as exc:
-                # This channel cannot carry it: the next usable one may.
-                last_error = f"permanent:{exc.__class__.__name__}"
-                self.store.unsend(message.key, self.owner, now, "failed", str(exc)[:300])
-                continue
+            return _Ready(
+                message,
+                verdict,
+                outgoing,
+                attempt,
+                tuple(channels[index + 1 :]),
+                contact,
+                relationship,
+                journey,
+            )
+        self.store.finish(message, self.owner, self.clock.now(), "failed", last_error)
+        return None
+
+    def _deliver(self, ready: Sequence[_Ready]) -> list[_Sent | Exception]:
+        """Hand each message to its connector; the receipt or the error, in order."""
+        if self.concurrency <= 1 or len(ready) <= 1:
+            return [self._send_one(item.outgoing) for item in ready]
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="send") as pool:
+            return list(pool.map(self._send_one, (item.outgoing for item in ready)))
+
+    def _send_one(self, outgoing: Outgoing) -> _Sent | Exception:
+        try:
+            return _Sent(self.connectors[outgoing.channel].send(outgoing), self.clock.now())
+        except Exception as exc:  # noqa: BLE001 - the outcome is recorded with the batch
+            return exc
+
+    def _settle(self, item: _Ready, outcome: _Sent | Exception) -> bool:
+        """Record one send's outcome; True when the next channel should be tried."""
+        message, channel = item.message, item.outgoing.channel
+        if isinstance(outcome, TransientSendError):
+            self._retry(message, item.attempt, outcome)
+            return False
+        if isinstance(outcome, PermanentSendError):
+            if item.fallbacks:
+                self.store.unsend(
+                    message.key, self.owner, self.clock.now(), "failed", str(outcome)[:300]
+                )
+                return True
             self.store.finish(
                 message,
                 self.owner,
                 self.clock.now(),
-                "sent",
-                reason,
-                channel=channel,
-                language=verdict.language,
-                provider_id=receipt.provider_id,
-                attempt_outcome="sent",
+                "failed",
+                f"permanent:{outcome.__class__.__name__}",
+                attempt_outcome="failed",
+                error=str(outcome)[:300],
             )
-            log.info(
-                "dispatch.sent",
-                extra={
-                    "message_key": message.key,
-                    "flow": message.flow_id,
-                    "stage": message.stage_id,
-                    "message_id": message.message_id,
-                    "channel": channel.value,
-                },
+            return False
+        if isinstance(outcome, Exception):
+            raise outcome  # a connector bug: the per-message boundary records it
+        self.store.finish(
+            message,
+            self.owner,
+            outcome.at,
+            "sent",
+            "language_fallback" if item.verdict.language_fallback else None,
+            channel=channel,
+            language=item.verdict.language,
+            provider_id=outcome.receipt.provider_id,
+            attempt_outcome="sent",
+        )
+        log.info(
+            "dispatch.sent",
+            extra={
+                "message_key": message.key,
+                "flow": message.flow_id,
+                "stage": message.stage_id,
+                "message_id": message.message_id,
+                "channel": channel.value,
+            },
+        )
+        return False
+
+    def _fall_back(self, item: _Ready, error: PermanentSendError) -> None:
+        """After a permanent refusal: the next usable channels, one message at a time."""
+        ready: _Ready | None = item
+        while ready is not None and ready.fallbacks:
+            ready = self._ready(
+                item.message,
+                item.verdict,
+                ready.fallbacks,
+                item.contact,
+                item.relationship,
+                item.journey,
+                f"permanent:{error.__class__.__name__}",
             )
-            return channel
-        self.store.finish(message, self.owner, self.clock.now(), "failed", last_error)
-        return None
+            if ready is None:
+                return
+            outcome = self._deliver([ready])[0]
+            if not self._settle(ready, outcome):
+                return
+            error = cast(PermanentSendError, outcome)
 
     def _retry(self, message: ScheduledMessage, attempts: int, error: SendError) -> None:
         now = self.clock.now()

@@ -65,7 +65,7 @@ class EmbeddedService:
             raise StoreError("the store's schema is behind: run `orchestrator db upgrade`")
         store = SqlStore(engine)
         registry = FlowRegistry.open(flow_set, store, clock.now())
-        connectors = _connectors(settings, store, clock)
+        connectors, concurrency = _connectors(settings, store, clock)
         dispatcher = Dispatcher(
             store=store,
             flows=registry,
@@ -78,16 +78,27 @@ class EmbeddedService:
             max_attempts=settings.max_attempts,
             backoff=timedelta(seconds=settings.retry_backoff_seconds),
             batch=settings.dispatch_batch,
+            concurrency=concurrency,
         )
         processor = EventProcessor(store, registry, clock)
         return cls(settings, store, registry, processor, dispatcher, clock)
 
 
-def _connectors(settings: Settings, store: SqlStore, clock: Clock) -> dict[Channel, Connector]:
+def _connectors(
+    settings: Settings, store: SqlStore, clock: Clock
+) -> tuple[dict[Channel, Connector], int]:
+    """The connectors per channel, and how many sends the dispatcher keeps in flight."""
     # Imported here: connectors depend on the runtime, not the other way round.
     from connectors.sandbox import SandboxConnector
 
-    return {channel: SandboxConnector(store, channel, clock) for channel in Channel}
+    connectors: dict[Channel, Connector] = {
+        channel: SandboxConnector(store, channel, clock) for channel in Channel
+    }
+    # The sandbox writes to this store, whose writes queue behind each other
+    # (SQLite has one writer): threads would only wait there. Providers
+    # answer over the network, where sends in flight together overlap.
+    waits_on_network = any(not isinstance(c, SandboxConnector) for c in connectors.values())
+    return connectors, settings.dispatch_concurrency if waits_on_network else 1
 
 
 class DispatchLoop:

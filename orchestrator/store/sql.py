@@ -132,6 +132,50 @@ class SqlStore:
         except SQLAlchemyError as exc:
             raise StoreError(f"store connection failed: {exc.__class__.__name__}") from exc
 
+    @contextmanager
+    def together(self) -> Iterator[None]:
+        """Run this thread's store calls in the block as one transaction.
+
+        The dispatcher records a whole batch's outcomes at once: one commit
+        instead of one per message. An error in any call rolls the block back.
+        """
+        with self.holding_connection():
+            held: Connection = self._held.connection
+            if getattr(self._held, "joined", False):
+                yield
+                return
+            try:
+                with held.begin():
+                    self._held.joined = True
+                    self._held.later = {}
+                    try:
+                        yield
+                        self._write_later(held)
+                    finally:
+                        self._held.joined = False
+                        self._held.later = {}
+            except SQLAlchemyError as exc:
+                raise StoreError(f"store write failed: {exc.__class__.__name__}") from exc
+
+    def _later(self, c: Connection, statement: Any, parameters: dict[str, Any]) -> None:
+        """Execute now, or, inside `together`, with its kind at the end of the block.
+
+        For writes nothing in the block reads back (audit rows, closed attempts):
+        one executemany per kind instead of one round trip per message.
+        """
+        later: dict[Any, list[dict[str, Any]]] | None = getattr(self._held, "later", None)
+        if getattr(self._held, "joined", False) and later is not None:
+            # One executemany needs one set of columns: rows are grouped by theirs.
+            later.setdefault((statement, frozenset(parameters)), []).append(parameters)
+        else:
+            c.execute(statement, parameters)
+
+    def _write_later(self, c: Connection) -> None:
+        later: dict[Any, list[dict[str, Any]]] = self._held.later
+        self._held.later = {}
+        for (statement, _), rows in later.items():
+            c.execute(statement, rows)
+
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
@@ -151,7 +195,9 @@ class SqlStore:
     def _tx(self) -> Iterator[Connection]:
         held: Connection | None = getattr(self._held, "connection", None)
         try:
-            if held is not None:
+            if held is not None and getattr(self._held, "joined", False):
+                yield held
+            elif held is not None:
                 with held.begin():
                     yield held
             else:
@@ -295,7 +341,11 @@ class SqlStore:
             ).scalar_one_or_none()
             if attempt is None:
                 return None
-            c.execute(
+            if any(s is _CLOSE_ATTEMPT for s, _ in getattr(self._held, "later", {})):
+                # Closes waiting in the block must not reach this new pending attempt.
+                self._write_later(c)
+            self._later(
+                c,
                 _INSERT_ATTEMPT,
                 {
                     "key": key,
@@ -348,7 +398,7 @@ class SqlStore:
                 channel=channel.value if channel else None,
                 language=language,
             )
-            c.execute(_INSERT_AUDIT, audit_row(entry))
+            self._later(c, _INSERT_AUDIT, audit_row(entry))
             return True
 
     def unsend(self, key: str, owner: str, now: datetime, outcome: str, error: str | None) -> bool:
@@ -388,11 +438,11 @@ class SqlStore:
             if attempt_outcome is not None:
                 self._close_attempt(c, message.key, now, attempt_outcome, error, None)
             entry = record(message, now, "scheduled", reason)
-            c.execute(_INSERT_AUDIT, audit_row(entry) | {"due_at": due_at})
+            self._later(c, _INSERT_AUDIT, audit_row(entry) | {"due_at": due_at})
             return True
 
-    @staticmethod
     def _close_attempt(
+        self,
         c: Connection,
         key: str,
         now: datetime,
@@ -400,7 +450,8 @@ class SqlStore:
         error: str | None,
         provider_id: str | None,
     ) -> None:
-        c.execute(
+        self._later(
+            c,
             _CLOSE_ATTEMPT,
             {
                 "attempt_key": key,

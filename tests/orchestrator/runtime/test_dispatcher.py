@@ -6,6 +6,7 @@ connectors are the sandbox ones unless a test puts a fake in front of them.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -13,7 +14,7 @@ import pytest
 
 from connectors.sandbox import SandboxConnector
 from orchestrator.clock import VirtualClock
-from orchestrator.errors import PermanentSendError, TransientSendError
+from orchestrator.errors import PermanentSendError, StoreError, TransientSendError
 from orchestrator.event import Channel
 from orchestrator.flows import FlowSet, load_flows
 from orchestrator.runtime import Connector, FlowRegistry, Outgoing, Receipt
@@ -464,3 +465,64 @@ def test_a_message_that_breaks_the_dispatcher_fails_alone_and_the_batch_goes_on(
     assert (broken["status"], broken["reason"]) == ("failed", "dispatch_error:RuntimeError")
     by_email = runtime.message("confirmation", "p-2")
     assert (by_email["status"], by_email["channel"]) == ("sent", "email")
+
+
+def test_a_store_failure_after_the_sends_leaves_them_sending_and_none_is_sent_twice(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime.process(*(make_event(start=START, patient=make_patient(f"p-{n}")) for n in range(3)))
+    finish = runtime.store.finish
+
+    def failing_finish(*args: object, **kwargs: object) -> bool:
+        raise StoreError("store write failed: OperationalError")
+
+    # The connector takes the batch, then recording its outcomes fails.
+    monkeypatch.setattr(runtime.store, "finish", failing_finish)
+    with pytest.raises(StoreError):
+        runtime.dispatcher.tick()
+    monkeypatch.setattr(runtime.store, "finish", finish)
+
+    sending = [m for m in runtime.store.messages() if m["message"] == "confirmation"]
+    assert [m["status"] for m in sending] == ["sending"] * 3
+    runtime.clock.advance(runtime.dispatcher.lease + timedelta(seconds=1))
+    runtime.dispatcher.tick()
+
+    confirmations = [m for m in runtime.store.messages() if m["message"] == "confirmation"]
+    assert {(m["status"], m["reason"]) for m in confirmations} == {("sent", "reconciled")}
+    assert runtime.outbox() == {(m["key"], "sms"): 1 for m in confirmations}
+
+
+@dataclass
+class OverlappingConnector:
+    """Sends only when `parties` sends are in flight at once (else the barrier breaks)."""
+
+    inner: Connector
+    parties: int
+    barrier: threading.Barrier = field(init=False)
+    threads: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.barrier = threading.Barrier(self.parties, timeout=10)
+
+    def send(self, outgoing: Outgoing) -> Receipt:
+        self.threads.add(threading.current_thread().name)
+        self.barrier.wait()
+        return self.inner.send(outgoing)
+
+    def find(self, key: str) -> Receipt | None:
+        return self.inner.find(key)
+
+
+def test_with_concurrency_a_batch_is_sent_in_parallel_each_key_once(
+    build_runtime: BuildRuntime, sandbox_sms: Connector
+) -> None:
+    overlapping = OverlappingConnector(sandbox_sms, parties=4)
+    runtime = build_runtime(connectors={Channel.SMS: overlapping}, concurrency=4)
+    runtime.process(*(make_event(start=START, patient=make_patient(f"p-{n}")) for n in range(8)))
+
+    assert runtime.dispatcher.tick() == 8
+
+    confirmations = [m for m in runtime.store.messages() if m["message"] == "confirmation"]
+    assert {m["status"] for m in confirmations} == {"sent"}
+    assert runtime.outbox() == {(m["key"], "sms"): 1 for m in confirmations}
+    assert len(overlapping.threads) == 4

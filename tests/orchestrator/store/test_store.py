@@ -33,7 +33,7 @@ from orchestrator.store import (
     pending,
     upgrade,
 )
-from orchestrator.store.tables import Base, ScheduledMessageRow
+from orchestrator.store.tables import Base, DeliveryAttemptRow, ScheduledMessageRow
 from tests.builders import T0, at, make_event, make_flow
 
 FLOW = make_flow()
@@ -516,6 +516,58 @@ def test_unsend_returns_a_sending_message_to_its_claimer(store: SqlStore) -> Non
 
     assert lease_of(store, "m-1") == ("claimed", "a", T0 + LEASE)
     assert store.begin_send("m-1", "a", Channel.EMAIL, T0) == 2
+
+
+def attempts_of(store: SqlStore, key: str) -> list[tuple[int, str]]:
+    table = DeliveryAttemptRow
+    with store.engine.connect() as c:
+        rows = c.execute(
+            select(table.attempt, table.outcome).where(table.key == key).order_by(table.attempt)
+        ).all()
+    return [(attempt, outcome) for attempt, outcome in rows]
+
+
+def test_calls_together_commit_as_one_with_every_audit_row_and_attempt(
+    store: SqlStore,
+) -> None:
+    sent, deferred, refused = message("m-1"), message("m-2"), message("m-3")
+    schedule(store, sent, deferred, refused)
+    claim(store, T0)
+    store.begin_send("m-1", "a", Channel.SMS, T0)
+    store.begin_send("m-3", "a", Channel.SMS, T0)
+
+    with store.together():
+        store.finish(sent, "a", T0, "sent", None, channel=Channel.SMS, attempt_outcome="sent")
+        store.reschedule(deferred, "a", T0, at(hours=18), "deferred:quiet_hours")
+        # A refusal then the next channel, in one block: the close reaches only attempt 1.
+        store.unsend("m-3", "a", T0, "failed", "rejected")
+        assert store.begin_send("m-3", "a", Channel.EMAIL, T0) == 2
+
+    assert [row(store, k)["status"] for k in ("m-1", "m-2", "m-3")] == [
+        "sent",
+        "scheduled",
+        "sending",
+    ]
+    # Audit rows of different shapes all land: the deferral keeps its due time.
+    audit = {(a.key, a.status): a for a in store.audit() if a.status != "scheduled" or a.reason}
+    assert audit[("m-2", "scheduled")].due_at == at(hours=18)
+    assert ("m-1", "sent") in audit
+    assert attempts_of(store, "m-1") == [(1, "sent")]
+    assert attempts_of(store, "m-3") == [(1, "failed"), (2, "pending")]
+
+
+def test_an_error_inside_together_rolls_every_call_back(store: SqlStore) -> None:
+    first, second = message("m-1"), message("m-2")
+    schedule(store, first, second)
+    claim(store, T0)
+
+    with pytest.raises(RuntimeError), store.together():
+        store.finish(first, "a", T0, "suppressed", "consent")
+        store.finish(second, "a", T0, "suppressed", "consent")
+        raise RuntimeError("the batch broke")
+
+    assert [row(store, k)["status"] for k in ("m-1", "m-2")] == ["claimed", "claimed"]
+    assert [a.status for a in store.audit()] == ["scheduled", "scheduled"]
 
 
 # -- PostgreSQL: claimers on separate connections ------------------------------------------
