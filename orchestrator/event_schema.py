@@ -12,6 +12,7 @@ import json
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -66,7 +67,14 @@ AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
 def _phone(value: str | None, info: ValidationInfo) -> str | None:
     if value is None or value == "":
         return None
-    region = (info.context or {}).get("default_region", "US")
+    return _e164(value, (info.context or {}).get("default_region", "US"))
+
+
+# A patient's number comes back with each of their events; parsing it is a
+# tenth of the cost of reading an event, so known answers are kept.
+@lru_cache(maxsize=65_536)
+def _e164(value: str, region: str) -> str:
+    """`value` in E.164 (bad numbers raise, and are not kept)."""
     try:
         number = phonenumbers.parse(value, region)
     except phonenumbers.NumberParseException:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from sqlalchemy import (
     BigInteger,
@@ -80,7 +81,7 @@ class Stamp(TypeDecorator[datetime]):
                 return None
             if value.tzinfo is None:
                 raise ValueError("naive datetime given to the store; expected an aware one")
-            return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+            return _utc_text(value)
 
         return to_text
 
@@ -97,6 +98,13 @@ class Stamp(TypeDecorator[datetime]):
             return parsed.replace(tzinfo=UTC)
 
         return from_text
+
+
+# A batch writes the same few instants (now, due times) over and over; equal
+# aware datetimes are the same instant, whatever their zone, so one text each.
+@lru_cache(maxsize=4096)
+def _utc_text(value: datetime) -> str:
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 # An autoincrementing id that is BIGINT on PostgreSQL and the rowid on SQLite.
