@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, insert, select, text, update
+from sqlalchemy import Table, bindparam, insert, select, text, update
 from sqlalchemy.engine import Connection
 
 from ..decisions import DecisionRecord, record
@@ -257,37 +257,32 @@ class UnitOfWork:
                 audit.append(record(message, self.now, taken, reason, event_id=event_id))
         if inserts:
             c.execute(insert(table), list(inserts.values()))
-        for key, message in updates.items():
+        if updates:
             c.execute(
-                update(table)
-                .where(table.key == key, table.status.in_(PENDING))
-                .values(
-                    payload=codec.dumps(message),
-                    expires_at=message.expires_at,
-                    episode_id=message.episode_id,
-                    updated_at=self.now,
-                )
+                _UPDATE_PENDING,
+                [
+                    {
+                        "u_key": key,
+                        "u_payload": codec.dumps(message),
+                        "u_expires_at": message.expires_at,
+                        "u_episode_id": message.episode_id,
+                        "u_now": self.now,
+                    }
+                    for key, message in updates.items()
+                ],
             )
         # The dispatcher may have claimed a row meanwhile: only the rows a
         # statement moved are cancelled, and only they are audited as such.
         # One statement per key, on the primary key: a batch of keys with a
         # status filter lets a planner without statistics walk the status index
         # over every pending row instead.
-        cancel = (
-            update(table)
-            .where(table.key == bindparam("cancel_key"), table.status.in_(PENDING))
-            .values(
-                status="cancelled",
-                reason=bindparam("cancel_reason"),
-                lease_owner=None,
-                lease_until=None,
-                updated_at=self.now,
-            )
-        )
         cancelled = {
             key
             for key, reason in cancels.items()
-            if c.execute(cancel, {"cancel_key": key, "cancel_reason": reason}).rowcount == 1
+            if c.execute(
+                _CANCEL_PENDING, {"c_key": key, "c_reason": reason, "c_now": self.now}
+            ).rowcount
+            == 1
         }
         audit = [
             a
@@ -296,3 +291,28 @@ class UnitOfWork:
         ]
         if audit:
             c.execute(insert(AuditRow), [audit_row(a) for a in audit])
+
+
+# Built once: the flush runs them for every batch of events.
+_MESSAGES = cast(Table, ScheduledMessageRow.__table__)
+_UPDATE_PENDING = (
+    update(_MESSAGES)
+    .where(_MESSAGES.c.key == bindparam("u_key"), _MESSAGES.c.status.in_(PENDING))
+    .values(
+        payload=bindparam("u_payload"),
+        expires_at=bindparam("u_expires_at"),
+        episode_id=bindparam("u_episode_id"),
+        updated_at=bindparam("u_now"),
+    )
+)
+_CANCEL_PENDING = (
+    update(_MESSAGES)
+    .where(_MESSAGES.c.key == bindparam("c_key"), _MESSAGES.c.status.in_(PENDING))
+    .values(
+        status="cancelled",
+        reason=bindparam("c_reason"),
+        lease_owner=None,
+        lease_until=None,
+        updated_at=bindparam("c_now"),
+    )
+)
