@@ -49,10 +49,25 @@ def check_flow(flow: FlowFile, templates: TemplateCatalog | None) -> list[Proble
     problems += _unreachable_stages(flow)
     problems += _anchors_available(flow)
     problems += _timings_that_never_fire(flow)
+    problems += _personas(flow)
     if flow.default_language not in flow.languages:
         problems.append(("default_language", f"'{flow.default_language}' is not in languages"))
     if templates is not None:
         problems += _templates(flow, templates)
+    return problems
+
+
+def _personas(flow: FlowFile) -> list[Problem]:
+    problems: list[Problem] = []
+    stages = {stage.id for stage in flow.stages}
+    seen: set[str] = set()
+    for i, persona in enumerate(flow.personas):
+        if persona.id in seen:
+            problems.append((f"personas[{i}].id", f"persona '{persona.id}' is already defined"))
+        seen.add(persona.id)
+        for j, stage in enumerate(persona.focus):
+            if stage not in stages:
+                problems.append((f"personas[{i}].focus[{j}]", f"unknown stage '{stage}'"))
     return problems
 
 

@@ -22,10 +22,13 @@ __all__ = [
     "Exit",
     "Flow",
     "FrequencyCap",
+    "Idea",
     "MessageSpec",
+    "Persona",
     "QuietHours",
     "Stage",
     "StageCategory",
+    "StageNotes",
     "SuccessMetric",
     "Trigger",
     "event_field",
@@ -140,6 +143,8 @@ class MessageSpec:
     window: tuple[time, time] | None = None
     topic: str | None = None
     essential: bool = False
+    # Percent of patients (0-100) who never get it, for measuring what it changes.
+    holdout: float | None = None
 
     @staticmethod
     def default_expiry(timing: Timing) -> Timing | None:
@@ -159,6 +164,38 @@ class SuccessMetric:
 
 
 @dataclass(frozen=True, slots=True)
+class Idea:
+    """A to-be improvement for a stage, with who owns it and by when."""
+
+    idea: str
+    owner: str
+    who: str
+    target: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StageNotes:
+    """The worksheet's as-is notes and to-be ideas of a stage."""
+
+    as_is: tuple[str, ...] = ()
+    ideas: tuple[Idea, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Persona:
+    """A patient segment: who matches (conditions on the opening event) and where to focus."""
+
+    id: str
+    name: str
+    conditions: tuple[Condition, ...] = ()
+    description: str = ""
+    focus: tuple[str, ...] = ()
+
+    def matches(self, event: Event) -> bool:
+        return all(c.holds(event) for c in self.conditions)
+
+
+@dataclass(frozen=True, slots=True)
 class Stage:
     id: str
     name: str
@@ -169,6 +206,7 @@ class Stage:
     questions: tuple[str, ...] = ()
     success_metric: SuccessMetric | None = None
     final: bool = False
+    notes: StageNotes = StageNotes()
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +254,11 @@ class Flow:
     quiet_hours: QuietHours = field(default_factory=QuietHours)
     frequency_caps: Mapping[Channel, FrequencyCap] = field(default_factory=dict)
     description: str = ""
+    personas: tuple[Persona, ...] = ()
+
+    def persona_of(self, event: Event) -> str | None:
+        """The first persona the event (an episode's opening event) matches, if any."""
+        return next((p.id for p in self.personas if p.matches(event)), None)
 
     @cached_property
     def stage_index(self) -> Mapping[str, int]:
