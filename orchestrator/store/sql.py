@@ -514,9 +514,7 @@ class SqlStore:
             )
             return [(version, codec.loads(Journey, state)) for version, state in rows]
 
-    def processed_events(
-        self, patient_ids: Sequence[str]
-    ) -> list[tuple[str, str, str, datetime]]:
+    def processed_events(self, patient_ids: Sequence[str]) -> list[tuple[str, str, str, datetime]]:
         """(event id, patient id, type, occurred at) of these patients' processed events."""
         table = ProcessedEventRow
         found: list[tuple[str, str, str, datetime]] = []
