@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -112,7 +113,7 @@ def _stored(url: str, flow: Flow, persona: str | None, err: Console) -> FlowFigu
 
 
 def _simulated(
-    path: Path, flows: dict[str, Flow], flow: Flow, persona: str | None, err: Console
+    path: Path, flows: Mapping[str, Flow], flow: Flow, persona: str | None, err: Console
 ) -> FlowFigures:
     parsed = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):

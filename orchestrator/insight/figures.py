@@ -199,19 +199,19 @@ def flow_figures(
     attributed: dict[str, list[tuple[int, PatientEvent]]] = defaultdict(list)
     held: set[str] = set()
     for patient_id, episode in episodes:
-        for event in episode.events:
-            held.add(event.id)
-            visit = _visit_at(episode, event.id, event.occurred_at)
+        for own in episode.events:
+            held.add(own.id)
+            visit = _visit_at(episode, own.id, own.occurred_at)
             attributed[episode.id].append(
-                (visit, PatientEvent(event.id, patient_id, event.type, event.occurred_at))
+                (visit, PatientEvent(own.id, patient_id, own.type, own.occurred_at))
             )
-    for event in events:
-        if event.id in held:
+    for other in events:
+        if other.id in held:
             continue
-        owner = _open_episode(by_patient.get(event.patient_id, ()), event.occurred_at)
+        owner = _open_episode(by_patient.get(other.patient_id, ()), other.occurred_at)
         if owner is not None:
-            visit = _visit_at(owner, event.id, event.occurred_at)
-            attributed[owner.id].append((visit, event))
+            visit = _visit_at(owner, other.id, other.occurred_at)
+            attributed[owner.id].append((visit, other))
     messages = _message_figures(flow, records)
     stages = _stage_figures(flow, episodes, attributed, records)
     return FlowFigures(
@@ -257,9 +257,11 @@ def _open_episode(episodes: Iterable[Episode], at: datetime) -> Episode | None:
     """The latest episode that had started by `at` and had not ended before it."""
     found = None
     for episode in episodes:
-        if episode.started_at <= at and (episode.ended_at is None or at <= episode.ended_at):
-            if found is None or episode.started_at >= found.started_at:
-                found = episode
+        open_then = episode.started_at <= at and (
+            episode.ended_at is None or at <= episode.ended_at
+        )
+        if open_then and (found is None or episode.started_at >= found.started_at):
+            found = episode
     return found
 
 
@@ -310,12 +312,12 @@ def _stage_figures(
         replied: set[str] = set()
         referral: datetime | None = None
         referral_stage = ""
-        for visit, event in own:
-            stage_id = history[visit].stage_id
+        for index, event in own:
+            stage_id = history[index].stage_id
             if event.type is EventType.APPOINTMENT_NO_SHOW:
-                missed.add(visit)
+                missed.add(index)
             elif event.type in _ATTENDED:
-                attended.add(visit)
+                attended.add(index)
             elif event.type is EventType.INTAKE_SENT:
                 asked.add(stage_id)
             elif event.type is EventType.MESSAGE_REPLIED:
@@ -325,11 +327,11 @@ def _stage_figures(
             elif event.type is EventType.APPOINTMENT_BOOKED and referral is not None:
                 hours[referral_stage].append((event.occurred_at - referral).total_seconds() / 3600)
                 referral = None
-        for visit in missed | attended:
-            stage = counts.get(history[visit].stage_id)
-            if stage is not None:
-                stage["visits_ended"] += 1
-                stage["missed"] += visit in missed
+        for index in missed | attended:
+            ended = counts.get(history[index].stage_id)
+            if ended is not None:
+                ended["visits_ended"] += 1
+                ended["missed"] += index in missed
         asked |= {stage_id for ep, stage_id in scheduled_intake if ep == episode.id}
         for stage_id in asked:
             if stage_id in counts:

@@ -2,8 +2,8 @@
 
 from .consent import ConsentRecord, contactable, may_contact, ordered_channels
 from .frequency_cap import within_cap
-from .holdout import held_out
 from .gate import Defer, Expire, Send, SendContext, Suppress, Verdict, decide
+from .holdout import held_out
 from .quiet_hours import in_window, next_allowed
 from .staleness import is_stale
 

@@ -177,9 +177,7 @@ def test_the_dashboard_needs_the_token_when_one_is_set(tmp_path: Path) -> None:
     dashboard = next(opened)
     try:
         assert dashboard.client.get("/dashboard").status_code == 401
-        ok = dashboard.client.get(
-            "/dashboard", headers={"authorization": "Bearer t0ken-for-tests"}
-        )
+        ok = dashboard.client.get("/dashboard", headers={"authorization": "Bearer t0ken-for-tests"})
         assert ok.status_code == 200
     finally:
         opened.close()

@@ -51,8 +51,18 @@ def test_the_map_of_a_simulated_run_has_the_measured_figures_as_csv(
 ) -> None:
     result = runner.invoke(
         app,
-        ["journey", "map", "--flow", "insight-flow", "--flows", str(flows)]
-        + ["--events", str(events), "--format", "csv"],
+        [
+            "journey",
+            "map",
+            "--flow",
+            "insight-flow",
+            "--flows",
+            str(flows),
+            "--events",
+            str(events),
+            "--format",
+            "csv",
+        ],
     )
 
     assert result.exit_code == 0, result.output
@@ -74,8 +84,19 @@ def test_the_map_reads_the_store(flows: Path, events: Path, tmp_path: Path) -> N
 
     result = runner.invoke(
         app,
-        ["journey", "map", "--flow", "insight-flow", "--flows", str(flows), "--db", db]
-        + ["--format", "mermaid", "--hide-small-counts"],
+        [
+            "journey",
+            "map",
+            "--flow",
+            "insight-flow",
+            "--flows",
+            str(flows),
+            "--db",
+            db,
+            "--format",
+            "mermaid",
+            "--hide-small-counts",
+        ],
     )
 
     assert result.exit_code == 0, result.output
@@ -127,8 +148,16 @@ def test_compare_shows_what_a_flow_change_moves_adds_and_removes(
 
     table = runner.invoke(
         app,
-        ["simulate", "--events", str(events), "--compare", str(flows), str(after)]
-        + ["--format", "table"],
+        [
+            "simulate",
+            "--events",
+            str(events),
+            "--compare",
+            str(flows),
+            str(after),
+            "--format",
+            "table",
+        ],
     )
     assert table.exit_code == 0
     assert "6 removed" in table.output

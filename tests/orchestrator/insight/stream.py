@@ -134,7 +134,6 @@ def insight_stream() -> list[Event]:
         ),
         make_event(
             "appointment.cancelled",
-            
             occurred_at=at(hours=23),
             patient=patient("p-3"),
             appointment_id="a-3",
