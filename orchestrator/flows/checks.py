@@ -68,6 +68,18 @@ def _personas(flow: FlowFile) -> list[Problem]:
         for j, stage in enumerate(persona.focus):
             if stage not in stages:
                 problems.append((f"personas[{i}].focus[{j}]", f"unknown stage '{stage}'"))
+    for path, _, message in _messages(flow):
+        named: set[str] = set()
+        for k, variant in enumerate(message.variants):
+            if variant.persona not in seen:
+                problems.append(
+                    (f"{path}.variants[{k}].persona", f"unknown persona '{variant.persona}'")
+                )
+            if variant.persona in named:
+                problems.append(
+                    (f"{path}.variants[{k}].persona", f"a second variant for '{variant.persona}'")
+                )
+            named.add(variant.persona)
     return problems
 
 
@@ -237,4 +249,10 @@ def _templates(flow: FlowFile, templates: TemplateCatalog) -> list[Problem]:
             for language in flow.languages:
                 for problem in templates.problems(channel, language, message.template):
                     problems.append((f"{path}.template", problem))
+        for k, variant in enumerate(message.variants):
+            where = f"{path}.variants[{k}].template"
+            for channel in variant.channels or message.channels:
+                for language in flow.languages:
+                    name = variant.template or message.template
+                    problems += [(where, p) for p in templates.problems(channel, language, name)]
     return problems

@@ -7,7 +7,7 @@ These are what the engine reads. The YAML shape and its validation live in
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import time, timedelta
 from enum import StrEnum
 from fnmatch import fnmatchcase
@@ -24,6 +24,7 @@ __all__ = [
     "FrequencyCap",
     "Idea",
     "MessageSpec",
+    "MessageVariant",
     "Persona",
     "QuietHours",
     "Stage",
@@ -128,6 +129,16 @@ class Trigger:
 
 
 @dataclass(frozen=True, slots=True)
+class MessageVariant:
+    """What a message changes for one persona: its template, channels or timing."""
+
+    persona: str
+    template: str | None = None
+    channels: tuple[Channel, ...] | None = None
+    timing: Timing | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class MessageSpec:
     """A flow's definition of something to send."""
 
@@ -145,6 +156,20 @@ class MessageSpec:
     essential: bool = False
     # Percent of patients (0-100) who never get it, for measuring what it changes.
     holdout: float | None = None
+    variants: tuple[MessageVariant, ...] = ()
+
+    def for_persona(self, persona: str | None) -> MessageSpec:
+        """The message as a patient of `persona` gets it (itself, without a variant)."""
+        variant = next((v for v in self.variants if v.persona == persona), None)
+        if variant is None:
+            return self
+        return replace(
+            self,
+            template=variant.template or self.template,
+            channels=variant.channels or self.channels,
+            timing=variant.timing or self.timing,
+            variants=(),
+        )
 
     @staticmethod
     def default_expiry(timing: Timing) -> Timing | None:

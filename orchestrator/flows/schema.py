@@ -23,6 +23,7 @@ from .model import (
     FrequencyCap,
     Idea,
     MessageSpec,
+    MessageVariant,
     Persona,
     QuietHours,
     Stage,
@@ -48,6 +49,7 @@ __all__ = [
     "SuccessMetricModel",
     "TriggerField",
     "TriggerModel",
+    "VariantModel",
     "WindowModel",
     "flow_json_schema",
 ]
@@ -178,6 +180,23 @@ class WindowModel(_Model):
         return parse_local_time(self.start), parse_local_time(self.end)
 
 
+class VariantModel(_Model):
+    """A persona's version of a message: another template, channels or timing."""
+
+    persona: str = Field(pattern=_SLUG, description="a persona id of this flow")
+    template: str | None = Field(None, pattern=_SLUG)
+    channels: list[Channel] | None = Field(None, min_length=1)
+    at: TimingText | None = None
+
+    def to_core(self) -> MessageVariant:
+        return MessageVariant(
+            self.persona,
+            self.template,
+            tuple(self.channels) if self.channels else None,
+            parse_timing(self.at) if self.at else None,
+        )
+
+
 class MessageModel(_Model):
     id: str = Field(pattern=_SLUG)
     template: str = Field(
@@ -211,6 +230,9 @@ class MessageModel(_Model):
         description="percent of patients held out (recorded as suppressed: holdout), "
         "to compare their outcomes with the messaged ones",
     )
+    variants: list[VariantModel] = Field(
+        default_factory=list, description="per persona: another template, channels or timing"
+    )
 
     @field_validator("channels", mode="before")
     @classmethod
@@ -240,6 +262,7 @@ class MessageModel(_Model):
             topic=self.topic,
             essential=self.essential,
             holdout=self.holdout,
+            variants=tuple(v.to_core() for v in self.variants),
         )
 
 

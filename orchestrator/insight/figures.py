@@ -281,12 +281,14 @@ def _stage_figures(
         for _, spec in flow.specs.values()
         if any(t.event is EventType.INTAKE_COMPLETED for t in spec.unless)
     }
-    scheduled_intake = {
-        (r.episode, r.stage)
-        for r in records
-        if r.status == "scheduled" and r.message in intake_specs
-    }
-    sent_in = {(r.episode, r.stage) for r in records if r.status == "sent"}
+    # Per episode: the stages where an intake nudge was scheduled, and where something was sent.
+    scheduled_intake: dict[str, set[str]] = defaultdict(set)
+    sent_in: dict[str, set[str]] = defaultdict(set)
+    for r in records:
+        if r.status == "scheduled" and r.message in intake_specs:
+            scheduled_intake[r.episode].add(r.stage)
+        elif r.status == "sent":
+            sent_in[r.episode].add(r.stage)
     for _, episode in episodes:
         history = episode.history
         last = len(history) - 1
@@ -332,12 +334,12 @@ def _stage_figures(
             if ended is not None:
                 ended["visits_ended"] += 1
                 ended["missed"] += index in missed
-        asked |= {stage_id for ep, stage_id in scheduled_intake if ep == episode.id}
+        asked |= scheduled_intake.get(episode.id, set())
         for stage_id in asked:
             if stage_id in counts:
                 counts[stage_id]["intake_asked"] += 1
                 counts[stage_id]["intake_done"] += intake_done
-        for stage_id in {s for ep, s in sent_in if ep == episode.id}:
+        for stage_id in sent_in.get(episode.id, ()):
             if stage_id in counts:
                 counts[stage_id]["messaged"] += 1
                 counts[stage_id]["replied"] += stage_id in replied
@@ -417,12 +419,15 @@ def _holdouts(
     records: list[DecisionRecord],
 ) -> tuple[HoldoutFigures, ...]:
     by_id = {e.id: e for _, e in episodes}
+    by_message: dict[str, list[DecisionRecord]] = defaultdict(list)
+    for r in records:
+        by_message[r.message].append(r)
     found = []
     for stage in flow.stages:
         for spec in stage.messages:
             if not spec.holdout:
                 continue
-            mine = [r for r in records if r.message == spec.id and r.recipient == "patient"]
+            mine = [r for r in by_message.get(spec.id, ()) if r.recipient == "patient"]
             messaged = {r.episode for r in mine if r.status == "sent"}
             held = {r.episode for r in mine if r.status == "suppressed" and r.reason == "holdout"}
             found.append(
