@@ -514,6 +514,22 @@ class SqlStore:
             )
             return [(version, codec.loads(Journey, state)) for version, state in rows]
 
+    def flow_totals(self) -> dict[str, dict[str, int]]:
+        """Per flow: episodes, and audit decisions by status (the dashboard's flow list)."""
+        totals: dict[str, dict[str, int]] = {}
+        with self._tx() as c:
+            for flow_id, count in c.execute(
+                select(EpisodeRow.flow_id, func.count()).group_by(EpisodeRow.flow_id)
+            ):
+                totals.setdefault(flow_id, {})["episodes"] = int(count)
+            for flow_id, status, count in c.execute(
+                select(
+                    AuditRow.flow_id, AuditRow.status, func.count(func.distinct(AuditRow.key))
+                ).group_by(AuditRow.flow_id, AuditRow.status)
+            ):
+                totals.setdefault(flow_id, {})[status] = int(count)
+        return totals
+
     def processed_events(self, patient_ids: Sequence[str]) -> list[tuple[str, str, str, datetime]]:
         """(event id, patient id, type, occurred at) of these patients' processed events."""
         table = ProcessedEventRow

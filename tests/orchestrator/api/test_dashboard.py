@@ -163,8 +163,13 @@ def test_the_flow_list_links_every_flow(fed: Dashboard) -> None:
     assert response.status_code == 200
     for flow_id in fed.service.flows.current:
         assert f'href="/dashboard/flows/{flow_id}"' in response.text
-    row = cells(response.text, "flow", "knee-replacement")
-    assert row["episodes"] == shown(fed.figures("knee-replacement").episodes)
+    for flow_id in fed.service.flows.current:
+        figures = fed.figures(flow_id)
+        row = cells(response.text, "flow", flow_id)
+        assert row["episodes"] == shown(figures.episodes)
+        assert row["sent"] == shown(sum(m.sent for m in figures.messages))
+        assert row["suppressed"] == shown(sum(m.suppressed_total for m in figures.messages))
+    assert cells(response.text, "flow", "knee-replacement")["episodes"] == "15"
 
 
 def test_an_unknown_flow_or_persona_is_a_404(fed: Dashboard) -> None:
@@ -191,12 +196,11 @@ def chromium() -> Path:
     if not CHROMIUM.exists():
         if shutil.which("apt-get") is None:
             pytest.fail("/usr/bin/chromium is missing and there is no apt-get to install it")
-        subprocess.run(
-            ["apt-get", "install", "-y", "--no-install-recommends", "chromium"],
-            check=True,
-            capture_output=True,
-            timeout=600,
-        )
+        install = ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]
+        if subprocess.run(install, capture_output=True, timeout=600).returncode != 0:
+            # Stale package lists: refresh them once and try again.
+            subprocess.run(["apt-get", "update"], check=True, capture_output=True, timeout=600)
+            subprocess.run(install, check=True, capture_output=True, timeout=600)
     return CHROMIUM
 
 
