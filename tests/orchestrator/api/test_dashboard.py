@@ -15,14 +15,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from orchestrator.api import create_app
 from orchestrator.clock import VirtualClock
+from orchestrator.event_schema import dump_event
 from orchestrator.insight import FlowFigures, shown
 from orchestrator.insight.reading import measured
 from orchestrator.runtime.service import EmbeddedService
 from orchestrator.settings import Settings
 from tests.live import TestClient, serve
+from tests.orchestrator.insight.stream import insight_flow_data, insight_stream
+from tests.orchestrator.runtime.conftest import write_templates
 from tests.samples import ROOT, contact_details, patient_ids, sample_events
 
 START = datetime(2026, 3, 1, tzinfo=UTC)
@@ -237,3 +241,49 @@ def test_the_browser_renders_the_funnel_numbers(fed: Dashboard, tmp_path: Path) 
     assert cells(dom, "stage", "consult_booked")["entered"] == "15"
     assert screenshot.exists() and screenshot.stat().st_size > 10_000
     assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_persona_page_and_the_holdout_comparison(tmp_path: Path) -> None:
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    data = insight_flow_data()
+    booked = next(s for s in data["stages"] if s["id"] == "booked")
+    next(m for m in booked["messages"] if m["id"] == "confirmation")["holdout"] = 30
+    (flows / "insight-flow.yaml").write_text(yaml.safe_dump(data))
+    templates = write_templates(
+        tmp_path / "templates", ("confirmation", "intake_nudge", "reminder", "survey", "rebooking")
+    )
+    events = []
+    for copy in range(3):
+        for event in insight_stream():
+            raw = dump_event(event)
+            raw["id"] += f"-{copy}"
+            raw["patient"]["id"] += f"-{copy}"
+            if raw.get("appointment"):
+                raw["appointment"]["id"] += f"-{copy}"
+            events.append(raw)
+    clock = VirtualClock(min(datetime.fromisoformat(e["occurred_at"]) for e in events))
+    settings = Settings(db=f"sqlite:///{tmp_path / 'store.db'}", flows=flows, templates=templates)
+    service = EmbeddedService.build(settings, clock=clock)
+    try:
+        with TestClient(create_app(service, run_dispatcher=False)) as client:
+            dashboard = Dashboard(service, clock, client)
+            for raw in sorted(events, key=lambda e: datetime.fromisoformat(e["occurred_at"])):
+                dashboard.run_until(datetime.fromisoformat(raw["occurred_at"]))
+                assert client.post("/events", json=raw).status_code == 202
+            dashboard.run_until(clock.now() + timedelta(days=10))
+            everyone = client.get("/dashboard/flows/insight-flow").text
+            alone = client.get("/dashboard/flows/insight-flow?persona=self_managing").text
+            flow = service.flows.current["insight-flow"]
+            figures = measured(service.store, flow, "self_managing")
+    finally:
+        service.store.engine.dispose()
+
+    assert 'href="/dashboard/flows/insight-flow?persona=caregiver_coordinator"' in everyone
+    assert 'id="holdouts"' in everyone
+    assert re.search(r'<span id="episodes">15</span>', everyone)
+    # Four of each copy's five patients manage alone: 12 episodes, 15 entries of `booked`.
+    assert figures.episodes == 12
+    assert re.search(r'<span id="episodes">12</span>', alone)
+    assert cells(alone, "stage", "booked")["entered"] == shown(figures.stage("booked").entered)
+    assert cells(alone, "stage", "booked")["entered"] == "15"
