@@ -12,10 +12,10 @@ store or the simulator supplies them. The rules this file keeps:
    completed + still_here`.
 2. An event counts for the stage its episode was in when it happened,
    before any move it caused: a no-show counts for the booked stage it
-   moved the patient out of. An event is the episode's when the episode
-   holds it; otherwise (event types the flow does not follow, such as
-   `intake.sent` or `message.replied`) it is the patient's episode that was
-   open at that time.
+   moved the patient out of. An event of a type the flow follows counts
+   only for the episode that holds it; one of a type the flow does not
+   follow (`intake.sent`, `message.replied`, a no-show in a flow without a
+   no-show rule) counts for the patient's episode open at that time.
 3. A message's figures count each scheduled instance once (by its key), in
    every state it reached: `sent` counts what went out, `delivered` what a
    provider then confirmed, suppression by reason.
@@ -195,18 +195,18 @@ def flow_figures(
     by_patient: dict[str, list[Episode]] = defaultdict(list)
     for patient_id, episode in episodes:
         by_patient[patient_id].append(episode)
-    # Every event the episodes hold, and the patient's other events, each once.
+    # Every event the episodes hold, and the patient's events of types the flow does
+    # not follow, each once. An event of a followed type that no episode holds was
+    # about something else (another care path's appointment): it does not count.
     attributed: dict[str, list[tuple[int, PatientEvent]]] = defaultdict(list)
-    held: set[str] = set()
     for patient_id, episode in episodes:
         for own in episode.events:
-            held.add(own.id)
             visit = _visit_at(episode, own.id, own.occurred_at)
             attributed[episode.id].append(
                 (visit, PatientEvent(own.id, patient_id, own.type, own.occurred_at))
             )
     for other in events:
-        if other.id in held:
+        if other.type in flow.event_types:
             continue
         owner = _open_episode(by_patient.get(other.patient_id, ()), other.occurred_at)
         if owner is not None:

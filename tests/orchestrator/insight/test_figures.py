@@ -236,3 +236,25 @@ def test_a_held_out_message_is_suppressed_with_reason_holdout_and_compared() -> 
     assert (holdout.messaged.episodes, holdout.held_out.episodes) == (60 - held, held)
     assert figures.message("confirmation").suppressed == {"holdout": held}
     assert figures.suppression["holdout"] == held
+
+
+def test_an_event_of_a_followed_type_no_episode_holds_does_not_count() -> None:
+    events = insight_stream()
+    simulator = Simulator({FLOW.id: FLOW}, VirtualClock(events[0].occurred_at))
+    records = [r for e in events for r in simulator.feed(e)] + list(simulator.run_until(None))
+    seen = [PatientEvent(e.id, e.patient.id, e.type, e.occurred_at) for e in events]
+    # p-5 attends some other care path's visit; this flow follows completions but took none.
+    other = make_event(
+        "appointment.completed",
+        id="other-visit",
+        occurred_at=events[-1].occurred_at,
+        patient=make_patient("p-5"),
+        appointment_id="a-elsewhere",
+        service="dermatology.visit",
+    )
+    seen.append(PatientEvent(other.id, "p-5", other.type, other.occurred_at))
+
+    figures = flow_figures(FLOW, simulator.journeys.values(), records, seen)
+
+    no_show = figures.stage("booked").no_show
+    assert (no_show.numerator, no_show.denominator) == (1, 3)
