@@ -291,7 +291,7 @@ class Fold:
                     index, lambda m: m.appointment_id == appointment.id, "rescheduled", event
                 )
             if status in _APPOINTMENT_OVER and (known is None or known.status != status):
-                self._drop_waiting_for(episode.id, appointment.id, status)
+                self._drop_waiting_for(episode, appointment.id, status)
         if event.encounter is not None:
             encounter = event.encounter
             seen = episode.encounters.get(encounter.id)
@@ -333,6 +333,13 @@ class Fold:
 
     # -- scheduled messages --------------------------------------------------
 
+    def _spec(self, message_id: str, episode: EpisodeDraft) -> MessageSpec:
+        """The message as this episode's persona gets it."""
+        _, spec = self.flow.specs[message_id]
+        if spec.variants:
+            return spec.for_persona(_persona(self.flow, episode))
+        return spec
+
     def _pending(self, episode_id: str) -> list[ScheduledMessage]:
         return [m for m in self.messages.values() if m.episode_id == episode_id]
 
@@ -341,17 +348,17 @@ class Fold:
         self.touched[message.key] = None
         self.dropped[message.key] = reason
 
-    def _drop_waiting_for(self, episode_id: str, appointment_id: str, status: str) -> None:
+    def _drop_waiting_for(self, episode: EpisodeDraft, appointment_id: str, status: str) -> None:
         """Drop what an appointment that is over makes pointless.
 
         A cancellation drops everything tied to the appointment; a check-in,
         completion or no-show drops what waits for its start (reminders, and
         messages that expire at the start).
         """
-        for message in self._pending(episode_id):
+        for message in self._pending(episode.id):
             if message.appointment_id != appointment_id:
                 continue
-            _, spec = self.flow.specs[message.message_id]
+            spec = self._spec(message.message_id, episode)
             if status == "cancelled" or _waits_for_appointment(spec):
                 self._drop(message, f"appointment_{status}")
 
@@ -367,7 +374,7 @@ class Fold:
         for message in self._pending(episode.id):
             if not affected(message):
                 continue
-            _, spec = self.flow.specs[message.message_id]
+            spec = self._spec(message.message_id, episode)
             zone = _zone(message.timezone)
             due = message.due_at
             if spec.timing.anchor in SUBJECT_ANCHORS:
@@ -403,6 +410,8 @@ class Fold:
         if spec.unless and any(t.matches(e) for e in seen_before for t in spec.unless):
             return
         episode = self._draft(index)
+        if spec.variants:
+            spec = spec.for_persona(_persona(self.flow, episode))
         anchor_at = _anchor_time(episode, spec.timing.anchor, event)
         if anchor_at is None:
             return  # the anchor is not known (no appointment start yet): nothing to time it by
@@ -493,6 +502,11 @@ def _subject_time(
     return (
         encounter.admitted_at if anchor is Anchor.ENCOUNTER_ADMITTED_AT else encounter.discharged_at
     )
+
+
+def _persona(flow: Flow, episode: EpisodeDraft) -> str | None:
+    """The episode's persona: the first its opening event matches."""
+    return flow.persona_of(episode.events[0]) if episode.events else None
 
 
 def _waits_for_appointment(spec: MessageSpec) -> bool:

@@ -28,6 +28,12 @@ CORE = [
     "policies/consent.py",
     "policies/frequency_cap.py",
     "policies/gate.py",
+    "policies/holdout.py",
+    "insight/__init__.py",
+    "insight/compare.py",
+    "insight/figures.py",
+    "insight/privacy.py",
+    "insight/worksheet.py",
     "policies/quiet_hours.py",
     "policies/staleness.py",
 ]
@@ -35,6 +41,8 @@ STDLIB = {
     "__future__",
     "bisect",
     "collections",
+    "csv",
+    "statistics",
     "dataclasses",
     "datetime",
     "enum",
@@ -57,6 +65,7 @@ CORE_MODULES = {c.removesuffix(".py").removesuffix("/__init__").replace("/", "."
     "clock",
     "flows",
     "policies",
+    "insight",
 }
 FORBIDDEN_CALLS = {
     ("datetime", "now"),

@@ -28,6 +28,7 @@ from ..event import Event
 from ..event_schema import parse_event
 from ..runtime.service import DispatchLoop, EmbeddedService
 from ..store import pending
+from .dashboard import dashboard_router
 
 __all__ = ["create_app"]
 
@@ -202,6 +203,8 @@ def create_app(service: EmbeddedService, *, run_dispatcher: bool = True) -> Fast
             raise HTTPException(422, "since: needs a UTC offset")
         rows = service.store.audit(flow=flow, since=since, status=message_status, limit=limit)
         return [a.as_json() for a in rows]
+
+    app.include_router(dashboard_router(service, protected))
 
     @app.get("/outbox", dependencies=protected)
     def outbox(limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> list[dict[str, Any]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import flows, ingest, reports, service, simulate
+from . import flows, ingest, journey, reports, service, simulate
 
 app = typer.Typer(
     name="orchestrator",
@@ -16,6 +16,7 @@ app = typer.Typer(
 app.add_typer(flows.app, name="flows")
 app.add_typer(service.db_app, name="db")
 app.add_typer(reports.audit_app, name="audit")
+app.add_typer(journey.journey_app, name="journey")
 app.command("run")(service.run_command)
 app.command("simulate")(simulate.simulate_command)
 app.command("ingest")(ingest.ingest_command)

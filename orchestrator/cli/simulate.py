@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -20,6 +20,8 @@ from ..errors import FlowError, InputError
 from ..event import Event
 from ..event_schema import parse_event_json
 from ..flows.loader import load_flows
+from ..flows.model import Flow
+from ..insight.compare import Comparison, compare
 from ..settings import Settings
 from ..simulate import simulate
 
@@ -63,6 +65,14 @@ def simulate_command(
     strict: Annotated[
         bool, typer.Option("--strict", help="stop at the first malformed line")
     ] = False,
+    compare_dirs: Annotated[
+        tuple[Path, Path] | None,
+        typer.Option(
+            "--compare",
+            help="two flow directories (before, after): print what the change adds, "
+            "removes or moves, per patient, message and time, with a summary",
+        ),
+    ] = None,
 ) -> None:
     """Run events through the engine and the policies on a virtual clock; send nothing.
 
@@ -74,7 +84,11 @@ def simulate_command(
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     stop = _parse_until(until)
     try:
-        flows = load_flows([flows_dir or settings.flows]).flows
+        if compare_dirs is not None:
+            before_flows = load_flows([compare_dirs[0]]).flows
+            flows = load_flows([compare_dirs[1]]).flows
+        else:
+            flows = load_flows([flows_dir or settings.flows]).flows
     except FlowError as exc:
         for problem in exc.problems:
             err.print(str(problem), markup=False)
@@ -93,22 +107,90 @@ def simulate_command(
                 if strict:
                     return
 
-    with events.open(encoding="utf-8") as stream:
-        records = simulate(accepted(_progress(stream, events, err)), flows, stop)
-        if output is OutputFormat.JSON:
-            for record in records:
-                sys.stdout.write(json.dumps(record.as_json()) + "\n")
-        else:
-            out = Console()
-            if not out.is_terminal:
-                out = Console(width=200)  # a file or pipe: no terminal width to fit
-            out.print(_table(list(records)))
+    if compare_dirs is not None:
+        with events.open(encoding="utf-8") as stream:
+            parsed = list(accepted(stream))
+        comparison = compare(simulate(parsed, before_flows, stop), simulate(parsed, flows, stop))
+        print_comparison(comparison, output is OutputFormat.JSON, compare_dirs)
+    else:
+        with events.open(encoding="utf-8") as stream:
+            _run(accepted(_progress(stream, events, err)), flows, stop, output)
     if rejected:
         err.print(
             f"[red]{len(rejected)} line(s) rejected[/]"
             + (" (stopped at the first: --strict)" if strict else "")
         )
         raise typer.Exit(1)
+
+
+def _run(
+    events: Iterable[Event], flows: Mapping[str, Flow], stop: datetime | None, output: OutputFormat
+) -> None:
+    records = simulate(events, flows, stop)
+    if output is OutputFormat.JSON:
+        for record in records:
+            sys.stdout.write(json.dumps(record.as_json()) + "\n")
+    else:
+        out = Console()
+        if not out.is_terminal:
+            out = Console(width=200)  # a file or pipe: no terminal width to fit
+        out.print(_table(list(records)))
+
+
+def print_comparison(comparison: Comparison, as_json: bool, dirs: tuple[Path, Path]) -> None:
+    """The changes per patient, message and time, then the summary."""
+    summary = comparison.summary
+    if as_json:
+        for change in comparison.changes:
+            sys.stdout.write(json.dumps(change.as_json()) + "\n")
+        line = {"summary": dict(summary), "unchanged": comparison.unchanged}
+        sys.stdout.write(json.dumps(line) + "\n")
+        return
+    out = Console()
+    if not out.is_terminal:
+        out = Console(width=200)
+    table = Table(title=f"{dirs[0]} -> {dirs[1]}: {len(comparison.changes)} changes")
+    for column in (
+        "change",
+        "patient",
+        "flow",
+        "stage",
+        "message",
+        "to",
+        "due before (UTC)",
+        "due after (UTC)",
+        "outcome before",
+        "outcome after",
+    ):
+        table.add_column(column)
+    for change in comparison.changes:
+        i = change.instance
+        b, a = change.before, change.after
+        table.add_row(
+            change.kind,
+            i.patient_id,
+            i.flow,
+            i.stage,
+            i.message,
+            i.recipient,
+            f"{b.due_at:%Y-%m-%d %H:%M}" if b else "",
+            f"{a.due_at:%Y-%m-%d %H:%M}" if a else "",
+            b.outcome if b else "",
+            a.outcome if a else "",
+        )
+    out.print(table)
+    per_message = Table(title="per message")
+    for column in ("flow", "message", "change", "count"):
+        per_message.add_column(column, justify="right" if column == "count" else "left")
+    for (flow, message, kind), count in comparison.by_message().items():
+        per_message.add_row(flow, message, kind, str(count))
+    if comparison.changes:
+        out.print(per_message)
+    out.print(
+        ", ".join(f"{n} {kind}" for kind, n in summary.items())
+        + f", {comparison.unchanged} unchanged",
+        markup=False,
+    )
 
 
 def _progress(stream: TextIO, path: Path, err: Console) -> Iterator[str]:

@@ -49,10 +49,37 @@ def check_flow(flow: FlowFile, templates: TemplateCatalog | None) -> list[Proble
     problems += _unreachable_stages(flow)
     problems += _anchors_available(flow)
     problems += _timings_that_never_fire(flow)
+    problems += _personas(flow)
     if flow.default_language not in flow.languages:
         problems.append(("default_language", f"'{flow.default_language}' is not in languages"))
     if templates is not None:
         problems += _templates(flow, templates)
+    return problems
+
+
+def _personas(flow: FlowFile) -> list[Problem]:
+    problems: list[Problem] = []
+    stages = {stage.id for stage in flow.stages}
+    seen: set[str] = set()
+    for i, persona in enumerate(flow.personas):
+        if persona.id in seen:
+            problems.append((f"personas[{i}].id", f"persona '{persona.id}' is already defined"))
+        seen.add(persona.id)
+        for j, stage in enumerate(persona.focus):
+            if stage not in stages:
+                problems.append((f"personas[{i}].focus[{j}]", f"unknown stage '{stage}'"))
+    for path, _, message in _messages(flow):
+        named: set[str] = set()
+        for k, variant in enumerate(message.variants):
+            if variant.persona not in seen:
+                problems.append(
+                    (f"{path}.variants[{k}].persona", f"unknown persona '{variant.persona}'")
+                )
+            if variant.persona in named:
+                problems.append(
+                    (f"{path}.variants[{k}].persona", f"a second variant for '{variant.persona}'")
+                )
+            named.add(variant.persona)
     return problems
 
 
@@ -222,4 +249,10 @@ def _templates(flow: FlowFile, templates: TemplateCatalog) -> list[Problem]:
             for language in flow.languages:
                 for problem in templates.problems(channel, language, message.template):
                     problems.append((f"{path}.template", problem))
+        for k, variant in enumerate(message.variants):
+            where = f"{path}.variants[{k}].template"
+            for channel in variant.channels or message.channels:
+                for language in flow.languages:
+                    name = variant.template or message.template
+                    problems += [(where, p) for p in templates.problems(channel, language, name)]
     return problems

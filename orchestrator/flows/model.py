@@ -7,7 +7,7 @@ These are what the engine reads. The YAML shape and its validation live in
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import time, timedelta
 from enum import StrEnum
 from fnmatch import fnmatchcase
@@ -22,10 +22,14 @@ __all__ = [
     "Exit",
     "Flow",
     "FrequencyCap",
+    "Idea",
     "MessageSpec",
+    "MessageVariant",
+    "Persona",
     "QuietHours",
     "Stage",
     "StageCategory",
+    "StageNotes",
     "SuccessMetric",
     "Trigger",
     "event_field",
@@ -125,6 +129,16 @@ class Trigger:
 
 
 @dataclass(frozen=True, slots=True)
+class MessageVariant:
+    """What a message changes for one persona: its template, channels or timing."""
+
+    persona: str
+    template: str | None = None
+    channels: tuple[Channel, ...] | None = None
+    timing: Timing | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class MessageSpec:
     """A flow's definition of something to send."""
 
@@ -140,6 +154,22 @@ class MessageSpec:
     window: tuple[time, time] | None = None
     topic: str | None = None
     essential: bool = False
+    # Percent of patients (0-100) who never get it, for measuring what it changes.
+    holdout: float | None = None
+    variants: tuple[MessageVariant, ...] = ()
+
+    def for_persona(self, persona: str | None) -> MessageSpec:
+        """The message as a patient of `persona` gets it (itself, without a variant)."""
+        variant = next((v for v in self.variants if v.persona == persona), None)
+        if variant is None:
+            return self
+        return replace(
+            self,
+            template=variant.template or self.template,
+            channels=variant.channels or self.channels,
+            timing=variant.timing or self.timing,
+            variants=(),
+        )
 
     @staticmethod
     def default_expiry(timing: Timing) -> Timing | None:
@@ -159,6 +189,38 @@ class SuccessMetric:
 
 
 @dataclass(frozen=True, slots=True)
+class Idea:
+    """A to-be improvement for a stage, with who owns it and by when."""
+
+    idea: str
+    owner: str
+    who: str
+    target: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StageNotes:
+    """The worksheet's as-is notes and to-be ideas of a stage."""
+
+    as_is: tuple[str, ...] = ()
+    ideas: tuple[Idea, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Persona:
+    """A patient segment: who matches (conditions on the opening event) and where to focus."""
+
+    id: str
+    name: str
+    conditions: tuple[Condition, ...] = ()
+    description: str = ""
+    focus: tuple[str, ...] = ()
+
+    def matches(self, event: Event) -> bool:
+        return all(c.holds(event) for c in self.conditions)
+
+
+@dataclass(frozen=True, slots=True)
 class Stage:
     id: str
     name: str
@@ -169,6 +231,7 @@ class Stage:
     questions: tuple[str, ...] = ()
     success_metric: SuccessMetric | None = None
     final: bool = False
+    notes: StageNotes = StageNotes()
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +279,11 @@ class Flow:
     quiet_hours: QuietHours = field(default_factory=QuietHours)
     frequency_caps: Mapping[Channel, FrequencyCap] = field(default_factory=dict)
     description: str = ""
+    personas: tuple[Persona, ...] = ()
+
+    def persona_of(self, event: Event) -> str | None:
+        """The first persona the event (an episode's opening event) matches, if any."""
+        return next((p.id for p in self.personas if p.matches(event)), None)
 
     @cached_property
     def stage_index(self) -> Mapping[str, int]:

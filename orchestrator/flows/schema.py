@@ -9,7 +9,7 @@ templates) is checked in `checks`.
 from __future__ import annotations
 
 import re
-from datetime import time
+from datetime import date, time
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -21,10 +21,14 @@ from .model import (
     Exit,
     Flow,
     FrequencyCap,
+    Idea,
     MessageSpec,
+    MessageVariant,
+    Persona,
     QuietHours,
     Stage,
     StageCategory,
+    StageNotes,
     SuccessMetric,
     Trigger,
 )
@@ -36,12 +40,16 @@ __all__ = [
     "ExitModel",
     "FlowFile",
     "FrequencyCapModel",
+    "IdeaModel",
     "MessageModel",
+    "NotesModel",
+    "PersonaModel",
     "QuietHoursModel",
     "StageModel",
     "SuccessMetricModel",
     "TriggerField",
     "TriggerModel",
+    "VariantModel",
     "WindowModel",
     "flow_json_schema",
 ]
@@ -172,6 +180,23 @@ class WindowModel(_Model):
         return parse_local_time(self.start), parse_local_time(self.end)
 
 
+class VariantModel(_Model):
+    """A persona's version of a message: another template, channels or timing."""
+
+    persona: str = Field(pattern=_SLUG, description="a persona id of this flow")
+    template: str | None = Field(None, pattern=_SLUG)
+    channels: list[Channel] | None = Field(None, min_length=1)
+    at: TimingText | None = None
+
+    def to_core(self) -> MessageVariant:
+        return MessageVariant(
+            self.persona,
+            self.template,
+            tuple(self.channels) if self.channels else None,
+            parse_timing(self.at) if self.at else None,
+        )
+
+
 class MessageModel(_Model):
     id: str = Field(pattern=_SLUG)
     template: str = Field(
@@ -198,6 +223,16 @@ class MessageModel(_Model):
     window: WindowModel | None = None
     topic: str | None = Field(None, description="caregivers who receive this topic get a copy")
     essential: bool = Field(False, description="exempt from frequency caps")
+    holdout: float | None = Field(
+        None,
+        gt=0,
+        lt=100,
+        description="percent of patients held out (recorded as suppressed: holdout), "
+        "to compare their outcomes with the messaged ones",
+    )
+    variants: list[VariantModel] = Field(
+        default_factory=list, description="per persona: another template, channels or timing"
+    )
 
     @field_validator("channels", mode="before")
     @classmethod
@@ -226,6 +261,8 @@ class MessageModel(_Model):
             window=self.window.to_core() if self.window else None,
             topic=self.topic,
             essential=self.essential,
+            holdout=self.holdout,
+            variants=tuple(v.to_core() for v in self.variants),
         )
 
 
@@ -233,6 +270,55 @@ class SuccessMetricModel(_Model):
     name: str = Field(pattern=_SLUG, examples=["intake_completion_rate", "no_show_rate"])
     description: str = ""
     target: str | None = None
+
+
+class IdeaModel(_Model):
+    """A to-be improvement idea with its owner."""
+
+    idea: str
+    owner: Literal["marketing", "operations"]
+    who: str = Field(description="the person or team that carries it")
+    target: date | None = Field(None, description="target date, YYYY-MM-DD")
+
+
+class NotesModel(_Model):
+    """The journey-map worksheet's notes on a stage."""
+
+    as_is: list[str] = Field(default_factory=list, description="current-experience notes")
+    to_be: list[IdeaModel] = Field(default_factory=list, description="improvement ideas")
+
+    def to_core(self) -> StageNotes:
+        return StageNotes(
+            tuple(self.as_is),
+            tuple(
+                Idea(i.idea, i.owner, i.who, i.target.isoformat() if i.target else None)
+                for i in self.to_be
+            ),
+        )
+
+
+class PersonaModel(_Model):
+    """A patient segment of the journey map, matched on the event that opens an episode."""
+
+    id: str = Field(pattern=_SLUG)
+    name: str
+    description: str = ""
+    when: dict[str, Scalar | list[Scalar]] = Field(
+        default_factory=dict,
+        description="conditions on the opening event (attributes.urgency, patient.language, "
+        "attributes.distance, patient.preferred_channel, patient.caregivers); all must hold",
+    )
+    focus: list[str] = Field(default_factory=list, description="the stages to focus on")
+
+    @field_validator("when")
+    @classmethod
+    def _known_paths(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return TriggerModel._known_paths(value)
+
+    def to_core(self) -> Persona:
+        return Persona(
+            self.id, self.name, tuple(_conditions(self.when)), self.description, tuple(self.focus)
+        )
 
 
 class StageModel(_Model):
@@ -245,6 +331,7 @@ class StageModel(_Model):
     enter_on: list[EnterTriggerField] = Field(default_factory=list)
     final: bool = Field(False, description="entering it completes the episode")
     messages: list[MessageModel] = Field(default_factory=list)
+    notes: NotesModel = Field(default_factory=NotesModel)
 
     def to_core(self) -> Stage:
         metric = self.success_metric
@@ -260,6 +347,7 @@ class StageModel(_Model):
             if metric
             else None,
             final=self.final,
+            notes=self.notes.to_core(),
         )
 
 
@@ -294,6 +382,9 @@ class FlowFile(_Model):
     starts_on: list[TriggerField] = Field(min_length=1)
     stages: list[StageModel] = Field(min_length=1)
     exits: list[ExitModel] = Field(default_factory=list)
+    personas: list[PersonaModel] = Field(
+        default_factory=list, description="patient segments; the first that matches wins"
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -323,6 +414,7 @@ class FlowFile(_Model):
                 channel: FrequencyCap(cap.limit, parse_duration(cap.per))
                 for channel, cap in self.frequency_caps.items()
             },
+            personas=tuple(p.to_core() for p in self.personas),
         )
 
 

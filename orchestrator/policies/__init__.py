@@ -3,6 +3,7 @@
 from .consent import ConsentRecord, contactable, may_contact, ordered_channels
 from .frequency_cap import within_cap
 from .gate import Defer, Expire, Send, SendContext, Suppress, Verdict, decide
+from .holdout import held_out
 from .quiet_hours import in_window, next_allowed
 from .staleness import is_stale
 
@@ -16,6 +17,7 @@ __all__ = [
     "Verdict",
     "contactable",
     "decide",
+    "held_out",
     "in_window",
     "is_stale",
     "may_contact",

@@ -1,6 +1,7 @@
 """The send-time gate: every policy, in order, for one due message.
 
-Staleness first (a pointless message is never sent), then consent and
+Staleness first (a pointless message is never sent), then the message's
+holdout group (suppressed with reason `holdout`), then consent and
 contact points (which channels are usable at all), then quiet hours and the
 send window (defer, or expire if the deferral outlives the message), then
 frequency caps (per channel, falling back to the next usable one).
@@ -19,6 +20,7 @@ from ..journey import ScheduledMessage
 from ..recipients import Contact, choose_language
 from .consent import ConsentRecord, contactable
 from .frequency_cap import within_cap
+from .holdout import held_out
 from .quiet_hours import next_allowed
 from .staleness import is_stale
 
@@ -64,6 +66,11 @@ def decide(message: ScheduledMessage, flow: Flow, context: SendContext, now: dat
     """Whether, how and when a due message may go out at `now`."""
     if is_stale(message, now):
         return Expire("stale")
+    found = flow.specs.get(message.message_id)
+    if found is not None and held_out(
+        message.recipient.patient_id, flow.id, message.message_id, found[1].holdout
+    ):
+        return Suppress("holdout")
     contact = context.contact
     if contact is None:
         return Suppress("no_recipient")

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from pydantic import ValidationError
+
 from ..errors import FlowError, FlowProblem
 from ..flows import Flow, FlowFile, FlowSet
 from ..store import SqlStore
@@ -43,7 +45,7 @@ class FlowRegistry:
             seen = known.get((flow_id, document.version))
             if seen is None:
                 store.record_flow_version(flow_id, document.version, source, now)
-            elif seen[0] != digest:
+            elif seen[0] != digest and not _same_flow(seen[1], document):
                 problems.append(
                     FlowProblem(
                         str(flows.files[flow_id]),
@@ -69,6 +71,18 @@ class FlowRegistry:
     def of(cls, flows: Mapping[str, Flow]) -> FlowRegistry:
         """A registry of just these flows (tests, simulation)."""
         return cls(dict(flows), {(f.id, f.version): f for f in flows.values()}, _continuing(flows))
+
+
+def _same_flow(source: str, document: FlowFile) -> bool:
+    """Whether a recorded source is this document, read by the current schema.
+
+    A release that adds a field with a default changes every flow's dump (and
+    digest) without changing any flow: that is not a change in place.
+    """
+    try:
+        return FlowFile.model_validate_json(source) == document
+    except ValidationError:
+        return False
 
 
 def _continuing(flows: Mapping[str, Flow]) -> dict[str, Flow]:

@@ -555,6 +555,46 @@ class SqlStore:
             )
             return [(version, codec.loads(Journey, state)) for version, state in rows]
 
+    def flow_journeys(self, flow_id: str) -> list[tuple[int, Journey]]:
+        """Every journey on `flow_id`, any version (the journey map's funnel reads them)."""
+        with self._tx() as c:
+            rows = c.execute(
+                select(JourneyRow.flow_version, JourneyRow.state)
+                .where(JourneyRow.flow_id == flow_id)
+                .order_by(JourneyRow.patient_id, JourneyRow.flow_version)
+            )
+            return [(version, codec.loads(Journey, state)) for version, state in rows]
+
+    def flow_totals(self) -> dict[str, dict[str, int]]:
+        """Per flow: episodes, and audit decisions by status (the dashboard's flow list)."""
+        totals: dict[str, dict[str, int]] = {}
+        with self._tx() as c:
+            for flow_id, count in c.execute(
+                select(EpisodeRow.flow_id, func.count()).group_by(EpisodeRow.flow_id)
+            ):
+                totals.setdefault(flow_id, {})["episodes"] = int(count)
+            for flow_id, status, count in c.execute(
+                select(
+                    AuditRow.flow_id, AuditRow.status, func.count(func.distinct(AuditRow.key))
+                ).group_by(AuditRow.flow_id, AuditRow.status)
+            ):
+                totals.setdefault(flow_id, {})[status] = int(count)
+        return totals
+
+    def processed_events(self, patient_ids: Sequence[str]) -> list[tuple[str, str, str, datetime]]:
+        """(event id, patient id, type, occurred at) of these patients' processed events."""
+        table = ProcessedEventRow
+        found: list[tuple[str, str, str, datetime]] = []
+        with self._tx() as c:
+            for chunk in chunks(list(dict.fromkeys(patient_ids)), 500):
+                rows = c.execute(
+                    select(table.event_id, table.patient_id, table.type, table.occurred_at).where(
+                        table.patient_id.in_(chunk)
+                    )
+                )
+                found += [(r[0], r[1], r[2], r[3]) for r in rows]
+        return found
+
     # -- sandbox outbox ---------------------------------------------------------
 
     def outbox_add(self, entry: OutboxEntry) -> int:

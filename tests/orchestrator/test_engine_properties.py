@@ -11,11 +11,27 @@ from hypothesis import strategies as st
 from orchestrator.actions import CancelMessage, ExpireMessage, ScheduleMessage
 from orchestrator.engine import advance
 from orchestrator.event import Event
+from orchestrator.flows.schema import FlowFile
 from orchestrator.journey import Journey
 from orchestrator.simulate import simulate
-from tests.builders import make_event, make_flow, make_patient
+from tests.builders import flow_data, make_event, make_patient
 
-FLOW = make_flow()
+
+def _flow_with_a_persona_variant() -> FlowFile:
+    """The test flow, where patients in New York get the 72-hour reminder on another
+    timing and channel: streams drawn in that zone take the variant's path."""
+    data = flow_data()
+    data["personas"] = [
+        {"id": "east", "name": "East coast", "when": {"patient.timezone": "America/New_York"}}
+    ]
+    reminder = next(m for m in data["stages"][0]["messages"] if m["id"] == "reminder_72h")
+    reminder["variants"] = [
+        {"persona": "east", "at": "appointment.start - 2d at 09:00", "channels": ["email"]}
+    ]
+    return FlowFile.model_validate(data)
+
+
+FLOW = _flow_with_a_persona_variant().to_core()
 FLOWS = {FLOW.id: FLOW}
 ZONES = [
     "America/Chicago",

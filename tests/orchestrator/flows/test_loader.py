@@ -243,7 +243,7 @@ def test_unknown_field_is_reported_with_its_path(ws: Workspace) -> None:
         f"{ws.flow}:31:9 stages[1].messages[0].channels: required field is missing",
         f"{ws.flow}:33:9 stages[1].messages[0].chanels: unknown field; did you mean 'channels'? "
         "expected one of id, template, channels, at, send_on, when, cancel_on, unless, expires, "
-        "window, topic, essential",
+        "window, topic, essential, holdout, variants",
     ]
 
 

@@ -7,6 +7,7 @@ episodes on the new one.
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -121,3 +122,24 @@ def test_rebooking_an_episode_of_an_older_version_starts_none_on_the_new_one(
     # The rebooking continues the version-1 episode; no second episode, no second set of reminders.
     assert [(e["flow_version"], e["stage"]) for e in store.episodes("p-1")] == [(1, "booked")]
     assert {m["flow_version"] for m in store.messages(patient_id="p-1")} == {1}
+
+
+def test_a_version_recorded_before_a_schema_field_was_added_reopens_unchanged(
+    store: SqlStore,
+) -> None:
+    # What an older release recorded: the same flow, without the fields added since
+    # (stage notes, message holdouts and variants, personas).
+    document = flow_set().documents["test-flow"]
+    dumped = json.loads(document.model_dump_json(by_alias=True))
+    del dumped["personas"]
+    for stage in dumped["stages"]:
+        del stage["notes"]
+        for message in stage["messages"]:
+            del message["holdout"], message["variants"]
+    store.record_flow_version("test-flow", 1, json.dumps(dumped), T0)
+
+    registry = FlowRegistry.open(flow_set(), store, T0 + timedelta(days=1))
+
+    assert registry.current["test-flow"].version == 1
+    with pytest.raises(FlowError, match="bump the version"):
+        FlowRegistry.open(flow_set(title="Changed in place"), store, T0 + timedelta(days=2))

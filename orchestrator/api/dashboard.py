@@ -1,0 +1,137 @@
+"""The marketing and operations dashboard: server-rendered pages under `/dashboard`.
+
+Jinja2 templates with inline SVG charts; no script, no front-end build.
+Aggregates only: no patient id, contact point or episode appears on these
+pages, and every count from 1 to 10 is shown as "<11" (`insight.privacy`),
+bars included (a hidden count is drawn as if it were 10). A patient's
+timeline stays at `GET /patients/{id}/timeline`, behind the token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, params, status
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+from ..flows.model import Flow
+from ..insight import FlowFigures, hidden, mermaid, shown, shown_rate
+from ..insight.reading import measured
+from ..insight.worksheet import CATEGORY_TITLES, when_text
+from ..runtime.service import EmbeddedService
+
+__all__ = ["dashboard_router"]
+
+_BAR_WIDTH = 480
+_ROW = 30
+
+
+@dataclass(frozen=True, slots=True)
+class _Bar:
+    label: str
+    text: str
+    y: int
+    width: int
+    hidden: bool
+
+
+def _bars(items: Sequence[tuple[str, int]]) -> list[_Bar]:
+    """Horizontal bars; a hidden count is drawn as 10, so its bar tells no more than "<11"."""
+    drawn = [(label, 10 if hidden(n) else n, n) for label, n in items]
+    top = max((d for _, d, _ in drawn), default=0) or 1
+    return [
+        _Bar(label, shown(n), i * _ROW, round(_BAR_WIDTH * d / top), hidden(n))
+        for i, (label, d, n) in enumerate(drawn)
+    ]
+
+
+def _environment() -> Environment:
+    env = Environment(
+        loader=PackageLoader("orchestrator.api", "templates"),
+        autoescape=select_autoescape(["html"]),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["n"] = shown
+    return env
+
+
+def dashboard_router(service: EmbeddedService, dependencies: Sequence[params.Depends]) -> APIRouter:
+    """The dashboard routes over a built service, behind the same token as the API."""
+    router = APIRouter(prefix="/dashboard", dependencies=list(dependencies))
+    env = _environment()
+
+    def page(name: str, **context: Any) -> HTMLResponse:
+        return HTMLResponse(env.get_template(name).render(**context))
+
+    def flow_or_404(flow_id: str) -> Flow:
+        flow = service.flows.current.get(flow_id)
+        if flow is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no flow '{flow_id}'")
+        return flow
+
+    @router.get("", response_class=HTMLResponse)
+    def flows() -> HTMLResponse:
+        totals = service.store.flow_totals()
+        rows = []
+        for flow in sorted(service.flows.current.values(), key=lambda f: f.title):
+            counts = totals.get(flow.id, {})
+            rows.append(
+                {
+                    "flow": flow,
+                    "episodes": counts.get("episodes", 0),
+                    "sent": counts.get("sent", 0),
+                    "suppressed": counts.get("suppressed", 0),
+                }
+            )
+        return page("dashboard/flows.html", rows=rows)
+
+    @router.get("/flows/{flow_id}", response_class=HTMLResponse)
+    def flow_page(flow_id: str, persona: str | None = None) -> HTMLResponse:
+        flow = flow_or_404(flow_id)
+        if persona is not None and persona not in {p.id for p in flow.personas}:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no persona '{persona}'")
+        figures = measured(service.store, flow, persona)
+        return page(
+            "dashboard/flow.html",
+            flow=flow,
+            figures=figures,
+            persona=persona,
+            categories=CATEGORY_TITLES,
+            funnel=_bars([(s.stage_id, s.entered) for s in figures.stages]),
+            daily=_daily(figures),
+            rate=shown_rate,
+            when=when_text,
+            diagram=mermaid(flow, figures, shown),
+            row_height=_ROW,
+            bar_width=_BAR_WIDTH,
+        )
+
+    return router
+
+
+def _daily(figures: FlowFigures) -> list[dict[str, Any]]:
+    """Sends and deliveries per day as paired columns."""
+    days = figures.daily
+    top = max((max(_drawn(d.sent), _drawn(d.delivered)) for d in days), default=0) or 1
+    height = 120
+    return [
+        {
+            "day": d.day.isoformat(),
+            "x": i * 28,
+            "sent": shown(d.sent),
+            "delivered": shown(d.delivered),
+            "sent_h": round(height * _drawn(d.sent) / top),
+            "delivered_h": round(height * _drawn(d.delivered) / top),
+            "height": height,
+        }
+        for i, d in enumerate(days)
+    ]
+
+
+def _drawn(count: int) -> int:
+    return 10 if hidden(count) else count

@@ -1,0 +1,45 @@
+"""Journey insight: measured funnel and message figures, the journey-map worksheet,
+what-if diffs of two flow versions, and the small-count rule for aggregate pages."""
+
+from .compare import Change, Comparison, compare
+from .figures import (
+    DailySends,
+    FlowFigures,
+    GroupOutcomes,
+    HoldoutFigures,
+    Hours,
+    MessageFigures,
+    PatientEvent,
+    Ratio,
+    StageFigures,
+    episode_personas,
+    flow_figures,
+)
+from .privacy import SMALL, hidden, shown, shown_rate
+from .worksheet import CSV_COLUMNS, mermaid, read_csv, to_csv, to_markdown
+
+__all__ = [
+    "CSV_COLUMNS",
+    "SMALL",
+    "Change",
+    "Comparison",
+    "DailySends",
+    "FlowFigures",
+    "GroupOutcomes",
+    "HoldoutFigures",
+    "Hours",
+    "MessageFigures",
+    "PatientEvent",
+    "Ratio",
+    "StageFigures",
+    "compare",
+    "episode_personas",
+    "flow_figures",
+    "hidden",
+    "mermaid",
+    "read_csv",
+    "shown",
+    "shown_rate",
+    "to_csv",
+    "to_markdown",
+]

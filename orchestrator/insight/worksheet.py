@@ -1,0 +1,405 @@
+"""The journey-map worksheet of a flow: Markdown, CSV and a Mermaid stage diagram.
+
+One row per stage, in journey-map order (awareness, consideration, access,
+diagnosis and planning, treatment, follow-up; a category the flow has no
+stage in gets a row that says so, so the gap shows). Each row holds the
+flow file's facts (touchpoints, channels, patient questions, messages and
+when, success metric, as-is notes, to-be ideas) and, given figures, the
+measured ones beside them. Pure: text in, text out.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from ..flows.model import Flow, MessageSpec, Stage, StageCategory
+from .figures import FlowFigures, MessageFigures, Ratio, StageFigures
+
+__all__ = [
+    "CATEGORY_TITLES",
+    "CSV_COLUMNS",
+    "mermaid",
+    "read_csv",
+    "to_csv",
+    "to_markdown",
+    "when_text",
+]
+
+CATEGORY_TITLES = {
+    StageCategory.AWARENESS: "Awareness",
+    StageCategory.CONSIDERATION: "Consideration",
+    StageCategory.ACCESS: "Access",
+    StageCategory.DIAGNOSIS_PLANNING: "Diagnosis and planning",
+    StageCategory.TREATMENT: "Treatment",
+    StageCategory.FOLLOW_UP: "Follow-up",
+}
+
+CSV_COLUMNS = (
+    "kind",
+    "category",
+    "stage",
+    "stage_name",
+    "message",
+    "touchpoints",
+    "channels",
+    "questions",
+    "when",
+    "success_metric",
+    "target",
+    "as_is",
+    "to_be",
+    "entered",
+    "moved_on",
+    "dropped_off",
+    "completed",
+    "still_here",
+    "intake_completed",
+    "intake_asked",
+    "no_shows",
+    "visits_ended",
+    "replied",
+    "messaged",
+    "referrals_booked",
+    "referral_to_booking_median_hours",
+    "scheduled",
+    "sent",
+    "delivered",
+    "failed",
+    "cancelled",
+    "expired",
+    "suppressed",
+)
+
+Show = Callable[[int], str]
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    category: StageCategory
+    stage: Stage | None
+
+
+def _rows(flow: Flow) -> Iterator[_Row]:
+    for category in StageCategory:
+        stages = [s for s in flow.stages if s.category is category]
+        if not stages:
+            yield _Row(category, None)
+        for stage in stages:
+            yield _Row(category, stage)
+
+
+def when_text(spec: MessageSpec) -> str:
+    """A message's timing as written in the flow, with what sends it."""
+    text = str(spec.timing)
+    if spec.send_on:
+        text += " on " + ", ".join(t.event.value for t in spec.send_on)
+    if spec.holdout:
+        text += f" (holdout {spec.holdout:g}%)"
+    return text
+
+
+def _channels(stage: Stage) -> list[str]:
+    return list(dict.fromkeys(c.value for m in stage.messages for c in m.channels))
+
+
+def _ideas(stage: Stage) -> list[str]:
+    return [
+        f"{i.idea} ({i.owner}: {i.who}" + (f", by {i.target})" if i.target else ")")
+        for i in stage.notes.ideas
+    ]
+
+
+def _ratio(ratio: Ratio, show: Show) -> str:
+    if not ratio.denominator:
+        return "-"
+    if show(ratio.numerator) != str(ratio.numerator) or show(ratio.denominator) != str(
+        ratio.denominator
+    ):
+        return f"{show(ratio.numerator)} of {show(ratio.denominator)}"
+    return f"{ratio.numerator} of {ratio.denominator} ({100 * (ratio.value or 0):.0f}%)"
+
+
+def _outcomes(f: StageFigures, show: Show) -> list[str]:
+    lines = []
+    if f.intake_completion.denominator:
+        lines.append(f"intake completed: {_ratio(f.intake_completion, show)}")
+    if f.no_show.denominator:
+        lines.append(f"no-show: {_ratio(f.no_show, show)}")
+    if f.confirmation_by_reply.denominator:
+        lines.append(f"replied: {_ratio(f.confirmation_by_reply, show)}")
+    if f.referral_to_booking.count and f.referral_to_booking.median is not None:
+        lines.append(
+            f"referral to booking: median {f.referral_to_booking.median:.1f} h "
+            f"over {show(f.referral_to_booking.count)}"
+        )
+    return lines
+
+
+def _cell(items: list[str]) -> str:
+    return "<br>".join(i.replace("|", "\\|") for i in items) or "-"
+
+
+def to_markdown(flow: Flow, figures: FlowFigures | None = None, show: Show = str) -> str:
+    """The worksheet as Markdown: the stage table, then the per-message and holdout tables."""
+    out = [f"# Journey map: {flow.title} (`{flow.id}` v{flow.version})", ""]
+    if flow.description:
+        out += [flow.description.strip(), ""]
+    if figures is not None:
+        scope = f"persona `{figures.persona}`" if figures.persona else "all patients"
+        out += [
+            f"Measured ({scope}): {show(figures.episodes)} episodes of "
+            f"{show(figures.patients)} patients. Entries count each time an episode "
+            "enters a stage.",
+            "",
+        ]
+    header = [
+        "Category",
+        "Stage",
+        "Touchpoints",
+        "Channels",
+        "Patient questions",
+        "Messages (when)",
+        "Success metric",
+    ]
+    if figures is not None:
+        header += ["Entered", "Moved on", "Dropped off", "Completed", "Still here", "Outcomes"]
+    header += ["As-is", "To-be"]
+    out += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in _rows(flow):
+        title = CATEGORY_TITLES[row.category]
+        stage = row.stage
+        if stage is None:
+            blanks = len(header) - 2
+            out.append(f"| {title} | _no stage in this flow_ |" + " - |" * blanks)
+            continue
+        metric = stage.success_metric
+        metric_text = (
+            f"{metric.name}" + (f" (target {metric.target})" if metric.target else "")
+            if metric
+            else "-"
+        )
+        cells = [
+            title,
+            f"{stage.name} (`{stage.id}`)",
+            _cell(list(stage.touchpoints)),
+            _cell(_channels(stage)),
+            _cell(list(stage.questions)),
+            _cell([f"`{m.id}`: {when_text(m)}" for m in stage.messages]),
+            metric_text.replace("|", "\\|"),
+        ]
+        if figures is not None:
+            f = figures.stage(stage.id)
+            cells += [
+                show(f.entered),
+                show(f.moved_on),
+                show(f.dropped_off),
+                show(f.completed),
+                show(f.still_here),
+                _cell(_outcomes(f, show)),
+            ]
+        cells += [_cell(list(stage.notes.as_is)), _cell(_ideas(stage))]
+        out.append("| " + " | ".join(cells) + " |")
+    if figures is not None:
+        out += ["", "## Messages", ""]
+        columns = ["Stage", "Message", "Scheduled", "Sent", "Delivered", "Failed"]
+        columns += ["Suppressed (by reason)", "Cancelled", "Expired"]
+        out += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+        for m in figures.messages:
+            out.append(
+                "| "
+                + " | ".join(
+                    [
+                        m.stage_id,
+                        m.message_id,
+                        show(m.scheduled),
+                        show(m.sent),
+                        show(m.delivered),
+                        show(m.failed),
+                        _suppressed(m, show),
+                        show(m.cancelled),
+                        show(m.expired),
+                    ]
+                )
+                + " |"
+            )
+        if figures.holdouts:
+            out += ["", "## Holdouts", ""]
+            out += [
+                "| Message | Group | Episodes | Intake completed | No-show | Replied | Moved on |",
+                "|---|---|---|---|---|---|---|",
+            ]
+            for h in figures.holdouts:
+                for label, group in (
+                    ("messaged", h.messaged),
+                    (f"held out {h.percent:g}%", h.held_out),
+                ):
+                    out.append(
+                        f"| {h.message_id} | {label} | {show(group.episodes)} | "
+                        f"{_ratio(group.intake_completed, show)} | {_ratio(group.no_show, show)} | "
+                        f"{_ratio(group.replied, show)} | {_ratio(group.moved_on, show)} |"
+                    )
+    if flow.personas:
+        out += ["", "## Personas", ""]
+        for p in flow.personas:
+            rule = ", ".join(
+                f"{c.path} = {'|'.join(str(v) for v in c.allowed)}" for c in p.conditions
+            )
+            focus = ", ".join(p.focus) or "-"
+            out.append(
+                f"- **{p.name}** (`{p.id}`): {p.description} When: {rule or 'always'}. "
+                f"Focus: {focus}."
+            )
+    return "\n".join(out) + "\n"
+
+
+def _suppressed(m: MessageFigures, show: Show) -> str:
+    if not m.suppressed:
+        return "0"
+    return ", ".join(f"{reason}: {show(n)}" for reason, n in m.suppressed.items())
+
+
+class _Lines:
+    """A csv writer's file: collects what it writes."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.parts.append(text)
+        return len(text)
+
+
+def to_csv(flow: Flow, figures: FlowFigures | None = None) -> str:
+    """The worksheet as CSV: a `stage` row per stage, then a `message` row per message.
+
+    Lists inside a cell are joined with " | ". Exact counts: the CSV is for
+    the people who own the flow, not a marketing page.
+    """
+    sink = _Lines()
+    writer = csv.DictWriter(sink, fieldnames=CSV_COLUMNS, lineterminator="\r\n")
+    writer.writeheader()
+    for row in _rows(flow):
+        stage = row.stage
+        line: dict[str, object] = {"kind": "stage", "category": row.category.value}
+        if stage is not None:
+            metric = stage.success_metric
+            line |= {
+                "stage": stage.id,
+                "stage_name": stage.name,
+                "touchpoints": " | ".join(stage.touchpoints),
+                "channels": " | ".join(_channels(stage)),
+                "questions": " | ".join(stage.questions),
+                "when": " | ".join(f"{m.id}: {when_text(m)}" for m in stage.messages),
+                "success_metric": metric.name if metric else "",
+                "target": (metric.target or "") if metric else "",
+                "as_is": " | ".join(stage.notes.as_is),
+                "to_be": " | ".join(_ideas(stage)),
+            }
+            if figures is not None:
+                f = figures.stage(stage.id)
+                line |= {
+                    "entered": f.entered,
+                    "moved_on": f.moved_on,
+                    "dropped_off": f.dropped_off,
+                    "completed": f.completed,
+                    "still_here": f.still_here,
+                    "intake_completed": f.intake_completion.numerator,
+                    "intake_asked": f.intake_completion.denominator,
+                    "no_shows": f.no_show.numerator,
+                    "visits_ended": f.no_show.denominator,
+                    "replied": f.confirmation_by_reply.numerator,
+                    "messaged": f.confirmation_by_reply.denominator,
+                    "referrals_booked": f.referral_to_booking.count,
+                    "referral_to_booking_median_hours": ""
+                    if f.referral_to_booking.median is None
+                    else f"{f.referral_to_booking.median:.2f}",
+                }
+        writer.writerow(line)
+    for stage in flow.stages:
+        for spec in stage.messages:
+            line = {
+                "kind": "message",
+                "category": stage.category.value,
+                "stage": stage.id,
+                "stage_name": stage.name,
+                "message": spec.id,
+                "channels": " | ".join(c.value for c in spec.channels),
+                "when": when_text(spec),
+            }
+            if figures is not None:
+                m = figures.message(spec.id)
+                line |= {
+                    "scheduled": m.scheduled,
+                    "sent": m.sent,
+                    "delivered": m.delivered,
+                    "failed": m.failed,
+                    "cancelled": m.cancelled,
+                    "expired": m.expired,
+                    "suppressed": " | ".join(f"{r}: {n}" for r, n in m.suppressed.items()),
+                }
+            writer.writerow(line)
+    return "".join(sink.parts)
+
+
+def read_csv(text: str) -> list[dict[str, str]]:
+    """The rows of a worksheet CSV, as written by `to_csv`."""
+    return list(csv.DictReader(text.splitlines()))
+
+
+def _label(text: str) -> str:
+    return text.replace('"', "#quot;")
+
+
+def mermaid(flow: Flow, figures: FlowFigures | None = None, show: Show = str) -> str:
+    """A Mermaid flowchart: the stages by category, the declared moves and, given
+    figures, the measured moves with their counts."""
+    lines = ["flowchart LR", '  start(("start"))']
+    for category in StageCategory:
+        stages = [s for s in flow.stages if s.category is category]
+        if not stages:
+            continue
+        lines.append(f'  subgraph {category.value}["{CATEGORY_TITLES[category]}"]')
+        for stage in stages:
+            label = stage.name
+            if figures is not None:
+                f = figures.stage(stage.id)
+                label += f"<br>entered {show(f.entered)}, dropped off {show(f.dropped_off)}"
+            lines.append(f'    {_node(stage.id)}["{_label(label)}"]')
+        lines.append("  end")
+    starting = {t.event for t in flow.starts_on}
+    edges: dict[tuple[str, str], list[str]] = {}
+    for index, stage in enumerate(flow.stages):
+        for trigger in stage.enter_on:
+            sources: list[str]
+            if trigger.sources and "*" not in trigger.sources:
+                sources = list(trigger.sources)
+            elif trigger.sources:
+                sources = [s.id for s in flow.stages if s.id != stage.id]
+            else:
+                earlier = _main_line_before(flow, index)
+                sources = [earlier] if earlier else []
+                if trigger.event in starting:
+                    sources.append("start")
+            for source in sources:
+                edges.setdefault((source, stage.id), []).append(trigger.event.value)
+    for (source, target), names in edges.items():
+        label = ", ".join(dict.fromkeys(names))
+        if figures is not None and source != "start":
+            label += f": {show(figures.transitions.get((source, target), 0))}"
+        lines.append(f'  {_node(source)} -->|"{_label(label)}"| {_node(target)}')
+    return "\n".join(lines) + "\n"
+
+
+def _main_line_before(flow: Flow, index: int) -> str | None:
+    """The nearest earlier stage on the main line: not a side stage entered only
+    from named stages (a rebooking loop)."""
+    for stage in reversed(flow.stages[:index]):
+        if not all(t.sources and "*" not in t.sources for t in stage.enter_on):
+            return stage.id
+    return None
+
+
+def _node(stage_id: str) -> str:
+    return "start" if stage_id == "start" else "s_" + stage_id.replace("-", "_")

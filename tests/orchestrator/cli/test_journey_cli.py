@@ -1,0 +1,163 @@
+"""`orchestrator journey map` and `orchestrator simulate --compare` through Typer's runner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from orchestrator.cli import app
+from orchestrator.clock import VirtualClock
+from orchestrator.event_schema import dump_event, parse_event_json
+from orchestrator.insight import read_csv
+from orchestrator.runtime.service import EmbeddedService
+from orchestrator.settings import Settings
+from orchestrator.store import SqlStore, connect
+from tests.orchestrator.insight.stream import insight_flow_data, insight_stream
+from tests.orchestrator.runtime.conftest import write_templates
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def flows(tmp_path: Path) -> Path:
+    directory = tmp_path / "flows"
+    directory.mkdir()
+    (directory / "insight-flow.yaml").write_text(yaml.safe_dump(insight_flow_data()))
+    return directory
+
+
+@pytest.fixture
+def events(tmp_path: Path) -> Path:
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps(dump_event(e)) + "\n" for e in insight_stream()))
+    return path
+
+
+def test_the_map_without_figures_lists_the_flow_facts(flows: Path) -> None:
+    result = runner.invoke(app, ["journey", "map", "--flow", "insight-flow", "--flows", str(flows)])
+
+    assert result.exit_code == 0, result.output
+    assert "| Awareness | Referred (`referred`) |" in result.output
+    assert "`reminder_24h`: appointment.start - 1d" in result.output
+    assert "Entered" not in result.output
+
+
+def test_the_map_of_a_simulated_run_has_the_measured_figures_as_csv(
+    flows: Path, events: Path
+) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "journey",
+            "map",
+            "--flow",
+            "insight-flow",
+            "--flows",
+            str(flows),
+            "--events",
+            str(events),
+            "--format",
+            "csv",
+        ],
+    )
+
+    assert result.exit_code == 0, result.output
+    rows = {r["stage"]: r for r in read_csv(result.output) if r["kind"] == "stage"}
+    assert (rows["booked"]["entered"], rows["booked"]["dropped_off"]) == ("6", "1")
+
+
+def test_the_map_reads_the_store(flows: Path, events: Path, tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'store.db'}"
+    parsed = [parse_event_json(line) for line in events.read_text().splitlines()]
+    templates = tmp_path / "templates"
+    write_templates(templates, ("confirmation", "intake_nudge", "reminder", "survey", "rebooking"))
+    clock = VirtualClock(parsed[0].occurred_at)
+    service = EmbeddedService.build(Settings(db=db, flows=flows, templates=templates), clock=clock)
+    try:
+        service.processor.process(parsed)
+    finally:
+        service.store.engine.dispose()
+
+    result = runner.invoke(
+        app,
+        [
+            "journey",
+            "map",
+            "--flow",
+            "insight-flow",
+            "--flows",
+            str(flows),
+            "--db",
+            db,
+            "--format",
+            "mermaid",
+            "--hide-small-counts",
+        ],
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "Booked<br>entered <11, dropped off <11" in result.output
+    engine = connect(db)
+    try:
+        assert len(SqlStore(engine).flow_journeys("insight-flow")) == 5
+    finally:
+        engine.dispose()
+
+
+def test_an_unknown_flow_is_named(flows: Path) -> None:
+    result = runner.invoke(app, ["journey", "map", "--flow", "nope", "--flows", str(flows)])
+
+    assert result.exit_code == 2
+    assert "no flow 'nope'" in result.output
+
+
+def test_compare_shows_what_a_flow_change_moves_adds_and_removes(
+    flows: Path, events: Path, tmp_path: Path
+) -> None:
+    after = tmp_path / "after"
+    after.mkdir()
+    data = insight_flow_data(version=2)
+    booked = next(s for s in data["stages"] if s["id"] == "booked")
+    for message in booked["messages"]:
+        if message["id"] == "reminder_24h":
+            message["at"] = "appointment.start - 48h"
+    booked["messages"] = [m for m in booked["messages"] if m["id"] != "intake_nudge"]
+    (after / "insight-flow.yaml").write_text(yaml.safe_dump(data))
+
+    result = runner.invoke(
+        app, ["simulate", "--events", str(events), "--compare", str(flows), str(after)]
+    )
+
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.output.splitlines()]
+    summary = lines[-1]
+    changes = lines[:-1]
+    removed = [c for c in changes if c["change"] == "removed"]
+    moved = [c for c in changes if c["change"] == "moved"]
+    assert {c["message"] for c in removed} == {"intake_nudge"}
+    assert len(removed) == 6
+    assert {c["message"] for c in moved} == {"reminder_24h"}
+    for c in moved:
+        assert c["due_before"] > c["due_after"]
+    assert summary["summary"]["removed"] == 6
+    assert summary["summary"]["moved"] == len(moved) > 0
+
+    table = runner.invoke(
+        app,
+        [
+            "simulate",
+            "--events",
+            str(events),
+            "--compare",
+            str(flows),
+            str(after),
+            "--format",
+            "table",
+        ],
+    )
+    assert table.exit_code == 0
+    assert "6 removed" in table.output
