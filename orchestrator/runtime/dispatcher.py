@@ -9,14 +9,20 @@ the next usable channel, else the message fails. Every message ends in a
 final audited status.
 
 A message marked "sending" whose claimer died is not sent blindly again:
-the connector is asked whether it has the key (`find`).
+the connector is asked whether it has the key (`find`). Nor is one whose
+send ended ambiguously (a timeout after the request may have arrived): it
+is held as "sending" until a delivery callback or `find` settles it.
+
+With `concurrency` above one, a batch is sent on that many threads, one
+recipient's messages in order on one thread (so caps hold within a batch).
 """
 
 from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property
@@ -24,7 +30,9 @@ from typing import Protocol
 
 from ..clock import Clock
 from ..errors import (
+    AmbiguousSendError,
     PermanentSendError,
+    RecipientOptedOutError,
     SendError,
     StoreError,
     TemplateError,
@@ -90,6 +98,7 @@ class Dispatcher:
     max_attempts: int = 5
     backoff: timedelta = timedelta(seconds=30)
     batch: int = 100
+    concurrency: int = 1
     rng: random.Random = field(default_factory=random.Random)
 
     def tick(self) -> int:
@@ -102,9 +111,29 @@ class Dispatcher:
                 facts = self.store.sending_facts(
                     [c.message for c in claims], now - self._longest_cap
                 )
-                for claim in claims:
-                    self._dispatch_guarded(claim, facts)
+                if self.concurrency > 1 and len(claims) > 1:
+                    self._dispatch_concurrently(claims, facts)
+                else:
+                    for claim in claims:
+                        self._dispatch_guarded(claim, facts)
         return len(claims)
+
+    def _dispatch_concurrently(self, claims: Sequence[Claim], facts: SendingFacts) -> None:
+        """Send a batch on threads, each recipient's messages in order on one of them."""
+        groups: dict[tuple[str, str], list[Claim]] = {}
+        for claim in claims:
+            recipient = claim.message.recipient
+            groups.setdefault((recipient.patient_id, str(recipient)), []).append(claim)
+
+        def run(group: list[Claim]) -> None:
+            with self.store.holding_connection():
+                for claim in group:
+                    self._dispatch_guarded(claim, facts)
+
+        with ThreadPoolExecutor(min(self.concurrency, len(groups)), "dispatch-send") as pool:
+            futures = [pool.submit(run, group) for group in groups.values()]
+        for future in futures:
+            future.result()  # a StoreError stops the tick as it does unthreaded
 
     def _dispatch_guarded(self, claim: Claim, facts: SendingFacts) -> None:
         """The per-message boundary: one message that breaks does not stop the others."""
@@ -187,6 +216,7 @@ class Dispatcher:
         """Hand the message to the first channel that takes it; the channel that did, if any."""
         reason = "language_fallback" if verdict.language_fallback else None
         last_error = "no_channel"
+        final = "failed"
         for channel in channels:
             now = self.clock.now()
             connector = self.connectors.get(channel)
@@ -224,9 +254,20 @@ class Dispatcher:
             except TransientSendError as exc:
                 self._retry(message, attempt, exc)
                 return None
+            except AmbiguousSendError:
+                # It may have gone: never resend blindly; a callback or `find` settles it.
+                self.store.hold(message.key, self.owner, now + self.backoff, "reconcile:unknown")
+                log.warning(
+                    "dispatch.outcome_unknown",
+                    extra={"message_key": message.key, "channel": channel.value},
+                )
+                return None
             except PermanentSendError as exc:
                 # This channel cannot carry it: the next usable one may.
-                last_error = f"permanent:{exc.__class__.__name__}"
+                if isinstance(exc, RecipientOptedOutError):
+                    final, last_error = "suppressed", "consent:provider_opt_out"
+                else:
+                    final, last_error = "failed", f"permanent:{exc.__class__.__name__}"
                 self.store.unsend(message.key, self.owner, now, "failed", str(exc)[:300])
                 continue
             self.store.finish(
@@ -251,7 +292,7 @@ class Dispatcher:
                 },
             )
             return channel
-        self.store.finish(message, self.owner, self.clock.now(), "failed", last_error)
+        self.store.finish(message, self.owner, self.clock.now(), final, last_error)
         return None
 
     def _retry(self, message: ScheduledMessage, attempts: int, error: SendError) -> None:

@@ -65,7 +65,9 @@ class EmbeddedService:
             raise StoreError("the store's schema is behind: run `orchestrator db upgrade`")
         store = SqlStore(engine)
         registry = FlowRegistry.open(flow_set, store, clock.now())
-        connectors = _connectors(settings, store, clock)
+        processor = EventProcessor(store, registry, clock)
+        connectors = _connectors(settings, store, clock, processor)
+        networked = any(not isinstance(c, _sandbox_type()) for c in connectors.values())
         dispatcher = Dispatcher(
             store=store,
             flows=registry,
@@ -78,16 +80,29 @@ class EmbeddedService:
             max_attempts=settings.max_attempts,
             backoff=timedelta(seconds=settings.retry_backoff_seconds),
             batch=settings.dispatch_batch,
+            concurrency=settings.dispatch_concurrency if networked else 1,
         )
-        processor = EventProcessor(store, registry, clock)
         return cls(settings, store, registry, processor, dispatcher, clock)
 
 
-def _connectors(settings: Settings, store: SqlStore, clock: Clock) -> dict[Channel, Connector]:
+def _sandbox_type() -> type:
+    from connectors.sandbox import SandboxConnector
+
+    return SandboxConnector
+
+
+def _connectors(
+    settings: Settings, store: SqlStore, clock: Clock, processor: EventProcessor
+) -> dict[Channel, Connector]:
     # Imported here: connectors depend on the runtime, not the other way round.
     from connectors.sandbox import SandboxConnector
 
-    return {channel: SandboxConnector(store, channel, clock) for channel in Channel}
+    from .channels import real_connectors
+
+    sandbox: dict[Channel, Connector] = {
+        channel: SandboxConnector(store, channel, clock) for channel in Channel
+    }
+    return sandbox | real_connectors(settings, store, clock, processor)
 
 
 class DispatchLoop:
