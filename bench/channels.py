@@ -1,0 +1,216 @@
+"""Real-channel throughput: messages/s to the Twilio and SendGrid stand-ins.
+
+Two measurements, each the median of --runs runs, sequential (concurrency 1)
+and threaded (--concurrency, the dispatcher's setting) side by side:
+
+1. connector: --messages sends through `TwilioConnector` and
+   `SendGridConnector` (the official libraries over HTTP to the stand-in
+   servers of tests/standins.py on 127.0.0.1), from a thread pool as large as
+   the concurrency, as the dispatcher's threaded batches send them;
+2. dispatcher: the embedded composition (EmbeddedService.build with Twilio
+   and SendGrid settings pointing at the stand-ins, a SQLite store) with
+   --patients patients referred for a cardiology consult, SMS-only or
+   email-only; the clock moves to when their first message is due and
+   `Dispatcher.tick()` runs until nothing is due: policies, rendering, the
+   store's writes and the HTTP send per message.
+
+The stand-ins are Python threading HTTP servers in this same process, so
+they share the two cores (and the GIL) with the client: the figures are a
+floor for the client's own speed. The machine is shared by several agents;
+figures are noisy.
+
+    python bench/channels.py [--runs 3] [--messages 2000] [--patients 600]
+        [--concurrency 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # for tests/standins.py
+
+from connectors.sendgrid import SendGridConfig, SendGridConnector  # noqa: E402
+from connectors.twilio import TwilioConfig, TwilioConnector  # noqa: E402
+from orchestrator.clock import VirtualClock  # noqa: E402
+from orchestrator.event import Channel  # noqa: E402
+from orchestrator.event_schema import parse_event  # noqa: E402
+from orchestrator.runtime import EmbeddedService, Outgoing  # noqa: E402
+from orchestrator.settings import Settings  # noqa: E402
+from tests.standins import ACCOUNT_SID, StandIn, sendgrid_standin, twilio_standin  # noqa: E402
+
+REFERRED_AT = datetime(2026, 3, 2, 15, 10, tzinfo=UTC)  # 09:10 in Chicago
+DUE_AT = REFERRED_AT + timedelta(minutes=15)  # the first message: stage.entered + 10m
+
+
+def send_all(connector: Any, outgoing: list[Outgoing], concurrency: int) -> float:
+    """Messages/s sending `outgoing` from `concurrency` threads."""
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(connector.send, outgoing))
+    return len(outgoing) / (time.perf_counter() - started)
+
+
+def connector_run(kind: str, standin: StandIn, messages: int, concurrency: int, run: int) -> float:
+    if kind == "sms":
+        sms = TwilioConnector(
+            TwilioConfig(
+                account_sid=ACCOUNT_SID,
+                auth_token="token",
+                messaging_service_sid="MG" + "1" * 32,
+                status_callback="https://orchestrator.example.org/webhooks/twilio/status",
+                api_base=standin.url,
+                pool_size=concurrency,
+            )
+        )
+        batch = [
+            Outgoing(f"k-{run}-{i}", Channel.SMS, f"+1555555{i % 10000:04d}", f"Reminder {i}")
+            for i in range(messages)
+        ]
+        try:
+            return send_all(sms, batch, concurrency)
+        finally:
+            sms.close()
+    email = SendGridConnector(
+        SendGridConfig(api_key="SG.k", sender="care@example.org", api_base=standin.url)
+    )
+    batch = [
+        Outgoing(
+            f"k-{run}-{i}", Channel.EMAIL, f"p{i}@example.org", "Guide", "Subject", "<p>Guide</p>"
+        )
+        for i in range(messages)
+    ]
+    return send_all(email, batch, concurrency)
+
+
+def referral(i: int, channel: str) -> dict[str, Any]:
+    contact = {"phone": f"+1555555{i:04d}"} if channel == "sms" else {"email": f"p{i}@example.org"}
+    return {
+        "id": f"evt-bench-{channel}-{i}",
+        "type": "referral.received",
+        "occurred_at": REFERRED_AT.isoformat(),
+        "source": "bench",
+        "patient": {"id": f"p-{channel}-{i}", "language": "en", "timezone": "America/Chicago"}
+        | contact,
+        "attributes": {"service": "cardiology.consult"},
+    }
+
+
+def dispatcher_run(
+    channel: str, twilio: StandIn, sendgrid: StandIn, patients: int, concurrency: int
+) -> float:
+    with tempfile.TemporaryDirectory() as folder:
+        flows = Path(folder) / "flows"
+        flows.mkdir()
+        (flows / "cardiology-consult.yaml").write_text(
+            (ROOT / "flows" / "cardiology-consult.yaml").read_text()
+        )
+        clock = VirtualClock(REFERRED_AT)
+        settings = Settings(
+            db=f"sqlite:///{folder}/store.db",
+            flows=flows,
+            templates=ROOT / "templates",
+            twilio_account_sid=ACCOUNT_SID,
+            twilio_auth_token="token",
+            twilio_messaging_service_sid="MG" + "1" * 32,
+            twilio_api_base=twilio.url,
+            sendgrid_api_key="SG.k",
+            sendgrid_sender="care@example.org",
+            sendgrid_api_base=sendgrid.url,
+            dispatch_concurrency=concurrency,
+        )
+        service = EmbeddedService.build(settings, clock=clock)
+        try:
+            service.processor.process([parse_event(referral(i, channel)) for i in range(patients)])
+            clock.move_to(DUE_AT)
+            started = time.perf_counter()
+            while service.dispatcher.tick():
+                pass
+            elapsed = time.perf_counter() - started
+            sent = service.store.message_statuses().get("sent", 0)
+            if sent < patients:
+                raise SystemExit(f"only {sent} of {patients} {channel} messages were sent")
+            return sent / elapsed
+        finally:
+            service.dispatcher.connectors[Channel.SMS].close()  # type: ignore[attr-defined]
+            service.store.engine.dispose()
+
+
+def median_line(name: str, figures: dict[int, list[float]]) -> str:
+    parts = [f"concurrency {c}: {statistics.median(v):7.0f}/s" for c, v in figures.items()]
+    one, many = (statistics.median(v) for v in figures.values())
+    return f"{name:22} " + "   ".join(parts) + f"   ratio {many / one:.1f}x"
+
+
+def measure(name: str, levels: list[int], runs: int, once: Callable[[int, int], float]) -> str:
+    figures: dict[int, list[float]] = {c: [] for c in levels}
+    for run in range(runs):
+        for concurrency in levels:  # interleaved, so both share the machine's noise
+            figures[concurrency].append(once(concurrency, run))
+            print(
+                f"  run {run} {name:20} c={concurrency:<3} {figures[concurrency][-1]:7.0f}/s",
+                flush=True,
+            )
+    return median_line(name, figures)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--patients", type=int, default=600)
+    parser.add_argument("--concurrency", type=int, default=16)
+    args = parser.parse_args()
+    levels = [1, args.concurrency]
+    lines: list[str] = []
+    with twilio_standin() as twilio, sendgrid_standin() as sendgrid:
+        print(f"1. connector: {args.messages} sends to the stand-ins")
+        lines.append(
+            measure(
+                "connector sms",
+                levels,
+                args.runs,
+                lambda c, r: connector_run("sms", twilio, args.messages, c, r),
+            )
+        )
+        lines.append(
+            measure(
+                "connector email",
+                levels,
+                args.runs,
+                lambda c, r: connector_run("email", sendgrid, args.messages, c, r),
+            )
+        )
+        print(f"2. dispatcher: {args.patients} due messages, SQLite store")
+        lines.append(
+            measure(
+                "dispatcher sms",
+                levels,
+                args.runs,
+                lambda c, r: dispatcher_run("sms", twilio, sendgrid, args.patients, c),
+            )
+        )
+        lines.append(
+            measure(
+                "dispatcher email",
+                levels,
+                args.runs,
+                lambda c, r: dispatcher_run("email", twilio, sendgrid, args.patients, c),
+            )
+        )
+    print(f"\n== summary: medians of {args.runs} runs (messages/s) ==")
+    for line in lines:
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
