@@ -20,6 +20,7 @@ from ..flows import load_flows
 from ..settings import Settings
 from ..store import SqlStore, connect, pending, upgrade
 from ..templates import TemplateSet
+from .channels import real_connectors
 from .dispatcher import Connector, Dispatcher
 from .processor import EventProcessor
 from .registry import FlowRegistry
@@ -66,8 +67,8 @@ class EmbeddedService:
         store = SqlStore(engine)
         registry = FlowRegistry.open(flow_set, store, clock.now())
         processor = EventProcessor(store, registry, clock)
-        connectors = _connectors(settings, store, clock, processor)
-        networked = any(not isinstance(c, _sandbox_type()) for c in connectors.values())
+        real = real_connectors(settings, store, clock, processor)
+        connectors = _connectors(store, clock) | real
         dispatcher = Dispatcher(
             store=store,
             flows=registry,
@@ -80,29 +81,17 @@ class EmbeddedService:
             max_attempts=settings.max_attempts,
             backoff=timedelta(seconds=settings.retry_backoff_seconds),
             batch=settings.dispatch_batch,
-            concurrency=settings.dispatch_concurrency if networked else 1,
+            # Threads pay off only while a network send is waited for.
+            concurrency=settings.dispatch_concurrency if real else 1,
         )
         return cls(settings, store, registry, processor, dispatcher, clock)
 
 
-def _sandbox_type() -> type:
-    from connectors.sandbox import SandboxConnector
-
-    return SandboxConnector
-
-
-def _connectors(
-    settings: Settings, store: SqlStore, clock: Clock, processor: EventProcessor
-) -> dict[Channel, Connector]:
+def _connectors(store: SqlStore, clock: Clock) -> dict[Channel, Connector]:
     # Imported here: connectors depend on the runtime, not the other way round.
     from connectors.sandbox import SandboxConnector
 
-    from .channels import real_connectors
-
-    sandbox: dict[Channel, Connector] = {
-        channel: SandboxConnector(store, channel, clock) for channel in Channel
-    }
-    return sandbox | real_connectors(settings, store, clock, processor)
+    return {channel: SandboxConnector(store, channel, clock) for channel in Channel}
 
 
 class DispatchLoop:
