@@ -6,13 +6,15 @@ and threaded (--concurrency, the dispatcher's setting) side by side:
 1. connector: --messages sends through `TwilioConnector` and
    `SendGridConnector` (the official libraries over HTTP to the stand-in
    servers of tests/standins.py on 127.0.0.1), from a thread pool as large as
-   the concurrency, as the dispatcher's threaded batches send them;
+   the concurrency, as the dispatcher's threaded batches send them; once with
+   instant answers (the client's own speed) and once with every answer
+   delayed --latency-ms, as a provider's round trip delays it;
 2. dispatcher: the embedded composition (EmbeddedService.build with Twilio
    and SendGrid settings pointing at the stand-ins, a SQLite store) with
    --patients patients referred for a cardiology consult, SMS-only or
    email-only; the clock moves to when their first message is due and
    `Dispatcher.tick()` runs until nothing is due: policies, rendering, the
-   store's writes and the HTTP send per message.
+   store's writes and the HTTP send per message (answers delayed --latency-ms).
 
 The stand-ins are Python threading HTTP servers in this same process, so
 they share the two cores (and the GIL) with the client: the figures are a
@@ -20,7 +22,7 @@ floor for the client's own speed. The machine is shared by several agents;
 figures are noisy.
 
     python bench/channels.py [--runs 3] [--messages 2000] [--patients 600]
-        [--concurrency 16]
+        [--concurrency 16] [--latency-ms 20]
 """
 
 from __future__ import annotations
@@ -148,7 +150,7 @@ def dispatcher_run(
 def median_line(name: str, figures: dict[int, list[float]]) -> str:
     parts = [f"concurrency {c}: {statistics.median(v):7.0f}/s" for c, v in figures.items()]
     one, many = (statistics.median(v) for v in figures.values())
-    return f"{name:22} " + "   ".join(parts) + f"   ratio {many / one:.1f}x"
+    return f"{name:28} " + "   ".join(parts) + f"   ratio {many / one:.1f}x"
 
 
 def measure(name: str, levels: list[int], runs: int, once: Callable[[int, int], float]) -> str:
@@ -169,44 +171,45 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--patients", type=int, default=600)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--latency-ms", type=float, default=20.0)
     args = parser.parse_args()
     levels = [1, args.concurrency]
     lines: list[str] = []
+    latency = args.latency_ms / 1000
     with twilio_standin() as twilio, sendgrid_standin() as sendgrid:
-        print(f"1. connector: {args.messages} sends to the stand-ins")
-        lines.append(
-            measure(
-                "connector sms",
-                levels,
-                args.runs,
-                lambda c, r: connector_run("sms", twilio, args.messages, c, r),
+        for delay, label in ((0.0, "instant"), (latency, f"{args.latency_ms:g} ms")):
+            twilio.latency = sendgrid.latency = delay
+            print(f"1. connector: {args.messages} sends to the stand-ins, answers {label}")
+            lines.append(
+                measure(
+                    f"connector sms {label}",
+                    levels,
+                    args.runs,
+                    lambda c, r: connector_run("sms", twilio, args.messages, c, r),
+                )
             )
-        )
-        lines.append(
-            measure(
-                "connector email",
-                levels,
-                args.runs,
-                lambda c, r: connector_run("email", sendgrid, args.messages, c, r),
+            lines.append(
+                measure(
+                    f"connector email {label}",
+                    levels,
+                    args.runs,
+                    lambda c, r: connector_run("email", sendgrid, args.messages, c, r),
+                )
             )
+        print(
+            f"2. dispatcher: {args.patients} due messages, SQLite store, answers {latency * 1000:g} ms"
         )
-        print(f"2. dispatcher: {args.patients} due messages, SQLite store")
-        lines.append(
-            measure(
-                "dispatcher sms",
-                levels,
-                args.runs,
-                lambda c, r: dispatcher_run("sms", twilio, sendgrid, args.patients, c),
+        for channel in ("sms", "email"):
+            lines.append(
+                measure(
+                    f"dispatcher {channel}",
+                    levels,
+                    args.runs,
+                    lambda c, r, channel=channel: dispatcher_run(  # type: ignore[misc]
+                        channel, twilio, sendgrid, args.patients, c
+                    ),
+                )
             )
-        )
-        lines.append(
-            measure(
-                "dispatcher email",
-                levels,
-                args.runs,
-                lambda c, r: dispatcher_run("email", twilio, sendgrid, args.patients, c),
-            )
-        )
     print(f"\n== summary: medians of {args.runs} runs (messages/s) ==")
     for line in lines:
         print(line)

@@ -48,6 +48,8 @@ class StandIn:
     # recipient -> (HTTP status, provider error code)
     errors: dict[str, tuple[int, int | None]] = field(default_factory=dict)
     held: set[str] = field(default_factory=set)
+    # Seconds every answer waits, as a provider's round trip does (benchmarks only).
+    latency: float = 0.0
     release: threading.Event = field(default_factory=threading.Event)
     created: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -127,6 +129,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         received = self._record()
+        if self.standin.latency:
+            threading.Event().wait(self.standin.latency)
         if self.kind == "twilio":
             to = received.form.get("To", [""])[0]
         else:
@@ -178,11 +182,16 @@ def _error_body(kind: str, status: int, code: int | None) -> dict[str, Any]:
     return {"errors": [{"message": f"stand-in error {status}", "field": None, "help": None}]}
 
 
+class _Server(ThreadingHTTPServer):
+    # A provider takes many connections at once; the default backlog of 5 resets them.
+    request_queue_size = 128
+
+
 @contextmanager
 def _serve(kind: str) -> Iterator[StandIn]:
     standin = StandIn()
     handler = type("Handler", (_Handler,), {"standin": standin, "kind": kind})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = _Server(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
