@@ -25,6 +25,7 @@ bench: install
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/embedded.py
 	$(BIN)/python bench/insight.py
+	$(BIN)/python bench/channels.py
 
 demo: install
 	$(BIN)/orchestrator simulate --events samples/events/knee-replacement.jsonl --format table

@@ -8,6 +8,8 @@
   * SendError         - a connector could not send
     * TransientSendError  - worth retrying later
     * PermanentSendError  - retrying cannot help; audited as failed
+      * RecipientOptedOutError - the provider says the recipient unsubscribed
+    * AmbiguousSendError  - the provider may have it; reconciled, never resent blindly
 
 Messages name where, what and what was expected, never a patient's value.
 """
@@ -18,11 +20,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 __all__ = [
+    "AmbiguousSendError",
     "FlowError",
     "FlowProblem",
     "InputError",
     "OrchestratorError",
     "PermanentSendError",
+    "RecipientOptedOutError",
     "SendError",
     "StoreError",
     "TemplateError",
@@ -91,3 +95,18 @@ class TransientSendError(SendError):
 
 class PermanentSendError(SendError):
     """A send that cannot succeed (invalid number, rejected address)."""
+
+
+class RecipientOptedOutError(PermanentSendError):
+    """The provider refuses: the recipient unsubscribed (Twilio 21610).
+
+    The connector has recorded the opt-out; the message is suppressed on this channel.
+    """
+
+
+class AmbiguousSendError(SendError):
+    """The request may have reached the provider (a timeout after sending).
+
+    Resending could duplicate the message: it is held and reconciled from a
+    delivery callback or the connector's `find`.
+    """

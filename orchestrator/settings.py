@@ -35,9 +35,6 @@ class Settings(BaseSettings):
     portal_url: str = "https://portal.example.org"
 
     dispatch_batch: int = 100
-    dispatch_concurrency: int = Field(
-        8, ge=1, description="sends in flight at once per dispatcher (network connectors wait)"
-    )
     dispatch_poll_seconds: float = 1.0
     lease_seconds: float = 120.0
     max_attempts: int = 5
@@ -45,3 +42,23 @@ class Settings(BaseSettings):
 
     twilio_api_base: str | None = None
     sendgrid_api_base: str | None = None
+
+    # Real channels: each takes over from the sandbox once its credentials are set.
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    twilio_messaging_service_sid: str | None = None
+    twilio_from_number: str | None = None
+    twilio_timeout_seconds: float = 10.0
+    sendgrid_api_key: SecretStr | None = None
+    sendgrid_sender: str | None = None
+    sendgrid_timeout_seconds: float = 10.0
+    sendgrid_webhook_public_key: str | None = Field(
+        None, description="the Signed Event Webhook verification key (base64 DER)"
+    )
+    sendgrid_webhook_tolerance_seconds: int = 600
+    sms_help_text: str = (
+        "Riverside Health reminders. Call +1 555 0100 for help. Reply STOP to opt out."
+    )
+    dispatch_concurrency: int = Field(
+        16, ge=1, description="messages sent at once through network connectors"
+    )

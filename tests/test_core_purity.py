@@ -20,6 +20,7 @@ CORE = [
     "decisions.py",
     "simulate.py",
     "sms.py",
+    "inbound_sms.py",
     "flows/checks.py",
     "flows/model.py",
     "flows/schema.py",

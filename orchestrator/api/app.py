@@ -29,6 +29,7 @@ from ..event_schema import parse_event
 from ..runtime.service import DispatchLoop, EmbeddedService
 from ..store import pending
 from .dashboard import dashboard_router
+from .webhooks import webhook_router
 
 __all__ = ["create_app"]
 
@@ -220,6 +221,7 @@ def create_app(service: EmbeddedService, *, run_dispatcher: bool = True) -> Fast
             for o in service.store.outbox(limit)
         ]
 
+    app.include_router(webhook_router(service))
     return app
 
 

@@ -9,7 +9,9 @@ the next usable channel, else the message fails. Every message ends in a
 final audited status.
 
 A message marked "sending" whose claimer died is not sent blindly again:
-the connector is asked whether it has the key (`find`).
+the connector is asked whether it has the key (`find`). Nor is one whose
+send ended ambiguously (a timeout after the request may have arrived): it
+is held as "sending" until a delivery callback or `find` settles it.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from typing import Protocol, TypeVar, cast
 
 from ..clock import Clock
 from ..errors import (
+    AmbiguousSendError,
     PermanentSendError,
+    RecipientOptedOutError,
     SendError,
     StoreError,
     TemplateError,
@@ -251,7 +255,7 @@ class Dispatcher:
         contact: Contact,
         relationship: str | None,
         journey: Journey | None,
-        last_error: str = "no_channel",
+        refusal: tuple[str, str] = ("failed", "no_channel"),
     ) -> _Ready | None:
         """Render for the first channel that can carry it and mark the message "sending".
 
@@ -280,7 +284,7 @@ class Dispatcher:
                     "dispatch.template_failed",
                     extra={"message_key": message.key, "channel": channel.value},
                 )
-                last_error = "template_error"
+                refusal = ("failed", "template_error")
                 continue
             attempt = self.store.begin_send(message.key, self.owner, channel, self.clock.now())
             if attempt is None:
@@ -298,7 +302,7 @@ class Dispatcher:
                 relationship,
                 journey,
             )
-        self.store.finish(message, self.owner, self.clock.now(), "failed", last_error)
+        self.store.finish(message, self.owner, self.clock.now(), *refusal)
         return None
 
     def _deliver(self, ready: Sequence[_Ready]) -> list[_Sent | Exception]:
@@ -320,6 +324,15 @@ class Dispatcher:
         if isinstance(outcome, TransientSendError):
             self._retry(message, item.attempt, outcome)
             return False
+        if isinstance(outcome, AmbiguousSendError):
+            # It may have gone: never resend blindly; a callback or `find` settles it.
+            now = self.clock.now()
+            self.store.hold(message.key, self.owner, now + self.backoff, "reconcile:unknown")
+            log.warning(
+                "dispatch.outcome_unknown",
+                extra={"message_key": message.key, "channel": channel.value},
+            )
+            return False
         if isinstance(outcome, PermanentSendError):
             if item.fallbacks:
                 self.store.unsend(
@@ -330,8 +343,7 @@ class Dispatcher:
                 message,
                 self.owner,
                 self.clock.now(),
-                "failed",
-                f"permanent:{outcome.__class__.__name__}",
+                *_refusal(outcome),
                 attempt_outcome="failed",
                 error=str(outcome)[:300],
             )
@@ -372,7 +384,7 @@ class Dispatcher:
                 item.contact,
                 item.relationship,
                 item.journey,
-                f"permanent:{error.__class__.__name__}",
+                _refusal(error),
             )
             if ready is None:
                 return
@@ -442,3 +454,10 @@ class Dispatcher:
             attempt_outcome="sent",
         )
         return True
+
+
+def _refusal(error: PermanentSendError) -> tuple[str, str]:
+    """The final status and reason of a message no channel would take after `error`."""
+    if isinstance(error, RecipientOptedOutError):
+        return "suppressed", "consent:provider_opt_out"
+    return "failed", f"permanent:{error.__class__.__name__}"

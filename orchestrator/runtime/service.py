@@ -20,6 +20,7 @@ from ..flows import load_flows
 from ..settings import Settings
 from ..store import SqlStore, connect, pending, upgrade
 from ..templates import TemplateSet
+from .channels import real_connectors
 from .dispatcher import Connector, Dispatcher
 from .processor import EventProcessor
 from .registry import FlowRegistry
@@ -65,7 +66,9 @@ class EmbeddedService:
             raise StoreError("the store's schema is behind: run `orchestrator db upgrade`")
         store = SqlStore(engine)
         registry = FlowRegistry.open(flow_set, store, clock.now())
-        connectors, concurrency = _connectors(settings, store, clock)
+        processor = EventProcessor(store, registry, clock)
+        real = real_connectors(settings, store, clock, processor)
+        connectors = _connectors(store, clock) | real
         dispatcher = Dispatcher(
             store=store,
             flows=registry,
@@ -78,27 +81,17 @@ class EmbeddedService:
             max_attempts=settings.max_attempts,
             backoff=timedelta(seconds=settings.retry_backoff_seconds),
             batch=settings.dispatch_batch,
-            concurrency=concurrency,
+            # Threads pay off only while a network send is waited for.
+            concurrency=settings.dispatch_concurrency if real else 1,
         )
-        processor = EventProcessor(store, registry, clock)
         return cls(settings, store, registry, processor, dispatcher, clock)
 
 
-def _connectors(
-    settings: Settings, store: SqlStore, clock: Clock
-) -> tuple[dict[Channel, Connector], int]:
-    """The connectors per channel, and how many sends the dispatcher keeps in flight."""
+def _connectors(store: SqlStore, clock: Clock) -> dict[Channel, Connector]:
     # Imported here: connectors depend on the runtime, not the other way round.
     from connectors.sandbox import SandboxConnector
 
-    connectors: dict[Channel, Connector] = {
-        channel: SandboxConnector(store, channel, clock) for channel in Channel
-    }
-    # The sandbox writes to this store, whose writes queue behind each other
-    # (SQLite has one writer): threads would only wait there. Providers
-    # answer over the network, where sends in flight together overlap.
-    waits_on_network = any(not isinstance(c, SandboxConnector) for c in connectors.values())
-    return connectors, settings.dispatch_concurrency if waits_on_network else 1
+    return {channel: SandboxConnector(store, channel, clock) for channel in Channel}
 
 
 class DispatchLoop:

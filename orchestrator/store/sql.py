@@ -62,6 +62,7 @@ from .tables import (
     ProcessedEventRow,
     RejectedInputRow,
     ScheduledMessageRow,
+    WebhookReceiptRow,
 )
 from .unit import UnitOfWork
 
@@ -721,6 +722,7 @@ class SqlStore:
                 RejectedInputRow,
                 ScheduledMessageRow,
                 FlowVersionRow,
+                WebhookReceiptRow,
             ):
                 c.execute(delete(table))
 

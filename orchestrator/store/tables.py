@@ -40,6 +40,7 @@ __all__ = [
     "RejectedInputRow",
     "ScheduledMessageRow",
     "Stamp",
+    "WebhookReceiptRow",
 ]
 
 Id = String(200)
@@ -299,3 +300,12 @@ class FlowVersionRow(Base):
     digest: Mapped[str] = mapped_column(String(64))
     source: Mapped[str] = mapped_column(Text)
     first_seen_at: Mapped[datetime] = mapped_column(Stamp())
+
+
+class WebhookReceiptRow(Base):
+    """Provider webhook events already applied (SendGrid `sg_event_id`): duplicates are dropped."""
+
+    __tablename__ = "webhook_receipts"
+    source: Mapped[str] = mapped_column(String(40), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(Stamp())

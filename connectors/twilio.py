@@ -1,0 +1,168 @@
+"""The Twilio SMS connector, on the official `twilio` library.
+
+`send` creates a Message with a status callback that carries the message's
+idempotency key, so delivery callbacks find it. Errors are translated once,
+here: 21610 (the recipient texted STOP) records an opt-out and refuses;
+invalid-number errors refuse for good; 429, 5xx and connection failures are
+transient. A timeout after the request went out is ambiguous: the message may
+exist at Twilio, so it is never resent blindly; `find` looks for it among
+the recipient's recent messages, and the status callback settles it too.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import requests
+from requests.adapters import HTTPAdapter
+from twilio.base.exceptions import TwilioRestException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.rest import Client
+from urllib3.exceptions import NewConnectionError
+
+from orchestrator.errors import (
+    AmbiguousSendError,
+    PermanentSendError,
+    RecipientOptedOutError,
+    SendError,
+    TransientSendError,
+)
+from orchestrator.runtime.dispatcher import Outgoing, Receipt
+
+__all__ = ["INVALID_NUMBER_CODES", "OPTED_OUT_CODE", "TwilioConfig", "TwilioConnector"]
+
+log = logging.getLogger(__name__)
+
+OPTED_OUT_CODE = 21610
+# Codes that say the number cannot take SMS at all: retrying cannot help.
+INVALID_NUMBER_CODES = frozenset({21211, 21212, 21217, 21401, 21407, 21408, 21612, 21614})
+# Ambiguous sends remembered for `find`; older ones wait for their status callback.
+_REMEMBERED = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class TwilioConfig:
+    account_sid: str
+    auth_token: str
+    messaging_service_sid: str | None = None
+    from_number: str | None = None
+    # The public URL of `POST /webhooks/twilio/status`; None sends no callback URL.
+    status_callback: str | None = None
+    api_base: str | None = None
+    timeout: float = 10.0
+    pool_size: int = 16
+
+
+@dataclass(frozen=True, slots=True)
+class _Unsure:
+    to: str
+    body: str
+
+
+class TwilioConnector:
+    """Sends SMS through Twilio's Messages API; safe to call from several threads."""
+
+    def __init__(
+        self, config: TwilioConfig, *, on_opt_out: Callable[[str], object] | None = None
+    ) -> None:
+        if not (config.messaging_service_sid or config.from_number):
+            raise ValueError("Twilio needs a messaging service sid or a from number")
+        self.config = config
+        self._on_opt_out = on_opt_out
+        http = TwilioHttpClient(pool_connections=True, timeout=config.timeout)
+        assert http.session is not None
+        # One pool of kept-alive connections, as large as the dispatcher's concurrency.
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=config.pool_size)
+        http.session.mount("https://", adapter)
+        http.session.mount("http://", adapter)
+        self._client = Client(config.account_sid, config.auth_token, http_client=http)
+        if config.api_base:
+            self._client.api.base_url = config.api_base.rstrip("/")
+        self._unsure: OrderedDict[str, _Unsure] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        session = self._client.http_client.session
+        if session is not None:
+            session.close()
+
+    def send(self, outgoing: Outgoing) -> Receipt:
+        options: dict[str, str] = (
+            {"messaging_service_sid": self.config.messaging_service_sid}
+            if self.config.messaging_service_sid
+            else {"from_": self.config.from_number or ""}
+        )
+        if self.config.status_callback:
+            options["status_callback"] = f"{self.config.status_callback}?key={quote(outgoing.key)}"
+        try:
+            message = self._client.messages.create(to=outgoing.to, body=outgoing.body, **options)
+        except TwilioRestException as exc:
+            raise self._translate(exc, outgoing.key) from exc
+        except requests.RequestException as exc:
+            if _never_sent(exc):
+                raise TransientSendError(f"Twilio unreachable: {exc.__class__.__name__}") from exc
+            self._remember(outgoing)
+            raise AmbiguousSendError(
+                f"Twilio outcome unknown after {exc.__class__.__name__}"
+            ) from exc
+        if not message.sid:
+            raise AmbiguousSendError("Twilio answered without a message sid")
+        return Receipt(message.sid)
+
+    def find(self, key: str) -> Receipt | None:
+        """Look an ambiguous send up among the recipient's newest messages at Twilio.
+
+        Raises:
+            TransientSendError: this process did not make the send (a restart),
+                or Twilio cannot be asked now; the status callback settles it.
+        """
+        with self._lock:
+            unsure = self._unsure.get(key)
+        if unsure is None:
+            raise TransientSendError("no record of this send here; waiting for its callback")
+        try:
+            recent = self._client.messages.list(to=unsure.to, limit=20)
+        except (TwilioRestException, requests.RequestException) as exc:
+            raise TransientSendError(f"Twilio lookup failed: {exc.__class__.__name__}") from exc
+        with self._lock:
+            self._unsure.pop(key, None)
+        for message in recent:
+            if message.body == unsure.body and message.sid:
+                return Receipt(message.sid)
+        return None
+
+    def _remember(self, outgoing: Outgoing) -> None:
+        with self._lock:
+            self._unsure[outgoing.key] = _Unsure(outgoing.to, outgoing.body)
+            while len(self._unsure) > _REMEMBERED:
+                self._unsure.popitem(last=False)
+
+    def _translate(self, exc: TwilioRestException, key: str) -> SendError:
+        code, status = exc.code, exc.status
+        if code == OPTED_OUT_CODE:
+            if self._on_opt_out is not None:
+                self._on_opt_out(key)
+            return RecipientOptedOutError(f"Twilio {code}: the recipient unsubscribed")
+        if code in INVALID_NUMBER_CODES:
+            return PermanentSendError(f"Twilio {code}: the number cannot receive SMS")
+        if status == 429 or status >= 500:
+            return TransientSendError(f"Twilio answered {status} (code {code})")
+        if status in (401, 403):
+            # The account, not the message: retry while an operator fixes the credentials.
+            return TransientSendError(f"Twilio refused the credentials ({status})")
+        return PermanentSendError(f"Twilio answered {status} (code {code})")
+
+
+def _never_sent(exc: requests.RequestException) -> bool:
+    """Whether the request failed before it could reach Twilio (safe to retry)."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    if isinstance(exc, requests.ConnectionError):
+        reason = getattr(exc.args[0], "reason", None) if exc.args else None
+        return isinstance(reason, NewConnectionError)
+    return False

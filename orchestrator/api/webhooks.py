@@ -1,0 +1,273 @@
+"""Provider webhooks: Twilio status callbacks and inbound SMS, SendGrid delivery events.
+
+Every route checks the provider's signature first: a forged or missing one
+gets 403 and changes nothing but a security log line. A body that is signed
+but malformed gets 400 with the reason and is kept as rejected input.
+Delivery states only move forward (see `DeliveryLedger`); opt-outs, opt-ins
+and replies become canonical events (see `Feedback`).
+"""
+
+from __future__ import annotations
+
+import binascii
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Request, Response, status
+from fastapi.responses import JSONResponse
+from sendgrid.helpers.eventwebhook import EventWebhook
+from sendgrid.helpers.eventwebhook.eventwebhook_header import EventWebhookHeader
+from starlette.concurrency import run_in_threadpool
+from twilio.request_validator import RequestValidator
+from twilio.twiml.messaging_response import MessagingResponse
+
+from ..event import Channel
+from ..inbound_sms import classify
+from ..runtime.feedback import Feedback
+from ..runtime.service import EmbeddedService
+from ..store.delivery import DeliveryLedger
+
+__all__ = ["webhook_router"]
+
+log = logging.getLogger(__name__)
+
+# Twilio message statuses, by what they mean for our record.
+_HANDED_OVER = frozenset({"accepted", "scheduled", "queued", "sending", "sent"})
+_DELIVERED = frozenset({"delivered", "read"})
+_FAILED = frozenset({"undelivered", "failed", "canceled"})
+_OPTED_OUT_CODE = "21610"
+# SendGrid events that say the address must not be mailed again, and the source we record.
+_EMAIL_OPT_OUT = frozenset({"unsubscribe", "group_unsubscribe", "spamreport"})
+_EMAIL_UNDELIVERABLE = frozenset({"bounce", "dropped"})
+_EMAIL_ENGAGEMENT = frozenset({"open", "click"})
+
+
+class _Form(dict[str, list[str]]):
+    """Form fields with every value of a repeated key, as the request validator wants them."""
+
+    def getlist(self, name: str) -> list[str]:
+        return self[name]
+
+    def first(self, name: str) -> str | None:
+        values = self.get(name)
+        return values[0] if values else None
+
+
+class _Malformed(Exception):
+    """A signed body we cannot use; the message is the reason given back."""
+
+
+def webhook_router(service: EmbeddedService) -> APIRouter:
+    """The `/webhooks/...` routes over a built service."""
+    settings = service.settings
+    ledger = DeliveryLedger(service.store)
+    feedback = Feedback(service.processor, ledger, service.clock)
+    token = settings.twilio_auth_token.get_secret_value() if settings.twilio_auth_token else None
+    validator = RequestValidator(token) if token else None
+    verifier = EventWebhook()
+    public_key = (
+        verifier.convert_public_key_to_ecdsa(settings.sendgrid_webhook_public_key)
+        if settings.sendgrid_webhook_public_key
+        else None
+    )
+    public_url = settings.public_url.rstrip("/")
+    router = APIRouter(prefix="/webhooks")
+
+    def forbidden(route: str, reason: str) -> Response:
+        log.warning("webhook.forbidden", extra={"route": route, "reason": reason})
+        return JSONResponse({"error": "signature check failed"}, status.HTTP_403_FORBIDDEN)
+
+    async def malformed(route: str, body: bytes, reason: str) -> Response:
+        now = service.clock.now()
+        await run_in_threadpool(service.store.reject, body, f"webhook:{route}", reason, now)
+        log.warning("webhook.malformed", extra={"route": route, "reason": reason})
+        return JSONResponse({"error": reason}, status.HTTP_400_BAD_REQUEST)
+
+    async def twilio_form(request: Request, route: str) -> _Form | Response:
+        """The signed form of a Twilio request, or the response refusing it."""
+        body = await request.body()
+        signature = request.headers.get("x-twilio-signature")
+        if validator is None:
+            return forbidden(route, "twilio_not_configured")
+        if not signature:
+            return forbidden(route, "signature_missing")
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            return await malformed(route, body, "body: not UTF-8 form data")
+        form = _Form(parse_qs(text, keep_blank_values=True))
+        url = public_url + request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        if not validator.validate(url, form, signature):
+            return forbidden(route, "signature_invalid")
+        return form
+
+    @router.post("/twilio/status")
+    async def twilio_status(request: Request) -> Response:
+        route = "twilio.status"
+        form = await twilio_form(request, route)
+        if isinstance(form, Response):
+            return form
+        sid = form.first("MessageSid")
+        state = (form.first("MessageStatus") or form.first("SmsStatus") or "").lower()
+        key = request.query_params.get("key")
+        if not sid or not state:
+            return await malformed(
+                route, await request.body(), "MessageSid and MessageStatus are required"
+            )
+        if state not in _HANDED_OVER | _DELIVERED | _FAILED:
+            return await malformed(
+                route, await request.body(), f"MessageStatus: unknown value {state!r}"
+            )
+        error_code = form.first("ErrorCode") or None
+        await run_in_threadpool(_apply_twilio_status, key, sid, state, error_code)
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+    def _apply_twilio_status(key: str | None, sid: str, state: str, error_code: str | None) -> None:
+        now = service.clock.now()
+        if key is not None:
+            # A send whose outcome was unknown: Twilio has it, whatever the status.
+            ledger.settle_sent(key, sid, now, "reconciled:callback")
+        if state in _DELIVERED:
+            ledger.advance("delivered", None, now, key=key, provider_id=sid)
+        elif state in _FAILED:
+            reason = f"provider:{state}" + (f":{error_code}" if error_code else "")
+            ledger.advance("failed", reason, now, key=key, provider_id=sid)
+            if error_code == _OPTED_OUT_CODE and key is not None:
+                feedback.consent_for_message(
+                    key, Channel.SMS, granted=False, source="twilio", ref=sid
+                )
+
+    @router.post("/twilio/inbound")
+    async def twilio_inbound(request: Request) -> Response:
+        route = "twilio.inbound"
+        form = await twilio_form(request, route)
+        if isinstance(form, Response):
+            return form
+        sid, sender, body = form.first("MessageSid"), form.first("From"), form.first("Body")
+        if not sid or not sender or body is None:
+            return await malformed(
+                route, await request.body(), "MessageSid, From and Body are required"
+            )
+        intent = classify(body)
+        reply = MessagingResponse()
+        if intent.kind == "help":
+            reply.message(settings.sms_help_text)
+        elif intent.kind in ("opt_out", "opt_in"):
+            granted = intent.kind == "opt_in"
+            await run_in_threadpool(
+                lambda: feedback.consent_for_phone(
+                    sender, granted=granted, source="twilio", ref=sid
+                )
+            )
+        else:
+            answer = intent.reply or "other"
+            await run_in_threadpool(
+                lambda: feedback.replied(sender, answer, source="twilio", ref=sid)
+            )
+        log.info("webhook.inbound_sms", extra={"kind": intent.kind, "reply": intent.reply})
+        return Response(str(reply), media_type="application/xml")
+
+    @router.post("/sendgrid/events")
+    async def sendgrid_events(request: Request) -> Response:
+        route = "sendgrid.events"
+        body = await request.body()
+        signature = request.headers.get(EventWebhookHeader.SIGNATURE)
+        timestamp = request.headers.get(EventWebhookHeader.TIMESTAMP)
+        if public_key is None:
+            return forbidden(route, "sendgrid_not_configured")
+        if not signature or not timestamp:
+            return forbidden(route, "signature_missing")
+        if not timestamp.isdigit():
+            return forbidden(route, "timestamp_invalid")
+        age = abs(service.clock.now().timestamp() - int(timestamp))
+        if age > settings.sendgrid_webhook_tolerance_seconds:
+            return forbidden(route, "timestamp_outside_tolerance")
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            return forbidden(route, "signature_invalid")  # what was signed was text
+        try:
+            valid = verifier.verify_signature(text, signature, timestamp, public_key)
+        except (binascii.Error, ValueError):
+            valid = False
+        if not valid:
+            return forbidden(route, "signature_invalid")
+        try:
+            events = _sendgrid_batch(text)
+        except _Malformed as exc:
+            return await malformed(route, body, str(exc))
+        applied = await run_in_threadpool(_apply_sendgrid, events)
+        return JSONResponse({"received": len(events), "applied": applied})
+
+    def _apply_sendgrid(events: list[Mapping[str, Any]]) -> int:
+        now = service.clock.now()
+        fresh = ledger.first_receipt("sendgrid", [str(e["sg_event_id"]) for e in events], now)
+        applied = 0
+        for event in events:
+            event_id = str(event["sg_event_id"])
+            if event_id not in fresh:
+                continue  # a duplicate, in this batch or an earlier one
+            fresh.discard(event_id)
+            applied += 1
+            _apply_sendgrid_event(event, event_id)
+        return applied
+
+    def _apply_sendgrid_event(event: Mapping[str, Any], event_id: str) -> None:
+        now = service.clock.now()
+        kind = str(event["event"])
+        key = event.get("message_key")
+        key = key if isinstance(key, str) else None
+        message_id = event.get("sg_message_id")
+        # An sg_message_id is the X-Message-Id we kept, then ".filter...".
+        provider_id = message_id.split(".", 1)[0] if isinstance(message_id, str) else None
+        if key is not None and kind != "deferred":
+            ledger.settle_sent(key, provider_id, now, "reconciled:event")
+        if kind == "delivered":
+            ledger.advance("delivered", None, now, key=key, provider_id=provider_id)
+        elif kind in _EMAIL_ENGAGEMENT:
+            ledger.engaged(kind, now, key=key, provider_id=provider_id)
+        elif kind in _EMAIL_UNDELIVERABLE:
+            if kind == "bounce" and event.get("type") == "blocked":
+                reason = "provider:blocked"  # a temporary refusal: the address stays usable
+            else:
+                reason = f"provider:{kind}"
+                if key is not None:
+                    feedback.consent_for_message(
+                        key, Channel.EMAIL, granted=False, source=f"sendgrid:{kind}", ref=event_id
+                    )
+            ledger.advance("failed", reason, now, key=key, provider_id=provider_id)
+        elif kind in _EMAIL_OPT_OUT and key is not None:
+            feedback.consent_for_message(
+                key, Channel.EMAIL, granted=False, source=f"sendgrid:{kind}", ref=event_id
+            )
+        elif kind == "group_resubscribe" and key is not None:
+            feedback.consent_for_message(
+                key, Channel.EMAIL, granted=True, source=f"sendgrid:{kind}", ref=event_id
+            )
+        log.info("webhook.sendgrid_event", extra={"kind": kind, "message_key": key})
+
+    return router
+
+
+def _sendgrid_batch(text: str) -> list[Mapping[str, Any]]:
+    """The events of a SendGrid batch.
+
+    Raises:
+        _Malformed: not a JSON array of event objects with `event` and `sg_event_id`.
+    """
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _Malformed(f"body: not JSON (at position {exc.pos})") from None
+    if not isinstance(data, list):
+        raise _Malformed("body: expected a JSON array of events")
+    for i, item in enumerate(data):
+        if not isinstance(item, dict):
+            raise _Malformed(f"item {i}: expected an object")
+        for name in ("event", "sg_event_id"):
+            if not isinstance(item.get(name), str) or not item[name]:
+                raise _Malformed(f"item {i}: {name}: required, a string")
+    return data

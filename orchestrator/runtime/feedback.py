@@ -1,0 +1,108 @@
+"""Provider feedback as canonical events: opt-outs, opt-ins and replies.
+
+A STOP text, Twilio's 21610 refusal and a SendGrid unsubscribe all become
+`consent.opted_out` events (with `attributes.channel`) through the event
+processor, so they land in the one consent record the send-time policies
+read. Replies become `message.replied` events that flows route on
+(`attributes.reply`). Event ids are derived from the provider's own ids, so a
+callback delivered twice records once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+
+from ..clock import Clock
+from ..event import Channel, Event, EventType, JSONValue
+from ..store.delivery import DeliveryLedger, Recipient
+from .processor import EventProcessor
+
+__all__ = ["Feedback"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Feedback:
+    processor: EventProcessor
+    ledger: DeliveryLedger
+    clock: Clock
+
+    def consent_for_message(
+        self, key: str, channel: Channel, *, granted: bool, source: str, ref: str
+    ) -> int:
+        """Record consent for the recipient of message `key`; returns how many were recorded."""
+        recipient = self.ledger.recipient_of(key)
+        if recipient is None:
+            log.warning("feedback.unknown_message", extra={"message_key": key, "source": source})
+            return 0
+        return self._consent([recipient], channel, granted=granted, source=source, ref=ref)
+
+    def consent_for_phone(self, phone: str, *, granted: bool, source: str, ref: str) -> int:
+        """Record SMS consent for everyone reached at `phone`; returns how many."""
+        recipients = self.ledger.recipients_by_phone(phone)
+        if not recipients:
+            log.info("feedback.unknown_sender", extra={"source": source})
+        return self._consent(recipients, Channel.SMS, granted=granted, source=source, ref=ref)
+
+    def replied(self, phone: str, reply: str, *, source: str, ref: str) -> int:
+        """A `message.replied` event for everyone reached at `phone`; returns how many."""
+        recipients = self.ledger.recipients_by_phone(phone)
+        events = [
+            self._event(
+                EventType.MESSAGE_REPLIED,
+                r,
+                source,
+                ref,
+                {"channel": Channel.SMS.value, "reply": reply},
+            )
+            for r in recipients
+        ]
+        self._process(events)
+        return len(events)
+
+    def _consent(
+        self,
+        recipients: list[Recipient],
+        channel: Channel,
+        *,
+        granted: bool,
+        source: str,
+        ref: str,
+    ) -> int:
+        kind = EventType.CONSENT_OPTED_IN if granted else EventType.CONSENT_OPTED_OUT
+        events = [self._event(kind, r, source, ref, {"channel": channel.value}) for r in recipients]
+        self._process(events)
+        return len(events)
+
+    def _event(
+        self,
+        kind: EventType,
+        recipient: Recipient,
+        source: str,
+        ref: str,
+        attributes: dict[str, JSONValue],
+    ) -> Event:
+        if recipient.caregiver_id is not None:
+            attributes = attributes | {"caregiver_id": recipient.caregiver_id}
+        seed = f"{source}|{ref}|{kind.value}|{recipient.patient.id}|{recipient.recipient}"
+        digest = hashlib.sha256(seed.encode()).hexdigest()[:32]
+        return Event(
+            id=f"{source}-{digest}",
+            type=kind,
+            occurred_at=self.clock.now(),
+            source=source,
+            patient=recipient.patient,
+            attributes=attributes,
+        )
+
+    def _process(self, events: list[Event]) -> None:
+        if not events:
+            return
+        for result in self.processor.process(events):
+            log.info(
+                "feedback.recorded",
+                extra={"event_id": result.id, "status": result.status},
+            )

@@ -1,0 +1,214 @@
+"""What providers report back about sent messages: delivery states and who a message was for.
+
+Delivery callbacks do not hold the dispatcher's lease, so these updates are
+guarded by the status they move from instead: a status only moves forward
+(sending -> sent -> delivered or failed), and a late or repeated callback
+updates nothing. Each move that happens writes its audit row in the same
+transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from ..decisions import record
+from ..errors import StoreError
+from ..event import Patient
+from ..journey import ScheduledMessage
+from . import codec
+from .rows import audit_row
+from .sql import SqlStore
+from .tables import (
+    AuditRow,
+    DeliveryAttemptRow,
+    PatientRow,
+    ScheduledMessageRow,
+    WebhookReceiptRow,
+)
+
+__all__ = ["DeliveryLedger", "Recipient"]
+
+Delivered = Literal["delivered", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """Who a message or a phone number belongs to: a patient, and the patient or a caregiver."""
+
+    patient: Patient
+    recipient: str
+
+    @property
+    def caregiver_id(self) -> str | None:
+        kind, _, rest = self.recipient.partition(":")
+        return rest if kind == "caregiver" else None
+
+
+class DeliveryLedger:
+    """Provider feedback on the store's scheduled messages, in the store's own transactions."""
+
+    def __init__(self, store: SqlStore) -> None:
+        self.store = store
+
+    def settle_sent(self, key: str, provider_id: str | None, now: datetime, reason: str) -> bool:
+        """A message whose send outcome was unknown ("sending"): the provider has it.
+
+        Returns whether it moved (False when it was not "sending").
+        """
+        table = ScheduledMessageRow
+        with self.store._tx() as c:
+            moved = c.execute(
+                update(table)
+                .where(table.key == key, table.status == "sending")
+                .values(
+                    status="sent",
+                    reason=reason,
+                    provider_id=provider_id,
+                    sent_at=now,
+                    lease_owner=None,
+                    lease_until=None,
+                    updated_at=now,
+                )
+                .returning(table.payload, table.channel)
+            ).one_or_none()
+            if moved is None:
+                return False
+            payload, channel = moved
+            attempts = DeliveryAttemptRow
+            c.execute(
+                update(attempts)
+                .where(attempts.key == key, attempts.outcome == "pending")
+                .values(finished_at=now, outcome="sent", provider_id=provider_id)
+            )
+            message = codec.loads(ScheduledMessage, payload)
+            c.execute(
+                insert(AuditRow), audit_row(record(message, now, "sent", reason, channel=channel))
+            )
+            return True
+
+    def advance(
+        self,
+        status: Delivered,
+        reason: str | None,
+        now: datetime,
+        *,
+        key: str | None = None,
+        provider_id: str | None = None,
+    ) -> bool:
+        """Move a sent message (by key, else by provider id) to delivered or failed.
+
+        Returns whether it moved: a message already delivered or failed stays as it is.
+        """
+        if key is None and provider_id is None:
+            return False
+        table = ScheduledMessageRow
+        which = table.key == key if key is not None else table.provider_id == provider_id
+        with self.store._tx() as c:
+            moved = c.execute(
+                update(table)
+                .where(which, table.status == "sent")
+                .values(status=status, reason=reason, updated_at=now)
+                .returning(table.payload, table.channel)
+            ).all()
+            for payload, channel in moved:
+                message = codec.loads(ScheduledMessage, payload)
+                entry = record(message, now, status, reason, channel=channel)
+                c.execute(insert(AuditRow), audit_row(entry))
+            return bool(moved)
+
+    def engaged(
+        self, kind: str, now: datetime, *, key: str | None = None, provider_id: str | None = None
+    ) -> bool:
+        """An open or a click: audited as `delivered` with reason `engagement:<kind>`.
+
+        An engagement implies delivery, so a message still "sent" moves to delivered first.
+        """
+        if key is None and provider_id is None:
+            return False
+        self.advance("delivered", None, now, key=key, provider_id=provider_id)
+        table = ScheduledMessageRow
+        which = table.key == key if key is not None else table.provider_id == provider_id
+        with self.store._tx() as c:
+            rows = c.execute(
+                select(table.payload, table.channel).where(which, table.status == "delivered")
+            ).all()
+            for payload, channel in rows:
+                message = codec.loads(ScheduledMessage, payload)
+                entry = record(message, now, "delivered", f"engagement:{kind}", channel=channel)
+                c.execute(insert(AuditRow), audit_row(entry))
+            return bool(rows)
+
+    def status(self, key: str) -> str | None:
+        table = ScheduledMessageRow
+        with self.store._tx() as c:
+            found: str | None = c.execute(
+                select(table.status).where(table.key == key)
+            ).scalar_one_or_none()
+            return found
+
+    def recipient_of(self, key: str) -> Recipient | None:
+        """The patient (as last known) and recipient a scheduled message is for."""
+        table = ScheduledMessageRow
+        with self.store._tx() as c:
+            row = c.execute(
+                select(PatientRow.snapshot, table.recipient)
+                .join(PatientRow, PatientRow.id == table.patient_id)
+                .where(table.key == key)
+            ).one_or_none()
+        if row is None:
+            return None
+        return Recipient(codec.loads(Patient, row[0]), row[1])
+
+    def recipients_by_phone(self, phone: str) -> list[Recipient]:
+        """Every patient or caregiver whose phone is `phone` (E.164).
+
+        A text search narrows the snapshots; the decoded patient confirms
+        each match. Without a contact-point index this reads every snapshot
+        holding the number, which is what one inbound SMS may cost.
+        """
+        needle = f'%"{phone}"%'
+        with self.store._tx() as c:
+            snapshots = c.execute(
+                select(PatientRow.snapshot).where(PatientRow.snapshot.like(needle))
+            ).scalars()
+            patients = [codec.loads(Patient, s) for s in snapshots]
+        found: list[Recipient] = []
+        for patient in patients:
+            if patient.phone == phone:
+                found.append(Recipient(patient, "patient"))
+            found += [
+                Recipient(patient, f"caregiver:{c.id}")
+                for c in patient.caregivers
+                if c.phone == phone
+            ]
+        return found
+
+    def first_receipt(self, source: str, event_ids: Sequence[str], now: datetime) -> set[str]:
+        """Record webhook event ids; returns those not seen before (the rest are duplicates)."""
+        fresh: set[str] = set()
+        table = WebhookReceiptRow
+        for event_id in dict.fromkeys(event_ids):
+            try:
+                with self.store._tx() as c:
+                    seen = c.execute(
+                        select(table.event_id).where(
+                            table.source == source, table.event_id == event_id
+                        )
+                    ).first()
+                    if seen is None:
+                        c.execute(
+                            insert(table).values(source=source, event_id=event_id, received_at=now)
+                        )
+                        fresh.add(event_id)
+            except StoreError as exc:
+                # Two deliveries of one batch racing: the other one recorded it.
+                if isinstance(exc.__cause__, IntegrityError):
+                    continue
+                raise
+        return fresh

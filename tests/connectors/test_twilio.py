@@ -1,0 +1,141 @@
+"""The Twilio connector against the stand-in: what it sends, and how it reads each answer."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from connectors.twilio import TwilioConnector
+from orchestrator.errors import (
+    AmbiguousSendError,
+    PermanentSendError,
+    RecipientOptedOutError,
+    TransientSendError,
+)
+from orchestrator.event import Channel
+from orchestrator.runtime import Outgoing
+from tests.connectors.conftest import TOKEN, twilio_config
+from tests.standins import ACCOUNT_SID, StandIn
+
+TO = "+15555550101"
+
+
+def sms_to(to: str = TO, key: str = "k-1", body: str = "Reminder: visit on Tue") -> Outgoing:
+    return Outgoing(key, Channel.SMS, to, body)
+
+
+def test_send_creates_a_message_with_a_status_callback_naming_the_key(
+    sms: TwilioConnector, twilio: StandIn
+) -> None:
+    receipt = sms.send(sms_to(key="abc123"))
+
+    (request,) = twilio.sends()
+    assert request.path == f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
+    assert request.form["To"] == [TO]
+    assert request.form["Body"] == ["Reminder: visit on Tue"]
+    assert request.form["MessagingServiceSid"] == ["MG" + "1" * 32]
+    assert request.form["StatusCallback"] == [
+        "https://orchestrator.example.org/webhooks/twilio/status?key=abc123"
+    ]
+    credentials = base64.b64encode(f"{ACCOUNT_SID}:{TOKEN}".encode()).decode()
+    assert request.headers["authorization"] == f"Basic {credentials}"
+    assert receipt.provider_id == twilio.created[0]["sid"]
+
+
+def test_a_from_number_is_used_without_a_messaging_service(twilio: StandIn) -> None:
+    connector = TwilioConnector(
+        twilio_config(twilio, messaging_service_sid=None, from_number="+15555550100")
+    )
+    try:
+        connector.send(sms_to())
+    finally:
+        connector.close()
+
+    (request,) = twilio.sends()
+    assert request.form["From"] == ["+15555550100"]
+    assert "MessagingServiceSid" not in request.form
+
+
+def test_sends_reuse_one_connection(sms: TwilioConnector, twilio: StandIn) -> None:
+    for i in range(5):
+        sms.send(sms_to(key=f"k-{i}"))
+
+    assert len(twilio.sends()) == 5
+    assert len(twilio.ports()) == 1
+
+
+def test_21610_records_an_opt_out_and_refuses(
+    sms: TwilioConnector, twilio: StandIn, opted_out: list[str]
+) -> None:
+    twilio.errors[TO] = (400, 21610)
+
+    with pytest.raises(RecipientOptedOutError):
+        sms.send(sms_to(key="k-stop"))
+
+    assert opted_out == ["k-stop"]
+
+
+@pytest.mark.parametrize("code", [21211, 21614])
+def test_an_invalid_number_fails_permanently_without_an_opt_out(
+    sms: TwilioConnector, twilio: StandIn, opted_out: list[str], code: int
+) -> None:
+    twilio.errors[TO] = (400, code)
+
+    with pytest.raises(PermanentSendError) as raised:
+        sms.send(sms_to())
+
+    assert not isinstance(raised.value, RecipientOptedOutError)
+    assert opted_out == []
+
+
+@pytest.mark.parametrize("status", [429, 500, 503])
+def test_rate_limits_and_server_errors_are_transient(
+    sms: TwilioConnector, twilio: StandIn, status: int
+) -> None:
+    twilio.errors[TO] = (status, 20429 if status == 429 else None)
+
+    with pytest.raises(TransientSendError):
+        sms.send(sms_to())
+
+
+def test_a_refused_connection_is_transient(twilio: StandIn) -> None:
+    connector = TwilioConnector(twilio_config(twilio, api_base="http://127.0.0.1:9"))
+    try:
+        with pytest.raises(TransientSendError):
+            connector.send(sms_to())
+    finally:
+        connector.close()
+
+
+def test_a_timeout_after_sending_is_ambiguous_and_find_recovers_the_message(
+    sms: TwilioConnector, twilio: StandIn
+) -> None:
+    twilio.held.add(TO)
+
+    with pytest.raises(AmbiguousSendError):
+        sms.send(sms_to(key="k-slow"))
+    twilio.release.set()
+
+    receipt = sms.find("k-slow")
+
+    assert receipt is not None
+    assert receipt.provider_id == twilio.created[0]["sid"]
+    assert len(twilio.sends()) == 1  # looked up, never sent again
+
+
+def test_find_says_not_sent_when_twilio_has_no_such_message(
+    sms: TwilioConnector, twilio: StandIn
+) -> None:
+    twilio.held.add(TO)
+    with pytest.raises(AmbiguousSendError):
+        sms.send(sms_to(key="k-slow"))
+    twilio.release.set()
+    twilio.created.clear()  # as if the request had never reached Twilio
+
+    assert sms.find("k-slow") is None
+
+
+def test_find_of_a_send_it_did_not_make_cannot_tell(sms: TwilioConnector) -> None:
+    with pytest.raises(TransientSendError):
+        sms.find("k-unknown")
