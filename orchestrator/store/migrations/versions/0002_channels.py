@@ -1,6 +1,6 @@
 """Real channels: provider webhook events already applied (for de-duplication).
 
-Revision ID: 0002_issue7
+Revision ID: 0002
 Revises: 0001
 Create Date: 2026-11-25 15:50:00
 """
