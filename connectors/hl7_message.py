@@ -17,7 +17,6 @@ field (HL7 table 0357 code included), never a value from the message.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
 
@@ -108,13 +107,25 @@ def decode(raw: bytes | str) -> str:
 class Segment:
     """One segment: fields by HL7 number (MSH-1 is the field separator)."""
 
-    __slots__ = ("_message", "fields", "id", "sequence")
+    __slots__ = ("_fields", "_message", "id", "line", "sequence")
 
-    def __init__(self, message: Hl7Message, fields: list[str], sequence: int) -> None:
+    def __init__(self, message: Hl7Message, segment_id: str, line: str, sequence: int) -> None:
         self._message = message
-        self.fields = fields
-        self.id = fields[0]
+        self.id = segment_id
+        self.line = line
         self.sequence = sequence
+        self._fields: list[str] | None = None
+
+    @property
+    def fields(self) -> list[str]:
+        """The fields, split on first use (most segments of a message are never read)."""
+        if self._fields is None:
+            fields = self.line.split(self._message.field)
+            if self.id == "MSH":
+                fields.insert(1, self._message.field)
+            fields[0] = self.id
+            self._fields = fields
+        return self._fields
 
     def raw(self, field: int) -> str:
         """The field as sent, escapes and all ("" when absent)."""
@@ -185,13 +196,10 @@ class Hl7Message:
         self.segments: list[Segment] = []
         self._index: dict[str, list[Segment]] = {}
         for line in text.split("\r"):
-            fields = line.split(self.field)
-            name = fields[0].strip()
-            if name == "MSH":
-                fields.insert(1, self.field)
-            fields[0] = name
+            end = line.find(self.field)
+            name = (line if end < 0 else line[:end]).strip()
             same = self._index.setdefault(name, [])
-            segment = Segment(self, fields, len(same) + 1)
+            segment = Segment(self, name, line, len(same) + 1)
             same.append(segment)
             self.segments.append(segment)
 
@@ -231,10 +239,9 @@ class Hl7Message:
             text = self._unescape(text)
         return text.strip()
 
-    def components(self, text: str) -> Iterator[str]:
-        """The components of one repetition, unescaped (for shapes that vary)."""
-        for i in range(1, text.count(self.component) + 2):
-            yield self.component_value(text, i, 1)
+    def components(self, text: str) -> list[str]:
+        """The components of one repetition (first subcomponents), unescaped."""
+        return [self.component_value(part, 1, 1) for part in text.split(self.component)]
 
     def _unescape(self, text: str) -> str:
         if self._container is None:

@@ -268,8 +268,10 @@ def _phone(message: Hl7Message, pid: Segment, region: str) -> str | None:
     return min(candidates)[1] if candidates else None
 
 
+@lru_cache(maxsize=4096)
 def _e164(text: str, region: str) -> str | None:
-    if not text or "@" in text:
+    # No numbering plan has numbers this short: skip the costly parse.
+    if not text or "@" in text or sum(c.isdigit() for c in text) < 7:
         return None
     try:
         number = phonenumbers.parse(text, region)

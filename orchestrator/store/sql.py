@@ -56,6 +56,7 @@ from .tables import (
     DeliveryAttemptRow,
     EpisodeRow,
     FlowVersionRow,
+    InboundMessageRow,
     JourneyRow,
     OutboxRow,
     PatientRow,
@@ -630,6 +631,7 @@ class SqlStore:
                 RejectedInputRow,
                 ScheduledMessageRow,
                 FlowVersionRow,
+                InboundMessageRow,
             ):
                 c.execute(delete(table))
 
