@@ -28,6 +28,7 @@ from ..event import Event
 from ..event_schema import parse_event
 from ..runtime.service import DispatchLoop, EmbeddedService
 from ..store import pending
+from .fhir import fhir_router
 
 __all__ = ["create_app"]
 
@@ -217,6 +218,7 @@ def create_app(service: EmbeddedService, *, run_dispatcher: bool = True) -> Fast
             for o in service.store.outbox(limit)
         ]
 
+    app.include_router(fhir_router(service), dependencies=protected)
     return app
 
 
