@@ -7,9 +7,8 @@ separators (MSH-1 and MSH-2); fields are split further only when read.
 
 Why not `hl7.parse`: it builds a container for every component of every
 field, which costs about 5 ms for an SIU message here, 25 times the budget of
-the ingest target. The `hl7` package still decodes escape sequences (with the
-message's own escape character) and its tree is the reference the tests hold
-this reader to.
+the ingest target. The `hl7` package's tree is the reference the tests hold
+this reader to, field by field; its date/time parser reads DTM values.
 
 Every error is an `Hl7Error` that names the segment, its position and the
 field (HL7 table 0357 code included), never a value from the message.
@@ -20,12 +19,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-import hl7
-import hl7.util
+import re
 
 from orchestrator.errors import InputError
 
 __all__ = ["Hl7Error", "Hl7Message", "Location", "Segment", "decode"]
+
+_HEX = re.compile(r"(?:[0-9A-Fa-f]{2})*")
 
 # HL7 table 0357, the codes the ERR segment carries.
 SEGMENT_SEQUENCE_ERROR: Final = "100"
@@ -158,7 +158,6 @@ class Hl7Message:
     """A message split into segments on its own separators."""
 
     __slots__ = (
-        "_container",
         "_index",
         "component",
         "escape",
@@ -192,7 +191,6 @@ class Hl7Message:
         self.repetition = encoding[1]
         self.escape = encoding[2] if len(encoding) > 2 else ""
         self.subcomponent = encoding[3] if len(encoding) > 3 else "&"
-        self._container: hl7.Message | None = None
         self.segments: list[Segment] = []
         self._index: dict[str, list[Segment]] = {}
         for line in text.split("\r"):
@@ -244,14 +242,38 @@ class Hl7Message:
         return [self.component_value(part, 1, 1) for part in text.split(self.component)]
 
     def _unescape(self, text: str) -> str:
-        if self._container is None:
-            # The package's decoder reads separators and escape from a container.
-            self._container = hl7.Message(
-                separators="\r"
-                + self.field
-                + self.repetition
-                + self.component
-                + self.subcomponent,
-                esc=self.escape,
-            )
-        return str(hl7.util.unescape(self._container, text))
+        """HL7 escape sequences (chapter 2.7): separators, hex, formatting.
+
+        Not `hl7.util.unescape`: on a malformed sequence it logs the value,
+        and a value here may be a patient's.
+        """
+        esc = self.escape
+        names = {
+            "F": self.field,
+            "S": self.component,
+            "T": self.subcomponent,
+            "R": self.repetition,
+            "E": esc,
+        }
+        out: list[str] = []
+        i = 0
+        while True:
+            start = text.find(esc, i)
+            end = text.find(esc, start + 1) if start >= 0 else -1
+            if end < 0:
+                out.append(text[i:])
+                return "".join(out)
+            out.append(text[i:start])
+            sequence = text[start + 1 : end]
+            if sequence in names:
+                out.append(names[sequence])
+            elif sequence[:1] == "X" and _HEX.fullmatch(sequence[1:]):
+                raw = bytes.fromhex(sequence[1:])
+                try:
+                    out.append(raw.decode("utf-8"))
+                except UnicodeDecodeError:
+                    out.append(raw.decode("latin-1"))
+            elif sequence == ".br":
+                out.append("\n")
+            # Highlighting (H, N), character sets (C, M) and local (Z) escapes carry no text.
+            i = end + 1

@@ -216,7 +216,8 @@ def _patient(message: Hl7Message, pid: Segment, config: Hl7Config) -> dict[str, 
     email = _email(message, pid)
     if email:
         patient["email"] = email
-    language = _language(pid.get(15, 1) or pid.get(15, 2))
+    # CWE-1, else the alternate code in CWE-4 (CWE-2 is display text).
+    language = _language(pid.get(15, 1) or pid.get(15, 4))
     if language:
         patient["language"] = language
     return patient
