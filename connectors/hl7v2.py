@@ -70,6 +70,8 @@ _PHONE_EQUIPMENT = ("CP", "PH", "")
 _EMAIL_EQUIPMENT = ("INTERNET", "X.400")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9._\-]")
+# DTM: YYYY[MM[DD[HH[MM[SS[.S[S[S[S]]]]]]]]][+/-ZZZZ]
+_DTM = re.compile(r"\d{4}(?:\d{2}(?:\d{2}(?:\d{2}(?:\d{2}(?:\d{2}(?:\.\d{1,4})?)?)?)?)?)?(?:[+-]\d{4})?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -399,6 +401,8 @@ def _time(
     if not text:
         return None
     try:
+        if not _DTM.fullmatch(text):
+            raise ValueError(text)
         value = hl7.parse_datetime(text)
     except (ValueError, TypeError):
         raise Hl7Error(
