@@ -185,7 +185,9 @@ def _map(
     kind = data.get("resourceType")
     root = path or str(kind or expected or "Resource")
     if expected is not None and kind != expected:
-        raise FhirError([Issue(root, "structure", f"expected resourceType '{expected}'")])
+        raise FhirError(
+            [Issue(f"{root}.resourceType", "structure", f"expected resourceType '{expected}'")]
+        )
     if kind not in ("Appointment", "Encounter"):
         raise FhirError(
             [Issue(root, "not-supported", "only Appointment and Encounter resources are taken")],

@@ -21,6 +21,7 @@ from orchestrator.settings import Settings
 from orchestrator.store import InboundArchive
 from tests.conftest import ROOT
 from tests.connectors.hl7_samples import sample, with_field
+from tests.inbound_service import build_service
 from tests.live import wait_until
 
 SIU = sample("SIU-S12-01.hl7").replace(b"\n", b"\r")
@@ -132,7 +133,7 @@ def segment(ack: str, name: str) -> list[str]:
 
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[EmbeddedService]:
-    built = EmbeddedService.build(
+    built = build_service(
         Settings(
             db=f"sqlite:///{tmp_path / 'store.db'}",
             flows=ROOT / "flows",
@@ -140,7 +141,7 @@ def service(tmp_path: Path) -> Iterator[EmbeddedService]:
             inbound_services={"76164006": "cardiology.consult"},
             mllp_idle_timeout=2.0,
         ),
-        clock=VirtualClock(datetime(2021, 9, 14, 9, 0, tzinfo=UTC)),
+        VirtualClock(datetime(2021, 9, 14, 9, 0, tzinfo=UTC)),
     )
     yield built
     built.store.engine.dispose()
