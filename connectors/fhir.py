@@ -80,7 +80,11 @@ class FhirError(InputError):
         self.issues = tuple(issues)
         self.status = status
         super().__init__(
-            "FHIR", [f"{i.expression}: {i.diagnostics}" if i.expression else i.diagnostics for i in self.issues]
+            "FHIR",
+            [
+                f"{i.expression}: {i.diagnostics}" if i.expression else i.diagnostics
+                for i in self.issues
+            ],
         )
 
 
@@ -100,7 +104,9 @@ class EntryResult:
     error: FhirError | None = None
 
 
-def operation_outcome(error: FhirError | Sequence[Issue], severity: str = "error") -> dict[str, Any]:
+def operation_outcome(
+    error: FhirError | Sequence[Issue], severity: str = "error"
+) -> dict[str, Any]:
     issues = error.issues if isinstance(error, FhirError) else error
     return {
         "resourceType": "OperationOutcome",
@@ -194,7 +200,8 @@ def _map(
             status=422,
         )
     try:
-        model = get_fhir_model_class(kind).model_validate(data)
+        # The R4B model class of `kind`: its fields are read by name below.
+        model: Any = get_fhir_model_class(kind).model_validate(data)
     except ValidationError as exc:
         raise FhirError(_issues(exc, root)) from None
     status = str(model.status)
@@ -224,6 +231,7 @@ def _map(
         "attributes": {"fhir": {"resource": f"{kind}/{resource_id}", "status": status}},
     }
     updated = meta.lastUpdated if meta is not None else None
+    reference: str | None
     if kind == "Appointment":
         reference, patient = _appointment_patient(model, root)
         event["appointment"] = _appointment(model, resource_id, config)
@@ -259,7 +267,13 @@ def _appointment_patient(model: Any, root: str) -> tuple[str, str]:
             patient = reference.rsplit("Patient/", 1)[1]
             if not patient:
                 raise FhirError(
-                    [Issue(f"{root}.participant[{i}].actor.reference", "invalid", "empty Patient id")]
+                    [
+                        Issue(
+                            f"{root}.participant[{i}].actor.reference",
+                            "invalid",
+                            "empty Patient id",
+                        )
+                    ]
                 )
             return reference, patient
     raise FhirError([Issue(f"{root}.participant", "required", "no participant is a Patient")])
@@ -269,7 +283,9 @@ def _appointment(model: Any, resource_id: str, config: FhirConfig) -> dict[str, 
     appointment: dict[str, Any] = {"id": resource_id}
     if model.start is not None:
         appointment["start"] = _iso(model.start)
-    code = _code(model.serviceType) or _code([model.appointmentType] if model.appointmentType else [])
+    code = _code(model.serviceType) or _code(
+        [model.appointmentType] if model.appointmentType else []
+    )
     code = code or _code(model.specialty)
     if code:
         appointment["service"] = config.services.get(code, code)

@@ -72,7 +72,9 @@ class Hl7Intake:
                 events.append((i, map_message(Hl7Message(text), self.config)))
             except Hl7Error as exc:
                 code: AckCode = "AR" if exc.reject else "AE"
-                replies[i] = Reply(build_ack(envelopes[i], code, now, exc), code, "rejected", None, exc)
+                replies[i] = Reply(
+                    build_ack(envelopes[i], code, now, exc), code, "rejected", None, exc
+                )
         try:
             results = self.processor.process([e for _, e in events]) if events else []
             settlements: list[Settlement] = []
@@ -81,9 +83,13 @@ class Hl7Intake:
                     error = Hl7Error(
                         Location("MSH", 1, 9), "; ".join(result.errors), APPLICATION_ERROR
                     )
-                    replies[i] = Reply(build_ack(envelopes[i], "AE", now, error), "AE", "rejected", event.id, error)
+                    replies[i] = Reply(
+                        build_ack(envelopes[i], "AE", now, error), "AE", "rejected", event.id, error
+                    )
                 else:
-                    replies[i] = Reply(build_ack(envelopes[i], "AA", now), "AA", result.status, event.id)
+                    replies[i] = Reply(
+                        build_ack(envelopes[i], "AA", now), "AA", result.status, event.id
+                    )
             for i, reply in enumerate(replies):
                 assert reply is not None
                 reason = None
@@ -105,5 +111,7 @@ class Hl7Intake:
         return [r for r in replies if r is not None]
 
     def _failed(self, envelope: Envelope, now: datetime) -> Reply:
-        error = Hl7Error(Location("MSH"), "the message could not be stored; resend it", APPLICATION_ERROR)
+        error = Hl7Error(
+            Location("MSH"), "the message could not be stored; resend it", APPLICATION_ERROR
+        )
         return Reply(build_ack(envelope, "AE", now, error), "AE", "failed", None, error)

@@ -16,10 +16,9 @@ field (HL7 table 0357 code included), never a value from the message.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Final
-
-import re
 
 from orchestrator.errors import InputError
 

@@ -48,7 +48,7 @@ from .hl7_message import (
     Segment,
 )
 
-__all__ = ["Hl7Config", "TRIGGERS", "map_message", "split_messages", "to_event"]
+__all__ = ["TRIGGERS", "Hl7Config", "map_message", "split_messages", "to_event"]
 
 TRIGGERS: dict[tuple[str, str], EventType] = {
     ("SIU", "S12"): EventType.APPOINTMENT_BOOKED,
@@ -71,7 +71,9 @@ _EMAIL_EQUIPMENT = ("INTERNET", "X.400")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9._\-]")
 # DTM: YYYY[MM[DD[HH[MM[SS[.S[S[S[S]]]]]]]]][+/-ZZZZ]
-_DTM = re.compile(r"\d{4}(?:\d{2}(?:\d{2}(?:\d{2}(?:\d{2}(?:\d{2}(?:\.\d{1,4})?)?)?)?)?)?(?:[+-]\d{4})?")
+_DTM = re.compile(
+    r"\d{4}(?:\d{2}(?:\d{2}(?:\d{2}(?:\d{2}(?:\d{2}(?:\.\d{1,4})?)?)?)?)?)?(?:[+-]\d{4})?"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,7 +291,10 @@ def _email(message: Hl7Message, pid: Segment) -> str | None:
     for number_field in (13, 14):
         for rep in pid.repetitions(number_field):
             # XTN-4 since v2.3; older senders put the address in XTN-1.
-            for candidate in (message.component_value(rep, 4, 1), message.component_value(rep, 1, 1)):
+            for candidate in (
+                message.component_value(rep, 4, 1),
+                message.component_value(rep, 1, 1),
+            ):
                 if _EMAIL.match(candidate):
                     return candidate
     return None
@@ -316,7 +321,9 @@ def _appointment(message: Hl7Message, config: Hl7Config, zone: tzinfo | None) ->
     appointment_id = sch.get(2) or sch.get(1)
     if not appointment_id:
         raise Hl7Error(
-            sch.location(2), "no filler (SCH-2) or placer (SCH-1) appointment id", REQUIRED_FIELD_MISSING
+            sch.location(2),
+            "no filler (SCH-2) or placer (SCH-1) appointment id",
+            REQUIRED_FIELD_MISSING,
         )
     ais = message.first("AIS")
     start = None
@@ -403,7 +410,7 @@ def _time(
     try:
         if not _DTM.fullmatch(text):
             raise ValueError(text)
-        value = hl7.parse_datetime(text)
+        value: datetime = hl7.parse_datetime(text)
     except (ValueError, TypeError):
         raise Hl7Error(
             segment.location(number, component if component > 1 else 0),

@@ -95,11 +95,9 @@ class MllpDecoder:
                 self._take(data[i:], out)
                 return out
             self._take(data[i:fs], out)
-            if fs + 1 < n:
-                # <FS> then <CR> ends the frame; a lone <FS> ends it too (lenient senders).
-                i = fs + 2 if data[fs + 1] == _CR else fs + 1
-            else:
-                i = fs + 1  # a <CR> still to come is noise between frames
+            # <FS><CR> ends the frame; a lone <FS> ends it too (lenient senders). A <CR>
+            # still to come in the next read is noise between frames.
+            i = fs + 2 if fs + 1 < n and data[fs + 1] == _CR else fs + 1
             if self._skipping:
                 self._skipping = False
             else:
@@ -233,12 +231,16 @@ class MllpServer:
         envelope = envelope_of(text)
         if not envelope.control_id:
             return b""
-        error = Hl7Error(Location("MSH"), f"MLLP framing: {broken.reason}", APPLICATION_ERROR, reject=True)
+        error = Hl7Error(
+            Location("MSH"), f"MLLP framing: {broken.reason}", APPLICATION_ERROR, reject=True
+        )
         return build_ack(envelope, "AR", self.now(), error).encode()
 
     def _failure(self, body: bytes) -> Reply:
         """AE for a message the intake failed on: nothing was committed, the sender resends."""
-        error = Hl7Error(Location("MSH"), "the message could not be processed; resend it", APPLICATION_ERROR)
+        error = Hl7Error(
+            Location("MSH"), "the message could not be processed; resend it", APPLICATION_ERROR
+        )
         ack = build_ack(envelope_of(decode(body)), "AE", self.now(), error)
         return Reply(ack, "AE", "failed", None, error)
 

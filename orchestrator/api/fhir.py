@@ -98,7 +98,11 @@ def fhir_router(service: EmbeddedService) -> APIRouter:
             return refuse(body, row, exc)
         result = service.processor.process([event])[0]
         if result.status == "rejected":
-            return refuse(body, row, FhirError([Issue(kind, "exception", e) for e in result.errors], status=422))
+            return refuse(
+                body,
+                row,
+                FhirError([Issue(kind, "exception", e) for e in result.errors], status=422),
+            )
         archive.settle([Settlement(row, result.status, event.id)])
         note = Issue("", "informational", f"{result.status}: event {event.id}")
         return _outcome([note], 200, "information")

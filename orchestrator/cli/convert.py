@@ -83,8 +83,8 @@ def _fhir(file: Path, settings: Any) -> Iterator[Event | str]:
                 documents.append((number, json.loads(line)))
             except json.JSONDecodeError as exc:
                 yield f"{file}: line {number}: not JSON (at position {exc.pos})"
-    for index, (line, data) in enumerate(documents, start=1):
-        where = f"{file}: resource {index} (line {line})"
+    for index, (start, data) in enumerate(documents, start=1):
+        where = f"{file}: resource {index} (line {start})"
         try:
             if isinstance(data, dict) and data.get("resourceType") == "Bundle":
                 _, entries = bundle_events(data, config, now)

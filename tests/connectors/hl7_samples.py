@@ -33,9 +33,9 @@ def with_field(raw: bytes, segment: str, field: int, value: str) -> bytes:
     return "\r".join(lines).encode() + b"\r"
 
 
-def with_segments(raw: bytes, keep: tuple[str, ...] | None = None, drop: tuple[str, ...] = ()) -> bytes:
+def with_segments(
+    raw: bytes, keep: tuple[str, ...] | None = None, drop: tuple[str, ...] = ()
+) -> bytes:
     """The message with only the segments kept (or without those dropped), CR ends."""
-    lines = [
-        s for s in _segments(raw) if (keep is None or s[:3] in keep) and s[:3] not in drop
-    ]
+    lines = [s for s in _segments(raw) if (keep is None or s[:3] in keep) and s[:3] not in drop]
     return "\r".join(lines).encode() + b"\r"

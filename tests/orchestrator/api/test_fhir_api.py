@@ -62,7 +62,9 @@ def test_the_sample_appointment_is_taken_and_starts_a_journey(
     assert response.headers["content-type"].startswith("application/fhir+json")
     outcome = response.json()
     assert outcome["resourceType"] == "OperationOutcome"
-    assert outcome["issue"][0]["diagnostics"].startswith("accepted: event fhir:Appointment/example:booked:")
+    assert outcome["issue"][0]["diagnostics"].startswith(
+        "accepted: event fhir:Appointment/example:booked:"
+    )
     assert [e["flow"] for e in service.store.episodes("example")] == ["cardiology-consult"]
     [kept] = InboundArchive(service.store).messages()
     assert kept["protocol"] == "fhir" and kept["status"] == "accepted"
@@ -86,9 +88,21 @@ def test_the_sample_encounter_is_a_discharge(client: TestClient, service: Embedd
     [
         ("/fhir/Appointment", {"start": "next tuesday"}, 400, "Appointment.start", "invalid"),
         ("/fhir/Appointment", {"status": "proposed"}, 422, "Appointment.status", "not-supported"),
-        ("/fhir/Appointment", {"participant": [{"status": "accepted", "actor": {"reference": "Location/1"}}]}, 400, "Appointment.participant", "required"),
+        (
+            "/fhir/Appointment",
+            {"participant": [{"status": "accepted", "actor": {"reference": "Location/1"}}]},
+            400,
+            "Appointment.participant",
+            "required",
+        ),
         ("/fhir/Appointment", {"participant": None}, 400, "Appointment.participant", "required"),
-        ("/fhir/Encounter", {"resourceType": "Appointment"}, 400, "Appointment.resourceType", "structure"),
+        (
+            "/fhir/Encounter",
+            {"resourceType": "Appointment"},
+            400,
+            "Appointment.resourceType",
+            "structure",
+        ),
     ],
 )
 def test_what_cannot_be_used_is_an_operation_outcome_with_the_fhirpath(
@@ -188,8 +202,14 @@ def test_a_transaction_with_a_bad_entry_takes_nothing(
     assert service.store.episodes("example") == []
 
 
-def test_a_subscription_notification_bundle_is_taken(client: TestClient, service: EmbeddedService) -> None:
-    status = {"resourceType": "SubscriptionStatus", "status": "active", "type": "event-notification"}
+def test_a_subscription_notification_bundle_is_taken(
+    client: TestClient, service: EmbeddedService
+) -> None:
+    status = {
+        "resourceType": "SubscriptionStatus",
+        "status": "active",
+        "type": "event-notification",
+    }
     body = _bundle("subscription-notification", status, resource("Appointment-example.json"))
     response = client.post("/fhir", json=body)
     assert response.status_code == 200, response.text

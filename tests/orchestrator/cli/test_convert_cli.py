@@ -78,7 +78,10 @@ def test_a_bad_fhir_resource_is_named_by_fhirpath(tmp_path: Path) -> None:
     data["status"] = "planned"
     path = tmp_path / "resources.ndjson"
     path.write_text(
-        (FHIR / "Appointment-example.json").read_text().replace("\n", " ") + "\n" + json.dumps(data) + "\n"
+        (FHIR / "Appointment-example.json").read_text().replace("\n", " ")
+        + "\n"
+        + json.dumps(data)
+        + "\n"
     )
     result = runner.invoke(app, ["convert", "--from", "fhir", str(path)])
     assert result.exit_code == 1
@@ -89,7 +92,13 @@ def test_a_bad_fhir_resource_is_named_by_fhirpath(tmp_path: Path) -> None:
 def test_the_console_script_converts(tmp_path: Path) -> None:
     path = hl7_file(tmp_path, sample("SIU-S12-01.hl7"))
     done = subprocess.run(
-        [str(Path(sys.executable).parent / "orchestrator"), "convert", "--from", "hl7v2", str(path)],
+        [
+            str(Path(sys.executable).parent / "orchestrator"),
+            "convert",
+            "--from",
+            "hl7v2",
+            str(path),
+        ],
         capture_output=True,
         text=True,
         timeout=60,
