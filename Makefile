@@ -24,6 +24,7 @@ test: install
 bench: install
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/embedded.py
+	$(BIN)/python bench/hl7.py
 
 demo: install
 	$(BIN)/orchestrator simulate --events samples/events/knee-replacement.jsonl --format table
