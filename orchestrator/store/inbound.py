@@ -54,16 +54,17 @@ class InboundArchive:
         Raises:
             StoreError: nothing was kept.
         """
-        ids: list[int] = []
+        if not bodies:
+            return []
+        rows = [
+            {"received_at": now, "protocol": protocol, "body": body, "status": "received"}
+            for body in bodies
+        ]
         with self._tx() as c:
-            for body in bodies:
-                result = c.execute(
-                    insert(_TABLE)
-                    .values(received_at=now, protocol=protocol, body=body, status="received")
-                    .returning(_TABLE.c.id)
-                )
-                ids.append(int(result.scalar_one()))
-        return ids
+            result = c.execute(
+                insert(_TABLE).returning(_TABLE.c.id, sort_by_parameter_order=True), rows
+            )
+            return [int(i) for i in result.scalars()]
 
     def settle(self, settlements: Sequence[Settlement]) -> None:
         """Record each message's outcome, in one transaction."""
