@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import threading
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 
 from connectors.mllp import BrokenFrame, Frame, MllpDecoder, MllpServer, frame
 from orchestrator.clock import VirtualClock
+from orchestrator.logs import JSONFormatter
 from orchestrator.runtime.inbound import build_mllp_server
 from orchestrator.runtime.service import EmbeddedService
 from orchestrator.settings import Settings
@@ -276,3 +278,20 @@ def test_arbitrary_bytes_never_stop_the_listener(listener: Listener, noise: byte
         sock.sendall(frame(SIU))
         [ack] = read_acks(sock, 1)
     assert segment(ack, "MSA")[1] == "AA"
+
+
+def test_no_contact_detail_or_identifier_reaches_the_logs(
+    listener: Listener, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    raw = with_field(SIU, "PID", 13, "^PRN^CP^^1^555^5550102~^NET^Internet^ana@example.org")
+    bad = with_field(raw, "TQ1", 7, "bogus")
+    with listener.connect() as sock:
+        sock.sendall(frame(raw) + frame(with_field(bad, "MSH", 10, "MSG2")))
+        acks = read_acks(sock, 2)
+    assert [segment(a, "MSA")[1] for a in acks] == ["AA", "AE"]
+    formatter = JSONFormatter()
+    logged = "\n".join(formatter.format(r) for r in caplog.records)
+    assert "hl7.acknowledged" in logged
+    for secret in ("5550102", "ana@example.org", "PATID1234", "EVERYMAN", "bogus"):
+        assert secret not in logged
