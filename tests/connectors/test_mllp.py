@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from connectors.mllp import BrokenFrame, Frame, MllpDecoder, MllpServer, frame
 from orchestrator.clock import VirtualClock
 from orchestrator.logs import JSONFormatter
-from orchestrator.runtime.inbound import build_mllp_server
+from orchestrator.runtime.inbound import build_hl7_intake, build_mllp_server
 from orchestrator.runtime.service import EmbeddedService
 from orchestrator.settings import Settings
 from orchestrator.store import InboundArchive
@@ -295,3 +295,15 @@ def test_no_contact_detail_or_identifier_reaches_the_logs(
     assert "hl7.acknowledged" in logged
     for secret in ("5550102", "ana@example.org", "PATID1234", "EVERYMAN", "bogus"):
         assert secret not in logged
+
+
+def test_a_message_that_cannot_be_kept_is_answered_ae_and_not_processed(
+    service: EmbeddedService,
+) -> None:
+    with service.store.engine.begin() as connection:
+        connection.exec_driver_sql("DROP TABLE inbound_messages")
+    [reply] = build_hl7_intake(service).handle([SIU])
+    assert (reply.code, reply.status) == ("AE", "failed")
+    assert segment(reply.ack, "MSA")[1:3] == ["AE", "MSG00012"]
+    assert "resend" in segment(reply.ack, "ERR")[7]
+    assert service.store.episodes("PATID1234") == []
