@@ -157,12 +157,14 @@ class Hl7Message:
     """A message split into segments on its own separators."""
 
     __slots__ = (
-        "_index",
+        "_built",
+        "_by_name",
+        "_lines",
+        "_names",
         "component",
         "escape",
         "field",
         "repetition",
-        "segments",
         "subcomponent",
         "text",
     )
@@ -190,15 +192,16 @@ class Hl7Message:
         self.repetition = encoding[1]
         self.escape = encoding[2] if len(encoding) > 2 else ""
         self.subcomponent = encoding[3] if len(encoding) > 3 else "&"
-        self.segments: list[Segment] = []
-        self._index: dict[str, list[Segment]] = {}
-        for line in text.split("\r"):
-            end = line.find(self.field)
-            name = (line if end < 0 else line[:end]).strip()
-            same = self._index.setdefault(name, [])
-            segment = Segment(self, name, line, len(same) + 1)
-            same.append(segment)
-            self.segments.append(segment)
+        # Fields are split when read: most of a message never is.
+        self._lines = text.split("\r")
+        sep = self.field
+        self._names = [
+            line[:3] if line[3:4] == sep else line.partition(sep)[0].strip() for line in self._lines
+        ]
+        self._by_name: dict[str, list[str]] = {}
+        for name, line in zip(self._names, self._lines, strict=True):
+            self._by_name.setdefault(name, []).append(line)
+        self._built: dict[str, list[Segment]] = {}
 
     @classmethod
     def parse(cls, raw: bytes | str) -> Hl7Message:
@@ -210,15 +213,31 @@ class Hl7Message:
         return cls(decode(raw))
 
     def first(self, segment_id: str) -> Segment | None:
-        found = self._index.get(segment_id)
+        found = self.all(segment_id)
         return found[0] if found else None
 
     def all(self, segment_id: str) -> list[Segment]:
-        return self._index.get(segment_id, [])
+        """The segments of one id, in message order."""
+        found = self._built.get(segment_id)
+        if found is None:
+            lines = self._by_name.get(segment_id, ())
+            found = [Segment(self, segment_id, line, i) for i, line in enumerate(lines, start=1)]
+            self._built[segment_id] = found
+        return found
+
+    @property
+    def segments(self) -> list[Segment]:
+        """Every segment, in message order."""
+        counts: dict[str, int] = {}
+        out = []
+        for name in self._names:
+            counts[name] = counts.get(name, 0) + 1
+            out.append(self.all(name)[counts[name] - 1])
+        return out
 
     @property
     def msh(self) -> Segment:
-        return self.segments[0]
+        return self.all("MSH")[0]
 
     def component_value(self, text: str, component: int, sub: int) -> str:
         """A component (and subcomponent) of one repetition, unescaped."""

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from connectors.hl7_message import Hl7Error, Hl7Message
 from connectors.hl7v2 import Hl7Config, split_messages, to_event
-from orchestrator.event_schema import dump_event
+from orchestrator.event import Event
+from orchestrator.event_schema import dump_event, parse_event
 from tests.connectors.hl7_samples import SAMPLES, sample, with_field, with_segments
 
 CONFIG = Hl7Config()
@@ -110,6 +111,16 @@ def test_every_sample_has_an_expectation() -> None:
 @pytest.mark.parametrize("name", SAMPLES)
 def test_each_sample_converts_to_its_expected_event(name: str) -> None:
     assert dump_event(to_event(sample(name), CONFIG)) == EXPECTED[name]
+
+
+def _schema_agrees(event: Event) -> None:
+    """The mapper builds core events directly: the canonical schema must take them as they are."""
+    assert parse_event(dump_event(event)) == event
+
+
+@pytest.mark.parametrize("name", SAMPLES)
+def test_the_canonical_schema_takes_each_event_unchanged(name: str) -> None:
+    _schema_agrees(to_event(sample(name), CONFIG))
 
 
 def test_a_control_id_reused_for_another_message_type_is_not_a_duplicate() -> None:
@@ -223,8 +234,9 @@ def test_phone_and_email_come_from_the_shapes_pid_13_and_14_take(
     pid13: str, pid14: str, phone: str | None, email: str | None
 ) -> None:
     raw = with_field(with_field(SIU, "PID", 13, pid13), "PID", 14, pid14)
-    patient = to_event(raw, CONFIG).patient
-    assert (patient.phone, patient.email) == (phone, email)
+    event = to_event(raw, CONFIG)
+    assert (event.patient.phone, event.patient.email) == (phone, email)
+    _schema_agrees(event)
 
 
 @pytest.mark.parametrize(
@@ -238,7 +250,9 @@ def test_phone_and_email_come_from_the_shapes_pid_13_and_14_take(
     ],
 )
 def test_language_comes_from_pid_15(pid15: str, language: str | None) -> None:
-    assert to_event(with_field(SIU, "PID", 15, pid15), CONFIG).patient.language == language
+    event = to_event(with_field(SIU, "PID", 15, pid15), CONFIG)
+    assert event.patient.language == language
+    _schema_agrees(event)
 
 
 def test_services_are_mapped_to_flow_service_names() -> None:
@@ -405,4 +419,4 @@ def test_escape_sequences_are_decoded(raw: str, expected: str) -> None:
 @given(st.binary(max_size=400) | st.text(max_size=300).map(lambda t: ("MSH|^~\\&|" + t).encode()))
 def test_arbitrary_bytes_give_an_event_or_an_hl7_error_never_a_crash(raw: bytes) -> None:
     with contextlib.suppress(Hl7Error):
-        to_event(raw, CONFIG)
+        _schema_agrees(to_event(raw, CONFIG))
