@@ -186,9 +186,13 @@ class MllpServer:
         assert task is not None
         self._connections.add(task)
         decoder = MllpDecoder(self.max_frame)
+        # Reading and answering run apart: frames that arrive while a batch is
+        # being committed join the next batch, and ACKs still leave in order.
+        replies: asyncio.Queue[asyncio.Future[Reply] | bytes | None] = asyncio.Queue(1000)
+        answering = asyncio.create_task(self._answer(replies, writer))
         log.info("mllp.connected")
         try:
-            while True:
+            while not answering.done():
                 try:
                     data = await asyncio.wait_for(reader.read(65536), self.idle_timeout)
                 except TimeoutError:
@@ -198,25 +202,37 @@ class MllpServer:
                 if not data:
                     self._keep_cut(decoder, "the client disconnected mid-frame")
                     break
-                jobs: list[asyncio.Future[Reply] | bytes] = []
                 for item in decoder.feed(data):
                     if isinstance(item, Frame):
-                        jobs.append(self._submit(item.body))
+                        await replies.put(self._submit(item.body))
                     else:
-                        jobs.append(await self._broken(item))
-                for job in jobs:
-                    reply = job if isinstance(job, bytes) else (await job).ack.encode()
-                    if reply:
-                        writer.write(frame(reply))
-                await writer.drain()
+                        await replies.put(await self._broken(item))
         except (ConnectionError, asyncio.IncompleteReadError):
             log.info("mllp.connection_lost")
             self._keep_cut(decoder, "the connection was lost mid-frame")
         finally:
+            if task.cancelling():
+                answering.cancel()
+            else:
+                await replies.put(None)  # answer what was taken, then stop
+            with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+                await answering
             self._connections.discard(task)
             writer.close()
             with contextlib.suppress(ConnectionError, asyncio.CancelledError):
                 await writer.wait_closed()
+
+    @staticmethod
+    async def _answer(
+        replies: asyncio.Queue[asyncio.Future[Reply] | bytes | None], writer: asyncio.StreamWriter
+    ) -> None:
+        """Write each reply in the order its message came, as soon as it is known."""
+        while (job := await replies.get()) is not None:
+            reply = job if isinstance(job, bytes) else (await job).ack.encode()
+            if reply:
+                writer.write(frame(reply))
+            if replies.empty():
+                await writer.drain()
 
     def _submit(self, body: bytes) -> asyncio.Future[Reply]:
         assert self._queue is not None
