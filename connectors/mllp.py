@@ -65,6 +65,11 @@ class MllpDecoder:
         self._skipping = False  # after an oversized frame, until the next start block
 
     @property
+    def inside(self) -> bool:
+        """Whether a frame has begun and not ended."""
+        return self._inside
+
+    @property
     def pending(self) -> bytes:
         """The start of an unfinished frame (what a disconnect would cut)."""
         return bytes(self._buffer) if self._inside else b""
@@ -143,6 +148,7 @@ class MllpServer:
         clock_now: Callable[[], datetime],
         *,
         idle_timeout: float = 60.0,
+        frame_timeout: float = 120.0,
         max_frame: int = 1 << 20,
         max_batch: int = 200,
     ) -> None:
@@ -150,6 +156,7 @@ class MllpServer:
         self.reject = reject
         self.now = clock_now
         self.idle_timeout = idle_timeout
+        self.frame_timeout = frame_timeout
         self.max_frame = max_frame
         self.max_batch = max_batch
         self._queue: asyncio.Queue[_Job] | None = None
@@ -191,13 +198,31 @@ class MllpServer:
         replies: asyncio.Queue[asyncio.Future[Reply] | bytes | None] = asyncio.Queue(1000)
         answering = asyncio.create_task(self._answer(replies, writer))
         log.info("mllp.connected")
+        clock = asyncio.get_running_loop()
+        started: float | None = None  # when the frame being read began
         try:
             while not answering.done():
+                # Silence ends a connection, and so does a frame trickled in too
+                # slowly (a client sending a byte now and then is never silent).
+                timeout = self.idle_timeout
+                if decoder.inside:
+                    started = clock.time() if started is None else started
+                    timeout = min(timeout, started + self.frame_timeout - clock.time())
+                else:
+                    started = None
                 try:
-                    data = await asyncio.wait_for(reader.read(65536), self.idle_timeout)
+                    data = await asyncio.wait_for(reader.read(65536), max(timeout, 0.0))
                 except TimeoutError:
-                    log.info("mllp.idle_timeout")
-                    self._keep_cut(decoder, "the client was silent past the idle timeout mid-frame")
+                    if started is not None and clock.time() >= started + self.frame_timeout:
+                        log.info("mllp.frame_timeout")
+                        self._keep_cut(
+                            decoder, f"a frame took longer than {self.frame_timeout:g} s to arrive"
+                        )
+                    else:
+                        log.info("mllp.idle_timeout")
+                        self._keep_cut(
+                            decoder, "the client was silent past the idle timeout mid-frame"
+                        )
                     break
                 if not data:
                     self._keep_cut(decoder, "the client disconnected mid-frame")

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
 
     mllp_port: int | None = Field(None, description="HL7 v2 MLLP listener port (off when unset)")
     mllp_idle_timeout: float = Field(60.0, description="seconds a silent MLLP client is kept")
+    mllp_frame_timeout: float = Field(
+        120.0, description="seconds one MLLP frame may take to arrive (slow clients)"
+    )
     mllp_max_bytes: int = Field(1 << 20, description="largest HL7 v2 message taken over MLLP")
     hl7_timezone: str | None = Field(
         None, description="facility time zone for HL7 v2 times sent without an offset"

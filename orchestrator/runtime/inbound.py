@@ -57,6 +57,7 @@ def build_mllp_server(service: EmbeddedService) -> MllpServer:
         lambda body, reason: service.store.reject(body, "mllp", reason, now()),
         now,
         idle_timeout=settings.mllp_idle_timeout,
+        frame_timeout=settings.mllp_frame_timeout,
         max_frame=settings.mllp_max_bytes,
     )
 

@@ -307,3 +307,31 @@ def test_a_message_that_cannot_be_kept_is_answered_ae_and_not_processed(
     assert segment(reply.ack, "MSA")[1:3] == ["AE", "MSG00012"]
     assert "resend" in segment(reply.ack, "ERR")[7]
     assert service.store.episodes("PATID1234") == []
+
+
+def test_a_frame_trickled_in_too_slowly_is_cut_at_the_frame_timeout(
+    service: EmbeddedService,
+) -> None:
+    listener = Listener(service)
+    listener.server.frame_timeout = 1.0  # the idle timeout (2 s) is never reached
+    try:
+        with listener.connect() as sock:
+            sock.sendall(b"\x0bMSH|^~\\&|")
+            sock.settimeout(0.3)
+            closed = False
+            for _ in range(40):  # one byte every 0.3 s at most, for 12 s at most
+                try:
+                    sock.sendall(b"x")
+                    closed = sock.recv(100) == b""
+                except TimeoutError:
+                    continue
+                except ConnectionError:
+                    closed = True
+                if closed:
+                    break
+        assert closed
+        [rejected] = service.store.rejected()
+        assert "a frame took longer than 1 s" in rejected["reason"]
+        assert rejected["body"].startswith(b"MSH|^~\\&|x")
+    finally:
+        listener.stop()
