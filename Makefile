@@ -26,6 +26,7 @@ bench: install
 	$(BIN)/python bench/embedded.py
 	$(BIN)/python bench/insight.py
 	$(BIN)/python bench/channels.py
+	$(BIN)/python bench/hl7.py
 
 demo: install
 	$(BIN)/orchestrator simulate --events samples/events/knee-replacement.jsonl --format table

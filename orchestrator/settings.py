@@ -40,6 +40,23 @@ class Settings(BaseSettings):
     max_attempts: int = 5
     retry_backoff_seconds: float = 30.0
 
+    mllp_port: int | None = Field(None, description="HL7 v2 MLLP listener port (off when unset)")
+    mllp_idle_timeout: float = Field(60.0, description="seconds a silent MLLP client is kept")
+    mllp_frame_timeout: float = Field(
+        120.0, description="seconds one MLLP frame may take to arrive (slow clients)"
+    )
+    mllp_max_bytes: int = Field(1 << 20, description="largest HL7 v2 message taken over MLLP")
+    hl7_timezone: str | None = Field(
+        None, description="facility time zone for HL7 v2 times sent without an offset"
+    )
+    hl7_assigning_authority: str | None = Field(
+        None, description="PID-3 assigning authority whose identifier is the patient id"
+    )
+    inbound_services: dict[str, str] = Field(
+        default_factory=dict,
+        description="HL7 v2 / FHIR service codes to flow service names (JSON object)",
+    )
+
     twilio_api_base: str | None = None
     sendgrid_api_base: str | None = None
 

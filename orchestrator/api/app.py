@@ -29,6 +29,7 @@ from ..event_schema import parse_event
 from ..runtime.service import DispatchLoop, EmbeddedService
 from ..store import pending
 from .dashboard import dashboard_router
+from .fhir import fhir_router
 from .webhooks import webhook_router
 
 __all__ = ["create_app"]
@@ -222,6 +223,7 @@ def create_app(service: EmbeddedService, *, run_dispatcher: bool = True) -> Fast
         ]
 
     app.include_router(webhook_router(service))
+    app.include_router(fhir_router(service), dependencies=protected)
     return app
 
 

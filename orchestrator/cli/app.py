@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import flows, ingest, journey, reports, service, simulate
+from . import convert, flows, ingest, journey, reports, service, simulate
 
 app = typer.Typer(
     name="orchestrator",
@@ -21,6 +21,7 @@ app.command("run")(service.run_command)
 app.command("simulate")(simulate.simulate_command)
 app.command("ingest")(ingest.ingest_command)
 app.command("outbox")(reports.outbox_command)
+app.command("convert")(convert.convert_command)
 
 
 def main() -> None:

@@ -19,6 +19,9 @@ db_app = typer.Typer(help="The store's schema.", no_args_is_help=True)
 def run_command(
     host: Annotated[str | None, typer.Option("--host", help="address to bind")] = None,
     port: Annotated[int | None, typer.Option("--port", help="HTTP port")] = None,
+    mllp_port: Annotated[
+        int | None, typer.Option("--mllp-port", help="also take HL7 v2 over MLLP on this port")
+    ] = None,
     db: DbOption = None,
     flows: FlowsOption = None,
     templates: TemplatesOption = None,
@@ -36,7 +39,11 @@ def run_command(
 
     settings = settings_with(db=db, flows=flows, templates=templates)
     settings = settings.model_copy(
-        update={k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+        update={
+            k: v
+            for k, v in {"host": host, "port": port, "mllp_port": mllp_port}.items()
+            if v is not None
+        }
     )
     err = Console(stderr=True, soft_wrap=True, highlight=False)
     if not _loopback(settings.host) and settings.api_token is None:
@@ -58,6 +65,13 @@ def run_command(
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again for
     # the handler it found installed; a no-op one makes a clean stop exit 0.
     signal.signal(signal.SIGTERM, lambda *_: None)
+    if settings.mllp_port is not None:
+        import asyncio
+
+        from ..runtime.inbound import serve
+
+        asyncio.run(serve(app, service, settings.mllp_port))
+        return
     uvicorn.run(
         app, host=settings.host, port=settings.port, log_config=None, timeout_graceful_shutdown=30
     )

@@ -5,14 +5,17 @@ production. Row classes stay inside this package; callers get core values.
 """
 
 from .connection import connect
+from .inbound import InboundArchive, Settlement
 from .migrate import head, pending, upgrade
 from .sql import Claim, OutboxEntry, SendingFacts, SqlStore
 from .unit import UnitOfWork
 
 __all__ = [
     "Claim",
+    "InboundArchive",
     "OutboxEntry",
     "SendingFacts",
+    "Settlement",
     "SqlStore",
     "UnitOfWork",
     "connect",

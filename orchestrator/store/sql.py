@@ -56,6 +56,7 @@ from .tables import (
     DeliveryAttemptRow,
     EpisodeRow,
     FlowVersionRow,
+    InboundMessageRow,
     JourneyRow,
     OutboxRow,
     PatientRow,
@@ -723,6 +724,7 @@ class SqlStore:
                 ScheduledMessageRow,
                 FlowVersionRow,
                 WebhookReceiptRow,
+                InboundMessageRow,
             ):
                 c.execute(delete(table))
 

@@ -33,6 +33,7 @@ __all__ = [
     "DeliveryAttemptRow",
     "EpisodeRow",
     "FlowVersionRow",
+    "InboundMessageRow",
     "JourneyRow",
     "OutboxRow",
     "PatientRow",
@@ -275,6 +276,23 @@ class RejectedInputRow(Base):
     reason: Mapped[str] = mapped_column(Text)
     body: Mapped[bytes] = mapped_column(LargeBinary)
     truncated: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class InboundMessageRow(Base):
+    """A raw inbound message (HL7 v2, FHIR), kept before it is parsed.
+
+    `status` is `received` until the message's events are committed (or it is
+    rejected); a row left `received` by a crash is there to be replayed.
+    """
+
+    __tablename__ = "inbound_messages"
+    id: Mapped[int] = mapped_column(Serial, primary_key=True, autoincrement=True)
+    received_at: Mapped[datetime] = mapped_column(Stamp())
+    protocol: Mapped[str] = mapped_column(String(20))
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    event_id: Mapped[str | None] = mapped_column(Id, nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class OutboxRow(Base):

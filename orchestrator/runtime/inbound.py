@@ -1,0 +1,83 @@
+"""The EHR inbound side of the embedded runtime: HL7 v2 over MLLP beside HTTP.
+
+`hl7_config` and `build_hl7_intake` turn settings and a built service into
+the intake; `serve` runs uvicorn and the MLLP listener on one event loop and
+stops both together.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+from fastapi import FastAPI
+
+from connectors.hl7_intake import Hl7Intake
+from connectors.hl7v2 import Hl7Config
+from connectors.mllp import MllpServer
+
+from ..settings import Settings
+from ..store import InboundArchive
+from .service import EmbeddedService
+
+__all__ = ["build_hl7_intake", "build_mllp_server", "hl7_config", "serve"]
+
+log = logging.getLogger(__name__)
+
+
+def hl7_config(settings: Settings, source: str = "hl7v2") -> Hl7Config:
+    """The HL7 v2 mapping settings."""
+    return Hl7Config(
+        timezone=settings.hl7_timezone,
+        assigning_authority=settings.hl7_assigning_authority,
+        services=dict(settings.inbound_services),
+        default_region=settings.default_region,
+        source=source,
+    )
+
+
+def build_hl7_intake(service: EmbeddedService) -> Hl7Intake:
+    """The HL7 v2 intake over the service's processor and store."""
+    return Hl7Intake(
+        processor=service.processor,
+        archive=InboundArchive(service.store),
+        store=service.store,
+        clock=service.clock,
+        config=hl7_config(service.settings),
+    )
+
+
+def build_mllp_server(service: EmbeddedService) -> MllpServer:
+    """The MLLP listener over the service's intake (not yet listening)."""
+    settings = service.settings
+    intake = build_hl7_intake(service)
+    now = service.clock.now
+    return MllpServer(
+        intake.handle,
+        lambda body, reason: service.store.reject(body, "mllp", reason, now()),
+        now,
+        idle_timeout=settings.mllp_idle_timeout,
+        frame_timeout=settings.mllp_frame_timeout,
+        max_frame=settings.mllp_max_bytes,
+    )
+
+
+async def serve(app: FastAPI, service: EmbeddedService, mllp_port: int) -> None:
+    """HTTP and MLLP in one process, one event loop; returns when uvicorn stops."""
+    settings = service.settings
+    listener = build_mllp_server(service)
+    port = await listener.start(settings.host, mllp_port)
+    log.info("mllp.listening", extra={"port": port})
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            timeout_graceful_shutdown=30,
+        )
+    )
+    try:
+        await server.serve()
+    finally:
+        await listener.stop()

@@ -1,0 +1,156 @@
+"""FHIR R4 resources to canonical events: the samples, every status, errors by FHIRPath."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from connectors.fhir import (
+    APPOINTMENT_STATUS,
+    ENCOUNTER_STATUS,
+    FhirConfig,
+    FhirError,
+    bundle_events,
+    resource_event,
+)
+from orchestrator.event_schema import dump_event
+from tests.samples import ROOT
+
+DATA = ROOT / "tests" / "data" / "fhir"
+NOW = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
+CONFIG = FhirConfig()
+
+
+def resource(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((DATA / name).read_text())
+    return data
+
+
+def test_the_sample_appointment_becomes_a_booking() -> None:
+    event = dump_event(resource_event(resource("Appointment-example.json"), CONFIG, NOW))
+    assert event["id"].startswith("fhir:Appointment/example:booked:")
+    del event["id"]
+    assert event == {
+        "type": "appointment.booked",
+        "occurred_at": "2026-03-02T14:00:00+00:00",  # no meta.lastUpdated, `created` a bare date
+        "source": "fhir",
+        "patient": {
+            "id": "example",
+            "phone": None,
+            "email": None,
+            "language": None,
+            "timezone": None,
+            "preferred_channel": None,
+            "caregivers": [],
+        },
+        "appointment": {
+            "id": "example",
+            "start": "2013-12-10T09:00:00+00:00",
+            "service": "52",
+            "location": "South Wing, second floor",
+            "provider": "Dr Adam Careful",
+        },
+        "encounter": None,
+        "attributes": {"fhir": {"resource": "Appointment/example", "status": "booked"}},
+    }
+
+
+def test_the_sample_encounter_becomes_a_discharge_at_its_end() -> None:
+    event = resource_event(resource("Encounter-home.json"), CONFIG, NOW)
+    assert event.type.value == "patient.discharged"
+    assert event.occurred_at == datetime(2015, 1, 17, 6, 30, tzinfo=UTC)
+    assert event.encounter is not None
+    assert (event.encounter.id, event.encounter.service) == ("home", "HH")
+    assert event.encounter.admitted_at == datetime(2015, 1, 17, 6, 0, tzinfo=UTC)
+
+
+def test_the_sample_transaction_bundle_has_no_appointment_or_encounter() -> None:
+    kind, entries = bundle_events(resource("Bundle-bundle-transaction.json"), CONFIG, NOW)
+    assert kind == "transaction"
+    assert len(entries) == 10
+    assert all(e.event is None and e.error is None for e in entries)
+
+
+@pytest.mark.parametrize(("status", "expected"), sorted(APPOINTMENT_STATUS.items()))
+def test_every_appointment_status_maps(status: str, expected: Any) -> None:
+    data = resource("Appointment-example.json") | {"status": status}
+    assert resource_event(data, CONFIG, NOW).type is expected
+
+
+@pytest.mark.parametrize(("status", "expected"), sorted(ENCOUNTER_STATUS.items()))
+def test_every_encounter_status_maps(status: str, expected: Any) -> None:
+    data = resource("Encounter-home.json") | {"status": status}
+    assert resource_event(data, CONFIG, NOW).type is expected
+
+
+def test_a_discharge_disposition_is_kept() -> None:
+    data = resource("Encounter-home.json") | {
+        "hospitalization": {"dischargeDisposition": {"coding": [{"code": "home"}]}}
+    }
+    event = resource_event(data, CONFIG, NOW)
+    assert event.encounter is not None and event.encounter.disposition == "home"
+
+
+def test_a_new_version_of_a_resource_is_a_new_event_and_the_same_version_a_duplicate() -> None:
+    first = resource("Appointment-example.json") | {"meta": {"versionId": "1"}}
+    second = first | {"meta": {"versionId": "2"}}
+    ids = {resource_event(d, CONFIG, NOW).id for d in (first, first, second)}
+    assert ids == {f"fhir:Appointment/example:booked:{v}" for v in ("1", "2")}
+
+
+@pytest.mark.parametrize(
+    ("change", "expression"),
+    [
+        ({"status": "pending"}, "Appointment.status"),
+        ({"start": "2013-12-10"}, "Appointment.start"),  # a date is no instant
+        (
+            {"participant": [{"status": "accepted", "actor": {"reference": 5}}]},
+            "Appointment.participant[0].actor.reference",
+        ),
+        ({"id": None, "identifier": None}, "Appointment.id"),
+    ],
+)
+def test_errors_name_the_element_by_fhirpath(change: dict[str, Any], expression: str) -> None:
+    data = {
+        k: v for k, v in (resource("Appointment-example.json") | change).items() if v is not None
+    }
+    with pytest.raises(FhirError) as caught:
+        resource_event(data, CONFIG, NOW)
+    assert caught.value.issues[0].expression == expression
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=5)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.sampled_from(["Appointment", "Encounter", "Bundle"]),
+    st.dictionaries(
+        st.sampled_from(
+            ["id", "status", "start", "participant", "subject", "period", "entry", "type", "meta"]
+        ),
+        _JSON,
+        max_size=6,
+    ),
+)
+def test_arbitrary_json_gives_events_or_a_fhir_error_never_a_crash(
+    kind: str, fields: dict[str, Any]
+) -> None:
+    data = {"resourceType": kind, **fields}
+    with contextlib.suppress(FhirError):
+        if kind == "Bundle":
+            bundle_events(data, CONFIG, NOW)
+        else:
+            resource_event(data, CONFIG, NOW)

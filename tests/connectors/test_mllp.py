@@ -1,0 +1,337 @@
+"""MLLP: the framing on its own, then the listener over a real loopback socket."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from connectors.mllp import BrokenFrame, Frame, MllpDecoder, MllpServer, frame
+from orchestrator.clock import VirtualClock
+from orchestrator.logs import JSONFormatter
+from orchestrator.runtime.inbound import build_hl7_intake, build_mllp_server
+from orchestrator.runtime.service import EmbeddedService
+from orchestrator.settings import Settings
+from orchestrator.store import InboundArchive
+from tests.conftest import ROOT
+from tests.connectors.hl7_samples import sample, with_field
+from tests.inbound_service import build_service
+from tests.live import wait_until
+
+SIU = sample("SIU-S12-01.hl7").replace(b"\n", b"\r")
+
+
+# -- framing ------------------------------------------------------------------------
+
+
+def test_two_frames_in_one_read_give_two_messages() -> None:
+    decoder = MllpDecoder()
+    assert decoder.feed(frame(b"one") + frame(b"two")) == [Frame(b"one"), Frame(b"two")]
+
+
+def test_a_frame_over_many_reads_comes_out_once_whole() -> None:
+    decoder = MllpDecoder()
+    data = frame(b"MSH|a\rPID|b")
+    out = []
+    for i in range(len(data)):
+        out += decoder.feed(data[i : i + 1])
+    assert out == [Frame(b"MSH|a\rPID|b")]
+
+
+def test_noise_between_frames_and_a_lone_fs_end_are_tolerated() -> None:
+    decoder = MllpDecoder()
+    assert decoder.feed(b"\r\n" + b"\x0bone\x1c" + b"\x0btwo\x1c\r") == [
+        Frame(b"one"),
+        Frame(b"two"),
+    ]
+
+
+def test_a_new_start_block_breaks_the_unfinished_frame() -> None:
+    decoder = MllpDecoder()
+    out = decoder.feed(b"\x0bhalf a mess" + frame(b"whole"))
+    assert out == [
+        BrokenFrame(b"half a mess", "a new start block before the end of the frame"),
+        Frame(b"whole"),
+    ]
+
+
+def test_an_oversized_frame_is_broken_and_the_next_one_still_read() -> None:
+    decoder = MllpDecoder(max_frame=10)
+    out = decoder.feed(frame(b"x" * 50) + frame(b"small"))
+    assert [type(o) for o in out] == [BrokenFrame, Frame]
+    assert out[1] == Frame(b"small")
+
+
+def test_pending_is_the_unfinished_frame() -> None:
+    decoder = MllpDecoder()
+    decoder.feed(b"\x0bMSH|cut")
+    assert decoder.pending == b"MSH|cut"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(max_size=40), max_size=8), st.integers(1, 7))
+def test_any_split_of_a_stream_gives_the_same_frames(bodies: list[bytes], step: int) -> None:
+    clean = [b.replace(b"\x0b", b"").replace(b"\x1c", b"") for b in bodies]
+    stream = b"".join(frame(b) for b in clean)
+    decoder = MllpDecoder()
+    out = []
+    for i in range(0, len(stream), step):
+        out += decoder.feed(stream[i : i + step])
+    assert out == [Frame(b) for b in clean]
+
+
+# -- the listener -----------------------------------------------------------------------
+
+
+class Listener:
+    """The MLLP listener of a real embedded service, on its own event loop thread."""
+
+    def __init__(self, service: EmbeddedService) -> None:
+        self.service = service
+        self.server: MllpServer = build_mllp_server(service)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.port = asyncio.run_coroutine_threadsafe(
+            self.server.start("127.0.0.1", 0), self.loop
+        ).result(10)
+
+    def connect(self) -> socket.socket:
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        return sock
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+def read_acks(sock: socket.socket, count: int) -> list[str]:
+    """`count` MLLP-framed replies, as text."""
+    decoder = MllpDecoder()
+    frames: list[Frame | BrokenFrame] = []
+    while len(frames) < count:
+        data = sock.recv(65536)
+        assert data, "the listener closed the connection"
+        frames += decoder.feed(data)
+    return [f.body.decode() for f in frames]
+
+
+def segment(ack: str, name: str) -> list[str]:
+    for line in ack.split("\r"):
+        if line.startswith(name + "|"):
+            return line.split("|")
+    raise AssertionError(f"no {name} in {ack!r}")
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[EmbeddedService]:
+    built = build_service(
+        Settings(
+            db=f"sqlite:///{tmp_path / 'store.db'}",
+            flows=ROOT / "flows",
+            templates=ROOT / "templates",
+            inbound_services={"76164006": "cardiology.consult"},
+            mllp_idle_timeout=2.0,
+        ),
+        VirtualClock(datetime(2021, 9, 14, 9, 0, tzinfo=UTC)),
+    )
+    yield built
+    built.store.engine.dispose()
+
+
+@pytest.fixture
+def listener(service: EmbeddedService) -> Iterator[Listener]:
+    running = Listener(service)
+    yield running
+    running.stop()
+
+
+def test_a_message_is_stored_then_acknowledged_aa_and_advances_a_journey(
+    listener: Listener, service: EmbeddedService
+) -> None:
+    with listener.connect() as sock:
+        sock.sendall(frame(SIU))
+        [ack] = read_acks(sock, 1)
+    assert segment(ack, "MSA")[1:3] == ["AA", "MSG00012"]
+    msh = segment(ack, "MSH")
+    assert msh[8] == "ACK^S12^ACK"
+    # Sender and receiver swap places: we answer as EHRApp to SCHApp at GHHSFacility.
+    assert (msh[2], msh[4], msh[5]) == (
+        "EHRApp^1.Aux^ISO",
+        "SCHApp",
+        "GHHSFacility^2.16.840.1.122848.1.30^ISO",
+    )
+    [kept] = InboundArchive(service.store).messages()
+    assert (kept["body"], kept["status"], kept["event_id"]) == (
+        SIU,
+        "accepted",
+        "hl7:GHHSFacility:MSG00012:S12",
+    )
+    episodes = service.store.episodes("PATID1234")
+    assert [e["flow"] for e in episodes] == ["cardiology-consult"]
+
+
+def test_a_resent_message_is_acknowledged_again_and_changes_nothing(
+    listener: Listener, service: EmbeddedService
+) -> None:
+    with listener.connect() as sock:
+        sock.sendall(frame(SIU))
+        read_acks(sock, 1)
+        sock.sendall(frame(SIU))
+        [again] = read_acks(sock, 1)
+    assert segment(again, "MSA")[1] == "AA"
+    statuses = [m["status"] for m in InboundArchive(service.store).messages()]
+    assert statuses == ["duplicate", "accepted"]
+
+
+def test_two_messages_in_one_read_get_two_acks_in_order(listener: Listener) -> None:
+    second = with_field(SIU, "MSH", 10, "MSG00099")
+    with listener.connect() as sock:
+        sock.sendall(frame(SIU) + frame(second))
+        acks = read_acks(sock, 2)
+    assert [segment(a, "MSA")[2] for a in acks] == ["MSG00012", "MSG00099"]
+    assert all(segment(a, "MSA")[1] == "AA" for a in acks)
+
+
+def test_a_message_with_a_bad_field_is_nacked_ae_naming_it_and_kept(
+    listener: Listener, service: EmbeddedService
+) -> None:
+    bad = with_field(SIU, "TQ1", 7, "2021-09-24")
+    with listener.connect() as sock:
+        sock.sendall(frame(bad))
+        [ack] = read_acks(sock, 1)
+    assert segment(ack, "MSA")[1:3] == ["AE", "MSG00012"]
+    err = segment(ack, "ERR")
+    assert err[2] == "TQ1^1^7^1"  # ERR-2: segment, sequence, field, repetition
+    assert err[3].startswith("102^Data type error^HL70357")
+    [rejected] = service.store.rejected()
+    assert rejected["body"] == bad
+    assert rejected["source"] == "mllp"
+    assert rejected["reason"].startswith("TQ1-7: not an HL7 date/time")
+    assert InboundArchive(service.store).messages()[0]["status"] == "rejected"
+
+
+def test_an_unsupported_message_type_is_rejected_ar(listener: Listener) -> None:
+    with listener.connect() as sock:
+        sock.sendall(frame(with_field(SIU, "MSH", 9, "ORU^R01^ORU_R01")))
+        [ack] = read_acks(sock, 1)
+    assert segment(ack, "MSA")[1] == "AR"
+    assert segment(ack, "ERR")[3].startswith("200^Unsupported message type")
+
+
+def test_a_broken_frame_is_nacked_kept_and_the_next_message_still_taken(
+    listener: Listener, service: EmbeddedService
+) -> None:
+    with listener.connect() as sock:
+        sock.sendall(b"\x0b" + SIU[:200] + frame(with_field(SIU, "MSH", 10, "MSG00100")))
+        acks = read_acks(sock, 2)
+    assert [segment(a, "MSA")[1:3] for a in acks] == [["AR", "MSG00012"], ["AA", "MSG00100"]]
+    [rejected] = service.store.rejected()
+    assert rejected["body"] == SIU[:200]
+    assert "new start block" in rejected["reason"]
+
+
+def test_a_client_that_disconnects_mid_frame_leaves_its_bytes_kept(
+    listener: Listener, service: EmbeddedService
+) -> None:
+    with listener.connect() as sock:
+        sock.sendall(b"\x0b" + SIU[:300])
+    rejected = wait_until(service.store.rejected, timeout=10, what="the cut frame kept")
+    assert rejected[0]["body"] == SIU[:300]
+    assert "disconnected mid-frame" in rejected[0]["reason"]
+
+
+def test_a_silent_client_is_closed_after_the_idle_timeout(
+    listener: Listener, service: EmbeddedService
+) -> None:
+    with listener.connect() as sock:
+        sock.sendall(b"\x0bMSH|^~\\&|partial")
+        sock.settimeout(10)
+        assert sock.recv(100) == b""  # closed by the listener, not by us
+    [rejected] = service.store.rejected()
+    assert "idle timeout" in rejected["reason"]
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_never_stop_the_listener(listener: Listener, noise: bytes) -> None:
+    with listener.connect() as sock:
+        sock.sendall(noise + b"\x0b" + noise + b"\x1c\r")
+        sock.shutdown(socket.SHUT_WR)
+        while sock.recv(65536):  # whatever it answers, until it closes
+            pass
+    with listener.connect() as sock:
+        sock.sendall(frame(SIU))
+        [ack] = read_acks(sock, 1)
+    assert segment(ack, "MSA")[1] == "AA"
+
+
+def test_no_contact_detail_or_identifier_reaches_the_logs(
+    listener: Listener, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    raw = with_field(SIU, "PID", 13, "^PRN^CP^^1^555^5550102~^NET^Internet^ana@example.org")
+    bad = with_field(raw, "TQ1", 7, "bogus")
+    with listener.connect() as sock:
+        sock.sendall(frame(raw) + frame(with_field(bad, "MSH", 10, "MSG2")))
+        acks = read_acks(sock, 2)
+    assert [segment(a, "MSA")[1] for a in acks] == ["AA", "AE"]
+    formatter = JSONFormatter()
+    logged = "\n".join(formatter.format(r) for r in caplog.records)
+    assert "hl7.acknowledged" in logged
+    for secret in ("5550102", "ana@example.org", "PATID1234", "EVERYMAN", "bogus"):
+        assert secret not in logged
+
+
+def test_a_message_that_cannot_be_kept_is_answered_ae_and_not_processed(
+    service: EmbeddedService,
+) -> None:
+    with service.store.engine.begin() as connection:
+        connection.exec_driver_sql("DROP TABLE inbound_messages")
+    [reply] = build_hl7_intake(service).handle([SIU])
+    assert (reply.code, reply.status) == ("AE", "failed")
+    assert segment(reply.ack, "MSA")[1:3] == ["AE", "MSG00012"]
+    assert "resend" in segment(reply.ack, "ERR")[7]
+    assert service.store.episodes("PATID1234") == []
+
+
+def test_a_frame_trickled_in_too_slowly_is_cut_at_the_frame_timeout(
+    service: EmbeddedService,
+) -> None:
+    listener = Listener(service)
+    listener.server.frame_timeout = 1.0  # the idle timeout (2 s) is never reached
+    try:
+        with listener.connect() as sock:
+            sock.sendall(b"\x0bMSH|^~\\&|")
+            sock.settimeout(0.3)
+            closed = False
+            for _ in range(40):  # one byte every 0.3 s at most, for 12 s at most
+                try:
+                    sock.sendall(b"x")
+                    closed = sock.recv(100) == b""
+                except TimeoutError:
+                    continue
+                except ConnectionError:
+                    closed = True
+                if closed:
+                    break
+        assert closed
+        [rejected] = service.store.rejected()
+        assert "a frame took longer than 1 s" in rejected["reason"]
+        assert rejected["body"].startswith(b"MSH|^~\\&|x")
+    finally:
+        listener.stop()

@@ -1,0 +1,34 @@
+"""The inbound archive on each backend: kept as received, then settled."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from orchestrator.store import InboundArchive, Settlement, SqlStore
+
+NOW = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
+
+
+def test_messages_are_kept_as_received_then_settled(store: SqlStore) -> None:
+    archive = InboundArchive(store)
+    first, second = archive.keep("hl7v2", [b"MSH|one\r", b"MSH|two\r"], NOW)
+    assert second > first
+    assert [m["status"] for m in archive.messages(status="received")] == ["received", "received"]
+    archive.settle(
+        [
+            Settlement(first, "accepted", "hl7:F:1:S12"),
+            Settlement(second, "rejected", None, "PID-3: no patient identifier"),
+        ]
+    )
+    kept = {m["id"]: m for m in archive.messages()}
+    assert (kept[first]["status"], kept[first]["event_id"], kept[first]["body"]) == (
+        "accepted",
+        "hl7:F:1:S12",
+        b"MSH|one\r",
+    )
+    assert (kept[second]["status"], kept[second]["reason"]) == (
+        "rejected",
+        "PID-3: no patient identifier",
+    )
+    assert kept[first]["received_at"] == NOW
+    assert archive.messages(status="received") == []
