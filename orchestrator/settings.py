@@ -42,3 +42,12 @@ class Settings(BaseSettings):
 
     twilio_api_base: str | None = None
     sendgrid_api_base: str | None = None
+
+    # The Kafka runtime (`orchestrator worker`, `topics create`, `ingest --broker`).
+    broker: str = Field("kafka://127.0.0.1:9092", description="kafka://HOST:PORT")
+    kafka_group: str = Field("orchestrator", description="consumer group (the Faust app id)")
+    kafka_partitions: int = 8
+    kafka_batch: int = 500
+    kafka_batch_seconds: float = 0.2
+    kafka_session_timeout_seconds: float = 30.0
+    kafka_commit_seconds: float = 1.0

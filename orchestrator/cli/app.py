@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import flows, ingest, reports, service, simulate
+from . import flows, ingest, kafka, reports, service, simulate
 
 app = typer.Typer(
     name="orchestrator",
@@ -20,6 +20,8 @@ app.command("run")(service.run_command)
 app.command("simulate")(simulate.simulate_command)
 app.command("ingest")(ingest.ingest_command)
 app.command("outbox")(reports.outbox_command)
+app.command("worker")(kafka.worker_command)
+app.add_typer(kafka.topics_app, name="topics")
 
 
 def main() -> None:

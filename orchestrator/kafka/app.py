@@ -1,0 +1,117 @@
+"""The Faust application of the Kafka runtime: one agent over the patient topics.
+
+`build_app` makes the app and its agent. The agent takes batches of records
+from `patient.scheduling`, `patient.intake`, `patient.discharge` and
+`patient.messaging` (one consumer group, so workers share the partitions),
+runs each batch through the `BatchHandler` on a thread (the event loop keeps
+heartbeating meanwhile), publishes the dead letters and waits for the broker
+to have them, and only then lets Faust acknowledge the batch. Faust commits
+acknowledged offsets every `broker_commit_interval`: at least once, and a
+redelivered event is a duplicate to the processor.
+
+Journey state lives in the database, not in Faust tables; the app has none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+from faust.streams import Stream
+
+from ..errors import StoreError
+from .deadletter import Record
+from .handler import BatchHandler
+from .topics import DEADLETTER, EVENT_TOPICS
+
+__all__ = ["AgentOptions", "build_app"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class AgentOptions:
+    broker: str
+    group: str = "orchestrator"
+    partitions: int = 8
+    batch: int = 500
+    batch_seconds: float = 0.2
+    session_timeout: float = 30.0
+    commit_interval: float = 1.0
+    retry_seconds: float = 2.0
+    datadir: str = "orchestrator-worker-data"
+
+
+def build_app(handler: BatchHandler, options: AgentOptions) -> faust.App:
+    """The Faust app with its agent, not yet started."""
+    app = faust.App(
+        options.group,
+        broker=options.broker,
+        datadir=options.datadir,
+        store="memory://",
+        topic_partitions=options.partitions,
+        # `orchestrator topics create` makes the topics; the worker only reads them.
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=options.session_timeout,
+        broker_heartbeat_interval=max(0.1, options.session_timeout / 10),
+        broker_rebalance_timeout=options.session_timeout * 2,
+        broker_commit_interval=options.commit_interval,
+        broker_commit_every=options.batch,
+        producer_acks=-1,
+        web_enabled=False,
+        stream_wait_empty=False,
+    )
+    raw: dict[str, Any] = {
+        "key_type": bytes,
+        "value_type": bytes,
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+    }
+    source = app.topic(*EVENT_TOPICS, **raw)
+    deadletter = app.topic(DEADLETTER, **raw)
+
+    async def agent(stream: faust.StreamT[bytes]) -> None:
+        assert isinstance(stream, Stream)  # take_events is on the class, not the protocol
+        async for batch in stream.take_events(options.batch, within=options.batch_seconds):
+            records = [
+                Record(
+                    e.message.topic,
+                    e.message.partition,
+                    e.message.offset,
+                    e.message.key,
+                    e.message.value,
+                )
+                for e in batch
+            ]
+            outcome = await _handle_until_stored(handler, records, options.retry_seconds)
+            sent = [
+                await deadletter.send(
+                    key=letter.record.key, value=letter.value(), headers=letter.headers()
+                )
+                for letter in outcome.dead
+            ]
+            for future in sent:
+                await future  # the dead letter is on the broker before the batch is acked
+
+    app.agent(source, name="patient-events", concurrency=1)(agent)
+    return app
+
+
+async def _handle_until_stored(
+    handler: BatchHandler, records: list[Record], retry_seconds: float
+) -> Any:
+    """Handle the batch, retrying while the store fails: nothing is acked before it commits."""
+    while True:
+        try:
+            return await asyncio.to_thread(handler.handle, records)
+        except StoreError as exc:
+            log.error(
+                "kafka.batch_store_failed",
+                extra={"error": exc.__class__.__name__, "records": len(records)},
+            )
+            await asyncio.sleep(retry_seconds)

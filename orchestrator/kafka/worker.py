@@ -1,0 +1,80 @@
+"""The Kafka runtime's composition root: a Faust worker beside a dispatch loop.
+
+`run_worker` builds the store, flows, processor and dispatcher the way the
+embedded runtime does (`EmbeddedService.build`), starts the dispatch loop on a
+thread (every worker claims due messages under PostgreSQL `SKIP LOCKED`
+leases, so a second worker adds dispatch capacity and takes over a dead one's
+claims when their leases run out) and runs the Faust worker until it is
+stopped (SIGTERM, SIGINT).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import tempfile
+
+from ..clock import Clock, SystemClock
+from ..runtime.processor import EventProcessor
+from ..runtime.service import DispatchLoop, EmbeddedService
+from ..settings import Settings
+from .app import AgentOptions, build_app
+from .handler import SOURCE, BatchHandler
+
+__all__ = ["agent_options", "build_handler", "run_worker"]
+
+log = logging.getLogger(__name__)
+
+
+def agent_options(settings: Settings, broker: str, datadir: str) -> AgentOptions:
+    return AgentOptions(
+        broker=broker,
+        group=settings.kafka_group,
+        partitions=settings.kafka_partitions,
+        batch=settings.kafka_batch,
+        batch_seconds=settings.kafka_batch_seconds,
+        session_timeout=settings.kafka_session_timeout_seconds,
+        commit_interval=settings.kafka_commit_seconds,
+        datadir=datadir,
+    )
+
+
+def build_handler(service: EmbeddedService) -> BatchHandler:
+    """The batch handler over the service's store and flows, recording its input as from Kafka."""
+    processor = EventProcessor(service.store, service.flows, service.clock, source=SOURCE)
+    return BatchHandler(
+        processor, service.store, service.clock, default_region=service.settings.default_region
+    )
+
+
+def run_worker(settings: Settings, broker: str, *, clock: Clock | None = None) -> None:
+    """Run one worker until it is stopped.
+
+    Raises:
+        FlowError: the flows or templates are invalid.
+        StoreError: the store is unreachable or its schema is behind.
+    """
+    import faust
+
+    owner = f"worker:{socket.gethostname()}:{os.getpid()}"
+    service = EmbeddedService.build(
+        settings,
+        clock=clock or SystemClock(),
+        migrate=settings.db.startswith("sqlite"),
+        owner=owner,
+    )
+    datadir = tempfile.mkdtemp(prefix="orchestrator-worker-")
+    loop = DispatchLoop(service.dispatcher, settings.dispatch_poll_seconds)
+    app = build_app(build_handler(service), agent_options(settings, broker, datadir))
+    loop.start()
+    log.info("worker.started", extra={"owner": owner})
+    try:
+        worker = faust.Worker(app, loglevel="INFO", override_logging=False, quiet=True)
+        worker.execute_from_commandline()
+    finally:
+        loop.stop()
+        service.store.engine.dispose()
+        shutil.rmtree(datadir, ignore_errors=True)
+        log.info("worker.stopped", extra={"owner": owner})
