@@ -89,6 +89,10 @@ def build_app(handler: BatchHandler, options: AgentOptions) -> faust.App:
                 for e in batch
             ]
             outcome = await _handle_until_stored(handler, records, options.retry_seconds)
+            log.info(
+                "kafka.batch",
+                extra={"records": len(records), "dead": len(outcome.dead)},
+            )
             sent = [
                 await deadletter.send(
                     key=letter.record.key, value=letter.value(), headers=letter.headers()
