@@ -8,6 +8,7 @@ fresh ids (as in the crash test), so messages fall due at once.
 from __future__ import annotations
 
 import json
+import signal
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -166,6 +167,9 @@ def test_poison_goes_to_the_dead_letter_topic_with_its_reason_and_blocks_nothing
         kept = c.execute(select(RejectedInputRow.reason, RejectedInputRow.body)).all()
     assert sorted(bytes(body) for _, body in kept) == sorted(poison)
     assert sorted(reason for reason, _ in kept) == sorted(d["reason"] for d in letters)
+
+    worker.process.send_signal(signal.SIGTERM)
+    assert worker.process.wait(30) == 0, worker.output()
 
 
 def read_dead_letters(broker: Broker, expected: int) -> list[dict[str, Any]]:
