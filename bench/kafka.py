@@ -200,7 +200,10 @@ def bare_agent_main(url: str, count: int) -> None:
         async for _ in events:
             seen += 1
             if seen == count:
-                print("RESULT " + json.dumps({"assigned": assigned[0], "done": time.time()}), flush=True)
+                print(
+                    "RESULT " + json.dumps({"assigned": assigned[0], "done": time.time()}),
+                    flush=True,
+                )
                 os._exit(0)
 
     worker = faust.Worker(app, loglevel="WARNING", quiet=True)
