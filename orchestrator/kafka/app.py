@@ -21,6 +21,7 @@ from typing import Any
 
 import faust
 from faust.streams import Stream
+from faust.types import EventT
 
 from ..errors import StoreError
 from .deadletter import Record
@@ -76,34 +77,95 @@ def build_app(handler: BatchHandler, options: AgentOptions) -> faust.App:
     deadletter = app.topic(DEADLETTER, **raw)
 
     async def agent(stream: faust.StreamT[bytes]) -> None:
-        assert isinstance(stream, Stream)  # take_events is on the class, not the protocol
-        async for batch in stream.take_events(options.batch, within=options.batch_seconds):
-            records = [
-                Record(
-                    e.message.topic,
-                    e.message.partition,
-                    e.message.offset,
-                    e.message.key,
-                    e.message.value,
-                )
-                for e in batch
-            ]
-            outcome = await _handle_until_stored(handler, records, options.retry_seconds)
-            log.info(
-                "kafka.batch",
-                extra={"records": len(records), "dead": len(outcome.dead)},
-            )
-            sent = [
-                await deadletter.send(
-                    key=letter.record.key, value=letter.value(), headers=letter.headers()
-                )
-                for letter in outcome.dead
-            ]
-            for future in sent:
-                await future  # the dead letter is on the broker before the batch is acked
+        # Reading and processing overlap: this loop feeds a queue while the batch
+        # before is in the database; events are acknowledged by hand, after commit.
+        assert isinstance(stream, Stream)  # noack is on the class, not the protocol
+        manual = stream.noack()
+        queue: asyncio.Queue[EventT[bytes]] = asyncio.Queue(maxsize=options.batch * 2)
+        worker = asyncio.ensure_future(
+            _process_batches(manual, queue, handler, deadletter, options)
+        )
+        try:
+            async for event in manual.events():
+                if worker.done():
+                    break
+                await _put(queue, event, worker)
+        finally:
+            if not worker.done():
+                worker.cancel()
+        failed = worker.exception() if worker.done() and not worker.cancelled() else None
+        if failed is not None:
+            raise failed
 
     app.agent(source, name="patient-events", concurrency=1)(agent)
     return app
+
+
+async def _put(
+    queue: asyncio.Queue[EventT[bytes]], event: EventT[bytes], worker: asyncio.Future[None]
+) -> None:
+    """Queue the event, unless the batch processor died while the queue was full."""
+    put = asyncio.ensure_future(queue.put(event))
+    await asyncio.wait({put, worker}, return_when=asyncio.FIRST_COMPLETED)
+    if not put.done():
+        put.cancel()
+
+
+async def _next_batch(
+    queue: asyncio.Queue[EventT[bytes]], size: int, within: float
+) -> list[EventT[bytes]]:
+    """Up to `size` events: waits for the first, then at most `within` seconds for more."""
+    batch = [await queue.get()]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while len(batch) < size:
+        try:
+            batch.append(queue.get_nowait())
+            continue
+        except asyncio.QueueEmpty:
+            pass
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            break
+        try:
+            batch.append(await asyncio.wait_for(queue.get(), remaining))
+        except TimeoutError:
+            break
+    return batch
+
+
+async def _process_batches(
+    stream: faust.StreamT[bytes],
+    queue: asyncio.Queue[EventT[bytes]],
+    handler: BatchHandler,
+    deadletter: faust.TopicT,
+    options: AgentOptions,
+) -> None:
+    """Take batches off the queue: process, publish dead letters, then acknowledge."""
+    while True:
+        batch = await _next_batch(queue, options.batch, options.batch_seconds)
+        records = [
+            Record(
+                e.message.topic,
+                e.message.partition,
+                e.message.offset,
+                e.message.key,
+                e.message.value,
+            )
+            for e in batch
+        ]
+        outcome = await _handle_until_stored(handler, records, options.retry_seconds)
+        log.info("kafka.batch", extra={"records": len(records), "dead": len(outcome.dead)})
+        sent = [
+            await deadletter.send(
+                key=letter.record.key, value=letter.value(), headers=letter.headers()
+            )
+            for letter in outcome.dead
+        ]
+        for future in sent:
+            await future  # the dead letter is on the broker before the batch is acked
+        for event in batch:
+            await stream.ack(event)
 
 
 async def _handle_until_stored(
