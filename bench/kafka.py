@@ -295,7 +295,8 @@ def workers(url: str, count: int, distinct: int, how_many: int, partitions: int)
                     finished = time.time()
                     break
                 if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
-                    raise RuntimeError(f"workers stopped or stalled at {done}: see {logs}")
+                    tails = "\n".join(log.read_text(errors="replace")[-2000:] for log in logs)
+                    raise RuntimeError(f"workers stopped or stalled at {done}:\n{tails}")
                 time.sleep(0.02)
             starts = [t for t in (ready_at(log) for log in logs) if t is not None]
             return count / (finished - min(starts))

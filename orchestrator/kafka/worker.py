@@ -15,8 +15,10 @@ import os
 import shutil
 import socket
 import tempfile
+import time
 
 from ..clock import Clock, SystemClock
+from ..errors import StoreError
 from ..runtime.processor import EventProcessor
 from ..runtime.service import DispatchLoop, EmbeddedService
 from ..settings import Settings
@@ -49,6 +51,27 @@ def build_handler(service: EmbeddedService) -> BatchHandler:
     )
 
 
+def _build(settings: Settings, clock: Clock, owner: str, attempts: int = 5) -> EmbeddedService:
+    """The service; retried when workers starting together race to record the flow versions.
+
+    Each records the versions it finds missing; the loser of that race gets an
+    integrity error, and on the next attempt finds the rows (and checks their digests).
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return EmbeddedService.build(
+                settings, clock=clock, migrate=settings.db.startswith("sqlite"), owner=owner
+            )
+        except StoreError as exc:
+            if attempt == attempts:
+                raise
+            log.warning(
+                "worker.build_retry", extra={"attempt": attempt, "error": exc.__class__.__name__}
+            )
+            time.sleep(0.2 * attempt)
+    raise AssertionError("unreachable")
+
+
 def run_worker(settings: Settings, broker: str, *, clock: Clock | None = None) -> None:
     """Run one worker until it is stopped.
 
@@ -59,12 +82,7 @@ def run_worker(settings: Settings, broker: str, *, clock: Clock | None = None) -
     import faust
 
     owner = f"worker:{socket.gethostname()}:{os.getpid()}"
-    service = EmbeddedService.build(
-        settings,
-        clock=clock or SystemClock(),
-        migrate=settings.db.startswith("sqlite"),
-        owner=owner,
-    )
+    service = _build(settings, clock or SystemClock(), owner)
     datadir = tempfile.mkdtemp(prefix="orchestrator-worker-")
     loop = DispatchLoop(service.dispatcher, settings.dispatch_poll_seconds)
     app = build_app(build_handler(service), agent_options(settings, broker, datadir))

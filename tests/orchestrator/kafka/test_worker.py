@@ -33,7 +33,7 @@ from orchestrator.store.tables import (
 from tests.kafka_broker import Broker
 from tests.live import wait_until
 from tests.orchestrator.kafka.conftest import StartWorker
-from tests.samples import ROOT
+from tests.samples import ROOT, contact_details
 from tests.test_crash_recovery import FINAL, ending_now
 
 runner = CliRunner()
@@ -125,6 +125,9 @@ def test_stream_through_a_worker_gives_the_embedded_runtimes_decisions_across_pa
     found = decisions(pg)
     assert {status for _, status, _, _ in found} >= {"scheduled", "cancelled"}
     assert found == embedded_decisions(tmp_path, bodies)
+    log = worker.output()
+    assert "kafka.batch" in log
+    assert [c for c in contact_details() if c in log] == [], "contact details in the worker's log"
 
 
 def test_poison_goes_to_the_dead_letter_topic_with_its_reason_and_blocks_nothing(
