@@ -1,13 +1,15 @@
 """The Faust application of the Kafka runtime: one agent over the patient topics.
 
-`build_app` makes the app and its agent. The agent takes batches of records
-from `patient.scheduling`, `patient.intake`, `patient.discharge` and
-`patient.messaging` (one consumer group, so workers share the partitions),
-runs each batch through the `BatchHandler` on a thread (the event loop keeps
-heartbeating meanwhile), publishes the dead letters and waits for the broker
-to have them, and only then lets Faust acknowledge the batch. Faust commits
-acknowledged offsets every `broker_commit_interval`: at least once, and a
-redelivered event is a duplicate to the processor.
+`build_app` makes the app and its agent. The agent reads `patient.scheduling`,
+`patient.intake`, `patient.discharge` and `patient.messaging` (one consumer
+group, so workers share the partitions) with manual acknowledgement and feeds
+a bounded queue; a batch processor beside it takes batches off the queue,
+runs each through the `BatchHandler` on a thread (the event loop keeps
+reading and heartbeating meanwhile), publishes the dead letters and waits
+for the broker to have them, and only then acknowledges the batch's events.
+Faust commits acknowledged offsets every `broker_commit_interval`: at least
+once, and a redelivered event is a duplicate to the processor. One agent
+instance and one batch processor keep each partition's order.
 
 Journey state lives in the database, not in Faust tables; the app has none.
 """
