@@ -24,6 +24,7 @@ from typing import Any
 import faust
 from faust.streams import Stream
 from faust.types import EventT
+from mode import CrashingSupervisor
 
 from ..errors import StoreError
 from .deadletter import Record
@@ -99,7 +100,12 @@ def build_app(handler: BatchHandler, options: AgentOptions) -> faust.App:
         if failed is not None:
             raise failed
 
-    app.agent(source, name="patient-events", concurrency=1)(agent)
+    # An agent that fails takes the worker down rather than being restarted in
+    # place: the events it had not acknowledged are then read again, in order,
+    # by whichever worker gets their partitions.
+    app.agent(source, name="patient-events", concurrency=1, supervisor_strategy=CrashingSupervisor)(
+        agent
+    )
     return app
 
 
