@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated
@@ -51,7 +53,7 @@ def worker_command(
         raise typer.Exit(2) from None
     configure()
     try:
-        run_worker(settings, settings.broker)
+        status = run_worker(settings, settings.broker)
     except FlowError as exc:
         for problem in exc.problems:
             err.print(str(problem), markup=False)
@@ -59,6 +61,13 @@ def worker_command(
     except StoreError as exc:
         err.print(f"store: {exc}", markup=False)
         raise typer.Exit(2) from None
+    if status != 0:
+        # After a crash Faust's consumer thread may outlive the worker and hold
+        # the interpreter open: leave at once, so the process supervisor
+        # restarts the worker and its partitions are read again from the
+        # committed offsets.
+        logging.shutdown()
+        os._exit(status)
 
 
 @topics_app.command("create")

@@ -72,8 +72,10 @@ def _build(settings: Settings, clock: Clock, owner: str, attempts: int = 5) -> E
     raise AssertionError("unreachable")
 
 
-def run_worker(settings: Settings, broker: str, *, clock: Clock | None = None) -> None:
-    """Run one worker until it is stopped.
+def run_worker(settings: Settings, broker: str, *, clock: Clock | None = None) -> int:
+    """Run one worker until it is stopped; returns its exit status (0 after SIGTERM).
+
+    A crash (the agent failed) gives a non-zero status.
 
     Raises:
         FlowError: the flows or templates are invalid.
@@ -88,11 +90,15 @@ def run_worker(settings: Settings, broker: str, *, clock: Clock | None = None) -
     app = build_app(build_handler(service), agent_options(settings, broker, datadir))
     loop.start()
     log.info("worker.started", extra={"owner": owner})
+    status = 0
     try:
         worker = faust.Worker(app, loglevel="INFO", override_logging=False, quiet=True)
         worker.execute_from_commandline()
+    except SystemExit as exc:
+        status = exc.code if isinstance(exc.code, int) else 1
     finally:
         loop.stop()
         service.store.engine.dispose()
         shutil.rmtree(datadir, ignore_errors=True)
-        log.info("worker.stopped", extra={"owner": owner})
+        log.info("worker.stopped", extra={"owner": owner, "status": status})
+    return status
