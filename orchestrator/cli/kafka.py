@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import logging
 import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated
@@ -66,7 +66,9 @@ def worker_command(
         # the interpreter open: leave at once, so the process supervisor
         # restarts the worker and its partitions are read again from the
         # committed offsets.
-        logging.shutdown()
+        # (Not logging.shutdown(): a handler lock held by that thread would hang it.)
+        sys.stdout.flush()
+        sys.stderr.flush()
         os._exit(status)
 
 

@@ -80,25 +80,28 @@ def build_app(handler: BatchHandler, options: AgentOptions) -> faust.App:
     deadletter = app.topic(DEADLETTER, **raw)
 
     async def agent(stream: faust.StreamT[bytes]) -> None:
-        # Reading and processing overlap: this loop feeds a queue while the batch
+        # Reading and processing overlap: one task feeds a queue while the batch
         # before is in the database; events are acknowledged by hand, after commit.
         assert isinstance(stream, Stream)  # noack is on the class, not the protocol
         manual = stream.noack()
         queue: asyncio.Queue[EventT[bytes]] = asyncio.Queue(maxsize=options.batch * 2)
-        worker = asyncio.ensure_future(
-            _process_batches(manual, queue, handler, deadletter, options)
-        )
-        try:
+
+        async def feed() -> None:
             async for event in manual.events():
-                if worker.done():
-                    break
-                await _put(queue, event, worker)
+                await queue.put(event)
+
+        tasks = {
+            asyncio.ensure_future(feed()),
+            asyncio.ensure_future(_process_batches(manual, queue, handler, deadletter, options)),
+        }
+        try:
+            # Both run until stopped; the first to fail fails the agent at once.
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()
         finally:
-            if not worker.done():
-                worker.cancel()
-        failed = worker.exception() if worker.done() and not worker.cancelled() else None
-        if failed is not None:
-            raise failed
+            for task in tasks:
+                task.cancel()
 
     # An agent that fails takes the worker down rather than being restarted in
     # place: the events it had not acknowledged are then read again, in order,
@@ -107,16 +110,6 @@ def build_app(handler: BatchHandler, options: AgentOptions) -> faust.App:
         agent
     )
     return app
-
-
-async def _put(
-    queue: asyncio.Queue[EventT[bytes]], event: EventT[bytes], worker: asyncio.Future[None]
-) -> None:
-    """Queue the event, unless the batch processor died while the queue was full."""
-    put = asyncio.ensure_future(queue.put(event))
-    await asyncio.wait({put, worker}, return_when=asyncio.FIRST_COMPLETED)
-    if not put.done():
-        put.cancel()
 
 
 async def _next_batch(

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -253,3 +255,52 @@ def test_a_worker_killed_mid_stream_loses_no_event_and_sends_nothing_twice(
 def sent(pg: Engine) -> int:
     with pg.connect() as c:
         return int(c.execute(select(func.count()).select_from(OutboxRow)).scalar_one())
+
+
+# A worker whose batch handler fails on every batch (a bug, not bad input).
+CRASHING_WORKER = """
+import os, sys, tempfile
+import faust
+from orchestrator.kafka.app import AgentOptions, build_app
+
+class Failing:
+    def handle(self, records):
+        raise RuntimeError("a bug in the handler")
+
+app = build_app(Failing(), AgentOptions(
+    broker=sys.argv[1], group="crashing", session_timeout=3, datadir=tempfile.mkdtemp()))
+try:
+    faust.Worker(app, loglevel="WARNING", override_logging=False, quiet=True).execute_from_commandline()
+except SystemExit as exc:
+    print("EXIT", exc.code, flush=True)
+    os._exit(0)
+"""
+
+
+def test_a_failing_agent_stops_the_worker_and_commits_nothing(
+    tmp_path: Path, broker: Broker
+) -> None:
+    create_topics(broker, partitions=1)
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
+    try:
+        producer.send("patient.scheduling", key=b"p-1", value=b"{}").get(10)
+    finally:
+        producer.close()
+    log = tmp_path / "crashing.log"
+
+    with log.open("wb") as output:
+        done = subprocess.run(
+            [sys.executable, "-c", CRASHING_WORKER, broker.url],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            timeout=90,
+            cwd=tmp_path,
+        )
+
+    assert done.returncode == 0
+    assert "EXIT 1" in log.read_text(), log.read_text()
+    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, group_id="crashing")
+    try:
+        assert consumer.committed(TopicPartition("patient.scheduling", 0)) is None
+    finally:
+        consumer.close()
