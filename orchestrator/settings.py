@@ -79,3 +79,11 @@ class Settings(BaseSettings):
     dispatch_concurrency: int = Field(
         16, ge=1, description="messages sent at once through network connectors"
     )
+    # The Kafka runtime (`orchestrator worker`, `topics create`, `ingest --broker`).
+    broker: str = Field("kafka://127.0.0.1:9092", description="kafka://HOST:PORT")
+    kafka_group: str = Field("orchestrator", description="consumer group (the Faust app id)")
+    kafka_partitions: int = 8
+    kafka_batch: int = 500
+    kafka_batch_seconds: float = 0.2
+    kafka_session_timeout_seconds: float = 30.0
+    kafka_commit_seconds: float = 1.0

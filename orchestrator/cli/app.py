@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import convert, flows, ingest, journey, reports, service, simulate
+from . import convert, flows, ingest, journey, kafka, reports, service, simulate
 
 app = typer.Typer(
     name="orchestrator",
@@ -22,6 +22,8 @@ app.command("simulate")(simulate.simulate_command)
 app.command("ingest")(ingest.ingest_command)
 app.command("outbox")(reports.outbox_command)
 app.command("convert")(convert.convert_command)
+app.command("worker")(kafka.worker_command)
+app.add_typer(kafka.topics_app, name="topics")
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""`orchestrator ingest FILE --url URL`: post events to a running service."""
+"""`orchestrator ingest FILE --url URL | --broker URL`: post events to a service or to Kafka."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from ..clock import SystemClock
+from .kafka import publish_file
 from .options import settings_with
 
 __all__ = ["ingest_command"]
@@ -38,11 +39,20 @@ def ingest_command(
             "--shift-to-now", help="move every time so the latest event happens now (demos)"
         ),
     ] = False,
+    broker: Annotated[
+        str | None,
+        typer.Option("--broker", help="publish to Kafka (kafka://HOST:PORT) instead of --url"),
+    ] = None,
 ) -> None:
     """Post JSON-lines events in batches; print what was accepted, duplicate or rejected.
 
+    With --broker, publish each event to its topic, keyed by patient id.
     Exit status 1 when any event was rejected or a request failed.
     """
+    if broker is not None:
+        shift = _shift(file) if shift_to_now else None
+        publish_file(file, broker, lambda f: _numbered(f, shift))
+        return
     settings = settings_with()
     err = Console(stderr=True, soft_wrap=True, highlight=False)
     headers = {"content-type": "application/x-ndjson"}
@@ -95,6 +105,13 @@ def ingest_command(
     )
     if failed or counts["rejected"]:
         raise typer.Exit(1)
+
+
+def _numbered(file: Path, shift: timedelta | None) -> Iterator[tuple[int, bytes]]:
+    """Non-blank lines with their numbers, moved in time when `shift` is given."""
+    for numbers, lines in _batches(file, 1000):
+        for number, line in zip(numbers, lines, strict=True):
+            yield number, (_shifted(line, shift) if shift is not None else line).encode()
 
 
 def _batches(file: Path, size: int) -> Iterator[tuple[list[int], list[str]]]:

@@ -1,0 +1,114 @@
+"""Publishing events to the patient topics with kafka-python.
+
+Each JSON line goes, as it is, to the topic of its event type, keyed by the
+patient id (so one patient's events keep their order). A line that cannot be
+routed (not JSON, no known type, no patient id) is not published: it is
+reported with its line number. The worker validates everything else.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .topics import BrokerError, bootstrap_servers, topic_for
+
+__all__ = ["PublishReport", "Publisher", "route"]
+
+
+@dataclass
+class PublishReport:
+    published: Counter[str] = field(default_factory=Counter)
+    unroutable: list[tuple[int, str]] = field(default_factory=list)
+
+
+def route(line: str | bytes) -> tuple[str, bytes]:
+    """The topic and key of one event line.
+
+    Raises:
+        ValueError: naming why the line cannot be routed.
+    """
+    try:
+        data = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"not JSON ({exc.__class__.__name__})") from None
+    if not isinstance(data, dict):
+        raise ValueError("expected a JSON object")
+    kind = data.get("type")
+    topic = topic_for(kind) if isinstance(kind, str) else None
+    if topic is None:
+        raise ValueError(f"type: no topic for event type {kind!r}")
+    patient = data.get("patient")
+    patient_id = patient.get("id") if isinstance(patient, dict) else None
+    if not isinstance(patient_id, str) or not patient_id:
+        raise ValueError("patient.id: required to key the event")
+    return topic, patient_id.encode()
+
+
+class Publisher:
+    """A kafka-python producer that waits for every record to be on the broker."""
+
+    def __init__(self, url: str, *, linger_ms: int = 20, timeout: float = 30.0) -> None:
+        from kafka import KafkaProducer
+        from kafka.errors import KafkaError
+
+        self._timeout = timeout
+        try:
+            self._producer: Any = KafkaProducer(
+                bootstrap_servers=bootstrap_servers(url),
+                client_id="orchestrator-ingest",
+                acks="all",
+                linger_ms=linger_ms,
+                batch_size=256 * 1024,
+                # Idempotent producers need broker support some Kafka-compatible
+                # brokers lack; the workers' processed-event record dedupes instead.
+                enable_idempotence=False,
+                retries=5,
+                max_in_flight_requests_per_connection=1,
+            )
+        except KafkaError as exc:
+            raise BrokerError(f"broker {url}: cannot connect ({exc.__class__.__name__})") from exc
+        self._error: type[Exception] = KafkaError
+
+    def publish(
+        self,
+        lines: Iterable[tuple[int, bytes]],
+        *,
+        on_sent: Callable[[int], None] | None = None,
+    ) -> PublishReport:
+        """Publish numbered lines; returns what went where and what could not be routed.
+
+        Raises:
+            BrokerError: the broker did not take a record.
+        """
+        report = PublishReport()
+        futures = []
+        for number, line in lines:
+            try:
+                topic, key = route(line)
+            except ValueError as exc:
+                report.unroutable.append((number, str(exc)))
+                continue
+            futures.append(self._producer.send(topic, key=key, value=line.rstrip(b"\r\n")))
+            report.published[topic] += 1
+            if on_sent is not None:
+                on_sent(1)
+        try:
+            self._producer.flush(self._timeout)
+            for future in futures:
+                future.get(self._timeout)
+        except self._error as exc:
+            raise BrokerError(f"publish failed: {exc.__class__.__name__}") from exc
+        return report
+
+    def close(self) -> None:
+        self._producer.close(self._timeout)
+
+    def __enter__(self) -> Publisher:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
