@@ -69,10 +69,11 @@ class UnitOfWork:
         """
         if self.connection.dialect.name != "postgresql":
             return
-        for patient_id in sorted(set(patient_ids)):
-            self.connection.execute(
-                text("SELECT pg_advisory_xact_lock(hashtextextended(:id, 0))"), {"id": patient_id}
-            )
+        ids = sorted(set(patient_ids))
+        if ids:
+            # One round trip for the batch; ordered by the lock key itself, so two
+            # batches whose ids share a key still take their locks in one order.
+            self.connection.execute(_LOCK_PATIENTS, {"ids": ids})
 
     def journeys(self, patient_ids: Iterable[str]) -> dict[tuple[str, str, int], Journey]:
         """Every journey of these patients, by (patient, flow, version)."""
@@ -315,4 +316,9 @@ _CANCEL_PENDING = (
         lease_until=None,
         updated_at=bindparam("c_now"),
     )
+)
+_LOCK_PATIENTS = text(
+    "SELECT pg_advisory_xact_lock(k) FROM ("
+    " SELECT DISTINCT hashtextextended(id, 0) AS k FROM unnest(CAST(:ids AS text[])) AS id"
+    " ORDER BY k) AS keys"
 )

@@ -17,7 +17,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, event, select
+from sqlalchemy import create_engine, event, select, text
+from sqlalchemy.exc import OperationalError
 
 from orchestrator.engine import advance
 from orchestrator.errors import StoreError
@@ -723,3 +724,25 @@ def test_latest_consent_per_channel_is_kept(store: SqlStore) -> None:
 
     assert store.consent("p-1", "patient") == {Channel.SMS: opted_out}
     assert store.consent("p-1", "caregiver:c-1") == {}
+
+
+def test_a_unit_holds_its_patients_against_other_processes_on_postgresql(
+    pg_database: str,
+) -> None:
+    holder = connect(pg_database)
+    other = create_engine(pg_database, connect_args={"options": "-c lock_timeout=200"})
+    lock = text("SELECT pg_advisory_xact_lock(hashtextextended(:id, 0))")
+    try:
+        with SqlStore(holder).unit(T0) as unit:
+            unit.lock_patients(["p-2", "p-1", "p-2"])
+            with other.begin() as c:
+                c.execute(lock, {"id": "p-3"})  # someone else's patient: free
+            for held in ("p-1", "p-2"):
+                with pytest.raises(OperationalError, match="lock timeout"), other.begin() as c:
+                    c.execute(lock, {"id": held})
+        # The unit's transaction ended: the locks went with it.
+        with other.begin() as c:
+            c.execute(lock, {"id": "p-1"})
+    finally:
+        holder.dispose()
+        other.dispose()
