@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, select, text, update
+from sqlalchemy import Table, bindparam, insert, or_, select, text, update
 from sqlalchemy.engine import Connection
 
 from ..decisions import DecisionRecord, record
@@ -298,7 +298,11 @@ class UnitOfWork:
 _MESSAGES = cast(Table, ScheduledMessageRow.__table__)
 _UPDATE_PENDING = (
     update(_MESSAGES)
-    .where(_MESSAGES.c.key == bindparam("u_key"), _MESSAGES.c.status.in_(PENDING))
+    # `or_`, not `in_`: an IN list is an expanding parameter, which executemany refuses.
+    .where(
+        _MESSAGES.c.key == bindparam("u_key"),
+        or_(*(_MESSAGES.c.status == status for status in sorted(PENDING))),
+    )
     .values(
         payload=bindparam("u_payload"),
         expires_at=bindparam("u_expires_at"),

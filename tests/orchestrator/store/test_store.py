@@ -243,6 +243,20 @@ def test_update_of_a_pending_message_keeps_its_due_at_and_takes_the_new_expiry(
     assert claimed.message.expires_at == at(days=2)
 
 
+def test_updates_of_several_pending_messages_in_one_unit_all_land(store: SqlStore) -> None:
+    keys = ("m-1", "m-2", "m-3")
+    schedule(store, *(message(k, due_at=at(hours=1)) for k in keys))
+    store.claim_due(at(hours=1), "a", at(hours=1) + LEASE, 1)  # m-1 is claimed: not pending
+
+    schedule(store, *(message(k, expires_at=at(days=2)) for k in keys), now=at(minutes=30))
+
+    claimed = store.claim_due(at(hours=1), "b", at(hours=1) + LEASE, 10)
+    assert {c.message.key: c.message.expires_at for c in claimed} == {
+        "m-2": at(days=2),
+        "m-3": at(days=2),
+    }
+
+
 def test_update_of_a_deferred_message_keeps_the_deferral(store: SqlStore) -> None:
     m = message(due_at=at(hours=1))
     schedule(store, m)
