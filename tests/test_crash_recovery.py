@@ -3,8 +3,8 @@
 Guarantees 2 and 3 across a crash; and SIGTERM stops the service cleanly.
 
 The service runs as `orchestrator run` in a process of its own, on SQLite, with
-a short dispatch poll and a one-second lease so that a dead claimer's messages
-are taken over quickly.
+a short dispatch poll, small dispatch batches and a one-second lease so that a
+dead claimer's messages are taken over quickly.
 
 The sample streams are moved in time so that each one *ends* a minute ago, as
 `ingest --shift-to-now` moves them to end now: their messages that are still
@@ -71,6 +71,9 @@ def start_service(tmp_path: Path, db_url: str) -> Iterator[StartService]:
         **os.environ,
         "ORCHESTRATOR_DISPATCH_POLL_SECONDS": "0.05",
         "ORCHESTRATOR_LEASE_SECONDS": "1",
+        # A batch's outcomes commit together: small batches make "sent" appear
+        # a few at a time, so the kill after the first ones lands mid-dispatch.
+        "ORCHESTRATOR_DISPATCH_BATCH": "5",
     }
 
     def start() -> Service:

@@ -11,8 +11,13 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from ..errors import FlowError, StoreError
-from .options import DbOption, FlowsOption, TemplatesOption, settings_with
+from .options import (
+    DbOption,
+    FlowsOption,
+    TemplatesOption,
+    exit_on_startup_errors,
+    settings_with,
+)
 
 __all__ = ["publish_file", "topics_app", "worker_command"]
 
@@ -52,15 +57,8 @@ def worker_command(
         err.print(str(exc), markup=False)
         raise typer.Exit(2) from None
     configure()
-    try:
+    with exit_on_startup_errors(err):
         status = run_worker(settings, settings.broker)
-    except FlowError as exc:
-        for problem in exc.problems:
-            err.print(str(problem), markup=False)
-        raise typer.Exit(2) from None
-    except StoreError as exc:
-        err.print(f"store: {exc}", markup=False)
-        raise typer.Exit(2) from None
     if status != 0:
         # After a crash Faust's consumer thread may outlive the worker and hold
         # the interpreter open: leave at once, so the process supervisor

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
 
+from ..errors import FlowError, StoreError
 from ..settings import Settings
 
-__all__ = ["DbOption", "FlowsOption", "TemplatesOption", "settings_with"]
+__all__ = ["DbOption", "FlowsOption", "TemplatesOption", "exit_on_startup_errors", "settings_with"]
 
 DbOption = Annotated[
     str | None,
@@ -23,3 +27,17 @@ def settings_with(**overrides: object) -> Settings:
     """Settings from the environment, with the flags that were given on top."""
     given = {k: v for k, v in overrides.items() if v is not None}
     return Settings().model_copy(update=given)
+
+
+@contextmanager
+def exit_on_startup_errors(err: Console) -> Iterator[None]:
+    """Bad flows or an unusable store: printed, and exit code 2 (no traceback)."""
+    try:
+        yield
+    except FlowError as exc:
+        for problem in exc.problems:
+            err.print(str(problem), markup=False)
+        raise typer.Exit(2) from None
+    except StoreError as exc:
+        err.print(f"store: {exc}", markup=False)
+        raise typer.Exit(2) from None

@@ -9,9 +9,15 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from ..errors import FlowError, StoreError
+from ..errors import StoreError
 from ..store import connect, head, upgrade
-from .options import DbOption, FlowsOption, TemplatesOption, settings_with
+from .options import (
+    DbOption,
+    FlowsOption,
+    TemplatesOption,
+    exit_on_startup_errors,
+    settings_with,
+)
 
 db_app = typer.Typer(help="The store's schema.", no_args_is_help=True)
 
@@ -52,15 +58,8 @@ def run_command(
         )
         raise typer.Exit(2)
     configure()
-    try:
+    with exit_on_startup_errors(err):
         service = EmbeddedService.build(settings, migrate=settings.db.startswith("sqlite"))
-    except FlowError as exc:
-        for problem in exc.problems:
-            err.print(str(problem), markup=False)
-        raise typer.Exit(2) from None
-    except StoreError as exc:
-        err.print(f"store: {exc}", markup=False)
-        raise typer.Exit(2) from None
     app = create_app(service)
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again for
     # the handler it found installed; a no-op one makes a clean stop exit 0.
