@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -232,13 +232,19 @@ class EventV1(BaseModel):
 
 
 def _known(part: BaseModel) -> dict[str, Any]:
-    return {name: getattr(part, name) for name in type(part).model_fields}
+    return {name: getattr(part, name) for name in _field_names(type(part))}
+
+
+# `model_fields` is a computed class property in pydantic; read it once per model.
+@cache
+def _field_names(model: type[BaseModel]) -> tuple[str, ...]:
+    return tuple(model.model_fields)
 
 
 def _collect_extra(model: BaseModel, prefix: str, into: dict[str, JSONValue]) -> None:
     for key, value in (model.model_extra or {}).items():
         into[prefix + key] = value
-    for name in type(model).model_fields:
+    for name in _field_names(type(model)):
         value = getattr(model, name)
         if isinstance(value, BaseModel):
             _collect_extra(value, f"{prefix}{name}.", into)
