@@ -133,48 +133,42 @@ class Dispatcher:
         now = self.clock.now()
         with self.store.holding_connection():
             claims = self.store.claim_due(now, self.owner, now + self.lease, self.batch)
-            if not claims:
-                return 0
-            handled = len(claims)
-            # One read for the whole batch: patients, consent, recent sends, journeys.
-            facts = self.store.sending_facts([c.message for c in claims], now - self._longest_cap)
-            # Messages caught mid-send by a crash first: asking a provider is I/O,
-            # kept out of the batch transaction.
-            claims = [
-                claim
-                for claim in claims
-                if claim.status != "sending"
-                or self._guarded(claim.message, self._settled_after_crash, claim) is False
-            ]
-            ready: list[_Ready] = []
-            with self.store.together():
-                for claim in claims:
-                    prepared = self._guarded(claim.message, self._prepare, claim, facts)
-                    if prepared is not None:
-                        ready.append(prepared)
-            outcomes = self._deliver(ready)
-            refused: list[tuple[_Ready, PermanentSendError]] = []
-            with self.store.together():
-                for item, outcome in zip(ready, outcomes, strict=True):
-                    if self._guarded(item.message, self._settle, item, outcome):
-                        refused.append((item, cast(PermanentSendError, outcome)))
-            # Rare: a channel refused a message for good; the next ones, one by one.
-            for item, error in refused:
-                self._guarded(item.message, self._fall_back, item, error)
-        return handled
+            if claims:
+                # One read for the whole batch: patients, consent, recent sends, journeys.
+                facts = self.store.sending_facts(
+                    [c.message for c in claims], now - self._longest_cap
+                )
+                self.dispatch(claims, facts)
+        return len(claims)
 
-    def dispatch(self, claim: Claim, facts: SendingFacts | None = None) -> None:
-        """Dispatch one claimed message (`facts`: what was read for its batch)."""
-        if claim.status == "sending" and self._settled_after_crash(claim):
-            return
+    def dispatch(self, claims: Sequence[Claim], facts: SendingFacts | None = None) -> None:
+        """Dispatch claimed messages in the phases of `tick` (`facts`: what was read for them)."""
         if facts is None:
-            facts = self.store.sending_facts([claim.message], self.clock.now() - self._longest_cap)
-        prepared = self._prepare(claim, facts)
-        if prepared is None:
-            return
-        outcome = self._deliver([prepared])[0]
-        if self._settle(prepared, outcome):
-            self._fall_back(prepared, cast(PermanentSendError, outcome))
+            since = self.clock.now() - self._longest_cap
+            facts = self.store.sending_facts([c.message for c in claims], since)
+        # Messages caught mid-send by a crash first: asking a provider is I/O,
+        # kept out of the batch transaction.
+        claims = [
+            claim
+            for claim in claims
+            if claim.status != "sending"
+            or self._guarded(claim.message, self._settled_after_crash, claim) is False
+        ]
+        ready: list[_Ready] = []
+        with self.store.together():
+            for claim in claims:
+                prepared = self._guarded(claim.message, self._prepare, claim, facts)
+                if prepared is not None:
+                    ready.append(prepared)
+        outcomes = self._deliver(ready)
+        refused: list[tuple[_Ready, PermanentSendError]] = []
+        with self.store.together():
+            for item, outcome in zip(ready, outcomes, strict=True):
+                if self._guarded(item.message, self._settle, item, outcome):
+                    refused.append((item, cast(PermanentSendError, outcome)))
+        # Rare: a channel refused a message for good; the next ones, one by one.
+        for item, error in refused:
+            self._guarded(item.message, self._fall_back, item, error)
 
     def _guarded(
         self, message: ScheduledMessage, step: Callable[..., _T], *args: object

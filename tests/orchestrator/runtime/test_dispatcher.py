@@ -191,7 +191,7 @@ def test_message_cancelled_after_its_claim_is_not_sent(runtime: Runtime) -> None
     )
 
     runtime.process(make_event("appointment.cancelled", start=START))
-    runtime.dispatcher.dispatch(claim)
+    runtime.dispatcher.dispatch([claim])
 
     assert runtime.message("confirmation")["status"] == "cancelled"
     assert runtime.outbox() == {}
