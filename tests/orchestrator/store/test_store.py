@@ -245,8 +245,11 @@ def test_update_of_a_pending_message_keeps_its_due_at_and_takes_the_new_expiry(
 
 def test_updates_of_several_pending_messages_in_one_unit_all_land(store: SqlStore) -> None:
     keys = ("m-1", "m-2", "m-3")
-    schedule(store, *(message(k, due_at=at(hours=1)) for k in keys))
-    store.claim_due(at(hours=1), "a", at(hours=1) + LEASE, 1)  # m-1 is claimed: not pending
+    schedule(
+        store, *(message(k, due_at=at(hours=1, minutes=-1 if k == "m-1" else 0)) for k in keys)
+    )
+    # The earliest, m-1, is claimed: no longer pending.
+    assert claim(store, at(hours=1), limit=1) == ["m-1"]
 
     schedule(store, *(message(k, expires_at=at(days=2)) for k in keys), now=at(minutes=30))
 
