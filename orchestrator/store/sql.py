@@ -165,10 +165,10 @@ class SqlStore:
         For writes nothing in the block reads back (audit rows, closed attempts):
         one executemany per kind instead of one round trip per message.
         """
-        later: dict[Any, list[dict[str, Any]]] | None = getattr(self._held, "later", None)
-        if getattr(self._held, "joined", False) and later is not None:
+        if getattr(self._held, "joined", False):
             # One executemany needs one set of columns: rows are grouped by theirs.
-            later.setdefault((statement, frozenset(parameters)), []).append(parameters)
+            rows = self._held.later.setdefault((statement, frozenset(parameters)), [])
+            rows.append(parameters)
         else:
             c.execute(statement, parameters)
 
