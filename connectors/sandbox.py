@@ -3,10 +3,15 @@
 The default when no Twilio or SendGrid credentials are set. Its outbox
 lives in the store (`orchestrator outbox`, `GET /outbox`), and `find`
 answers from it, so an interrupted send is reconciled instead of repeated.
+
+`latency` makes each send take that long after it is recorded, as a
+provider's answer would: it rehearses load, and a crash between a send and
+its settling.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from orchestrator.clock import Clock
@@ -22,6 +27,7 @@ class SandboxConnector:
     store: SqlStore
     channel: Channel
     clock: Clock
+    latency: float = 0.0
 
     def send(self, outgoing: Outgoing) -> Receipt:
         entry = OutboxEntry(
@@ -33,7 +39,10 @@ class SandboxConnector:
             html=outgoing.html,
             sent_at=self.clock.now(),
         )
-        return Receipt(f"sandbox-{self.store.outbox_add(entry)}")
+        receipt = Receipt(f"sandbox-{self.store.outbox_add(entry)}")
+        if self.latency:
+            time.sleep(self.latency)
+        return receipt
 
     def find(self, key: str) -> Receipt | None:
         found = self.store.outbox_find(key, self.channel.value)

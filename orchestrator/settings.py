@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     sms_help_text: str = (
         "Riverside Health reminders. Call +1 555 0100 for help. Reply STOP to opt out."
     )
+    sandbox_latency_seconds: float = Field(
+        0.0, ge=0, description="how long a sandbox send takes, as a provider's answer would"
+    )
     dispatch_concurrency: int = Field(
         16, ge=1, description="messages sent at once through network connectors"
     )

@@ -4,7 +4,10 @@ Guarantees 2 and 3 across a crash; and SIGTERM stops the service cleanly.
 
 The service runs as `orchestrator run` in a process of its own, on SQLite, with
 a short dispatch poll, small dispatch batches and a one-second lease so that a
-dead claimer's messages are taken over quickly.
+dead claimer's messages are taken over quickly. The first service's sandbox
+takes 20 ms a send, so that it cannot finish before the kill however the
+machine's load shares time between the service and this test: a kill after
+the first sends always leaves work undone, some of it mid-send.
 
 The sample streams are moved in time so that each one *ends* a minute ago, as
 `ingest --shift-to-now` moves them to end now: their messages that are still
@@ -55,7 +58,7 @@ class Service:
         return self.process.wait(timeout)
 
 
-StartService = Callable[[], Service]
+StartService = Callable[..., Service]
 
 
 @pytest.fixture
@@ -76,7 +79,8 @@ def start_service(tmp_path: Path, db_url: str) -> Iterator[StartService]:
         "ORCHESTRATOR_DISPATCH_BATCH": "5",
     }
 
-    def start() -> Service:
+    def start(**settings: str) -> Service:
+        """`settings` are extra ORCHESTRATOR_* variables, named in lower case without the prefix."""
         port = free_port()
         log = tmp_path / f"service-{len(started) + 1}.log"
         command = [
@@ -93,7 +97,11 @@ def start_service(tmp_path: Path, db_url: str) -> Iterator[StartService]:
         ]
         with log.open("wb") as output:
             process = subprocess.Popen(
-                command, env=env, cwd=tmp_path, stdout=output, stderr=subprocess.STDOUT
+                command,
+                env=env | {f"ORCHESTRATOR_{k.upper()}": v for k, v in settings.items()},
+                cwd=tmp_path,
+                stdout=output,
+                stderr=subprocess.STDOUT,
             )
         started.append(process)
         url = f"http://127.0.0.1:{port}"
@@ -173,7 +181,7 @@ def relabelled(event: dict[str, Any], copy: int) -> dict[str, Any]:
 
 @dataclass
 class Ingest:
-    """Posts bodies in order on a thread until they are done or the service goes away."""
+    """Posts bodies in order on a thread until they are done (`done`) or the service goes away."""
 
     url: str
     bodies: list[bytes]
@@ -187,7 +195,7 @@ class Ingest:
                 try:
                     response = client.post("/events", content=body)
                 except httpx.TransportError:
-                    break
+                    return  # the service went away: not done
                 if response.status_code != 202:
                     self.failed.append(response.status_code)
                     continue
@@ -218,7 +226,7 @@ def test_a_service_killed_while_dispatching_and_restarted_loses_nothing_and_send
     start_service: StartService, store: Engine
 ) -> None:
     bodies = ending_now(datetime.now(UTC))
-    first = start_service()
+    first = start_service(sandbox_latency_seconds="0.02")
     ingest = Ingest(first.url, bodies)
     thread = threading.Thread(target=ingest.run, daemon=True)
     thread.start()

@@ -68,7 +68,7 @@ class EmbeddedService:
         registry = FlowRegistry.open(flow_set, store, clock.now())
         processor = EventProcessor(store, registry, clock)
         real = real_connectors(settings, store, clock, processor)
-        connectors = _connectors(store, clock) | real
+        connectors = _connectors(store, clock, settings.sandbox_latency_seconds) | real
         dispatcher = Dispatcher(
             store=store,
             flows=registry,
@@ -87,11 +87,11 @@ class EmbeddedService:
         return cls(settings, store, registry, processor, dispatcher, clock)
 
 
-def _connectors(store: SqlStore, clock: Clock) -> dict[Channel, Connector]:
+def _connectors(store: SqlStore, clock: Clock, latency: float) -> dict[Channel, Connector]:
     # Imported here: connectors depend on the runtime, not the other way round.
     from connectors.sandbox import SandboxConnector
 
-    return {channel: SandboxConnector(store, channel, clock) for channel in Channel}
+    return {channel: SandboxConnector(store, channel, clock, latency) for channel in Channel}
 
 
 class DispatchLoop:
