@@ -30,6 +30,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    or_,
     select,
     text,
     update,
@@ -742,7 +743,9 @@ _INSERT_OUTBOX = insert(_OUTBOX)
 # The dispatch path's updates, built once: each touches a message only while its
 # claimer holds it (`m_key`, `m_owner`), and a lost claim updates nothing.
 _HELD = and_(_MESSAGES.c.key == bindparam("m_key"), _MESSAGES.c.lease_owner == bindparam("m_owner"))
-_IN_FLIGHT = _MESSAGES.c.status.in_(IN_FLIGHT)
+# `or_`, not `in_`: an IN list is an expanding parameter, rendered into the SQL
+# again at every execution of these per-message statements.
+_IN_FLIGHT = or_(*(_MESSAGES.c.status == status for status in IN_FLIGHT))
 _BEGIN_SEND = (
     update(_MESSAGES)
     .where(_HELD, _MESSAGES.c.status == "claimed")
