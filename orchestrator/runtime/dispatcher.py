@@ -156,6 +156,8 @@ class Dispatcher:
         ]
         ready: list[_Ready] = []
         with self.store.together():
+            # An event may be updating some of these meanwhile: lock them all first.
+            self.store.lock_messages(claim.message.key for claim in claims)
             for claim in claims:
                 prepared = self._guarded(claim.message, self._prepare, claim, facts)
                 if prepared is not None:
@@ -163,6 +165,7 @@ class Dispatcher:
         outcomes = self._deliver(ready)
         refused: list[tuple[_Ready, PermanentSendError]] = []
         with self.store.together():
+            self.store.lock_messages(item.message.key for item in ready)
             for item, outcome in zip(ready, outcomes, strict=True):
                 if self._guarded(item.message, self._settle, item, outcome):
                     refused.append((item, cast(PermanentSendError, outcome)))

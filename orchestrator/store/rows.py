@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
+from sqlalchemy import Select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -20,6 +21,7 @@ __all__ = [
     "REJECTED_BODY_LIMIT",
     "audit_row",
     "chunks",
+    "locking_in_key_order",
     "message_row",
     "record_from_row",
     "upsert",
@@ -121,3 +123,19 @@ def upsert(
 def chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:
     for start in range(0, len(items), size):
         yield list(items[start : start + size])
+
+
+_Query = TypeVar("_Query", bound=Select[*tuple[Any, ...]])
+
+
+def locking_in_key_order(query: _Query, key: Any, dialect: str) -> _Query:
+    """`query` locking the rows it reads, one after another in the byte order of `key`.
+
+    Whoever locks several messages sorts their keys with `sorted` and locks
+    them through this: one order for everyone, so no two transactions each
+    hold a row the other waits for. Byte order ("C") is the order `sorted`
+    gives; PostgreSQL only (SQLite has one writer at a time).
+    """
+    if dialect != "postgresql":
+        return query
+    return query.order_by(key.collate("C")).with_for_update()

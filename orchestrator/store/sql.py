@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -49,6 +49,7 @@ from .rows import (
     REJECTED_BODY_LIMIT,
     audit_row,
     chunks,
+    locking_in_key_order,
     record_from_row,
 )
 from .tables import (
@@ -331,6 +332,22 @@ class SqlStore:
                     for _, payload, status, attempts, due_at, channel in rows
                 ]
         return claims
+
+    def lock_messages(self, keys: Iterable[str]) -> None:
+        """Lock these messages' rows for the rest of the transaction, in key order (PostgreSQL).
+
+        The dispatcher updates a batch's messages one by one while an event
+        may be cancelling or updating some of them: taking every lock first,
+        in the key order the event processor also locks in, rules out the
+        deadlock of each holding a row the other needs next. SQLite has one
+        writer at a time and needs nothing.
+        """
+        if self.dialect != "postgresql":
+            return
+        with self._tx() as c:
+            for chunk in chunks(sorted(set(keys)), 500):
+                query = select(_MESSAGES.c.key).where(_MESSAGES.c.key.in_(chunk))
+                c.execute(locking_in_key_order(query, _MESSAGES.c.key, self.dialect))
 
     def begin_send(self, key: str, owner: str, channel: Channel, now: datetime) -> int | None:
         """Mark a claimed message as being sent; returns the attempt number.

@@ -15,7 +15,7 @@ from ..event import Event, Patient
 from ..journey import EpisodeStatus, Journey, ScheduledMessage
 from ..policies import ConsentRecord
 from . import codec
-from .rows import PENDING, audit_row, chunks, message_row, upsert
+from .rows import PENDING, audit_row, chunks, locking_in_key_order, message_row, upsert
 from .tables import (
     AuditRow,
     ConsentRow,
@@ -222,10 +222,13 @@ class UnitOfWork:
         """
         c = self.connection
         table = ScheduledMessageRow
-        keys = list({m.key for _, m, _, _ in self._decisions})
+        # Read and locked in key order: the dispatcher locks its batch's rows in
+        # the same order, so the two never wait for each other in a cycle.
+        keys = sorted({m.key for _, m, _, _ in self._decisions})
         status: dict[str, str] = {}
         for chunk in chunks(keys, 500):
-            rows = c.execute(select(table.key, table.status).where(table.key.in_(chunk)))
+            query = select(table.key, table.status).where(table.key.in_(chunk))
+            rows = c.execute(locking_in_key_order(query, table.key, c.dialect.name))
             status.update({k: v for k, v in rows})
         inserts: dict[str, dict[str, Any]] = {}
         updates: dict[str, ScheduledMessage] = {}

@@ -7,10 +7,12 @@ connectors are the sandbox ones unless a test puts a fake in front of them.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import text
 
 from connectors.sandbox import SandboxConnector
 from orchestrator.clock import VirtualClock
@@ -22,6 +24,7 @@ from orchestrator.store import SqlStore
 from orchestrator.templates import TemplateSet
 from tests.builders import T0, at, make_event, make_patient
 from tests.conftest import ROOT
+from tests.live import wait_until
 from tests.orchestrator.runtime.conftest import BuildRuntime, Runtime
 
 FINAL = {"sent", "delivered", "failed", "suppressed", "cancelled", "expired"}
@@ -195,6 +198,84 @@ def test_message_cancelled_after_its_claim_is_not_sent(runtime: Runtime) -> None
 
     assert runtime.message("confirmation")["status"] == "cancelled"
     assert runtime.outbox() == {}
+
+
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
+def test_an_event_cancelling_messages_mid_dispatch_waits_instead_of_deadlocking(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dispatcher marks a batch "sending" one message at a time while an event
+    cancels the same messages in another order. Without one lock order PostgreSQL
+    finds a deadlock and aborts one of them; with it, the event waits its turn.
+    """
+    store = runtime.store
+    first, second = make_patient("p-1"), make_patient("p-2", phone="+15555550102")
+    runtime.process(
+        make_event(patient=first, appointment_id="a-1", start=START),
+        make_event(patient=second, appointment_id="a-2", start=START, occurred_at=at(minutes=1)),
+    )
+    runtime.clock.move_to(at(minutes=1))
+    marked, resume = threading.Event(), threading.Event()
+    begin_send = store.begin_send
+
+    def pausing_after_the_first(*args: object, **kwargs: object) -> int | None:
+        attempt = begin_send(*args, **kwargs)  # type: ignore[arg-type]
+        if not marked.is_set():
+            marked.set()
+            resume.wait(30)
+        return attempt
+
+    monkeypatch.setattr(store, "begin_send", pausing_after_the_first)
+    errors: list[BaseException] = []
+
+    def run(step: Callable[[], object]) -> threading.Thread:
+        def guarded() -> None:
+            try:
+                step()
+            except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+                errors.append(exc)
+
+        thread = threading.Thread(target=guarded, daemon=True)
+        thread.start()
+        return thread
+
+    dispatching = run(runtime.dispatcher.tick)
+    assert marked.wait(30), "the dispatcher marked nothing"
+    # p-2's messages first: the order opposite to the dispatcher's (due order).
+    cancelling = run(
+        lambda: runtime.process(
+            *(
+                make_event(
+                    "appointment.cancelled",
+                    patient=patient,
+                    appointment_id=appointment,
+                    start=START,
+                    occurred_at=at(minutes=2),
+                )
+                for patient, appointment in ((second, "a-2"), (first, "a-1"))
+            )
+        )
+    )
+    wait_until(lambda: _waiting_for_a_lock(store), timeout=30, what="the event waiting for a lock")
+    resume.set()
+    dispatching.join(30)
+    cancelling.join(30)
+
+    assert errors == []
+    confirmations = [runtime.message("confirmation", p) for p in ("p-1", "p-2")]
+    assert [m["status"] for m in confirmations] == ["sent", "sent"]
+    assert runtime.message("reminder_24h", "p-2")["status"] == "cancelled"
+
+
+def _waiting_for_a_lock(store: SqlStore) -> bool:
+    with store.engine.connect() as c:
+        waiting = c.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        ).scalar_one()
+    return bool(waiting)
 
 
 # -- send-time policies ------------------------------------------------------------------
