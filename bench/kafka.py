@@ -246,13 +246,14 @@ def database() -> Iterator[str]:
         admin.dispose()
 
 
-def ready_at(log: Path) -> float | None:
-    """When the worker last said it had its partitions (from its JSON log)."""
-    found = None
+def assigned_at(log: Path) -> float | None:
+    """When the worker first had partitions to read (from its JSON log)."""
     for line in log.read_text(errors="replace").splitlines():
-        if "Worker ready" in line and line.startswith("{"):
-            found = datetime.fromisoformat(json.loads(line)["at"]).timestamp()
-    return found
+        if "kafka.partitions_assigned" in line and line.startswith("{"):
+            entry = json.loads(line)
+            if entry.get("partitions"):
+                return datetime.fromisoformat(entry["at"]).timestamp()
+    return None
 
 
 def workers(url: str, count: int, distinct: int, how_many: int, partitions: int) -> float:
@@ -298,7 +299,7 @@ def workers(url: str, count: int, distinct: int, how_many: int, partitions: int)
                     tails = "\n".join(log.read_text(errors="replace")[-2000:] for log in logs)
                     raise RuntimeError(f"workers stopped or stalled at {done}:\n{tails}")
                 time.sleep(0.02)
-            starts = [t for t in (ready_at(log) for log in logs) if t is not None]
+            starts = [t for t in (assigned_at(log) for log in logs) if t is not None]
             return count / (finished - min(starts))
         finally:
             engine.dispose()

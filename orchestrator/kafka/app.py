@@ -103,6 +103,14 @@ def build_app(handler: BatchHandler, options: AgentOptions) -> faust.App:
             for task in tasks:
                 task.cancel()
 
+    # mode types the handler with mypy_extensions arguments mypy does not match here.
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def assigned(_: Any, *args: Any, **__: Any) -> None:
+        # When this worker starts (or stops) reading after a rebalance: for
+        # operators, and for bench/kafka.py, which times from the first one.
+        partitions = args[0] if args else ()
+        log.info("kafka.partitions_assigned", extra={"partitions": len(partitions)})
+
     # An agent that fails takes the worker down rather than being restarted in
     # place: the events it had not acknowledged are then read again, in order,
     # by whichever worker gets their partitions.
