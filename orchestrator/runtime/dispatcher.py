@@ -20,7 +20,7 @@ import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Protocol, TypeVar, cast
@@ -91,11 +91,11 @@ class _Ready:
     message: ScheduledMessage
     verdict: Send
     outgoing: Outgoing
-    attempt: int
     fallbacks: tuple[Channel, ...]
     contact: Contact
     relationship: str | None
     journey: Journey | None
+    attempt: int = 0  # numbered when the message is marked "sending"
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,14 +154,15 @@ class Dispatcher:
             if claim.status != "sending"
             or self._guarded(claim.message, self._settled_after_crash, claim) is False
         ]
-        ready: list[_Ready] = []
+        rendered: list[_Ready] = []
         with self.store.together():
             # An event may be updating some of these meanwhile: lock them all first.
             self.store.lock_messages(claim.message.key for claim in claims)
             for claim in claims:
                 prepared = self._guarded(claim.message, self._prepare, claim, facts)
                 if prepared is not None:
-                    ready.append(prepared)
+                    rendered.append(prepared)
+            ready = self._mark_sending(rendered)
         outcomes = self._deliver(ready)
         refused: list[tuple[_Ready, PermanentSendError]] = []
         with self.store.together():
@@ -254,9 +255,9 @@ class Dispatcher:
         journey: Journey | None,
         refusal: tuple[str, str] = ("failed", "no_channel"),
     ) -> _Ready | None:
-        """Render for the first channel that can carry it and mark the message "sending".
+        """Render for the first channel that can carry it (`_mark_sending` marks it).
 
-        None when no channel can (the message is failed) or the claim was lost.
+        None when no channel can: the message is failed.
         """
         for index, channel in enumerate(channels):
             connector = self.connectors.get(channel)
@@ -283,9 +284,6 @@ class Dispatcher:
                 )
                 refusal = ("failed", "template_error")
                 continue
-            attempt = self.store.begin_send(message.key, self.owner, channel, self.clock.now())
-            if attempt is None:
-                return None  # cancelled meanwhile, or another claimer took it over
             outgoing = Outgoing(
                 message.key, channel, str(to), rendered.body, rendered.subject, rendered.html
             )
@@ -293,7 +291,6 @@ class Dispatcher:
                 message,
                 verdict,
                 outgoing,
-                attempt,
                 tuple(channels[index + 1 :]),
                 contact,
                 relationship,
@@ -301,6 +298,22 @@ class Dispatcher:
             )
         self.store.finish(message, self.owner, self.clock.now(), *refusal)
         return None
+
+    def _mark_sending(self, rendered: Sequence[_Ready]) -> list[_Ready]:
+        """Mark rendered messages "sending", numbering their attempts, in one statement.
+
+        A message whose claim was lost (cancelled meanwhile, or another claimer
+        took it over) is left out: it must not be sent.
+        """
+        if not rendered:
+            return []
+        channels = {item.message.key: item.outgoing.channel for item in rendered}
+        attempts = self.store.begin_sends(channels, self.owner, self.clock.now())
+        return [
+            replace(item, attempt=attempts[item.message.key])
+            for item in rendered
+            if item.message.key in attempts
+        ]
 
     def _deliver(self, ready: Sequence[_Ready]) -> list[_Sent | Exception]:
         """Hand each message to its connector; the receipt or the error, in order."""
@@ -374,7 +387,7 @@ class Dispatcher:
         """After a permanent refusal: the next usable channels, one message at a time."""
         ready: _Ready | None = item
         while ready is not None and ready.fallbacks:
-            ready = self._ready(
+            rendered = self._ready(
                 item.message,
                 item.verdict,
                 ready.fallbacks,
@@ -383,8 +396,10 @@ class Dispatcher:
                 item.journey,
                 _refusal(error),
             )
-            if ready is None:
+            marked = self._mark_sending([rendered] if rendered else [])
+            if not marked:
                 return
+            ready = marked[0]
             outcome = self._deliver([ready])[0]
             if not self._settle(ready, outcome):
                 return

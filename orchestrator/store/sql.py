@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -355,27 +355,50 @@ class SqlStore:
         Returns `None` when the claim was lost (cancelled meanwhile, or the
         lease taken over): the caller must not send.
         """
+        return self.begin_sends({key: channel}, owner, now).get(key)
+
+    def begin_sends(
+        self, channels: Mapping[str, Channel], owner: str, now: datetime
+    ) -> dict[str, int]:
+        """Mark claimed messages as being sent, each on its channel; their attempt numbers.
+
+        One statement per channel, not one per message. A message missing from
+        the answer lost its claim (cancelled meanwhile, or the lease taken
+        over): the caller must not send it.
+        """
+        by_channel: dict[Channel, list[str]] = {}
+        for key, channel in channels.items():
+            by_channel.setdefault(channel, []).append(key)
+        attempts: dict[str, int] = {}
         with self._tx() as c:
-            attempt = c.execute(
-                _BEGIN_SEND, _owned(key, owner, channel=channel.value, now=now)
-            ).scalar_one_or_none()
-            if attempt is None:
-                return None
-            if any(s is _CLOSE_ATTEMPT for s, _ in getattr(self._held, "later", {})):
-                # Closes waiting in the block must not reach this new pending attempt.
+            for channel, keys in by_channel.items():
+                for chunk in chunks(keys, 500):
+                    rows = c.execute(
+                        _BEGIN_SENDS,
+                        {
+                            "m_keys": chunk,
+                            "m_owner": owner,
+                            "m_channel": channel.value,
+                            "m_now": now,
+                        },
+                    )
+                    attempts.update({key: int(attempt) for key, attempt in rows})
+            if attempts and any(s is _CLOSE_ATTEMPT for s, _ in getattr(self._held, "later", {})):
+                # Closes waiting in the block must not reach these new pending attempts.
                 self._write_later(c)
-            self._later(
-                c,
-                _INSERT_ATTEMPT,
-                {
-                    "key": key,
-                    "attempt": attempt,
-                    "channel": channel.value,
-                    "started_at": now,
-                    "outcome": "pending",
-                },
-            )
-            return int(attempt)
+            for key, attempt in attempts.items():
+                self._later(
+                    c,
+                    _INSERT_ATTEMPT,
+                    {
+                        "key": key,
+                        "attempt": attempt,
+                        "channel": channels[key].value,
+                        "started_at": now,
+                        "outcome": "pending",
+                    },
+                )
+        return attempts
 
     def finish(
         self,
@@ -763,16 +786,20 @@ _HELD = and_(_MESSAGES.c.key == bindparam("m_key"), _MESSAGES.c.lease_owner == b
 # `or_`, not `in_`: an IN list is an expanding parameter, rendered into the SQL
 # again at every execution of these per-message statements.
 _IN_FLIGHT = or_(*(_MESSAGES.c.status == status for status in IN_FLIGHT))
-_BEGIN_SEND = (
+_BEGIN_SENDS = (
     update(_MESSAGES)
-    .where(_HELD, _MESSAGES.c.status == "claimed")
+    .where(
+        _MESSAGES.c.key.in_(bindparam("m_keys", expanding=True)),
+        _MESSAGES.c.lease_owner == bindparam("m_owner"),
+        _MESSAGES.c.status == "claimed",
+    )
     .values(
         status="sending",
         attempts=_MESSAGES.c.attempts + 1,
         channel=bindparam("m_channel"),
         updated_at=bindparam("m_now"),
     )
-    .returning(_MESSAGES.c.attempts)
+    .returning(_MESSAGES.c.key, _MESSAGES.c.attempts)
 )
 _FINISH = (
     update(_MESSAGES)

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -204,28 +205,32 @@ def test_message_cancelled_after_its_claim_is_not_sent(runtime: Runtime) -> None
 def test_an_event_cancelling_messages_mid_dispatch_waits_instead_of_deadlocking(
     runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The dispatcher marks a batch "sending" one message at a time while an event
-    cancels the same messages in another order. Without one lock order PostgreSQL
-    finds a deadlock and aborts one of them; with it, the event waits its turn.
+    """The dispatcher defers a batch (quiet hours) one message at a time while an
+    event cancels the same messages in another order. Without one lock order
+    PostgreSQL finds a deadlock and aborts one of them; with it, the event waits.
     """
     store = runtime.store
+    night = at(hours=14, minutes=30)  # 22:30 in Chicago: every send is deferred
     first, second = make_patient("p-1"), make_patient("p-2", phone="+15555550102")
+    runtime.clock.move_to(night)
     runtime.process(
-        make_event(patient=first, appointment_id="a-1", start=START),
-        make_event(patient=second, appointment_id="a-2", start=START, occurred_at=at(minutes=1)),
+        make_event(patient=first, appointment_id="a-1", start=START, occurred_at=night),
+        make_event(
+            patient=second, appointment_id="a-2", start=START, occurred_at=at(hours=14, minutes=31)
+        ),
     )
-    runtime.clock.move_to(at(minutes=1))
-    marked, resume = threading.Event(), threading.Event()
-    begin_send = store.begin_send
+    runtime.clock.move_to(at(hours=14, minutes=31))
+    deferred_one, resume = threading.Event(), threading.Event()
+    reschedule = store.reschedule
 
-    def pausing_after_the_first(*args: object, **kwargs: object) -> int | None:
-        attempt = begin_send(*args, **kwargs)  # type: ignore[arg-type]
-        if not marked.is_set():
-            marked.set()
+    def pausing_after_the_first(*args: Any, **kwargs: Any) -> bool:
+        moved = reschedule(*args, **kwargs)
+        if not deferred_one.is_set():
+            deferred_one.set()
             resume.wait(30)
-        return attempt
+        return moved
 
-    monkeypatch.setattr(store, "begin_send", pausing_after_the_first)
+    monkeypatch.setattr(store, "reschedule", pausing_after_the_first)
     errors: list[BaseException] = []
 
     def run(step: Callable[[], object]) -> threading.Thread:
@@ -240,7 +245,7 @@ def test_an_event_cancelling_messages_mid_dispatch_waits_instead_of_deadlocking(
         return thread
 
     dispatching = run(runtime.dispatcher.tick)
-    assert marked.wait(30), "the dispatcher marked nothing"
+    assert deferred_one.wait(30), "the dispatcher deferred nothing"
     # p-2's messages first: the order opposite to the dispatcher's (due order).
     cancelling = run(
         lambda: runtime.process(
@@ -250,7 +255,7 @@ def test_an_event_cancelling_messages_mid_dispatch_waits_instead_of_deadlocking(
                     patient=patient,
                     appointment_id=appointment,
                     start=START,
-                    occurred_at=at(minutes=2),
+                    occurred_at=at(hours=14, minutes=32),
                 )
                 for patient, appointment in ((second, "a-2"), (first, "a-1"))
             )
@@ -263,8 +268,10 @@ def test_an_event_cancelling_messages_mid_dispatch_waits_instead_of_deadlocking(
 
     assert errors == []
     confirmations = [runtime.message("confirmation", p) for p in ("p-1", "p-2")]
-    assert [m["status"] for m in confirmations] == ["sent", "sent"]
-    assert runtime.message("reminder_24h", "p-2")["status"] == "cancelled"
+    assert [(m["status"], m["reason"]) for m in confirmations] == [
+        ("cancelled", "appointment_cancelled")
+    ] * 2
+    assert runtime.outbox() == {}
 
 
 def _waiting_for_a_lock(store: SqlStore) -> bool:
