@@ -476,6 +476,33 @@ def test_finish_by_the_lease_owner_records_the_final_status_and_its_audit(
     assert claim(store, at(days=1)) == []
 
 
+def test_begin_sends_marks_a_batch_each_on_its_channel_and_leaves_out_lost_claims(
+    store: SqlStore,
+) -> None:
+    schedule(store, *(message(f"m-{n}") for n in range(1, 5)))
+    claim(store, T0, owner="a")
+    cancel(store, message("m-3"))
+    store.reschedule(message("m-4"), "a", T0, at(hours=1), "deferred:quiet_hours")
+
+    attempts = store.begin_sends(
+        {"m-1": Channel.SMS, "m-2": Channel.EMAIL, "m-3": Channel.SMS, "m-4": Channel.SMS},
+        "a",
+        T0,
+    )
+
+    assert attempts == {"m-1": 1, "m-2": 1}
+    assert [(row(store, k)["status"], row(store, k)["channel"]) for k in ("m-1", "m-2")] == [
+        ("sending", "sms"),
+        ("sending", "email"),
+    ]
+    assert [attempts_of(store, k) for k in ("m-1", "m-2", "m-3", "m-4")] == [
+        [(1, "pending")],
+        [(1, "pending")],
+        [],
+        [],
+    ]
+
+
 def test_finish_by_another_claimer_changes_nothing(store: SqlStore) -> None:
     m = message()
     schedule(store, m)
