@@ -39,7 +39,7 @@ from ..event import Channel
 from ..journey import Journey, ScheduledMessage
 from ..policies import Defer, Expire, Send, SendContext, Suppress, contactable, decide
 from ..recipients import Contact, contact_for
-from ..store import Claim, SendingFacts, SqlStore
+from ..store import Claim, SendingFacts, Sent, SqlStore
 from ..templates import TemplateSet
 from .registry import FlowRegistry
 from .rendering import Organisation, render_context
@@ -167,9 +167,13 @@ class Dispatcher:
         refused: list[tuple[_Ready, PermanentSendError]] = []
         with self.store.together():
             self.store.lock_messages(item.message.key for item in ready)
+            sent: list[tuple[_Ready, _Sent]] = []
             for item, outcome in zip(ready, outcomes, strict=True):
-                if self._guarded(item.message, self._settle, item, outcome):
+                if isinstance(outcome, _Sent):
+                    sent.append((item, outcome))  # the common case: recorded together
+                elif self._guarded(item.message, self._settle, item, outcome):
                     refused.append((item, cast(PermanentSendError, outcome)))
+            self._record_sent(sent)
         # Rare: a channel refused a message for good; the next ones, one by one.
         for item, error in refused:
             self._guarded(item.message, self._fall_back, item, error)
@@ -360,28 +364,39 @@ class Dispatcher:
             return False
         if isinstance(outcome, Exception):
             raise outcome  # a connector bug: the per-message boundary records it
-        self.store.finish(
-            message,
-            self.owner,
-            outcome.at,
-            "sent",
-            "language_fallback" if item.verdict.language_fallback else None,
-            channel=channel,
-            language=item.verdict.language,
-            provider_id=outcome.receipt.provider_id,
-            attempt_outcome="sent",
-        )
-        log.info(
-            "dispatch.sent",
-            extra={
-                "message_key": message.key,
-                "flow": message.flow_id,
-                "stage": message.stage_id,
-                "message_id": message.message_id,
-                "channel": channel.value,
-            },
-        )
+        self._record_sent([(item, outcome)])
         return False
+
+    def _record_sent(self, sent: Sequence[tuple[_Ready, _Sent]]) -> None:
+        """Record accepted sends as sent, together."""
+        if not sent:
+            return
+        self.store.finish_sent(
+            [
+                Sent(
+                    item.message,
+                    outcome.at,
+                    item.outgoing.channel,
+                    outcome.receipt.provider_id,
+                    item.verdict.language,
+                    "language_fallback" if item.verdict.language_fallback else None,
+                )
+                for item, outcome in sent
+            ],
+            self.owner,
+        )
+        for item, _ in sent:
+            message = item.message
+            log.info(
+                "dispatch.sent",
+                extra={
+                    "message_key": message.key,
+                    "flow": message.flow_id,
+                    "stage": message.stage_id,
+                    "message_id": message.message_id,
+                    "channel": item.outgoing.channel.value,
+                },
+            )
 
     def _fall_back(self, item: _Ready, error: PermanentSendError) -> None:
         """After a permanent refusal: the next usable channels, one message at a time."""

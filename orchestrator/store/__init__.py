@@ -7,7 +7,7 @@ production. Row classes stay inside this package; callers get core values.
 from .connection import connect
 from .inbound import InboundArchive, Settlement
 from .migrate import head, pending, upgrade
-from .sql import Claim, OutboxEntry, SendingFacts, SqlStore
+from .sql import Claim, OutboxEntry, SendingFacts, Sent, SqlStore
 from .unit import UnitOfWork
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "InboundArchive",
     "OutboxEntry",
     "SendingFacts",
+    "Sent",
     "Settlement",
     "SqlStore",
     "UnitOfWork",

@@ -69,7 +69,7 @@ from .tables import (
 )
 from .unit import UnitOfWork
 
-__all__ = ["Claim", "OutboxEntry", "SendingFacts", "SqlStore"]
+__all__ = ["Claim", "OutboxEntry", "SendingFacts", "Sent", "SqlStore"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +95,18 @@ class SendingFacts:
     consent: dict[tuple[str, str], dict[Channel, ConsentRecord]]
     sent: dict[tuple[str, str], dict[Channel, list[datetime]]]
     journeys: dict[tuple[str, str, int], Journey]
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """A send a connector accepted, as the dispatcher records it."""
+
+    message: ScheduledMessage
+    at: datetime
+    channel: Channel
+    provider_id: str
+    language: str | None = None
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -443,6 +455,62 @@ class SqlStore:
             )
             self._later(c, _INSERT_AUDIT, audit_row(entry))
             return True
+
+    def finish_sent(self, sends: Sequence[Sent], owner: str) -> set[str]:
+        """Mark accepted sends "sent", with their audit rows; the keys this claimer still held.
+
+        On PostgreSQL one statement finds and locks the rows still held, and
+        one executemany updates them: two round trips for a batch instead of
+        one per message. SQLite updates one row at a time (no round trips),
+        each update saying whether the row was still held.
+        """
+        parameters = {
+            sent.message.key: _owned(
+                sent.message.key,
+                owner,
+                status="sent",
+                reason=sent.reason,
+                provider_id=sent.provider_id,
+                sent_at=sent.at,
+                channel=sent.channel.value,
+                now=sent.at,
+            )
+            for sent in sends
+        }
+        held: set[str] = set()
+        with self._tx() as c:
+            if self.dialect == "postgresql":
+                for chunk in chunks(sorted(parameters), 500):
+                    query = select(_MESSAGES.c.key).where(
+                        _MESSAGES.c.key.in_(chunk),
+                        _MESSAGES.c.lease_owner == owner,
+                        _MESSAGES.c.status.in_(IN_FLIGHT),
+                    )
+                    held.update(
+                        c.execute(locking_in_key_order(query, _MESSAGES.c.key, self.dialect))
+                        .scalars()
+                        .all()
+                    )
+                if held:
+                    # Locked above: each of these updates moves its row.
+                    c.execute(_FINISH, [parameters[key] for key in parameters if key in held])
+            else:
+                held = {key for key, p in parameters.items() if c.execute(_FINISH, p).rowcount == 1}
+            for sent in sends:
+                key = sent.message.key
+                if key not in held:
+                    continue
+                self._close_attempt(c, key, sent.at, "sent", None, sent.provider_id)
+                entry = record(
+                    sent.message,
+                    sent.at,
+                    "sent",
+                    sent.reason,
+                    channel=sent.channel.value,
+                    language=sent.language,
+                )
+                self._later(c, _INSERT_AUDIT, audit_row(entry))
+        return held
 
     def unsend(self, key: str, owner: str, now: datetime, outcome: str, error: str | None) -> bool:
         """A send that did not happen: back from "sending" to "claimed", lease kept.

@@ -559,16 +559,16 @@ def test_a_store_failure_after_the_sends_leaves_them_sending_and_none_is_sent_tw
     runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     runtime.process(*(make_event(start=START, patient=make_patient(f"p-{n}")) for n in range(3)))
-    finish = runtime.store.finish
+    finish_sent = runtime.store.finish_sent
 
-    def failing_finish(*args: object, **kwargs: object) -> bool:
+    def failing(*args: object, **kwargs: object) -> set[str]:
         raise StoreError("store write failed: OperationalError")
 
     # The connector takes the batch, then recording its outcomes fails.
-    monkeypatch.setattr(runtime.store, "finish", failing_finish)
+    monkeypatch.setattr(runtime.store, "finish_sent", failing)
     with pytest.raises(StoreError):
         runtime.dispatcher.tick()
-    monkeypatch.setattr(runtime.store, "finish", finish)
+    monkeypatch.setattr(runtime.store, "finish_sent", finish_sent)
 
     sending = [m for m in runtime.store.messages() if m["message"] == "confirmation"]
     assert [m["status"] for m in sending] == ["sending"] * 3

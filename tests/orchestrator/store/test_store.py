@@ -28,6 +28,7 @@ from orchestrator.journey import Journey, Recipient, ScheduledMessage
 from orchestrator.policies import ConsentRecord
 from orchestrator.store import (
     OutboxEntry,
+    Sent,
     SqlStore,
     connect,
     head,
@@ -500,6 +501,49 @@ def test_begin_sends_marks_a_batch_each_on_its_channel_and_leaves_out_lost_claim
         [(1, "pending")],
         [],
         [],
+    ]
+
+
+def test_finish_sent_records_each_send_with_its_own_values_and_skips_lost_claims(
+    store: SqlStore,
+) -> None:
+    schedule(store, message("m-1"), message("m-2"), message("m-3", due_at=at(minutes=1)))
+    assert sorted(claim(store, T0, owner="a")) == ["m-1", "m-2"]
+    store.begin_sends({"m-1": Channel.SMS, "m-2": Channel.EMAIL}, "a", T0)
+    assert claim(store, at(minutes=1), owner="b") == ["m-3"]  # another claimer's
+    store.begin_sends({"m-3": Channel.SMS}, "b", at(minutes=1))
+    sends = [
+        Sent(message("m-1"), at(minutes=1), Channel.SMS, "sandbox-1", "en"),
+        Sent(message("m-2"), at(minutes=2), Channel.EMAIL, "sandbox-2", "en", "language_fallback"),
+        Sent(message("m-3"), at(minutes=3), Channel.SMS, "sandbox-3", "en"),
+    ]
+
+    assert store.finish_sent(sends, "a") == {"m-1", "m-2"}
+
+    recorded = [
+        {k: row(store, key)[k] for k in ("status", "channel", "sent_at", "reason")}
+        for key in ("m-1", "m-2", "m-3")
+    ]
+    assert recorded == [
+        {"status": "sent", "channel": "sms", "sent_at": at(minutes=1), "reason": None},
+        {
+            "status": "sent",
+            "channel": "email",
+            "sent_at": at(minutes=2),
+            "reason": "language_fallback",
+        },
+        {"status": "sending", "channel": "sms", "sent_at": None, "reason": None},
+    ]
+    assert [lease_of(store, k)[1] for k in ("m-1", "m-2", "m-3")] == [None, None, "b"]
+    assert [attempts_of(store, k) for k in ("m-1", "m-2", "m-3")] == [
+        [(1, "sent")],
+        [(1, "sent")],
+        [(1, "pending")],
+    ]
+    audited = [(a.key, a.status, a.channel, a.at) for a in store.audit() if a.status == "sent"]
+    assert sorted(audited) == [
+        ("m-1", "sent", "sms", at(minutes=1)),
+        ("m-2", "sent", "email", at(minutes=2)),
     ]
 
 
