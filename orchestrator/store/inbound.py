@@ -24,6 +24,17 @@ from .tables import InboundMessageRow
 __all__ = ["InboundArchive", "Settlement"]
 
 _TABLE = cast(Table, InboundMessageRow.__table__)
+# Built once: a message sent and acknowledged alone runs both.
+_KEEP = insert(_TABLE).returning(_TABLE.c.id, sort_by_parameter_order=True)
+_SETTLE = (
+    update(_TABLE)
+    .where(_TABLE.c.id == bindparam("row_id"))
+    .values(
+        status=bindparam("new_status"),
+        event_id=bindparam("new_event_id"),
+        reason=bindparam("new_reason"),
+    )
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,9 +72,7 @@ class InboundArchive:
             for body in bodies
         ]
         with self._tx() as c:
-            result = c.execute(
-                insert(_TABLE).returning(_TABLE.c.id, sort_by_parameter_order=True), rows
-            )
+            result = c.execute(_KEEP, rows)
             return [int(i) for i in result.scalars()]
 
     def settle(self, settlements: Sequence[Settlement]) -> None:
@@ -72,13 +81,7 @@ class InboundArchive:
             return
         with self._tx() as c:
             c.execute(
-                update(_TABLE)
-                .where(_TABLE.c.id == bindparam("row_id"))
-                .values(
-                    status=bindparam("new_status"),
-                    event_id=bindparam("new_event_id"),
-                    reason=bindparam("new_reason"),
-                ),
+                _SETTLE,
                 [
                     {
                         "row_id": s.id,

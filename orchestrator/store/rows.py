@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, TypeVar
 
 from sqlalchemy import Select
@@ -111,13 +112,19 @@ def upsert(
     """Insert rows, replacing those whose primary key exists."""
     if not rows:
         return
-    dialect = sqlite if connection.dialect.name == "sqlite" else postgresql
-    statement = dialect.insert(table)
-    columns = [c for c in rows[0] if c not in keys]
-    statement = statement.on_conflict_do_update(
-        index_elements=keys, set_={c: statement.excluded[c] for c in columns}
-    )
+    columns = tuple(c for c in rows[0] if c not in keys)
+    statement = _upsert(connection.dialect.name, table, tuple(keys), columns)
     connection.execute(statement, list(rows))
+
+
+@lru_cache(maxsize=64)
+def _upsert(dialect_name: str, table: Any, keys: tuple[str, ...], columns: tuple[str, ...]) -> Any:
+    # Built once per shape: building one costs more than running it for a small batch.
+    dialect = sqlite if dialect_name == "sqlite" else postgresql
+    statement = dialect.insert(table)
+    return statement.on_conflict_do_update(
+        index_elements=list(keys), set_={c: statement.excluded[c] for c in columns}
+    )
 
 
 def chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:

@@ -53,9 +53,7 @@ class UnitOfWork:
         ids = list(set(event_ids))
         found: set[str] = set()
         for chunk in chunks(ids, 500):
-            rows = self.connection.execute(
-                select(ProcessedEventRow.event_id).where(ProcessedEventRow.event_id.in_(chunk))
-            )
+            rows = self.connection.execute(_PROCESSED, {"ids": chunk})
             found.update(row[0] for row in rows)
         return found
 
@@ -79,14 +77,7 @@ class UnitOfWork:
         """Every journey of these patients, by (patient, flow, version)."""
         found: dict[tuple[str, str, int], Journey] = {}
         for chunk in chunks(list(set(patient_ids)), 500):
-            rows = self.connection.execute(
-                select(
-                    JourneyRow.patient_id,
-                    JourneyRow.flow_id,
-                    JourneyRow.flow_version,
-                    JourneyRow.state,
-                ).where(JourneyRow.patient_id.in_(chunk))
-            )
+            rows = self.connection.execute(_JOURNEYS, {"ids": chunk})
             for patient_id, flow_id, version, state in rows:
                 found[(patient_id, flow_id, version)] = codec.loads(Journey, state)
         return found
@@ -95,18 +86,12 @@ class UnitOfWork:
         """When each stored patient snapshot was taken."""
         found: dict[str, datetime] = {}
         for chunk in chunks(list(set(patient_ids)), 500):
-            rows = self.connection.execute(
-                select(PatientRow.id, PatientRow.snapshot_at).where(PatientRow.id.in_(chunk))
-            )
+            rows = self.connection.execute(_PATIENT_TIMES, {"ids": chunk})
             found.update({row[0]: row[1] for row in rows})
         return found
 
     def consent_times(self, patient_id: str) -> dict[tuple[str, str], datetime]:
-        rows = self.connection.execute(
-            select(ConsentRow.recipient, ConsentRow.channel, ConsentRow.at).where(
-                ConsentRow.patient_id == patient_id
-            )
-        )
+        rows = self.connection.execute(_CONSENT_TIMES, {"id": patient_id})
         return {(r, c): at for r, c, at in rows}
 
     # -- writes (collected) ---------------------------------------------------
@@ -177,7 +162,7 @@ class UnitOfWork:
         upsert(c, JourneyRow.__table__, journeys, ["patient_id", "flow_id", "flow_version"])
         upsert(c, EpisodeRow.__table__, episodes, ["id"])
         if self._processed:
-            c.execute(insert(ProcessedEventRow), self._processed)
+            c.execute(_INSERT_PROCESSED, self._processed)
         self._write_messages()
 
     def _journey_rows(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -221,14 +206,13 @@ class UnitOfWork:
         audited, so the audit never says "cancelled" of a message that was sent.
         """
         c = self.connection
-        table = ScheduledMessageRow
         # Read and locked in key order: the dispatcher locks its batch's rows in
         # the same order, so the two never wait for each other in a cycle.
         keys = sorted({m.key for _, m, _, _ in self._decisions})
         status: dict[str, str] = {}
+        statuses = _LOCKED_STATUSES if c.dialect.name == "postgresql" else _STATUSES
         for chunk in chunks(keys, 500):
-            query = select(table.key, table.status).where(table.key.in_(chunk))
-            rows = c.execute(locking_in_key_order(query, table.key, c.dialect.name))
+            rows = c.execute(statuses, {"keys": chunk})
             status.update({k: v for k, v in rows})
         inserts: dict[str, dict[str, Any]] = {}
         updates: dict[str, ScheduledMessage] = {}
@@ -260,7 +244,7 @@ class UnitOfWork:
                 status[key] = taken
                 audit.append(record(message, self.now, taken, reason, event_id=event_id))
         if inserts:
-            c.execute(insert(table), list(inserts.values()))
+            c.execute(_INSERT_MESSAGES, list(inserts.values()))
         if updates:
             c.execute(
                 _UPDATE_PENDING,
@@ -294,10 +278,30 @@ class UnitOfWork:
             if not (a.status == "cancelled" and a.key in cancels and a.key not in cancelled)
         ]
         if audit:
-            c.execute(insert(AuditRow), [audit_row(a) for a in audit])
+            c.execute(_INSERT_AUDIT, [audit_row(a) for a in audit])
 
 
-# Built once: the flush runs them for every batch of events.
+# Built once: every batch of events runs them, and building a statement costs
+# more than running it for a batch of one.
+_PROCESSED = select(ProcessedEventRow.event_id).where(
+    ProcessedEventRow.event_id.in_(bindparam("ids", expanding=True))
+)
+_JOURNEYS = select(
+    JourneyRow.patient_id, JourneyRow.flow_id, JourneyRow.flow_version, JourneyRow.state
+).where(JourneyRow.patient_id.in_(bindparam("ids", expanding=True)))
+_PATIENT_TIMES = select(PatientRow.id, PatientRow.snapshot_at).where(
+    PatientRow.id.in_(bindparam("ids", expanding=True))
+)
+_STATUSES = select(ScheduledMessageRow.key, ScheduledMessageRow.status).where(
+    ScheduledMessageRow.key.in_(bindparam("keys", expanding=True))
+)
+_LOCKED_STATUSES = locking_in_key_order(_STATUSES, ScheduledMessageRow.key, "postgresql")
+_INSERT_PROCESSED = insert(ProcessedEventRow)
+_INSERT_MESSAGES = insert(ScheduledMessageRow)
+_INSERT_AUDIT = insert(AuditRow)
+_CONSENT_TIMES = select(ConsentRow.recipient, ConsentRow.channel, ConsentRow.at).where(
+    ConsentRow.patient_id == bindparam("id")
+)
 _MESSAGES = cast(Table, ScheduledMessageRow.__table__)
 _UPDATE_PENDING = (
     update(_MESSAGES)
