@@ -129,6 +129,14 @@ def test_stream_through_a_worker_gives_the_embedded_runtimes_decisions_across_pa
     assert found == embedded_decisions(tmp_path, bodies)
     log = worker.output()
     assert "kafka.batch" in log
+    assigned = [
+        json.loads(line)["partitions"]
+        for line in log.splitlines()
+        if line.startswith("{") and '"kafka.partitions_assigned"' in line
+    ]
+    assert max(assigned, default=0) == 8 * 4, (
+        "the worker did not say it took the 4 topics' partitions"
+    )
     assert [c for c in contact_details() if c in log] == [], "contact details in the worker's log"
 
 
