@@ -111,6 +111,12 @@ def _timezone(value: str | None) -> str | None:
     return value
 
 
+# The store's identifier columns hold this many characters: a longer id is
+# refused here, as input, not later by the database in the middle of a batch.
+MAX_ID_LENGTH = 200
+Identifier = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
+
+
 class _Part(BaseModel):
     """Base of the nested parts: unknown keys are collected, not rejected."""
 
@@ -118,7 +124,7 @@ class _Part(BaseModel):
 
 
 class CaregiverV1(_Part):
-    id: str = Field(min_length=1)
+    id: Identifier
     relationship: str | None = None
     phone: str | None = None
     email: str | None = None
@@ -131,7 +137,7 @@ class CaregiverV1(_Part):
 
 
 class PatientV1(_Part):
-    id: str = Field(min_length=1)
+    id: Identifier
     phone: str | None = None
     email: str | None = None
     language: str | None = None
@@ -146,7 +152,7 @@ class PatientV1(_Part):
 
 
 class AppointmentV1(_Part):
-    id: str = Field(min_length=1)
+    id: Identifier
     start: AwareDatetime | None = None
     service: str | None = None
     location: str | None = None
@@ -154,7 +160,7 @@ class AppointmentV1(_Part):
 
 
 class EncounterV1(_Part):
-    id: str = Field(min_length=1)
+    id: Identifier
     admitted_at: AwareDatetime | None = None
     discharged_at: AwareDatetime | None = None
     disposition: str | None = None
@@ -166,10 +172,10 @@ class EventV1(BaseModel):
 
     model_config = ConfigDict(extra="allow", hide_input_in_errors=True, frozen=True)
 
-    id: str = Field(min_length=1, max_length=200)
+    id: Identifier
     type: EventType
     occurred_at: AwareDatetime
-    source: str = Field(min_length=1)
+    source: str = Field(min_length=1, max_length=100)
     patient: PatientV1
     appointment: AppointmentV1 | None = None
     encounter: EncounterV1 | None = None
@@ -183,6 +189,11 @@ class EventV1(BaseModel):
         admission = self.type in (EventType.PATIENT_ADMITTED, EventType.PATIENT_DISCHARGED)
         if admission and self.encounter is None:
             raise ValueError(f"a {self.type.value} event needs an 'encounter'")
+        caregiver = self.attributes.get("caregiver_id")
+        if caregiver is not None and not (
+            isinstance(caregiver, str) and 0 < len(caregiver) <= MAX_ID_LENGTH
+        ):
+            raise ValueError(f"'attributes.caregiver_id' must be 1 to {MAX_ID_LENGTH} characters")
         return self
 
     def unknown_fields(self) -> dict[str, JSONValue]:

@@ -3,16 +3,23 @@
 A dead letter is published to `patient.deadletter`, keyed like the input,
 and carries the reason, the source topic, partition and offset, and the
 input itself (as text when it is UTF-8, else base64), so that it can be
-inspected and replayed.
+inspected and replayed. A large input is cut to its first `KEPT` characters
+(or bytes), with its length and SHA-256: the broker refuses a message of
+about a megabyte, and a dead letter that cannot be published would stop its
+partition for good. The whole input stays on its own topic at its offset.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from dataclasses import dataclass
 
-__all__ = ["DeadLetter", "Record"]
+__all__ = ["KEPT", "DeadLetter", "Record"]
+
+KEPT = 128 * 1024
+_REASON_KEPT = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,24 +42,27 @@ class DeadLetter:
         """The dead-letter message body (JSON)."""
         raw = self.record.value or b""
         try:
-            body, encoding = raw.decode("utf-8"), "utf-8"
+            text = raw.decode("utf-8")
+            body, encoding, cut = text[:KEPT], "utf-8", len(text) > KEPT
         except UnicodeDecodeError:
-            body, encoding = base64.b64encode(raw).decode("ascii"), "base64"
-        return json.dumps(
-            {
-                "reason": self.reason,
-                "topic": self.record.topic,
-                "partition": self.record.partition,
-                "offset": self.record.offset,
-                "encoding": encoding,
-                "value": body,
-            }
-        ).encode()
+            body, encoding = base64.b64encode(raw[:KEPT]).decode("ascii"), "base64"
+            cut = len(raw) > KEPT
+        letter: dict[str, object] = {
+            "reason": self.reason[:_REASON_KEPT],
+            "topic": self.record.topic,
+            "partition": self.record.partition,
+            "offset": self.record.offset,
+            "encoding": encoding,
+            "value": body,
+        }
+        if cut:
+            letter |= {"truncated": True, "length": len(raw), "sha256": _sha256(raw)}
+        return json.dumps(letter, ensure_ascii=False).encode()
 
     def headers(self) -> list[tuple[str, bytes]]:
         """The same facts as Kafka headers, for consumers that route on them."""
         return [
-            ("reason", self.reason.encode()[:1000]),
+            ("reason", self.reason[:_REASON_KEPT].encode()[:1000]),
             ("source-topic", self.record.topic.encode()),
             ("source-partition", str(self.record.partition).encode()),
             ("source-offset", str(self.record.offset).encode()),
@@ -60,3 +70,7 @@ class DeadLetter:
 
     def where(self) -> str:
         return f"{self.record.topic}[{self.record.partition}]@{self.record.offset}"
+
+
+def _sha256(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()

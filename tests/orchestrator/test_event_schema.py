@@ -140,6 +140,37 @@ def test_naive_occurred_at_is_rejected_naming_the_field() -> None:
     assert "offset" in message
 
 
+@pytest.mark.parametrize(
+    ("where", "field"),
+    [
+        (("patient", "id"), "patient.id"),
+        (("patient", "caregivers", 0, "id"), "patient.caregivers[0].id"),
+        (("appointment", "id"), "appointment.id"),
+        (("attributes", "caregiver_id"), "caregiver_id"),
+    ],
+)
+def test_an_identifier_longer_than_the_store_holds_is_refused_as_input(
+    where: tuple[str | int, ...], field: str
+) -> None:
+    data = design_event()
+    parent: Any = data
+    for step in where[:-1]:
+        parent = parent[step]
+    parent[where[-1]] = "x" * 201
+
+    assert field in problems_of(data)
+
+    parent[where[-1]] = "x" * 200
+    assert parse_event(data).patient.id
+
+
+def test_a_source_longer_than_the_store_holds_is_refused_as_input() -> None:
+    data = design_event()
+    data["source"] = "s" * 101
+
+    assert "source" in problems_of(data)
+
+
 def test_naive_appointment_start_is_rejected_naming_the_field() -> None:
     data = design_event()
     data["appointment"]["start"] = "2026-03-10T15:30:00"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 
 import pytest
@@ -82,6 +83,27 @@ def test_dead_letter_carries_reason_and_source() -> None:
         "value": "{oops",
     }
     assert dict(letter.headers())["source-offset"] == b"41"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["д".encode() * 400_000, bytes(range(256)) * 4_000, b"\x01" * 900_000],
+    ids=["cyrillic", "binary", "control characters"],
+)
+def test_a_large_input_is_cut_so_that_its_dead_letter_fits_a_kafka_message(raw: bytes) -> None:
+    letter = DeadLetter(Record("patient.intake", 2, 7, b"p-1", raw), "not JSON")
+
+    value = letter.value()
+
+    # Faust's producer refuses messages over 1,000,000 bytes (max_request_size).
+    assert len(value) < 1_000_000
+    body = json.loads(value)
+    assert (body["truncated"], body["length"]) == (True, len(raw))
+    assert body["sha256"] == hashlib.sha256(raw).hexdigest()
+    kept = (
+        body["value"].encode() if body["encoding"] == "utf-8" else base64.b64decode(body["value"])
+    )
+    assert raw.startswith(kept) and len(kept) > 0
 
 
 def test_dead_letter_keeps_binary_input_as_base64() -> None:
