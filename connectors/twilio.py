@@ -16,6 +16,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 import requests
@@ -43,6 +44,11 @@ OPTED_OUT_CODE = 21610
 INVALID_NUMBER_CODES = frozenset({21211, 21212, 21217, 21401, 21407, 21408, 21612, 21614})
 # Ambiguous sends remembered for `find`; older ones wait for their status callback.
 _REMEMBERED = 10_000
+# How far Twilio's clock may be behind ours when `find` compares creation times.
+_CLOCK_SKEW = timedelta(minutes=5)
+# Twilio's `http_client` logger writes request URLs and query parameters (the
+# recipient's number, in `find`) at INFO: patient data, kept out of our logs.
+logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +68,7 @@ class TwilioConfig:
 class _Unsure:
     to: str
     body: str
+    started: datetime
 
 
 class TwilioConnector:
@@ -99,6 +106,7 @@ class TwilioConnector:
         )
         if self.config.status_callback:
             options["status_callback"] = f"{self.config.status_callback}?key={quote(outgoing.key)}"
+        started = datetime.now(UTC)
         try:
             message = self._client.messages.create(to=outgoing.to, body=outgoing.body, **options)
         except TwilioRestException as exc:
@@ -106,7 +114,7 @@ class TwilioConnector:
         except requests.RequestException as exc:
             if _never_sent(exc):
                 raise TransientSendError(f"Twilio unreachable: {exc.__class__.__name__}") from exc
-            self._remember(outgoing)
+            self._remember(outgoing, started)
             raise AmbiguousSendError(
                 f"Twilio outcome unknown after {exc.__class__.__name__}"
             ) from exc
@@ -131,14 +139,22 @@ class TwilioConnector:
             raise TransientSendError(f"Twilio lookup failed: {exc.__class__.__name__}") from exc
         with self._lock:
             self._unsure.pop(key, None)
+        # Only a message created since this send began: the same text sent
+        # yesterday (a recurring reminder) is not this one.
+        since = unsure.started - _CLOCK_SKEW
         for message in recent:
-            if message.body == unsure.body and message.sid:
+            created = message.date_created
+            if (
+                message.body == unsure.body
+                and message.sid
+                and (created is None or created >= since)
+            ):
                 return Receipt(message.sid)
         return None
 
-    def _remember(self, outgoing: Outgoing) -> None:
+    def _remember(self, outgoing: Outgoing, started: datetime) -> None:
         with self._lock:
-            self._unsure[outgoing.key] = _Unsure(outgoing.to, outgoing.body)
+            self._unsure[outgoing.key] = _Unsure(outgoing.to, outgoing.body, started)
             while len(self._unsure) > _REMEMBERED:
                 self._unsure.popitem(last=False)
 
@@ -146,7 +162,15 @@ class TwilioConnector:
         code, status = exc.code, exc.status
         if code == OPTED_OUT_CODE:
             if self._on_opt_out is not None:
-                self._on_opt_out(key)
+                try:
+                    self._on_opt_out(key)
+                except Exception as error:  # noqa: BLE001 - the refusal must still be reported
+                    # Twilio created no message whatever happened here: report the
+                    # refusal; the opt-out itself is lost, so say so to the operator.
+                    log.error(
+                        "twilio.opt_out_not_recorded",
+                        extra={"message_key": key, "error": error.__class__.__name__},
+                    )
             return RecipientOptedOutError(f"Twilio {code}: the recipient unsubscribed")
         if code in INVALID_NUMBER_CODES:
             return PermanentSendError(f"Twilio {code}: the number cannot receive SMS")

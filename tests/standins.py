@@ -16,6 +16,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -165,6 +167,7 @@ def _twilio_message(number: int, received: Received) -> dict[str, Any]:
         to=form["To"][0],
         body=form["Body"][0],
         status="queued",
+        date_created=format_datetime(datetime.now(UTC)),
         messaging_service_sid=form.get("MessagingServiceSid", [None])[0],
         uri=f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/{sid}.json",
     )

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import base64
+import logging
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from urllib.parse import quote
 
 import pytest
 
-from connectors.twilio import TwilioConnector
+from connectors.twilio import OPTED_OUT_CODE, TwilioConnector
 from orchestrator.errors import (
     AmbiguousSendError,
     PermanentSendError,
     RecipientOptedOutError,
+    StoreError,
     TransientSendError,
 )
 from orchestrator.event import Channel
@@ -134,6 +139,49 @@ def test_find_says_not_sent_when_twilio_has_no_such_message(
     twilio.created.clear()  # as if the request had never reached Twilio
 
     assert sms.find("k-slow") is None
+
+
+def test_find_does_not_take_an_older_message_with_the_same_text_for_the_unsure_send(
+    sms: TwilioConnector, twilio: StandIn
+) -> None:
+    twilio.held.add(TO)
+    with pytest.raises(AmbiguousSendError):
+        sms.send(sms_to(key="k-slow"))
+    twilio.release.set()
+    # What Twilio holds: only yesterday's message with the very same text.
+    (today,) = twilio.created
+    yesterday = format_datetime(datetime.now(UTC) - timedelta(days=1))
+    twilio.created[:] = [today | {"sid": "SM" + "0" * 32, "date_created": yesterday}]
+
+    assert sms.find("k-slow") is None
+
+
+def test_a_failing_opt_out_record_still_reports_the_refusal(twilio: StandIn) -> None:
+    def failing(key: str) -> None:
+        raise StoreError("store write failed: OperationalError")
+
+    connector = TwilioConnector(twilio_config(twilio), on_opt_out=failing)
+    twilio.errors[TO] = (400, OPTED_OUT_CODE)
+    try:
+        with pytest.raises(RecipientOptedOutError):
+            connector.send(sms_to())
+    finally:
+        connector.close()
+
+
+def test_find_writes_no_phone_number_to_the_log(
+    sms: TwilioConnector, twilio: StandIn, caplog: pytest.LogCaptureFixture
+) -> None:
+    twilio.held.add(TO)
+    with pytest.raises(AmbiguousSendError):
+        sms.send(sms_to(key="k-slow"))
+    twilio.release.set()
+
+    with caplog.at_level(logging.INFO):
+        sms.find("k-slow")
+
+    logged = " ".join(r.getMessage() + str(r.__dict__) for r in caplog.records)
+    assert TO not in logged and quote(TO) not in logged
 
 
 def test_find_of_a_send_it_did_not_make_cannot_tell(sms: TwilioConnector) -> None:
