@@ -11,7 +11,6 @@ blindly (the "processed" event settles it).
 
 from __future__ import annotations
 
-import socket
 import threading
 import urllib.error
 from collections import OrderedDict
@@ -79,9 +78,13 @@ class SendGridConnector:
         except HTTPError as exc:
             raise _translate(exc) from exc
         except urllib.error.URLError as exc:
-            if isinstance(exc.reason, ConnectionRefusedError | socket.gaierror):
-                raise TransientSendError("SendGrid unreachable") from exc
-            raise AmbiguousSendError(f"SendGrid outcome unknown: {exc.reason!r}") from exc
+            # urllib raises URLError only while connecting and writing the request
+            # (refused, DNS, TLS, a connect timeout): SendGrid cannot have taken
+            # a request it did not receive whole. A failure while reading the
+            # answer comes out unwrapped, below, and is the ambiguous one.
+            raise TransientSendError(
+                f"SendGrid unreachable: {exc.reason.__class__.__name__}"
+            ) from exc
         except (TimeoutError, ConnectionError) as exc:
             raise AmbiguousSendError(
                 f"SendGrid outcome unknown after {exc.__class__.__name__}"

@@ -86,3 +86,18 @@ def test_a_refused_connection_is_transient() -> None:
 
     with pytest.raises(TransientSendError):
         connector.send(mail_to())
+
+
+def test_a_failed_tls_handshake_is_transient_since_nothing_reached_sendgrid(
+    sendgrid: StandIn,
+) -> None:
+    # TLS to a plain-HTTP server: the handshake fails before any request is written.
+    base = sendgrid.url.replace("http://", "https://")
+    connector = SendGridConnector(
+        SendGridConfig(api_key="SG.k", sender="care@example.org", api_base=base)
+    )
+
+    with pytest.raises(TransientSendError):
+        connector.send(mail_to())
+
+    assert sendgrid.sends() == []
