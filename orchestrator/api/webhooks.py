@@ -204,16 +204,22 @@ def webhook_router(service: EmbeddedService) -> APIRouter:
 
     def _apply_sendgrid(events: list[Mapping[str, Any]]) -> int:
         now = service.clock.now()
-        fresh = ledger.first_receipt("sendgrid", [str(e["sg_event_id"]) for e in events], now)
-        applied = 0
-        for event in events:
-            event_id = str(event["sg_event_id"])
-            if event_id not in fresh:
-                continue  # a duplicate, in this batch or an earlier one
-            fresh.discard(event_id)
-            applied += 1
-            _apply_sendgrid_event(event, event_id)
-        return applied
+        ids = [str(e["sg_event_id"]) for e in events]
+        seen = ledger.received("sendgrid", ids)
+        applied: dict[str, None] = {}
+        try:
+            for event, event_id in zip(events, ids, strict=True):
+                if event_id in seen or event_id in applied:
+                    continue  # a duplicate, in this batch or an earlier one
+                _apply_sendgrid_event(event, event_id)
+                applied[event_id] = None
+        finally:
+            # Receipts only for what was applied: when applying fails part-way
+            # (500), SendGrid's retry applies the rest instead of skipping it. A
+            # crash before this line applies some events twice, which changes
+            # nothing but the count of opens and clicks.
+            ledger.first_receipt("sendgrid", list(applied), now)
+        return len(applied)
 
     def _apply_sendgrid_event(event: Mapping[str, Any], event_id: str) -> None:
         now = service.clock.now()

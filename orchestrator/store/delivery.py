@@ -22,7 +22,7 @@ from ..errors import StoreError
 from ..event import Patient
 from ..journey import ScheduledMessage
 from . import codec
-from .rows import audit_row
+from .rows import audit_row, chunks
 from .sql import SqlStore
 from .tables import (
     AuditRow,
@@ -187,6 +187,21 @@ class DeliveryLedger:
                 for c in patient.caregivers
                 if c.phone == phone
             ]
+        return found
+
+    def received(self, source: str, event_ids: Sequence[str]) -> set[str]:
+        """Which of these webhook event ids were recorded before."""
+        table = WebhookReceiptRow
+        found: set[str] = set()
+        with self.store._tx() as c:
+            for chunk in chunks(list(dict.fromkeys(event_ids)), 500):
+                found.update(
+                    c.execute(
+                        select(table.event_id).where(
+                            table.source == source, table.event_id.in_(chunk)
+                        )
+                    ).scalars()
+                )
         return found
 
     def first_receipt(self, source: str, event_ids: Sequence[str], now: datetime) -> set[str]:

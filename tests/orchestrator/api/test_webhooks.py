@@ -28,9 +28,11 @@ from twilio.request_validator import RequestValidator
 
 from orchestrator.api import create_app
 from orchestrator.clock import VirtualClock
+from orchestrator.errors import StoreError
 from orchestrator.event import Channel
 from orchestrator.runtime.service import EmbeddedService
 from orchestrator.settings import Settings
+from orchestrator.store.delivery import DeliveryLedger
 from orchestrator.store.tables import ProcessedEventRow
 from tests.live import TestClient
 from tests.samples import ROOT, sample_events
@@ -466,6 +468,40 @@ def test_sendgrid_events_update_the_message_and_the_audit(hooks: Hooks) -> None:
         ("delivered", "engagement:open"),
         ("delivered", "engagement:click"),
     ]
+
+
+def test_sendgrid_events_a_failed_request_did_not_apply_are_applied_by_the_retry(
+    hooks: Hooks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    message = hooks.send_first(email_only_event())
+    key, message_id = message["key"], "SGMSG00000001"
+    batch = json.dumps(
+        [
+            sendgrid_event("processed", key, message_id, 1),
+            sendgrid_event("delivered", key, message_id, 2),
+            sendgrid_event("unsubscribe", key, message_id, 3),
+        ]
+    ).encode()
+    ledger = DeliveryLedger
+    advance = ledger.advance
+    failures = [StoreError("store write failed: OperationalError")]
+
+    def failing_once(self: DeliveryLedger, *args: Any, **kwargs: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return advance(self, *args, **kwargs)
+
+    monkeypatch.setattr(ledger, "advance", failing_once)
+    with pytest.raises(StoreError):
+        hooks.sendgrid_post(batch)  # the service answers 500: SendGrid retries the batch
+
+    retried = hooks.sendgrid_post(batch).json()
+
+    # "processed" went through the first time; the retry applies the other two.
+    assert retried == {"received": 3, "applied": 2}
+    assert hooks.message(key)["status"] == "delivered"
+    consent = hooks.service.store.consent("p-cc-001", "patient")[Channel.EMAIL]
+    assert (consent.granted, consent.source) == (False, "sendgrid:unsubscribe")
 
 
 def test_sendgrid_opt_outs_and_suppressions_stop_email(hooks: Hooks) -> None:
