@@ -28,6 +28,7 @@ from ..event import Event
 from ..event_schema import parse_event
 from ..runtime.service import DispatchLoop, EmbeddedService
 from ..store import pending
+from .bodies import head_of, read_limited
 from .dashboard import dashboard_router
 from .fhir import fhir_router
 from .webhooks import webhook_router
@@ -129,11 +130,11 @@ def create_app(service: EmbeddedService, *, run_dispatcher: bool = True) -> Fast
 
     @app.post("/events", status_code=202, dependencies=protected)
     async def post_events(request: Request) -> JSONResponse:
-        body = await _read_limited(request, settings.max_body_bytes)
+        body = await read_limited(request, settings.max_body_bytes)
         now = service.clock.now()
         if body is None:
             reason = f"body over the limit of {settings.max_body_bytes} bytes"
-            head = await _head(request)
+            head = await head_of(request)
             await run_in_threadpool(service.store.reject, head, "api", reason, now)
             bodies_rejected.labels("too_large").inc()
             return JSONResponse({"error": reason}, 413)
@@ -225,35 +226,6 @@ def create_app(service: EmbeddedService, *, run_dispatcher: bool = True) -> Fast
     app.include_router(webhook_router(service))
     app.include_router(fhir_router(service), dependencies=protected)
     return app
-
-
-async def _read_limited(request: Request, limit: int) -> bytes | None:
-    """The body, or None once it passes `limit` bytes (the rest is not buffered)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        chunks.append(chunk)
-        if size > limit:
-            request.state.head = b"".join(chunks)[:65536]
-            return None
-    return b"".join(chunks)
-
-
-async def _head(request: Request) -> bytes:
-    """The start of an oversized body, kept with its rejection."""
-    head: bytes | None = getattr(request.state, "head", None)
-    if head is not None:
-        return head
-    collected = b""
-    async for chunk in request.stream():
-        collected += chunk
-        if len(collected) >= 65536:
-            break
-    return collected[:65536]
 
 
 def _documents(body: bytes, content_type: str) -> list[tuple[str, Any]]:

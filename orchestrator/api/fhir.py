@@ -31,6 +31,7 @@ from ..errors import StoreError
 from ..event import Event
 from ..runtime.service import EmbeddedService
 from ..store import InboundArchive, Settlement
+from .bodies import read_limited
 
 __all__ = ["fhir_router"]
 
@@ -51,8 +52,8 @@ def fhir_router(service: EmbeddedService) -> APIRouter:
     archive = InboundArchive(service.store)
 
     async def body_of(request: Request) -> bytes | JSONResponse:
-        body = await request.body()
-        if len(body) > settings.max_body_bytes:
+        body = await read_limited(request, settings.max_body_bytes)
+        if body is None:
             issue = Issue("", "too-costly", f"body over {settings.max_body_bytes} bytes")
             return _outcome([issue], 413)
         return body

@@ -29,6 +29,7 @@ from ..inbound_sms import classify
 from ..runtime.feedback import Feedback
 from ..runtime.service import EmbeddedService
 from ..store.delivery import DeliveryLedger
+from .bodies import read_limited
 
 __all__ = ["webhook_router"]
 
@@ -47,6 +48,8 @@ _EMAIL_ENGAGEMENT = frozenset({"open", "click"})
 
 class _Form(dict[str, list[str]]):
     """Form fields with every value of a repeated key, as the request validator wants them."""
+
+    raw: bytes = b""
 
     def getlist(self, name: str) -> list[str]:
         return self[name]
@@ -86,9 +89,19 @@ def webhook_router(service: EmbeddedService) -> APIRouter:
         log.warning("webhook.malformed", extra={"route": route, "reason": reason})
         return JSONResponse({"error": reason}, status.HTTP_400_BAD_REQUEST)
 
+    async def limited(request: Request, route: str) -> bytes | Response:
+        """The body, or 413 past the size limit: read before any signature is checked."""
+        body = await read_limited(request, settings.max_body_bytes)
+        if body is None:
+            log.warning("webhook.too_large", extra={"route": route})
+            return JSONResponse({"error": "body too large"}, 413)
+        return body
+
     async def twilio_form(request: Request, route: str) -> _Form | Response:
         """The signed form of a Twilio request, or the response refusing it."""
-        body = await request.body()
+        body = await limited(request, route)
+        if isinstance(body, Response):
+            return body
         signature = request.headers.get("x-twilio-signature")
         if validator is None:
             return forbidden(route, "twilio_not_configured")
@@ -97,8 +110,11 @@ def webhook_router(service: EmbeddedService) -> APIRouter:
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError:
-            return await malformed(route, body, "body: not UTF-8 form data")
+            # What Twilio signs is text: this cannot be from Twilio, and an
+            # unsigned body is not worth keeping.
+            return forbidden(route, "signature_invalid")
         form = _Form(parse_qs(text, keep_blank_values=True))
+        form.raw = body
         url = public_url + request.url.path + (f"?{request.url.query}" if request.url.query else "")
         if not validator.validate(url, form, signature):
             return forbidden(route, "signature_invalid")
@@ -114,13 +130,9 @@ def webhook_router(service: EmbeddedService) -> APIRouter:
         state = (form.first("MessageStatus") or form.first("SmsStatus") or "").lower()
         key = request.query_params.get("key")
         if not sid or not state:
-            return await malformed(
-                route, await request.body(), "MessageSid and MessageStatus are required"
-            )
+            return await malformed(route, form.raw, "MessageSid and MessageStatus are required")
         if state not in _HANDED_OVER | _DELIVERED | _FAILED:
-            return await malformed(
-                route, await request.body(), f"MessageStatus: unknown value {state!r}"
-            )
+            return await malformed(route, form.raw, f"MessageStatus: unknown value {state!r}")
         error_code = form.first("ErrorCode") or None
         await run_in_threadpool(_apply_twilio_status, key, sid, state, error_code)
         return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -148,9 +160,7 @@ def webhook_router(service: EmbeddedService) -> APIRouter:
             return form
         sid, sender, body = form.first("MessageSid"), form.first("From"), form.first("Body")
         if not sid or not sender or body is None:
-            return await malformed(
-                route, await request.body(), "MessageSid, From and Body are required"
-            )
+            return await malformed(route, form.raw, "MessageSid, From and Body are required")
         intent = classify(body)
         reply = MessagingResponse()
         if intent.kind == "help":
@@ -173,7 +183,9 @@ def webhook_router(service: EmbeddedService) -> APIRouter:
     @router.post("/sendgrid/events")
     async def sendgrid_events(request: Request) -> Response:
         route = "sendgrid.events"
-        body = await request.body()
+        body = await limited(request, route)
+        if isinstance(body, Response):
+            return body
         signature = request.headers.get(EventWebhookHeader.SIGNATURE)
         timestamp = request.headers.get(EventWebhookHeader.TIMESTAMP)
         if public_key is None:

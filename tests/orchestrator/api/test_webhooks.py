@@ -231,6 +231,33 @@ def test_a_signed_but_malformed_status_callback_gets_400_and_is_kept(hooks: Hook
     assert b"MessageSid=SM1" in kept["body"]
 
 
+def test_an_unsigned_body_that_is_not_text_gets_403_and_is_not_kept(hooks: Hooks) -> None:
+    response = hooks.client.post(
+        "/webhooks/twilio/inbound",
+        content=b"\xff" * 70_000,
+        headers={"content-type": "application/x-www-form-urlencoded", "x-twilio-signature": "x"},
+    )
+
+    assert response.status_code == 403
+    assert hooks.service.store.rejected() == []
+
+
+@pytest.mark.parametrize(
+    "path", ["/webhooks/twilio/status", "/webhooks/twilio/inbound", "/webhooks/sendgrid/events"]
+)
+def test_a_webhook_body_over_the_limit_gets_413_before_any_signature_check(
+    open_hooks: Any, path: str
+) -> None:
+    hooks: Hooks = open_hooks(max_body_bytes=1024)
+
+    response = hooks.client.post(
+        path, content=b"a=" + b"b" * 2048, headers={"x-twilio-signature": "x"}
+    )
+
+    assert response.status_code == 413
+    assert hooks.service.store.rejected() == []
+
+
 # -- Twilio status callbacks -------------------------------------------------------------
 
 
