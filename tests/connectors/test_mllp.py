@@ -6,14 +6,16 @@ import asyncio
 import logging
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from connectors.hl7_ack import Envelope, envelope_of
+from connectors.hl7_intake import Reply
 from connectors.mllp import BrokenFrame, Frame, MllpDecoder, MllpServer, frame
 from orchestrator.clock import VirtualClock
 from orchestrator.logs import JSONFormatter
@@ -333,5 +335,58 @@ def test_a_frame_trickled_in_too_slowly_is_cut_at_the_frame_timeout(
         [rejected] = service.store.rejected()
         assert "a frame took longer than 1 s" in rejected["reason"]
         assert rejected["body"].startswith(b"MSH|^~\\&|x")
+    finally:
+        listener.stop()
+
+
+# -- one bad message never stops the acknowledgements -------------------------------------
+
+POISON = b"MSH\rPID|1||123"  # an MSH line too short to hold its field separator
+
+
+@given(st.text(max_size=200))
+@example(POISON.decode())
+def test_the_envelope_of_any_text_is_read_without_raising(text: str) -> None:
+    assert isinstance(envelope_of(text), Envelope)
+
+
+def test_a_short_msh_line_gives_the_default_envelope() -> None:
+    assert envelope_of(POISON.decode()) == Envelope()
+
+
+def test_an_unreadable_msh_is_rejected_ar_and_the_next_connection_still_acknowledged(
+    listener: Listener, service: EmbeddedService
+) -> None:
+    with listener.connect() as sock:
+        sock.sendall(frame(POISON))
+        [nack] = read_acks(sock, 1)
+    assert segment(nack, "MSA")[1] == "AR"
+    [rejected] = service.store.rejected()
+    assert rejected["body"] == POISON
+    with listener.connect() as sock:
+        sock.sendall(frame(SIU))
+        [ack] = read_acks(sock, 1)
+    assert segment(ack, "MSA")[1:3] == ["AA", "MSG00012"]
+
+
+def test_the_batcher_outlives_an_intake_that_answers_wrongly(service: EmbeddedService) -> None:
+    intake = build_hl7_intake(service)
+    calls: list[int] = []
+
+    def handle(raws: Sequence[bytes]) -> list[Reply]:
+        calls.append(len(raws))
+        return [] if len(calls) == 1 else intake.handle(raws)  # first batch: no replies at all
+
+    listener = Listener(service)
+    listener.server.handle = handle
+    try:
+        with listener.connect() as sock:
+            sock.sendall(frame(SIU))
+            [failed] = read_acks(sock, 1)
+        assert segment(failed, "MSA")[1:3] == ["AE", "MSG00012"]
+        with listener.connect() as sock:
+            sock.sendall(frame(SIU))
+            [ack] = read_acks(sock, 1)
+        assert segment(ack, "MSA")[1:3] == ["AA", "MSG00012"]
     finally:
         listener.stop()
