@@ -38,11 +38,18 @@ class Envelope:
 
 
 def envelope_of(text: str) -> Envelope:
-    """The MSH of raw text, as far as it can be read (defaults where it cannot)."""
+    """The MSH of raw text, as far as it can be read (defaults where it cannot).
+
+    Never raises: every NACK, including the one for an unreadable message, is
+    built from it.
+    """
     start = text.find("MSH")
-    if start < 0 or len(text) < start + 8:
+    if start < 0:
         return Envelope()
     line = text[start:].split("\r", 1)[0].split("\n", 1)[0]
+    # The text may run on past a short MSH line ("MSH\rPID|..."): measure the line.
+    if len(line) < 4:
+        return Envelope()
     sep = line[3]
     if sep.isalnum() or sep.isspace():
         return Envelope()

@@ -71,10 +71,13 @@ class Hl7Intake:
             try:
                 events.append((i, map_message(Hl7Message(text), self.config)))
             except Hl7Error as exc:
-                code: AckCode = "AR" if exc.reject else "AE"
-                replies[i] = Reply(
-                    build_ack(envelopes[i], code, now, exc), code, "rejected", None, exc
+                replies[i] = self._rejected(envelopes[i], now, exc)
+            except Exception as exc:  # noqa: BLE001 - one message must not fail its batch
+                log.error("hl7.mapping_failed", extra={"error": exc.__class__.__name__})
+                error = Hl7Error(
+                    Location("MSH"), "the message could not be mapped", APPLICATION_ERROR
                 )
+                replies[i] = self._rejected(envelopes[i], now, error)
         try:
             results = self.processor.process([e for _, e in events]) if events else []
             settlements: list[Settlement] = []
@@ -109,6 +112,11 @@ class Hl7Intake:
                 extra={"event_id": reply.event_id, "ack": reply.code, "status": reply.status},
             )
         return [r for r in replies if r is not None]
+
+    @staticmethod
+    def _rejected(envelope: Envelope, now: datetime, error: Hl7Error) -> Reply:
+        code: AckCode = "AR" if error.reject else "AE"
+        return Reply(build_ack(envelope, code, now, error), code, "rejected", None, error)
 
     def _failed(self, envelope: Envelope, now: datetime) -> Reply:
         error = Hl7Error(

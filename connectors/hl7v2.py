@@ -69,9 +69,11 @@ _EMAIL_EQUIPMENT = ("INTERNET", "X.400")
 _LANGUAGE = re.compile(r"[a-z]{2,3}")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9._\-]")
-# DTM: YYYY[MM[DD[HH[MM[SS[.S[S[S[S]]]]]]]]][+/-ZZZZ]
+# DTM: YYYY[MM[DD[HH[MM[SS[.S[S[S[S]]]]]]]]][+/-ZZZZ]; an offset of 24 hours or more, or
+# of 60 minutes or more, parses but fails (or silently shifts) on conversion to UTC.
 _DTM = re.compile(
-    r"\d{4}(?:\d{2}(?:\d{2}(?:\d{2}(?:\d{2}(?:\d{2}(?:\.\d{1,4})?)?)?)?)?)?(?:[+-]\d{4})?"
+    r"\d{4}(?:\d{2}(?:\d{2}(?:\d{2}(?:\d{2}(?:\d{2}(?:\.\d{1,4})?)?)?)?)?)?"
+    r"(?:[+-](?:[01]\d|2[0-3])[0-5]\d)?"
 )
 
 
@@ -195,7 +197,7 @@ def map_message(message: Hl7Message, config: Hl7Config) -> Event:
     return Event(
         id=_event_id(facility, control, trigger),
         type=event_type,
-        occurred_at=occurred.astimezone(UTC),
+        occurred_at=occurred,
         source=config.source,
         patient=Patient(**_patient(message, pid, config)),
         appointment=appointment,
@@ -345,7 +347,7 @@ def _appointment(message: Hl7Message, config: Hl7Config, zone: tzinfo | None) ->
         service_code = pv1.get(10)
     appointment: dict[str, Any] = {"id": appointment_id}
     if start is not None:
-        appointment["start"] = start.astimezone(UTC)
+        appointment["start"] = start
     if service_code:
         appointment["service"] = config.services.get(service_code, service_code)
     ail = message.first("AIL")
@@ -378,9 +380,9 @@ def _encounter(
     if trigger == "A03" and discharged is None:
         raise Hl7Error(pv1.location(45), "no discharge date/time", REQUIRED_FIELD_MISSING)
     if admitted is not None:
-        encounter["admitted_at"] = admitted.astimezone(UTC)
+        encounter["admitted_at"] = admitted
     if discharged is not None:
-        encounter["discharged_at"] = discharged.astimezone(UTC)
+        encounter["discharged_at"] = discharged
     disposition = pv1.get(36)
     if disposition:
         encounter["disposition"] = disposition
@@ -408,27 +410,30 @@ def _person(segment: Segment, number: int) -> str:
 def _time(
     segment: Segment, number: int, zone: tzinfo | None, *, component: int = 1
 ) -> datetime | None:
-    """A DTM field as an aware time: its own offset, else the facility's zone."""
+    """A DTM field as a UTC time: read at its own offset, else in the facility's zone."""
     text = segment.get(number, component)
     if not text:
         return None
+    where = segment.location(number, component if component > 1 else 0)
     try:
         if not _DTM.fullmatch(text):
             raise ValueError(text)
         value: datetime = hl7.parse_datetime(text)
     except (ValueError, TypeError):
         raise Hl7Error(
-            segment.location(number, component if component > 1 else 0),
-            "not an HL7 date/time (YYYYMMDDHHMM[SS][+ZZZZ])",
-            DATA_TYPE_ERROR,
+            where, "not an HL7 date/time (YYYYMMDDHHMM[SS][+ZZZZ])", DATA_TYPE_ERROR
         ) from None
     if value.tzinfo is None:
         if zone is None:
             raise Hl7Error(
-                segment.location(number, component if component > 1 else 0),
+                where,
                 "a time without a UTC offset and no facility time zone configured "
                 "(ORCHESTRATOR_HL7_TIMEZONE)",
                 DATA_TYPE_ERROR,
             )
         value = value.replace(tzinfo=zone)
-    return value
+    try:
+        return value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        # Years 0001 and 9999 (open-ended placeholders) can leave datetime's range.
+        raise Hl7Error(where, "a date/time out of range in UTC", DATA_TYPE_ERROR) from None

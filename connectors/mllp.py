@@ -18,9 +18,9 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
-from .hl7_ack import build_ack, envelope_of
+from .hl7_ack import Envelope, build_ack, envelope_of
 from .hl7_intake import Reply
 from .hl7_message import APPLICATION_ERROR, Hl7Error, Location, decode
 
@@ -282,7 +282,11 @@ class MllpServer:
         error = Hl7Error(
             Location("MSH"), "the message could not be processed; resend it", APPLICATION_ERROR
         )
-        ack = build_ack(envelope_of(decode(body)), "AE", self.now(), error)
+        try:
+            envelope = envelope_of(decode(body))
+        except Exception:  # noqa: BLE001 - the fallback must answer whatever the body holds
+            envelope = Envelope()
+        ack = build_ack(envelope, "AE", self.now(), error)
         return Reply(ack, "AE", "failed", None, error)
 
     def _keep_cut(self, decoder: MllpDecoder, reason: str) -> None:
@@ -301,10 +305,32 @@ class MllpServer:
             while len(jobs) < self.max_batch and not self._queue.empty():
                 jobs.append(self._queue.get_nowait())
             try:
-                replies = await asyncio.to_thread(self.handle, [j.body for j in jobs])
-            except Exception as exc:  # noqa: BLE001 - the batch boundary: fail the batch, keep listening
-                log.error("mllp.batch_failed", extra={"error": exc.__class__.__name__})
-                replies = [self._failure(job.body) for job in jobs]
-            for job, reply in zip(jobs, replies, strict=True):
-                if not job.done.done():
-                    job.done.set_result(reply)
+                replies = await self._replies(jobs)
+                for job, reply in zip(jobs, replies, strict=True):
+                    if not job.done.done():
+                        job.done.set_result(reply)
+            except Exception as exc:  # noqa: BLE001 - one batch must never end the batcher
+                log.error("mllp.batch_lost", extra={"error": exc.__class__.__name__})
+                for job in jobs:
+                    if not job.done.done():
+                        job.done.set_result(self._fallback())
+
+    async def _replies(self, jobs: Sequence[_Job]) -> list[Reply]:
+        """The intake's replies; AE for each job when the batch failed (nothing committed)."""
+        try:
+            replies = await asyncio.to_thread(self.handle, [j.body for j in jobs])
+            if len(replies) != len(jobs):
+                raise RuntimeError("the intake answered a different number of messages")
+            return replies
+        except Exception as exc:  # noqa: BLE001 - the batch boundary: fail the batch, keep listening
+            log.error("mllp.batch_failed", extra={"error": exc.__class__.__name__})
+            return [self._failure(job.body) for job in jobs]
+
+    def _fallback(self) -> Reply:
+        """AE built without reading the message: the last answer when all else failed."""
+        error = Hl7Error(
+            Location("MSH"), "the message could not be processed; resend it", APPLICATION_ERROR
+        )
+        # The system clock and a default envelope: nothing that may have just failed.
+        ack = build_ack(Envelope(), "AE", datetime.now(UTC), error)
+        return Reply(ack, "AE", "failed", None, error)

@@ -7,8 +7,9 @@ Command-line flags override it.
 from __future__ import annotations
 
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings"]
@@ -90,3 +91,18 @@ class Settings(BaseSettings):
     kafka_batch_seconds: float = 0.2
     kafka_session_timeout_seconds: float = 30.0
     kafka_commit_seconds: float = 1.0
+
+    @field_validator("hl7_timezone")
+    @classmethod
+    def _known_zone(cls, name: str | None) -> str | None:
+        # Checked here, not per message: a bad zone would otherwise fail every message.
+        if name is None:
+            return None
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"ORCHESTRATOR_HL7_TIMEZONE: {name!r} is not an IANA time zone "
+                "(for example America/New_York)"
+            ) from None
+        return name

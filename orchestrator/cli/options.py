@@ -26,7 +26,8 @@ TemplatesOption = Annotated[Path | None, typer.Option("--templates", help="templ
 def settings_with(**overrides: object) -> Settings:
     """Settings from the environment, with the flags that were given on top."""
     given = {k: v for k, v in overrides.items() if v is not None}
-    return Settings().model_copy(update=given)
+    # Validated as the environment is (model_copy would take a bad flag as it came).
+    return Settings.model_validate({**Settings().model_dump(), **given})
 
 
 @contextmanager

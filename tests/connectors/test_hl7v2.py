@@ -316,6 +316,33 @@ def test_what_cannot_be_used_names_segment_and_field(
     )
 
 
+@pytest.mark.parametrize(
+    "stamp",
+    [
+        "99991231235959-0500",  # an open-ended placeholder past datetime's range in UTC
+        "00010101000000+0100",
+        "20240101120000+2400",  # no offset reaches 24 hours
+        "20240101120000+0099",  # nor 60 minutes
+    ],
+)
+def test_a_time_that_cannot_be_had_in_utc_is_a_data_type_error(stamp: str) -> None:
+    with pytest.raises(Hl7Error) as caught:
+        to_event(with_field(SIU, "MSH", 7, stamp), CONFIG)
+    assert (str(caught.value.location), caught.value.code) == ("MSH-7", "102")
+
+
+def test_a_placeholder_time_in_the_facility_zone_is_a_data_type_error() -> None:
+    raw = with_field(SIU, "TQ1", 7, "99991231235959")
+    with pytest.raises(Hl7Error) as caught:
+        to_event(raw, Hl7Config(timezone="America/Chicago"))
+    assert (str(caught.value.location), caught.value.code) == ("TQ1-7", "102")
+
+
+def test_the_largest_offsets_are_still_read() -> None:
+    event = to_event(with_field(SIU, "MSH", 7, "20240101120000-2359"), CONFIG)
+    assert event.occurred_at == datetime(2024, 1, 2, 11, 59, tzinfo=UTC)
+
+
 def test_a_discharge_without_its_time_is_an_error_at_pv1_45() -> None:
     with pytest.raises(Hl7Error) as caught:
         to_event(with_field(sample("ADT-A03-01.hl7"), "PV1", 45, ""), CONFIG)

@@ -6,16 +6,22 @@ import asyncio
 import logging
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from connectors import hl7_intake, hl7v2
+from connectors.hl7_ack import Envelope, envelope_of
+from connectors.hl7_intake import Reply
+from connectors.hl7_message import Hl7Message
+from connectors.hl7v2 import Hl7Config
 from connectors.mllp import BrokenFrame, Frame, MllpDecoder, MllpServer, frame
 from orchestrator.clock import VirtualClock
+from orchestrator.event import Event
 from orchestrator.logs import JSONFormatter
 from orchestrator.runtime.inbound import build_hl7_intake, build_mllp_server
 from orchestrator.runtime.service import EmbeddedService
@@ -335,3 +341,92 @@ def test_a_frame_trickled_in_too_slowly_is_cut_at_the_frame_timeout(
         assert rejected["body"].startswith(b"MSH|^~\\&|x")
     finally:
         listener.stop()
+
+
+# -- one bad message never stops the acknowledgements -------------------------------------
+
+POISON = b"MSH\rPID|1||123"  # an MSH line too short to hold its field separator
+
+
+@given(st.text(max_size=200))
+@example(POISON.decode())
+def test_the_envelope_of_any_text_is_read_without_raising(text: str) -> None:
+    assert isinstance(envelope_of(text), Envelope)
+
+
+def test_a_short_msh_line_gives_the_default_envelope() -> None:
+    assert envelope_of(POISON.decode()) == Envelope()
+
+
+def test_an_unreadable_msh_is_rejected_ar_and_the_next_connection_still_acknowledged(
+    listener: Listener, service: EmbeddedService
+) -> None:
+    with listener.connect() as sock:
+        sock.sendall(frame(POISON))
+        [nack] = read_acks(sock, 1)
+    assert segment(nack, "MSA")[1] == "AR"
+    [rejected] = service.store.rejected()
+    assert rejected["body"] == POISON
+    with listener.connect() as sock:
+        sock.sendall(frame(SIU))
+        [ack] = read_acks(sock, 1)
+    assert segment(ack, "MSA")[1:3] == ["AA", "MSG00012"]
+
+
+def test_the_batcher_outlives_an_intake_that_answers_wrongly(service: EmbeddedService) -> None:
+    intake = build_hl7_intake(service)
+    calls: list[int] = []
+
+    def handle(raws: Sequence[bytes]) -> list[Reply]:
+        calls.append(len(raws))
+        return [] if len(calls) == 1 else intake.handle(raws)  # first batch: no replies at all
+
+    listener = Listener(service)
+    listener.server.handle = handle
+    try:
+        with listener.connect() as sock:
+            sock.sendall(frame(SIU))
+            [failed] = read_acks(sock, 1)
+        assert segment(failed, "MSA")[1:3] == ["AE", "MSG00012"]
+        with listener.connect() as sock:
+            sock.sendall(frame(SIU))
+            [ack] = read_acks(sock, 1)
+        assert segment(ack, "MSA")[1:3] == ["AA", "MSG00012"]
+    finally:
+        listener.stop()
+
+
+def test_a_time_out_of_range_fails_only_its_own_message(
+    listener: Listener, service: EmbeddedService
+) -> None:
+    bad = with_field(with_field(SIU, "MSH", 7, "99991231235959-0500"), "MSH", 10, "MSGBAD")
+    with listener.connect() as sock:
+        sock.sendall(frame(bad) + frame(SIU))  # one read: one batch
+        acks = read_acks(sock, 2)
+    assert [segment(a, "MSA")[1:3] for a in acks] == [["AE", "MSGBAD"], ["AA", "MSG00012"]]
+    assert segment(acks[0], "ERR")[3].startswith("102^Data type error")
+    [rejected] = service.store.rejected()
+    assert rejected["body"] == bad
+    assert service.store.episodes("PATID1234") != []
+
+
+def test_an_unexpected_mapping_failure_fails_only_its_own_message(
+    service: EmbeddedService, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    real = hl7v2.map_message
+
+    def mapping(message: Hl7Message, config: Hl7Config) -> Event:
+        if message.msh.get(10) == "MSGBAD":
+            raise OverflowError("PATID1234")
+        return real(message, config)
+
+    monkeypatch.setattr(hl7_intake, "map_message", mapping)
+    bad = with_field(SIU, "MSH", 10, "MSGBAD")
+    replies = build_hl7_intake(service).handle([bad, SIU])
+    assert [(r.code, r.status) for r in replies] == [("AE", "rejected"), ("AA", "accepted")]
+    assert segment(replies[0].ack, "MSA")[1:3] == ["AE", "MSGBAD"]
+    [rejected] = service.store.rejected()
+    assert rejected["body"] == bad
+    logged = "\n".join(JSONFormatter().format(r) for r in caplog.records)
+    assert "OverflowError" in logged
+    assert "PATID1234" not in logged
