@@ -16,10 +16,13 @@ from dataclasses import dataclass
 
 from ..flows.model import Flow, MessageSpec, Stage, StageCategory
 from .figures import FlowFigures, MessageFigures, Ratio, StageFigures
+from .privacy import HIDDEN, complementary
 
 __all__ = [
     "CATEGORY_TITLES",
     "CSV_COLUMNS",
+    "FUNNEL",
+    "funnel_texts",
     "mermaid",
     "read_csv",
     "to_csv",
@@ -73,6 +76,23 @@ CSV_COLUMNS = (
 )
 
 Show = Callable[[int], str]
+
+# A stage's funnel cells, the total first: entered = moved_on + dropped_off + completed + still_here.
+FUNNEL = ("entered", "moved_on", "dropped_off", "completed", "still_here")
+
+
+def _group_texts(total: int, parts: tuple[int, ...], show: Show) -> tuple[str, ...]:
+    """An additive group's cells as `show` shows them, the total first, with a second cell
+    hidden wherever one hidden cell could be subtracted back (`privacy.complementary`)."""
+    total_hidden, flags = complementary(total, parts, hide=lambda n: show(n) != str(n))
+    cells = zip((total, *parts), (total_hidden, *flags), strict=True)
+    return tuple(HIDDEN if flag and show(n) == str(n) else show(n) for n, flag in cells)
+
+
+def funnel_texts(f: StageFigures, show: Show) -> dict[str, str]:
+    """A stage's funnel cells (`FUNNEL`) as shown, hidden together."""
+    parts = (f.moved_on, f.dropped_off, f.completed, f.still_here)
+    return dict(zip(FUNNEL, _group_texts(f.entered, parts, show), strict=True))
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,14 +211,7 @@ def to_markdown(flow: Flow, figures: FlowFigures | None = None, show: Show = str
         ]
         if figures is not None:
             f = figures.stage(stage.id)
-            cells += [
-                show(f.entered),
-                show(f.moved_on),
-                show(f.dropped_off),
-                show(f.completed),
-                show(f.still_here),
-                _cell(_outcomes(f, show)),
-            ]
+            cells += [*funnel_texts(f, show).values(), _cell(_outcomes(f, show))]
         cells += [_cell(list(stage.notes.as_is)), _cell(_ideas(stage))]
         out.append("| " + " | ".join(cells) + " |")
     if figures is not None:
@@ -364,8 +377,8 @@ def mermaid(flow: Flow, figures: FlowFigures | None = None, show: Show = str) ->
         for stage in stages:
             label = stage.name
             if figures is not None:
-                f = figures.stage(stage.id)
-                label += f"<br>entered {show(f.entered)}, dropped off {show(f.dropped_off)}"
+                funnel = funnel_texts(figures.stage(stage.id), show)
+                label += f"<br>entered {funnel['entered']}, dropped off {funnel['dropped_off']}"
             lines.append(f'    {_node(stage.id)}["{_label(label)}"]')
         lines.append("  end")
     starting = {t.event for t in flow.starts_on}

@@ -14,6 +14,7 @@ from orchestrator.decisions import DecisionRecord
 from orchestrator.insight import (
     FlowFigures,
     PatientEvent,
+    StageFigures,
     episode_personas,
     flow_figures,
     mermaid,
@@ -172,6 +173,22 @@ def test_the_mermaid_diagram_draws_declared_and_measured_moves() -> None:
     assert 's_booked -->|"appointment.completed: 2"| s_visited' in text
     assert 'start -->|"referral.received"| s_referred' in text
     assert mermaid(FLOW).count("-->") == text.count("-->")
+
+
+def with_booked(figures: FlowFigures, booked: StageFigures) -> FlowFigures:
+    """`figures` with the `booked` stage's figures replaced."""
+    stages = tuple(booked if s.stage_id == "booked" else s for s in figures.stages)
+    return replace(figures, stages=stages)
+
+
+def test_a_lone_hidden_funnel_cell_gets_a_hidden_companion_in_markdown_and_mermaid() -> None:
+    # 25 entered = 20 moved on + 5 dropped off: "<11" alone would give the 5 back.
+    figures = with_booked(simulated()[0], StageFigures("booked", 25, 20, 5, 0, 0))
+
+    booked = next(r for r in to_markdown(FLOW, figures, shown).splitlines() if "(`booked`)" in r)
+    assert "| 25 | <11 | <11 | 0 | 0 |" in booked
+    assert "| 25 | 20 | 5 | 0 | 0 |" in to_markdown(FLOW, figures)  # exact without the rule
+    assert "Booked<br>entered 25, dropped off <11" in mermaid(FLOW, figures, shown)
 
 
 @pytest.mark.parametrize(
