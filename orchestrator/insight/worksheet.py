@@ -284,11 +284,11 @@ class _Lines:
         return len(text)
 
 
-def to_csv(flow: Flow, figures: FlowFigures | None = None) -> str:
+def to_csv(flow: Flow, figures: FlowFigures | None = None, show: Show = str) -> str:
     """The worksheet as CSV: a `stage` row per stage, then a `message` row per message.
 
-    Lists inside a cell are joined with " | ". Exact counts: the CSV is for
-    the people who own the flow, not a marketing page.
+    Lists inside a cell are joined with " | ". Counts as `show` shows them: exact
+    by default (for the people who own the flow), or under the small-count rule.
     """
     sink = _Lines()
     writer = csv.DictWriter(sink, fieldnames=CSV_COLUMNS, lineterminator="\r\n")
@@ -311,24 +311,7 @@ def to_csv(flow: Flow, figures: FlowFigures | None = None) -> str:
                 "to_be": " | ".join(_ideas(stage)),
             }
             if figures is not None:
-                f = figures.stage(stage.id)
-                line |= {
-                    "entered": f.entered,
-                    "moved_on": f.moved_on,
-                    "dropped_off": f.dropped_off,
-                    "completed": f.completed,
-                    "still_here": f.still_here,
-                    "intake_completed": f.intake_completion.numerator,
-                    "intake_asked": f.intake_completion.denominator,
-                    "no_shows": f.no_show.numerator,
-                    "visits_ended": f.no_show.denominator,
-                    "replied": f.confirmation_by_reply.numerator,
-                    "messaged": f.confirmation_by_reply.denominator,
-                    "referrals_booked": f.referral_to_booking.count,
-                    "referral_to_booking_median_hours": ""
-                    if f.referral_to_booking.median is None
-                    else f"{f.referral_to_booking.median:.2f}",
-                }
+                line |= _stage_counts(figures.stage(stage.id), show)
         writer.writerow(line)
     for stage in flow.stages:
         for spec in stage.messages:
@@ -344,16 +327,44 @@ def to_csv(flow: Flow, figures: FlowFigures | None = None) -> str:
             if figures is not None:
                 m = figures.message(spec.id)
                 line |= {
-                    "scheduled": m.scheduled,
-                    "sent": m.sent,
-                    "delivered": m.delivered,
-                    "failed": m.failed,
-                    "cancelled": m.cancelled,
-                    "expired": m.expired,
-                    "suppressed": " | ".join(f"{r}: {n}" for r, n in m.suppressed.items()),
+                    "scheduled": show(m.scheduled),
+                    "sent": show(m.sent),
+                    "delivered": show(m.delivered),
+                    "failed": show(m.failed),
+                    "cancelled": show(m.cancelled),
+                    "expired": show(m.expired),
+                    "suppressed": " | ".join(f"{r}: {show(n)}" for r, n in m.suppressed.items()),
                 }
             writer.writerow(line)
     return "".join(sink.parts)
+
+
+def _stage_counts(f: StageFigures, show: Show) -> dict[str, object]:
+    """A stage row's counts. A rate's two counts are hidden together when their
+    difference would be hidden: it is the third cell of their additive group."""
+    intake = _pair(f.intake_completion, show)
+    no_show = _pair(f.no_show, show)
+    reply = _pair(f.confirmation_by_reply, show)
+    return funnel_texts(f, show) | {
+        "intake_completed": intake[0],
+        "intake_asked": intake[1],
+        "no_shows": no_show[0],
+        "visits_ended": no_show[1],
+        "replied": reply[0],
+        "messaged": reply[1],
+        "referrals_booked": show(f.referral_to_booking.count),
+        "referral_to_booking_median_hours": ""
+        if f.referral_to_booking.median is None
+        else f"{f.referral_to_booking.median:.2f}",
+    }
+
+
+def _pair(ratio: Ratio, show: Show) -> tuple[str, str]:
+    """(numerator, denominator) as shown; the denominator is the total of the numerator
+    and what it leaves out."""
+    n, d = ratio.numerator, ratio.denominator
+    total, numerator, _ = _group_texts(d, (n, d - n), show)
+    return numerator, total
 
 
 def read_csv(text: str) -> list[dict[str, str]]:

@@ -14,6 +14,7 @@ from orchestrator.decisions import DecisionRecord
 from orchestrator.insight import (
     FlowFigures,
     PatientEvent,
+    Ratio,
     StageFigures,
     episode_personas,
     flow_figures,
@@ -140,6 +141,20 @@ def test_the_csv_round_trips() -> None:
     writer.writeheader()
     writer.writerows(rows)
     assert again.getvalue() == text
+
+
+def test_the_csv_applies_the_small_count_rule_when_given_it() -> None:
+    booked = StageFigures("booked", 25, 20, 5, 0, 0, no_show=Ratio(48, 50))
+    figures = with_booked(simulated()[0], booked)
+
+    rows = read_csv(to_csv(FLOW, figures, shown))
+    row = next(r for r in rows if r["kind"] == "stage" and r["stage"] == "booked")
+    cells = [row[name] for name in ("entered", "moved_on", "dropped_off", "completed")]
+    assert cells == ["25", "<11", "<11", "0"]
+    # 48 no-shows of 50 visits would give the 2 attended away.
+    assert (row["no_shows"], row["visits_ended"]) == ("<11", "50")
+    exact = read_csv(to_csv(FLOW, figures))
+    assert next(r for r in exact if r["stage"] == "booked")["dropped_off"] == "5"
 
 
 def test_the_markdown_has_a_row_per_stage_and_category_gaps() -> None:

@@ -15,18 +15,15 @@ def test_one_hidden_part_hides_the_smallest_other_non_zero_part() -> None:
     assert complementary(14, (0, 3, 0, 0, 11)) == (False, (False, True, False, False, True))
 
 
-def test_one_hidden_part_and_no_other_non_zero_part_hides_the_total() -> None:
-    # 5 = 0 + <11 + 0: the total alone gives the part away; 0s are never the extra cell.
+def test_a_lone_non_zero_part_is_hidden_with_its_total_or_not_at_all() -> None:
+    # In an additive group a lone non-zero part equals its total: both shown, or both
+    # hidden already (two hidden cells), never one alone.
     assert shown_group(15, (0, 15, 0)) == ("15", ("0", "15", "0"))
-    assert complementary(12, (0, 0, 12)) == (False, (False, False, False))
-    # Total and part both small: already two hidden cells.
     assert complementary(7, (0, 7, 0)) == (True, (False, True, False))
 
 
 def test_with_no_other_non_zero_part_the_total_is_hidden() -> None:
-    # In an additive group a lone non-zero part equals the total, so both are hidden
-    # already; the total-hiding branch guards a group whose parts do not add up.
-    assert complementary(7, (0, 7, 0)) == (True, (False, True, False))
+    # Only a group whose parts do not add up reaches this branch; it hides the total.
     assert complementary(30, (0, 7, 0)) == (True, (False, True, False))
 
 
