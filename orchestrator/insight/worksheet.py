@@ -339,7 +339,7 @@ def to_csv(flow: Flow, figures: FlowFigures | None = None, show: Show = str) -> 
     return "".join(sink.parts)
 
 
-def _stage_counts(f: StageFigures, show: Show) -> dict[str, object]:
+def _stage_counts(f: StageFigures, show: Show) -> dict[str, str]:
     """A stage row's counts. A rate's two counts are hidden together when their
     difference would be hidden: it is the third cell of their additive group."""
     intake = _pair(f.intake_completion, show)
