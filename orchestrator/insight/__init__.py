@@ -15,7 +15,16 @@ from .figures import (
     episode_personas,
     flow_figures,
 )
-from .privacy import HIDDEN, SMALL, complementary, hidden, shown, shown_group, shown_rate
+from .privacy import (
+    HIDDEN,
+    SMALL,
+    complementary,
+    hidden,
+    rate_hidden,
+    shown,
+    shown_group,
+    shown_rate,
+)
 from .worksheet import CSV_COLUMNS, mermaid, read_csv, to_csv, to_markdown
 
 __all__ = [
@@ -39,6 +48,7 @@ __all__ = [
     "flow_figures",
     "hidden",
     "mermaid",
+    "rate_hidden",
     "read_csv",
     "shown",
     "shown_group",

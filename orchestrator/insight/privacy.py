@@ -14,7 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-__all__ = ["HIDDEN", "SMALL", "complementary", "hidden", "shown", "shown_group", "shown_rate"]
+__all__ = [
+    "HIDDEN",
+    "SMALL",
+    "complementary",
+    "hidden",
+    "rate_hidden",
+    "shown",
+    "shown_group",
+    "shown_rate",
+]
 
 # Counts below this are not shown.
 SMALL = 11
@@ -31,12 +40,18 @@ def shown(count: int) -> str:
     return HIDDEN if hidden(count) else str(count)
 
 
+def rate_hidden(numerator: int, denominator: int, hide: Callable[[int], bool] = hidden) -> bool:
+    """Whether a rate gives a hidden count away: its numerator, its denominator or
+    their difference (95 of 100 gives the 5 away)."""
+    return hide(numerator) or hide(denominator) or hide(denominator - numerator)
+
+
 def shown_rate(numerator: int, denominator: int) -> str:
     """A percentage with no decimals, or "<11" / "-" when it cannot be shown."""
     if denominator == 0:
         return "-"
-    if hidden(numerator) or hidden(denominator) or hidden(denominator - numerator):
-        return "<11"
+    if rate_hidden(numerator, denominator):
+        return HIDDEN
     return f"{100 * numerator / denominator:.0f}%"
 
 

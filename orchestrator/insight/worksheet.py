@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from ..flows.model import Flow, MessageSpec, Stage, StageCategory
 from .figures import FlowFigures, MessageFigures, Ratio, StageFigures
-from .privacy import HIDDEN, complementary
+from .privacy import HIDDEN, complementary, rate_hidden
 
 __all__ = [
     "CATEGORY_TITLES",
@@ -132,12 +132,13 @@ def _ideas(stage: Stage) -> list[str]:
 
 
 def _ratio(ratio: Ratio, show: Show) -> str:
+    """ "n of d (p%)", or without the percentage and with the counts hidden together
+    when any of n, d and d - n is hidden: "48 of 50 (96%)" would give the 2 away."""
     if not ratio.denominator:
         return "-"
-    if show(ratio.numerator) != str(ratio.numerator) or show(ratio.denominator) != str(
-        ratio.denominator
-    ):
-        return f"{show(ratio.numerator)} of {show(ratio.denominator)}"
+    if rate_hidden(ratio.numerator, ratio.denominator, hide=lambda n: show(n) != str(n)):
+        numerator, denominator = _pair(ratio, show)
+        return f"{numerator} of {denominator}"
     return f"{ratio.numerator} of {ratio.denominator} ({100 * (ratio.value or 0):.0f}%)"
 
 

@@ -19,6 +19,7 @@ from orchestrator.insight import (
     episode_personas,
     flow_figures,
     mermaid,
+    rate_hidden,
     read_csv,
     shown,
     shown_rate,
@@ -157,6 +158,18 @@ def test_the_csv_applies_the_small_count_rule_when_given_it() -> None:
     assert next(r for r in exact if r["stage"] == "booked")["dropped_off"] == "5"
 
 
+def test_a_markdown_ratio_is_hidden_when_its_complement_would_be() -> None:
+    booked = StageFigures("booked", 25, 20, 5, 0, 0, no_show=Ratio(48, 50))
+    figures = with_booked(simulated()[0], booked)
+
+    hiding = to_markdown(FLOW, figures, shown)
+    assert "no-show: <11 of 50" in hiding
+    assert "96%" not in hiding and "48 of 50" not in hiding
+    assert "no-show: 48 of 50 (96%)" in to_markdown(FLOW, figures)
+    halves = with_booked(figures, replace(booked, no_show=Ratio(25, 50)))
+    assert "no-show: 25 of 50 (50%)" in to_markdown(FLOW, halves, shown)
+
+
 def test_the_markdown_has_a_row_per_stage_and_category_gaps() -> None:
     figures = simulated()[0]
     text = to_markdown(FLOW, figures)
@@ -219,6 +232,7 @@ def test_a_rate_is_hidden_when_any_of_its_counts_would_be() -> None:
     assert shown_rate(95, 100) == "<11"  # the complement gives the small count away
     assert shown_rate(50, 100) == "50%"
     assert shown_rate(11, 12) == "<11"
+    assert rate_hidden(48, 50) and not rate_hidden(25, 50)
 
 
 def test_holdout_assignment_is_deterministic_and_near_its_percentage() -> None:
