@@ -26,9 +26,10 @@ from orchestrator.insight import (
     to_csv,
     to_markdown,
 )
+from orchestrator.journey import EpisodeStatus
 from orchestrator.policies import held_out
 from orchestrator.simulate import Simulator
-from tests.builders import make_event, make_patient
+from tests.builders import at, make_event, make_patient
 from tests.orchestrator.insight.stream import insight_flow, insight_stream
 
 FLOW = insight_flow()
@@ -61,6 +62,25 @@ def test_the_funnel_matches_the_hand_counts() -> None:
         ("rebooking", "booked"): 1,
         ("referred", "booked"): 1,
     }
+
+
+def test_a_completed_journey_exited_later_still_counts_as_completed() -> None:
+    # p-1 attended (the final stage), then opts out days later: the episode is exited,
+    # but the journey was completed, not dropped off at its last stage.
+    p1 = make_patient("p-1", phone="+15555550110")
+    late = make_event(
+        "consent.opted_out", id="e1-out", occurred_at=at(days=20), patient=p1, appointment_id=None
+    )
+    events = [*insight_stream(), late]
+    simulator = Simulator({FLOW.id: FLOW}, VirtualClock(events[0].occurred_at))
+    records = [r for e in events for r in simulator.feed(e)] + list(simulator.run_until(None))
+    episode = next(e for e in simulator.journeys["p-1", FLOW.id].episodes)
+    assert episode.status is EpisodeStatus.EXITED
+
+    visited = flow_figures(FLOW, simulator.journeys.values(), records).stage("visited")
+
+    assert (visited.entered, visited.completed, visited.dropped_off) == (2, 2, 0)
+    assert simulated()[0].stage("visited") == visited
 
 
 def test_the_outcome_metrics_match_the_hand_counts() -> None:
