@@ -3,7 +3,9 @@
 Jinja2 templates with inline SVG charts; no script, no front-end build.
 Aggregates only: no patient id, contact point or episode appears on these
 pages, and every count from 1 to 10 is shown as "<11" (`insight.privacy`),
-bars included (a hidden count is drawn as if it were 10). A patient's
+bars included (a hidden count is drawn as if it were 10); in a funnel row a
+second cell is hidden beside a lone hidden one, so that subtraction cannot
+give it back (`privacy.complementary`). A patient's
 timeline stays at `GET /patients/{id}/timeline`, behind the token.
 """
 
@@ -20,7 +22,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from ..flows.model import Flow
 from ..insight import FlowFigures, hidden, mermaid, shown, shown_rate
 from ..insight.reading import measured
-from ..insight.worksheet import CATEGORY_TITLES, when_text
+from ..insight.worksheet import CATEGORY_TITLES, funnel_texts, when_text
 from ..runtime.service import EmbeddedService
 
 __all__ = ["dashboard_router"]
@@ -38,13 +40,14 @@ class _Bar:
     hidden: bool
 
 
-def _bars(items: Sequence[tuple[str, int]]) -> list[_Bar]:
-    """Horizontal bars; a hidden count is drawn as 10, so its bar tells no more than "<11"."""
-    drawn = [(label, 10 if hidden(n) else n, n) for label, n in items]
+def _bars(items: Sequence[tuple[str, int, str]]) -> list[_Bar]:
+    """Horizontal bars of (label, count, text as shown). A hidden count (its text is not the
+    count: small, or hidden beside another) is drawn as 10, so its bar tells no more than "<11"."""
+    drawn = [(label, n if text == str(n) else 10, text) for label, n, text in items]
     top = max((d for _, d, _ in drawn), default=0) or 1
     return [
-        _Bar(label, shown(n), i * _ROW, round(_BAR_WIDTH * d / top), hidden(n))
-        for i, (label, d, n) in enumerate(drawn)
+        _Bar(label, text, i * _ROW, round(_BAR_WIDTH * d / top), text != str(n))
+        for i, ((label, d, text), (_, n, _)) in enumerate(zip(drawn, items, strict=True))
     ]
 
 
@@ -96,13 +99,17 @@ def dashboard_router(service: EmbeddedService, dependencies: Sequence[params.Dep
         if persona is not None and persona not in {p.id for p in flow.personas}:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no persona '{persona}'")
         figures = measured(service.store, flow, persona)
+        funnels = {s.stage_id: funnel_texts(s, shown) for s in figures.stages}
         return page(
             "dashboard/flow.html",
             flow=flow,
             figures=figures,
             persona=persona,
             categories=CATEGORY_TITLES,
-            funnel=_bars([(s.stage_id, s.entered) for s in figures.stages]),
+            funnel=_bars(
+                [(s.stage_id, s.entered, funnels[s.stage_id]["entered"]) for s in figures.stages]
+            ),
+            funnels=funnels,
             daily=_daily(figures),
             rate=shown_rate,
             when=when_text,

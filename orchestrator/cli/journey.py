@@ -86,7 +86,7 @@ def map_command(
     if output is MapFormat.MD:
         sys.stdout.write(to_markdown(flow, figures, show))
     elif output is MapFormat.CSV:
-        sys.stdout.write(to_csv(flow, figures))
+        sys.stdout.write(to_csv(flow, figures, show))
     else:
         sys.stdout.write(mermaid(flow, figures, show))
 

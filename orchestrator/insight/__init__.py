@@ -15,11 +15,21 @@ from .figures import (
     episode_personas,
     flow_figures,
 )
-from .privacy import SMALL, hidden, shown, shown_rate
+from .privacy import (
+    HIDDEN,
+    SMALL,
+    complementary,
+    hidden,
+    rate_hidden,
+    shown,
+    shown_group,
+    shown_rate,
+)
 from .worksheet import CSV_COLUMNS, mermaid, read_csv, to_csv, to_markdown
 
 __all__ = [
     "CSV_COLUMNS",
+    "HIDDEN",
     "SMALL",
     "Change",
     "Comparison",
@@ -33,12 +43,15 @@ __all__ = [
     "Ratio",
     "StageFigures",
     "compare",
+    "complementary",
     "episode_personas",
     "flow_figures",
     "hidden",
     "mermaid",
+    "rate_hidden",
     "read_csv",
     "shown",
+    "shown_group",
     "shown_rate",
     "to_csv",
     "to_markdown",

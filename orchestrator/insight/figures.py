@@ -289,6 +289,7 @@ def _stage_figures(
             scheduled_intake[r.episode].add(r.stage)
         elif r.status == "sent":
             sent_in[r.episode].add(r.stage)
+    final = {s.id for s in flow.stages if s.final}
     for _, episode in episodes:
         history = episode.history
         last = len(history) - 1
@@ -297,14 +298,7 @@ def _stage_figures(
             if stage is None:
                 continue  # a stage of another version of the flow
             stage["entered"] += 1
-            if i < last:
-                stage["moved_on"] += 1
-            elif episode.status is EpisodeStatus.EXITED:
-                stage["dropped_off"] += 1
-            elif episode.status is EpisodeStatus.COMPLETED:
-                stage["completed"] += 1
-            else:
-                stage["still_here"] += 1
+            stage[_ending(episode, i == last, visit.stage_id in final)] += 1
         own = sorted(attributed.get(episode.id, ()), key=lambda item: item[1].occurred_at)
         intake_done = any(e.type is EventType.INTAKE_COMPLETED for _, e in own)
         # Per visit: missed or attended. Per stage: intake asked, replies.
@@ -361,6 +355,19 @@ def _stage_figures(
         for stage in flow.stages
         for c in [counts[stage.id]]
     )
+
+
+def _ending(episode: Episode, last: bool, final: bool) -> str:
+    """How a stage visit ended (rule 1). The last visit of a final stage completed the
+    journey whatever happened to the episode after: a later opt-out or death notice
+    exits the episode but does not undo a completed journey into a drop-off."""
+    if not last:
+        return "moved_on"
+    if final or episode.status is EpisodeStatus.COMPLETED:
+        return "completed"
+    if episode.status is EpisodeStatus.EXITED:
+        return "dropped_off"
+    return "still_here"
 
 
 # -- messages --------------------------------------------------------------------

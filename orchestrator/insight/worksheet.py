@@ -16,10 +16,13 @@ from dataclasses import dataclass
 
 from ..flows.model import Flow, MessageSpec, Stage, StageCategory
 from .figures import FlowFigures, MessageFigures, Ratio, StageFigures
+from .privacy import HIDDEN, complementary, rate_hidden
 
 __all__ = [
     "CATEGORY_TITLES",
     "CSV_COLUMNS",
+    "FUNNEL",
+    "funnel_texts",
     "mermaid",
     "read_csv",
     "to_csv",
@@ -74,6 +77,23 @@ CSV_COLUMNS = (
 
 Show = Callable[[int], str]
 
+# A stage's funnel cells, the total first: entered = moved_on + dropped_off + completed + still_here.
+FUNNEL = ("entered", "moved_on", "dropped_off", "completed", "still_here")
+
+
+def _group_texts(total: int, parts: tuple[int, ...], show: Show) -> tuple[str, ...]:
+    """An additive group's cells as `show` shows them, the total first, with a second cell
+    hidden wherever one hidden cell could be subtracted back (`privacy.complementary`)."""
+    total_hidden, flags = complementary(total, parts, hide=lambda n: show(n) != str(n))
+    cells = zip((total, *parts), (total_hidden, *flags), strict=True)
+    return tuple(HIDDEN if flag and show(n) == str(n) else show(n) for n, flag in cells)
+
+
+def funnel_texts(f: StageFigures, show: Show) -> dict[str, str]:
+    """A stage's funnel cells (`FUNNEL`) as shown, hidden together."""
+    parts = (f.moved_on, f.dropped_off, f.completed, f.still_here)
+    return dict(zip(FUNNEL, _group_texts(f.entered, parts, show), strict=True))
+
 
 @dataclass(frozen=True, slots=True)
 class _Row:
@@ -112,12 +132,13 @@ def _ideas(stage: Stage) -> list[str]:
 
 
 def _ratio(ratio: Ratio, show: Show) -> str:
+    """ "n of d (p%)", or without the percentage and with the counts hidden together
+    when any of n, d and d - n is hidden: "48 of 50 (96%)" would give the 2 away."""
     if not ratio.denominator:
         return "-"
-    if show(ratio.numerator) != str(ratio.numerator) or show(ratio.denominator) != str(
-        ratio.denominator
-    ):
-        return f"{show(ratio.numerator)} of {show(ratio.denominator)}"
+    if rate_hidden(ratio.numerator, ratio.denominator, hide=lambda n: show(n) != str(n)):
+        numerator, denominator = _pair(ratio, show)
+        return f"{numerator} of {denominator}"
     return f"{ratio.numerator} of {ratio.denominator} ({100 * (ratio.value or 0):.0f}%)"
 
 
@@ -191,14 +212,7 @@ def to_markdown(flow: Flow, figures: FlowFigures | None = None, show: Show = str
         ]
         if figures is not None:
             f = figures.stage(stage.id)
-            cells += [
-                show(f.entered),
-                show(f.moved_on),
-                show(f.dropped_off),
-                show(f.completed),
-                show(f.still_here),
-                _cell(_outcomes(f, show)),
-            ]
+            cells += [*funnel_texts(f, show).values(), _cell(_outcomes(f, show))]
         cells += [_cell(list(stage.notes.as_is)), _cell(_ideas(stage))]
         out.append("| " + " | ".join(cells) + " |")
     if figures is not None:
@@ -271,11 +285,11 @@ class _Lines:
         return len(text)
 
 
-def to_csv(flow: Flow, figures: FlowFigures | None = None) -> str:
+def to_csv(flow: Flow, figures: FlowFigures | None = None, show: Show = str) -> str:
     """The worksheet as CSV: a `stage` row per stage, then a `message` row per message.
 
-    Lists inside a cell are joined with " | ". Exact counts: the CSV is for
-    the people who own the flow, not a marketing page.
+    Lists inside a cell are joined with " | ". Counts as `show` shows them: exact
+    by default (for the people who own the flow), or under the small-count rule.
     """
     sink = _Lines()
     writer = csv.DictWriter(sink, fieldnames=CSV_COLUMNS, lineterminator="\r\n")
@@ -298,24 +312,7 @@ def to_csv(flow: Flow, figures: FlowFigures | None = None) -> str:
                 "to_be": " | ".join(_ideas(stage)),
             }
             if figures is not None:
-                f = figures.stage(stage.id)
-                line |= {
-                    "entered": f.entered,
-                    "moved_on": f.moved_on,
-                    "dropped_off": f.dropped_off,
-                    "completed": f.completed,
-                    "still_here": f.still_here,
-                    "intake_completed": f.intake_completion.numerator,
-                    "intake_asked": f.intake_completion.denominator,
-                    "no_shows": f.no_show.numerator,
-                    "visits_ended": f.no_show.denominator,
-                    "replied": f.confirmation_by_reply.numerator,
-                    "messaged": f.confirmation_by_reply.denominator,
-                    "referrals_booked": f.referral_to_booking.count,
-                    "referral_to_booking_median_hours": ""
-                    if f.referral_to_booking.median is None
-                    else f"{f.referral_to_booking.median:.2f}",
-                }
+                line |= _stage_counts(figures.stage(stage.id), show)
         writer.writerow(line)
     for stage in flow.stages:
         for spec in stage.messages:
@@ -331,16 +328,44 @@ def to_csv(flow: Flow, figures: FlowFigures | None = None) -> str:
             if figures is not None:
                 m = figures.message(spec.id)
                 line |= {
-                    "scheduled": m.scheduled,
-                    "sent": m.sent,
-                    "delivered": m.delivered,
-                    "failed": m.failed,
-                    "cancelled": m.cancelled,
-                    "expired": m.expired,
-                    "suppressed": " | ".join(f"{r}: {n}" for r, n in m.suppressed.items()),
+                    "scheduled": show(m.scheduled),
+                    "sent": show(m.sent),
+                    "delivered": show(m.delivered),
+                    "failed": show(m.failed),
+                    "cancelled": show(m.cancelled),
+                    "expired": show(m.expired),
+                    "suppressed": " | ".join(f"{r}: {show(n)}" for r, n in m.suppressed.items()),
                 }
             writer.writerow(line)
     return "".join(sink.parts)
+
+
+def _stage_counts(f: StageFigures, show: Show) -> dict[str, str]:
+    """A stage row's counts. A rate's two counts are hidden together when their
+    difference would be hidden: it is the third cell of their additive group."""
+    intake = _pair(f.intake_completion, show)
+    no_show = _pair(f.no_show, show)
+    reply = _pair(f.confirmation_by_reply, show)
+    return funnel_texts(f, show) | {
+        "intake_completed": intake[0],
+        "intake_asked": intake[1],
+        "no_shows": no_show[0],
+        "visits_ended": no_show[1],
+        "replied": reply[0],
+        "messaged": reply[1],
+        "referrals_booked": show(f.referral_to_booking.count),
+        "referral_to_booking_median_hours": ""
+        if f.referral_to_booking.median is None
+        else f"{f.referral_to_booking.median:.2f}",
+    }
+
+
+def _pair(ratio: Ratio, show: Show) -> tuple[str, str]:
+    """(numerator, denominator) as shown; the denominator is the total of the numerator
+    and what it leaves out."""
+    n, d = ratio.numerator, ratio.denominator
+    total, numerator, _ = _group_texts(d, (n, d - n), show)
+    return numerator, total
 
 
 def read_csv(text: str) -> list[dict[str, str]]:
@@ -364,8 +389,8 @@ def mermaid(flow: Flow, figures: FlowFigures | None = None, show: Show = str) ->
         for stage in stages:
             label = stage.name
             if figures is not None:
-                f = figures.stage(stage.id)
-                label += f"<br>entered {show(f.entered)}, dropped off {show(f.dropped_off)}"
+                funnel = funnel_texts(figures.stage(stage.id), show)
+                label += f"<br>entered {funnel['entered']}, dropped off {funnel['dropped_off']}"
             lines.append(f'    {_node(stage.id)}["{_label(label)}"]')
         lines.append("  end")
     starting = {t.event for t in flow.starts_on}

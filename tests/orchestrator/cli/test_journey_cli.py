@@ -70,6 +70,19 @@ def test_the_map_of_a_simulated_run_has_the_measured_figures_as_csv(
     assert (rows["booked"]["entered"], rows["booked"]["dropped_off"]) == ("6", "1")
 
 
+def test_the_csv_map_hides_small_counts_when_asked(flows: Path, events: Path) -> None:
+    command = ["journey", "map", "--flow", "insight-flow", "--flows", str(flows)]
+    command += ["--events", str(events), "--format", "csv", "--hide-small-counts"]
+    result = runner.invoke(app, command)
+
+    assert result.exit_code == 0, result.output
+    rows = read_csv(result.output)
+    booked = next(r for r in rows if r["kind"] == "stage" and r["stage"] == "booked")
+    assert (booked["entered"], booked["dropped_off"], booked["completed"]) == ("<11", "<11", "0")
+    sent = [r["sent"] for r in rows if r["kind"] == "message"]
+    assert sent and all(n in {"0", "<11"} for n in sent), sent
+
+
 def test_the_map_reads_the_store(flows: Path, events: Path, tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'store.db'}"
     parsed = [parse_event_json(line) for line in events.read_text().splitlines()]

@@ -14,18 +14,22 @@ from orchestrator.decisions import DecisionRecord
 from orchestrator.insight import (
     FlowFigures,
     PatientEvent,
+    Ratio,
+    StageFigures,
     episode_personas,
     flow_figures,
     mermaid,
+    rate_hidden,
     read_csv,
     shown,
     shown_rate,
     to_csv,
     to_markdown,
 )
+from orchestrator.journey import EpisodeStatus
 from orchestrator.policies import held_out
 from orchestrator.simulate import Simulator
-from tests.builders import make_event, make_patient
+from tests.builders import at, make_event, make_patient
 from tests.orchestrator.insight.stream import insight_flow, insight_stream
 
 FLOW = insight_flow()
@@ -58,6 +62,25 @@ def test_the_funnel_matches_the_hand_counts() -> None:
         ("rebooking", "booked"): 1,
         ("referred", "booked"): 1,
     }
+
+
+def test_a_completed_journey_exited_later_still_counts_as_completed() -> None:
+    # p-1 attended (the final stage), then opts out days later: the episode is exited,
+    # but the journey was completed, not dropped off at its last stage.
+    p1 = make_patient("p-1", phone="+15555550110")
+    late = make_event(
+        "consent.opted_out", id="e1-out", occurred_at=at(days=20), patient=p1, appointment_id=None
+    )
+    events = [*insight_stream(), late]
+    simulator = Simulator({FLOW.id: FLOW}, VirtualClock(events[0].occurred_at))
+    records = [r for e in events for r in simulator.feed(e)] + list(simulator.run_until(None))
+    episode = next(e for e in simulator.journeys["p-1", FLOW.id].episodes)
+    assert episode.status is EpisodeStatus.EXITED
+
+    visited = flow_figures(FLOW, simulator.journeys.values(), records).stage("visited")
+
+    assert (visited.entered, visited.completed, visited.dropped_off) == (2, 2, 0)
+    assert simulated()[0].stage("visited") == visited
 
 
 def test_the_outcome_metrics_match_the_hand_counts() -> None:
@@ -141,6 +164,32 @@ def test_the_csv_round_trips() -> None:
     assert again.getvalue() == text
 
 
+def test_the_csv_applies_the_small_count_rule_when_given_it() -> None:
+    booked = StageFigures("booked", 25, 20, 5, 0, 0, no_show=Ratio(48, 50))
+    figures = with_booked(simulated()[0], booked)
+
+    rows = read_csv(to_csv(FLOW, figures, shown))
+    row = next(r for r in rows if r["kind"] == "stage" and r["stage"] == "booked")
+    cells = [row[name] for name in ("entered", "moved_on", "dropped_off", "completed")]
+    assert cells == ["25", "<11", "<11", "0"]
+    # 48 no-shows of 50 visits would give the 2 attended away.
+    assert (row["no_shows"], row["visits_ended"]) == ("<11", "50")
+    exact = read_csv(to_csv(FLOW, figures))
+    assert next(r for r in exact if r["stage"] == "booked")["dropped_off"] == "5"
+
+
+def test_a_markdown_ratio_is_hidden_when_its_complement_would_be() -> None:
+    booked = StageFigures("booked", 25, 20, 5, 0, 0, no_show=Ratio(48, 50))
+    figures = with_booked(simulated()[0], booked)
+
+    hiding = to_markdown(FLOW, figures, shown)
+    assert "no-show: <11 of 50" in hiding
+    assert "96%" not in hiding and "48 of 50" not in hiding
+    assert "no-show: 48 of 50 (96%)" in to_markdown(FLOW, figures)
+    halves = with_booked(figures, replace(booked, no_show=Ratio(25, 50)))
+    assert "no-show: 25 of 50 (50%)" in to_markdown(FLOW, halves, shown)
+
+
 def test_the_markdown_has_a_row_per_stage_and_category_gaps() -> None:
     figures = simulated()[0]
     text = to_markdown(FLOW, figures)
@@ -174,6 +223,22 @@ def test_the_mermaid_diagram_draws_declared_and_measured_moves() -> None:
     assert mermaid(FLOW).count("-->") == text.count("-->")
 
 
+def with_booked(figures: FlowFigures, booked: StageFigures) -> FlowFigures:
+    """`figures` with the `booked` stage's figures replaced."""
+    stages = tuple(booked if s.stage_id == "booked" else s for s in figures.stages)
+    return replace(figures, stages=stages)
+
+
+def test_a_lone_hidden_funnel_cell_gets_a_hidden_companion_in_markdown_and_mermaid() -> None:
+    # 25 entered = 20 moved on + 5 dropped off: "<11" alone would give the 5 back.
+    figures = with_booked(simulated()[0], StageFigures("booked", 25, 20, 5, 0, 0))
+
+    booked = next(r for r in to_markdown(FLOW, figures, shown).splitlines() if "(`booked`)" in r)
+    assert "| 25 | <11 | <11 | 0 | 0 |" in booked
+    assert "| 25 | 20 | 5 | 0 | 0 |" in to_markdown(FLOW, figures)  # exact without the rule
+    assert "Booked<br>entered 25, dropped off <11" in mermaid(FLOW, figures, shown)
+
+
 @pytest.mark.parametrize(
     ("count", "text"), [(0, "0"), (1, "<11"), (10, "<11"), (11, "11"), (250, "250")]
 )
@@ -187,6 +252,7 @@ def test_a_rate_is_hidden_when_any_of_its_counts_would_be() -> None:
     assert shown_rate(95, 100) == "<11"  # the complement gives the small count away
     assert shown_rate(50, 100) == "50%"
     assert shown_rate(11, 12) == "<11"
+    assert rate_hidden(48, 50) and not rate_hidden(25, 50)
 
 
 def test_holdout_assignment_is_deterministic_and_near_its_percentage() -> None:
