@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
 from ..errors import FlowError, StoreError
@@ -24,10 +25,21 @@ TemplatesOption = Annotated[Path | None, typer.Option("--templates", help="templ
 
 
 def settings_with(**overrides: object) -> Settings:
-    """Settings from the environment, with the flags that were given on top."""
+    """Settings from the environment, with the flags that were given on top.
+
+    A bad setting is printed, naming it, and the command exits with code 2
+    (no traceback; the rejected value is not echoed: it may be a secret).
+    """
     given = {k: v for k, v in overrides.items() if v is not None}
-    # Validated as the environment is (model_copy would take a bad flag as it came).
-    return Settings.model_validate({**Settings().model_dump(), **given})
+    try:
+        # Validated as the environment is (model_copy would take a bad flag as it came).
+        return Settings.model_validate({**Settings().model_dump(), **given})
+    except ValidationError as exc:
+        err = Console(stderr=True)
+        for error in exc.errors(include_input=False, include_url=False):
+            where = ".".join(str(part) for part in error["loc"])
+            err.print(f"setting {where}: {error['msg']}", markup=False)
+        raise typer.Exit(2) from None
 
 
 @contextmanager

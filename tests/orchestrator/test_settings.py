@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import pytest
+import typer
 from pydantic import ValidationError
+from typer.testing import CliRunner
 
+from orchestrator.cli.app import app
 from orchestrator.cli.options import settings_with
 from orchestrator.settings import Settings
 
@@ -25,9 +28,24 @@ def test_a_known_hl7_time_zone_or_none_is_taken(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_a_command_line_time_zone_is_checked_as_the_environment_is(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.delenv("ORCHESTRATOR_HL7_TIMEZONE", raising=False)
     assert settings_with(hl7_timezone="Europe/Paris").hl7_timezone == "Europe/Paris"
-    with pytest.raises(ValidationError, match="ORCHESTRATOR_HL7_TIMEZONE"):
+    with pytest.raises(typer.Exit) as stopped:
         settings_with(hl7_timezone="Nowhere/Special")
+
+    assert stopped.value.exit_code == 2
+    assert "ORCHESTRATOR_HL7_TIMEZONE" in capsys.readouterr().err
+
+
+def test_a_bad_setting_ends_a_command_with_its_name_and_no_traceback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ORCHESTRATOR_HL7_TIMEZONE", "America/NewYork")
+
+    result = CliRunner().invoke(app, ["audit", "report"])
+
+    assert result.exit_code == 2
+    assert "ORCHESTRATOR_HL7_TIMEZONE" in result.output
+    assert "Traceback" not in result.output
