@@ -118,6 +118,9 @@ class Dispatcher:
     backoff: timedelta = timedelta(seconds=30)
     batch: int = 100
     concurrency: int = 1
+    # How long a send whose outcome nobody can tell is asked about, from its due
+    # time, when the message itself never goes stale.
+    reconcile_limit: timedelta = timedelta(days=3)
     rng: random.Random = field(default_factory=random.Random)
 
     def tick(self) -> int:
@@ -464,6 +467,23 @@ class Dispatcher:
         try:
             receipt = connector.find(message.key)
         except TransientSendError:
+            if now >= (message.expires_at or claim.due_at + self.reconcile_limit):
+                # Nobody will tell any more (the provider never got it, or forgot
+                # this process): resending now could only send a stale or a
+                # second copy. Failed, with a reason that says why.
+                self.store.finish(
+                    message,
+                    self.owner,
+                    now,
+                    "failed",
+                    "reconcile:unresolved",
+                    attempt_outcome="unknown",
+                )
+                log.warning(
+                    "dispatch.outcome_unresolved",
+                    extra={"message_key": message.key, "channel": claim.channel},
+                )
+                return True
             # Still "sending": ask again when this hold runs out, never resend blindly.
             self.store.hold(message.key, self.owner, now + self.backoff, "reconcile:unknown")
             return True

@@ -528,6 +528,31 @@ def test_crash_whose_outcome_the_provider_cannot_tell_yet_is_asked_again_not_res
     assert runtime.outbox()[(key, "sms")] == 1
 
 
+def test_a_send_nobody_can_tell_about_is_failed_as_unresolved_once_it_is_stale(
+    build_runtime: BuildRuntime, sandbox_sms: Connector
+) -> None:
+    # The request never reached the provider, and the provider cannot be asked.
+    unsure = UnsureConnector(sandbox_sms, unsure=1_000)
+    runtime = build_runtime(connectors={Channel.SMS: unsure})
+    runtime.process(make_event(start=START))
+    key = _crash_mid_send(runtime, connector_called=False)
+    runtime.clock.advance(runtime.dispatcher.lease + timedelta(seconds=1))
+    runtime.dispatcher.tick()
+    assert runtime.message("confirmation")["reason"] == "reconcile:unknown"  # asked again later
+
+    asked = 1
+    while runtime.message("confirmation")["status"] == "sending" and asked < 500:
+        runtime.clock.advance(timedelta(hours=1))
+        runtime.dispatcher.tick()
+        asked += 1
+
+    confirmation = runtime.message("confirmation")
+    assert (confirmation["status"], confirmation["reason"]) == ("failed", "reconcile:unresolved")
+    assert asked > 1
+    assert key not in unsure.sends  # never resent
+    assert (key, "sms") not in runtime.outbox()
+
+
 @dataclass
 class BrokenConnector:
     """Fails with an error no connector should raise: a bug, not a provider answer."""
