@@ -35,13 +35,21 @@ from orchestrator.errors import (
 )
 from orchestrator.runtime.dispatcher import Outgoing, Receipt
 
-__all__ = ["INVALID_NUMBER_CODES", "OPTED_OUT_CODE", "TwilioConfig", "TwilioConnector"]
+__all__ = [
+    "INVALID_NUMBER_CODES",
+    "OPTED_OUT_CODE",
+    "QUEUE_FULL_CODE",
+    "TwilioConfig",
+    "TwilioConnector",
+]
 
 log = logging.getLogger(__name__)
 
 OPTED_OUT_CODE = 21610
 # Codes that say the number cannot take SMS at all: retrying cannot help.
 INVALID_NUMBER_CODES = frozenset({21211, 21212, 21217, 21401, 21407, 21408, 21612, 21614})
+# The sender's queue is full (a 400): a burst to wait out, not a refusal.
+QUEUE_FULL_CODE = 21611
 # Ambiguous sends remembered for `find`; older ones wait for their status callback.
 _REMEMBERED = 10_000
 # How far Twilio's clock may be behind ours when `find` compares creation times.
@@ -174,6 +182,8 @@ class TwilioConnector:
             return RecipientOptedOutError(f"Twilio {code}: the recipient unsubscribed")
         if code in INVALID_NUMBER_CODES:
             return PermanentSendError(f"Twilio {code}: the number cannot receive SMS")
+        if code == QUEUE_FULL_CODE:
+            return TransientSendError(f"Twilio {code}: the sender's queue is full")
         if status == 429 or status >= 500:
             return TransientSendError(f"Twilio answered {status} (code {code})")
         if status in (401, 403):

@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import pytest
 
-from connectors.twilio import OPTED_OUT_CODE, TwilioConnector
+from connectors.twilio import OPTED_OUT_CODE, QUEUE_FULL_CODE, TwilioConnector
 from orchestrator.errors import (
     AmbiguousSendError,
     PermanentSendError,
@@ -99,6 +99,13 @@ def test_rate_limits_and_server_errors_are_transient(
     sms: TwilioConnector, twilio: StandIn, status: int
 ) -> None:
     twilio.errors[TO] = (status, 20429 if status == 429 else None)
+
+    with pytest.raises(TransientSendError):
+        sms.send(sms_to())
+
+
+def test_a_full_sender_queue_is_transient(sms: TwilioConnector, twilio: StandIn) -> None:
+    twilio.errors[TO] = (400, QUEUE_FULL_CODE)
 
     with pytest.raises(TransientSendError):
         sms.send(sms_to())
