@@ -182,7 +182,8 @@ class ProcessedEventRow(Base):
     event_id: Mapped[str] = mapped_column(Id, primary_key=True)
     type: Mapped[str] = mapped_column(String(40))
     source: Mapped[str] = mapped_column(String(100))
-    patient_id: Mapped[str] = mapped_column(Id)
+    # Journey insight reads a flow's patients' events by patient.
+    patient_id: Mapped[str] = mapped_column(Id, index=True)
     occurred_at: Mapped[datetime] = mapped_column(Stamp())
     received_at: Mapped[datetime] = mapped_column(Stamp())
 
