@@ -19,6 +19,11 @@ from .topics import BrokerError, bootstrap_servers, topic_for
 __all__ = ["PublishReport", "Publisher", "route"]
 
 
+# Records whose acknowledgement is awaited before more are sent: a large file
+# is not held in memory as one future per line.
+_CONFIRM_EVERY = 10_000
+
+
 @dataclass
 class PublishReport:
     published: Counter[str] = field(default_factory=Counter)
@@ -51,13 +56,20 @@ def route(line: str | bytes) -> tuple[str, bytes]:
 class Publisher:
     """A kafka-python producer that waits for every record to be on the broker."""
 
-    def __init__(self, url: str, *, linger_ms: int = 20, timeout: float = 30.0) -> None:
+    def __init__(
+        self, url: str, *, linger_ms: int = 20, timeout: float = 30.0, producer: Any = None
+    ) -> None:
+        """`producer` replaces the kafka-python producer (tests)."""
         from kafka import KafkaProducer
         from kafka.errors import KafkaError
 
         self._timeout = timeout
+        self._error: type[Exception] = KafkaError
+        if producer is not None:
+            self._producer: Any = producer
+            return
         try:
-            self._producer: Any = KafkaProducer(
+            self._producer = KafkaProducer(
                 bootstrap_servers=bootstrap_servers(url),
                 client_id="orchestrator-ingest",
                 acks="all",
@@ -71,7 +83,6 @@ class Publisher:
             )
         except KafkaError as exc:
             raise BrokerError(f"broker {url}: cannot connect ({exc.__class__.__name__})") from exc
-        self._error: type[Exception] = KafkaError
 
     def publish(
         self,
@@ -85,24 +96,32 @@ class Publisher:
             BrokerError: the broker did not take a record.
         """
         report = PublishReport()
-        futures = []
-        for number, line in lines:
-            try:
-                topic, key = route(line)
-            except ValueError as exc:
-                report.unroutable.append((number, str(exc)))
-                continue
-            futures.append(self._producer.send(topic, key=key, value=line.rstrip(b"\r\n")))
-            report.published[topic] += 1
-            if on_sent is not None:
-                on_sent(1)
+        waiting: list[Any] = []
         try:
-            self._producer.flush(self._timeout)
-            for future in futures:
-                future.get(self._timeout)
+            for number, line in lines:
+                try:
+                    topic, key = route(line)
+                except ValueError as exc:
+                    report.unroutable.append((number, str(exc)))
+                    continue
+                waiting.append(self._producer.send(topic, key=key, value=line.rstrip(b"\r\n")))
+                report.published[topic] += 1
+                if on_sent is not None:
+                    on_sent(1)
+                if len(waiting) >= _CONFIRM_EVERY:
+                    self._confirm(waiting)
+            self._confirm(waiting)
         except self._error as exc:
+            # From send() too: a full buffer or missing metadata times out there.
             raise BrokerError(f"publish failed: {exc.__class__.__name__}") from exc
         return report
+
+    def _confirm(self, waiting: list[Any]) -> None:
+        """Wait until the broker has every record sent so far."""
+        self._producer.flush(self._timeout)
+        for future in waiting:
+            future.get(self._timeout)
+        waiting.clear()
 
     def close(self) -> None:
         self._producer.close(self._timeout)

@@ -7,11 +7,13 @@ import hashlib
 import json
 
 import pytest
+from kafka.errors import KafkaTimeoutError
 
 from orchestrator.event import EventType
 from orchestrator.kafka import DeadLetter, Record, bootstrap_servers, topic_for
-from orchestrator.kafka.publish import route
+from orchestrator.kafka.publish import Publisher, route
 from orchestrator.kafka.topics import EVENT_TOPICS, BrokerError
+from tests.builders import make_event_data
 
 
 @pytest.mark.parametrize(
@@ -111,3 +113,21 @@ def test_dead_letter_keeps_binary_input_as_base64() -> None:
     body = json.loads(letter.value())
     assert body["encoding"] == "base64"
     assert base64.b64decode(body["value"]) == b"\xff\xfe"
+
+
+class _RefusingProducer:
+    """A producer whose buffer is full: send() times out, as kafka-python's does."""
+
+    def send(self, *args: object, **kwargs: object) -> None:
+        raise KafkaTimeoutError("Failed to allocate memory within the configured max blocking time")
+
+    def flush(self, timeout: float | None = None) -> None:
+        pass
+
+
+def test_a_record_the_producer_cannot_take_is_a_broker_error() -> None:
+    publisher = Publisher("kafka://127.0.0.1:9", producer=_RefusingProducer())
+    line = json.dumps(make_event_data()).encode()
+
+    with pytest.raises(BrokerError, match="KafkaTimeoutError"):
+        publisher.publish([(1, line)])
