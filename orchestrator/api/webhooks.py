@@ -13,6 +13,7 @@ import binascii
 import json
 import logging
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -236,6 +237,7 @@ def webhook_router(service: EmbeddedService) -> APIRouter:
     def _apply_sendgrid_event(event: Mapping[str, Any], event_id: str) -> None:
         now = service.clock.now()
         kind = str(event["event"])
+        decided = _event_time(event.get("timestamp"))
         key = event.get("message_key")
         key = key if isinstance(key, str) else None
         message_id = event.get("sg_message_id")
@@ -254,16 +256,31 @@ def webhook_router(service: EmbeddedService) -> APIRouter:
                 reason = f"provider:{kind}"
                 if key is not None:
                     feedback.consent_for_message(
-                        key, Channel.EMAIL, granted=False, source=f"sendgrid:{kind}", ref=event_id
+                        key,
+                        Channel.EMAIL,
+                        granted=False,
+                        source=f"sendgrid:{kind}",
+                        ref=event_id,
+                        at=decided,
                     )
             ledger.advance("failed", reason, now, key=key, provider_id=provider_id)
         elif kind in _EMAIL_OPT_OUT and key is not None:
             feedback.consent_for_message(
-                key, Channel.EMAIL, granted=False, source=f"sendgrid:{kind}", ref=event_id
+                key,
+                Channel.EMAIL,
+                granted=False,
+                source=f"sendgrid:{kind}",
+                ref=event_id,
+                at=decided,
             )
         elif kind == "group_resubscribe" and key is not None:
             feedback.consent_for_message(
-                key, Channel.EMAIL, granted=True, source=f"sendgrid:{kind}", ref=event_id
+                key,
+                Channel.EMAIL,
+                granted=True,
+                source=f"sendgrid:{kind}",
+                ref=event_id,
+                at=decided,
             )
         log.info("webhook.sendgrid_event", extra={"kind": kind, "message_key": key})
 
@@ -289,3 +306,13 @@ def _sendgrid_batch(text: str) -> list[Mapping[str, Any]]:
             if not isinstance(item.get(name), str) or not item[name]:
                 raise _Malformed(f"item {i}: {name}: required, a string")
     return data
+
+
+def _event_time(value: object) -> datetime | None:
+    """A SendGrid event's `timestamp` (Unix seconds) as a UTC time; None if unusable."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        return datetime.fromtimestamp(value, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 
 from ..clock import Clock
 from ..event import Channel, Event, EventType, JSONValue
@@ -31,14 +32,25 @@ class Feedback:
     clock: Clock
 
     def consent_for_message(
-        self, key: str, channel: Channel, *, granted: bool, source: str, ref: str
+        self,
+        key: str,
+        channel: Channel,
+        *,
+        granted: bool,
+        source: str,
+        ref: str,
+        at: datetime | None = None,
     ) -> int:
-        """Record consent for the recipient of message `key`; returns how many were recorded."""
+        """Record consent for the recipient of message `key`; returns how many were recorded.
+
+        `at` is when the person decided, as the provider says (else now): a
+        decision delivered late must not override a later one.
+        """
         recipient = self.ledger.recipient_of(key)
         if recipient is None:
             log.warning("feedback.unknown_message", extra={"message_key": key, "source": source})
             return 0
-        return self._consent([recipient], channel, granted=granted, source=source, ref=ref)
+        return self._consent([recipient], channel, granted=granted, source=source, ref=ref, at=at)
 
     def consent_for_phone(self, phone: str, *, granted: bool, source: str, ref: str) -> int:
         """Record SMS consent for everyone reached at `phone`; returns how many."""
@@ -71,9 +83,12 @@ class Feedback:
         granted: bool,
         source: str,
         ref: str,
+        at: datetime | None = None,
     ) -> int:
         kind = EventType.CONSENT_OPTED_IN if granted else EventType.CONSENT_OPTED_OUT
-        events = [self._event(kind, r, source, ref, {"channel": channel.value}) for r in recipients]
+        events = [
+            self._event(kind, r, source, ref, {"channel": channel.value}, at) for r in recipients
+        ]
         self._process(events)
         return len(events)
 
@@ -84,6 +99,7 @@ class Feedback:
         source: str,
         ref: str,
         attributes: dict[str, JSONValue],
+        at: datetime | None = None,
     ) -> Event:
         if recipient.caregiver_id is not None:
             attributes = attributes | {"caregiver_id": recipient.caregiver_id}
@@ -92,7 +108,7 @@ class Feedback:
         return Event(
             id=f"{source}-{digest}",
             type=kind,
-            occurred_at=self.clock.now(),
+            occurred_at=at or self.clock.now(),
             source=source,
             patient=recipient.patient,
             attributes=attributes,

@@ -553,6 +553,22 @@ def test_sendgrid_opt_outs_and_suppressions_stop_email(hooks: Hooks) -> None:
     assert hooks.message(message["key"])["status"] == "failed"
 
 
+def test_a_late_unsubscribe_does_not_override_a_later_resubscribe(hooks: Hooks) -> None:
+    message = hooks.send_first(email_only_event())
+    decided = int(hooks.clock.now().timestamp())
+    unsubscribe = sendgrid_event("unsubscribe", message["key"], "SGMSG00000001", 1)
+    resubscribe = sendgrid_event("group_resubscribe", message["key"], "SGMSG00000001", 2)
+    unsubscribe["timestamp"], resubscribe["timestamp"] = decided, decided + 300
+
+    # SendGrid retries the unsubscribe's batch after the resubscribe arrived.
+    hooks.sendgrid_post(json.dumps([resubscribe]).encode())
+    hooks.clock.advance(timedelta(hours=1))
+    hooks.sendgrid_post(json.dumps([unsubscribe]).encode())
+
+    consent = hooks.service.store.consent("p-cc-001", "patient")[Channel.EMAIL]
+    assert (consent.granted, consent.source) == (True, "sendgrid:group_resubscribe")
+
+
 def test_a_blocked_bounce_fails_the_message_but_keeps_the_address(hooks: Hooks) -> None:
     message = hooks.send_first(email_only_event())
 
