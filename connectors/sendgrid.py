@@ -4,9 +4,9 @@ Each mail has a text and, when the template has one, an HTML part; its
 `custom_args` carry only the message's opaque idempotency key, which SendGrid
 echoes in every event-webhook event. The `X-Message-Id` answer header is kept
 as the provider id (event `sg_message_id`s start with it). Errors are
-translated once, here: 429, 5xx and refused connections are transient; other
-4xx refuse for good; a timeout after sending is ambiguous and never resent
-blindly (the "processed" event settles it).
+translated once, here: 429, 5xx and any failure to connect or to write the
+request are transient; other 4xx refuse for good; a timeout while reading the
+answer is ambiguous and never resent blindly (the "processed" event settles it).
 """
 
 from __future__ import annotations
