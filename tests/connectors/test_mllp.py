@@ -181,7 +181,7 @@ def test_a_message_is_stored_then_acknowledged_aa_and_advances_a_journey(
     assert (kept["body"], kept["status"], kept["event_id"]) == (
         SIU,
         "accepted",
-        "hl7:GHHSFacility:MSG00012:S12",
+        "hl7:SCHApp@GHHSFacility:MSG00012:S12",
     )
     episodes = service.store.episodes("PATID1234")
     assert [e["flow"] for e in episodes] == ["cardiology-consult"]
