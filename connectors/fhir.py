@@ -369,10 +369,14 @@ def _encounter(model: Any, resource_id: str, config: FhirConfig) -> dict[str, An
 
 
 def _contacts(patient: Mapping[str, Any]) -> dict[str, Any]:
-    """Telecom and language of a Patient resource (a mobile phone first)."""
+    """Telecom and language of a Patient resource (a mobile phone first).
+
+    The Patient is not validated (only the Appointment or Encounter is):
+    parts of the wrong shape are skipped, as if absent.
+    """
     found: dict[str, Any] = {}
     phones = []
-    for telecom in patient.get("telecom") or []:
+    for telecom in _list(patient.get("telecom")):
         if not isinstance(telecom, Mapping) or not isinstance(telecom.get("value"), str):
             continue
         system, use = telecom.get("system"), telecom.get("use")
@@ -382,12 +386,23 @@ def _contacts(patient: Mapping[str, Any]) -> dict[str, Any]:
             found["email"] = telecom["value"]
     if phones:
         found["phone"] = min(phones)[1]
-    for communication in patient.get("communication") or []:
-        codings = (communication.get("language") or {}).get("coding") or []
-        codes = [c.get("code") for c in codings if isinstance(c, Mapping) and c.get("code")]
-        if codes and ("language" not in found or communication.get("preferred")):
+    for communication in _list(patient.get("communication")):
+        if not isinstance(communication, Mapping):
+            continue
+        language = communication.get("language")
+        codings = _list(language.get("coding")) if isinstance(language, Mapping) else []
+        codes = [c["code"] for c in codings if isinstance(c, Mapping) and _text(c.get("code"))]
+        if codes and ("language" not in found or communication.get("preferred") is True):
             found["language"] = codes[0]
     return found
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _text(value: Any) -> bool:
+    return isinstance(value, str) and bool(value)
 
 
 def _code(concepts: Any) -> str | None:

@@ -222,3 +222,30 @@ def test_a_versioned_reference_gives_the_patient_id_without_the_version() -> Non
     encounter = resource("Encounter-home.json")
     encounter["subject"]["reference"] = "http://example.org/fhir/Patient/p1/_history/3"
     assert resource_event(encounter, CONFIG, NOW).patient.id == "p1"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"communication": ["x"]},
+        {"communication": [{"language": "en"}]},
+        {"communication": [{"language": {"coding": "en"}}]},
+        {"communication": [{"language": {"coding": [{"code": 5}]}}]},
+        {"communication": 5},
+        {"telecom": 5},
+        {"telecom": ["x", {"system": "sms", "value": 5}]},
+    ],
+)
+def test_a_patient_of_the_wrong_shape_gives_its_event_without_those_details(
+    change: dict[str, Any],
+) -> None:
+    bundle = _bundle_with(_with_patient_reference("http://example.org/fhir/Patient/123"))
+    patient_entry = next(e for e in bundle["entry"] if e.get("fullUrl", "").endswith("/123"))
+    patient_entry["resource"] = {
+        k: v for k, v in patient_entry["resource"].items() if k != "telecom"
+    }
+    patient_entry["resource"].update(change)
+    _, entries = bundle_events(bundle, CONFIG, NOW)
+    event = entries[-1].event
+    assert event is not None
+    assert (event.patient.id, event.patient.phone, event.patient.language) == ("123", None, None)
