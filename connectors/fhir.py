@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -62,6 +63,10 @@ ENCOUNTER_STATUS: Final = {
 BUNDLE_TYPES: Final = ("transaction", "batch", "history", "subscription-notification", "collection")
 # Entries a notification bundle carries about itself, not about care.
 _NOTIFICATION_TYPES: Final = ("SubscriptionStatus", "Parameters")
+# A literal Patient reference, absolute or relative, perhaps versioned (FHIR R4 id syntax).
+_LITERAL_PATIENT: Final = re.compile(
+    r"(?:^|/)Patient/([A-Za-z0-9\-.]{1,64})(?:/_history/[A-Za-z0-9\-.]{1,64})?$"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +162,10 @@ def bundle_events(data: Any, config: FhirConfig, now: datetime) -> tuple[str, li
     for entry in entries:
         resource = entry.get("resource") if isinstance(entry, Mapping) else None
         if isinstance(resource, Mapping) and resource.get("resourceType") == "Patient":
-            for key in (entry.get("fullUrl"), f"Patient/{resource.get('id')}"):
+            keys = [entry.get("fullUrl")]
+            if isinstance(resource.get("id"), str):
+                keys.append(f"Patient/{resource['id']}")
+            for key in keys:
                 if isinstance(key, str):
                     patients[key] = resource
     results: list[EntryResult] = []
@@ -231,9 +239,8 @@ def _map(
         "attributes": {"fhir": {"resource": f"{kind}/{resource_id}", "status": status}},
     }
     updated = meta.lastUpdated if meta is not None else None
-    reference: str | None
     if kind == "Appointment":
-        reference, patient = _appointment_patient(model, root)
+        patient, found = _appointment_patient(model, root, patients, contained)
         event["appointment"] = _appointment(model, resource_id, config)
         created = model.created
         # `created` may be a bare date: then it says nothing about the instant.
@@ -241,9 +248,10 @@ def _map(
         occurred = updated or (created if aware else None) or now
     else:
         reference = model.subject.reference if model.subject is not None else None
-        if not reference or "Patient/" not in reference:
+        resolved = _resolve_patient(reference, patients, contained, f"{root}.subject")
+        if resolved is None:
             raise FhirError([Issue(f"{root}.subject", "required", "needs a Patient reference")])
-        patient = reference.rsplit("Patient/", 1)[1]
+        patient, found = resolved
         event["encounter"] = _encounter(model, resource_id, config)
         period = model.period
         moment = None
@@ -251,7 +259,6 @@ def _map(
             moment = period.start if status == "in-progress" else period.end
         occurred = moment or updated or now
     event["occurred_at"] = _iso(occurred)
-    found = patients.get(reference or "") or contained.get(reference or "")
     event["patient"] = {"id": patient, **(_contacts(found) if found else {})}
     try:
         return parse_event(event, default_region=config.default_region)
@@ -259,24 +266,64 @@ def _map(
         raise FhirError([Issue(root, "invalid", p) for p in exc.problems]) from None
 
 
-def _appointment_patient(model: Any, root: str) -> tuple[str, str]:
+def _appointment_patient(
+    model: Any,
+    root: str,
+    patients: Mapping[str, Mapping[str, Any]],
+    contained: Mapping[str, Mapping[str, Any]],
+) -> tuple[str, Mapping[str, Any] | None]:
     for i, participant in enumerate(model.participant or []):
         actor = participant.actor
         reference = actor.reference if actor is not None else None
-        if reference and "Patient/" in reference:
-            patient = reference.rsplit("Patient/", 1)[1]
-            if not patient:
-                raise FhirError(
-                    [
-                        Issue(
-                            f"{root}.participant[{i}].actor.reference",
-                            "invalid",
-                            "empty Patient id",
-                        )
-                    ]
-                )
-            return reference, patient
+        where = f"{root}.participant[{i}].actor.reference"
+        resolved = _resolve_patient(reference, patients, contained, where)
+        if resolved is not None:
+            return resolved
     raise FhirError([Issue(f"{root}.participant", "required", "no participant is a Patient")])
+
+
+def _resolve_patient(
+    reference: str | None,
+    patients: Mapping[str, Mapping[str, Any]],
+    contained: Mapping[str, Mapping[str, Any]],
+    where: str,
+) -> tuple[str, Mapping[str, Any] | None] | None:
+    """The patient id and, when at hand, the Patient resource a reference points to.
+
+    Resolved as FHIR resolves it: a Bundle entry's fullUrl (`urn:uuid:` in
+    transactions), then a contained resource (`#p1`), then a literal
+    `[base/]Patient/<id>[/_history/<version>]`. None when it is no Patient.
+    """
+    if not reference:
+        return None
+    literal = _LITERAL_PATIENT.search(reference)
+    if "Patient/" in reference and literal is None:
+        raise FhirError([Issue(where, "invalid", "not a valid Patient reference")])
+    resource = patients.get(reference) or contained.get(reference)
+    if resource is None and literal is not None:
+        resource = patients.get(f"Patient/{literal[1]}")
+    if resource is not None and resource.get("resourceType") != "Patient":
+        resource = None
+    if resource is None:
+        return (literal[1], None) if literal is not None else None
+    found = _patient_id(resource) or (literal[1] if literal is not None else None)
+    if not found:
+        raise FhirError(
+            [Issue(where, "invalid", "the Patient referred to has no id or identifier")]
+        )
+    return found, resource
+
+
+def _patient_id(resource: Mapping[str, Any]) -> str | None:
+    """A Patient resource's id, else its first identifier value."""
+    if isinstance(resource.get("id"), str) and resource["id"]:
+        return str(resource["id"])
+    identifiers = resource.get("identifier")
+    for identifier in identifiers if isinstance(identifiers, list) else []:
+        value = identifier.get("value") if isinstance(identifier, Mapping) else None
+        if isinstance(value, str) and value:
+            return value
+    return None
 
 
 def _appointment(model: Any, resource_id: str, config: FhirConfig) -> dict[str, Any]:
@@ -322,10 +369,14 @@ def _encounter(model: Any, resource_id: str, config: FhirConfig) -> dict[str, An
 
 
 def _contacts(patient: Mapping[str, Any]) -> dict[str, Any]:
-    """Telecom and language of a Patient resource (a mobile phone first)."""
+    """Telecom and language of a Patient resource (a mobile phone first).
+
+    The Patient is not validated (only the Appointment or Encounter is):
+    parts of the wrong shape are skipped, as if absent.
+    """
     found: dict[str, Any] = {}
     phones = []
-    for telecom in patient.get("telecom") or []:
+    for telecom in _list(patient.get("telecom")):
         if not isinstance(telecom, Mapping) or not isinstance(telecom.get("value"), str):
             continue
         system, use = telecom.get("system"), telecom.get("use")
@@ -335,12 +386,23 @@ def _contacts(patient: Mapping[str, Any]) -> dict[str, Any]:
             found["email"] = telecom["value"]
     if phones:
         found["phone"] = min(phones)[1]
-    for communication in patient.get("communication") or []:
-        codings = (communication.get("language") or {}).get("coding") or []
-        codes = [c.get("code") for c in codings if isinstance(c, Mapping) and c.get("code")]
-        if codes and ("language" not in found or communication.get("preferred")):
+    for communication in _list(patient.get("communication")):
+        if not isinstance(communication, Mapping):
+            continue
+        language = communication.get("language")
+        codings = _list(language.get("coding")) if isinstance(language, Mapping) else []
+        codes = [c["code"] for c in codings if isinstance(c, Mapping) and _text(c.get("code"))]
+        if codes and ("language" not in found or communication.get("preferred") is True):
             found["language"] = codes[0]
     return found
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _text(value: Any) -> bool:
+    return isinstance(value, str) and bool(value)
 
 
 def _code(concepts: Any) -> str | None:

@@ -13,9 +13,10 @@
 | ADT^A11, ADT^A13 | patient.updated with `attributes.cancels` (the canonical event v1 has no cancellation of an admission or a discharge) |
 
 The type comes from MSH-9 (EVN-1 may disagree in real feeds; MSH-9 wins).
-The event id is `hl7:<sending facility>:<MSH-10>:<trigger>`, so a resent
-message is a duplicate; the trigger is part of it because real senders reuse
-control ids across message types.
+The event id is `hl7:<MSH-3>@<MSH-4>:<MSH-10>:<trigger>`, so a resent
+message is a duplicate; the sending application is part of it because two
+systems at one facility count control ids independently, and the trigger
+because real senders reuse control ids across message types.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ _EMAIL_EQUIPMENT = ("INTERNET", "X.400")
 _LANGUAGE = re.compile(r"[a-z]{2,3}")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9._\-]")
+_ID_MAX = 200
 # DTM: YYYY[MM[DD[HH[MM[SS[.S[S[S[S]]]]]]]]][+/-ZZZZ]; an offset of 24 hours or more, or
 # of 60 minutes or more, parses but fails (or silently shifts) on conversion to UTC.
 _DTM = re.compile(
@@ -164,6 +166,7 @@ def map_message(message: Hl7Message, config: Hl7Config) -> Event:
     if not control:
         raise Hl7Error(msh.location(10), "no message control id", REQUIRED_FIELD_MISSING)
     facility = msh.get(4) or msh.get(4, 2) or msh.get(3) or "unknown"
+    application = msh.get(3) or msh.get(3, 2)
     zone = config.zone()
     evn = message.first("EVN")
     occurred = None
@@ -195,7 +198,7 @@ def map_message(message: Hl7Message, config: Hl7Config) -> Event:
     # language tag, aware UTC times), and validating again would halve the
     # throughput. tests/connectors/test_hl7v2.py holds the two in agreement.
     return Event(
-        id=_event_id(facility, control, trigger),
+        id=_event_id(application, facility, control, trigger),
         type=event_type,
         occurred_at=occurred,
         source=config.source,
@@ -206,11 +209,23 @@ def map_message(message: Hl7Message, config: Hl7Config) -> Event:
     )
 
 
-def _event_id(facility: str, control: str, trigger: str) -> str:
-    key = f"hl7:{_ID_UNSAFE.sub('_', facility)}:{_ID_UNSAFE.sub('_', control)}:{trigger}"
-    if len(key) <= 200:
+def _event_id(application: str, facility: str, control: str, trigger: str) -> str:
+    """`hl7:<app>@<facility>:<control>:<trigger>`, readable and collision-free.
+
+    Over the length limit, a readable prefix and the SHA-256 of the whole key.
+    """
+    key = f"hl7:{_id_part(application)}@{_id_part(facility)}:{_id_part(control)}:{trigger}"
+    if len(key) <= _ID_MAX:
         return key
-    return "hl7:" + hashlib.sha256(key.encode()).hexdigest()
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    # "~" is always percent-encoded in a part, so a digested id never equals a plain one.
+    return f"{key[: _ID_MAX - len(digest) - 1]}~{digest}"
+
+
+def _id_part(text: str) -> str:
+    # Percent-encoding, not replacement: "X/1" and "X 1" must stay distinct ids,
+    # and "@" and ":" inside a part must not read as separators.
+    return _ID_UNSAFE.sub(lambda m: "".join(f"%{b:02X}" for b in m[0].encode()), text)
 
 
 # -- patient ---------------------------------------------------------------------

@@ -63,6 +63,12 @@ class MllpDecoder:
         self._buffer = bytearray()
         self._inside = False
         self._skipping = False  # after an oversized frame, until the next start block
+        self._starts = 0
+
+    @property
+    def starts(self) -> int:
+        """How many start blocks have been read: a change means a new frame began."""
+        return self._starts
 
     @property
     def inside(self) -> bool:
@@ -84,6 +90,7 @@ class MllpDecoder:
                 if start < 0:
                     return out  # bytes between frames (keep-alive newlines, noise)
                 self._inside, self._skipping = True, False
+                self._starts += 1
                 self._buffer.clear()
                 i = start + 1
                 continue
@@ -200,13 +207,17 @@ class MllpServer:
         log.info("mllp.connected")
         clock = asyncio.get_running_loop()
         started: float | None = None  # when the frame being read began
+        frame_no = 0  # the decoder's start count when `started` was taken
         try:
             while not answering.done():
                 # Silence ends a connection, and so does a frame trickled in too
                 # slowly (a client sending a byte now and then is never silent).
                 timeout = self.idle_timeout
                 if decoder.inside:
-                    started = clock.time() if started is None else started
+                    # A pipelining sender's reads may all end mid-frame: each new
+                    # start block restarts the clock, not only a read between frames.
+                    if started is None or decoder.starts != frame_no:
+                        started, frame_no = clock.time(), decoder.starts
                     timeout = min(timeout, started + self.frame_timeout - clock.time())
                 else:
                     started = None

@@ -172,3 +172,9 @@ def _json(body: bytes) -> Any:
         raise FhirError([Issue("", "structure", f"not UTF-8 (at byte {exc.start})")]) from None
     except json.JSONDecodeError as exc:
         raise FhirError([Issue("", "structure", f"not JSON (at position {exc.pos})")]) from None
+    except RecursionError:
+        # Thousands of nested arrays: the parser's own stack gives out.
+        raise FhirError([Issue("", "too-costly", "JSON nested too deeply")]) from None
+    except ValueError:
+        # An integer of more digits than Python converts, for one.
+        raise FhirError([Issue("", "structure", "not JSON that can be read")]) from None

@@ -154,3 +154,98 @@ def test_arbitrary_json_gives_events_or_a_fhir_error_never_a_crash(
             bundle_events(data, CONFIG, NOW)
         else:
             resource_event(data, CONFIG, NOW)
+
+
+# -- patient references -------------------------------------------------------------
+
+PHONE = {"system": "sms", "value": "+15555550100"}
+
+
+def _with_patient_reference(reference: str) -> dict[str, Any]:
+    appointment = resource("Appointment-example.json")
+    appointment["participant"][0]["actor"]["reference"] = reference
+    return appointment
+
+
+def _bundle_with(appointment: dict[str, Any]) -> dict[str, Any]:
+    """The sample transaction bundle, a phone on each Patient, and the appointment."""
+    bundle = resource("Bundle-bundle-transaction.json")
+    for entry in bundle["entry"]:
+        if entry.get("resource", {}).get("resourceType") == "Patient":
+            entry["resource"]["telecom"] = [PHONE]
+    bundle["entry"].append({"fullUrl": "urn:uuid:5b6d7e01", "resource": appointment})
+    return bundle
+
+
+def _bundle_patient(reference: str) -> Any:
+    _, entries = bundle_events(_bundle_with(_with_patient_reference(reference)), CONFIG, NOW)
+    last = entries[-1]
+    assert last.error is None, last.error
+    assert last.event is not None
+    return last.event.patient
+
+
+@pytest.mark.parametrize(
+    ("reference", "patient_id"),
+    [
+        # A POSTed Patient has no id yet: its identifier is the one that lasts.
+        ("urn:uuid:88f151c0-a954-468a-88bd-5ae15c08e059", "234234"),
+        ("http://example.org/fhir/Patient/123", "123"),
+        ("Patient/123a", "123a"),
+        ("Patient/123a/_history/2", "123a"),
+    ],
+)
+def test_a_bundle_patient_reference_resolves_to_its_entry(reference: str, patient_id: str) -> None:
+    patient = _bundle_patient(reference)
+    assert (patient.id, patient.phone) == (patient_id, PHONE["value"])
+
+
+def test_a_urn_uuid_patient_without_id_or_identifier_is_an_error() -> None:
+    reference = "urn:uuid:61ebe359-bfdc-4613-8bf2-c5e300945f0a"
+    bundle = _bundle_with(_with_patient_reference(reference))
+    _, entries = bundle_events(bundle, CONFIG, NOW)
+    error = entries[-1].error
+    assert error is not None
+    assert error.issues[0].expression.endswith("participant[0].actor.reference")
+
+
+def test_a_contained_patient_is_read_from_the_resource() -> None:
+    appointment = _with_patient_reference("#p1")
+    appointment["contained"] = [{"resourceType": "Patient", "id": "p1", "telecom": [PHONE]}]
+    patient = resource_event(appointment, CONFIG, NOW).patient
+    assert (patient.id, patient.phone) == ("p1", PHONE["value"])
+
+
+def test_a_versioned_reference_gives_the_patient_id_without_the_version() -> None:
+    event = resource_event(_with_patient_reference("Patient/p1/_history/3"), CONFIG, NOW)
+    assert event.patient.id == "p1"
+    encounter = resource("Encounter-home.json")
+    encounter["subject"]["reference"] = "http://example.org/fhir/Patient/p1/_history/3"
+    assert resource_event(encounter, CONFIG, NOW).patient.id == "p1"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"communication": ["x"]},
+        {"communication": [{"language": "en"}]},
+        {"communication": [{"language": {"coding": "en"}}]},
+        {"communication": [{"language": {"coding": [{"code": 5}]}}]},
+        {"communication": 5},
+        {"telecom": 5},
+        {"telecom": ["x", {"system": "sms", "value": 5}]},
+    ],
+)
+def test_a_patient_of_the_wrong_shape_gives_its_event_without_those_details(
+    change: dict[str, Any],
+) -> None:
+    bundle = _bundle_with(_with_patient_reference("http://example.org/fhir/Patient/123"))
+    patient_entry = next(e for e in bundle["entry"] if e.get("fullUrl", "").endswith("/123"))
+    patient_entry["resource"] = {
+        k: v for k, v in patient_entry["resource"].items() if k != "telecom"
+    }
+    patient_entry["resource"].update(change)
+    _, entries = bundle_events(bundle, CONFIG, NOW)
+    event = entries[-1].event
+    assert event is not None
+    assert (event.patient.id, event.patient.phone, event.patient.language) == ("123", None, None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,7 +51,7 @@ def _event(
     name: str, control: str, trigger: str, kind: str, type_: str, occurred: str
 ) -> dict[str, Any]:
     return {
-        "id": f"hl7:GHHSFacility:{control}:{trigger}",
+        "id": f"hl7:{kind}App@GHHSFacility:{control}:{trigger}".replace("SIUApp", "SCHApp"),
         "type": type_,
         "occurred_at": occurred,
         "source": "hl7v2",
@@ -128,6 +129,36 @@ def test_a_control_id_reused_for_another_message_type_is_not_a_duplicate() -> No
     admitted = to_event(sample("ADT-A01-01.hl7"), CONFIG)
     discharged = to_event(sample("ADT-A03-01.hl7"), CONFIG)
     assert admitted.id != discharged.id
+
+
+def test_two_applications_at_one_facility_do_not_share_event_ids() -> None:
+    # A RIS and a PAS at one facility both count control ids from the same start.
+    ris = to_event(with_field(sample("SIU-S12-01.hl7"), "MSH", 3, "RIS"), CONFIG)
+    pas = to_event(with_field(sample("SIU-S12-01.hl7"), "MSH", 3, "PAS"), CONFIG)
+    assert ris.id != pas.id
+
+
+@pytest.mark.parametrize(
+    ("field", "one", "other"),
+    [(10, "X/1", "X 1"), (10, "X_1", "X 1"), (4, "A:B", "A@B"), (3, "A@B", "A_B")],
+)
+def test_ids_that_differ_only_in_unsafe_characters_stay_distinct(
+    field: int, one: str, other: str
+) -> None:
+    first = to_event(with_field(SIU, "MSH", field, one), CONFIG)
+    second = to_event(with_field(SIU, "MSH", field, other), CONFIG)
+    assert first.id != second.id
+    _schema_agrees(first)
+
+
+def test_a_long_event_id_keeps_a_readable_prefix_and_a_digest() -> None:
+    long_control = "C" * 300
+    event = to_event(with_field(SIU, "MSH", 10, long_control), CONFIG)
+    other = to_event(with_field(SIU, "MSH", 10, long_control + "D"), CONFIG)
+    assert len(event.id) <= 200
+    assert event.id.startswith("hl7:SCHApp@GHHSFacility:CCC")
+    assert re.fullmatch(r".*~[0-9a-f]{64}", event.id)
+    assert event.id != other.id
 
 
 def test_a_resent_message_has_the_same_event_id() -> None:

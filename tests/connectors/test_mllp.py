@@ -6,6 +6,7 @@ import asyncio
 import logging
 import socket
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -181,7 +182,7 @@ def test_a_message_is_stored_then_acknowledged_aa_and_advances_a_journey(
     assert (kept["body"], kept["status"], kept["event_id"]) == (
         SIU,
         "accepted",
-        "hl7:GHHSFacility:MSG00012:S12",
+        "hl7:SCHApp@GHHSFacility:MSG00012:S12",
     )
     episodes = service.store.episodes("PATID1234")
     assert [e["flow"] for e in episodes] == ["cardiology-consult"]
@@ -339,6 +340,29 @@ def test_a_frame_trickled_in_too_slowly_is_cut_at_the_frame_timeout(
         [rejected] = service.store.rejected()
         assert "a frame took longer than 1 s" in rejected["reason"]
         assert rejected["body"].startswith(b"MSH|^~\\&|x")
+    finally:
+        listener.stop()
+
+
+def test_pipelined_frames_whose_reads_all_end_mid_frame_are_each_timed_alone(
+    service: EmbeddedService,
+) -> None:
+    listener = Listener(service)
+    listener.server.frame_timeout = 0.5
+    frames = [frame(with_field(SIU, "MSH", 10, f"PIPE{k}")) for k in range(5)]
+    # Each send ends a frame and begins the next: the listener is never between frames.
+    chunks = [frames[0] + frames[1][:50]]
+    chunks += [frames[k][50:] + frames[k + 1][:50] for k in range(1, 4)]
+    chunks.append(frames[4][50:])
+    try:
+        with listener.connect() as sock:
+            acks: list[str] = []
+            for chunk in chunks:
+                sock.sendall(chunk)
+                acks += read_acks(sock, 1)  # this chunk was read
+                time.sleep(0.2)  # 5 sends span 0.8 s: past the timeout, no frame near it
+        assert [segment(a, "MSA")[1:3] for a in acks] == [["AA", f"PIPE{k}"] for k in range(5)]
+        assert service.store.rejected() == []
     finally:
         listener.stop()
 

@@ -133,6 +133,23 @@ def test_a_body_that_is_not_json_is_a_400_outcome(client: TestClient) -> None:
     assert response.json()["issue"][0]["diagnostics"] == "not JSON (at position 1)"
 
 
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (b"[" * 200_000, "too-costly"),  # deeper than the JSON parser's stack
+        (b'{"resourceType": "Appointment", "id": ' + b"1" * 5000 + b"}", "structure"),
+    ],
+)
+@pytest.mark.parametrize("route", ["/fhir/Appointment", "/fhir"])
+def test_json_that_cannot_be_read_is_a_400_outcome(
+    client: TestClient, route: str, body: bytes, code: str
+) -> None:
+    response = client.post(route, content=body)
+    assert response.status_code == 400, response.text
+    issue = response.json()["issue"][0]
+    assert (issue["severity"], issue["code"]) == ("error", code)
+
+
 def test_the_fhir_routes_need_the_token(service: EmbeddedService) -> None:
     with TestClient(create_app(service, run_dispatcher=False)) as anonymous:
         response = anonymous.post("/fhir/Appointment", json=resource("Appointment-example.json"))

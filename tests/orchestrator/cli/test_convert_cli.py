@@ -105,4 +105,4 @@ def test_the_console_script_converts(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["id"] == "hl7:GHHSFacility:MSG00012:S12"
+    assert json.loads(done.stdout)["id"] == "hl7:SCHApp@GHHSFacility:MSG00012:S12"
