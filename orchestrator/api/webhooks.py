@@ -237,12 +237,24 @@ def webhook_router(service: EmbeddedService) -> APIRouter:
     def _apply_sendgrid_event(event: Mapping[str, Any], event_id: str) -> None:
         now = service.clock.now()
         kind = str(event["event"])
-        decided = _event_time(event.get("timestamp"))
         key = event.get("message_key")
         key = key if isinstance(key, str) else None
         message_id = event.get("sg_message_id")
         # An sg_message_id is the X-Message-Id we kept, then ".filter...".
         provider_id = message_id.split(".", 1)[0] if isinstance(message_id, str) else None
+
+        def email_consent(*, granted: bool) -> None:
+            # Dated when the person decided, as SendGrid says.
+            if key is not None:
+                feedback.consent_for_message(
+                    key,
+                    Channel.EMAIL,
+                    granted=granted,
+                    source=f"sendgrid:{kind}",
+                    ref=event_id,
+                    at=_event_time(event.get("timestamp")),
+                )
+
         if key is not None and kind != "deferred":
             ledger.settle_sent(key, provider_id, now, "reconciled:event")
         if kind == "delivered":
@@ -254,34 +266,12 @@ def webhook_router(service: EmbeddedService) -> APIRouter:
                 reason = "provider:blocked"  # a temporary refusal: the address stays usable
             else:
                 reason = f"provider:{kind}"
-                if key is not None:
-                    feedback.consent_for_message(
-                        key,
-                        Channel.EMAIL,
-                        granted=False,
-                        source=f"sendgrid:{kind}",
-                        ref=event_id,
-                        at=decided,
-                    )
+                email_consent(granted=False)
             ledger.advance("failed", reason, now, key=key, provider_id=provider_id)
-        elif kind in _EMAIL_OPT_OUT and key is not None:
-            feedback.consent_for_message(
-                key,
-                Channel.EMAIL,
-                granted=False,
-                source=f"sendgrid:{kind}",
-                ref=event_id,
-                at=decided,
-            )
-        elif kind == "group_resubscribe" and key is not None:
-            feedback.consent_for_message(
-                key,
-                Channel.EMAIL,
-                granted=True,
-                source=f"sendgrid:{kind}",
-                ref=event_id,
-                at=decided,
-            )
+        elif kind in _EMAIL_OPT_OUT:
+            email_consent(granted=False)
+        elif kind == "group_resubscribe":
+            email_consent(granted=True)
         log.info("webhook.sendgrid_event", extra={"kind": kind, "message_key": key})
 
     return router

@@ -111,6 +111,14 @@ def test_a_full_sender_queue_is_transient(sms: TwilioConnector, twilio: StandIn)
         sms.send(sms_to())
 
 
+def unsure_send(sms: TwilioConnector, twilio: StandIn, key: str) -> None:
+    """A send whose answer never came: Twilio holds it past the client's timeout."""
+    twilio.held.add(TO)
+    with pytest.raises(AmbiguousSendError):
+        sms.send(sms_to(key=key))
+    twilio.release.set()
+
+
 def test_a_refused_connection_is_transient(twilio: StandIn) -> None:
     connector = TwilioConnector(twilio_config(twilio, api_base="http://127.0.0.1:9"))
     try:
@@ -139,10 +147,7 @@ def test_a_timeout_after_sending_is_ambiguous_and_find_recovers_the_message(
 def test_find_says_not_sent_when_twilio_has_no_such_message(
     sms: TwilioConnector, twilio: StandIn
 ) -> None:
-    twilio.held.add(TO)
-    with pytest.raises(AmbiguousSendError):
-        sms.send(sms_to(key="k-slow"))
-    twilio.release.set()
+    unsure_send(sms, twilio, "k-slow")
     twilio.created.clear()  # as if the request had never reached Twilio
 
     assert sms.find("k-slow") is None
@@ -151,10 +156,7 @@ def test_find_says_not_sent_when_twilio_has_no_such_message(
 def test_find_does_not_take_an_older_message_with_the_same_text_for_the_unsure_send(
     sms: TwilioConnector, twilio: StandIn
 ) -> None:
-    twilio.held.add(TO)
-    with pytest.raises(AmbiguousSendError):
-        sms.send(sms_to(key="k-slow"))
-    twilio.release.set()
+    unsure_send(sms, twilio, "k-slow")
     # What Twilio holds: only yesterday's message with the very same text.
     (today,) = twilio.created
     yesterday = format_datetime(datetime.now(UTC) - timedelta(days=1))
@@ -179,10 +181,7 @@ def test_a_failing_opt_out_record_still_reports_the_refusal(twilio: StandIn) -> 
 def test_find_writes_no_phone_number_to_the_log(
     sms: TwilioConnector, twilio: StandIn, caplog: pytest.LogCaptureFixture
 ) -> None:
-    twilio.held.add(TO)
-    with pytest.raises(AmbiguousSendError):
-        sms.send(sms_to(key="k-slow"))
-    twilio.release.set()
+    unsure_send(sms, twilio, "k-slow")
 
     with caplog.at_level(logging.INFO):
         sms.find("k-slow")
