@@ -19,6 +19,8 @@ from .hl7_message import APPLICATION_ERROR, ERROR_TEXT, Hl7Error, Location
 __all__ = ["AckCode", "Envelope", "build_ack", "envelope_of"]
 
 AckCode = Literal["AA", "AE", "AR"]
+# MSA-3 (text message) holds at most 80 characters.
+_TEXT_MESSAGE = 80
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +104,7 @@ def build_ack(
     )
     msa = ["MSA", code, envelope.control_id]
     if error is not None:
-        msa.append(_escape(f"{error.location}: {error.problem}", s, enc)[:80])
+        msa.append(_escape(f"{error.location}: {error.problem}", s, enc, limit=_TEXT_MESSAGE))
     segments = [msh, s.join(msa)]
     if error is not None:
         segments.append(_err(error, s, component, sub, enc))
@@ -123,14 +125,22 @@ def _err(error: Hl7Error, s: str, component: str, sub: str, encoding: str) -> st
     return s.join(["ERR", eld, erl, cwe, "E", "", "", diagnostic, diagnostic])
 
 
-def _escape(text: str, field: str, encoding: str) -> str:
-    """HL7 escapes for the separators a free-text field may hold."""
+def _escape(text: str, field: str, encoding: str, *, limit: int | None = None) -> str:
+    """HL7 escapes for the separators a free-text field may hold, within `limit` characters.
+
+    The limit cuts between whole characters and escapes, never inside an escape.
+    """
     escape = encoding[2] if len(encoding) > 2 else "\\"
     names = {field: "F", encoding[0]: "S", encoding[1]: "R", escape: "E"}
     if len(encoding) > 3:
         names[encoding[3]] = "T"
-    out = []
-    for ch in text:
+    out: list[str] = []
+    size = 0
+    for ch in text.replace("\r", " ").replace("\n", " "):
         name = names.get(ch)
-        out.append(f"{escape}{name}{escape}" if name else ch)
-    return "".join(out).replace("\r", " ").replace("\n", " ")
+        piece = f"{escape}{name}{escape}" if name else ch
+        if limit is not None and size + len(piece) > limit:
+            break
+        out.append(piece)
+        size += len(piece)
+    return "".join(out)

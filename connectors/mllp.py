@@ -99,7 +99,8 @@ class MllpDecoder:
             vt = data.find(START, i)
             if vt >= 0 and (fs < 0 or vt < fs):
                 self._take(data[i:vt], out)
-                out.append(self._broken("a new start block before the end of the frame"))
+                if not self._skipping:  # an oversized frame was reported already
+                    out.append(self._broken("a new start block before the end of the frame"))
                 i = vt
                 self._inside = False
                 continue

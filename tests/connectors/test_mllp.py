@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from connectors import hl7_intake, hl7v2
-from connectors.hl7_ack import Envelope, envelope_of
+from connectors.hl7_ack import Envelope, build_ack, envelope_of
 from connectors.hl7_intake import Reply
-from connectors.hl7_message import Hl7Message
+from connectors.hl7_message import APPLICATION_ERROR, Hl7Error, Hl7Message, Location
 from connectors.hl7v2 import Hl7Config
 from connectors.mllp import BrokenFrame, Frame, MllpDecoder, MllpServer, frame
 from orchestrator.clock import VirtualClock
@@ -75,6 +75,25 @@ def test_an_oversized_frame_is_broken_and_the_next_one_still_read() -> None:
     out = decoder.feed(frame(b"x" * 50) + frame(b"small"))
     assert [type(o) for o in out] == [BrokenFrame, Frame]
     assert out[1] == Frame(b"small")
+
+
+def test_an_oversized_frame_cut_by_a_new_start_block_is_reported_once() -> None:
+    decoder = MllpDecoder(max_frame=10)
+    out = decoder.feed(b"\x0b" + b"x" * 50 + frame(b"small"))
+    assert [type(o) for o in out] == [BrokenFrame, Frame]
+    assert out[0].reason == "a frame over 10 bytes"
+
+
+def test_an_ack_text_is_cut_at_80_characters_between_whole_escapes() -> None:
+    error = Hl7Error(Location("PID", 1, 5), "|" * 60, APPLICATION_ERROR)
+
+    ack = build_ack(Envelope(control_id="c-1"), "AE", datetime(2026, 3, 2, tzinfo=UTC), error)
+
+    msa = next(line for line in ack.split("\r") if line.startswith("MSA"))
+    text = msa.split("|")[3]
+    assert len(text) <= 80
+    assert text.endswith("\\F\\")  # a whole escape, not a cut one
+    assert text.count("\\") % 2 == 0
 
 
 def test_pending_is_the_unfinished_frame() -> None:
