@@ -56,13 +56,17 @@ class DeadLetter:
             "value": body,
         }
         if cut:
-            letter |= {"truncated": True, "length": len(raw), "sha256": _sha256(raw)}
+            letter |= {
+                "truncated": True,
+                "length": len(raw),
+                "sha256": hashlib.sha256(raw).hexdigest(),
+            }
         return json.dumps(letter, ensure_ascii=False).encode()
 
     def headers(self) -> list[tuple[str, bytes]]:
         """The same facts as Kafka headers, for consumers that route on them."""
         return [
-            ("reason", self.reason[:_REASON_KEPT].encode()[:1000]),
+            ("reason", self.reason.encode()[:1000]),
             ("source-topic", self.record.topic.encode()),
             ("source-partition", str(self.record.partition).encode()),
             ("source-offset", str(self.record.offset).encode()),
@@ -70,7 +74,3 @@ class DeadLetter:
 
     def where(self) -> str:
         return f"{self.record.topic}[{self.record.partition}]@{self.record.offset}"
-
-
-def _sha256(raw: bytes) -> str:
-    return hashlib.sha256(raw).hexdigest()
