@@ -14,6 +14,8 @@ from enum import StrEnum
 from typing_extensions import TypeAliasType
 
 __all__ = [
+    "MAX_ID_LENGTH",
+    "MAX_SOURCE_LENGTH",
     "Appointment",
     "Caregiver",
     "Channel",
@@ -23,6 +25,11 @@ __all__ = [
     "JSONValue",
     "Patient",
 ]
+
+# What the store's columns hold: an event's identifiers (its own, the patient's,
+# a caregiver's, an appointment's, an encounter's) and its source.
+MAX_ID_LENGTH = 200
+MAX_SOURCE_LENGTH = 100
 
 # A named recursive alias, so that pydantic can validate and dump it.
 JSONValue = TypeAliasType(

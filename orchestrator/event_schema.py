@@ -30,6 +30,8 @@ from pydantic import (
 
 from .errors import InputError
 from .event import (
+    MAX_ID_LENGTH,
+    MAX_SOURCE_LENGTH,
     Appointment,
     Caregiver,
     Channel,
@@ -111,9 +113,8 @@ def _timezone(value: str | None) -> str | None:
     return value
 
 
-# The store's identifier columns hold this many characters: a longer id is
-# refused here, as input, not later by the database in the middle of a batch.
-MAX_ID_LENGTH = 200
+# A longer id is refused here, as input, not later by the database in the
+# middle of a batch.
 Identifier = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
 
 
@@ -175,7 +176,7 @@ class EventV1(BaseModel):
     id: Identifier
     type: EventType
     occurred_at: AwareDatetime
-    source: str = Field(min_length=1, max_length=100)
+    source: str = Field(min_length=1, max_length=MAX_SOURCE_LENGTH)
     patient: PatientV1
     appointment: AppointmentV1 | None = None
     encounter: EncounterV1 | None = None

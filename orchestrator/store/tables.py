@@ -26,6 +26,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from ..event import MAX_ID_LENGTH, MAX_SOURCE_LENGTH
+
 __all__ = [
     "AuditRow",
     "Base",
@@ -44,7 +46,7 @@ __all__ = [
     "WebhookReceiptRow",
 ]
 
-Id = String(200)
+Id = String(MAX_ID_LENGTH)
 
 
 class Stamp(TypeDecorator[datetime]):
@@ -181,7 +183,7 @@ class ProcessedEventRow(Base):
     __tablename__ = "processed_events"
     event_id: Mapped[str] = mapped_column(Id, primary_key=True)
     type: Mapped[str] = mapped_column(String(40))
-    source: Mapped[str] = mapped_column(String(100))
+    source: Mapped[str] = mapped_column(String(MAX_SOURCE_LENGTH))
     # Journey insight reads a flow's patients' events by patient.
     patient_id: Mapped[str] = mapped_column(Id, index=True)
     occurred_at: Mapped[datetime] = mapped_column(Stamp())
