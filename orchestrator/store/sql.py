@@ -66,6 +66,7 @@ from .tables import (
     ProcessedEventRow,
     RejectedInputRow,
     ScheduledMessageRow,
+    Stamp,
     WebhookReceiptRow,
 )
 from .unit import UnitOfWork
@@ -398,13 +399,18 @@ class SqlStore:
         return self.begin_sends({key: channel}, owner, now).get(key)
 
     def begin_sends(
-        self, channels: Mapping[str, Channel], owner: str, now: datetime
+        self,
+        channels: Mapping[str, Channel],
+        owner: str,
+        now: datetime,
+        lease_until: datetime | None = None,
     ) -> dict[str, int]:
         """Mark claimed messages as being sent, each on its channel; their attempt numbers.
 
         One statement per channel, not one per message. A message missing from
         the answer lost its claim (cancelled meanwhile, or the lease taken
-        over): the caller must not send it.
+        over): the caller must not send it. With `lease_until`, the lease of
+        the messages marked is renewed to it (the sends start now).
         """
         by_channel: dict[Channel, list[str]] = {}
         for key, channel in channels.items():
@@ -420,6 +426,7 @@ class SqlStore:
                             "m_owner": owner,
                             "m_channel": channel.value,
                             "m_now": now,
+                            "m_until": lease_until,
                         },
                     )
                     attempts.update({key: int(attempt) for key, attempt in rows})
@@ -439,6 +446,19 @@ class SqlStore:
                     },
                 )
         return attempts
+
+    def renew(self, keys: Iterable[str], owner: str, until: datetime) -> set[str]:
+        """Extend this claimer's lease on `keys` to `until`; the keys it still holds.
+
+        A key missing from the answer was taken over or settled by someone
+        else (cancelled, reconciled): the caller must not send it.
+        """
+        held: set[str] = set()
+        with self._tx() as c:
+            for chunk in chunks(sorted(set(keys)), 500):
+                rows = c.execute(_RENEW, {"m_keys": chunk, "m_owner": owner, "m_until": until})
+                held.update(rows.scalars())
+        return held
 
     def finish(
         self,
@@ -893,9 +913,21 @@ _BEGIN_SENDS = (
         status="sending",
         attempts=_MESSAGES.c.attempts + 1,
         channel=bindparam("m_channel"),
+        lease_until=func.coalesce(bindparam("m_until", type_=Stamp()), _MESSAGES.c.lease_until),
         updated_at=bindparam("m_now"),
     )
     .returning(_MESSAGES.c.key, _MESSAGES.c.attempts)
+)
+# The heartbeat: only the rows this claimer still holds, still in flight, are renewed.
+_RENEW = (
+    update(_MESSAGES)
+    .where(
+        _MESSAGES.c.key.in_(bindparam("m_keys", expanding=True)),
+        _MESSAGES.c.lease_owner == bindparam("m_owner"),
+        _IN_FLIGHT,
+    )
+    .values(lease_until=bindparam("m_until"))
+    .returning(_MESSAGES.c.key)
 )
 _FINISH = (
     update(_MESSAGES)
