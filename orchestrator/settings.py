@@ -9,10 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings"]
+__all__ = ["LEASE_TO_SEND", "Settings"]
+
+# A lease is at least this many times the longest send (see `_lease_outlasts_a_send`).
+LEASE_TO_SEND = 3
 
 
 class Settings(BaseSettings):
@@ -37,7 +40,9 @@ class Settings(BaseSettings):
 
     dispatch_batch: int = 100
     dispatch_poll_seconds: float = 1.0
-    lease_seconds: float = 120.0
+    lease_seconds: float = Field(
+        120.0, gt=0, description="how long a claim holds; renewed every third of it while sending"
+    )
     max_attempts: int = 5
     retry_backoff_seconds: float = 30.0
 
@@ -106,3 +111,25 @@ class Settings(BaseSettings):
                 "(for example America/New_York)"
             ) from None
         return name
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_send(self) -> Settings:
+        # The dispatcher renews its batch's lease every third of it, between
+        # sends: one send (a provider timeout, at worst) must fit in a third,
+        # or another process could take over messages this one is sending.
+        longest = max(self._send_timeouts().items(), key=lambda item: item[1])
+        if self.lease_seconds < LEASE_TO_SEND * longest[1]:
+            raise ValueError(
+                f"ORCHESTRATOR_LEASE_SECONDS must be at least {LEASE_TO_SEND} times the longest "
+                f"send ({longest[0]}, {longest[1]:g} s): {self.lease_seconds:g} s is too short"
+            )
+        return self
+
+    def _send_timeouts(self) -> dict[str, float]:
+        """The longest one send may take on each channel in use, by the setting that bounds it."""
+        timeouts = {"ORCHESTRATOR_SANDBOX_LATENCY_SECONDS": self.sandbox_latency_seconds}
+        if self.twilio_account_sid or self.twilio_auth_token:
+            timeouts["ORCHESTRATOR_TWILIO_TIMEOUT_SECONDS"] = self.twilio_timeout_seconds
+        if self.sendgrid_api_key or self.sendgrid_sender:
+            timeouts["ORCHESTRATOR_SENDGRID_TIMEOUT_SECONDS"] = self.sendgrid_timeout_seconds
+        return timeouts

@@ -36,7 +36,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine, func, select
 
-from orchestrator.store import connect
+from orchestrator.store import check_invariants, connect
 from orchestrator.store.tables import AuditRow, OutboxRow, ScheduledMessageRow
 from tests.live import answers, free_port, wait_until
 from tests.samples import ROOT, SAMPLE_FILES, sample_events, shifted
@@ -279,6 +279,8 @@ def test_a_service_killed_while_dispatching_and_restarted_loses_nothing_and_send
     assert repeated == [], "sent twice"
     assert outbox == sent, "the outbox and the messages' statuses disagree"
     assert dict(audited) == dict.fromkeys(sent, 1), "a send without exactly one audit row"
+    report = check_invariants(store, due_before=now)
+    assert report.violations == ()
 
 
 def test_sigterm_ends_the_service_with_exit_status_0(start_service: StartService) -> None:

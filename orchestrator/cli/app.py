@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import convert, flows, ingest, journey, kafka, reports, service, simulate
+from . import convert, flows, ingest, invariants, journey, kafka, reports, service, simulate
 
 app = typer.Typer(
     name="orchestrator",
@@ -15,6 +15,7 @@ app = typer.Typer(
 )
 app.add_typer(flows.app, name="flows")
 app.add_typer(service.db_app, name="db")
+reports.audit_app.command("check")(invariants.audit_check)
 app.add_typer(reports.audit_app, name="audit")
 app.add_typer(journey.journey_app, name="journey")
 app.command("run")(service.run_command)

@@ -38,7 +38,8 @@ def settings_with(**overrides: object) -> Settings:
         err = Console(stderr=True)
         for error in exc.errors(include_input=False, include_url=False):
             where = ".".join(str(part) for part in error["loc"])
-            err.print(f"setting {where}: {error['msg']}", markup=False)
+            # A rule across settings has no location: its message names them.
+            err.print(f"setting {where}: {error['msg']}" if where else error["msg"], markup=False)
         raise typer.Exit(2) from None
 
 

@@ -12,6 +12,13 @@ A message marked "sending" whose claimer died is not sent blindly again:
 the connector is asked whether it has the key (`find`). Nor is one whose
 send ended ambiguously (a timeout after the request may have arrived): it
 is held as "sending" until a delivery callback or `find` settles it.
+
+A batch is sent under its lease, and the lease is renewed as the sends go:
+marking a batch "sending" renews it, and before each send, once a third of
+it has passed, a heartbeat renews it again for the messages this claimer
+still holds. A message the heartbeat finds lost (taken over, cancelled) is
+not sent. Settings refuse a lease shorter than three of the longest sends,
+so a live dispatcher's lease never runs out between two heartbeats.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import cached_property
@@ -96,12 +103,41 @@ class _Ready:
     relationship: str | None
     journey: Journey | None
     attempt: int = 0  # numbered when the message is marked "sending"
+    marked_at: datetime | None = None  # when it was marked, and its lease renewed
 
 
 @dataclass(frozen=True, slots=True)
 class _Sent:
     receipt: Receipt
     at: datetime
+
+
+class _Lost:
+    """The outcome of a send not made: the heartbeat found the message's claim lost."""
+
+
+_LOST = _Lost()
+
+
+@dataclass
+class _Heartbeat:
+    """The lease on a batch being sent, renewed every third of it while the sends go."""
+
+    store: SqlStore
+    clock: Clock
+    owner: str
+    lease: timedelta
+    held: set[str]
+    renewed_at: datetime
+
+    def holds(self, key: str) -> bool:
+        """Whether this claimer still holds `key` (renewing the batch's lease when it is due)."""
+        now = self.clock.now()
+        if now - self.renewed_at >= self.lease / 3:
+            self.held = self.store.renew(self.held, self.owner, now + self.lease)
+            self.renewed_at = now
+            log.debug("dispatch.lease_renewed", extra={"held": len(self.held)})
+        return key in self.held
 
 
 @dataclass
@@ -172,7 +208,9 @@ class Dispatcher:
             self.store.lock_messages(item.message.key for item in ready)
             sent: list[tuple[_Ready, _Sent]] = []
             for item, outcome in zip(ready, outcomes, strict=True):
-                if isinstance(outcome, _Sent):
+                if isinstance(outcome, _Lost):
+                    log.warning("dispatch.claim_lost", extra={"message_key": item.message.key})
+                elif isinstance(outcome, _Sent):
                     sent.append((item, outcome))  # the common case: recorded together
                 elif self._guarded(item.message, self._settle, item, outcome):
                     refused.append((item, cast(PermanentSendError, outcome)))
@@ -315,19 +353,44 @@ class Dispatcher:
         if not rendered:
             return []
         channels = {item.message.key: item.outgoing.channel for item in rendered}
-        attempts = self.store.begin_sends(channels, self.owner, self.clock.now())
+        now = self.clock.now()
+        attempts = self.store.begin_sends(channels, self.owner, now, now + self.lease)
         return [
-            replace(item, attempt=attempts[item.message.key])
+            replace(item, attempt=attempts[item.message.key], marked_at=now)
             for item in rendered
             if item.message.key in attempts
         ]
 
-    def _deliver(self, ready: Sequence[_Ready]) -> list[_Sent | Exception]:
-        """Hand each message to its connector; the receipt or the error, in order."""
+    def _deliver(self, ready: Sequence[_Ready]) -> list[_Sent | Exception | _Lost]:
+        """Hand each message to its connector; the receipt or the error, in order.
+
+        Each send starts only while the heartbeat says the message is still
+        held; one that is not is `_LOST`, never sent.
+        """
+        lease = _Heartbeat(
+            self.store,
+            self.clock,
+            self.owner,
+            self.lease,
+            {item.message.key for item in ready},
+            min((item.marked_at for item in ready if item.marked_at), default=self.clock.now()),
+        )
         if self.concurrency <= 1 or len(ready) <= 1:
-            return [self._send_one(item.outgoing) for item in ready]
+            return [
+                self._send_one(item.outgoing) if lease.holds(item.message.key) else _LOST
+                for item in ready
+            ]
+        started: dict[int, Future[_Sent | Exception]] = {}
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="send") as pool:
-            return list(pool.map(self._send_one, (item.outgoing for item in ready)))
+            running: set[Future[_Sent | Exception]] = set()
+            for index, item in enumerate(ready):
+                # One slot at a time, so the heartbeat beats between sends here too.
+                while len(running) >= self.concurrency:
+                    _, running = wait(running, return_when=FIRST_COMPLETED)
+                if lease.holds(item.message.key):
+                    started[index] = pool.submit(self._send_one, item.outgoing)
+                    running.add(started[index])
+        return [started[i].result() if i in started else _LOST for i in range(len(ready))]
 
     def _send_one(self, outgoing: Outgoing) -> _Sent | Exception:
         try:
@@ -419,7 +482,7 @@ class Dispatcher:
                 return
             ready = marked[0]
             outcome = self._deliver([ready])[0]
-            if not self._settle(ready, outcome):
+            if isinstance(outcome, _Lost) or not self._settle(ready, outcome):
                 return
             error = cast(PermanentSendError, outcome)
 

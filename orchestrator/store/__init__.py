@@ -6,19 +6,25 @@ production. Row classes stay inside this package; callers get core values.
 
 from .connection import connect
 from .inbound import InboundArchive, Settlement
+from .invariants import INVARIANTS, Invariant, InvariantReport, Violation, check_invariants
 from .migrate import head, pending, upgrade
 from .sql import Claim, OutboxEntry, SendingFacts, Sent, SqlStore
 from .unit import UnitOfWork
 
 __all__ = [
+    "INVARIANTS",
     "Claim",
     "InboundArchive",
+    "Invariant",
+    "InvariantReport",
     "OutboxEntry",
     "SendingFacts",
     "Sent",
     "Settlement",
     "SqlStore",
     "UnitOfWork",
+    "Violation",
+    "check_invariants",
     "connect",
     "head",
     "pending",

@@ -146,7 +146,7 @@ class DeliveryLedger:
 
     def status(self, key: str) -> str | None:
         table = ScheduledMessageRow
-        with self.store._tx() as c:
+        with self.store._read() as c:
             found: str | None = c.execute(
                 select(table.status).where(table.key == key)
             ).scalar_one_or_none()
@@ -155,7 +155,7 @@ class DeliveryLedger:
     def recipient_of(self, key: str) -> Recipient | None:
         """The patient (as last known) and recipient a scheduled message is for."""
         table = ScheduledMessageRow
-        with self.store._tx() as c:
+        with self.store._read() as c:
             row = c.execute(
                 select(PatientRow.snapshot, table.recipient)
                 .join(PatientRow, PatientRow.id == table.patient_id)
@@ -173,7 +173,7 @@ class DeliveryLedger:
         holding the number, which is what one inbound SMS may cost.
         """
         needle = f'%"{phone}"%'
-        with self.store._tx() as c:
+        with self.store._read() as c:
             snapshots = c.execute(
                 select(PatientRow.snapshot).where(PatientRow.snapshot.like(needle))
             ).scalars()
@@ -193,7 +193,7 @@ class DeliveryLedger:
         """Which of these webhook event ids were recorded before."""
         table = WebhookReceiptRow
         found: set[str] = set()
-        with self.store._tx() as c:
+        with self.store._read() as c:
             for chunk in chunks(list(dict.fromkeys(event_ids)), 500):
                 found.update(
                     c.execute(

@@ -8,7 +8,7 @@ in memory.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Table, bindparam, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..errors import StoreError
+from .connection import READ_ONLY, READ_WRITE
 from .sql import SqlStore
 from .tables import InboundMessageRow
 
@@ -28,7 +29,9 @@ _TABLE = cast(Table, InboundMessageRow.__table__)
 _KEEP = insert(_TABLE).returning(_TABLE.c.id, sort_by_parameter_order=True)
 _SETTLE = (
     update(_TABLE)
-    .where(_TABLE.c.id == bindparam("row_id"))
+    # Settled once: a second settlement of one message (a retry racing the
+    # first) changes nothing.
+    .where(_TABLE.c.id == bindparam("row_id"), _TABLE.c.status == "received")
     .values(
         status=bindparam("new_status"),
         event_id=bindparam("new_event_id"),
@@ -52,10 +55,12 @@ class InboundArchive:
         self.engine = store.engine
 
     @contextmanager
-    def _tx(self) -> Iterator[Connection]:
+    def _tx(self, begin: Mapping[str, str] = READ_WRITE) -> Iterator[Connection]:
         try:
-            with self.engine.begin() as connection:
-                yield connection
+            with self.engine.connect() as connection:
+                connection.execution_options(**begin)
+                with connection.begin():
+                    yield connection
         except SQLAlchemyError as exc:
             raise StoreError(f"inbound archive failed: {exc.__class__.__name__}") from exc
 
@@ -98,5 +103,5 @@ class InboundArchive:
         query = select(_TABLE).order_by(_TABLE.c.id.desc()).limit(limit)
         if status is not None:
             query = query.where(_TABLE.c.status == status)
-        with self._tx() as c:
+        with self._tx(READ_ONLY) as c:
             return [dict(row._mapping) for row in c.execute(query)]

@@ -14,6 +14,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
+from .connection import READ_ONLY
+
 __all__ = ["head", "pending", "upgrade"]
 
 _SCRIPTS = Path(__file__).resolve().parent / "migrations"
@@ -41,5 +43,6 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 def pending(engine: Engine) -> bool:
     """Whether the store's schema is behind the code."""
     with engine.connect() as connection:
+        connection.execution_options(**READ_ONLY)
         current = MigrationContext.configure(connection).get_current_revision()
     return current != head()

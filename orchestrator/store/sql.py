@@ -44,6 +44,7 @@ from ..event import Channel, Patient
 from ..journey import Journey, ScheduledMessage
 from ..policies import ConsentRecord
 from . import codec
+from .connection import READ_ONLY, READ_WRITE
 from .rows import (
     IN_FLIGHT,
     REJECTED_BODY_LIMIT,
@@ -65,6 +66,7 @@ from .tables import (
     ProcessedEventRow,
     RejectedInputRow,
     ScheduledMessageRow,
+    Stamp,
     WebhookReceiptRow,
 )
 from .unit import UnitOfWork
@@ -209,29 +211,50 @@ class SqlStore:
 
     @contextmanager
     def _tx(self) -> Iterator[Connection]:
+        """A transaction that may write (on SQLite it takes the write lock as it begins)."""
+        with self._transaction(READ_WRITE) as connection:
+            yield connection
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        """A transaction that only reads: one snapshot, and no write lock on SQLite.
+
+        Inside `together` it joins the block's transaction, which reads as well.
+        """
+        with self._transaction(READ_ONLY) as connection:
+            yield connection
+
+    @contextmanager
+    def _transaction(self, begin: Mapping[str, str]) -> Iterator[Connection]:
         held: Connection | None = getattr(self._held, "connection", None)
         try:
             if held is not None and getattr(self._held, "joined", False):
                 yield held
             elif held is not None:
-                with held.begin():
-                    yield held
+                held.execution_options(**begin)
+                try:
+                    with held.begin():
+                        yield held
+                finally:
+                    held.execution_options(**READ_WRITE)
             else:
-                with self.engine.begin() as connection:
-                    yield connection
+                with self.engine.connect() as connection:
+                    connection.execution_options(**begin)
+                    with connection.begin():
+                        yield connection
         except SQLAlchemyError as exc:
             raise StoreError(f"store operation failed: {exc.__class__.__name__}") from exc
 
     def ping(self) -> None:
         """Raises `StoreError` when the store cannot be reached."""
-        with self._tx() as c:
+        with self._read() as c:
             c.execute(text("SELECT 1"))
 
     # -- flows ------------------------------------------------------------------
 
     def flow_versions(self) -> dict[tuple[str, int], tuple[str, str]]:
         """Every flow version run before: (id, version) -> (digest, source)."""
-        with self._tx() as c:
+        with self._read() as c:
             rows = c.execute(
                 select(
                     FlowVersionRow.flow_id,
@@ -272,7 +295,7 @@ class SqlStore:
             )
 
     def rejected(self, limit: int = 100) -> list[dict[str, Any]]:
-        with self._tx() as c:
+        with self._read() as c:
             rows = c.execute(
                 select(RejectedInputRow).order_by(RejectedInputRow.id.desc()).limit(limit)
             ).all()
@@ -325,23 +348,29 @@ class SqlStore:
                     .where(table.key.in_(keys))
                     .order_by(order, table.key)
                 ).all()
-                c.execute(
-                    update(table)
-                    .where(table.key.in_(keys))
-                    .values(
-                        status=func.coalesce(
-                            # A message caught mid-send stays "sending": its outcome is unknown.
-                            _case_sending(table.status),
-                            "claimed",
-                        ),
-                        lease_owner=owner,
-                        lease_until=lease_until,
-                        updated_at=now,
-                    )
+                # The update checks `condition` again itself: whatever changed a
+                # candidate since it was read (a cancel, another claimer) wins.
+                claimed = set(
+                    c.execute(
+                        update(table)
+                        .where(table.key.in_(keys), condition)
+                        .values(
+                            status=func.coalesce(
+                                # A message caught mid-send stays "sending": its outcome is unknown.
+                                _case_sending(table.status),
+                                "claimed",
+                            ),
+                            lease_owner=owner,
+                            lease_until=lease_until,
+                            updated_at=now,
+                        )
+                        .returning(table.key)
+                    ).scalars()
                 )
                 claims += [
                     Claim(codec.loads(ScheduledMessage, payload), status, attempts, due_at, channel)
-                    for _, payload, status, attempts, due_at, channel in rows
+                    for key, payload, status, attempts, due_at, channel in rows
+                    if key in claimed
                 ]
         return claims
 
@@ -370,13 +399,18 @@ class SqlStore:
         return self.begin_sends({key: channel}, owner, now).get(key)
 
     def begin_sends(
-        self, channels: Mapping[str, Channel], owner: str, now: datetime
+        self,
+        channels: Mapping[str, Channel],
+        owner: str,
+        now: datetime,
+        lease_until: datetime | None = None,
     ) -> dict[str, int]:
         """Mark claimed messages as being sent, each on its channel; their attempt numbers.
 
         One statement per channel, not one per message. A message missing from
         the answer lost its claim (cancelled meanwhile, or the lease taken
-        over): the caller must not send it.
+        over): the caller must not send it. With `lease_until`, the lease of
+        the messages marked is renewed to it (the sends start now).
         """
         by_channel: dict[Channel, list[str]] = {}
         for key, channel in channels.items():
@@ -392,6 +426,7 @@ class SqlStore:
                             "m_owner": owner,
                             "m_channel": channel.value,
                             "m_now": now,
+                            "m_until": lease_until,
                         },
                     )
                     attempts.update({key: int(attempt) for key, attempt in rows})
@@ -411,6 +446,19 @@ class SqlStore:
                     },
                 )
         return attempts
+
+    def renew(self, keys: Iterable[str], owner: str, until: datetime) -> set[str]:
+        """Extend this claimer's lease on `keys` to `until`; the keys it still holds.
+
+        A key missing from the answer was taken over or settled by someone
+        else (cancelled, reconciled): the caller must not send it.
+        """
+        held: set[str] = set()
+        with self._tx() as c:
+            for chunk in chunks(sorted(set(keys)), 500):
+                rows = c.execute(_RENEW, {"m_keys": chunk, "m_owner": owner, "m_until": until})
+                held.update(rows.scalars())
+        return held
 
     def finish(
         self,
@@ -586,7 +634,7 @@ class SqlStore:
         flow_ids = sorted({m.flow_id for m in messages})
         facts = SendingFacts({}, {}, {}, {})
         table = ScheduledMessageRow
-        with self._tx() as c:
+        with self._read() as c:
             for ids in chunks(patient_ids, 500):
                 for pid, snapshot in c.execute(
                     select(PatientRow.id, PatientRow.snapshot).where(PatientRow.id.in_(ids))
@@ -628,14 +676,14 @@ class SqlStore:
         return facts
 
     def patient(self, patient_id: str) -> Patient | None:
-        with self._tx() as c:
+        with self._read() as c:
             snapshot = c.execute(
                 select(PatientRow.snapshot).where(PatientRow.id == patient_id)
             ).scalar_one_or_none()
         return codec.loads(Patient, snapshot) if snapshot else None
 
     def consent(self, patient_id: str, recipient: str) -> dict[Channel, ConsentRecord]:
-        with self._tx() as c:
+        with self._read() as c:
             rows = c.execute(
                 select(
                     ConsentRow.channel, ConsentRow.granted, ConsentRow.at, ConsentRow.source
@@ -647,7 +695,7 @@ class SqlStore:
             }
 
     def journey(self, patient_id: str, flow_id: str, version: int) -> Journey | None:
-        with self._tx() as c:
+        with self._read() as c:
             state = c.execute(
                 select(JourneyRow.state).where(
                     JourneyRow.patient_id == patient_id,
@@ -658,7 +706,7 @@ class SqlStore:
         return codec.loads(Journey, state) if state else None
 
     def patient_journeys(self, patient_id: str) -> list[tuple[int, Journey]]:
-        with self._tx() as c:
+        with self._read() as c:
             rows = c.execute(
                 select(JourneyRow.flow_version, JourneyRow.state)
                 .where(JourneyRow.patient_id == patient_id)
@@ -668,7 +716,7 @@ class SqlStore:
 
     def flow_journeys(self, flow_id: str) -> list[tuple[int, Journey]]:
         """Every journey on `flow_id`, any version (the journey map's funnel reads them)."""
-        with self._tx() as c:
+        with self._read() as c:
             rows = c.execute(
                 select(JourneyRow.flow_version, JourneyRow.state)
                 .where(JourneyRow.flow_id == flow_id)
@@ -679,7 +727,7 @@ class SqlStore:
     def flow_totals(self) -> dict[str, dict[str, int]]:
         """Per flow: episodes, and audit decisions by status (the dashboard's flow list)."""
         totals: dict[str, dict[str, int]] = {}
-        with self._tx() as c:
+        with self._read() as c:
             for flow_id, count in c.execute(
                 select(EpisodeRow.flow_id, func.count()).group_by(EpisodeRow.flow_id)
             ):
@@ -696,7 +744,7 @@ class SqlStore:
         """(event id, patient id, type, occurred at) of these patients' processed events."""
         table = ProcessedEventRow
         found: list[tuple[str, str, str, datetime]] = []
-        with self._tx() as c:
+        with self._read() as c:
             for chunk in chunks(list(dict.fromkeys(patient_ids)), 500):
                 rows = c.execute(
                     select(table.event_id, table.patient_id, table.type, table.occurred_at).where(
@@ -725,7 +773,7 @@ class SqlStore:
             return int(result.inserted_primary_key[0])  # type: ignore[index]
 
     def outbox_find(self, key: str, channel: str) -> int | None:
-        with self._tx() as c:
+        with self._read() as c:
             return c.execute(
                 select(func.min(OutboxRow.id)).where(
                     OutboxRow.key == key, OutboxRow.channel == channel
@@ -733,7 +781,7 @@ class SqlStore:
             ).scalar()
 
     def outbox(self, limit: int = 100) -> list[OutboxEntry]:
-        with self._tx() as c:
+        with self._read() as c:
             rows = c.execute(select(OutboxRow).order_by(OutboxRow.id.desc()).limit(limit)).all()
             return [
                 OutboxEntry(r.key, r.channel, r.to_address, r.subject, r.body, r.html, r.sent_at)
@@ -763,13 +811,13 @@ class SqlStore:
             query = query.where(table.status == status)
         if limit:
             query = query.limit(limit)
-        with self._tx() as c:
+        with self._read() as c:
             return [record_from_row(r) for r in c.execute(query).all()]
 
     def message_statuses(self) -> dict[str, int]:
         """How many scheduled messages are in each status."""
         table = ScheduledMessageRow
-        with self._tx() as c:
+        with self._read() as c:
             rows = c.execute(select(table.status, func.count()).group_by(table.status))
             return {status: int(count) for status, count in rows}
 
@@ -778,7 +826,7 @@ class SqlStore:
         query = select(table).order_by(table.created_at, table.key)
         if patient_id:
             query = query.where(table.patient_id == patient_id)
-        with self._tx() as c:
+        with self._read() as c:
             return [
                 {
                     "key": r.key,
@@ -800,7 +848,7 @@ class SqlStore:
 
     def episodes(self, patient_id: str) -> list[dict[str, Any]]:
         table = EpisodeRow
-        with self._tx() as c:
+        with self._read() as c:
             return [
                 {
                     "id": r.id,
@@ -865,9 +913,21 @@ _BEGIN_SENDS = (
         status="sending",
         attempts=_MESSAGES.c.attempts + 1,
         channel=bindparam("m_channel"),
+        lease_until=func.coalesce(bindparam("m_until", type_=Stamp()), _MESSAGES.c.lease_until),
         updated_at=bindparam("m_now"),
     )
     .returning(_MESSAGES.c.key, _MESSAGES.c.attempts)
+)
+# The heartbeat: only the rows this claimer still holds, still in flight, are renewed.
+_RENEW = (
+    update(_MESSAGES)
+    .where(
+        _MESSAGES.c.key.in_(bindparam("m_keys", expanding=True)),
+        _MESSAGES.c.lease_owner == bindparam("m_owner"),
+        _IN_FLIGHT,
+    )
+    .values(lease_until=bindparam("m_until"))
+    .returning(_MESSAGES.c.key)
 )
 _FINISH = (
     update(_MESSAGES)

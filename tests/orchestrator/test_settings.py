@@ -49,3 +49,31 @@ def test_a_bad_setting_ends_a_command_with_its_name_and_no_traceback(
     assert result.exit_code == 2
     assert "ORCHESTRATOR_HL7_TIMEZONE" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_lease_shorter_than_three_sandbox_sends_is_refused_naming_both_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ORCHESTRATOR_LEASE_SECONDS", "5")
+    monkeypatch.setenv("ORCHESTRATOR_SANDBOX_LATENCY_SECONDS", "2")
+
+    result = CliRunner().invoke(app, ["audit", "report"])
+
+    assert result.exit_code == 2
+    assert "ORCHESTRATOR_LEASE_SECONDS" in result.output
+    assert "ORCHESTRATOR_SANDBOX_LATENCY_SECONDS" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_lease_is_checked_against_the_timeout_of_each_channel_in_use(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ORCHESTRATOR_LEASE_SECONDS", "5")
+    monkeypatch.setenv("ORCHESTRATOR_SANDBOX_LATENCY_SECONDS", "0.2")
+    assert Settings().lease_seconds == 5  # Twilio's 10 s timeout counts only once it is used
+
+    monkeypatch.setenv("ORCHESTRATOR_TWILIO_ACCOUNT_SID", "AC0123")
+    with pytest.raises(ValidationError, match="ORCHESTRATOR_TWILIO_TIMEOUT_SECONDS"):
+        Settings()
+    monkeypatch.setenv("ORCHESTRATOR_LEASE_SECONDS", "30")
+    assert Settings().lease_seconds == 30

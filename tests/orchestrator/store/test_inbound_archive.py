@@ -32,3 +32,18 @@ def test_messages_are_kept_as_received_then_settled(store: SqlStore) -> None:
     )
     assert kept[first]["received_at"] == NOW
     assert archive.messages(status="received") == []
+
+
+def test_a_message_once_settled_is_not_settled_again(store: SqlStore) -> None:
+    archive = InboundArchive(store)
+    (kept,) = archive.keep("hl7v2", [b"MSH|one\r"], NOW)
+    archive.settle([Settlement(kept, "accepted", "hl7:F:1:S12")])
+
+    archive.settle([Settlement(kept, "rejected", None, "a late second settlement")])
+
+    (found,) = archive.messages()
+    assert (found["status"], found["event_id"], found["reason"]) == (
+        "accepted",
+        "hl7:F:1:S12",
+        None,
+    )

@@ -1,0 +1,189 @@
+"""The invariant checker: what a store must never hold, whatever crashed or raced.
+
+Each `Invariant` is a name, what it promises, and a query for the message
+keys that break it. `check_invariants` runs them all on one snapshot and returns an
+`InvariantReport` with a count and a few example keys per broken invariant. The
+stress and crash tests, the soak benchmark and `orchestrator audit check`
+run it; a new rule is one more `Invariant` in `INVARIANTS` (or passed to
+`check_invariants`). It reads the audit log, the messages, the delivery attempts and
+the sandbox outbox, and decides nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Engine, Table, and_, func, select, union
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import aliased
+
+from ..errors import StoreError
+from .connection import READ_ONLY
+from .rows import FINAL
+from .sql import SqlStore
+from .tables import AuditRow, DeliveryAttemptRow, OutboxRow, ScheduledMessageRow
+
+__all__ = ["INVARIANTS", "Invariant", "InvariantReport", "Violation", "check_invariants"]
+
+# How many offending keys a violation names: enough to start looking.
+_EXAMPLES = 5
+# Final statuses after which nothing may be sent.
+_NOT_SENT = ("cancelled", "suppressed", "expired", "failed")
+# Final statuses that say a message never went ("failed" may follow a send:
+# a delivery callback reports that the provider could not deliver it).
+_NEVER_SENT = ("cancelled", "suppressed", "expired")
+
+
+@dataclass(frozen=True, slots=True)
+class Invariant:
+    """A rule the store must keep: `offenders` returns the keys of the messages that break it.
+
+    `offenders` gets one connection (one snapshot) and the instant before which
+    every due message must have reached a final status; it may query, or read
+    rows and decide in Python (a rule that needs the flows, say).
+    """
+
+    name: str
+    promise: str
+    offenders: Callable[[Connection, datetime], Iterable[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """One broken invariant: how many messages break it, and a few of their keys."""
+
+    name: str
+    promise: str
+    count: int
+    examples: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class InvariantReport:
+    """What `check_invariants` found: the invariants it ran, and those that do not hold."""
+
+    checked: tuple[str, ...]
+    violations: tuple[Violation, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+
+def _keys(c: Connection, query: Any) -> Iterable[str]:
+    return cast(Iterable[str], c.execute(query).scalars())
+
+
+def _sent_after_final(c: Connection, _: datetime) -> Iterable[str]:
+    # Audit ids, not times, order the rows: they are written in commit order,
+    # and a virtual clock may stamp two rows with one time.
+    sent, final = aliased(AuditRow), aliased(AuditRow)
+    after = select(sent.key).join(
+        final, and_(final.key == sent.key, final.id < sent.id, final.status.in_(_NOT_SENT))
+    )
+    # A final status that overwrote a send: the message says it never went, yet it did.
+    table = ScheduledMessageRow
+    overwritten = (
+        select(table.key)
+        .join(_OUTBOX, _OUTBOX.c.key == table.key)
+        .where(table.status.in_(_NEVER_SENT))
+    )
+    return _keys(c, union(after.where(sent.status == "sent"), overwritten))
+
+
+def _sent_twice(c: Connection, _: datetime) -> Iterable[str]:
+    audited = (
+        select(AuditRow.key)
+        .where(AuditRow.status == "sent")
+        .group_by(AuditRow.key)
+        .having(func.count() > 1)
+    )
+    attempts = (
+        select(DeliveryAttemptRow.key)
+        .where(DeliveryAttemptRow.outcome == "sent")
+        .group_by(DeliveryAttemptRow.key)
+        .having(func.count() > 1)
+    )
+    outbox = select(_OUTBOX.c.key).group_by(_OUTBOX.c.key).having(func.count() > 1)
+    return _keys(c, union(audited, attempts, outbox))
+
+
+def _unsettled(c: Connection, due_before: datetime) -> Iterable[str]:
+    table = ScheduledMessageRow
+    return _keys(c, select(table.key).where(table.due_at < due_before, table.status.not_in(FINAL)))
+
+
+def _sent_after_expiry(c: Connection, _: datetime) -> Iterable[str]:
+    table = ScheduledMessageRow
+    return _keys(
+        c,
+        select(table.key).where(
+            table.expires_at.is_not(None),
+            table.sent_at.is_not(None),
+            table.sent_at > table.expires_at,
+        ),
+    )
+
+
+_OUTBOX = cast(Table, OutboxRow.__table__)
+
+INVARIANTS: tuple[Invariant, ...] = (
+    Invariant(
+        "sent_after_final",
+        "nothing is sent after it was cancelled, suppressed, expired or failed",
+        _sent_after_final,
+    ),
+    Invariant(
+        "sent_twice",
+        "no message is sent twice (audit, delivery attempts, sandbox outbox)",
+        _sent_twice,
+    ),
+    Invariant(
+        "unsettled",
+        "every message due before the check's time is in a final status",
+        _unsettled,
+    ),
+    Invariant(
+        "sent_after_expiry",
+        "no message is sent after its expires_at",
+        _sent_after_expiry,
+    ),
+)
+
+
+def check_invariants(
+    store: SqlStore | Engine,
+    *,
+    due_before: datetime,
+    invariants: Sequence[Invariant] = INVARIANTS,
+) -> InvariantReport:
+    """Run `invariants` on one snapshot of the store.
+
+    Args:
+        due_before: messages due before this instant must have reached a
+            final status (pass a time a little in the past for a store that
+            is still dispatching).
+
+    Raises:
+        StoreError: the store could not be read.
+    """
+    engine = store.engine if isinstance(store, SqlStore) else store
+    violations = []
+    try:
+        with engine.connect() as c:
+            c.execution_options(**READ_ONLY)
+            with c.begin():
+                for invariant in invariants:
+                    keys = sorted(set(invariant.offenders(c, due_before)))
+                    if keys:
+                        examples = tuple(keys[:_EXAMPLES])
+                        violations.append(
+                            Violation(invariant.name, invariant.promise, len(keys), examples)
+                        )
+    except SQLAlchemyError as exc:
+        raise StoreError(f"invariant check failed: {exc.__class__.__name__}") from exc
+    return InvariantReport(tuple(i.name for i in invariants), tuple(violations))
