@@ -183,7 +183,7 @@ def map_message(message: Hl7Message, config: Hl7Config) -> Event:
     }
     appointment = encounter = None
     if kind == "SIU":
-        appointment = Appointment(**_appointment(message, config, zone))
+        appointment = Appointment(**_appointment(message, config, zone, trigger))
     elif trigger in ("A01", "A03"):
         encounter = Encounter(**_encounter(message, config, zone, trigger))
     else:
@@ -336,7 +336,14 @@ def _language(code: str) -> str | None:
 # -- appointment and encounter -------------------------------------------------------
 
 
-def _appointment(message: Hl7Message, config: Hl7Config, zone: tzinfo | None) -> dict[str, Any]:
+# Triggers that book or move an appointment: they must say when it is. A
+# cancellation or a no-show names the appointment by id and may leave it out.
+_NEEDS_START = frozenset({"S12", "S13", "S14"})
+
+
+def _appointment(
+    message: Hl7Message, config: Hl7Config, zone: tzinfo | None, trigger: str
+) -> dict[str, Any]:
     sch = message.first("SCH")
     if sch is None:
         raise Hl7Error(Location("SCH"), "no SCH segment", REQUIRED_FIELD_MISSING)
@@ -356,6 +363,14 @@ def _appointment(message: Hl7Message, config: Hl7Config, zone: tzinfo | None) ->
         start = _time(ais, 4, zone)
     if start is None:
         start = _time(sch, 11, zone, component=4)
+    if start is None and trigger in _NEEDS_START:
+        # Every reminder of a booking is timed from its start: acknowledging one
+        # without it would lose them all without a word to the sender.
+        raise Hl7Error(
+            sch.location(11, 4),
+            "no appointment start time: TQ1-7, AIS-4 and SCH-11.4 are all empty",
+            REQUIRED_FIELD_MISSING,
+        )
     service_code = (ais.get(3) if ais is not None else "") or sch.get(7) or sch.get(8)
     pv1 = message.first("PV1")
     if not service_code and pv1 is not None:

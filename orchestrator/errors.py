@@ -5,6 +5,7 @@
   * FlowError         - a flow file is invalid (carries every problem found)
   * TemplateError     - a message template is missing or does not render
   * StoreError        - the store failed (translated from the driver)
+    * UnstorableError   - the store refused one value (a NUL on PostgreSQL, too long)
   * SendError         - a connector could not send
     * TransientSendError  - worth retrying later
     * PermanentSendError  - retrying cannot help; audited as failed
@@ -31,6 +32,7 @@ __all__ = [
     "StoreError",
     "TemplateError",
     "TransientSendError",
+    "UnstorableError",
 ]
 
 
@@ -83,6 +85,20 @@ class TemplateError(OrchestratorError):
 
 class StoreError(OrchestratorError):
     """Raised when the store fails; the driver's error is the cause."""
+
+
+class UnstorableError(StoreError):
+    """The store refused a value of this one write (PostgreSQL: a NUL, a string too long).
+
+    The store works; this input does not fit it. Whoever wrote it fails that one
+    item with `reason` (`store:<driver error>`) and goes on with the others.
+    """
+
+    @property
+    def reason(self) -> str:
+        cause = self.__cause__
+        driver = getattr(cause, "orig", None) or cause
+        return f"store:{driver.__class__.__name__}"
 
 
 class SendError(OrchestratorError):

@@ -12,10 +12,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["LEASE_TO_SEND", "Settings"]
+__all__ = ["API_TOKEN_MIN_LENGTH", "LEASE_TO_SEND", "Settings"]
 
 # A lease is at least this many times the longest send (see `_lease_outlasts_a_send`).
 LEASE_TO_SEND = 3
+# A guessable token is no guard; an empty one would turn authentication off.
+API_TOKEN_MIN_LENGTH = 16
 
 
 class Settings(BaseSettings):
@@ -29,7 +31,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     api_token: SecretStr | None = Field(
-        None, description="bearer token; required to bind beyond loopback"
+        None,
+        description=f"bearer token, at least {API_TOKEN_MIN_LENGTH} characters; "
+        "required to bind beyond loopback",
     )
     max_body_bytes: int = 5 * 1024 * 1024
 
@@ -96,6 +100,17 @@ class Settings(BaseSettings):
     kafka_batch_seconds: float = 0.2
     kafka_session_timeout_seconds: float = 30.0
     kafka_commit_seconds: float = 1.0
+
+    @field_validator("api_token")
+    @classmethod
+    def _long_enough(cls, token: SecretStr | None) -> SecretStr | None:
+        # An empty value set in the environment is a token that guards nothing, not
+        # "no token": refused, so that neither the bind guard nor the check is skipped.
+        if token is not None and len(token.get_secret_value()) < API_TOKEN_MIN_LENGTH:
+            raise ValueError(
+                f"ORCHESTRATOR_API_TOKEN: expected at least {API_TOKEN_MIN_LENGTH} characters"
+            )
+        return token
 
     @field_validator("hl7_timezone")
     @classmethod

@@ -1,8 +1,8 @@
 """The HTTP service (FastAPI): event ingest, health, metrics, timelines, audit, outbox.
 
 `create_app` takes a built `EmbeddedService`; it reads no settings of its
-own. Every route but the health checks needs the bearer token whenever one
-is set.
+own. Every route but the health checks and the signature-checked webhooks
+needs the bearer token whenever one is set, the OpenAPI pages included.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response, status
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -63,7 +64,8 @@ def create_app(service: EmbeddedService, *, run_dispatcher: bool = True) -> Fast
     (SIGTERM: uvicorn ends the lifespan, the loop finishes its message).
     """
     settings = service.settings
-    token = settings.api_token.get_secret_value() if settings.api_token else None
+    # `is not None`: an empty SecretStr is falsy (the settings refuse one; this stays exact).
+    token = settings.api_token.get_secret_value() if settings.api_token is not None else None
     registry = CollectorRegistry()
     events_total = Counter(
         "orchestrator_events", "Events received, by result", ["result"], registry=registry
@@ -93,6 +95,10 @@ def create_app(service: EmbeddedService, *, run_dispatcher: bool = True) -> Fast
         version="1",
         lifespan=lifespan,
         description="Care-path events in; stage-appropriate SMS and email out.",
+        # With a token, the API's description is served behind it too (below).
+        docs_url=None if token is not None else "/docs",
+        redoc_url=None if token is not None else "/redoc",
+        openapi_url=None if token is not None else "/openapi.json",
     )
 
     def require_token(request: Request) -> None:
@@ -108,6 +114,8 @@ def create_app(service: EmbeddedService, *, run_dispatcher: bool = True) -> Fast
             )
 
     protected = [Depends(require_token)]
+    if token is not None:
+        _guarded_docs(app, protected)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -226,6 +234,22 @@ def create_app(service: EmbeddedService, *, run_dispatcher: bool = True) -> Fast
     app.include_router(webhook_router(service))
     app.include_router(fhir_router(service), dependencies=protected)
     return app
+
+
+def _guarded_docs(app: FastAPI, dependencies: list[Any]) -> None:
+    """`/openapi.json`, `/docs` and `/redoc` behind the token, as FastAPI would serve them."""
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=dependencies)
+    def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=dependencies)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=app.title)
+
+    @app.get("/redoc", include_in_schema=False, dependencies=dependencies)
+    def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url="/openapi.json", title=app.title)
 
 
 def _documents(body: bytes, content_type: str) -> list[tuple[str, Any]]:

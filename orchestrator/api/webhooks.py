@@ -12,6 +12,7 @@ from __future__ import annotations
 import binascii
 import json
 import logging
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -29,7 +30,13 @@ from ..event import Channel
 from ..inbound_sms import classify
 from ..runtime.feedback import Feedback
 from ..runtime.service import EmbeddedService
-from ..store.delivery import DeliveryLedger
+from ..store.delivery import (
+    KEY_LENGTH,
+    PROVIDER_ID_LENGTH,
+    RECEIPT_ID_LENGTH,
+    DeliveryLedger,
+    unstorable,
+)
 from .bodies import read_limited
 
 __all__ = ["webhook_router"]
@@ -45,6 +52,17 @@ _OPTED_OUT_CODE = "21610"
 _EMAIL_OPT_OUT = frozenset({"unsubscribe", "group_unsubscribe", "spamreport"})
 _EMAIL_UNDELIVERABLE = frozenset({"bounce", "dropped"})
 _EMAIL_ENGAGEMENT = frozenset({"open", "click"})
+_EMAIL_KNOWN = (
+    _EMAIL_OPT_OUT
+    | _EMAIL_UNDELIVERABLE
+    | _EMAIL_ENGAGEMENT
+    | {"delivered", "deferred", "processed", "group_resubscribe"}
+)
+# A Unix time in seconds, in ASCII digits: `isdigit()` alone takes "²" and
+# other digits `int()` refuses, and `int()` refuses more than 4,300 of them.
+_UNIX_SECONDS = re.compile(r"[0-9]{1,12}")
+_E164 = re.compile(r"\+[1-9][0-9]{1,14}")
+_TWILIO_ERROR_CODE = re.compile(r"[0-9]{1,10}")
 
 
 class _Form(dict[str, list[str]]):
@@ -133,8 +151,15 @@ def webhook_router(service: EmbeddedService) -> APIRouter:
         if not sid or not state:
             return await malformed(route, form.raw, "MessageSid and MessageStatus are required")
         if state not in _HANDED_OVER | _DELIVERED | _FAILED:
-            return await malformed(route, form.raw, f"MessageStatus: unknown value {state!r}")
+            return await malformed(route, form.raw, f"MessageStatus: unknown value {state[:40]!r}")
         error_code = form.first("ErrorCode") or None
+        problem = _unusable("MessageSid", sid, PROVIDER_ID_LENGTH) or (
+            _unusable("key", key, KEY_LENGTH) if key is not None else None
+        )
+        if error_code is not None and not _TWILIO_ERROR_CODE.fullmatch(error_code):
+            problem = problem or "ErrorCode: expected a Twilio error code (digits)"
+        if problem:
+            return await malformed(route, form.raw, problem)
         await run_in_threadpool(_apply_twilio_status, key, sid, state, error_code)
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -162,6 +187,11 @@ def webhook_router(service: EmbeddedService) -> APIRouter:
         sid, sender, body = form.first("MessageSid"), form.first("From"), form.first("Body")
         if not sid or not sender or body is None:
             return await malformed(route, form.raw, "MessageSid, From and Body are required")
+        problem = _unusable("MessageSid", sid, PROVIDER_ID_LENGTH)
+        if not _E164.fullmatch(sender):
+            problem = problem or "From: expected an E.164 number"
+        if problem:
+            return await malformed(route, form.raw, problem)
         intent = classify(body)
         reply = MessagingResponse()
         if intent.kind == "help":
@@ -193,7 +223,7 @@ def webhook_router(service: EmbeddedService) -> APIRouter:
             return forbidden(route, "sendgrid_not_configured")
         if not signature or not timestamp:
             return forbidden(route, "signature_missing")
-        if not timestamp.isdigit():
+        if not _UNIX_SECONDS.fullmatch(timestamp):
             return forbidden(route, "timestamp_invalid")
         age = abs(service.clock.now().timestamp() - int(timestamp))
         if age > settings.sendgrid_webhook_tolerance_seconds:
@@ -272,7 +302,8 @@ def webhook_router(service: EmbeddedService) -> APIRouter:
             email_consent(granted=False)
         elif kind == "group_resubscribe":
             email_consent(granted=True)
-        log.info("webhook.sendgrid_event", extra={"kind": kind, "message_key": key})
+        logged = kind if kind in _EMAIL_KNOWN else "other"  # the sender's text stays out of logs
+        log.info("webhook.sendgrid_event", extra={"kind": logged, "message_key": key})
 
     return router
 
@@ -287,6 +318,11 @@ def _sendgrid_batch(text: str) -> list[Mapping[str, Any]]:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise _Malformed(f"body: not JSON (at position {exc.pos})") from None
+    except RecursionError:
+        raise _Malformed("body: not JSON we take (arrays or objects nested too deep)") from None
+    except ValueError:
+        # The only other ValueError of `json.loads`: an integer past Python's digit limit.
+        raise _Malformed("body: not JSON we take (a number with too many digits)") from None
     if not isinstance(data, list):
         raise _Malformed("body: expected a JSON array of events")
     for i, item in enumerate(data):
@@ -295,7 +331,26 @@ def _sendgrid_batch(text: str) -> list[Mapping[str, Any]]:
         for name in ("event", "sg_event_id"):
             if not isinstance(item.get(name), str) or not item[name]:
                 raise _Malformed(f"item {i}: {name}: required, a string")
+        key, message_id = item.get("message_key"), item.get("sg_message_id")
+        problem = (
+            _unusable("sg_event_id", item["sg_event_id"], RECEIPT_ID_LENGTH)
+            or (_unusable("message_key", key, KEY_LENGTH) if isinstance(key, str) else None)
+            or (
+                _unusable("sg_message_id", message_id.split(".", 1)[0], PROVIDER_ID_LENGTH)
+                or _unusable("sg_message_id", message_id, len(message_id))
+                if isinstance(message_id, str)
+                else None
+            )
+        )
+        if problem:
+            raise _Malformed(f"item {i}: {problem}")
     return data
+
+
+def _unusable(name: str, value: str, limit: int) -> str | None:
+    """`name: why` when the store could not look `value` up; None when it can."""
+    why = unstorable(value, limit)
+    return f"{name}: {why}" if why else None
 
 
 def _event_time(value: object) -> datetime | None:

@@ -12,8 +12,8 @@ from rich.console import Console
 from ..errors import FlowError
 from ..flows.loader import flow_paths, load_flows
 from ..flows.schema import flow_json_schema
-from ..settings import Settings
 from ..templates import TemplateSet
+from .options import settings_with
 
 app = typer.Typer(help="Validate flow files and print their schema.", no_args_is_help=True)
 
@@ -27,7 +27,7 @@ def validate(
     flows_dir: Annotated[Path | None, typer.Option("--flows", help="flows directory")] = None,
 ) -> None:
     """Validate flow files and the templates they use; exit 1 listing every problem."""
-    settings = Settings()
+    settings = settings_with()
     out, err = Console(soft_wrap=True), Console(stderr=True, soft_wrap=True)
     targets = paths or [flows_dir or settings.flows]
     missing = [p for p in targets if not p.exists()]

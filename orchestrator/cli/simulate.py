@@ -22,8 +22,8 @@ from ..event_schema import parse_event_json
 from ..flows.loader import load_flows
 from ..flows.model import Flow
 from ..insight.compare import Comparison, compare
-from ..settings import Settings
 from ..simulate import simulate
+from .options import settings_with
 
 # Below this many lines a progress bar is noise.
 _PROGRESS_FROM_LINES = 2_000
@@ -80,7 +80,7 @@ def simulate_command(
     reported on stderr with their line number; the rest still run, and the
     exit status is 1 when any line was rejected.
     """
-    settings = Settings()
+    settings = settings_with()
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     stop = _parse_until(until)
     try:

@@ -41,6 +41,7 @@ from ..errors import (
     StoreError,
     TemplateError,
     TransientSendError,
+    UnstorableError,
 )
 from ..event import Channel
 from ..journey import Journey, ScheduledMessage
@@ -225,22 +226,36 @@ class Dispatcher:
         """The per-message boundary: one message that breaks does not stop the others."""
         try:
             return step(*args)
+        except UnstorableError as exc:
+            # The store refused a value of this message (a NUL on PostgreSQL): it
+            # fails alone, recorded from what the store already holds of it.
+            self._fail(message, exc.reason)
+            return None
         except StoreError:
             raise  # the store is down for every message alike: the loop waits and retries
         except Exception as exc:  # noqa: BLE001 - keep the message's outcome, log the type, go on
+            reason = f"dispatch_error:{exc.__class__.__name__}"
             log.error(
                 "dispatch.failed",
                 extra={"message_key": message.key, "error": exc.__class__.__name__},
             )
-            self.store.finish(
-                message,
-                self.owner,
-                self.clock.now(),
-                "failed",
-                f"dispatch_error:{exc.__class__.__name__}",
-                attempt_outcome="failed",
-            )
+            try:
+                self.store.finish(
+                    message,
+                    self.owner,
+                    self.clock.now(),
+                    "failed",
+                    reason,
+                    attempt_outcome="failed",
+                )
+            except UnstorableError:
+                self._fail(message, reason)
             return None
+
+    def _fail(self, message: ScheduledMessage, reason: str) -> None:
+        """Fail a held message from its stored row alone: nothing of its own data is written."""
+        log.error("dispatch.failed", extra={"message_key": message.key, "error": reason})
+        self.store.fail_held(message.key, self.owner, self.clock.now(), reason)
 
     @cached_property
     def _longest_cap(self) -> timedelta:
@@ -257,6 +272,16 @@ class Dispatcher:
         """
         message = claim.message
         now = self.clock.now()
+        unreadable = facts.unreadable_patients.get(
+            message.recipient.patient_id
+        ) or facts.unreadable_journeys.get(
+            (message.recipient.patient_id, message.flow_id, message.flow_version)
+        )
+        if unreadable is not None:
+            # Sending without the patient's contacts or the journey's appointment
+            # could only send a wrong message: this one fails, the batch goes on.
+            self._fail(message, unreadable)
+            return None
         flow = self.flows.version(message.flow_id, message.flow_version)
         patient = facts.patients.get(message.recipient.patient_id)
         contact = contact_for(patient, message.recipient) if patient else None

@@ -5,7 +5,9 @@ cancelled and expired messages, the patient snapshots and consent, the
 processed-event records and the audit rows commit together or not at all.
 An event already processed (same id) changes nothing. This is the per-event
 boundary: an event the engine fails on is kept as rejected input, logged by
-its error type, and the rest of the batch goes on.
+its error type, and the rest of the batch goes on. So is every event of a
+patient whose stored journey does not read back (quarantined): it is kept,
+not processed, until an operator repairs or removes that journey.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ class EventProcessor:
         now = self.clock.now()
         results: list[EventResult] = []
         failed: list[tuple[Event, Exception]] = []
+        held: list[tuple[Event, str]] = []
         with self.store.unit(now) as unit:
             patients = {e.patient.id for e in events}
             unit.lock_patients(patients)
@@ -80,6 +83,18 @@ class EventProcessor:
             for event in events:
                 if event.id in done:
                     results.append(EventResult(event.id, "duplicate"))
+                    continue
+                quarantined = unit.unreadable.get(event.patient.id)
+                if quarantined is not None:
+                    # Not marked processed: once an operator repairs the journey,
+                    # the kept event can be sent again and is taken.
+                    log.error(
+                        "event.quarantined",
+                        extra={"event_id": event.id, "error": quarantined.rsplit(" ", 1)[-1]},
+                    )
+                    problem = f"quarantined: the patient's {quarantined} does not read back"
+                    held.append((event, problem))
+                    results.append(EventResult(event.id, "rejected", (problem,)))
                     continue
                 done.add(event.id)
                 try:
@@ -106,6 +121,8 @@ class EventProcessor:
         for event, error in failed:
             reason = f"event {event.id}: engine failed: {error.__class__.__name__}"
             self.store.reject(_json(event), self.source, reason, now)
+        for event, problem in held:
+            self.store.reject(_json(event), self.source, f"event {event.id}: {problem}", now)
         return results
 
     def _decide(

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Literal, cast
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import String, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..decisions import record
@@ -32,9 +32,39 @@ from .tables import (
     WebhookReceiptRow,
 )
 
-__all__ = ["DeliveryLedger", "Recipient"]
+__all__ = [
+    "KEY_LENGTH",
+    "PROVIDER_ID_LENGTH",
+    "RECEIPT_ID_LENGTH",
+    "DeliveryLedger",
+    "Recipient",
+    "unstorable",
+]
 
 Delivered = Literal["delivered", "failed"]
+
+# What the columns a callback is looked up by hold: a longer value names nothing
+# stored, and PostgreSQL refuses to write one.
+KEY_LENGTH = cast(String, ScheduledMessageRow.__table__.c.key.type).length or 0
+PROVIDER_ID_LENGTH = cast(String, ScheduledMessageRow.__table__.c.provider_id.type).length or 0
+RECEIPT_ID_LENGTH = cast(String, WebhookReceiptRow.__table__.c.event_id.type).length or 0
+
+
+def unstorable(value: str, limit: int) -> str | None:
+    """Why the store could not look up or keep `value`; None when it can.
+
+    PostgreSQL refuses a NUL in text; no driver can encode a lone surrogate
+    (what a JSON `\\ud800` escape gives); a column holds `limit` characters.
+    """
+    if len(value) > limit:
+        return f"over {limit} characters"
+    if "\x00" in value:
+        return "holds a NUL character"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "not valid Unicode (a lone surrogate)"
+    return None
 
 
 @dataclass(frozen=True, slots=True)

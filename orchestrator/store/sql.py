@@ -16,10 +16,11 @@ import hashlib
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
+from pydantic import ValidationError
 from sqlalchemy import (
     Engine,
     String,
@@ -30,16 +31,17 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal,
     or_,
     select,
     text,
     update,
 )
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, SQLAlchemyError
 
 from ..decisions import DecisionRecord, record
-from ..errors import StoreError
+from ..errors import StoreError, UnstorableError
 from ..event import Channel, Patient
 from ..journey import Journey, ScheduledMessage
 from ..policies import ConsentRecord
@@ -97,6 +99,10 @@ class SendingFacts:
     consent: dict[tuple[str, str], dict[Channel, ConsentRecord]]
     sent: dict[tuple[str, str], dict[Channel, list[datetime]]]
     journeys: dict[tuple[str, str, int], Journey]
+    # Stored patients and journeys that could not be read back, with why
+    # (`decode:<error>`): their messages fail alone instead of the batch.
+    unreadable_patients: dict[str, str] = field(default_factory=dict)
+    unreadable_journeys: dict[tuple[str, str, int], str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +179,7 @@ class SqlStore:
                         self._held.joined = False
                         self._held.later = {}
             except SQLAlchemyError as exc:
-                raise StoreError(f"store write failed: {exc.__class__.__name__}") from exc
+                raise _translated(exc, "store write failed") from exc
 
     def _later(self, c: Connection, statement: Any, parameters: dict[str, Any]) -> None:
         """Execute now, or, inside `together`, with its kind at the end of the block.
@@ -207,7 +213,7 @@ class SqlStore:
                 yield work
                 work.flush()
         except SQLAlchemyError as exc:
-            raise StoreError(f"store write failed: {exc.__class__.__name__}") from exc
+            raise _translated(exc, "store write failed") from exc
 
     @contextmanager
     def _tx(self) -> Iterator[Connection]:
@@ -229,7 +235,14 @@ class SqlStore:
         held: Connection | None = getattr(self._held, "connection", None)
         try:
             if held is not None and getattr(self._held, "joined", False):
-                yield held
+                if self.dialect == "postgresql":
+                    # A refused statement aborts a PostgreSQL transaction: a savepoint
+                    # confines it to this call, so one message's bad value does not
+                    # undo the rest of the batch it is recorded with.
+                    with held.begin_nested():
+                        yield held
+                else:
+                    yield held
             elif held is not None:
                 held.execution_options(**begin)
                 try:
@@ -243,7 +256,7 @@ class SqlStore:
                     with connection.begin():
                         yield connection
         except SQLAlchemyError as exc:
-            raise StoreError(f"store operation failed: {exc.__class__.__name__}") from exc
+            raise _translated(exc, "store operation failed") from exc
 
     def ping(self) -> None:
         """Raises `StoreError` when the store cannot be reached."""
@@ -325,6 +338,7 @@ class SqlStore:
         due = and_(table.status == "scheduled", table.due_at <= now)
         abandoned = and_(table.status.in_(IN_FLIGHT), table.lease_until < now)
         claims: list[Claim] = []
+        unreadable: dict[str, str] = {}
         with self._tx() as c:
             for condition, order in ((abandoned, table.lease_until), (due, table.due_at)):
                 room = limit - len(claims)
@@ -367,12 +381,34 @@ class SqlStore:
                         .returning(table.key)
                     ).scalars()
                 )
+                decoded: dict[str, ScheduledMessage] = {}
+                for key, payload, *_ in rows:
+                    if key not in claimed:
+                        continue
+                    try:
+                        decoded[key] = codec.loads(ScheduledMessage, payload)
+                    except (ValidationError, ValueError, RecursionError) as exc:
+                        # Failed below, alone: the rest of the batch is claimed as usual.
+                        unreadable[key] = f"decode:message:{exc.__class__.__name__}"
                 claims += [
-                    Claim(codec.loads(ScheduledMessage, payload), status, attempts, due_at, channel)
-                    for key, payload, status, attempts, due_at, channel in rows
-                    if key in claimed
+                    Claim(decoded[key], status, attempts, due_at, channel)
+                    for key, _, status, attempts, due_at, channel in rows
+                    if key in decoded
                 ]
+            for key, reason in unreadable.items():
+                _fail_held(c, key, owner, now, reason)
         return claims
+
+    def fail_held(self, key: str, owner: str, now: datetime, reason: str) -> bool:
+        """Fail a message this claimer holds, from its row alone (its payload is not read).
+
+        For a message that cannot be dispatched for a reason of its own data
+        (its payload, patient or journey does not decode; the store refused a
+        value of it): the audit row is copied from the message's columns, which
+        the store already holds. Returns whether this claimer still held it.
+        """
+        with self._tx() as c:
+            return _fail_held(c, key, owner, now, reason)
 
     def lock_messages(self, keys: Iterable[str]) -> None:
         """Lock these messages' rows for the rest of the transaction, in key order (PostgreSQL).
@@ -639,7 +675,10 @@ class SqlStore:
                 for pid, snapshot in c.execute(
                     select(PatientRow.id, PatientRow.snapshot).where(PatientRow.id.in_(ids))
                 ):
-                    facts.patients[pid] = codec.loads(Patient, snapshot)
+                    try:
+                        facts.patients[pid] = codec.loads(Patient, snapshot)
+                    except (ValidationError, ValueError, RecursionError) as exc:
+                        facts.unreadable_patients[pid] = f"decode:patient:{exc.__class__.__name__}"
                 for pid, recipient, ch, granted, at, source in c.execute(
                     select(
                         ConsentRow.patient_id,
@@ -671,8 +710,13 @@ class SqlStore:
                     ).where(JourneyRow.patient_id.in_(ids), JourneyRow.flow_id.in_(flow_ids))
                 ):
                     # Only the journeys the messages belong to: decoding one is not free.
-                    if (pid, flow_id, version) in wanted:
+                    if (pid, flow_id, version) not in wanted:
+                        continue
+                    try:
                         facts.journeys[(pid, flow_id, version)] = codec.loads(Journey, state)
+                    except (ValidationError, ValueError, RecursionError) as exc:
+                        reason = f"decode:journey:{exc.__class__.__name__}"
+                        facts.unreadable_journeys[(pid, flow_id, version)] = reason
         return facts
 
     def patient(self, patient_id: str) -> Patient | None:
@@ -987,6 +1031,79 @@ _CLOSE_ATTEMPT = (
         provider_id=bindparam("provider_id"),
     )
 )
+
+
+def _translated(exc: SQLAlchemyError, what: str) -> StoreError:
+    """The driver's error as ours: a refused value apart from a store that failed."""
+    if isinstance(exc, DataError):
+        return UnstorableError(f"{what}: a value the store refuses ({exc.__class__.__name__})")
+    return StoreError(f"{what}: {exc.__class__.__name__}")
+
+
+_FAIL_HELD = (
+    update(_MESSAGES)
+    .where(_HELD, _IN_FLIGHT)
+    .values(
+        status="failed",
+        reason=bindparam("m_reason"),
+        lease_owner=None,
+        lease_until=None,
+        updated_at=bindparam("m_now"),
+    )
+)
+_AUDIT_FROM_ROW = insert(_AUDIT).from_select(
+    [
+        "at",
+        "patient_id",
+        "flow_id",
+        "flow_version",
+        "episode_id",
+        "stage_id",
+        "message_id",
+        "key",
+        "recipient",
+        "channel",
+        "template",
+        "due_at",
+        "status",
+        "reason",
+    ],
+    select(
+        bindparam("a_now", type_=_AUDIT.c.at.type),
+        _MESSAGES.c.patient_id,
+        _MESSAGES.c.flow_id,
+        _MESSAGES.c.flow_version,
+        _MESSAGES.c.episode_id,
+        _MESSAGES.c.stage_id,
+        _MESSAGES.c.message_id,
+        _MESSAGES.c.key,
+        _MESSAGES.c.recipient,
+        _MESSAGES.c.channel,
+        # The template is in the payload, which is what could not be read.
+        literal("", String()),
+        _MESSAGES.c.due_at,
+        _MESSAGES.c.status,
+        _MESSAGES.c.reason,
+    ).where(_MESSAGES.c.key == bindparam("a_key")),
+)
+
+
+def _fail_held(c: Connection, key: str, owner: str, now: datetime, reason: str) -> bool:
+    """`SqlStore.fail_held` inside a transaction already open."""
+    if c.execute(_FAIL_HELD, _owned(key, owner, reason=reason, now=now)).rowcount != 1:
+        return False
+    c.execute(
+        _CLOSE_ATTEMPT,
+        {
+            "attempt_key": key,
+            "finished_at": now,
+            "outcome": "failed",
+            "error": reason,
+            "provider_id": None,
+        },
+    )
+    c.execute(_AUDIT_FROM_ROW, {"a_now": now, "a_key": key})
+    return True
 
 
 def _case_sending(status: Any) -> Any:

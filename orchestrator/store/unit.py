@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
+from pydantic import ValidationError
 from sqlalchemy import Table, bindparam, insert, or_, select, text, update
 from sqlalchemy.engine import Connection
 
@@ -45,6 +46,8 @@ class UnitOfWork:
     _processed: list[dict[str, Any]] = field(default_factory=list)
     # What the engine decided about messages, in order: (kind, message, reason, event id).
     _decisions: list[tuple[str, ScheduledMessage, str | None, str]] = field(default_factory=list)
+    # Patients with a stored journey that does not read back, and why (see `journeys`).
+    unreadable: dict[str, str] = field(default_factory=dict)
 
     # -- reads ----------------------------------------------------------------
 
@@ -74,12 +77,22 @@ class UnitOfWork:
             self.connection.execute(_LOCK_PATIENTS, {"ids": ids})
 
     def journeys(self, patient_ids: Iterable[str]) -> dict[tuple[str, str, int], Journey]:
-        """Every journey of these patients, by (patient, flow, version)."""
+        """Every journey of these patients, by (patient, flow, version).
+
+        A journey that does not read back is left out and its patient noted in
+        `unreadable`, with why: advancing the patient without it would lose
+        their history, so the caller holds that patient's events back.
+        """
         found: dict[tuple[str, str, int], Journey] = {}
         for chunk in chunks(list(set(patient_ids)), 500):
             rows = self.connection.execute(_JOURNEYS, {"ids": chunk})
             for patient_id, flow_id, version, state in rows:
-                found[(patient_id, flow_id, version)] = codec.loads(Journey, state)
+                try:
+                    found[(patient_id, flow_id, version)] = codec.loads(Journey, state)
+                except (ValidationError, ValueError, RecursionError) as exc:
+                    self.unreadable.setdefault(
+                        patient_id, f"journey {flow_id} v{version}: {exc.__class__.__name__}"
+                    )
         return found
 
     def patient_times(self, patient_ids: Iterable[str]) -> dict[str, datetime]:

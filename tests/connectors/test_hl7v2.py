@@ -305,6 +305,39 @@ def test_without_tq1_the_start_comes_from_ais_then_sch_11() -> None:
     assert appointment is not None and appointment.start == datetime(2020, 10, 1, 9, 11, tzinfo=UTC)
 
 
+@pytest.mark.parametrize("trigger", ["S12", "S13", "S14"])
+def test_a_booking_with_no_time_at_all_is_an_error_naming_the_missing_start(trigger: str) -> None:
+    raw = with_field(
+        with_field(with_segments(SIU, drop=("TQ1", "AIS")), "SCH", 11, ""),
+        "MSH",
+        9,
+        f"SIU^{trigger}^SIU_S12",
+    )
+
+    with pytest.raises(Hl7Error) as caught:
+        to_event(raw, CONFIG)
+
+    assert (str(caught.value.location), caught.value.code) == ("SCH-11.4", "101")
+    assert "TQ1-7, AIS-4 and SCH-11.4" in caught.value.problem
+    assert not caught.value.reject
+
+
+@pytest.mark.parametrize("trigger", ["S15", "S17", "S26"])
+def test_a_cancellation_or_no_show_with_no_time_is_taken_by_its_appointment_id(
+    trigger: str,
+) -> None:
+    raw = with_field(
+        with_field(with_segments(SIU, drop=("TQ1", "AIS")), "SCH", 11, ""),
+        "MSH",
+        9,
+        f"SIU^{trigger}^SIU_S12",
+    )
+
+    appointment = to_event(raw, CONFIG).appointment
+
+    assert appointment is not None and appointment.start is None and appointment.id
+
+
 def test_times_without_an_offset_need_the_facility_time_zone() -> None:
     raw = with_field(with_field(SIU, "MSH", 7, "20260302090000"), "TQ1", 7, "20260310093000")
     with pytest.raises(Hl7Error) as caught:

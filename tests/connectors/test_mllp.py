@@ -29,7 +29,7 @@ from orchestrator.runtime.service import EmbeddedService
 from orchestrator.settings import Settings
 from orchestrator.store import InboundArchive
 from tests.conftest import ROOT
-from tests.connectors.hl7_samples import sample, with_field
+from tests.connectors.hl7_samples import sample, with_field, with_segments
 from tests.inbound_service import build_service
 from tests.live import wait_until
 
@@ -245,6 +245,21 @@ def test_a_message_with_a_bad_field_is_nacked_ae_naming_it_and_kept(
     assert rejected["source"] == "mllp"
     assert rejected["reason"].startswith("TQ1-7: not an HL7 date/time")
     assert InboundArchive(service.store).messages()[0]["status"] == "rejected"
+
+
+def test_a_booking_with_no_time_at_all_is_nacked_ae_naming_the_missing_start(
+    listener: Listener, service: EmbeddedService
+) -> None:
+    timeless = with_field(with_segments(SIU, drop=("TQ1", "AIS")), "SCH", 11, "")
+    with listener.connect() as sock:
+        sock.sendall(frame(timeless))
+        [ack] = read_acks(sock, 1)
+    assert segment(ack, "MSA")[1:3] == ["AE", "MSG00012"]
+    assert "TQ1-7, AIS-4 and SCH-11.4" in segment(ack, "ERR")[8]
+    [rejected] = service.store.rejected()
+    assert rejected["body"] == timeless
+    assert rejected["reason"].startswith("SCH-11.4: no appointment start time")
+    assert service.store.episodes("PATID1234") == []
 
 
 def test_an_unsupported_message_type_is_rejected_ar(listener: Listener) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import typer
 from pydantic import ValidationError
@@ -77,3 +79,51 @@ def test_a_lease_is_checked_against_the_timeout_of_each_channel_in_use(
         Settings()
     monkeypatch.setenv("ORCHESTRATOR_LEASE_SECONDS", "30")
     assert Settings().lease_seconds == 30
+
+
+@pytest.mark.parametrize("token", ["", " ", "fifteen-chars-x"])
+def test_an_empty_or_short_api_token_is_refused_naming_the_setting_not_the_value(
+    monkeypatch: pytest.MonkeyPatch, token: str
+) -> None:
+    monkeypatch.setenv("ORCHESTRATOR_API_TOKEN", token)
+
+    result = CliRunner().invoke(app, ["audit", "report"])
+
+    assert result.exit_code == 2
+    assert "ORCHESTRATOR_API_TOKEN" in result.output
+    assert "at least 16" in " ".join(result.output.split())
+    assert token.strip() == "" or token not in result.output
+    assert "Traceback" not in result.output
+
+
+def test_an_empty_api_token_does_not_open_binding_beyond_loopback(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ORCHESTRATOR_API_TOKEN", "")
+
+    result = CliRunner().invoke(app, ["run", "--host", "0.0.0.0"])
+
+    assert result.exit_code == 2
+    assert "ORCHESTRATOR_API_TOKEN" in result.output
+    assert list(tmp_path.iterdir()) == [], "the store was opened before the refusal"
+
+
+def test_an_api_token_of_16_characters_or_more_is_taken(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORCHESTRATOR_API_TOKEN", "x" * 16)
+
+    token = Settings().api_token
+
+    assert token is not None and token.get_secret_value() == "x" * 16
+
+
+def test_a_command_that_needs_no_store_refuses_a_short_token_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ORCHESTRATOR_API_TOKEN", "short")
+
+    result = CliRunner().invoke(app, ["flows", "validate"])
+
+    assert result.exit_code == 2
+    assert "ORCHESTRATOR_API_TOKEN" in result.output
+    assert "Traceback" not in result.output

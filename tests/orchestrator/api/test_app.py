@@ -33,7 +33,7 @@ from tests.samples import (
 # Before every sample event: the streams' messages all lie ahead of the clock.
 START = datetime(2026, 3, 1, tzinfo=UTC)
 NDJSON = {"content-type": "application/x-ndjson"}
-TOKEN = "t0ken-for-tests"
+TOKEN = "t0ken-for-the-tests"
 
 
 @dataclass
@@ -361,6 +361,9 @@ GUARDED = [
     ("GET", "/outbox"),
     ("GET", "/metrics"),
     ("GET", "/patients/x/timeline"),
+    ("GET", "/openapi.json"),
+    ("GET", "/docs"),
+    ("GET", "/redoc"),
 ]
 
 
@@ -426,8 +429,18 @@ def test_with_a_token_set_the_health_checks_need_none(guarded: Api) -> None:
 
 def test_without_a_token_set_no_route_asks_for_one(api: Api) -> None:
     api.client.post("/events", json=event())
-    for path in ("/audit", "/outbox", "/metrics", "/patients/p-cc-001/timeline"):
+    paths = ("/audit", "/outbox", "/metrics", "/patients/p-cc-001/timeline")
+    for path in (*paths, "/openapi.json", "/docs", "/redoc"):
         assert api.client.get(path).status_code == 200, path
+
+
+def test_with_a_token_set_the_openapi_description_is_served_whole_to_the_token(
+    guarded: Api,
+) -> None:
+    response = guarded.client.get("/openapi.json", headers={"authorization": f"Bearer {TOKEN}"})
+
+    assert "/events" in response.json()["paths"]
+    assert "/openapi.json" not in response.json()["paths"]
 
 
 # -- health ---------------------------------------------------------------------------------

@@ -184,11 +184,13 @@ def test_an_unknown_flow_or_persona_is_a_404(fed: Dashboard) -> None:
 
 
 def test_the_dashboard_needs_the_token_when_one_is_set(tmp_path: Path) -> None:
-    opened = _open(tmp_path, token="t0ken-for-tests")
+    opened = _open(tmp_path, token="t0ken-for-the-tests")
     dashboard = next(opened)
     try:
         assert dashboard.client.get("/dashboard").status_code == 401
-        ok = dashboard.client.get("/dashboard", headers={"authorization": "Bearer t0ken-for-tests"})
+        ok = dashboard.client.get(
+            "/dashboard", headers={"authorization": "Bearer t0ken-for-the-tests"}
+        )
         assert ok.status_code == 200
     finally:
         opened.close()

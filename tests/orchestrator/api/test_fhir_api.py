@@ -21,7 +21,7 @@ from tests.samples import ROOT
 
 DATA = ROOT / "tests" / "data" / "fhir"
 NOW = datetime(2013, 12, 1, tzinfo=UTC)
-TOKEN = "t0ken-for-tests"
+TOKEN = "t0ken-for-the-tests"
 
 
 def resource(name: str) -> dict[str, Any]:
