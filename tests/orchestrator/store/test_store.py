@@ -25,6 +25,7 @@ from orchestrator.errors import StoreError
 from orchestrator.event import Channel
 from orchestrator.flows.timing import Anchor
 from orchestrator.journey import Journey, Recipient, ScheduledMessage
+from orchestrator.patient_merge import KnownPatient
 from orchestrator.policies import ConsentRecord
 from orchestrator.store import (
     OutboxEntry,
@@ -141,7 +142,7 @@ def test_unit_of_work_writes_journey_messages_processed_and_audit_together(
 ) -> None:
     event, journey, messages = _booking()
     with store.unit(T0) as unit:
-        unit.save_patient(event.patient, event.occurred_at)
+        unit.save_patient(KnownPatient(event.patient, event.occurred_at))
         unit.save_journey(journey, 1)
         for each in messages:
             unit.schedule(each, event.id)
@@ -162,7 +163,7 @@ def test_unit_of_work_writes_journey_messages_processed_and_audit_together(
 def test_failure_inside_the_unit_writes_nothing(store: SqlStore) -> None:
     event, journey, messages = _booking()
     with pytest.raises(RuntimeError), store.unit(T0) as unit:
-        unit.save_patient(event.patient, event.occurred_at)
+        unit.save_patient(KnownPatient(event.patient, event.occurred_at))
         unit.save_journey(journey, 1)
         for each in messages:
             unit.schedule(each, event.id)
@@ -183,7 +184,7 @@ def test_failed_flush_rolls_back_what_it_had_written(store: SqlStore) -> None:
     # journey and episodes were written in the same transaction.
     event, journey, messages = _booking()
     with pytest.raises(StoreError), store.unit(T0) as unit:
-        unit.save_patient(event.patient, event.occurred_at)
+        unit.save_patient(KnownPatient(event.patient, event.occurred_at))
         unit.save_journey(journey, 1)
         for each in messages:
             unit.schedule(each, event.id)
