@@ -146,7 +146,8 @@ class PatientV1(_Part):
     language: str | None = None
     timezone: str | None = None
     preferred_channel: Literal["sms", "email"] | None = None
-    caregivers: list[CaregiverV1] = Field(default_factory=list)
+    # null clears the list, as for every patient field; [] says the same.
+    caregivers: list[CaregiverV1] | None = None
 
     _check_phone = field_validator("phone")(_phone)
     _check_email = field_validator("email")(_email)
@@ -236,7 +237,7 @@ class EventV1(BaseModel):
                         language=c.language,
                         receives=tuple(c.receives),
                     )
-                    for c in patient.caregivers
+                    for c in patient.caregivers or ()
                 ),
                 cleared=_cleared(patient),
             ),
