@@ -34,7 +34,7 @@ import hl7
 import phonenumbers
 from babel import Locale, UnknownLocaleError
 
-from orchestrator.event import Appointment, Encounter, Event, EventType, Patient
+from orchestrator.event import Appointment, Encounter, Event, EventType, Patient, PatientField
 
 from .hl7_message import (
     DATA_TYPE_ERROR,
@@ -69,6 +69,8 @@ _PHONE_EQUIPMENT = ("CP", "PH", "")
 _EMAIL_EQUIPMENT = ("INTERNET", "X.400")
 _LANGUAGE = re.compile(r"[a-z]{2,3}")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# HL7 v2's explicit null: the sender says "delete the value you hold" (chapter 2, null values).
+_NULL = '""'
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9._\-]")
 _ID_MAX = 200
 # DTM: YYYY[MM[DD[HH[MM[SS[.S[S[S[S]]]]]]]]][+/-ZZZZ]; an offset of 24 hours or more, or
@@ -232,18 +234,40 @@ def _id_part(text: str) -> str:
 
 
 def _patient(message: Hl7Message, pid: Segment, config: Hl7Config) -> dict[str, Any]:
+    """The PID's contact points: a field the message leaves empty stays unknown.
+
+    Only HL7's explicit null (`""`, "delete what you hold") clears one: phone
+    and email when PID-13 and PID-14 are each `""` or empty, language when
+    PID-15 is `""`.
+    """
     patient: dict[str, Any] = {"id": _patient_id(message, pid, config)}
+    cleared: set[PatientField] = set()
+    telecom_deleted = _deleted(pid, 13, 14)
     phone = _phone(message, pid, config.default_region)
     if phone:
         patient["phone"] = phone
+    elif telecom_deleted:
+        cleared.add("phone")
     email = _email(message, pid)
     if email:
         patient["email"] = email
+    elif telecom_deleted:
+        cleared.add("email")
     # CWE-1, else the alternate code in CWE-4 (CWE-2 is display text).
     language = _language(pid.get(15, 1) or pid.get(15, 4))
     if language:
         patient["language"] = language
+    elif _deleted(pid, 15):
+        cleared.add("language")
+    if cleared:
+        patient["cleared"] = frozenset(cleared)
     return patient
+
+
+def _deleted(pid: Segment, *fields: int) -> bool:
+    """Whether the fields hold HL7's explicit null (`""`), and nothing else."""
+    values = [pid.raw(f).strip() for f in fields]
+    return _NULL in values and all(v in ("", _NULL) for v in values)
 
 
 def _patient_id(message: Hl7Message, pid: Segment, config: Hl7Config) -> str:

@@ -10,12 +10,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Literal
 
 from typing_extensions import TypeAliasType
 
 __all__ = [
     "MAX_ID_LENGTH",
     "MAX_SOURCE_LENGTH",
+    "PATIENT_FIELDS",
     "Appointment",
     "Caregiver",
     "Channel",
@@ -24,6 +26,7 @@ __all__ = [
     "EventType",
     "JSONValue",
     "Patient",
+    "PatientField",
 ]
 
 # What the store's columns hold: an event's identifiers (its own, the patient's,
@@ -89,8 +92,28 @@ class Caregiver:
     receives: tuple[str, ...] = ()
 
 
+PatientField = Literal["phone", "email", "language", "timezone", "preferred_channel", "caregivers"]
+PATIENT_FIELDS: tuple[PatientField, ...] = (
+    "phone",
+    "email",
+    "language",
+    "timezone",
+    "preferred_channel",
+    "caregivers",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Patient:
+    """What one source says about a patient, or what is known of them.
+
+    A field with a value states it. A field without one (`None`, no
+    caregivers) is unknown to the source unless `cleared` names it: then the
+    source said explicitly that there is none. An event's patient block is
+    usually partial (a FHIR reference carries only the id), so the runtimes
+    fold it into what they know with `patient_merge.merge_patient`.
+    """
+
     id: str
     phone: str | None = None
     email: str | None = None
@@ -98,6 +121,11 @@ class Patient:
     timezone: str | None = None
     preferred_channel: Channel | None = None
     caregivers: tuple[Caregiver, ...] = ()
+    cleared: frozenset[PatientField] = frozenset()
+
+    def stated(self) -> frozenset[PatientField]:
+        """The fields this block says something about: a value, or an explicit null."""
+        return self.cleared.union(name for name in PATIENT_FIELDS if getattr(self, name))
 
 
 @dataclass(frozen=True, slots=True)

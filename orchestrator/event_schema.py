@@ -32,6 +32,7 @@ from .errors import InputError
 from .event import (
     MAX_ID_LENGTH,
     MAX_SOURCE_LENGTH,
+    PATIENT_FIELDS,
     Appointment,
     Caregiver,
     Channel,
@@ -40,6 +41,7 @@ from .event import (
     EventType,
     JSONValue,
     Patient,
+    PatientField,
 )
 
 __all__ = [
@@ -144,7 +146,8 @@ class PatientV1(_Part):
     language: str | None = None
     timezone: str | None = None
     preferred_channel: Literal["sms", "email"] | None = None
-    caregivers: list[CaregiverV1] = Field(default_factory=list)
+    # null clears the list, as for every patient field; [] says the same.
+    caregivers: list[CaregiverV1] | None = None
 
     _check_phone = field_validator("phone")(_phone)
     _check_email = field_validator("email")(_email)
@@ -234,13 +237,23 @@ class EventV1(BaseModel):
                         language=c.language,
                         receives=tuple(c.receives),
                     )
-                    for c in patient.caregivers
+                    for c in patient.caregivers or ()
                 ),
+                cleared=_cleared(patient),
             ),
             appointment=Appointment(**_known(self.appointment)) if self.appointment else None,
             encounter=Encounter(**_known(self.encounter)) if self.encounter else None,
             attributes=attributes,
         )
+
+
+def _cleared(patient: PatientV1) -> frozenset[PatientField]:
+    """The fields the block sent empty (null, "" or []): an explicit "none", not absence."""
+    return frozenset(
+        name
+        for name in PATIENT_FIELDS
+        if name in patient.model_fields_set and not getattr(patient, name)
+    )
 
 
 def _known(part: BaseModel) -> dict[str, Any]:
@@ -333,33 +346,12 @@ def dump_event(event: Event) -> dict[str, JSONValue]:
     def iso(value: datetime | None) -> str | None:
         return value.isoformat() if value is not None else None
 
-    patient = event.patient
     data: dict[str, JSONValue] = {
         "id": event.id,
         "type": event.type.value,
         "occurred_at": iso(event.occurred_at),
         "source": event.source,
-        "patient": {
-            "id": patient.id,
-            "phone": patient.phone,
-            "email": patient.email,
-            "language": patient.language,
-            "timezone": patient.timezone,
-            "preferred_channel": patient.preferred_channel.value
-            if patient.preferred_channel
-            else None,
-            "caregivers": [
-                {
-                    "id": c.id,
-                    "relationship": c.relationship,
-                    "phone": c.phone,
-                    "email": c.email,
-                    "language": c.language,
-                    "receives": list(c.receives),
-                }
-                for c in patient.caregivers
-            ],
-        },
+        "patient": _dump_patient(event.patient),
         "appointment": None,
         "encounter": None,
         "attributes": dict(event.attributes),
@@ -383,3 +375,27 @@ def dump_event(event: Event) -> dict[str, JSONValue]:
             "service": e.service,
         }
     return data
+
+
+def _dump_patient(patient: Patient) -> dict[str, JSONValue]:
+    """The fields the block states; one it does not is left out, so it stays unknown."""
+    every: dict[str, JSONValue] = {
+        "phone": patient.phone,
+        "email": patient.email,
+        "language": patient.language,
+        "timezone": patient.timezone,
+        "preferred_channel": patient.preferred_channel.value if patient.preferred_channel else None,
+        "caregivers": [
+            {
+                "id": c.id,
+                "relationship": c.relationship,
+                "phone": c.phone,
+                "email": c.email,
+                "language": c.language,
+                "receives": list(c.receives),
+            }
+            for c in patient.caregivers
+        ],
+    }
+    stated = patient.stated()
+    return {"id": patient.id, **{k: v for k, v in every.items() if k in stated}}

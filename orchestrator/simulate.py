@@ -17,9 +17,10 @@ from .actions import CancelMessage, ExpireMessage, ScheduleMessage
 from .clock import VirtualClock
 from .decisions import DecisionRecord, record
 from .engine import advance, route
-from .event import Channel, Event, EventType, Patient
+from .event import Channel, Event, EventType
 from .flows.model import Flow
 from .journey import Journey, ScheduledMessage
+from .patient_merge import KnownPatient, Stamp, merge_patient
 from .policies import ConsentRecord, Defer, Expire, Send, SendContext, Suppress, decide
 from .recipients import choose_language, contact_for
 
@@ -37,7 +38,7 @@ class Simulator:
         self.flows = flows
         self.clock = clock
         self.journeys: dict[tuple[str, str], Journey] = {}
-        self._patients: dict[str, tuple[datetime, Patient]] = {}
+        self._patients: dict[str, KnownPatient] = {}
         self._consent: dict[tuple[str, str], dict[Channel, ConsentRecord]] = defaultdict(dict)
         self._sent: dict[tuple[str, str], dict[Channel, list[datetime]]] = defaultdict(
             lambda: defaultdict(list)
@@ -60,7 +61,7 @@ class Simulator:
         yield from self._dispatch_due(lambda due: due < event.occurred_at)
         self.clock.move_to(event.occurred_at)
         now = self.clock.now()
-        self._remember(event)
+        event = self._remember(event)
         for flow in route(event, self.flows.values()):
             key = (event.patient.id, flow.id)
             journey = self.journeys.get(key) or Journey.start(event.patient.id, flow.id)
@@ -99,7 +100,7 @@ class Simulator:
         now = self.clock.now()
         flow = self.flows[message.flow_id]
         seen = self._patients.get(message.recipient.patient_id)
-        contact = contact_for(seen[1], message.recipient) if seen else None
+        contact = contact_for(seen.patient, message.recipient) if seen else None
         who = (message.recipient.patient_id, str(message.recipient))
         context = SendContext(contact, self._consent[who], self._sent[who])
         verdict = decide(message, flow, context, now)
@@ -137,11 +138,13 @@ class Simulator:
         deferred = self._not_before.get(message.key)
         return max(message.due_at, deferred) if deferred else message.due_at
 
-    def _remember(self, event: Event) -> None:
+    def _remember(self, event: Event) -> Event:
+        """Take in what the event says; return it with everything known of its patient."""
         patient_id = event.patient.id
-        known = self._patients.get(patient_id)
-        if known is None or known[0] <= event.occurred_at:
-            self._patients[patient_id] = (event.occurred_at, event.patient)
+        known = merge_patient(
+            self._patients.get(patient_id), event.patient, Stamp(event.occurred_at, event.id)
+        )
+        self._patients[patient_id] = known
         if event.type in (EventType.CONSENT_OPTED_OUT, EventType.CONSENT_OPTED_IN):
             granted = event.type is EventType.CONSENT_OPTED_IN
             caregiver = event.attributes.get("caregiver_id")
@@ -153,6 +156,7 @@ class Simulator:
                 previous = book.get(channel)
                 if previous is None or previous.at <= event.occurred_at:
                     book[channel] = ConsentRecord(channel, granted, event.occurred_at, event.source)
+        return replace(event, patient=known.patient)
 
     def _record(
         self,
@@ -165,7 +169,7 @@ class Simulator:
     ) -> DecisionRecord:
         if language is None:
             seen = self._patients.get(message.recipient.patient_id)
-            contact = contact_for(seen[1], message.recipient) if seen else None
+            contact = contact_for(seen.patient, message.recipient) if seen else None
             if contact is not None:
                 language = choose_language(contact.language, self.flows[message.flow_id])[0]
         return record(message, now, status, reason, channel=channel, language=language)

@@ -16,6 +16,7 @@ CORE = [
     "event.py",
     "event_schema.py",
     "journey.py",
+    "patient_merge.py",
     "recipients.py",
     "decisions.py",
     "simulate.py",

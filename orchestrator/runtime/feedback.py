@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ..clock import Clock
-from ..event import Channel, Event, EventType, JSONValue
+from ..event import Channel, Event, EventType, JSONValue, Patient
 from ..store.delivery import DeliveryLedger, Recipient
 from .processor import EventProcessor
 
@@ -110,7 +110,10 @@ class Feedback:
             type=kind,
             occurred_at=at or self.clock.now(),
             source=source,
-            patient=recipient.patient,
+            # The id alone: the snapshot read here is a copy, not news about the
+            # patient, and restated under this event's time it would outrank a
+            # newer fact that arrives late (or lands between the read and this event).
+            patient=Patient(recipient.patient.id),
             attributes=attributes,
         )
 

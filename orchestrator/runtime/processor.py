@@ -1,7 +1,8 @@
 """The event processor: a batch of events through the engine into the store.
 
 Each batch is one transaction: the new journey states, the scheduled,
-cancelled and expired messages, the patient snapshots and consent, the
+cancelled and expired messages, what is known of the patients (each
+event's patient block merged in by `merge_patient`) and consent, the
 processed-event records and the audit rows commit together or not at all.
 An event already processed (same id) changes nothing. This is the per-event
 boundary: an event the engine fails on is kept as rejected input, logged by
@@ -16,7 +17,7 @@ import json
 import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal
 
@@ -26,6 +27,7 @@ from ..engine import advance
 from ..event import Channel, Event, EventType
 from ..event_schema import dump_event
 from ..journey import EpisodeStatus, Journey
+from ..patient_merge import Stamp, merge_patient
 from ..policies import ConsentRecord
 from ..store import SqlStore, UnitOfWork
 from .registry import FlowRegistry
@@ -79,7 +81,7 @@ class EventProcessor:
             versions: dict[tuple[str, str], set[int]] = {}
             for pid, fid, version in journeys:
                 versions.setdefault((pid, fid), set()).add(version)
-            snapshots = unit.patient_times(patients)
+            known = unit.known_patients(patients)
             for event in events:
                 if event.id in done:
                     results.append(EventResult(event.id, "duplicate"))
@@ -97,8 +99,14 @@ class EventProcessor:
                     results.append(EventResult(event.id, "rejected", (problem,)))
                     continue
                 done.add(event.id)
+                before = known.get(event.patient.id)
+                merged = merge_patient(before, event.patient, Stamp(event.occurred_at, event.id))
                 try:
-                    decisions = self._decide(journeys, versions, event, now)
+                    # The engine times and addresses messages with everything known
+                    # of the patient, not only what this event's block states.
+                    decisions = self._decide(
+                        journeys, versions, replace(event, patient=merged.patient), now
+                    )
                 except Exception as exc:  # noqa: BLE001 - the per-event boundary: keep it, log it, go on
                     log.error(
                         "event.failed",
@@ -111,7 +119,10 @@ class EventProcessor:
                         )
                     )
                     continue
-                self._record(unit, journeys, snapshots, event, decisions)
+                if merged is not before:
+                    known[event.patient.id] = merged
+                    unit.save_patient(merged)
+                self._record(unit, journeys, event, decisions)
                 for version, decision in decisions:
                     versions.setdefault((event.patient.id, decision.journey.flow_id), set()).add(
                         version
@@ -162,15 +173,9 @@ class EventProcessor:
         self,
         unit: UnitOfWork,
         journeys: dict[tuple[str, str, int], Journey],
-        snapshots: dict[str, datetime],
         event: Event,
         decisions: list[tuple[int, Decision]],
     ) -> None:
-        patient = event.patient
-        known = snapshots.get(patient.id)
-        if known is None or known <= event.occurred_at:
-            snapshots[patient.id] = event.occurred_at
-            unit.save_patient(patient, event.occurred_at)
         if event.type in (EventType.CONSENT_OPTED_OUT, EventType.CONSENT_OPTED_IN):
             self._record_consent(unit, event)
         for version, decision in decisions:

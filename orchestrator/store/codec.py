@@ -6,14 +6,16 @@ stored form is the dataclasses' own shape and reads back equal.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TypeVar
 
 from pydantic import TypeAdapter
 
-from ..event import Event, Patient
+from ..event import Event, Patient, PatientField
 from ..journey import Journey, ScheduledMessage
+from ..patient_merge import Stamp
 
-__all__ = ["dumps", "loads"]
+__all__ = ["dumps", "dumps_stamps", "loads", "loads_stamps"]
 
 _T = TypeVar("_T", Journey, ScheduledMessage, Patient, Event)
 
@@ -30,3 +32,14 @@ def loads(kind: type[_T], text: str | bytes) -> _T:
     value = _ADAPTERS[kind].validate_json(text)
     assert isinstance(value, kind)
     return value
+
+
+_STAMPS: TypeAdapter[dict[PatientField, Stamp]] = TypeAdapter(dict[PatientField, Stamp])
+
+
+def dumps_stamps(stamps: Mapping[PatientField, Stamp]) -> str:
+    return _STAMPS.dump_json(dict(stamps)).decode()
+
+
+def loads_stamps(text: str | bytes) -> dict[PatientField, Stamp]:
+    return _STAMPS.validate_json(text)

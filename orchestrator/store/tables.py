@@ -126,12 +126,18 @@ class Base(DeclarativeBase):
 
 
 class PatientRow(Base):
-    """The latest patient snapshot (contact points, language, time zone, caregivers)."""
+    """What is known of a patient (contact points, language, time zone, caregivers).
+
+    `snapshot_at` is when the newest fact about the patient occurred;
+    `field_stamps` holds, per field, the stamp of the fact that set it (NULL
+    on rows written before partial updates were merged).
+    """
 
     __tablename__ = "patients"
     id: Mapped[str] = mapped_column(Id, primary_key=True)
     snapshot: Mapped[str] = mapped_column(Text)
     snapshot_at: Mapped[datetime] = mapped_column(Stamp())
+    field_stamps: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class ConsentRow(Base):

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection
 from ..decisions import DecisionRecord, record
 from ..event import Event, Patient
 from ..journey import EpisodeStatus, Journey, ScheduledMessage
+from ..patient_merge import KnownPatient, Stamp
 from ..policies import ConsentRecord
 from . import codec
 from .rows import PENDING, audit_row, chunks, locking_in_key_order, message_row, upsert
@@ -40,7 +41,7 @@ class UnitOfWork:
 
     connection: Connection
     now: datetime
-    _patients: dict[str, tuple[Patient, datetime]] = field(default_factory=dict)
+    _patients: dict[str, KnownPatient] = field(default_factory=dict)
     _consents: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     _journeys: dict[tuple[str, str, int], Journey] = field(default_factory=dict)
     _processed: list[dict[str, Any]] = field(default_factory=list)
@@ -95,12 +96,13 @@ class UnitOfWork:
                     )
         return found
 
-    def patient_times(self, patient_ids: Iterable[str]) -> dict[str, datetime]:
-        """When each stored patient snapshot was taken."""
-        found: dict[str, datetime] = {}
+    def known_patients(self, patient_ids: Iterable[str]) -> dict[str, KnownPatient]:
+        """What is known of each stored patient, with the stamp behind each field."""
+        found: dict[str, KnownPatient] = {}
         for chunk in chunks(list(set(patient_ids)), 500):
-            rows = self.connection.execute(_PATIENT_TIMES, {"ids": chunk})
-            found.update({row[0]: row[1] for row in rows})
+            rows = self.connection.execute(_KNOWN_PATIENTS, {"ids": chunk})
+            for patient_id, snapshot, at, stamps in rows:
+                found[patient_id] = _known_patient(codec.loads(Patient, snapshot), at, stamps)
         return found
 
     def consent_times(self, patient_id: str) -> dict[tuple[str, str], datetime]:
@@ -109,9 +111,10 @@ class UnitOfWork:
 
     # -- writes (collected) ---------------------------------------------------
 
-    def save_patient(self, patient: Patient, at: datetime) -> None:
+    def save_patient(self, known: KnownPatient) -> None:
+        """Keep what is now known of a patient (merged by `merge_patient`, not here)."""
         # Kept as values and serialised at flush: a batch may save one patient many times.
-        self._patients[patient.id] = (patient, at)
+        self._patients[known.patient.id] = known
 
     def save_consent(self, patient_id: str, recipient: str, record: ConsentRecord) -> None:
         key = (patient_id, recipient, record.channel.value)
@@ -161,8 +164,13 @@ class UnitOfWork:
         """Write everything collected (called once, before the commit)."""
         c = self.connection
         patients = [
-            {"id": p.id, "snapshot": codec.dumps(p), "snapshot_at": at}
-            for p, at in self._patients.values()
+            {
+                "id": known.patient.id,
+                "snapshot": codec.dumps(known.patient),
+                "snapshot_at": known.seen_at,
+                "field_stamps": codec.dumps_stamps(known.stamps),
+            }
+            for known in self._patients.values()
         ]
         upsert(c, PatientRow.__table__, patients, ["id"])
         upsert(
@@ -302,9 +310,9 @@ _PROCESSED = select(ProcessedEventRow.event_id).where(
 _JOURNEYS = select(
     JourneyRow.patient_id, JourneyRow.flow_id, JourneyRow.flow_version, JourneyRow.state
 ).where(JourneyRow.patient_id.in_(bindparam("ids", expanding=True)))
-_PATIENT_TIMES = select(PatientRow.id, PatientRow.snapshot_at).where(
-    PatientRow.id.in_(bindparam("ids", expanding=True))
-)
+_KNOWN_PATIENTS = select(
+    PatientRow.id, PatientRow.snapshot, PatientRow.snapshot_at, PatientRow.field_stamps
+).where(PatientRow.id.in_(bindparam("ids", expanding=True)))
 _STATUSES = select(ScheduledMessageRow.key, ScheduledMessageRow.status).where(
     ScheduledMessageRow.key.in_(bindparam("keys", expanding=True))
 )
@@ -346,3 +354,12 @@ _LOCK_PATIENTS = text(
     " SELECT DISTINCT hashtextextended(id, 0) AS k FROM unnest(CAST(:ids AS text[])) AS id"
     " ORDER BY k) AS keys"
 )
+
+
+def _known_patient(patient: Patient, at: datetime, stamps: str | None) -> KnownPatient:
+    if stamps is not None:
+        return KnownPatient(patient, at, codec.loads_stamps(stamps))
+    # A row from before field stamps: its values were stated at `at`; its
+    # empty fields may be what an old partial update erased, so any fact fills them.
+    legacy = Stamp(at, "")
+    return KnownPatient(patient, at, dict.fromkeys(patient.stated(), legacy))

@@ -40,15 +40,7 @@ def test_the_sample_appointment_becomes_a_booking() -> None:
         "type": "appointment.booked",
         "occurred_at": "2026-03-02T14:00:00+00:00",  # no meta.lastUpdated, `created` a bare date
         "source": "fhir",
-        "patient": {
-            "id": "example",
-            "phone": None,
-            "email": None,
-            "language": None,
-            "timezone": None,
-            "preferred_channel": None,
-            "caregivers": [],
-        },
+        "patient": {"id": "example"},  # a reference only: nothing else is known, nothing cleared
         "appointment": {
             "id": "example",
             "start": "2013-12-10T09:00:00+00:00",
@@ -214,6 +206,19 @@ def test_a_contained_patient_is_read_from_the_resource() -> None:
     appointment["contained"] = [{"resourceType": "Patient", "id": "p1", "telecom": [PHONE]}]
     patient = resource_event(appointment, CONFIG, NOW).patient
     assert (patient.id, patient.phone) == ("p1", PHONE["value"])
+
+
+def test_a_patient_reference_alone_states_nothing_but_the_id() -> None:
+    event = resource_event(_with_patient_reference("Patient/p1"), CONFIG, NOW)
+    assert (event.patient.id, event.patient.stated()) == ("p1", frozenset())
+    assert dump_event(event)["patient"] == {"id": "p1"}
+
+
+def test_a_patient_resource_states_only_the_details_it_holds() -> None:
+    appointment = _with_patient_reference("#p1")
+    appointment["contained"] = [{"resourceType": "Patient", "id": "p1", "telecom": [PHONE]}]
+    patient = resource_event(appointment, CONFIG, NOW).patient
+    assert patient.stated() == {"phone"}
 
 
 def test_a_versioned_reference_gives_the_patient_id_without_the_version() -> None:

@@ -22,15 +22,8 @@ CONFIG = Hl7Config()
 SIU = sample("SIU-S12-01.hl7")
 ADT = sample("ADT-A01-01.hl7")
 
-PATIENT = {
-    "id": "PATID1234",
-    "phone": None,
-    "email": None,
-    "language": "ar",
-    "timezone": None,
-    "preferred_channel": None,
-    "caregivers": [],
-}
+# The samples' PID carries no SMS-capable number or email: those stay unknown, not null.
+PATIENT = {"id": "PATID1234", "language": "ar"}
 APPOINTMENT = {
     "id": "36996",
     "start": "2021-09-24T07:15:00+00:00",
@@ -283,6 +276,35 @@ def test_phone_and_email_come_from_the_shapes_pid_13_and_14_take(
 def test_language_comes_from_pid_15(pid15: str, language: str | None) -> None:
     event = to_event(with_field(SIU, "PID", 15, pid15), CONFIG)
     assert event.patient.language == language
+    _schema_agrees(event)
+
+
+def test_a_pid_without_contact_points_leaves_them_unknown_not_cleared() -> None:
+    raw = with_field(with_field(with_field(SIU, "PID", 13, ""), "PID", 14, ""), "PID", 15, "")
+    event = to_event(raw, CONFIG)
+    assert event.patient.stated() == frozenset()
+    assert dump_event(event)["patient"] == {"id": "PATID1234"}
+    _schema_agrees(event)
+
+
+@pytest.mark.parametrize(
+    ("pid13", "pid14", "pid15", "cleared"),
+    [
+        ('""', "", "", {"phone", "email"}),
+        ('""', '""', '""', {"phone", "email", "language"}),
+        ("", "", '""', {"language"}),
+        # A business number stays: the home numbers alone were deleted.
+        ('""', "5555550107^WPN^PH", "", set()),
+    ],
+)
+def test_hl7_explicit_null_clears_the_fields_it_covers(
+    pid13: str, pid14: str, pid15: str, cleared: set[str]
+) -> None:
+    raw = with_field(
+        with_field(with_field(SIU, "PID", 13, pid13), "PID", 14, pid14), "PID", 15, pid15
+    )
+    event = to_event(raw, CONFIG)
+    assert event.patient.cleared == cleared
     _schema_agrees(event)
 
 

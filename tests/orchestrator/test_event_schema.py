@@ -238,6 +238,39 @@ def test_empty_phone_means_no_phone() -> None:
     assert event.patient.phone is None
 
 
+def test_a_patient_block_with_only_the_id_states_nothing_else() -> None:
+    event = parse_event(make_event_data(patient={"id": "p-1"}))
+
+    assert event.patient == Patient("p-1")
+    assert event.patient.stated() == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("block", "cleared"),
+    [
+        ({"email": None}, {"email"}),
+        ({"phone": ""}, {"phone"}),  # empty is no phone, said explicitly
+        ({"caregivers": []}, {"caregivers"}),
+        ({"caregivers": None}, {"caregivers"}),
+        (
+            {"language": None, "timezone": None, "preferred_channel": None},
+            {
+                "language",
+                "timezone",
+                "preferred_channel",
+            },
+        ),
+    ],
+)
+def test_an_explicit_null_is_kept_apart_from_an_absent_field(
+    block: dict[str, Any], cleared: set[str]
+) -> None:
+    event = parse_event(make_event_data(patient={"id": "p-1", "phone": "+15555550101", **block}))
+
+    assert event.patient.cleared == cleared
+    assert event.patient.stated() == cleared | ({"phone"} - cleared)
+
+
 def test_caregiver_phone_is_normalised_to_e164() -> None:
     caregiver = {"id": "c-1", "phone": "(555) 555-0102", "language": "ES"}
 
@@ -452,6 +485,24 @@ def test_dumped_encounter_event_parses_back_to_an_equal_event() -> None:
         )
     )
 
+    assert parse_event(dump_event(event)) == event
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        {"id": "p-1"},
+        {"id": "p-1", "language": "es"},
+        {"id": "p-1", "email": None, "caregivers": []},
+        {"id": "p-1", "phone": "+15555550101", "timezone": None},
+    ],
+)
+def test_a_dumped_patient_block_states_what_the_event_stated_and_no_more(
+    block: dict[str, Any],
+) -> None:
+    event = parse_event(make_event_data(patient=block))
+
+    assert dump_event(event)["patient"] == block
     assert parse_event(dump_event(event)) == event
 
 

@@ -133,3 +133,44 @@ def test_a_cancellation_at_the_instant_a_message_is_due_wins() -> None:
     )
     reminder = outcome(records, "reminder_24h")
     assert (reminder.status, reminder.reason) == ("cancelled", "appointment_cancelled")
+
+
+def test_a_reschedule_naming_the_patient_by_id_alone_keeps_their_language_and_contacts() -> None:
+    later = START + timedelta(days=1)
+    caregiver = {"id": "c-1", "phone": "+15555550102", "receives": ["transport"]}
+    records = run(
+        [
+            make_event(
+                "appointment.booked",
+                occurred_at=at(),
+                start=START,
+                patient=make_patient(language="es", caregivers=[caregiver]),
+            ),
+            make_event(
+                "appointment.rescheduled",
+                occurred_at=at(hours=1),
+                start=later,
+                patient={"id": "p-1"},
+            ),
+        ]
+    )
+    reminder = outcome(records, "reminder_72h")
+    assert (reminder.status, reminder.language) == ("sent", "es")
+    assert [r.reason for r in records if r.status == "suppressed"] == []
+    assert outcome(records, "reminder_24h", "caregiver:c-1").status == "sent"
+
+
+def test_an_older_event_fed_later_fills_gaps_but_not_the_newer_language() -> None:
+    records = run(
+        [
+            make_event(
+                "appointment.booked",
+                occurred_at=at(hours=2),
+                start=START,
+                patient={"id": "p-1", "language": "es"},
+            ),
+            make_event("intake.sent", occurred_at=at(hours=1), start=START, patient=make_patient()),
+        ]
+    )
+    reminder = outcome(records, "reminder_72h")
+    assert (reminder.status, reminder.language) == ("sent", "es")

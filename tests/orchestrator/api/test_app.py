@@ -65,7 +65,7 @@ OpenApi = Callable[..., Api]
 
 @pytest.fixture
 def open_api(tmp_path: Path) -> Iterator[OpenApi]:
-    """Opens the app over a fresh, migrated SQLite store; settings may be overridden."""
+    """Opens the app over a fresh, migrated SQLite store (or `db`); settings may be overridden."""
     with ExitStack() as stack:
         opened = 0
 
@@ -74,7 +74,7 @@ def open_api(tmp_path: Path) -> Iterator[OpenApi]:
             opened += 1
             clock = VirtualClock(start)
             settings = Settings(
-                db=f"sqlite:///{tmp_path / f'store-{opened}.db'}",
+                db=overrides.pop("db", f"sqlite:///{tmp_path / f'store-{opened}.db'}"),
                 flows=ROOT / "flows",
                 templates=ROOT / "templates",
                 **overrides,
@@ -203,6 +203,41 @@ def test_one_bad_event_in_a_batch_is_rejected_and_kept_and_the_rest_are_accepted
     [kept] = api.store.rejected()
     assert kept["reason"].startswith(f"{where}: event {bad['id']}: patient.id:")
     assert json.loads(kept["body"]) == bad
+
+
+def test_a_reschedule_naming_the_patient_by_id_alone_keeps_what_the_store_knows(
+    open_api: OpenApi, store_url: str
+) -> None:
+    api = open_api(db=store_url)
+    booked = event(2)  # p-cc-001: phone, email, Spanish, a caregiver for transport
+    assert (booked["type"], booked["patient"]["language"]) == ("appointment.booked", "es")
+    new_start = "2026-03-17T10:30:00-05:00"
+    rescheduled = {
+        "id": "evt-cc-resched",
+        "type": "appointment.rescheduled",
+        "occurred_at": "2026-03-04T09:00:00-06:00",
+        "source": "fhir",
+        "patient": {"id": "p-cc-001"},
+        "appointment": {"id": "a-cc-001", "start": new_start, "service": "cardiology.consult"},
+    }
+
+    response = api.client.post("/events", json=[booked, rescheduled])
+    assert response.status_code == 202, response.text
+    api.dispatch_until(datetime.fromisoformat(new_start))
+
+    patient = api.store.patient("p-cc-001")
+    assert patient is not None
+    assert (patient.phone, patient.email, patient.language) == (
+        booked["patient"]["phone"],
+        booked["patient"]["email"],
+        "es",
+    )
+    assert len(patient.caregivers) == 1
+    audit = api.store.audit()
+    assert [a.reason for a in audit if a.status == "suppressed"] == []
+    sent = [a for a in audit if a.status == "sent" and a.recipient == "patient"]
+    assert sent and {a.language for a in sent} == {"es"}
+    assert any(a.status == "sent" and a.recipient.startswith("caregiver:") for a in audit)
 
 
 def test_a_batch_of_only_bad_events_is_422_with_a_result_per_event(api: Api) -> None:

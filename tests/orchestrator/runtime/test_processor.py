@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
+from datetime import timedelta
 from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from orchestrator.event import Channel
 from orchestrator.policies import ConsentRecord
@@ -198,3 +204,145 @@ def test_event_the_engine_fails_on_is_kept_and_the_rest_of_the_batch_goes_on(
     # Not marked processed: once the flow is back, the event can be replayed.
     (replayed,) = first.process(failing)
     assert replayed.status == "accepted"
+
+
+# -- patient data: partial updates ----------------------------------------------------
+
+ID_ONLY = {"id": "p-1"}
+
+
+def test_a_reschedule_naming_the_patient_by_id_alone_keeps_what_the_store_knows(
+    runtime: Runtime,
+) -> None:
+    runtime.process(make_event(start=START, patient=make_patient(language="es")))
+    runtime.clock.move_to(at(hours=1))
+
+    runtime.process(
+        make_event(
+            "appointment.rescheduled", start=at(days=9), occurred_at=at(hours=1), patient=ID_ONLY
+        )
+    )
+    runtime.run_until_idle()
+
+    patient = runtime.store.patient("p-1")
+    assert patient is not None
+    assert (patient.phone, patient.email, patient.language, patient.timezone) == (
+        "+15555550101",
+        "patient@example.org",
+        "es",
+        "America/Chicago",
+    )
+    audit = runtime.store.audit()
+    assert [a.reason for a in audit if a.status == "suppressed"] == []
+    reminders = [a for a in audit if a.status == "sent" and a.message.startswith("reminder")]
+    assert reminders and {a.language for a in reminders} == {"es"}
+
+
+def test_a_booking_naming_the_patient_by_id_alone_still_gives_the_caregivers_their_copies(
+    runtime: Runtime,
+) -> None:
+    caregiver = {"id": "c-1", "phone": "+15555550102", "receives": ["transport"]}
+    runtime.process(make_event(start=START, patient=make_patient(caregivers=[caregiver])))
+    runtime.clock.move_to(at(hours=1))
+
+    # A second appointment, from a source that references the patient by id.
+    runtime.process(
+        make_event(appointment_id="a-2", start=at(days=9), occurred_at=at(hours=1), patient=ID_ONLY)
+    )
+
+    copies = {
+        m["due_at"]
+        for m in runtime.store.messages()
+        if m["recipient"] == "caregiver:c-1" and m["status"] == "scheduled"
+    }
+    assert copies == {START - timedelta(hours=24), at(days=9) - timedelta(hours=24)}
+
+
+def test_an_explicit_null_in_the_patient_block_clears_that_field_only(runtime: Runtime) -> None:
+    runtime.process(make_event(start=START))
+
+    runtime.process(
+        make_event(
+            "appointment.rescheduled",
+            start=START,
+            occurred_at=at(hours=1),
+            patient={"id": "p-1", "email": None},
+        )
+    )
+
+    patient = runtime.store.patient("p-1")
+    assert patient is not None and (patient.email, patient.phone) == (None, "+15555550101")
+
+
+def test_an_older_partial_update_arriving_later_fills_gaps_but_overwrites_nothing_newer(
+    runtime: Runtime,
+) -> None:
+    runtime.process(
+        make_event(start=START, occurred_at=at(hours=2), patient={"id": "p-1", "language": "vi"})
+    )
+
+    runtime.process(
+        make_event(
+            "appointment.rescheduled",
+            start=START,
+            occurred_at=at(hours=1),
+            patient=make_patient(language="es"),
+        )
+    )
+
+    patient = runtime.store.patient("p-1")
+    assert patient is not None and (patient.language, patient.phone) == ("vi", "+15555550101")
+
+
+_FIELD_VALUES: dict[str, list[Any]] = {
+    "phone": ["+15555550101", "+15555550102"],
+    "email": ["a@example.org", "b@example.org"],
+    "language": ["en", "es"],
+    "timezone": ["America/Chicago", "America/Denver"],
+    "preferred_channel": ["sms", "email"],
+    "caregivers": [[{"id": "c-1", "receives": ["transport"]}]],
+}
+_patient_ids = itertools.count(1)
+
+
+@st.composite
+def _partial_blocks(draw: st.DrawFn) -> list[tuple[int, dict[str, Any]]]:
+    """Patient blocks (without the id) and the hour each occurred: absent, null or a value."""
+    blocks = []
+    for _ in range(draw(st.integers(min_value=1, max_value=4))):
+        block: dict[str, Any] = {}
+        for name, values in _FIELD_VALUES.items():
+            kind = draw(st.sampled_from(["absent", "null", "value"]))
+            if kind != "absent":
+                block[name] = None if kind == "null" else draw(st.sampled_from(values))
+        blocks.append((draw(st.integers(0, 2)), block))
+    return blocks
+
+
+def test_any_arrival_order_of_partial_updates_stores_the_same_patient(runtime: Runtime) -> None:
+    # The runtime is built once for all examples: each example takes fresh patient ids.
+    @settings(max_examples=15, deadline=None)
+    @given(data=st.data(), blocks=_partial_blocks())
+    def check(data: st.DataObject, blocks: list[tuple[int, dict[str, Any]]]) -> None:
+        order = data.draw(st.permutations(range(len(blocks))))
+        stored = []
+        # Two patients: one gets the updates as listed, the other in another order.
+        for arrival in (range(len(blocks)), order):
+            patient_id = f"p-prop-{next(_patient_ids)}"
+            events = [
+                make_event(
+                    "patient.updated",
+                    id=f"{patient_id}-evt-{i}",
+                    occurred_at=at(hours=hour),
+                    patient={"id": patient_id, **block},
+                )
+                for i, (hour, block) in enumerate(blocks)
+            ]
+            for i in arrival:
+                runtime.process(events[i])  # one batch each: arrival order is batch order
+            patient = runtime.store.patient(patient_id)
+            assert patient is not None
+            stored.append(dataclasses.replace(patient, id="p"))
+        assert stored[0] == stored[1]
+
+    check()

@@ -17,25 +17,27 @@ from zoneinfo import ZoneInfo
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, event, select, text
+from sqlalchemy import create_engine, event, insert, select, text
 from sqlalchemy.exc import OperationalError
 
 from orchestrator.engine import advance
 from orchestrator.errors import StoreError
-from orchestrator.event import Channel
+from orchestrator.event import Channel, Patient
 from orchestrator.flows.timing import Anchor
 from orchestrator.journey import Journey, Recipient, ScheduledMessage
+from orchestrator.patient_merge import KnownPatient, Stamp, merge_patient
 from orchestrator.policies import ConsentRecord
 from orchestrator.store import (
     OutboxEntry,
     Sent,
     SqlStore,
+    codec,
     connect,
     head,
     pending,
     upgrade,
 )
-from orchestrator.store.tables import Base, DeliveryAttemptRow, ScheduledMessageRow
+from orchestrator.store.tables import Base, DeliveryAttemptRow, PatientRow, ScheduledMessageRow
 from tests.builders import T0, at, make_event, make_flow
 
 FLOW = make_flow()
@@ -141,7 +143,7 @@ def test_unit_of_work_writes_journey_messages_processed_and_audit_together(
 ) -> None:
     event, journey, messages = _booking()
     with store.unit(T0) as unit:
-        unit.save_patient(event.patient, event.occurred_at)
+        unit.save_patient(KnownPatient(event.patient, event.occurred_at))
         unit.save_journey(journey, 1)
         for each in messages:
             unit.schedule(each, event.id)
@@ -159,10 +161,43 @@ def test_unit_of_work_writes_journey_messages_processed_and_audit_together(
         assert unit.processed([event.id, "evt-other"]) == {event.id}
 
 
+def test_what_is_known_of_a_patient_reads_back_with_the_stamp_behind_each_field(
+    store: SqlStore,
+) -> None:
+    fact = Patient("p-1", phone="+15555550101", language="es")
+    known = merge_patient(None, fact, Stamp(T0, "evt-1"))
+    with store.unit(T0) as unit:
+        unit.save_patient(known)
+
+    with store.unit(T0) as unit:
+        assert unit.known_patients(["p-1", "p-2"]) == {"p-1": known}
+
+
+def test_a_patient_row_from_before_field_stamps_counts_its_values_as_stated_at_its_time(
+    store: SqlStore,
+) -> None:
+    # As migration 0005 leaves a row the old code wrote: no stamps, email erased.
+    old = Patient("p-1", phone="+15555550101")
+    with store.unit(T0) as unit:
+        unit.connection.execute(
+            insert(PatientRow).values(
+                id="p-1", snapshot=codec.dumps(old), snapshot_at=at(hours=2), field_stamps=None
+            )
+        )
+
+    with store.unit(T0) as unit:
+        known = unit.known_patients(["p-1"])["p-1"]
+    assert known.stamps == {"phone": Stamp(at(hours=2), "")}
+    # An older fact fills the erased email, and does not undo the phone.
+    older = Patient("p-1", phone="+15555550102", email="patient@example.org")
+    merged = merge_patient(known, older, Stamp(at(hours=1), "evt-0")).patient
+    assert (merged.phone, merged.email) == ("+15555550101", "patient@example.org")
+
+
 def test_failure_inside_the_unit_writes_nothing(store: SqlStore) -> None:
     event, journey, messages = _booking()
     with pytest.raises(RuntimeError), store.unit(T0) as unit:
-        unit.save_patient(event.patient, event.occurred_at)
+        unit.save_patient(KnownPatient(event.patient, event.occurred_at))
         unit.save_journey(journey, 1)
         for each in messages:
             unit.schedule(each, event.id)
@@ -183,7 +218,7 @@ def test_failed_flush_rolls_back_what_it_had_written(store: SqlStore) -> None:
     # journey and episodes were written in the same transaction.
     event, journey, messages = _booking()
     with pytest.raises(StoreError), store.unit(T0) as unit:
-        unit.save_patient(event.patient, event.occurred_at)
+        unit.save_patient(KnownPatient(event.patient, event.occurred_at))
         unit.save_journey(journey, 1)
         for each in messages:
             unit.schedule(each, event.id)

@@ -1,0 +1,32 @@
+"""Provider feedback as events: what it says about the patient, on both stores."""
+
+from __future__ import annotations
+
+from orchestrator.runtime.feedback import Feedback
+from orchestrator.store.delivery import DeliveryLedger
+from tests.builders import at, make_event, make_patient
+from tests.orchestrator.runtime.conftest import Runtime
+
+PHONE = "+15555550101"
+
+
+def test_a_reply_restates_nothing_so_a_newer_fact_arriving_late_still_wins(
+    runtime: Runtime,
+) -> None:
+    runtime.process(make_event(start=at(days=8), patient=make_patient(phone=PHONE)))
+    runtime.clock.move_to(at(hours=2))
+    feedback = Feedback(runtime.processor, DeliveryLedger(runtime.store), runtime.clock)
+    assert feedback.replied(PHONE, "C", source="twilio", ref="SM-1") == 1
+
+    # The EHR's change of number happened before the reply and reaches us after it.
+    runtime.process(
+        make_event(
+            "patient.updated",
+            occurred_at=at(hours=1),
+            patient={"id": "p-1", "phone": "+15555550109"},
+        )
+    )
+
+    patient = runtime.store.patient("p-1")
+    assert patient is not None
+    assert (patient.phone, patient.email) == ("+15555550109", "patient@example.org")
