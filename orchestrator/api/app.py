@@ -186,6 +186,9 @@ def create_app(service: EmbeddedService, *, run_dispatcher: bool = True) -> Fast
 
     @app.get("/patients/{patient_id}/timeline", dependencies=protected)
     def timeline(patient_id: str) -> dict[str, Any]:
+        if unsafe_text(patient_id) is not None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no journey for this patient")
+        patient_id = bound_id(patient_id)  # a long id, as the store names it
         episodes = service.store.episodes(patient_id)
         if not episodes:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no journey for this patient")
