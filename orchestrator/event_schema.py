@@ -304,6 +304,9 @@ def _problems(error: ValidationError) -> list[str]:
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "enum" and item["loc"] == ("type",):
             message = "unknown event type; expected one of " + ", ".join(t.value for t in EventType)
+        elif item["type"] == "string_unicode":
+            # pydantic's words for it; the input limits say it as for any other field.
+            message = unsafe_text("\ud800") or message
         problems.append(f"{_loc(item['loc'])}: {message}")
     return problems
 

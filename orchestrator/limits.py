@@ -232,7 +232,10 @@ def _attribute_problems(attributes: Mapping[str, Any], unknown: Collection[str])
         if why is not None:
             problems.append(f"{path}: the name {why}")
             continue
-        problems += _value_problems(path, value, 1)
+        if _deeper_than(value, MAX_ATTRIBUTE_DEPTH):
+            problems.append(f"{path}: nested deeper than {MAX_ATTRIBUTE_DEPTH} levels")
+            continue
+        problems += _value_problems(path, value)
     if not problems:
         size = len(json.dumps(attributes, separators=(",", ":")))
         if size > MAX_ATTRIBUTES_SIZE:
@@ -243,8 +246,8 @@ def _attribute_problems(attributes: Mapping[str, Any], unknown: Collection[str])
     return problems
 
 
-def _value_problems(path: str, value: Any, depth: int) -> list[str]:
-    """Problems of one attribute value, `depth` levels under its name."""
+def _value_problems(path: str, value: Any) -> list[str]:
+    """Problems of one attribute value, whose depth was checked."""
     if isinstance(value, str):
         why = unsafe_text(value)
         return [f"{path}: {why}"] if why else []
@@ -258,12 +261,10 @@ def _value_problems(path: str, value: Any, depth: int) -> list[str]:
         return [] if finite else [f"{path}: a number that is not finite"]
     if not isinstance(value, dict | list):
         return [f"{path}: not a JSON value"]
-    if depth > MAX_ATTRIBUTE_DEPTH:
-        return [f"{path}: nested deeper than {MAX_ATTRIBUTE_DEPTH} levels"]
     problems: list[str] = []
     if isinstance(value, list):
         for i, item in enumerate(value):
-            problems += _value_problems(f"{path}[{i}]", item, depth + 1)
+            problems += _value_problems(f"{path}[{i}]", item)
             if problems:
                 break  # the first one names the field; the rest would repeat it
         return problems
@@ -271,7 +272,7 @@ def _value_problems(path: str, value: Any, depth: int) -> list[str]:
         why = unsafe_text(key) if isinstance(key, str) else "a key that is not text"
         if why is not None:
             return [f"{path}: a name inside {why}"]
-        problems += _value_problems(f"{path}.{_name(key)}", item, depth + 1)
+        problems += _value_problems(f"{path}.{_name(key)}", item)
         if problems:
             break
     return problems
