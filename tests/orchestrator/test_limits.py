@@ -87,7 +87,7 @@ def test_text_that_is_not_json_is_a_syntax_error(text: str | bytes) -> None:
 
 
 def test_an_event_record_out_of_the_limits_is_an_input_error_naming_the_event() -> None:
-    with pytest.raises(InputError, match="^event: nested deeper"):
+    with pytest.raises(InputError, match=r"^event: nested deeper"):
         parse_event_json("[" * 2000 + "]" * 2000)
 
 
