@@ -16,7 +16,9 @@ OperationOutcome.
 | Encounter finished | patient.discharged (disposition from hospitalization.dischargeDisposition) |
 
 The event id is `fhir:<type>/<id>:<status>:<meta.versionId, else a digest of
-the resource>`: the same resource posted twice is a duplicate.
+the resource>`: the same resource posted twice is a duplicate. Over 200
+characters it ends in a SHA-256 digest of the whole (`event.bound_id`), as
+every source's ids do.
 """
 
 from __future__ import annotations
@@ -233,7 +235,9 @@ def _map(
     meta = model.meta
     version = meta.versionId if meta is not None and meta.versionId else _digest(data)
     event: dict[str, Any] = {
-        "id": f"fhir:{kind}/{resource_id}:{status}:{version}"[:200],
+        # Bounded by the canonical schema (`bound_id`): a cut here made two long
+        # identifiers that share a prefix one event, and dropped the second.
+        "id": f"fhir:{kind}/{resource_id}:{status}:{version}",
         "type": event_type.value,
         "source": config.source,
         "attributes": {"fhir": {"resource": f"{kind}/{resource_id}", "status": status}},

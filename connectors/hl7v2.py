@@ -21,7 +21,6 @@ because real senders reuse control ids across message types.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -34,7 +33,16 @@ import hl7
 import phonenumbers
 from babel import Locale, UnknownLocaleError
 
-from orchestrator.event import Appointment, Encounter, Event, EventType, Patient, PatientField
+from orchestrator.event import (
+    Appointment,
+    Encounter,
+    Event,
+    EventType,
+    Patient,
+    PatientField,
+    bound_id,
+)
+from orchestrator.limits import event_problems
 
 from .hl7_message import (
     DATA_TYPE_ERROR,
@@ -72,7 +80,8 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 # HL7 v2's explicit null: the sender says "delete the value you hold" (chapter 2, null values).
 _NULL = '""'
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9._\-]")
-_ID_MAX = 200
+# Where the input limits' problems are reported, by the canonical field they name.
+_SEGMENT_OF = {"patient": "PID", "appointment": "SCH", "encounter": "PV1"}
 # DTM: YYYY[MM[DD[HH[MM[SS[.S[S[S[S]]]]]]]]][+/-ZZZZ]; an offset of 24 hours or more, or
 # of 60 minutes or more, parses but fails (or silently shifts) on conversion to UTC.
 _DTM = re.compile(
@@ -192,14 +201,15 @@ def map_message(message: Hl7Message, config: Hl7Config) -> Event:
         pv1 = message.first("PV1")
         visit = pv1.get(19) if pv1 is not None else ""
         if visit:
-            attributes["encounter_id"] = visit
+            attributes["encounter_id"] = bound_id(visit)
         if trigger in _CANCELS:
             attributes["cancels"] = _CANCELS[trigger]
     # Built directly, not through the canonical schema's pydantic models: every
     # value was checked above as the schema checks it (E.164 phone, email,
     # language tag, aware UTC times), and validating again would halve the
     # throughput. tests/connectors/test_hl7v2.py holds the two in agreement.
-    return Event(
+    # The input limits are the one check both paths share.
+    event = Event(
         id=_event_id(application, facility, control, trigger),
         type=event_type,
         occurred_at=occurred,
@@ -209,19 +219,23 @@ def map_message(message: Hl7Message, config: Hl7Config) -> Event:
         encounter=encounter,
         attributes=attributes,
     )
+    problems = event_problems(event)
+    if problems:
+        segment = _SEGMENT_OF.get(problems[0].partition(".")[0], "MSH")
+        raise Hl7Error(Location(segment), "; ".join(problems), DATA_TYPE_ERROR)
+    return event
 
 
 def _event_id(application: str, facility: str, control: str, trigger: str) -> str:
     """`hl7:<app>@<facility>:<control>:<trigger>`, readable and collision-free.
 
-    Over the length limit, a readable prefix and the SHA-256 of the whole key.
+    Over the length limit, a readable prefix and the SHA-256 of the whole key
+    (`bound_id`, as for every source). "~" is always percent-encoded in a part,
+    so a digested id never equals a plain one.
     """
-    key = f"hl7:{_id_part(application)}@{_id_part(facility)}:{_id_part(control)}:{trigger}"
-    if len(key) <= _ID_MAX:
-        return key
-    digest = hashlib.sha256(key.encode()).hexdigest()
-    # "~" is always percent-encoded in a part, so a digested id never equals a plain one.
-    return f"{key[: _ID_MAX - len(digest) - 1]}~{digest}"
+    return bound_id(
+        f"hl7:{_id_part(application)}@{_id_part(facility)}:{_id_part(control)}:{trigger}"
+    )
 
 
 def _id_part(text: str) -> str:
@@ -240,7 +254,7 @@ def _patient(message: Hl7Message, pid: Segment, config: Hl7Config) -> dict[str, 
     and email when PID-13 and PID-14 are each `""` or empty, language when
     PID-15 is `""`.
     """
-    patient: dict[str, Any] = {"id": _patient_id(message, pid, config)}
+    patient: dict[str, Any] = {"id": bound_id(_patient_id(message, pid, config))}
     cleared: set[PatientField] = set()
     telecom_deleted = _deleted(pid, 13, 14)
     phone = _phone(message, pid, config.default_region)
@@ -399,7 +413,7 @@ def _appointment(
     pv1 = message.first("PV1")
     if not service_code and pv1 is not None:
         service_code = pv1.get(10)
-    appointment: dict[str, Any] = {"id": appointment_id}
+    appointment: dict[str, Any] = {"id": bound_id(appointment_id)}
     if start is not None:
         appointment["start"] = start
     if service_code:
@@ -428,7 +442,7 @@ def _encounter(
     visit = pv1.get(19) or pv1.get(50)
     if not visit:
         raise Hl7Error(pv1.location(19), "no visit number", REQUIRED_FIELD_MISSING)
-    encounter: dict[str, Any] = {"id": visit}
+    encounter: dict[str, Any] = {"id": bound_id(visit)}
     admitted = _time(pv1, 44, zone)
     discharged = _time(pv1, 45, zone)
     if trigger == "A03" and discharged is None:

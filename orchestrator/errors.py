@@ -2,6 +2,7 @@
 
 * OrchestratorError
   * InputError        - an event, HL7 v2 message or FHIR resource is malformed
+    * JsonError       - a body or line is not JSON, or not within the input limits
   * FlowError         - a flow file is invalid (carries every problem found)
   * TemplateError     - a message template is missing or does not render
   * StoreError        - the store failed (translated from the driver)
@@ -19,12 +20,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 __all__ = [
     "AmbiguousSendError",
     "FlowError",
     "FlowProblem",
     "InputError",
+    "JsonError",
     "OrchestratorError",
     "PermanentSendError",
     "RecipientOptedOutError",
@@ -50,6 +53,19 @@ class InputError(OrchestratorError):
         self.where = where
         self.problems = tuple(problems)
         super().__init__(f"{where}: " + "; ".join(self.problems))
+
+
+class JsonError(InputError):
+    """Raised when a body or line cannot be read as JSON within the input limits.
+
+    `kind` says why: `syntax` (not JSON, not UTF-8), `depth` (nested too
+    deeply to read safely), `number` (an integer beyond 64 bits, or a number
+    that is not finite). A FHIR answer maps `depth` to "too-costly".
+    """
+
+    def __init__(self, where: str, kind: Literal["syntax", "depth", "number"], problem: str):
+        self.kind = kind
+        super().__init__(where, [problem])
 
 
 @dataclass(frozen=True, slots=True)

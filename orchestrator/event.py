@@ -6,6 +6,7 @@ holds only the shapes and the few facts derived from them.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,12 +28,33 @@ __all__ = [
     "JSONValue",
     "Patient",
     "PatientField",
+    "bound_id",
 ]
 
 # What the store's columns hold: an event's identifiers (its own, the patient's,
 # a caregiver's, an appointment's, an encounter's) and its source.
 MAX_ID_LENGTH = 200
 MAX_SOURCE_LENGTH = 100
+# SHA-256 in hex: what ends an identifier too long for its column.
+_DIGEST_LENGTH = 64
+
+
+def bound_id(value: str) -> str:
+    """`value` as the store keeps it: unchanged up to `MAX_ID_LENGTH` characters.
+
+    A longer id becomes its first 135 characters, "~" and the SHA-256 of the
+    whole id (200 in all): the same long id always gives the same value, and
+    two long ids sharing any prefix still differ. Every source (HTTP, Kafka,
+    HL7 v2, FHIR) bounds its ids with this one rule, so one identifier sent
+    through two of them names one patient.
+    """
+    if len(value) <= MAX_ID_LENGTH:
+        return value
+    # surrogatepass: an id with a lone surrogate still gets its digest; the
+    # input checks refuse it later, naming the field.
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{value[: MAX_ID_LENGTH - _DIGEST_LENGTH - 1]}~{digest}"
+
 
 # A named recursive alias, so that pydantic can validate and dump it.
 JSONValue = TypeAliasType(

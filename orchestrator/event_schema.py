@@ -8,7 +8,6 @@ their dotted path, never dropped.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ import phonenumbers
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -30,7 +30,6 @@ from pydantic import (
 
 from .errors import InputError
 from .event import (
-    MAX_ID_LENGTH,
     MAX_SOURCE_LENGTH,
     PATIENT_FIELDS,
     Appointment,
@@ -42,7 +41,9 @@ from .event import (
     JSONValue,
     Patient,
     PatientField,
+    bound_id,
 )
+from .limits import event_problems, read_json, unsafe_text
 
 __all__ = [
     "AppointmentV1",
@@ -59,13 +60,30 @@ _LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
+# The start of an ISO 8601 date and time: a bare number (read by pydantic as
+# Unix time) or a date alone is not what the README promises to take.
+_ISO_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
+def _iso_text(value: object) -> object:
+    if isinstance(value, datetime) or (isinstance(value, str) and _ISO_DATETIME.match(value)):
+        return value
+    raise ValueError(
+        "expected an ISO 8601 date and time with an offset, such as '2026-03-02T14:00:00Z'"
+    )
+
+
 def _aware(value: datetime) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("timestamp has no UTC offset; expected ISO 8601 with an offset or Z")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        # 9999-12-31T23:59:59-01:00 is a valid text for an instant after year 9999.
+        raise ValueError("out of range when converted to UTC") from None
 
 
-AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
+AwareDatetime = Annotated[datetime, BeforeValidator(_iso_text), AfterValidator(_aware)]
 
 
 def _phone(value: str | None, info: ValidationInfo) -> str | None:
@@ -115,9 +133,9 @@ def _timezone(value: str | None) -> str | None:
     return value
 
 
-# A longer id is refused here, as input, not later by the database in the
-# middle of a batch.
-Identifier = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
+# A longer id is bounded here, as every source bounds it (`bound_id`), not
+# refused later by the database in the middle of a batch.
+Identifier = Annotated[str, Field(min_length=1), AfterValidator(bound_id)]
 
 
 class _Part(BaseModel):
@@ -194,10 +212,8 @@ class EventV1(BaseModel):
         if admission and self.encounter is None:
             raise ValueError(f"a {self.type.value} event needs an 'encounter'")
         caregiver = self.attributes.get("caregiver_id")
-        if caregiver is not None and not (
-            isinstance(caregiver, str) and 0 < len(caregiver) <= MAX_ID_LENGTH
-        ):
-            raise ValueError(f"'attributes.caregiver_id' must be 1 to {MAX_ID_LENGTH} characters")
+        if caregiver is not None and not (isinstance(caregiver, str) and caregiver):
+            raise ValueError("'attributes.caregiver_id' must be a caregiver's id")
         return self
 
     def unknown_fields(self) -> dict[str, JSONValue]:
@@ -213,6 +229,10 @@ class EventV1(BaseModel):
         """
         extra = self.unknown_fields() if unknown is None else unknown
         attributes: dict[str, JSONValue] = {**self.attributes, **extra}
+        caregiver = attributes.get("caregiver_id")
+        if isinstance(caregiver, str):
+            # The caregiver's own id was bounded; the reference to it must match.
+            attributes["caregiver_id"] = bound_id(caregiver)
         patient = self.patient
         return Event(
             id=self.id,
@@ -284,7 +304,7 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part.startswith("function-after") or part in ("str", "int"):
+        elif part.startswith("function-") or part in ("str", "int", "datetime"):
             continue
         else:
             out += ("." if out else "") + part
@@ -297,6 +317,9 @@ def _problems(error: ValidationError) -> list[str]:
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "enum" and item["loc"] == ("type",):
             message = "unknown event type; expected one of " + ", ".join(t.value for t in EventType)
+        elif item["type"] == "string_unicode":
+            # pydantic's words for it; the input limits say it as for any other field.
+            message = unsafe_text("\ud800") or message
         problems.append(f"{_loc(item['loc'])}: {message}")
     return problems
 
@@ -310,7 +333,9 @@ def parse_event(data: Mapping[str, Any], *, default_region: str = "US") -> Event
     if not isinstance(data, Mapping):
         raise InputError("event", ["expected a JSON object"])
     event_id = data.get("id")
-    where = f"event {event_id}" if isinstance(event_id, str) and event_id else "event"
+    where = "event"
+    if isinstance(event_id, str) and event_id and unsafe_text(event_id) is None:
+        where = f"event {bound_id(event_id)}"
     try:
         model = EventV1.model_validate(data, context={"default_region": default_region})
     except ValidationError as exc:
@@ -326,18 +351,20 @@ def parse_event(data: Mapping[str, Any], *, default_region: str = "US") -> Event
                 for key in clashes
             ],
         )
-    return model.to_core(unknown)
+    event = model.to_core(unknown)
+    problems = event_problems(event, unknown=unknown)
+    if problems:
+        raise InputError(where, problems)
+    return event
 
 
 def parse_event_json(text: str | bytes, *, default_region: str = "US") -> Event:
-    """Decode one JSON document and validate it as an event."""
-    try:
-        data = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(
-            "event", [f"not JSON ({exc.__class__.__name__} at position {getattr(exc, 'pos', '?')})"]
-        ) from None
-    return parse_event(data, default_region=default_region)
+    """Decode one JSON document (within the input limits) and validate it as an event.
+
+    Raises:
+        InputError: a `JsonError` when the text cannot be read.
+    """
+    return parse_event(read_json(text, where="event"), default_region=default_region)
 
 
 def dump_event(event: Event) -> dict[str, JSONValue]:

@@ -15,6 +15,7 @@ CORE = [
     "errors.py",
     "event.py",
     "event_schema.py",
+    "limits.py",
     "journey.py",
     "patient_merge.py",
     "recipients.py",

@@ -24,9 +24,10 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.concurrency import run_in_threadpool
 
-from ..errors import InputError, StoreError
-from ..event import Event
+from ..errors import InputError, JsonError, StoreError
+from ..event import Event, bound_id
 from ..event_schema import parse_event
+from ..limits import read_json, unsafe_text
 from ..runtime.service import DispatchLoop, EmbeddedService
 from ..store import pending
 from .bodies import head_of, read_limited
@@ -193,6 +194,9 @@ def create_app(service: EmbeddedService, *, run_dispatcher: bool = True) -> Fast
 
     @app.get("/patients/{patient_id}/timeline", dependencies=protected)
     def timeline(patient_id: str) -> dict[str, Any]:
+        if unsafe_text(patient_id) is not None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no journey for this patient")
+        patient_id = bound_id(patient_id)  # a long id, as the store names it
         episodes = service.store.episodes(patient_id)
         if not episodes:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no journey for this patient")
@@ -256,7 +260,9 @@ def _documents(body: bytes, content_type: str) -> list[tuple[str, Any]]:
     """Split a body into event documents: one object, an array, or NDJSON.
 
     Raises:
-        InputError: the body is empty, not UTF-8, or (for a single document) not JSON.
+        InputError: the body is empty or not UTF-8; for a single document, a
+            `JsonError`: not JSON, or not within the input limits (the body is
+            refused whole: it cannot be split into events).
     """
     text = _decode(body)
     stripped = text.strip()
@@ -265,10 +271,10 @@ def _documents(body: bytes, content_type: str) -> list[tuple[str, Any]]:
     ndjson = "ndjson" in content_type or "jsonl" in content_type
     if not ndjson:
         try:
-            data = json.loads(stripped)
-        except json.JSONDecodeError as exc:
-            if "\n" not in stripped:
-                raise InputError("body", [f"not JSON (at position {exc.pos})"]) from None
+            data = read_json(stripped)
+        except JsonError as exc:
+            if exc.kind != "syntax" or "\n" not in stripped:
+                raise
             ndjson = True  # several JSON documents, one per line
         else:
             if isinstance(data, list):
@@ -279,12 +285,11 @@ def _documents(body: bytes, content_type: str) -> list[tuple[str, Any]]:
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
+        where = f"line {number}"
         try:
-            documents.append((f"line {number}", json.loads(line)))
-        except json.JSONDecodeError as exc:
-            documents.append(
-                (f"line {number}", _NotJSON(line, f"not JSON (at position {exc.pos})"))
-            )
+            documents.append((where, read_json(line, where=where)))
+        except JsonError as exc:
+            documents.append((where, _NotJSON(line, exc.problems[0])))
     return documents
 
 
@@ -304,8 +309,11 @@ def _decode(body: bytes) -> str:
 
 
 def _id_of(data: Any) -> str | None:
+    """The id a rejected event was sent with, as the store would keep it; None if unusable."""
     value = data.get("id") if isinstance(data, dict) else None
-    return value if isinstance(value, str) else None
+    if not isinstance(value, str) or unsafe_text(value) is not None:
+        return None  # a lone surrogate cannot even be written in the answer
+    return bound_id(value)
 
 
 def _jsonable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

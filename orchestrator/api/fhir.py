@@ -10,7 +10,6 @@ is a `*-response` Bundle with an outcome per entry.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -27,11 +26,12 @@ from connectors.fhir import (
     resource_event,
 )
 
-from ..errors import StoreError
+from ..errors import JsonError, StoreError
 from ..event import Event
+from ..limits import read_json
 from ..runtime.service import EmbeddedService
 from ..store import InboundArchive, Settlement
-from .bodies import read_limited
+from .bodies import head_of, read_limited
 
 __all__ = ["fhir_router"]
 
@@ -54,8 +54,10 @@ def fhir_router(service: EmbeddedService) -> APIRouter:
     async def body_of(request: Request) -> bytes | JSONResponse:
         body = await read_limited(request, settings.max_body_bytes)
         if body is None:
-            issue = Issue("", "too-costly", f"body over {settings.max_body_bytes} bytes")
-            return _outcome([issue], 413)
+            reason = f"body over {settings.max_body_bytes} bytes"
+            head = await head_of(request)
+            await run_in_threadpool(service.store.reject, head, "fhir", reason, service.clock.now())
+            return _outcome([Issue("", "too-costly", reason)], 413)
         return body
 
     @router.post("/Appointment")
@@ -167,14 +169,7 @@ def _entry_response(entry: EntryResult, result: Any) -> dict[str, Any]:
 
 def _json(body: bytes) -> Any:
     try:
-        return json.loads(body.decode("utf-8-sig"))
-    except UnicodeDecodeError as exc:
-        raise FhirError([Issue("", "structure", f"not UTF-8 (at byte {exc.start})")]) from None
-    except json.JSONDecodeError as exc:
-        raise FhirError([Issue("", "structure", f"not JSON (at position {exc.pos})")]) from None
-    except RecursionError:
-        # Thousands of nested arrays: the parser's own stack gives out.
-        raise FhirError([Issue("", "too-costly", "JSON nested too deeply")]) from None
-    except ValueError:
-        # An integer of more digits than Python converts, for one.
-        raise FhirError([Issue("", "structure", "not JSON that can be read")]) from None
+        return read_json(body)
+    except JsonError as exc:
+        code = "too-costly" if exc.kind == "depth" else "structure"
+        raise FhirError([Issue("", code, p) for p in exc.problems]) from None

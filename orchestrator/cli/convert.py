@@ -21,8 +21,10 @@ from connectors.hl7_message import Hl7Error
 from connectors.hl7v2 import split_messages, to_event
 
 from ..clock import SystemClock
+from ..errors import JsonError
 from ..event import Event
 from ..event_schema import dump_event
+from ..limits import read_json
 from ..runtime.inbound import hl7_config
 from .options import settings_with
 
@@ -72,17 +74,20 @@ def _fhir(file: Path, settings: Any) -> Iterator[Event | str]:
     )
     now = SystemClock().now()
     raw = file.read_bytes().decode("utf-8-sig", errors="replace")
+    documents: list[tuple[int, Any]] = []
     try:
-        documents = [(1, json.loads(raw))]
-    except json.JSONDecodeError:
-        documents = []
-        for number, line in enumerate(raw.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                documents.append((number, json.loads(line)))
-            except json.JSONDecodeError as exc:
-                yield f"{file}: line {number}: not JSON (at position {exc.pos})"
+        documents = [(1, read_json(raw))]
+    except JsonError as exc:
+        if exc.kind != "syntax":
+            yield f"{file}: {exc.problems[0]}"
+        else:
+            for number, line in enumerate(raw.splitlines(), start=1):
+                if not line.strip():
+                    continue
+                try:
+                    documents.append((number, read_json(line, where=f"line {number}")))
+                except JsonError as bad:
+                    yield f"{file}: {bad}"
     for index, (start, data) in enumerate(documents, start=1):
         where = f"{file}: resource {index} (line {start})"
         try:

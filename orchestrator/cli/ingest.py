@@ -16,6 +16,8 @@ from rich.console import Console
 from rich.progress import Progress
 
 from ..clock import SystemClock
+from ..errors import InputError
+from ..limits import read_json
 from .kafka import publish_file
 from .options import settings_with
 
@@ -164,8 +166,8 @@ def _shift(file: Path) -> timedelta:
             if not line.strip():
                 continue
             try:
-                occurred = datetime.fromisoformat(json.loads(line)["occurred_at"])
-            except (ValueError, KeyError, TypeError):
+                occurred = datetime.fromisoformat(read_json(line)["occurred_at"])
+            except (InputError, ValueError, KeyError, TypeError):
                 continue  # the service reports the line, with its field
             if occurred.tzinfo is not None and (latest is None or occurred > latest):
                 latest = occurred
@@ -177,8 +179,8 @@ def _shift(file: Path) -> timedelta:
 def _shifted(line: str, shift: timedelta) -> str:
     """The event on `line` with its times moved by `shift`; other lines as they are."""
     try:
-        data = json.loads(line)
-    except json.JSONDecodeError:
+        data = read_json(line)
+    except InputError:
         return line  # the service reports it, with its line number
     for path in _TIMES:
         holder = data

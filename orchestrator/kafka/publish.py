@@ -8,12 +8,14 @@ reported with its line number. The worker validates everything else.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import JsonError
+from ..event import bound_id
+from ..limits import read_json, unsafe_text
 from .topics import BrokerError, bootstrap_servers, topic_for
 
 __all__ = ["PublishReport", "Publisher", "route"]
@@ -37,9 +39,9 @@ def route(line: str | bytes) -> tuple[str, bytes]:
         ValueError: naming why the line cannot be routed.
     """
     try:
-        data = json.loads(line)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"not JSON ({exc.__class__.__name__})") from None
+        data = read_json(line, where="line")
+    except JsonError as exc:
+        raise ValueError(exc.problems[0]) from None
     if not isinstance(data, dict):
         raise ValueError("expected a JSON object")
     kind = data.get("type")
@@ -50,7 +52,11 @@ def route(line: str | bytes) -> tuple[str, bytes]:
     patient_id = patient.get("id") if isinstance(patient, dict) else None
     if not isinstance(patient_id, str) or not patient_id:
         raise ValueError("patient.id: required to key the event")
-    return topic, patient_id.encode()
+    unsafe = unsafe_text(patient_id)
+    if unsafe is not None:
+        raise ValueError(f"patient.id: {unsafe}")
+    # Keyed as the store names the patient, so a long id's every form shares a partition.
+    return topic, bound_id(patient_id).encode()
 
 
 class Publisher:

@@ -9,7 +9,15 @@ from typing import Any
 import pytest
 
 from orchestrator.errors import InputError
-from orchestrator.event import Appointment, Caregiver, Channel, Encounter, EventType, Patient
+from orchestrator.event import (
+    Appointment,
+    Caregiver,
+    Channel,
+    Encounter,
+    EventType,
+    Patient,
+    bound_id,
+)
 from orchestrator.event_schema import dump_event, parse_event, parse_event_json
 from tests.builders import T0, make_event_data, make_patient
 
@@ -149,7 +157,7 @@ def test_naive_occurred_at_is_rejected_naming_the_field() -> None:
         (("attributes", "caregiver_id"), "caregiver_id"),
     ],
 )
-def test_an_identifier_longer_than_the_store_holds_is_refused_as_input(
+def test_an_identifier_longer_than_the_store_holds_is_digested_and_one_that_fits_kept(
     where: tuple[str | int, ...], field: str
 ) -> None:
     data = design_event()
@@ -158,10 +166,19 @@ def test_an_identifier_longer_than_the_store_holds_is_refused_as_input(
         parent = parent[step]
     parent[where[-1]] = "x" * 201
 
-    assert field in problems_of(data)
-
+    long = dump_event(parse_event(data))
     parent[where[-1]] = "x" * 200
-    assert parse_event(data).patient.id
+    fits = dump_event(parse_event(data))
+
+    path = [*where[:-1], where[-1]]
+    assert _at(long, path) == bound_id("x" * 201) and len(_at(long, path)) == 200, field
+    assert _at(fits, path) == "x" * 200
+
+
+def _at(data: Any, path: list[str | int]) -> Any:
+    for step in path:
+        data = data[step]
+    return data
 
 
 def test_a_source_longer_than_the_store_holds_is_refused_as_input() -> None:

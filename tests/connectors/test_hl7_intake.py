@@ -1,0 +1,67 @@
+"""HL7 v2 intake on both stores: what one message carries harms only that message."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+
+from connectors.hl7_intake import Hl7Intake
+from orchestrator.clock import VirtualClock
+from orchestrator.event import bound_id
+from orchestrator.runtime.inbound import build_hl7_intake
+from orchestrator.runtime.service import EmbeddedService
+from orchestrator.settings import Settings
+from tests.connectors.hl7_samples import sample, with_field
+from tests.inbound_service import build_service
+from tests.samples import ROOT
+
+SIU = sample("SIU-S12-01.hl7")
+
+
+@pytest.fixture
+def service(store_url: str) -> Iterator[EmbeddedService]:
+    settings = Settings(
+        db=store_url,
+        flows=ROOT / "flows",
+        templates=ROOT / "templates",
+        inbound_services={"76164006": "cardiology.consult"},
+    )
+    built = build_service(settings, VirtualClock(datetime(2021, 9, 14, 9, 0, tzinfo=UTC)))
+    yield built
+    built.store.engine.dispose()
+
+
+@pytest.fixture
+def intake(service: EmbeddedService) -> Hl7Intake:
+    return build_hl7_intake(service)
+
+
+def test_a_pid3_longer_than_the_store_holds_is_digested_and_its_neighbour_is_acked_aa(
+    intake: Hl7Intake, service: EmbeddedService
+) -> None:
+    long_id = "L" * 300
+    long = with_field(with_field(SIU, "PID", 3, f"{long_id}^^^^MR"), "MSH", 10, "MSGLONG")
+
+    replies = intake.handle([long, SIU])
+
+    assert [(r.code, r.status) for r in replies] == [("AA", "accepted"), ("AA", "accepted")]
+    assert service.store.episodes(bound_id(long_id))
+    assert service.store.episodes("PATID1234")
+    assert service.store.rejected() == []
+
+
+def test_a_nul_in_a_field_is_answered_ae_naming_it_and_its_neighbour_acked_aa(
+    intake: Hl7Intake, service: EmbeddedService
+) -> None:
+    bad = with_field(with_field(SIU, "PID", 3, "P\x00X^^^^MR"), "MSH", 10, "MSGNUL")
+
+    replies = intake.handle([bad, SIU])
+
+    assert [r.code for r in replies] == ["AE", "AA"]
+    assert replies[0].error is not None
+    assert str(replies[0].error.location) == "PID"
+    assert "patient.id: contains a NUL character" in replies[0].error.problem
+    [kept] = service.store.rejected()
+    assert kept["body"] == bad
