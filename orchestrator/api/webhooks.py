@@ -10,7 +10,6 @@ and replies become canonical events (see `Feedback`).
 from __future__ import annotations
 
 import binascii
-import json
 import logging
 import re
 from collections.abc import Mapping
@@ -26,8 +25,10 @@ from starlette.concurrency import run_in_threadpool
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
+from ..errors import JsonError
 from ..event import Channel
 from ..inbound_sms import classify
+from ..limits import read_json
 from ..runtime.feedback import Feedback
 from ..runtime.service import EmbeddedService
 from ..store.delivery import (
@@ -315,14 +316,10 @@ def _sendgrid_batch(text: str) -> list[Mapping[str, Any]]:
         _Malformed: not a JSON array of event objects with `event` and `sg_event_id`.
     """
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise _Malformed(f"body: not JSON (at position {exc.pos})") from None
-    except RecursionError:
-        raise _Malformed("body: not JSON we take (arrays or objects nested too deep)") from None
-    except ValueError:
-        # The only other ValueError of `json.loads`: an integer past Python's digit limit.
-        raise _Malformed("body: not JSON we take (a number with too many digits)") from None
+        # The one JSON reader every door uses: depth, number and syntax limits alike.
+        data = read_json(text)
+    except JsonError as exc:
+        raise _Malformed(str(exc)) from None
     if not isinstance(data, list):
         raise _Malformed("body: expected a JSON array of events")
     for i, item in enumerate(data):
