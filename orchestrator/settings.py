@@ -6,13 +6,20 @@ Command-line flags override it.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .flows.timing import parse_duration
+from .policies.staleness import DEFAULT_STALE_AFTER
+
 __all__ = ["Settings"]
+
+_SHORTEST_STALE_AFTER = timedelta(minutes=1)
+_LONGEST_STALE_AFTER = timedelta(days=7)
 
 
 class Settings(BaseSettings):
@@ -40,6 +47,11 @@ class Settings(BaseSettings):
     lease_seconds: float = 120.0
     max_attempts: int = 5
     retry_backoff_seconds: float = 30.0
+    stale_after: timedelta = Field(
+        DEFAULT_STALE_AFTER,
+        description="how late a message whose flow gives no `expires` may still be sent "
+        '(a duration such as "24h" or "90m", or seconds)',
+    )
 
     mllp_port: int | None = Field(None, description="HL7 v2 MLLP listener port (off when unset)")
     mllp_idle_timeout: float = Field(60.0, description="seconds a silent MLLP client is kept")
@@ -91,6 +103,37 @@ class Settings(BaseSettings):
     kafka_batch_seconds: float = 0.2
     kafka_session_timeout_seconds: float = 30.0
     kafka_commit_seconds: float = 1.0
+
+    @field_validator("stale_after", mode="before")
+    @classmethod
+    def _duration_text(cls, value: object) -> object:
+        # The flows' own duration syntax ("24h", "1d12h"), whole seconds, or ISO 8601.
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.isdigit():
+            return int(text)
+        if text[:1] in ("P", "p"):
+            return text  # ISO 8601 ("PT24H"), which pydantic reads
+        try:
+            return parse_duration(text)
+        except ValueError:
+            raise ValueError(
+                'ORCHESTRATOR_STALE_AFTER: expected a duration such as "24h" or "90m", '
+                "or a number of seconds"
+            ) from None
+
+    @field_validator("stale_after")
+    @classmethod
+    def _sane_limit(cls, limit: timedelta) -> timedelta:
+        # Below a minute, dispatch latency alone would expire messages; past a week a
+        # message without its own expiry is no longer timely (a flow that means
+        # longer says so with `expires`).
+        if not _SHORTEST_STALE_AFTER <= limit <= _LONGEST_STALE_AFTER:
+            raise ValueError(
+                "ORCHESTRATOR_STALE_AFTER: expected a duration from 1 minute to 7 days"
+            )
+        return limit
 
     @field_validator("hl7_timezone")
     @classmethod

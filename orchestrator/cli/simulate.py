@@ -110,11 +110,15 @@ def simulate_command(
     if compare_dirs is not None:
         with events.open(encoding="utf-8") as stream:
             parsed = list(accepted(stream))
-        comparison = compare(simulate(parsed, before_flows, stop), simulate(parsed, flows, stop))
+        limit = settings.stale_after
+        comparison = compare(
+            simulate(parsed, before_flows, stop, stale_after=limit),
+            simulate(parsed, flows, stop, stale_after=limit),
+        )
         print_comparison(comparison, output is OutputFormat.JSON, compare_dirs)
     else:
         with events.open(encoding="utf-8") as stream:
-            _run(accepted(_progress(stream, events, err)), flows, stop, output)
+            _run(accepted(_progress(stream, events, err)), flows, stop, output, settings)
     if rejected:
         err.print(
             f"[red]{len(rejected)} line(s) rejected[/]"
@@ -124,9 +128,13 @@ def simulate_command(
 
 
 def _run(
-    events: Iterable[Event], flows: Mapping[str, Flow], stop: datetime | None, output: OutputFormat
+    events: Iterable[Event],
+    flows: Mapping[str, Flow],
+    stop: datetime | None,
+    output: OutputFormat,
+    settings: Settings,
 ) -> None:
-    records = simulate(events, flows, stop)
+    records = simulate(events, flows, stop, stale_after=settings.stale_after)
     if output is OutputFormat.JSON:
         for record in records:
             sys.stdout.write(json.dumps(record.as_json()) + "\n")

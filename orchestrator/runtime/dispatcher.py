@@ -37,7 +37,17 @@ from ..errors import (
 )
 from ..event import Channel
 from ..journey import Journey, ScheduledMessage
-from ..policies import Defer, Expire, Send, SendContext, Suppress, contactable, decide
+from ..policies import (
+    DEFAULT_STALE_AFTER,
+    Defer,
+    Expire,
+    Send,
+    SendContext,
+    Suppress,
+    contactable,
+    decide,
+    stale_at,
+)
 from ..recipients import Contact, contact_for
 from ..store import Claim, SendingFacts, Sent, SqlStore
 from ..templates import TemplateSet
@@ -118,8 +128,10 @@ class Dispatcher:
     backoff: timedelta = timedelta(seconds=30)
     batch: int = 100
     concurrency: int = 1
+    # How late a message whose flow gives it no expiry may still be sent.
+    stale_after: timedelta = DEFAULT_STALE_AFTER
     # How long a send whose outcome nobody can tell is asked about, from its due
-    # time, when the message itself never goes stale.
+    # time, when the message has no expiry of its own.
     reconcile_limit: timedelta = timedelta(days=3)
     rng: random.Random = field(default_factory=random.Random)
 
@@ -225,7 +237,9 @@ class Dispatcher:
         who = (message.recipient.patient_id, str(message.recipient))
         consent = facts.consent.get(who, {})
         sent = facts.sent.setdefault(who, {})
-        verdict = decide(message, flow, SendContext(contact, consent, sent), now)
+        verdict = decide(
+            message, flow, SendContext(contact, consent, sent), now, stale_after=self.stale_after
+        )
         if isinstance(verdict, Defer):
             self.store.reschedule(
                 message, self.owner, now, verdict.until, f"deferred:{verdict.reason}"
@@ -439,6 +453,18 @@ class Dispatcher:
         # Exponential backoff with full jitter: retries from many workers spread out.
         ceiling = self.backoff * (2 ** (attempts - 1))
         delay = timedelta(seconds=self.rng.uniform(0.5, 1.0) * ceiling.total_seconds())
+        if now + delay >= stale_at(message, self.stale_after):
+            # The next attempt could only find it stale: say so now, not after the wait.
+            self.store.finish(
+                message,
+                self.owner,
+                now,
+                "expired",
+                "stale",
+                attempt_outcome="failed",
+                error=str(error)[:300],
+            )
+            return
         self.store.reschedule(
             message,
             self.owner,

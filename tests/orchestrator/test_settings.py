@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 import typer
 from pydantic import ValidationError
@@ -49,3 +51,27 @@ def test_a_bad_setting_ends_a_command_with_its_name_and_no_traceback(
     assert result.exit_code == 2
     assert "ORCHESTRATOR_HL7_TIMEZONE" in result.output
     assert "Traceback" not in result.output
+
+
+def test_the_default_staleness_limit_is_a_day() -> None:
+    assert Settings().stale_after == timedelta(hours=24)
+
+
+@pytest.mark.parametrize(
+    ("given", "limit"),
+    [("90m", timedelta(minutes=90)), ("1d12h", timedelta(hours=36)), ("3600", timedelta(hours=1))],
+)
+def test_the_staleness_limit_reads_flow_durations_and_seconds(
+    monkeypatch: pytest.MonkeyPatch, given: str, limit: timedelta
+) -> None:
+    monkeypatch.setenv("ORCHESTRATOR_STALE_AFTER", given)
+    assert Settings().stale_after == limit
+
+
+@pytest.mark.parametrize("given", ["0", "30", "-1h", "8d", "3 days", ""])
+def test_a_staleness_limit_that_is_not_a_sane_duration_is_refused_naming_the_setting(
+    monkeypatch: pytest.MonkeyPatch, given: str
+) -> None:
+    monkeypatch.setenv("ORCHESTRATOR_STALE_AFTER", given)
+    with pytest.raises(ValidationError, match="ORCHESTRATOR_STALE_AFTER"):
+        Settings()
