@@ -9,6 +9,7 @@
     * TransientSendError  - worth retrying later
     * PermanentSendError  - retrying cannot help; audited as failed
       * RecipientOptedOutError - the provider says the recipient unsubscribed
+      * MessageStaleError - the message reached its staleness limit before it went
     * AmbiguousSendError  - the provider may have it; reconciled, never resent blindly
 
 Messages name where, what and what was expected, never a patient's value.
@@ -24,6 +25,7 @@ __all__ = [
     "FlowError",
     "FlowProblem",
     "InputError",
+    "MessageStaleError",
     "OrchestratorError",
     "PermanentSendError",
     "RecipientOptedOutError",
@@ -101,6 +103,14 @@ class RecipientOptedOutError(PermanentSendError):
     """The provider refuses: the recipient unsubscribed (Twilio 21610).
 
     The connector has recorded the opt-out; the message is suppressed on this channel.
+    """
+
+
+class MessageStaleError(PermanentSendError):
+    """Raised by a connector handed a message whose staleness limit has come.
+
+    Nothing went to the provider; the message is expired (reason `stale`), and
+    no other channel is tried: it would be just as late there.
     """
 
 

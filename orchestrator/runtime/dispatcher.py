@@ -28,6 +28,7 @@ from typing import Protocol, TypeVar, cast
 from ..clock import Clock
 from ..errors import (
     AmbiguousSendError,
+    MessageStaleError,
     PermanentSendError,
     RecipientOptedOutError,
     SendError,
@@ -63,7 +64,13 @@ _T = TypeVar("_T")
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
-    """One rendered message for one address, keyed for idempotency."""
+    """One rendered message for one address, keyed for idempotency.
+
+    `valid_until` is the message's staleness limit: a connector must not hand
+    it over from then on (raise `MessageStaleError`), and one whose provider
+    queues messages passes the time left on, so the provider does not deliver
+    it late either.
+    """
 
     key: str
     channel: Channel
@@ -71,6 +78,7 @@ class Outgoing:
     body: str
     subject: str | None = None
     html: str | None = None
+    valid_until: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,7 +314,13 @@ class Dispatcher:
                 refusal = ("failed", "template_error")
                 continue
             outgoing = Outgoing(
-                message.key, channel, str(to), rendered.body, rendered.subject, rendered.html
+                message.key,
+                channel,
+                str(to),
+                rendered.body,
+                rendered.subject,
+                rendered.html,
+                valid_until=stale_at(message, self.stale_after),
             )
             return _Ready(
                 message,
@@ -362,6 +376,12 @@ class Dispatcher:
             log.warning(
                 "dispatch.outcome_unknown",
                 extra={"message_key": message.key, "channel": channel.value},
+            )
+            return False
+        if isinstance(outcome, MessageStaleError):
+            # As late on any other channel: expired, not failed over.
+            self.store.finish(
+                message, self.owner, self.clock.now(), "expired", "stale", attempt_outcome="failed"
             )
             return False
         if isinstance(outcome, PermanentSendError):

@@ -16,7 +16,7 @@ import pytest
 
 from orchestrator.api.app import create_app
 from orchestrator.clock import VirtualClock
-from orchestrator.errors import TransientSendError
+from orchestrator.errors import MessageStaleError, TransientSendError
 from orchestrator.event import Channel
 from orchestrator.runtime import Outgoing, Receipt
 from orchestrator.runtime.service import EmbeddedService
@@ -165,3 +165,65 @@ def test_a_retry_that_would_fall_past_the_limit_expires_the_message_at_once(
     nudge = runtime.message("intake_nudge")
     assert (nudge["status"], nudge["reason"]) == ("expired", "stale")
     assert down.calls.count(nudge["key"]) == 1
+
+
+@dataclass
+class RecordingConnector:
+    """Takes every send, keeping what it was handed."""
+
+    handed: list[Outgoing] = field(default_factory=list)
+
+    def send(self, outgoing: Outgoing) -> Receipt:
+        self.handed.append(outgoing)
+        return Receipt(f"r-{len(self.handed)}")
+
+    def find(self, key: str) -> Receipt | None:
+        return None
+
+
+@dataclass
+class StaleConnector:
+    """Finds every message stale when handed it, as a connector does whose clock moved on."""
+
+    calls: list[str] = field(default_factory=list)
+
+    def send(self, outgoing: Outgoing) -> Receipt:
+        self.calls.append(outgoing.key)
+        raise MessageStaleError("the message reached its staleness limit before it was sent")
+
+    def find(self, key: str) -> Receipt | None:
+        return None
+
+
+def test_the_connector_is_handed_the_messages_staleness_limit(build_runtime: BuildRuntime) -> None:
+    sms = RecordingConnector()
+    runtime = build_runtime(connectors={Channel.SMS: sms}, stale_after=timedelta(hours=6))
+    booked = at(hours=2)  # 10:00 in Chicago
+    runtime.clock.move_to(booked)
+    runtime.process(make_event("appointment.booked", occurred_at=booked, start=at(days=8)))
+
+    runtime.run_until(at(days=1, hours=2))
+
+    limits = {o.key: o.valid_until for o in sms.handed}
+    confirmation = runtime.message("confirmation")  # expires when the visit starts
+    nudge = runtime.message("intake_nudge")  # no expiry: six hours after it was due
+    assert limits[confirmation["key"]] == at(days=8)
+    assert limits[nudge["key"]] == nudge["due_at"] + timedelta(hours=6)
+
+
+def test_a_message_a_connector_finds_stale_is_expired_and_not_tried_elsewhere(
+    build_runtime: BuildRuntime,
+) -> None:
+    stale = StaleConnector()
+    email = RecordingConnector()
+    runtime = build_runtime(connectors={Channel.SMS: stale, Channel.EMAIL: email})
+    booked = at(hours=2)
+    runtime.clock.move_to(booked)
+    runtime.process(make_event("appointment.booked", occurred_at=booked, start=at(days=8)))
+
+    runtime.dispatcher.tick()
+
+    confirmation = runtime.message("confirmation")
+    assert (confirmation["status"], confirmation["reason"]) == ("expired", "stale")
+    assert stale.calls == [confirmation["key"]]
+    assert email.handed == []
