@@ -47,6 +47,13 @@ class Settings(BaseSettings):
     lease_seconds: float = 120.0
     max_attempts: int = 5
     retry_backoff_seconds: float = 30.0
+    import_hold_seconds: float = Field(
+        300.0,
+        ge=1,
+        le=86_400,
+        description="how long an import's messages stay held after its latest batch "
+        "(`ingest --history`): the longest one batch may take",
+    )
     stale_after: timedelta = Field(
         DEFAULT_STALE_AFTER,
         description="how late a message whose flow gives no `expires` may still be sent "

@@ -5,6 +5,7 @@ production. Row classes stay inside this package; callers get core values.
 """
 
 from .connection import connect
+from .imports import ImportHold, ImportHolds
 from .inbound import InboundArchive, Settlement
 from .migrate import head, pending, upgrade
 from .sql import Claim, OutboxEntry, SendingFacts, Sent, SqlStore
@@ -12,6 +13,8 @@ from .unit import UnitOfWork
 
 __all__ = [
     "Claim",
+    "ImportHold",
+    "ImportHolds",
     "InboundArchive",
     "OutboxEntry",
     "SendingFacts",
