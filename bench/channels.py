@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))  # for tests/standins.py
 
 from connectors.sendgrid import SendGridConfig, SendGridConnector  # noqa: E402
 from connectors.twilio import TwilioConfig, TwilioConnector  # noqa: E402
-from orchestrator.clock import VirtualClock  # noqa: E402
+from orchestrator.clock import SystemClock, VirtualClock  # noqa: E402
 from orchestrator.event import Channel  # noqa: E402
 from orchestrator.event_schema import parse_event  # noqa: E402
 from orchestrator.runtime import EmbeddedService, Outgoing  # noqa: E402
@@ -96,7 +96,8 @@ def connector_run(kind: str, standin: StandIn, messages: int, concurrency: int, 
                 status_callback="https://orchestrator.example.org/webhooks/twilio/status",
                 api_base=standin.url,
                 pool_size=concurrency,
-            )
+            ),
+            clock=SystemClock(),
         )
         batch = [
             Outgoing(f"k-{run}-{i}", Channel.SMS, f"+1555555{i % 10000:04d}", f"Reminder {i}")

@@ -7,6 +7,11 @@ invalid-number errors refuse for good; 429, 5xx and connection failures are
 transient. A timeout after the request went out is ambiguous: the message may
 exist at Twilio, so it is never resent blindly; `find` looks for it among
 the recipient's recent messages, and the status callback settles it too.
+
+Each message carries the time left before its staleness limit as
+`ValidityPeriod` (Twilio takes 1 to 36,000 seconds), so Twilio drops rather
+than delivers a message that waited in its queue past the limit; a message
+with less than a second left is not sent at all.
 """
 
 from __future__ import annotations
@@ -26,8 +31,10 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 from urllib3.exceptions import NewConnectionError
 
+from orchestrator.clock import Clock
 from orchestrator.errors import (
     AmbiguousSendError,
+    MessageStaleError,
     PermanentSendError,
     RecipientOptedOutError,
     SendError,
@@ -39,6 +46,7 @@ __all__ = [
     "INVALID_NUMBER_CODES",
     "OPTED_OUT_CODE",
     "QUEUE_FULL_CODE",
+    "VALIDITY_RANGE",
     "TwilioConfig",
     "TwilioConnector",
 ]
@@ -52,6 +60,8 @@ INVALID_NUMBER_CODES = frozenset({21211, 21212, 21217, 21401, 21407, 21408, 2161
 QUEUE_FULL_CODE = 21611
 # Ambiguous sends remembered for `find`; older ones wait for their status callback.
 _REMEMBERED = 10_000
+# What Twilio's ValidityPeriod accepts, in seconds.
+VALIDITY_RANGE = (1, 36_000)
 # How far Twilio's clock may be behind ours when `find` compares creation times.
 _CLOCK_SKEW = timedelta(minutes=5)
 # Twilio's `http_client` logger writes request URLs and query parameters (the
@@ -83,11 +93,17 @@ class TwilioConnector:
     """Sends SMS through Twilio's Messages API; safe to call from several threads."""
 
     def __init__(
-        self, config: TwilioConfig, *, on_opt_out: Callable[[str], object] | None = None
+        self,
+        config: TwilioConfig,
+        *,
+        clock: Clock,
+        on_opt_out: Callable[[str], object] | None = None,
     ) -> None:
         if not (config.messaging_service_sid or config.from_number):
             raise ValueError("Twilio needs a messaging service sid or a from number")
         self.config = config
+        # The dispatcher's clock: the time left before a message's limit is read on it.
+        self._clock = clock
         self._on_opt_out = on_opt_out
         http = TwilioHttpClient(pool_connections=True, timeout=config.timeout)
         assert http.session is not None
@@ -107,11 +123,13 @@ class TwilioConnector:
             session.close()
 
     def send(self, outgoing: Outgoing) -> Receipt:
-        options: dict[str, str] = (
+        options: dict[str, str | int] = (
             {"messaging_service_sid": self.config.messaging_service_sid}
             if self.config.messaging_service_sid
             else {"from_": self.config.from_number or ""}
         )
+        if outgoing.valid_until is not None:
+            options["validity_period"] = self._validity(outgoing)
         if self.config.status_callback:
             options["status_callback"] = f"{self.config.status_callback}?key={quote(outgoing.key)}"
         started = datetime.now(UTC)
@@ -129,6 +147,21 @@ class TwilioConnector:
         if not message.sid:
             raise AmbiguousSendError("Twilio answered without a message sid")
         return Receipt(message.sid)
+
+    def _validity(self, outgoing: Outgoing) -> int:
+        """Whole seconds left before the message's limit, within what Twilio accepts.
+
+        Rounded down: Twilio must never hold it past the limit.
+
+        Raises:
+            MessageStaleError: less than a second is left.
+        """
+        assert outgoing.valid_until is not None
+        left = int((outgoing.valid_until - self._clock.now()).total_seconds())
+        shortest, longest = VALIDITY_RANGE
+        if left < shortest:
+            raise MessageStaleError("the message reached its staleness limit before it was sent")
+        return min(left, longest)
 
     def find(self, key: str) -> Receipt | None:
         """Look an ambiguous send up among the recipient's newest messages at Twilio.

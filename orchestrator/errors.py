@@ -11,6 +11,7 @@
     * TransientSendError  - worth retrying later
     * PermanentSendError  - retrying cannot help; audited as failed
       * RecipientOptedOutError - the provider says the recipient unsubscribed
+      * MessageStaleError - the message reached its staleness limit before it went
     * AmbiguousSendError  - the provider may have it; reconciled, never resent blindly
 
 Messages name where, what and what was expected, never a patient's value.
@@ -28,6 +29,7 @@ __all__ = [
     "FlowProblem",
     "InputError",
     "JsonError",
+    "MessageStaleError",
     "OrchestratorError",
     "PermanentSendError",
     "RecipientOptedOutError",
@@ -133,6 +135,14 @@ class RecipientOptedOutError(PermanentSendError):
     """The provider refuses: the recipient unsubscribed (Twilio 21610).
 
     The connector has recorded the opt-out; the message is suppressed on this channel.
+    """
+
+
+class MessageStaleError(PermanentSendError):
+    """Raised by a connector handed a message whose staleness limit has come.
+
+    Nothing went to the provider; the message is expired (reason `stale`), and
+    no other channel is tried: it would be just as late there.
     """
 
 

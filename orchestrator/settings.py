@@ -6,11 +6,15 @@ Command-line flags override it.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .flows.timing import parse_duration
+from .policies.staleness import DEFAULT_STALE_AFTER
 
 __all__ = ["API_TOKEN_MIN_LENGTH", "LEASE_TO_SEND", "Settings"]
 
@@ -18,6 +22,9 @@ __all__ = ["API_TOKEN_MIN_LENGTH", "LEASE_TO_SEND", "Settings"]
 LEASE_TO_SEND = 3
 # A guessable token is no guard; an empty one would turn authentication off.
 API_TOKEN_MIN_LENGTH = 16
+
+_SHORTEST_STALE_AFTER = timedelta(minutes=1)
+_LONGEST_STALE_AFTER = timedelta(days=7)
 
 
 class Settings(BaseSettings):
@@ -49,6 +56,18 @@ class Settings(BaseSettings):
     )
     max_attempts: int = 5
     retry_backoff_seconds: float = 30.0
+    import_hold_seconds: float = Field(
+        300.0,
+        ge=1,
+        le=86_400,
+        description="how long an import's messages stay held after its latest batch "
+        "(`ingest --history`): the longest one batch may take",
+    )
+    stale_after: timedelta = Field(
+        DEFAULT_STALE_AFTER,
+        description="how late a message whose flow gives no `expires` may still be sent "
+        '(a duration such as "24h" or "90m", or seconds)',
+    )
 
     mllp_port: int | None = Field(None, description="HL7 v2 MLLP listener port (off when unset)")
     mllp_idle_timeout: float = Field(60.0, description="seconds a silent MLLP client is kept")
@@ -111,6 +130,37 @@ class Settings(BaseSettings):
                 f"ORCHESTRATOR_API_TOKEN: expected at least {API_TOKEN_MIN_LENGTH} characters"
             )
         return token
+
+    @field_validator("stale_after", mode="before")
+    @classmethod
+    def _duration_text(cls, value: object) -> object:
+        # The flows' own duration syntax ("24h", "1d12h"), whole seconds, or ISO 8601.
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.isdigit():
+            return int(text)
+        if text[:1] in ("P", "p"):
+            return text  # ISO 8601 ("PT24H"), which pydantic reads
+        try:
+            return parse_duration(text)
+        except ValueError:
+            raise ValueError(
+                'ORCHESTRATOR_STALE_AFTER: expected a duration such as "24h" or "90m", '
+                "or a number of seconds"
+            ) from None
+
+    @field_validator("stale_after")
+    @classmethod
+    def _sane_limit(cls, limit: timedelta) -> timedelta:
+        # Below a minute, dispatch latency alone would expire messages; past a week a
+        # message without its own expiry is no longer timely (a flow that means
+        # longer says so with `expires`).
+        if not _SHORTEST_STALE_AFTER <= limit <= _LONGEST_STALE_AFTER:
+            raise ValueError(
+                "ORCHESTRATOR_STALE_AFTER: expected a duration from 1 minute to 7 days"
+            )
+        return limit
 
     @field_validator("hl7_timezone")
     @classmethod

@@ -11,7 +11,7 @@ import heapq
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from .actions import CancelMessage, ExpireMessage, ScheduleMessage
 from .clock import VirtualClock
@@ -21,7 +21,16 @@ from .event import Channel, Event, EventType
 from .flows.model import Flow
 from .journey import Journey, ScheduledMessage
 from .patient_merge import KnownPatient, Stamp, merge_patient
-from .policies import ConsentRecord, Defer, Expire, Send, SendContext, Suppress, decide
+from .policies import (
+    DEFAULT_STALE_AFTER,
+    ConsentRecord,
+    Defer,
+    Expire,
+    Send,
+    SendContext,
+    Suppress,
+    decide,
+)
 from .recipients import choose_language, contact_for
 
 __all__ = ["Simulator", "simulate"]
@@ -34,9 +43,16 @@ _MAX_DEFERRALS = 8
 class Simulator:
     """Runs events through the engine and the gate; sends nothing."""
 
-    def __init__(self, flows: Mapping[str, Flow], clock: VirtualClock) -> None:
+    def __init__(
+        self,
+        flows: Mapping[str, Flow],
+        clock: VirtualClock,
+        *,
+        stale_after: timedelta = DEFAULT_STALE_AFTER,
+    ) -> None:
         self.flows = flows
         self.clock = clock
+        self.stale_after = stale_after
         self.journeys: dict[tuple[str, str], Journey] = {}
         self._patients: dict[str, KnownPatient] = {}
         self._consent: dict[tuple[str, str], dict[Channel, ConsentRecord]] = defaultdict(dict)
@@ -103,7 +119,7 @@ class Simulator:
         contact = contact_for(seen.patient, message.recipient) if seen else None
         who = (message.recipient.patient_id, str(message.recipient))
         context = SendContext(contact, self._consent[who], self._sent[who])
-        verdict = decide(message, flow, context, now)
+        verdict = decide(message, flow, context, now, stale_after=self.stale_after)
         if isinstance(verdict, Defer):
             self._deferrals[message.key] += 1
             if self._deferrals[message.key] > _MAX_DEFERRALS:
@@ -176,13 +192,18 @@ class Simulator:
 
 
 def simulate(
-    events: Iterable[Event], flows: Mapping[str, Flow], until: datetime | None = None
+    events: Iterable[Event],
+    flows: Mapping[str, Flow],
+    until: datetime | None = None,
+    *,
+    stale_after: timedelta = DEFAULT_STALE_AFTER,
 ) -> Iterator[DecisionRecord]:
     """Run a whole stream; the clock starts at the first event."""
     simulator: Simulator | None = None
     for event in events:
         if simulator is None:
-            simulator = Simulator(flows, VirtualClock(event.occurred_at))
+            clock = VirtualClock(event.occurred_at)
+            simulator = Simulator(flows, clock, stale_after=stale_after)
         if until is not None and event.occurred_at > until:
             break
         yield from simulator.feed(event)

@@ -1,4 +1,4 @@
-"""The HTTP service (FastAPI): event ingest, health, metrics, timelines, audit, outbox.
+"""The HTTP service (FastAPI): event ingest, imports, health, metrics, timelines, audit, outbox.
 
 `create_app` takes a built `EmbeddedService`; it reads no settings of its
 own. Every route but the health checks and the signature-checked webhooks
@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response, status
@@ -29,7 +29,7 @@ from ..event import Event, bound_id
 from ..event_schema import parse_event
 from ..limits import read_json, unsafe_text
 from ..runtime.service import DispatchLoop, EmbeddedService
-from ..store import pending
+from ..store import ImportHold, ImportHolds, pending
 from .bodies import head_of, read_limited
 from .dashboard import dashboard_router
 from .fhir import fhir_router
@@ -137,8 +137,28 @@ def create_app(service: EmbeddedService, *, run_dispatcher: bool = True) -> Fast
     def metrics() -> Response:
         return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")
 
+    imports = ImportHolds(service.store)
+    hold_for = timedelta(seconds=settings.import_hold_seconds)
+
+    @app.post("/imports", status_code=201, dependencies=protected)
+    def open_import() -> dict[str, str]:
+        """Open an import: messages its batches schedule wait until it is closed."""
+        opened = imports.open(service.clock.now(), hold_for)
+        return {"id": opened.import_id, "hold_until": opened.until.isoformat()}
+
+    @app.post("/imports/{import_id}/close", dependencies=protected)
+    def close_import(import_id: str) -> dict[str, object]:
+        """Close an import: what it held falls due when the engine made it due."""
+        released = imports.close(import_id, service.clock.now())
+        if released is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such import")
+        return {"id": import_id, "released": released}
+
     @app.post("/events", status_code=202, dependencies=protected)
-    async def post_events(request: Request) -> JSONResponse:
+    async def post_events(
+        request: Request,
+        import_id: Annotated[str | None, Query(alias="import", max_length=40)] = None,
+    ) -> JSONResponse:
         body = await read_limited(request, settings.max_body_bytes)
         now = service.clock.now()
         if body is None:
@@ -154,10 +174,17 @@ def create_app(service: EmbeddedService, *, run_dispatcher: bool = True) -> Fast
             bodies_rejected.labels("malformed").inc()
             return JSONResponse({"error": str(exc)}, status.HTTP_400_BAD_REQUEST)
         # The store and the engine are synchronous: keep them off the event loop.
-        return await run_in_threadpool(_accept, documents)
+        return await run_in_threadpool(_accept, documents, import_id)
 
-    def _accept(documents: list[tuple[str, Any]]) -> JSONResponse:
+    def _accept(documents: list[tuple[str, Any]], import_id: str | None) -> JSONResponse:
         now = service.clock.now()
+        hold: ImportHold | None = None
+        if import_id is not None:
+            # Renewed before the batch: what earlier batches scheduled stays held too.
+            hold = imports.renew(import_id, now, hold_for)
+            if hold is None:
+                reason = "import not open: unknown, closed, or its hold ran out"
+                return JSONResponse({"error": reason}, status.HTTP_409_CONFLICT)
         parsed: list[tuple[int, Event]] = []
         results: list[dict[str, object] | None] = [None] * len(documents)
         for i, (where, data) in enumerate(documents):
@@ -182,7 +209,7 @@ def create_app(service: EmbeddedService, *, run_dispatcher: bool = True) -> Fast
                 }
         if parsed:
             for (i, _), outcome in zip(
-                parsed, service.processor.process([e for _, e in parsed]), strict=True
+                parsed, service.processor.process([e for _, e in parsed], hold=hold), strict=True
             ):
                 results[i] = {"index": i, **outcome.as_json()}
         for result in results:

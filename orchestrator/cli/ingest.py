@@ -1,4 +1,9 @@
-"""`orchestrator ingest FILE --url URL | --broker URL`: post events to a service or to Kafka."""
+"""`orchestrator ingest FILE --url URL | --broker URL`: post events to a service or to Kafka.
+
+With `--history`, the file is one import: the service holds every message its
+events schedule until the last batch is in, so a later line can still cancel
+what an earlier one scheduled (see `orchestrator/store/imports.py`).
+"""
 
 from __future__ import annotations
 
@@ -45,12 +50,28 @@ def ingest_command(
         str | None,
         typer.Option("--broker", help="publish to Kafka (kafka://HOST:PORT) instead of --url"),
     ] = None,
+    history: Annotated[
+        bool,
+        typer.Option(
+            "--history",
+            help="one import: nothing the file schedules is sent before its last line is in",
+        ),
+    ] = False,
 ) -> None:
     """Post JSON-lines events in batches; print what was accepted, duplicate or rejected.
 
     With --broker, publish each event to its topic, keyed by patient id.
+    With --history, the whole file is decided before anything it schedules is
+    sent (needs --url: the service holds the messages).
     Exit status 1 when any event was rejected or a request failed.
     """
+    if broker is not None and history:
+        Console(stderr=True).print(
+            "--history needs --url: post the file to a service (`orchestrator run`) on the "
+            "workers' database; its hold applies to every dispatcher of that database",
+            markup=False,
+        )
+        raise typer.Exit(2)
     if broker is not None:
         shift = _shift(file) if shift_to_now else None
         publish_file(file, broker, lambda f: _numbered(f, shift))
@@ -70,35 +91,51 @@ def ingest_command(
     ):
         task = progress.add_task("ingesting", total=total)
         shift = _shift(file) if shift_to_now else None
-        for numbers, lines in _batches(file, batch):
-            first_line = numbers[0]
-            if shift is not None:
-                lines = [_shifted(line, shift) for line in lines]
-            try:
-                response = client.post("/events", content="".join(lines).encode())
-            except httpx.HTTPError as exc:
-                err.print(f"{file}:{first_line}: request failed ({exc.__class__.__name__})")
-                raise typer.Exit(1) from None
-            results = _results(response)
-            if results is None:
-                err.print(
-                    f"{file}:{first_line}: HTTP {response.status_code}: {response.text[:300]}",
-                    markup=False,
-                )
-                failed = True
-                counts["failed"] += len(lines)
-            else:
-                for result in results:
-                    counts[str(result.get("status"))] += 1
-                    if result.get("status") == "rejected":
-                        index = result.get("index")
-                        line = numbers[index] if isinstance(index, int) else first_line
-                        errors = result.get("errors")
-                        why = (
-                            "; ".join(map(str, errors)) if isinstance(errors, list) else "rejected"
-                        )
-                        err.print(f"{file}:{line}: {why}", markup=False)
-            progress.advance(task, len(lines))
+        params = {"import": _open_import(client, err)} if history else {}
+        # Closed whatever happens: an import left open would hold its messages
+        # until its hold runs out, for nothing.
+        with _closing_import(client, params.get("import"), err):
+            for numbers, lines in _batches(file, batch):
+                first_line = numbers[0]
+                if shift is not None:
+                    lines = [_shifted(line, shift) for line in lines]
+                try:
+                    response = client.post(
+                        "/events", content="".join(lines).encode(), params=params
+                    )
+                except httpx.HTTPError as exc:
+                    err.print(f"{file}:{first_line}: request failed ({exc.__class__.__name__})")
+                    raise typer.Exit(1) from None
+                if history and response.status_code == 409:
+                    # Its messages may have gone out already: the promise is broken, say so.
+                    err.print(
+                        f"{file}:{first_line}: the import is no longer open (its hold ran "
+                        "out: a batch took longer than ORCHESTRATOR_IMPORT_HOLD_SECONDS?)",
+                        markup=False,
+                    )
+                    raise typer.Exit(1)
+                results = _results(response)
+                if results is None:
+                    err.print(
+                        f"{file}:{first_line}: HTTP {response.status_code}: {response.text[:300]}",
+                        markup=False,
+                    )
+                    failed = True
+                    counts["failed"] += len(lines)
+                else:
+                    for result in results:
+                        counts[str(result.get("status"))] += 1
+                        if result.get("status") == "rejected":
+                            index = result.get("index")
+                            line = numbers[index] if isinstance(index, int) else first_line
+                            errors = result.get("errors")
+                            why = (
+                                "; ".join(map(str, errors))
+                                if isinstance(errors, list)
+                                else "rejected"
+                            )
+                            err.print(f"{file}:{line}: {why}", markup=False)
+                progress.advance(task, len(lines))
     Console().print(
         ", ".join(
             f"{counts[k]} {k}" for k in ("accepted", "duplicate", "rejected", "failed") if counts[k]
@@ -107,6 +144,38 @@ def ingest_command(
     )
     if failed or counts["rejected"]:
         raise typer.Exit(1)
+
+
+def _open_import(client: httpx.Client, err: Console) -> str:
+    """Open an import on the service; its id."""
+    try:
+        response = client.post("/imports")
+        response.raise_for_status()
+        opened = response.json()["id"]
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+        err.print(f"--history: could not open an import ({exc.__class__.__name__})")
+        raise typer.Exit(1) from None
+    if not isinstance(opened, str):
+        err.print("--history: the service answered without an import id")
+        raise typer.Exit(1)
+    return opened
+
+
+@contextlib.contextmanager
+def _closing_import(client: httpx.Client, import_id: str | None, err: Console) -> Iterator[None]:
+    """Close the import on the way out, whether the file went in or not."""
+    try:
+        yield
+    finally:
+        if import_id is not None:
+            try:
+                client.post(f"/imports/{import_id}/close").raise_for_status()
+            except httpx.HTTPError as exc:
+                # Not fatal: the hold runs out by itself.
+                err.print(
+                    f"--history: could not close the import ({exc.__class__.__name__}); "
+                    "its messages fall due when its hold runs out"
+                )
 
 
 def _numbered(file: Path, shift: timedelta | None) -> Iterator[tuple[int, bytes]]:

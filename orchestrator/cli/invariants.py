@@ -13,8 +13,8 @@ from rich.console import Console
 
 from ..clock import SystemClock
 from ..errors import StoreError
-from ..store import check_invariants
-from .options import DbOption
+from ..store import check_invariants, standard_invariants
+from .options import DbOption, settings_with
 from .reports import _store
 
 __all__ = ["audit_check"]
@@ -37,7 +37,7 @@ def audit_check(
     output: Annotated[CheckFormat, typer.Option("--format")] = CheckFormat.TEXT,
 ) -> None:
     """Check the store's invariants: nothing sent after a final status, nothing sent
-    twice, every due message final, nothing sent after it expired. Exit 1 on a violation."""
+    twice, every due message final, no send begun past its staleness limit. Exit 1 on a violation."""
     if due_before is None:
         instant = SystemClock().now()
     else:
@@ -48,7 +48,8 @@ def audit_check(
         if instant.tzinfo is None:
             raise typer.BadParameter("--due-before needs a UTC offset, e.g. 2026-03-01T00:00:00Z")
     try:
-        report = check_invariants(_store(db), due_before=instant)
+        checks = standard_invariants(settings_with(db=db).stale_after)
+        report = check_invariants(_store(db), due_before=instant, invariants=checks)
     except StoreError as exc:
         Console(stderr=True, soft_wrap=True).print(f"store: {exc}", markup=False)
         raise typer.Exit(1) from None

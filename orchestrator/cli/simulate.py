@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, TextIO
@@ -110,11 +110,17 @@ def simulate_command(
     if compare_dirs is not None:
         with events.open(encoding="utf-8") as stream:
             parsed = list(accepted(stream))
-        comparison = compare(simulate(parsed, before_flows, stop), simulate(parsed, flows, stop))
+        limit = settings.stale_after
+        comparison = compare(
+            simulate(parsed, before_flows, stop, stale_after=limit),
+            simulate(parsed, flows, stop, stale_after=limit),
+        )
         print_comparison(comparison, output is OutputFormat.JSON, compare_dirs)
     else:
         with events.open(encoding="utf-8") as stream:
-            _run(accepted(_progress(stream, events, err)), flows, stop, output)
+            _run(
+                accepted(_progress(stream, events, err)), flows, stop, output, settings.stale_after
+            )
     if rejected:
         err.print(
             f"[red]{len(rejected)} line(s) rejected[/]"
@@ -124,9 +130,13 @@ def simulate_command(
 
 
 def _run(
-    events: Iterable[Event], flows: Mapping[str, Flow], stop: datetime | None, output: OutputFormat
+    events: Iterable[Event],
+    flows: Mapping[str, Flow],
+    stop: datetime | None,
+    output: OutputFormat,
+    stale_after: timedelta,
 ) -> None:
-    records = simulate(events, flows, stop)
+    records = simulate(events, flows, stop, stale_after=stale_after)
     if output is OutputFormat.JSON:
         for record in records:
             sys.stdout.write(json.dumps(record.as_json()) + "\n")

@@ -5,9 +5,10 @@ from .frequency_cap import within_cap
 from .gate import Defer, Expire, Send, SendContext, Suppress, Verdict, decide
 from .holdout import held_out
 from .quiet_hours import in_window, next_allowed
-from .staleness import is_stale
+from .staleness import DEFAULT_STALE_AFTER, is_stale, stale_at
 
 __all__ = [
+    "DEFAULT_STALE_AFTER",
     "ConsentRecord",
     "Defer",
     "Expire",
@@ -23,5 +24,6 @@ __all__ = [
     "may_contact",
     "next_allowed",
     "ordered_channels",
+    "stale_at",
     "within_cap",
 ]

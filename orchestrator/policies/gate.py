@@ -1,17 +1,19 @@
 """The send-time gate: every policy, in order, for one due message.
 
-Staleness first (a pointless message is never sent), then the message's
-holdout group (suppressed with reason `holdout`), then consent and
+Staleness first (a message past its limit, its expiry or else the default
+limit after it was due, is never sent: expired, reason `stale`), then the
+message's holdout group (suppressed with reason `holdout`), then consent and
 contact points (which channels are usable at all), then quiet hours and the
-send window (defer, or expire if the deferral outlives the message), then
-frequency caps (per channel, falling back to the next usable one).
+send window (defer, or expire if the next allowed instant reaches the
+staleness limit), then frequency caps (per channel, falling back to the next
+usable one).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from ..event import Channel
@@ -22,7 +24,7 @@ from .consent import ConsentRecord, contactable
 from .frequency_cap import within_cap
 from .holdout import held_out
 from .quiet_hours import next_allowed
-from .staleness import is_stale
+from .staleness import DEFAULT_STALE_AFTER, stale_at
 
 __all__ = ["Defer", "Expire", "Send", "SendContext", "Suppress", "Verdict", "decide"]
 
@@ -62,9 +64,21 @@ class SendContext:
     sent_at: Mapping[Channel, Sequence[datetime]] = field(default_factory=dict)
 
 
-def decide(message: ScheduledMessage, flow: Flow, context: SendContext, now: datetime) -> Verdict:
-    """Whether, how and when a due message may go out at `now`."""
-    if is_stale(message, now):
+def decide(
+    message: ScheduledMessage,
+    flow: Flow,
+    context: SendContext,
+    now: datetime,
+    *,
+    stale_after: timedelta = DEFAULT_STALE_AFTER,
+) -> Verdict:
+    """Whether, how and when a due message may go out at `now`.
+
+    `stale_after` is the default staleness limit, for a message whose flow
+    gives it no expiry.
+    """
+    limit = stale_at(message, stale_after)
+    if now >= limit:
         return Expire("stale")
     found = flow.specs.get(message.message_id)
     if found is not None and held_out(
@@ -82,7 +96,7 @@ def decide(message: ScheduledMessage, flow: Flow, context: SendContext, now: dat
     if allowed > now:
         in_quiet = flow.quiet_hours.contains(now.astimezone(zone).time())
         reason = "quiet_hours" if in_quiet else "send_window"
-        if message.expires_at is not None and allowed >= message.expires_at:
+        if allowed >= limit:
             return Expire(reason)
         return Defer(allowed, reason)
     language, fallback = choose_language(contact.language, flow)

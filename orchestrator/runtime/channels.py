@@ -68,6 +68,7 @@ def real_connectors(
                 pool_size=max(1, settings.dispatch_concurrency),
             ),
             on_opt_out=opted_out,
+            clock=clock,
         )
         log.info("channels.twilio", extra={"channel": "sms"})
     if settings.sendgrid_api_key or settings.sendgrid_sender:

@@ -35,6 +35,7 @@ from typing import Protocol, TypeVar, cast
 from ..clock import Clock
 from ..errors import (
     AmbiguousSendError,
+    MessageStaleError,
     PermanentSendError,
     RecipientOptedOutError,
     SendError,
@@ -45,7 +46,17 @@ from ..errors import (
 )
 from ..event import Channel
 from ..journey import Journey, ScheduledMessage
-from ..policies import Defer, Expire, Send, SendContext, Suppress, contactable, decide
+from ..policies import (
+    DEFAULT_STALE_AFTER,
+    Defer,
+    Expire,
+    Send,
+    SendContext,
+    Suppress,
+    contactable,
+    decide,
+    stale_at,
+)
 from ..recipients import Contact, contact_for
 from ..store import Claim, SendingFacts, Sent, SqlStore
 from ..templates import TemplateSet
@@ -61,7 +72,13 @@ _T = TypeVar("_T")
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
-    """One rendered message for one address, keyed for idempotency."""
+    """One rendered message for one address, keyed for idempotency.
+
+    `valid_until` is the message's staleness limit: a connector must not hand
+    it over from then on (raise `MessageStaleError`), and one whose provider
+    queues messages passes the time left on, so the provider does not deliver
+    it late either.
+    """
 
     key: str
     channel: Channel
@@ -69,6 +86,7 @@ class Outgoing:
     body: str
     subject: str | None = None
     html: str | None = None
+    valid_until: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,8 +173,10 @@ class Dispatcher:
     backoff: timedelta = timedelta(seconds=30)
     batch: int = 100
     concurrency: int = 1
+    # How late a message whose flow gives it no expiry may still be sent.
+    stale_after: timedelta = DEFAULT_STALE_AFTER
     # How long a send whose outcome nobody can tell is asked about, from its due
-    # time, when the message itself never goes stale.
+    # time, when the message has no expiry of its own.
     reconcile_limit: timedelta = timedelta(days=3)
     rng: random.Random = field(default_factory=random.Random)
 
@@ -288,7 +308,9 @@ class Dispatcher:
         who = (message.recipient.patient_id, str(message.recipient))
         consent = facts.consent.get(who, {})
         sent = facts.sent.setdefault(who, {})
-        verdict = decide(message, flow, SendContext(contact, consent, sent), now)
+        verdict = decide(
+            message, flow, SendContext(contact, consent, sent), now, stale_after=self.stale_after
+        )
         if isinstance(verdict, Defer):
             self.store.reschedule(
                 message, self.owner, now, verdict.until, f"deferred:{verdict.reason}"
@@ -355,7 +377,13 @@ class Dispatcher:
                 refusal = ("failed", "template_error")
                 continue
             outgoing = Outgoing(
-                message.key, channel, str(to), rendered.body, rendered.subject, rendered.html
+                message.key,
+                channel,
+                str(to),
+                rendered.body,
+                rendered.subject,
+                rendered.html,
+                valid_until=stale_at(message, self.stale_after),
             )
             return _Ready(
                 message,
@@ -436,6 +464,12 @@ class Dispatcher:
             log.warning(
                 "dispatch.outcome_unknown",
                 extra={"message_key": message.key, "channel": channel.value},
+            )
+            return False
+        if isinstance(outcome, MessageStaleError):
+            # As late on any other channel: expired, not failed over.
+            self.store.finish(
+                message, self.owner, self.clock.now(), "expired", "stale", attempt_outcome="failed"
             )
             return False
         if isinstance(outcome, PermanentSendError):
@@ -527,6 +561,18 @@ class Dispatcher:
         # Exponential backoff with full jitter: retries from many workers spread out.
         ceiling = self.backoff * (2 ** (attempts - 1))
         delay = timedelta(seconds=self.rng.uniform(0.5, 1.0) * ceiling.total_seconds())
+        if now + delay >= stale_at(message, self.stale_after):
+            # The next attempt could only find it stale: say so now, not after the wait.
+            self.store.finish(
+                message,
+                self.owner,
+                now,
+                "expired",
+                "stale",
+                attempt_outcome="failed",
+                error=str(error)[:300],
+            )
+            return
         self.store.reschedule(
             message,
             self.owner,

@@ -29,7 +29,7 @@ from ..event_schema import dump_event
 from ..journey import EpisodeStatus, Journey
 from ..patient_merge import Stamp, merge_patient
 from ..policies import ConsentRecord
-from ..store import SqlStore, UnitOfWork
+from ..store import ImportHold, SqlStore, UnitOfWork
 from .registry import FlowRegistry
 
 __all__ = ["EventProcessor", "EventResult"]
@@ -62,17 +62,23 @@ class EventProcessor:
     # both read the journey before either writes it.
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def process(self, events: Sequence[Event]) -> list[EventResult]:
-        """Apply a batch of events in one transaction; a result per event, in order."""
-        with self._lock:
-            return self._process(events)
+    def process(
+        self, events: Sequence[Event], *, hold: ImportHold | None = None
+    ) -> list[EventResult]:
+        """Apply a batch of events in one transaction; a result per event, in order.
 
-    def _process(self, events: Sequence[Event]) -> list[EventResult]:
+        With `hold`, the batch belongs to an open import: the messages it
+        schedules or updates wait for the import to close.
+        """
+        with self._lock:
+            return self._process(events, hold)
+
+    def _process(self, events: Sequence[Event], hold: ImportHold | None) -> list[EventResult]:
         now = self.clock.now()
         results: list[EventResult] = []
         failed: list[tuple[Event, Exception]] = []
         held: list[tuple[Event, str]] = []
-        with self.store.unit(now) as unit:
+        with self.store.unit(now, hold) as unit:
             patients = {e.patient.id for e in events}
             unit.lock_patients(patients)
             done = unit.processed(e.id for e in events)

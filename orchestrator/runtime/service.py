@@ -80,6 +80,7 @@ class EmbeddedService:
             lease=timedelta(seconds=settings.lease_seconds),
             max_attempts=settings.max_attempts,
             backoff=timedelta(seconds=settings.retry_backoff_seconds),
+            stale_after=settings.stale_after,
             batch=settings.dispatch_batch,
             # Threads pay off only while a network send is waited for.
             concurrency=settings.dispatch_concurrency if real else 1,

@@ -5,8 +5,16 @@ production. Row classes stay inside this package; callers get core values.
 """
 
 from .connection import connect
+from .imports import ImportHold, ImportHolds
 from .inbound import InboundArchive, Settlement
-from .invariants import INVARIANTS, Invariant, InvariantReport, Violation, check_invariants
+from .invariants import (
+    INVARIANTS,
+    Invariant,
+    InvariantReport,
+    Violation,
+    check_invariants,
+    standard_invariants,
+)
 from .migrate import head, pending, upgrade
 from .sql import Claim, OutboxEntry, SendingFacts, Sent, SqlStore
 from .unit import UnitOfWork
@@ -14,6 +22,8 @@ from .unit import UnitOfWork
 __all__ = [
     "INVARIANTS",
     "Claim",
+    "ImportHold",
+    "ImportHolds",
     "InboundArchive",
     "Invariant",
     "InvariantReport",
@@ -28,5 +38,6 @@ __all__ = [
     "connect",
     "head",
     "pending",
+    "standard_invariants",
     "upgrade",
 ]

@@ -13,21 +13,33 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
+from pydantic import ValidationError
 from sqlalchemy import Engine, Table, and_, func, select, union
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import aliased
 
 from ..errors import StoreError
+from ..journey import ScheduledMessage
+from ..policies.staleness import DEFAULT_STALE_AFTER, stale_at
+from . import codec
 from .connection import READ_ONLY
 from .rows import FINAL
 from .sql import SqlStore
 from .tables import AuditRow, DeliveryAttemptRow, OutboxRow, ScheduledMessageRow
 
-__all__ = ["INVARIANTS", "Invariant", "InvariantReport", "Violation", "check_invariants"]
+__all__ = [
+    "INVARIANTS",
+    "Invariant",
+    "InvariantReport",
+    "Violation",
+    "check_invariants",
+    "sent_late",
+    "standard_invariants",
+]
 
 # How many offending keys a violation names: enough to start looking.
 _EXAMPLES = 5
@@ -117,42 +129,72 @@ def _unsettled(c: Connection, due_before: datetime) -> Iterable[str]:
     return _keys(c, select(table.key).where(table.due_at < due_before, table.status.not_in(FINAL)))
 
 
-def _sent_after_expiry(c: Connection, _: datetime) -> Iterable[str]:
-    table = ScheduledMessageRow
-    return _keys(
-        c,
-        select(table.key).where(
-            table.expires_at.is_not(None),
-            table.sent_at.is_not(None),
-            table.sent_at > table.expires_at,
-        ),
+def sent_late(stale_after: timedelta) -> Invariant:
+    """The staleness rule: no send begins at or past the message's limit.
+
+    The limit is its expiry, else the engine's due time plus `stale_after`
+    (`policies.staleness.stale_at`, the rule the dispatcher keeps). A send is
+    timed by when it was handed over (the attempt's start), not by when the
+    provider answered.
+    """
+
+    def offenders(c: Connection, _: datetime) -> Iterable[str]:
+        attempt = DeliveryAttemptRow
+        rows = c.execute(
+            select(
+                ScheduledMessageRow.key, ScheduledMessageRow.payload, func.min(attempt.started_at)
+            )
+            .join(attempt, attempt.key == ScheduledMessageRow.key)
+            .where(attempt.outcome == "sent")
+            .group_by(ScheduledMessageRow.key, ScheduledMessageRow.payload)
+        )
+        for key, payload, started in rows:
+            try:
+                message = codec.loads(ScheduledMessage, payload)
+            except (ValidationError, ValueError, RecursionError):
+                continue  # failed at dispatch as unreadable, never sent
+            if _aware(started) >= stale_at(message, stale_after):
+                yield key
+
+    return Invariant(
+        "sent_late",
+        "no send begins at or past the message's staleness limit (its expiry, else due + "
+        f"{stale_after})",
+        offenders,
     )
+
+
+def _aware(instant: datetime) -> datetime:
+    # SQLite hands back what it stored; every stamp the store writes is UTC.
+    return instant if instant.tzinfo is not None else instant.replace(tzinfo=UTC)
 
 
 _OUTBOX = cast(Table, OutboxRow.__table__)
 
-INVARIANTS: tuple[Invariant, ...] = (
-    Invariant(
-        "sent_after_final",
-        "nothing is sent after it was cancelled, suppressed, expired or failed",
-        _sent_after_final,
-    ),
-    Invariant(
-        "sent_twice",
-        "no message is sent twice (audit, delivery attempts, sandbox outbox)",
-        _sent_twice,
-    ),
-    Invariant(
-        "unsettled",
-        "every message due before the check's time is in a final status",
-        _unsettled,
-    ),
-    Invariant(
-        "sent_after_expiry",
-        "no message is sent after its expires_at",
-        _sent_after_expiry,
-    ),
-)
+
+def standard_invariants(stale_after: timedelta = DEFAULT_STALE_AFTER) -> tuple[Invariant, ...]:
+    """Every invariant, with the staleness rule at the runtime's default limit."""
+    return (
+        Invariant(
+            "sent_after_final",
+            "nothing is sent after it was cancelled, suppressed, expired or failed",
+            _sent_after_final,
+        ),
+        Invariant(
+            "sent_twice",
+            "no message is sent twice (audit, delivery attempts, sandbox outbox)",
+            _sent_twice,
+        ),
+        Invariant(
+            "unsettled",
+            "every message due before the check's time is in a final status",
+            _unsettled,
+        ),
+        sent_late(stale_after),
+    )
+
+
+INVARIANTS = standard_invariants()
 
 
 def check_invariants(

@@ -62,6 +62,7 @@ from .tables import (
     DeliveryAttemptRow,
     EpisodeRow,
     FlowVersionRow,
+    ImportRow,
     InboundMessageRow,
     JourneyRow,
     OutboxRow,
@@ -72,7 +73,7 @@ from .tables import (
     Stamp,
     WebhookReceiptRow,
 )
-from .unit import UnitOfWork
+from .unit import ImportHold, UnitOfWork
 
 __all__ = ["Claim", "OutboxEntry", "SendingFacts", "Sent", "SqlStore"]
 
@@ -206,11 +207,14 @@ class SqlStore:
         return self.engine.dialect.name
 
     @contextmanager
-    def unit(self, now: datetime) -> Iterator[UnitOfWork]:
-        """One transaction for a batch of events; flushed and committed on exit."""
+    def unit(self, now: datetime, hold: ImportHold | None = None) -> Iterator[UnitOfWork]:
+        """One transaction for a batch of events; flushed and committed on exit.
+
+        With `hold`, the messages the batch schedules wait for its import to close.
+        """
         try:
             with self.engine.begin() as connection:
-                work = UnitOfWork(connection, now)
+                work = UnitOfWork(connection, now, hold)
                 yield work
                 work.flush()
         except SQLAlchemyError as exc:
@@ -930,6 +934,7 @@ class SqlStore:
                 FlowVersionRow,
                 WebhookReceiptRow,
                 InboundMessageRow,
+                ImportRow,
             ):
                 c.execute(delete(table))
 

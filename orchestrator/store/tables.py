@@ -35,6 +35,7 @@ __all__ = [
     "DeliveryAttemptRow",
     "EpisodeRow",
     "FlowVersionRow",
+    "ImportRow",
     "InboundMessageRow",
     "JourneyRow",
     "OutboxRow",
@@ -225,6 +226,9 @@ class ScheduledMessageRow(Base):
     sent_at: Mapped[datetime | None] = mapped_column(Stamp())
     created_at: Mapped[datetime] = mapped_column(Stamp())
     updated_at: Mapped[datetime] = mapped_column(Stamp())
+    # The open import whose events scheduled it: `due_at` is held at the
+    # import's hold until the import closes (see `store/imports.py`).
+    import_id: Mapped[str | None] = mapped_column(String(40), index=True)
 
     __table_args__ = (
         # Finding due work reads this index: its cost follows what is due, not what is pending.
@@ -233,6 +237,20 @@ class ScheduledMessageRow(Base):
         Index(None, "patient_id", "recipient", "channel", "sent_at"),
         Index(None, "episode_id"),
     )
+
+
+class ImportRow(Base):
+    """An import of history (`ingest --history`): its messages wait until it closes.
+
+    `hold_until` is renewed by each batch; an import whose client died stops
+    holding anything when it passes.
+    """
+
+    __tablename__ = "imports"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    opened_at: Mapped[datetime] = mapped_column(Stamp())
+    hold_until: Mapped[datetime] = mapped_column(Stamp())
+    closed_at: Mapped[datetime | None] = mapped_column(Stamp())
 
 
 class DeliveryAttemptRow(Base):

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any, cast
 
 from pydantic import ValidationError
-from sqlalchemy import Table, bindparam, insert, or_, select, text, update
+from sqlalchemy import Table, bindparam, case, insert, or_, select, text, update
 from sqlalchemy.engine import Connection
 
 from ..decisions import DecisionRecord, record
@@ -28,7 +28,15 @@ from .tables import (
     ScheduledMessageRow,
 )
 
-__all__ = ["UnitOfWork"]
+__all__ = ["ImportHold", "UnitOfWork"]
+
+
+@dataclass(frozen=True, slots=True)
+class ImportHold:
+    """An open import the unit's events belong to, and until when it holds their messages."""
+
+    import_id: str
+    until: datetime
 
 
 @dataclass
@@ -41,6 +49,7 @@ class UnitOfWork:
 
     connection: Connection
     now: datetime
+    hold: ImportHold | None = None
     _patients: dict[str, KnownPatient] = field(default_factory=dict)
     _consents: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     _journeys: dict[tuple[str, str, int], Journey] = field(default_factory=dict)
@@ -300,6 +309,19 @@ class UnitOfWork:
         ]
         if audit:
             c.execute(_INSERT_AUDIT, [audit_row(a) for a in audit])
+        if self.hold is not None:
+            self._hold([*inserts, *updates])
+
+    def _hold(self, keys: list[str]) -> None:
+        """Hold what this unit scheduled or updated until its import closes.
+
+        Nothing due before the hold ends is claimable before then: a later
+        line of the same import may still cancel or move it.
+        """
+        assert self.hold is not None
+        hold = {"h_import": self.hold.import_id, "h_until": self.hold.until, "h_now": self.now}
+        for chunk in chunks(sorted(keys), 500):
+            self.connection.execute(_HOLD_FOR_IMPORT, hold | {"h_keys": chunk})
 
 
 # Built once: every batch of events runs them, and building a statement costs
@@ -336,6 +358,21 @@ _UPDATE_PENDING = (
         expires_at=bindparam("u_expires_at"),
         episode_id=bindparam("u_episode_id"),
         updated_at=bindparam("u_now"),
+    )
+)
+_HOLD_FOR_IMPORT = (
+    update(_MESSAGES)
+    .where(
+        _MESSAGES.c.key.in_(bindparam("h_keys", expanding=True)),
+        _MESSAGES.c.status == "scheduled",
+    )
+    .values(
+        import_id=bindparam("h_import"),
+        due_at=case(
+            (_MESSAGES.c.due_at < bindparam("h_until"), bindparam("h_until")),
+            else_=_MESSAGES.c.due_at,
+        ),
+        updated_at=bindparam("h_now"),
     )
 )
 _CANCEL_PENDING = (

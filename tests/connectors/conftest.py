@@ -8,6 +8,7 @@ import pytest
 
 from connectors.sendgrid import SendGridConfig, SendGridConnector
 from connectors.twilio import TwilioConfig, TwilioConnector
+from orchestrator.clock import SystemClock
 from tests.standins import ACCOUNT_SID, StandIn, sendgrid_standin, twilio_standin
 
 TOKEN = "twilio-test-token"
@@ -46,7 +47,9 @@ def opted_out() -> list[str]:
 
 @pytest.fixture
 def sms(twilio: StandIn, opted_out: list[str]) -> Iterator[TwilioConnector]:
-    connector = TwilioConnector(twilio_config(twilio), on_opt_out=opted_out.append)
+    connector = TwilioConnector(
+        twilio_config(twilio), clock=SystemClock(), on_opt_out=opted_out.append
+    )
     yield connector
     connector.close()
 

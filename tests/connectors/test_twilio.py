@@ -11,8 +11,10 @@ from urllib.parse import quote
 import pytest
 
 from connectors.twilio import OPTED_OUT_CODE, QUEUE_FULL_CODE, TwilioConnector
+from orchestrator.clock import SystemClock, VirtualClock
 from orchestrator.errors import (
     AmbiguousSendError,
+    MessageStaleError,
     PermanentSendError,
     RecipientOptedOutError,
     StoreError,
@@ -50,7 +52,8 @@ def test_send_creates_a_message_with_a_status_callback_naming_the_key(
 
 def test_a_from_number_is_used_without_a_messaging_service(twilio: StandIn) -> None:
     connector = TwilioConnector(
-        twilio_config(twilio, messaging_service_sid=None, from_number="+15555550100")
+        twilio_config(twilio, messaging_service_sid=None, from_number="+15555550100"),
+        clock=SystemClock(),
     )
     try:
         connector.send(sms_to())
@@ -120,7 +123,9 @@ def unsure_send(sms: TwilioConnector, twilio: StandIn, key: str) -> None:
 
 
 def test_a_refused_connection_is_transient(twilio: StandIn) -> None:
-    connector = TwilioConnector(twilio_config(twilio, api_base="http://127.0.0.1:9"))
+    connector = TwilioConnector(
+        twilio_config(twilio, api_base="http://127.0.0.1:9"), clock=SystemClock()
+    )
     try:
         with pytest.raises(TransientSendError):
             connector.send(sms_to())
@@ -169,7 +174,7 @@ def test_a_failing_opt_out_record_still_reports_the_refusal(twilio: StandIn) -> 
     def failing(key: str) -> None:
         raise StoreError("store write failed: OperationalError")
 
-    connector = TwilioConnector(twilio_config(twilio), on_opt_out=failing)
+    connector = TwilioConnector(twilio_config(twilio), clock=SystemClock(), on_opt_out=failing)
     twilio.errors[TO] = (400, OPTED_OUT_CODE)
     try:
         with pytest.raises(RecipientOptedOutError):
@@ -193,3 +198,61 @@ def test_find_writes_no_phone_number_to_the_log(
 def test_find_of_a_send_it_did_not_make_cannot_tell(sms: TwilioConnector) -> None:
     with pytest.raises(TransientSendError):
         sms.find("k-unknown")
+
+
+# --- the staleness limit goes to Twilio ------------------------------------------------
+
+NOW = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
+
+
+def limited(valid_until: datetime) -> Outgoing:
+    return Outgoing("k-1", Channel.SMS, TO, "Reminder: visit on Tue", valid_until=valid_until)
+
+
+def connector_at(twilio: StandIn, now: datetime) -> TwilioConnector:
+    return TwilioConnector(twilio_config(twilio), clock=VirtualClock(now))
+
+
+@pytest.mark.parametrize(
+    ("left", "validity"),
+    [
+        (timedelta(hours=2), "7200"),
+        (timedelta(seconds=90.9), "90"),  # rounded down: never held past the limit
+        (timedelta(seconds=1), "1"),
+        (timedelta(days=1), "36000"),  # Twilio's longest
+    ],
+)
+def test_a_send_carries_the_time_left_before_its_limit_as_validity_period(
+    twilio: StandIn, left: timedelta, validity: str
+) -> None:
+    connector = connector_at(twilio, NOW)
+    try:
+        connector.send(limited(NOW + left))
+    finally:
+        connector.close()
+
+    (request,) = twilio.sends()
+    assert request.form["ValidityPeriod"] == [validity]
+
+
+@pytest.mark.parametrize("left", [timedelta(seconds=0.5), timedelta(0), timedelta(hours=-1)])
+def test_a_message_with_less_than_a_second_left_is_not_sent(
+    twilio: StandIn, left: timedelta
+) -> None:
+    connector = connector_at(twilio, NOW)
+    try:
+        with pytest.raises(MessageStaleError):
+            connector.send(limited(NOW + left))
+    finally:
+        connector.close()
+
+    assert twilio.sends() == []
+
+
+def test_a_message_without_a_limit_carries_no_validity_period(
+    sms: TwilioConnector, twilio: StandIn
+) -> None:
+    sms.send(sms_to())
+
+    (request,) = twilio.sends()
+    assert "ValidityPeriod" not in request.form

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -127,3 +128,27 @@ def test_a_command_that_needs_no_store_refuses_a_short_token_too(
     assert result.exit_code == 2
     assert "ORCHESTRATOR_API_TOKEN" in result.output
     assert "Traceback" not in result.output
+
+
+def test_the_default_staleness_limit_is_a_day() -> None:
+    assert Settings().stale_after == timedelta(hours=24)
+
+
+@pytest.mark.parametrize(
+    ("given", "limit"),
+    [("90m", timedelta(minutes=90)), ("1d12h", timedelta(hours=36)), ("3600", timedelta(hours=1))],
+)
+def test_the_staleness_limit_reads_flow_durations_and_seconds(
+    monkeypatch: pytest.MonkeyPatch, given: str, limit: timedelta
+) -> None:
+    monkeypatch.setenv("ORCHESTRATOR_STALE_AFTER", given)
+    assert Settings().stale_after == limit
+
+
+@pytest.mark.parametrize("given", ["0", "30", "-1h", "8d", "3 days", ""])
+def test_a_staleness_limit_that_is_not_a_sane_duration_is_refused_naming_the_setting(
+    monkeypatch: pytest.MonkeyPatch, given: str
+) -> None:
+    monkeypatch.setenv("ORCHESTRATOR_STALE_AFTER", given)
+    with pytest.raises(ValidationError, match="ORCHESTRATOR_STALE_AFTER"):
+        Settings()

@@ -174,3 +174,41 @@ def test_an_older_event_fed_later_fills_gaps_but_not_the_newer_language() -> Non
     )
     reminder = outcome(records, "reminder_72h")
     assert (reminder.status, reminder.language) == ("sent", "es")
+
+
+def late_booking() -> list:
+    """Another patient's event ten days on, then a booking that happened ten days before it."""
+    return [
+        make_event(
+            "appointment.booked",
+            id="evt-other",
+            occurred_at=at(days=10),
+            patient=make_patient("p-2"),
+            appointment_id="a-2",
+            start=at(days=20),
+        ),
+        make_event("appointment.booked", id="evt-late", occurred_at=at(), start=at(days=30)),
+    ]
+
+
+def test_a_message_known_only_days_after_it_was_due_is_expired_as_stale() -> None:
+    records = [r for r in run(late_booking()) if r.patient_id == "p-1"]
+
+    nudge = outcome(records, "intake_nudge")  # due a day after the booking, nine days ago
+    assert (nudge.status, nudge.reason) == ("expired", "stale")
+    # The confirmation expires only when the visit starts: the flow's own limit wins.
+    assert outcome(records, "confirmation").status == "sent"
+
+
+def test_simulate_takes_the_default_staleness_limit_it_is_given() -> None:
+    records = [
+        r for r in run(late_booking(), stale_after=timedelta(days=7)) if r.patient_id == "p-1"
+    ]
+    assert (outcome(records, "intake_nudge").status, outcome(records, "intake_nudge").reason) == (
+        "expired",
+        "stale",
+    )
+    records = [
+        r for r in run(late_booking(), stale_after=timedelta(days=10)) if r.patient_id == "p-1"
+    ]
+    assert outcome(records, "intake_nudge").status == "sent"

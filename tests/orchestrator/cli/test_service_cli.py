@@ -27,7 +27,7 @@ from orchestrator.event_schema import parse_event
 from orchestrator.runtime.service import EmbeddedService
 from orchestrator.settings import Settings
 from orchestrator.store import connect, head, pending
-from orchestrator.store.tables import ProcessedEventRow
+from orchestrator.store.tables import ImportRow, ProcessedEventRow
 from tests.live import serve
 from tests.samples import ROOT, SAMPLES, sample_events
 
@@ -426,3 +426,103 @@ def test_ingest_runs_as_the_console_script(live: Live, tmp_path: Path) -> None:
 
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "21 accepted, 1 duplicate"
+
+
+# -- ingest --history ------------------------------------------------------------------------
+
+HISTORY_NOW = datetime(2026, 3, 10, 18, 0, tzinfo=UTC)  # 13:00 in Chicago
+
+
+@pytest.fixture
+def racing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Live]:
+    """A live service on a virtual clock whose dispatcher runs after every batch it takes."""
+    service = EmbeddedService.build(
+        settings(f"sqlite:///{tmp_path / 'live.db'}"), clock=VirtualClock(HISTORY_NOW)
+    )
+    process = service.processor.process
+
+    def then_dispatch(*args: Any, **kwargs: Any) -> Any:
+        results = process(*args, **kwargs)
+        while service.dispatcher.tick():
+            pass
+        return results
+
+    monkeypatch.setattr(service.processor, "process", then_dispatch)
+    try:
+        with serve(create_app(service, run_dispatcher=False)) as url:
+            yield Live(url, service)
+    finally:
+        service.store.engine.dispose()
+
+
+def booked_then_cancelled(path: Path) -> Path:
+    """A booking an hour ago, and its cancellation half an hour later: two lines."""
+    events = sample_events("cardiology-consult")
+    booking = next(e for e in events if e["id"] == "evt-cc-0002")
+    booking |= {"occurred_at": (HISTORY_NOW - timedelta(hours=1)).isoformat()}
+    booking["appointment"] |= {"start": (HISTORY_NOW + timedelta(days=3)).isoformat()}
+    cancel = json.loads(json.dumps(booking)) | {
+        "id": "evt-cc-0002-cancel",
+        "type": "appointment.cancelled",
+        "occurred_at": (HISTORY_NOW - timedelta(minutes=30)).isoformat(),
+    }
+    return write_lines(path, [json.dumps(booking), json.dumps(cancel)])
+
+
+def confirmations(live: Live) -> list[dict[str, Any]]:
+    return [
+        m
+        for m in live.service.store.messages(patient_id="p-cc-001")
+        if m["message"] == "booking_confirmation"
+    ]
+
+
+def test_ingest_without_history_races_the_dispatcher(racing: Live, tmp_path: Path) -> None:
+    file = booked_then_cancelled(tmp_path / "history.jsonl")
+
+    result = runner.invoke(app, ["ingest", str(file), "--url", racing.url, "--batch", "1"])
+
+    assert result.exit_code == 0, result.output
+    assert [m["status"] for m in confirmations(racing)] == ["sent"]
+
+
+def test_ingest_history_decides_the_whole_file_before_anything_in_it_is_sent(
+    racing: Live, tmp_path: Path
+) -> None:
+    file = booked_then_cancelled(tmp_path / "history.jsonl")
+
+    result = runner.invoke(
+        app, ["ingest", str(file), "--url", racing.url, "--batch", "1", "--history"]
+    )
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "2 accepted"
+    assert [(m["status"], m["reason"]) for m in confirmations(racing)] == [
+        ("cancelled", "appointment_cancelled")
+    ]
+    assert racing.service.store.outbox() == []
+
+
+def test_ingest_history_closes_its_import_even_when_a_line_is_rejected(
+    racing: Live, tmp_path: Path
+) -> None:
+    file = booked_then_cancelled(tmp_path / "history.jsonl")
+    file.write_text(file.read_text() + "{not json\n")
+
+    result = runner.invoke(app, ["ingest", str(file), "--url", racing.url, "--history"])
+
+    assert result.exit_code == 1
+    with racing.service.store.engine.connect() as c:
+        imports = c.execute(select(ImportRow.closed_at)).scalars().all()
+    assert len(imports) == 1 and imports[0] is not None
+
+
+def test_ingest_history_to_a_broker_is_refused_naming_what_to_do_instead(tmp_path: Path) -> None:
+    file = booked_then_cancelled(tmp_path / "history.jsonl")
+
+    result = runner.invoke(
+        app, ["ingest", str(file), "--broker", "kafka://127.0.0.1:9", "--history"]
+    )
+
+    assert result.exit_code == 2
+    assert "--history needs --url" in result.stderr

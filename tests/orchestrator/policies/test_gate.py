@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -87,6 +87,50 @@ def test_stale_message_is_expired_even_in_quiet_hours() -> None:
     assert verdict == Expire("stale")
 
 
+def test_message_without_an_expiry_is_stale_a_day_after_it_was_due() -> None:
+    due = message(due_at=MORNING)
+
+    assert decide(due, FLOW, SendContext(contact()), at(days=1, hours=2)) == Expire("stale")
+    assert decide(due, FLOW, SendContext(contact()), at(days=1, hours=1, minutes=59)) == Send(
+        SMS, "en", False
+    )
+
+
+def test_message_due_eight_days_ago_is_expired_as_stale() -> None:
+    assert decide(message(), FLOW, SendContext(contact()), at(days=8)) == Expire("stale")
+
+
+def test_the_default_limit_is_the_callers() -> None:
+    hour = timedelta(hours=1)
+
+    assert decide(message(), FLOW, SendContext(contact()), MORNING, stale_after=hour) == Expire(
+        "stale"
+    )
+    assert decide(message(), FLOW, SendContext(contact()), MORNING, stale_after=3 * hour) == Send(
+        SMS, "en", False
+    )
+
+
+def test_the_flows_expiry_wins_over_the_default_limit_either_way() -> None:
+    later = message(expires_at=at(days=3))
+    sooner = message(expires_at=at(hours=1))
+
+    assert decide(later, FLOW, SendContext(contact()), at(days=2)) == Send(SMS, "en", False)
+    assert decide(sooner, FLOW, SendContext(contact()), MORNING) == Expire("stale")
+
+
+def test_a_deferral_that_would_reach_the_default_limit_expires_the_message() -> None:
+    # Due at 20:00 local, looked at 22:00: 08:00 the next morning is within a
+    # day of its due time, but not within six hours.
+    due = message(due_at=at(hours=12))
+    six_hours = timedelta(hours=6)
+
+    assert decide(due, FLOW, SendContext(contact()), NIGHT) == Defer(NEXT_MORNING, "quiet_hours")
+    assert decide(due, FLOW, SendContext(contact()), NIGHT, stale_after=six_hours) == Expire(
+        "quiet_hours"
+    )
+
+
 def test_message_before_its_expiry_is_sent() -> None:
     verdict = decide(message(expires_at=at(hours=3)), FLOW, SendContext(contact()), MORNING)
 
@@ -128,7 +172,7 @@ def test_consent_is_checked_before_quiet_hours() -> None:
 
 
 def test_message_in_quiet_hours_is_deferred_to_eight_next_morning() -> None:
-    verdict = decide(message(), FLOW, SendContext(contact()), NIGHT)
+    verdict = decide(message(due_at=NIGHT), FLOW, SendContext(contact()), NIGHT)
 
     assert verdict == Defer(NEXT_MORNING, "quiet_hours")
 
@@ -143,7 +187,7 @@ def test_quiet_hours_are_read_in_the_recipients_zone() -> None:
 def test_recipient_without_a_zone_gets_the_messages_zone() -> None:
     context = SendContext(contact(timezone=None))
 
-    assert decide(message(), FLOW, context, NIGHT) == Defer(NEXT_MORNING, "quiet_hours")
+    assert decide(message(due_at=NIGHT), FLOW, context, NIGHT) == Defer(NEXT_MORNING, "quiet_hours")
 
 
 def test_deferral_that_would_outlive_the_message_expires_it_for_quiet_hours() -> None:
@@ -193,7 +237,7 @@ def test_quiet_hours_from_the_flow_apply() -> None:
 def test_deferral_over_spring_forward_lands_at_eight_local() -> None:
     saturday_night = datetime(2026, 3, 7, 22, 0, tzinfo=CHICAGO).astimezone(UTC)
 
-    verdict = decide(message(), FLOW, SendContext(contact()), saturday_night)
+    verdict = decide(message(due_at=saturday_night), FLOW, SendContext(contact()), saturday_night)
 
     assert verdict == Defer(datetime(2026, 3, 8, 13, 0, tzinfo=UTC), "quiet_hours")
 
@@ -236,7 +280,7 @@ def test_essential_message_skips_the_cap() -> None:
 
 
 def test_essential_message_still_waits_for_quiet_hours_to_end() -> None:
-    verdict = decide(message(essential=True), FLOW, SendContext(contact()), NIGHT)
+    verdict = decide(message(essential=True, due_at=NIGHT), FLOW, SendContext(contact()), NIGHT)
 
     assert verdict == Defer(NEXT_MORNING, "quiet_hours")
 
@@ -269,7 +313,7 @@ def test_caregiver_copy_uses_the_caregivers_phone_language_and_the_patients_zone
     caregiver = {"id": "c-1", "phone": "+15555550102", "language": "es", "receives": ["transport"]}
     patient = make_event(patient=make_patient(language="en", caregivers=[caregiver])).patient
     carer = contact_for(patient, Recipient("p-1", "c-1"))
-    copy = message(recipient=Recipient("p-1", "c-1"), topic="transport")
+    copy = message(recipient=Recipient("p-1", "c-1"), topic="transport", due_at=MORNING)
 
     assert decide(copy, FLOW, SendContext(carer), MORNING) == Send(SMS, "es", False)
     assert decide(copy, FLOW, SendContext(carer), NIGHT) == Defer(NEXT_MORNING, "quiet_hours")

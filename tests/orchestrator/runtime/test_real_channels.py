@@ -13,6 +13,7 @@ import pytest
 
 from connectors.sendgrid import SendGridConfig, SendGridConnector
 from connectors.twilio import TwilioConnector
+from orchestrator.clock import VirtualClock
 from orchestrator.event import Channel
 from orchestrator.runtime.feedback import Feedback
 from orchestrator.store.delivery import DeliveryLedger
@@ -32,7 +33,9 @@ def twilio() -> Iterator[StandIn]:
 
 
 @pytest.fixture
-def sms_runtime(build_runtime: BuildRuntime, twilio: StandIn) -> Iterator[Runtime]:
+def sms_runtime(
+    build_runtime: BuildRuntime, twilio: StandIn, clock: VirtualClock
+) -> Iterator[Runtime]:
     """The test flow with SMS through Twilio (the stand-in) and email in the sandbox."""
     holder: list[Runtime] = []
 
@@ -43,7 +46,7 @@ def sms_runtime(build_runtime: BuildRuntime, twilio: StandIn) -> Iterator[Runtim
             key, Channel.SMS, granted=False, source="twilio", ref=f"21610-{key}"
         )
 
-    connector = TwilioConnector(twilio_config(twilio), on_opt_out=opted_out)
+    connector = TwilioConnector(twilio_config(twilio), clock=clock, on_opt_out=opted_out)
     holder.append(build_runtime(connectors={Channel.SMS: connector}))
     yield holder[0]
     connector.close()

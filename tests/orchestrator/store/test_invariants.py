@@ -50,7 +50,7 @@ def test_a_store_where_everything_went_right_keeps_every_invariant(store: SqlSto
     report = check_invariants(store, due_before=at(days=1))
 
     assert report.ok
-    assert report.checked == ("sent_after_final", "sent_twice", "unsettled", "sent_after_expiry")
+    assert report.checked == ("sent_after_final", "sent_twice", "unsettled", "sent_late")
 
 
 def test_a_send_audited_after_a_cancellation_is_a_violation(store: SqlStore) -> None:
@@ -96,7 +96,17 @@ def test_a_message_sent_after_it_expired_is_a_violation(store: SqlStore) -> None
     send(store, "m-1", when=timedelta(hours=2))
     send(store, "m-2", when=timedelta(hours=2))
 
-    assert violations(store) == {"sent_after_expiry": (1, ("m-1",))}
+    assert violations(store) == {"sent_late": (1, ("m-1",))}
+
+
+def test_a_message_without_expiry_sent_a_day_after_it_was_due_is_a_violation(
+    store: SqlStore,
+) -> None:
+    schedule(store, message("m-1"), message("m-2"))
+    send(store, "m-1", when=timedelta(hours=23))
+    send(store, "m-2", when=timedelta(hours=24))
+
+    assert violations(store) == {"sent_late": (1, ("m-2",))}
 
 
 # -- the command ------------------------------------------------------------------
@@ -122,7 +132,7 @@ def test_audit_check_exits_0_when_every_invariant_holds(
         "ok   sent_after_final",
         "ok   sent_twice",
         "ok   unsettled",
-        "ok   sent_after_expiry",
+        "ok   sent_late",
     ]
 
 
