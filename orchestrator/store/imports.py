@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import cast
 
+from pydantic import ValidationError
 from sqlalchemy import Table, bindparam, insert, select, update
 
 from ..journey import ScheduledMessage
@@ -103,16 +104,24 @@ class ImportHolds:
                 )
             ).all()
             released = [
-                {
-                    "r_key": key,
-                    "r_due": codec.loads(ScheduledMessage, payload).due_at,
-                    "r_now": now,
-                }
-                for key, payload in held
+                {"r_key": key, "r_due": _due(payload, now), "r_now": now} for key, payload in held
             ]
             for start in range(0, len(released), 500):
                 c.execute(_RELEASE, released[start : start + 500])
         return len(released)
+
+
+def _due(payload: str | bytes, now: datetime) -> datetime:
+    """When a released message falls due: the engine's time, from its payload.
+
+    A payload that does not read back falls due now: the dispatcher then fails
+    that message alone (`decode:message:*`), and the rest of the import is
+    released with it, not held until its hold runs out.
+    """
+    try:
+        return codec.loads(ScheduledMessage, payload).due_at
+    except (ValidationError, ValueError, RecursionError):
+        return now
 
 
 _RELEASE = (

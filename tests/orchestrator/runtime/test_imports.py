@@ -146,3 +146,29 @@ def test_live_traffic_for_other_patients_flows_while_an_import_is_open(runtime: 
     runtime.dispatcher.tick()
 
     assert sent_keys(runtime) == {runtime.message("confirmation", "p-2")["key"]}
+
+
+def test_a_held_message_that_does_not_read_back_fails_alone_and_the_rest_is_released(
+    runtime: Runtime,
+) -> None:
+    from sqlalchemy import update
+
+    from orchestrator.store.tables import ScheduledMessageRow
+
+    runtime.clock.move_to(NOW)
+    holds = ImportHolds(runtime.store)
+    opened = holds.open(NOW, HOLD)
+    runtime.processor.process([booked("p-1"), booked("p-2")], hold=opened)
+    broken = runtime.message("confirmation", "p-1")["key"]
+    with runtime.store._tx() as c:
+        c.execute(
+            update(ScheduledMessageRow)
+            .where(ScheduledMessageRow.key == broken)
+            .values(payload='{"key": ' + "[" * 5000 + "]" * 5000 + "}")
+        )
+
+    assert holds.close(opened.import_id, NOW) == len(runtime.store.messages())
+    runtime.dispatcher.tick()
+
+    assert sent_keys(runtime) == {runtime.message("confirmation", "p-2")["key"]}
+    assert runtime.message("confirmation", "p-1")["status"] == "failed"
