@@ -558,7 +558,8 @@ class Dispatcher:
                 error=str(error)[:300],
             )
             return
-        # Exponential backoff with full jitter: retries from many workers spread out.
+        # Exponential backoff with "equal" jitter (half to all of the backoff): retries
+        # from many workers spread out, and none comes back sooner than half the wait.
         ceiling = self.backoff * (2 ** (attempts - 1))
         delay = timedelta(seconds=self.rng.uniform(0.5, 1.0) * ceiling.total_seconds())
         if now + delay >= stale_at(message, self.stale_after):

@@ -160,7 +160,11 @@ class UnitOfWork:
         self._decisions.append(("schedule", message, None, event_id))
 
     def cancel(self, message: ScheduledMessage, reason: str, event_id: str) -> None:
-        """Cancel a pending message; one claimed, being sent or final is left alone."""
+        """Cancel a scheduled or claimed message; one being sent or final is left alone.
+
+        A claimed message is cancelled too: its claimer re-checks the status when
+        it marks the message "sending", so a cancelled claim is never sent.
+        """
         self._decisions.append(("cancel", message, reason, event_id))
 
     def expire(self, message: ScheduledMessage, reason: str, event_id: str) -> None:
