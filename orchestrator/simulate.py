@@ -20,6 +20,7 @@ from .engine import advance, route
 from .event import Channel, Event, EventType
 from .flows.model import Flow
 from .journey import Journey, ScheduledMessage
+from .message_status import MessageStatus
 from .patient_merge import KnownPatient, Stamp, merge_patient
 from .policies import (
     DEFAULT_STALE_AFTER,
@@ -92,10 +93,12 @@ class Simulator:
                 elif isinstance(action, CancelMessage):
                     if self._pending.pop(action.message.key, None) is not None:
                         self._done.add(action.message.key)
-                        yield self._record(action.message, now, "cancelled", action.reason)
+                        yield self._record(
+                            action.message, now, MessageStatus.CANCELLED, action.reason
+                        )
                 elif isinstance(action, ExpireMessage):
                     self._done.add(action.message.key)
-                    yield self._record(action.message, now, "expired", action.reason)
+                    yield self._record(action.message, now, MessageStatus.EXPIRED, action.reason)
 
     def run_until(self, until: datetime | None) -> Iterator[DecisionRecord]:
         """Dispatch, in due order, every message due at or before `until` (all, if None)."""
@@ -134,12 +137,12 @@ class Simulator:
             self._sent[who][verdict.channel].append(now)
             reason = "language_fallback" if verdict.language_fallback else None
             yield self._record(
-                message, now, "sent", reason, verdict.channel.value, verdict.language
+                message, now, MessageStatus.SENT, reason, verdict.channel.value, verdict.language
             )
         elif isinstance(verdict, Suppress):
-            yield self._record(message, now, "suppressed", verdict.reason)
+            yield self._record(message, now, MessageStatus.SUPPRESSED, verdict.reason)
         else:
-            yield self._record(message, now, "expired", verdict.reason)
+            yield self._record(message, now, MessageStatus.EXPIRED, verdict.reason)
 
     def _schedule(
         self, message: ScheduledMessage, now: datetime, reason: str | None = None
@@ -148,7 +151,7 @@ class Simulator:
         self._seq += 1
         due = self._due(message)
         heapq.heappush(self._queue, (due, self._seq, message.key))
-        return self._record(replace(message, due_at=due), now, "scheduled", reason)
+        return self._record(replace(message, due_at=due), now, MessageStatus.SCHEDULED, reason)
 
     def _due(self, message: ScheduledMessage) -> datetime:
         deferred = self._not_before.get(message.key)
@@ -178,7 +181,7 @@ class Simulator:
         self,
         message: ScheduledMessage,
         now: datetime,
-        status: str,
+        status: MessageStatus,
         reason: str | None,
         channel: str | None = None,
         language: str | None = None,

@@ -24,6 +24,7 @@ CORE = [
     "event.py",
     "event_schema.py",
     "limits.py",
+    "message_status.py",
     "journey.py",
     "patient_merge.py",
     "recipients.py",
