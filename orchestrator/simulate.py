@@ -17,7 +17,7 @@ from .actions import CancelMessage, ExpireMessage, ScheduleMessage
 from .clock import VirtualClock
 from .decisions import DecisionRecord, record
 from .engine import advance, route
-from .event import Channel, Event, EventType
+from .event import Channel, Event
 from .flows.model import Flow
 from .journey import Journey, ScheduledMessage
 from .message_status import MessageStatus
@@ -30,7 +30,9 @@ from .policies import (
     Send,
     SendContext,
     Suppress,
+    consent_decisions,
     decide,
+    supersedes,
 )
 from .recipients import choose_language, contact_for
 
@@ -164,17 +166,11 @@ class Simulator:
             self._patients.get(patient_id), event.patient, Stamp(event.occurred_at, event.id)
         )
         self._patients[patient_id] = known
-        if event.type in (EventType.CONSENT_OPTED_OUT, EventType.CONSENT_OPTED_IN):
-            granted = event.type is EventType.CONSENT_OPTED_IN
-            caregiver = event.attributes.get("caregiver_id")
-            recipient = f"caregiver:{caregiver}" if isinstance(caregiver, str) else "patient"
-            named = event.attributes.get("channel")
-            channels = [c for c in Channel if c.value == named] or list(Channel)
+        for recipient, consent in consent_decisions(event):
             book = self._consent[(patient_id, recipient)]
-            for channel in channels:
-                previous = book.get(channel)
-                if previous is None or previous.at <= event.occurred_at:
-                    book[channel] = ConsentRecord(channel, granted, event.occurred_at, event.source)
+            previous = book.get(consent.channel)
+            if supersedes(consent, previous.at if previous else None):
+                book[consent.channel] = consent
         return replace(event, patient=known.patient)
 
     def _record(
