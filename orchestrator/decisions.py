@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from .journey import ScheduledMessage
+from .message_status import MessageStatus
 
 __all__ = ["DecisionRecord", "record"]
 
@@ -60,7 +61,7 @@ class DecisionRecord:
 def record(
     message: ScheduledMessage,
     at: datetime,
-    status: str,
+    status: MessageStatus,
     reason: str | None,
     *,
     channel: str | None = None,

@@ -17,9 +17,10 @@ from .actions import CancelMessage, ExpireMessage, ScheduleMessage
 from .clock import VirtualClock
 from .decisions import DecisionRecord, record
 from .engine import advance, route
-from .event import Channel, Event, EventType
+from .event import Channel, Event
 from .flows.model import Flow
 from .journey import Journey, ScheduledMessage
+from .message_status import MessageStatus
 from .patient_merge import KnownPatient, Stamp, merge_patient
 from .policies import (
     DEFAULT_STALE_AFTER,
@@ -29,7 +30,9 @@ from .policies import (
     Send,
     SendContext,
     Suppress,
+    consent_decisions,
     decide,
+    supersedes,
 )
 from .recipients import choose_language, contact_for
 
@@ -92,10 +95,12 @@ class Simulator:
                 elif isinstance(action, CancelMessage):
                     if self._pending.pop(action.message.key, None) is not None:
                         self._done.add(action.message.key)
-                        yield self._record(action.message, now, "cancelled", action.reason)
+                        yield self._record(
+                            action.message, now, MessageStatus.CANCELLED, action.reason
+                        )
                 elif isinstance(action, ExpireMessage):
                     self._done.add(action.message.key)
-                    yield self._record(action.message, now, "expired", action.reason)
+                    yield self._record(action.message, now, MessageStatus.EXPIRED, action.reason)
 
     def run_until(self, until: datetime | None) -> Iterator[DecisionRecord]:
         """Dispatch, in due order, every message due at or before `until` (all, if None)."""
@@ -134,12 +139,12 @@ class Simulator:
             self._sent[who][verdict.channel].append(now)
             reason = "language_fallback" if verdict.language_fallback else None
             yield self._record(
-                message, now, "sent", reason, verdict.channel.value, verdict.language
+                message, now, MessageStatus.SENT, reason, verdict.channel.value, verdict.language
             )
         elif isinstance(verdict, Suppress):
-            yield self._record(message, now, "suppressed", verdict.reason)
+            yield self._record(message, now, MessageStatus.SUPPRESSED, verdict.reason)
         else:
-            yield self._record(message, now, "expired", verdict.reason)
+            yield self._record(message, now, MessageStatus.EXPIRED, verdict.reason)
 
     def _schedule(
         self, message: ScheduledMessage, now: datetime, reason: str | None = None
@@ -148,7 +153,7 @@ class Simulator:
         self._seq += 1
         due = self._due(message)
         heapq.heappush(self._queue, (due, self._seq, message.key))
-        return self._record(replace(message, due_at=due), now, "scheduled", reason)
+        return self._record(replace(message, due_at=due), now, MessageStatus.SCHEDULED, reason)
 
     def _due(self, message: ScheduledMessage) -> datetime:
         deferred = self._not_before.get(message.key)
@@ -161,24 +166,18 @@ class Simulator:
             self._patients.get(patient_id), event.patient, Stamp(event.occurred_at, event.id)
         )
         self._patients[patient_id] = known
-        if event.type in (EventType.CONSENT_OPTED_OUT, EventType.CONSENT_OPTED_IN):
-            granted = event.type is EventType.CONSENT_OPTED_IN
-            caregiver = event.attributes.get("caregiver_id")
-            recipient = f"caregiver:{caregiver}" if isinstance(caregiver, str) else "patient"
-            named = event.attributes.get("channel")
-            channels = [c for c in Channel if c.value == named] or list(Channel)
+        for recipient, consent in consent_decisions(event):
             book = self._consent[(patient_id, recipient)]
-            for channel in channels:
-                previous = book.get(channel)
-                if previous is None or previous.at <= event.occurred_at:
-                    book[channel] = ConsentRecord(channel, granted, event.occurred_at, event.source)
+            previous = book.get(consent.channel)
+            if supersedes(consent, previous.at if previous else None):
+                book[consent.channel] = consent
         return replace(event, patient=known.patient)
 
     def _record(
         self,
         message: ScheduledMessage,
         now: datetime,
-        status: str,
+        status: MessageStatus,
         reason: str | None,
         channel: str | None = None,
         language: str | None = None,

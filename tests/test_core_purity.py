@@ -1,14 +1,22 @@
-"""The pure core imports no I/O and never reads the clock (checked on the source)."""
+"""The pure core imports no I/O and never reads the clock.
+
+Checked on the source of each core module, and on what importing the core
+really loads (its closure, package `__init__` files included).
+"""
 
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "orchestrator"
 CORE = [
+    "__init__.py",
     "actions.py",
     "engine.py",
     "fold.py",
@@ -16,6 +24,7 @@ CORE = [
     "event.py",
     "event_schema.py",
     "limits.py",
+    "message_status.py",
     "journey.py",
     "patient_merge.py",
     "recipients.py",
@@ -23,6 +32,7 @@ CORE = [
     "simulate.py",
     "sms.py",
     "inbound_sms.py",
+    "flows/__init__.py",
     "flows/checks.py",
     "flows/model.py",
     "flows/schema.py",
@@ -46,6 +56,7 @@ STDLIB = {
     "collections",
     "csv",
     "statistics",
+    "sys",
     "dataclasses",
     "datetime",
     "enum",
@@ -53,6 +64,7 @@ STDLIB = {
     "functools",
     "hashlib",
     "heapq",
+    "importlib",  # the lazy package `__init__` files
     "itertools",
     "json",
     "re",
@@ -64,7 +76,9 @@ STDLIB = {
 # Parsing libraries allowed at the boundary of the core, and where.
 BOUNDARY = {"pydantic": {"event_schema.py", "flows/schema.py"}, "phonenumbers": {"event_schema.py"}}
 # Inside the package, the core may import only the core (and the virtual clock).
-CORE_MODULES = {c.removesuffix(".py").removesuffix("/__init__").replace("/", ".") for c in CORE} | {
+CORE_MODULES = {
+    c.removesuffix(".py").removesuffix("__init__").rstrip("/").replace("/", ".") for c in CORE
+} | {
     "clock",
     "flows",
     "policies",
@@ -79,11 +93,28 @@ FORBIDDEN_CALLS = {
 }
 
 
+def _run_time_nodes(tree: ast.AST) -> list[ast.AST]:
+    """Every node, except what only the type checker reads (`if TYPE_CHECKING:` blocks)."""
+    nodes: list[ast.AST] = []
+    pending = [tree]
+    while pending:
+        node = pending.pop(0)  # breadth first, as `ast.walk`
+        nodes.append(node)
+        if isinstance(node, ast.If) and ast.unparse(node.test) in {
+            "TYPE_CHECKING",
+            "typing.TYPE_CHECKING",
+        }:
+            pending += node.orelse
+        else:
+            pending += ast.iter_child_nodes(node)
+    return nodes
+
+
 def _imports(root: Path, path: str) -> list[tuple[str, int]]:
     tree = ast.parse((root / path).read_text())
     package = path.rsplit("/", 1)[0].replace("/", ".") if "/" in path else ""
     found = []
-    for node in ast.walk(tree):
+    for node in _run_time_nodes(tree):
         if isinstance(node, ast.Import):
             found += [(alias.name, 0) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -149,3 +180,61 @@ def test_the_checks_catch_io_imports_shell_imports_and_clock_reads(tmp_path: Pat
         "bad.py:5 calls datetime.now",
         "bad.py:5 calls open",
     ]
+
+
+# Core modules whose closure holds a parsing library by design: the boundary
+# (pydantic models and the checks that read them); the file checks above keep it there.
+BOUNDARY_CLOSURE = {"event_schema.py", "flows/schema.py", "flows/checks.py"}
+_CLOSURE = """
+import importlib, json, sys
+before = set(sys.modules)
+for name in sys.argv[1:]:
+    importlib.import_module(name)
+print(json.dumps(sorted(set(sys.modules) - before)))
+"""
+
+
+def _module_name(path: str) -> str:
+    dotted = path.removesuffix(".py").removesuffix("__init__").rstrip("/").replace("/", ".")
+    return "orchestrator" + (f".{dotted}" if dotted else "")
+
+
+def closure_violations(*modules: str) -> list[str]:
+    """What importing `modules` in a fresh interpreter loads beyond the stdlib and the core."""
+    loaded = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", _CLOSURE, *modules],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=PACKAGE.parent,
+        ).stdout
+    )
+    core = {_module_name(path) for path in CORE} | {"orchestrator.clock"}
+    allowed = set(sys.stdlib_module_names) | {"typing_extensions"}
+    return [
+        name
+        for name in loaded
+        if (name.split(".")[0] == "orchestrator" and name not in core)
+        or (
+            name.split(".")[0] != "orchestrator"
+            and name.split(".")[0] not in allowed
+            # The interpreter's build settings, which `sysconfig` loads on demand.
+            and not name.startswith("_sysconfigdata_")
+        )
+    ]
+
+
+def test_importing_the_engine_loads_no_parser_database_or_template_library() -> None:
+    assert closure_violations("orchestrator.engine") == []
+
+
+def test_the_whole_core_imports_only_the_standard_library_and_the_core() -> None:
+    pure = [_module_name(path) for path in CORE if path not in BOUNDARY_CLOSURE]
+    assert closure_violations(*pure) == []
+
+
+def test_the_closure_check_catches_a_library_loaded_through_a_package() -> None:
+    found = closure_violations("orchestrator.flows.loader")
+    assert "yaml" in found
+    assert "orchestrator.flows.loader" in found

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import subprocess
+import sys
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -50,3 +53,15 @@ def test_all_lists_every_public_name_defined_in_the_module(name: str) -> None:
         n for n in _public(module) if getattr(getattr(module, n), "__module__", None) == name
     }
     assert defined <= set(module.__all__), sorted(defined - set(module.__all__))
+
+
+def test_a_public_name_keeps_its_meaning_once_its_submodule_is_loaded() -> None:
+    # A fresh interpreter: the submodule loads before anyone asks the package for the name.
+    script = (
+        "import orchestrator.simulate, orchestrator; "
+        "assert callable(orchestrator.simulate), orchestrator.simulate; "
+        "from orchestrator import simulate; assert callable(simulate)"
+    )
+    subprocess.run(
+        [sys.executable, "-c", script], check=True, cwd=Path(orchestrator.__file__).parents[1]
+    )

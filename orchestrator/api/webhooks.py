@@ -29,6 +29,7 @@ from ..errors import JsonError
 from ..event import Channel
 from ..inbound_sms import classify
 from ..limits import read_json
+from ..message_status import MessageStatus
 from ..runtime.feedback import Feedback
 from ..runtime.service import EmbeddedService
 from ..store.delivery import (
@@ -170,10 +171,10 @@ def webhook_router(service: EmbeddedService) -> APIRouter:
             # A send whose outcome was unknown: Twilio has it, whatever the status.
             ledger.settle_sent(key, sid, now, "reconciled:callback")
         if state in _DELIVERED:
-            ledger.advance("delivered", None, now, key=key, provider_id=sid)
+            ledger.advance(MessageStatus.DELIVERED, None, now, key=key, provider_id=sid)
         elif state in _FAILED:
             reason = f"provider:{state}" + (f":{error_code}" if error_code else "")
-            ledger.advance("failed", reason, now, key=key, provider_id=sid)
+            ledger.advance(MessageStatus.FAILED, reason, now, key=key, provider_id=sid)
             if error_code == _OPTED_OUT_CODE and key is not None:
                 feedback.consent_for_message(
                     key, Channel.SMS, granted=False, source="twilio", ref=sid
@@ -289,7 +290,7 @@ def webhook_router(service: EmbeddedService) -> APIRouter:
         if key is not None and kind != "deferred":
             ledger.settle_sent(key, provider_id, now, "reconciled:event")
         if kind == "delivered":
-            ledger.advance("delivered", None, now, key=key, provider_id=provider_id)
+            ledger.advance(MessageStatus.DELIVERED, None, now, key=key, provider_id=provider_id)
         elif kind in _EMAIL_ENGAGEMENT:
             ledger.engaged(kind, now, key=key, provider_id=provider_id)
         elif kind in _EMAIL_UNDELIVERABLE:
@@ -298,7 +299,7 @@ def webhook_router(service: EmbeddedService) -> APIRouter:
             else:
                 reason = f"provider:{kind}"
                 email_consent(granted=False)
-            ledger.advance("failed", reason, now, key=key, provider_id=provider_id)
+            ledger.advance(MessageStatus.FAILED, reason, now, key=key, provider_id=provider_id)
         elif kind in _EMAIL_OPT_OUT:
             email_consent(granted=False)
         elif kind == "group_resubscribe":

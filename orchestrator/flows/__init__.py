@@ -1,21 +1,27 @@
 """Flows: a care path's stages, triggers and messages; their file format and checks."""
 
-from .loader import FlowSet, flow_paths, load_flow, load_flows
-from .model import (
-    ANY_STAGE,
-    Condition,
-    Exit,
-    Flow,
-    FrequencyCap,
-    MessageSpec,
-    QuietHours,
-    Stage,
-    StageCategory,
-    SuccessMetric,
-    Trigger,
-)
-from .schema import FlowFile, flow_json_schema
-from .timing import Anchor, Timing, parse_duration, parse_timing
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .loader import FlowSet, flow_paths, load_flow, load_flows
+    from .model import (
+        ANY_STAGE,
+        Condition,
+        Exit,
+        Flow,
+        FrequencyCap,
+        MessageSpec,
+        QuietHours,
+        Stage,
+        StageCategory,
+        SuccessMetric,
+        Trigger,
+    )
+    from .schema import FlowFile, flow_json_schema
+    from .timing import Anchor, Timing, parse_duration, parse_timing
 
 __all__ = [
     "ANY_STAGE",
@@ -40,3 +46,42 @@ __all__ = [
     "parse_duration",
     "parse_timing",
 ]
+
+# Where each name lives. Imported on first use (PEP 562), so importing one
+# module of the package does not load the rest of it.
+_HOME = {
+    "ANY_STAGE": ".model",
+    "Anchor": ".timing",
+    "Condition": ".model",
+    "Exit": ".model",
+    "Flow": ".model",
+    "FlowFile": ".schema",
+    "FlowSet": ".loader",
+    "FrequencyCap": ".model",
+    "MessageSpec": ".model",
+    "QuietHours": ".model",
+    "Stage": ".model",
+    "StageCategory": ".model",
+    "SuccessMetric": ".model",
+    "Timing": ".timing",
+    "Trigger": ".model",
+    "flow_json_schema": ".schema",
+    "flow_paths": ".loader",
+    "load_flow": ".loader",
+    "load_flows": ".loader",
+    "parse_duration": ".timing",
+    "parse_timing": ".timing",
+}
+
+
+def __getattr__(name: str) -> object:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(home, __name__), name)
+    globals()[name] = value  # looked up once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

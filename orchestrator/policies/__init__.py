@@ -1,6 +1,13 @@
 """Send-time policies: pure functions the dispatcher and the simulator call."""
 
-from .consent import ConsentRecord, contactable, may_contact, ordered_channels
+from .consent import (
+    ConsentRecord,
+    consent_decisions,
+    contactable,
+    may_contact,
+    ordered_channels,
+    supersedes,
+)
 from .frequency_cap import within_cap
 from .gate import Defer, Expire, Send, SendContext, Suppress, Verdict, decide
 from .holdout import held_out
@@ -16,6 +23,7 @@ __all__ = [
     "SendContext",
     "Suppress",
     "Verdict",
+    "consent_decisions",
     "contactable",
     "decide",
     "held_out",
@@ -25,5 +33,6 @@ __all__ = [
     "next_allowed",
     "ordered_channels",
     "stale_at",
+    "supersedes",
     "within_cap",
 ]

@@ -2,6 +2,8 @@
 
 Treatment communications are allowed until the recipient opts out of a
 channel (or of all of them); the latest decision, by when it was made, wins.
+What a consent event decides is derived here, once, for every runtime and the
+simulator; they keep the records where they keep state.
 """
 
 from __future__ import annotations
@@ -10,10 +12,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from ..event import Channel
+from ..event import Channel, Event, EventType
 from ..recipients import Contact
 
-__all__ = ["ConsentRecord", "contactable", "may_contact", "ordered_channels"]
+__all__ = [
+    "ConsentRecord",
+    "consent_decisions",
+    "contactable",
+    "may_contact",
+    "ordered_channels",
+    "supersedes",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +31,35 @@ class ConsentRecord:
     granted: bool
     at: datetime
     source: str
+
+
+def consent_decisions(event: Event) -> tuple[tuple[str, ConsentRecord], ...]:
+    """What a consent event decides: (recipient, record) per channel it names.
+
+    The recipient is `caregiver:<id>` when the event names a `caregiver_id`,
+    else `patient`; an event naming no known channel decides for every
+    channel. Any other event decides nothing.
+    """
+    if event.type not in (EventType.CONSENT_OPTED_OUT, EventType.CONSENT_OPTED_IN):
+        return ()
+    caregiver = event.attributes.get("caregiver_id")
+    recipient = f"caregiver:{caregiver}" if isinstance(caregiver, str) else "patient"
+    named = event.attributes.get("channel")
+    channels = [c for c in Channel if c.value == named] or list(Channel)
+    granted = event.type is EventType.CONSENT_OPTED_IN
+    return tuple(
+        (recipient, ConsentRecord(channel, granted, event.occurred_at, event.source))
+        for channel in channels
+    )
+
+
+def supersedes(record: ConsentRecord, previous_at: datetime | None) -> bool:
+    """Whether `record` replaces a decision made at `previous_at` (None: there was none).
+
+    The later decision wins, by when it was made, whatever order the events
+    arrive in; of two made at the same instant, the one that arrived last.
+    """
+    return previous_at is None or previous_at <= record.at
 
 
 def may_contact(consent: Mapping[Channel, ConsentRecord], channel: Channel) -> bool:

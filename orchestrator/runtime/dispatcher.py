@@ -46,6 +46,7 @@ from ..errors import (
 )
 from ..event import Channel
 from ..journey import Journey, ScheduledMessage
+from ..message_status import MessageStatus
 from ..policies import (
     DEFAULT_STALE_AFTER,
     Defer,
@@ -211,7 +212,7 @@ class Dispatcher:
         claims = [
             claim
             for claim in claims
-            if claim.status != "sending"
+            if claim.status != MessageStatus.SENDING
             or self._guarded(claim.message, self._settled_after_crash, claim) is False
         ]
         rendered: list[_Ready] = []
@@ -264,7 +265,7 @@ class Dispatcher:
                     message,
                     self.owner,
                     self.clock.now(),
-                    "failed",
+                    MessageStatus.FAILED,
                     reason,
                     attempt_outcome="failed",
                 )
@@ -317,10 +318,10 @@ class Dispatcher:
             )
             return None
         if isinstance(verdict, Suppress):
-            self.store.finish(message, self.owner, now, "suppressed", verdict.reason)
+            self.store.finish(message, self.owner, now, MessageStatus.SUPPRESSED, verdict.reason)
             return None
         if isinstance(verdict, Expire):
-            self.store.finish(message, self.owner, now, "expired", verdict.reason)
+            self.store.finish(message, self.owner, now, MessageStatus.EXPIRED, verdict.reason)
             return None
         assert contact is not None and patient is not None
         usable, _ = contactable(message.channels, contact, consent)
@@ -345,7 +346,7 @@ class Dispatcher:
         contact: Contact,
         relationship: str | None,
         journey: Journey | None,
-        refusal: tuple[str, str] = ("failed", "no_channel"),
+        refusal: tuple[MessageStatus, str] = (MessageStatus.FAILED, "no_channel"),
     ) -> _Ready | None:
         """Render for the first channel that can carry it (`_mark_sending` marks it).
 
@@ -374,7 +375,7 @@ class Dispatcher:
                     "dispatch.template_failed",
                     extra={"message_key": message.key, "channel": channel.value},
                 )
-                refusal = ("failed", "template_error")
+                refusal = (MessageStatus.FAILED, "template_error")
                 continue
             outgoing = Outgoing(
                 message.key,
@@ -469,7 +470,12 @@ class Dispatcher:
         if isinstance(outcome, MessageStaleError):
             # As late on any other channel: expired, not failed over.
             self.store.finish(
-                message, self.owner, self.clock.now(), "expired", "stale", attempt_outcome="failed"
+                message,
+                self.owner,
+                self.clock.now(),
+                MessageStatus.EXPIRED,
+                "stale",
+                attempt_outcome="failed",
             )
             return False
         if isinstance(outcome, PermanentSendError):
@@ -552,7 +558,7 @@ class Dispatcher:
                 message,
                 self.owner,
                 now,
-                "failed",
+                MessageStatus.FAILED,
                 f"retries_exhausted:{error.__class__.__name__}",
                 attempt_outcome="failed",
                 error=str(error)[:300],
@@ -568,7 +574,7 @@ class Dispatcher:
                 message,
                 self.owner,
                 now,
-                "expired",
+                MessageStatus.EXPIRED,
                 "stale",
                 attempt_outcome="failed",
                 error=str(error)[:300],
@@ -597,7 +603,9 @@ class Dispatcher:
         connector = self.connectors.get(channel) if channel else None
         if connector is None:
             # Nobody can say whether it went: failing it is the honest record.
-            self.store.finish(message, self.owner, now, "failed", "reconcile:no_connector")
+            self.store.finish(
+                message, self.owner, now, MessageStatus.FAILED, "reconcile:no_connector"
+            )
             return True
         try:
             receipt = connector.find(message.key)
@@ -610,7 +618,7 @@ class Dispatcher:
                     message,
                     self.owner,
                     now,
-                    "failed",
+                    MessageStatus.FAILED,
                     "reconcile:unresolved",
                     attempt_outcome="unknown",
                 )
@@ -629,7 +637,7 @@ class Dispatcher:
             message,
             self.owner,
             now,
-            "sent",
+            MessageStatus.SENT,
             "reconciled",
             channel=channel,
             provider_id=receipt.provider_id,
@@ -638,8 +646,8 @@ class Dispatcher:
         return True
 
 
-def _refusal(error: PermanentSendError) -> tuple[str, str]:
+def _refusal(error: PermanentSendError) -> tuple[MessageStatus, str]:
     """The final status and reason of a message no channel would take after `error`."""
     if isinstance(error, RecipientOptedOutError):
-        return "suppressed", "consent:provider_opt_out"
-    return "failed", f"permanent:{error.__class__.__name__}"
+        return MessageStatus.SUPPRESSED, "consent:provider_opt_out"
+    return MessageStatus.FAILED, f"permanent:{error.__class__.__name__}"

@@ -24,11 +24,11 @@ from typing import Literal
 from ..actions import CancelMessage, Decision, ExpireMessage, ScheduleMessage
 from ..clock import Clock
 from ..engine import advance
-from ..event import Channel, Event, EventType
+from ..event import Event
 from ..event_schema import dump_event
 from ..journey import EpisodeStatus, Journey
 from ..patient_merge import Stamp, merge_patient
-from ..policies import ConsentRecord
+from ..policies import consent_decisions, supersedes
 from ..store import ImportHold, SqlStore, UnitOfWork
 from .registry import FlowRegistry
 
@@ -182,8 +182,12 @@ class EventProcessor:
         event: Event,
         decisions: list[tuple[int, Decision]],
     ) -> None:
-        if event.type in (EventType.CONSENT_OPTED_OUT, EventType.CONSENT_OPTED_IN):
-            self._record_consent(unit, event)
+        decided = consent_decisions(event)
+        if decided:
+            latest = unit.consent_times(event.patient.id)
+            for recipient, consent in decided:
+                if supersedes(consent, latest.get((recipient, consent.channel.value))):
+                    unit.save_consent(event.patient.id, recipient, consent)
         for version, decision in decisions:
             journey = decision.journey
             key = (journey.patient_id, journey.flow_id, version)
@@ -198,23 +202,6 @@ class EventProcessor:
                     unit.cancel(action.message, action.reason, event.id)
                 elif isinstance(action, ExpireMessage):
                     unit.expire(action.message, action.reason, event.id)
-
-    def _record_consent(self, unit: UnitOfWork, event: Event) -> None:
-        caregiver = event.attributes.get("caregiver_id")
-        recipient = f"caregiver:{caregiver}" if isinstance(caregiver, str) else "patient"
-        named = event.attributes.get("channel")
-        channels = [c for c in Channel if c.value == named] or list(Channel)
-        latest = unit.consent_times(event.patient.id)
-        for channel in channels:
-            previous = latest.get((recipient, channel.value))
-            if previous is None or previous <= event.occurred_at:
-                record = ConsentRecord(
-                    channel,
-                    event.type is EventType.CONSENT_OPTED_IN,
-                    event.occurred_at,
-                    event.source,
-                )
-                unit.save_consent(event.patient.id, recipient, record)
 
 
 def _json(event: Event) -> bytes:

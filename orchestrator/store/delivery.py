@@ -2,8 +2,8 @@
 
 Delivery callbacks do not hold the dispatcher's lease, so these updates are
 guarded by the status they move from instead: a status only moves forward
-(sending -> sent -> delivered or failed), and a late or repeated callback
-updates nothing. Each move that happens writes its audit row in the same
+(sending -> sent -> delivered or failed, as `message_status` draws it), and
+a late or repeated callback updates nothing. Each move that happens writes its audit row in the same
 transaction.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, cast
+from typing import cast
 
 from sqlalchemy import String, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -21,6 +21,7 @@ from ..decisions import record
 from ..errors import StoreError
 from ..event import Patient
 from ..journey import ScheduledMessage
+from ..message_status import MessageStatus, allowed
 from . import codec
 from .rows import audit_row, chunks
 from .sql import SqlStore
@@ -40,8 +41,6 @@ __all__ = [
     "Recipient",
     "unstorable",
 ]
-
-Delivered = Literal["delivered", "failed"]
 
 # What the columns a callback is looked up by hold: a longer value names nothing
 # stored, and PostgreSQL refuses to write one.
@@ -95,9 +94,9 @@ class DeliveryLedger:
         with self.store._tx() as c:
             moved = c.execute(
                 update(table)
-                .where(table.key == key, table.status == "sending")
+                .where(table.key == key, table.status == MessageStatus.SENDING)
                 .values(
-                    status="sent",
+                    status=MessageStatus.SENT,
                     reason=reason,
                     provider_id=provider_id,
                     sent_at=now,
@@ -118,13 +117,14 @@ class DeliveryLedger:
             )
             message = codec.loads(ScheduledMessage, payload)
             c.execute(
-                insert(AuditRow), audit_row(record(message, now, "sent", reason, channel=channel))
+                insert(AuditRow),
+                audit_row(record(message, now, MessageStatus.SENT, reason, channel=channel)),
             )
             return True
 
     def advance(
         self,
-        status: Delivered,
+        status: MessageStatus,
         reason: str | None,
         now: datetime,
         *,
@@ -134,7 +134,12 @@ class DeliveryLedger:
         """Move a sent message (by key, else by provider id) to delivered or failed.
 
         Returns whether it moved: a message already delivered or failed stays as it is.
+
+        Raises:
+            ValueError: `status` is not where provider feedback moves a sent message.
         """
+        if not allowed(MessageStatus.SENT, status):
+            raise ValueError(f"advance: provider feedback cannot move a sent message to {status!r}")
         if key is None and provider_id is None:
             return False
         table = ScheduledMessageRow
@@ -142,7 +147,7 @@ class DeliveryLedger:
         with self.store._tx() as c:
             moved = c.execute(
                 update(table)
-                .where(which, table.status == "sent")
+                .where(which, table.status == MessageStatus.SENT)
                 .values(status=status, reason=reason, updated_at=now)
                 .returning(table.payload, table.channel)
             ).all()
@@ -161,16 +166,20 @@ class DeliveryLedger:
         """
         if key is None and provider_id is None:
             return False
-        self.advance("delivered", None, now, key=key, provider_id=provider_id)
+        self.advance(MessageStatus.DELIVERED, None, now, key=key, provider_id=provider_id)
         table = ScheduledMessageRow
         which = table.key == key if key is not None else table.provider_id == provider_id
         with self.store._tx() as c:
             rows = c.execute(
-                select(table.payload, table.channel).where(which, table.status == "delivered")
+                select(table.payload, table.channel).where(
+                    which, table.status == MessageStatus.DELIVERED
+                )
             ).all()
             for payload, channel in rows:
                 message = codec.loads(ScheduledMessage, payload)
-                entry = record(message, now, "delivered", f"engagement:{kind}", channel=channel)
+                entry = record(
+                    message, now, MessageStatus.DELIVERED, f"engagement:{kind}", channel=channel
+                )
                 c.execute(insert(AuditRow), audit_row(entry))
             return bool(rows)
 

@@ -24,10 +24,10 @@ from sqlalchemy.orm import aliased
 
 from ..errors import StoreError
 from ..journey import ScheduledMessage
+from ..message_status import FINAL, MessageStatus
 from ..policies.staleness import DEFAULT_STALE_AFTER, stale_at
 from . import codec
 from .connection import READ_ONLY
-from .rows import FINAL
 from .sql import SqlStore
 from .tables import AuditRow, DeliveryAttemptRow, OutboxRow, ScheduledMessageRow
 
@@ -44,10 +44,15 @@ __all__ = [
 # How many offending keys a violation names: enough to start looking.
 _EXAMPLES = 5
 # Final statuses after which nothing may be sent.
-_NOT_SENT = ("cancelled", "suppressed", "expired", "failed")
+_NOT_SENT = (
+    MessageStatus.CANCELLED,
+    MessageStatus.SUPPRESSED,
+    MessageStatus.EXPIRED,
+    MessageStatus.FAILED,
+)
 # Final statuses that say a message never went ("failed" may follow a send:
 # a delivery callback reports that the provider could not deliver it).
-_NEVER_SENT = ("cancelled", "suppressed", "expired")
+_NEVER_SENT = (MessageStatus.CANCELLED, MessageStatus.SUPPRESSED, MessageStatus.EXPIRED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,13 +109,13 @@ def _sent_after_final(c: Connection, _: datetime) -> Iterable[str]:
         .join(_OUTBOX, _OUTBOX.c.key == table.key)
         .where(table.status.in_(_NEVER_SENT))
     )
-    return _keys(c, union(after.where(sent.status == "sent"), overwritten))
+    return _keys(c, union(after.where(sent.status == MessageStatus.SENT), overwritten))
 
 
 def _sent_twice(c: Connection, _: datetime) -> Iterable[str]:
     audited = (
         select(AuditRow.key)
-        .where(AuditRow.status == "sent")
+        .where(AuditRow.status == MessageStatus.SENT)
         .group_by(AuditRow.key)
         .having(func.count() > 1)
     )

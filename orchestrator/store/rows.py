@@ -1,4 +1,4 @@
-"""Scheduled-message statuses, core values as table rows and back, and bulk helpers."""
+"""Core values as table rows and back, and bulk helpers."""
 
 from __future__ import annotations
 
@@ -13,12 +13,10 @@ from sqlalchemy.engine import Connection
 
 from ..decisions import DecisionRecord
 from ..journey import ScheduledMessage
+from ..message_status import MessageStatus
 from . import codec
 
 __all__ = [
-    "FINAL",
-    "IN_FLIGHT",
-    "PENDING",
     "REJECTED_BODY_LIMIT",
     "audit_row",
     "chunks",
@@ -28,16 +26,12 @@ __all__ = [
     "upsert",
 ]
 
-# Statuses a scheduled message can still leave; everything else is final.
-PENDING = ("scheduled", "claimed")
-IN_FLIGHT = ("claimed", "sending")
-FINAL = ("sent", "delivered", "failed", "suppressed", "cancelled", "expired")
 # The largest body kept for a rejected input; larger ones are cut, and say so.
 REJECTED_BODY_LIMIT = 64 * 1024
 
 
 def message_row(
-    message: ScheduledMessage, status: str, reason: str | None, now: datetime
+    message: ScheduledMessage, status: MessageStatus, reason: str | None, now: datetime
 ) -> dict[str, Any]:
     return {
         "key": message.key,

@@ -45,11 +45,11 @@ from ..decisions import DecisionRecord, record
 from ..errors import StoreError, UnstorableError
 from ..event import Channel, Patient
 from ..journey import Journey, ScheduledMessage
+from ..message_status import FINAL, IN_FLIGHT, MessageStatus, allowed, sources
 from ..policies import ConsentRecord
 from . import codec
 from .connection import READ_ONLY, READ_WRITE
 from .rows import (
-    IN_FLIGHT,
     REJECTED_BODY_LIMIT,
     audit_row,
     chunks,
@@ -83,7 +83,7 @@ class Claim:
     """A due message a dispatcher holds under lease."""
 
     message: ScheduledMessage
-    status: str
+    status: MessageStatus
     attempts: int
     due_at: datetime
     channel: str | None
@@ -343,7 +343,7 @@ class SqlStore:
         processes claim disjoint sets; SQLite has one writer at a time.
         """
         table = ScheduledMessageRow
-        due = and_(table.status == "scheduled", table.due_at <= now)
+        due = and_(table.status == MessageStatus.SCHEDULED, table.due_at <= now)
         abandoned = and_(table.status.in_(IN_FLIGHT), table.lease_until < now)
         claims: list[Claim] = []
         unreadable: dict[str, str] = {}
@@ -380,7 +380,7 @@ class SqlStore:
                             status=func.coalesce(
                                 # A message caught mid-send stays "sending": its outcome is unknown.
                                 _case_sending(table.status),
-                                "claimed",
+                                MessageStatus.CLAIMED,
                             ),
                             lease_owner=owner,
                             lease_until=lease_until,
@@ -399,7 +399,7 @@ class SqlStore:
                         # Failed below, alone: the rest of the batch is claimed as usual.
                         unreadable[key] = f"decode:message:{exc.__class__.__name__}"
                 claims += [
-                    Claim(decoded[key], status, attempts, due_at, channel)
+                    Claim(decoded[key], MessageStatus(status), attempts, due_at, channel)
                     for key, _, status, attempts, due_at, channel in rows
                     if key in decoded
                 ]
@@ -509,7 +509,7 @@ class SqlStore:
         message: ScheduledMessage,
         owner: str,
         now: datetime,
-        status: str,
+        status: MessageStatus,
         reason: str | None,
         *,
         channel: Channel | None = None,
@@ -521,7 +521,16 @@ class SqlStore:
         """Move a claimed or sending message to a final status, with its audit row.
 
         Returns whether this claimer still held it.
+
+        Raises:
+            ValueError: `status` is not one a held message may move to (a
+                caller's mistake: `reschedule`, `unsend` and `hold` do the rest).
         """
+        if status not in _FINAL_FROM_CLAIM:
+            raise ValueError(
+                f"finish: a held message cannot move to {status!r}; "
+                f"expected one of {', '.join(_FINAL_FROM_CLAIM)}"
+            )
         with self._tx() as c:
             parameters = _owned(
                 message.key,
@@ -529,7 +538,7 @@ class SqlStore:
                 status=status,
                 reason=reason,
                 provider_id=provider_id,
-                sent_at=now if status == "sent" else None,
+                sent_at=now if status == MessageStatus.SENT else None,
                 channel=channel.value if channel else None,
                 now=now,
             )
@@ -560,7 +569,7 @@ class SqlStore:
             sent.message.key: _owned(
                 sent.message.key,
                 owner,
-                status="sent",
+                status=MessageStatus.SENT,
                 reason=sent.reason,
                 provider_id=sent.provider_id,
                 sent_at=sent.at,
@@ -596,7 +605,7 @@ class SqlStore:
                 entry = record(
                     sent.message,
                     sent.at,
-                    "sent",
+                    MessageStatus.SENT,
                     sent.reason,
                     channel=sent.channel.value,
                     language=sent.language,
@@ -640,7 +649,7 @@ class SqlStore:
                 return False
             if attempt_outcome is not None:
                 self._close_attempt(c, message.key, now, attempt_outcome, error, None)
-            entry = record(message, now, "scheduled", reason)
+            entry = record(message, now, MessageStatus.SCHEDULED, reason)
             self._later(c, _INSERT_AUDIT, audit_row(entry) | {"due_at": due_at})
             return True
 
@@ -957,15 +966,20 @@ _HELD = and_(_MESSAGES.c.key == bindparam("m_key"), _MESSAGES.c.lease_owner == b
 # `or_`, not `in_`: an IN list is an expanding parameter, rendered into the SQL
 # again at every execution of these per-message statements.
 _IN_FLIGHT = or_(*(_MESSAGES.c.status == status for status in IN_FLIGHT))
+# What `finish` may record of a message its claimer holds: a move allowed from every
+# in-flight status, as `_FINISH` checks only that the message is in flight.
+_FINAL_FROM_CLAIM = tuple(
+    status for status in FINAL if all(allowed(held, status) for held in IN_FLIGHT)
+)
 _BEGIN_SENDS = (
     update(_MESSAGES)
     .where(
         _MESSAGES.c.key.in_(bindparam("m_keys", expanding=True)),
         _MESSAGES.c.lease_owner == bindparam("m_owner"),
-        _MESSAGES.c.status == "claimed",
+        _MESSAGES.c.status.in_(sources(MessageStatus.SENDING)),
     )
     .values(
-        status="sending",
+        status=MessageStatus.SENDING,
         attempts=_MESSAGES.c.attempts + 1,
         channel=bindparam("m_channel"),
         lease_until=func.coalesce(bindparam("m_until", type_=Stamp()), _MESSAGES.c.lease_until),
@@ -1002,7 +1016,7 @@ _RESCHEDULE = (
     update(_MESSAGES)
     .where(_HELD, _IN_FLIGHT)
     .values(
-        status="scheduled",
+        status=MessageStatus.SCHEDULED,
         reason=bindparam("m_reason"),
         due_at=bindparam("m_due_at"),
         lease_owner=None,
@@ -1012,8 +1026,8 @@ _RESCHEDULE = (
 )
 _UNSEND = (
     update(_MESSAGES)
-    .where(_HELD, _MESSAGES.c.status == "sending")
-    .values(status="claimed", updated_at=bindparam("m_now"))
+    .where(_HELD, _MESSAGES.c.status == MessageStatus.SENDING)
+    .values(status=MessageStatus.CLAIMED, updated_at=bindparam("m_now"))
 )
 _HOLD = (
     update(_MESSAGES)
@@ -1055,7 +1069,7 @@ _FAIL_HELD = (
     update(_MESSAGES)
     .where(_HELD, _IN_FLIGHT)
     .values(
-        status="failed",
+        status=MessageStatus.FAILED,
         reason=bindparam("m_reason"),
         lease_owner=None,
         lease_until=None,
@@ -1118,4 +1132,4 @@ def _fail_held(c: Connection, key: str, owner: str, now: datetime, reason: str) 
 
 
 def _case_sending(status: Any) -> Any:
-    return case((status == "sending", "sending"), else_=None)
+    return case((status == MessageStatus.SENDING, MessageStatus.SENDING), else_=None)

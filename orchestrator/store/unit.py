@@ -14,10 +14,11 @@ from sqlalchemy.engine import Connection
 from ..decisions import DecisionRecord, record
 from ..event import Event, Patient
 from ..journey import EpisodeStatus, Journey, ScheduledMessage
+from ..message_status import PENDING, MessageStatus, allowed, sources
 from ..patient_merge import KnownPatient, Stamp
 from ..policies import ConsentRecord
 from . import codec
-from .rows import PENDING, audit_row, chunks, locking_in_key_order, message_row, upsert
+from .rows import audit_row, chunks, locking_in_key_order, message_row, upsert
 from .tables import (
     AuditRow,
     ConsentRow,
@@ -234,46 +235,51 @@ class UnitOfWork:
         """Apply the message decisions against what the store holds, and audit what took.
 
         Each key's status is followed through the batch, starting from the
-        database: a schedule inserts or updates a pending row, a cancel moves a
-        pending row to cancelled, an expiry records a new row as expired.
-        Decisions about rows that are already final change nothing and are not
-        audited, so the audit never says "cancelled" of a message that was sent.
+        database, and moved only as `message_status.allowed` says: a schedule
+        inserts a new row (or updates a pending one, which is no move), a
+        cancel moves a pending row to cancelled, an expiry records a new row
+        as expired. Decisions about rows that are already final change nothing
+        and are not audited, so the audit never says "cancelled" of a message
+        that was sent.
         """
         c = self.connection
         # Read and locked in key order: the dispatcher locks its batch's rows in
         # the same order, so the two never wait for each other in a cycle.
         keys = sorted({m.key for _, m, _, _ in self._decisions})
-        status: dict[str, str] = {}
+        status: dict[str, MessageStatus] = {}
         statuses = _LOCKED_STATUSES if c.dialect.name == "postgresql" else _STATUSES
         for chunk in chunks(keys, 500):
             rows = c.execute(statuses, {"keys": chunk})
-            status.update({k: v for k, v in rows})
+            status.update({k: MessageStatus(v) for k, v in rows})
         inserts: dict[str, dict[str, Any]] = {}
         updates: dict[str, ScheduledMessage] = {}
         cancels: dict[str, str] = {}
         audit: list[DecisionRecord] = []
         for kind, message, reason, event_id in self._decisions:
             key, current = message.key, status.get(message.key)
-            taken: str | None = None  # the status this decision gave the message, if any
+            # The status this decision gave the message, if any.
+            taken: MessageStatus | None = None
+            # The engine moves only what is new (scheduled or expired as decided)
+            # or pending (cancelled); the dispatcher moves the rest.
             if kind == "schedule" and current is None:
-                inserts[key] = message_row(message, "scheduled", None, self.now)
-                taken = "scheduled"
+                inserts[key] = message_row(message, MessageStatus.SCHEDULED, None, self.now)
+                taken = MessageStatus.SCHEDULED
             elif kind == "schedule" and current in PENDING:
                 # An update (its expiry moved): the due time, and any deferral, stay.
                 if key in inserts:
-                    inserts[key] = message_row(message, "scheduled", None, self.now)
+                    inserts[key] = message_row(message, MessageStatus.SCHEDULED, None, self.now)
                 else:
                     updates[key] = message
-            elif kind == "cancel" and current in PENDING:
+            elif kind == "cancel" and allowed(current, MessageStatus.CANCELLED):
                 assert reason is not None
                 if key in inserts:
-                    inserts[key] |= {"status": "cancelled", "reason": reason}
+                    inserts[key] |= {"status": MessageStatus.CANCELLED, "reason": reason}
                 else:
                     cancels[key] = reason
-                taken = "cancelled"
+                taken = MessageStatus.CANCELLED
             elif kind == "expire" and current is None:
-                inserts[key] = message_row(message, "expired", reason, self.now)
-                taken = "expired"
+                inserts[key] = message_row(message, MessageStatus.EXPIRED, reason, self.now)
+                taken = MessageStatus.EXPIRED
             if taken is not None:
                 status[key] = taken
                 audit.append(record(message, self.now, taken, reason, event_id=event_id))
@@ -309,7 +315,9 @@ class UnitOfWork:
         audit = [
             a
             for a in audit
-            if not (a.status == "cancelled" and a.key in cancels and a.key not in cancelled)
+            if not (
+                a.status == MessageStatus.CANCELLED and a.key in cancels and a.key not in cancelled
+            )
         ]
         if audit:
             c.execute(_INSERT_AUDIT, [audit_row(a) for a in audit])
@@ -368,7 +376,7 @@ _HOLD_FOR_IMPORT = (
     update(_MESSAGES)
     .where(
         _MESSAGES.c.key.in_(bindparam("h_keys", expanding=True)),
-        _MESSAGES.c.status == "scheduled",
+        _MESSAGES.c.status == MessageStatus.SCHEDULED,
     )
     .values(
         import_id=bindparam("h_import"),
@@ -381,9 +389,12 @@ _HOLD_FOR_IMPORT = (
 )
 _CANCEL_PENDING = (
     update(_MESSAGES)
-    .where(_MESSAGES.c.key == bindparam("c_key"), _MESSAGES.c.status.in_(PENDING))
+    .where(
+        _MESSAGES.c.key == bindparam("c_key"),
+        _MESSAGES.c.status.in_(sources(MessageStatus.CANCELLED)),
+    )
     .values(
-        status="cancelled",
+        status=MessageStatus.CANCELLED,
         reason=bindparam("c_reason"),
         lease_owner=None,
         lease_until=None,

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from orchestrator.event import Channel
+from orchestrator.message_status import MessageStatus
 from orchestrator.store.delivery import DeliveryLedger
 from tests.builders import at, make_event, make_patient
 from tests.orchestrator.runtime.conftest import Runtime
@@ -86,3 +89,16 @@ def test_webhook_event_ids_are_applied_once(runtime: Runtime) -> None:
     assert ledger.first_receipt("sendgrid", ["a", "b", "a"], now) == {"a", "b"}
     assert ledger.first_receipt("sendgrid", ["b", "c"], now) == {"c"}
     assert ledger.first_receipt("other", ["a"], now) == {"a"}
+
+
+@pytest.mark.parametrize("status", [MessageStatus.SCHEDULED, MessageStatus.CANCELLED])
+def test_provider_feedback_cannot_move_a_sent_message_anywhere_but_delivered_or_failed(
+    runtime: Runtime, status: MessageStatus
+) -> None:
+    key = sent_confirmation(runtime)
+    ledger = DeliveryLedger(runtime.store)
+
+    with pytest.raises(ValueError, match="provider feedback cannot move"):
+        ledger.advance(status, None, runtime.clock.now(), key=key)
+
+    assert ledger.status(key) == MessageStatus.SENT

@@ -25,6 +25,7 @@ from orchestrator.errors import StoreError
 from orchestrator.event import Channel, Patient
 from orchestrator.flows.timing import Anchor
 from orchestrator.journey import Journey, Recipient, ScheduledMessage
+from orchestrator.message_status import MessageStatus
 from orchestrator.patient_merge import KnownPatient, Stamp, merge_patient
 from orchestrator.policies import ConsentRecord
 from orchestrator.store import (
@@ -869,3 +870,17 @@ def test_a_unit_holds_its_patients_against_other_processes_on_postgresql(
     finally:
         holder.dispose()
         other.dispose()
+
+
+@pytest.mark.parametrize("status", [MessageStatus.CANCELLED, MessageStatus.SCHEDULED])
+def test_finishing_a_held_message_with_a_status_it_cannot_move_to_is_refused(
+    store: SqlStore, status: MessageStatus
+) -> None:
+    m = message()
+    schedule(store, m)
+    store.claim_due(T0, "a", T0 + LEASE, 10)
+
+    with pytest.raises(ValueError, match="cannot move to"):
+        store.finish(m, "a", T0, status, "x")
+
+    assert row(store, "m-1")["status"] == MessageStatus.CLAIMED
