@@ -168,6 +168,7 @@ class Node:
     db: str
     workdir: Path
     settings: dict[str, str]
+    code: Path | None = None
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
@@ -180,6 +181,8 @@ class Node:
         self.starts += 1
         log = (self.workdir / f"node-{self.port}-{self.starts}.log").open("wb")
         env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}
+        if self.code is not None:
+            env["PYTHONPATH"] = str(self.code)  # the service from another checkout
         env |= {f"ORCHESTRATOR_{k.upper()}": v for k, v in self.settings.items()}
         self.process = subprocess.Popen(
             [
@@ -307,14 +310,19 @@ def soak(
 ) -> int:
     rng = random.Random(args.seed)
     engine = connect(db)
-    upgrade(engine)
+    if args.service_code is None:
+        upgrade(engine)
+    else:  # that checkout's own migrations: this one's may be ahead of its code
+        migrate = "import sys; from orchestrator.store import connect, upgrade; upgrade(connect(sys.argv[1]))"
+        env = os.environ | {"PYTHONPATH": str(args.service_code)}
+        subprocess.run([sys.executable, "-c", migrate, db], env=env, check=True)
     settings = {
         "sandbox_latency_seconds": str(args.latency),
         "lease_seconds": str(args.lease),
         "dispatch_poll_seconds": "0.2",
         "dispatch_batch": "50",
     }
-    nodes = [Node(db, workdir, settings) for _ in range(processes)]
+    nodes = [Node(db, workdir, settings, args.service_code) for _ in range(processes)]
     for node in nodes:
         node.start()
     start = datetime.now(UTC)
@@ -405,6 +413,13 @@ def main() -> int:
         "--kill-every", type=float, default=20.0, help="mean seconds between kill -9s"
     )
     parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument(
+        "--service-code",
+        type=Path,
+        default=None,
+        help="run the service from this checkout (e.g. a worktree of an older commit), "
+        "to show what the checker finds there; the store is migrated by this one",
+    )
     args = parser.parse_args()
     stores = [s.strip() for s in args.stores.split(",") if s.strip()]
     seconds = args.minutes * 60 / len(stores)
