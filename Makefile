@@ -25,6 +25,7 @@ bench: install
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/embedded.py
 	$(BIN)/python bench/insight.py
+	$(BIN)/python bench/history.py
 	$(BIN)/python bench/channels.py
 	$(BIN)/python bench/hl7.py
 

@@ -1,0 +1,188 @@
+"""Long histories: the cost of one event at 10 and at 5,000 events of one patient's history.
+
+The history is a dialysis-like patient on the cardiology-consult flow: a
+session booked every two or three days (often before the previous one is
+over, so episodes overlap), checked in and completed; now and then an intake
+form, a reschedule, a no-show followed by a rebooking; every session is an
+episode that ends and a new one starts. Events arrive in the order they
+occurred.
+
+Two measurements, each the median of --runs runs:
+
+1. engine: `advance()` alone. The journey after `n` events is built once;
+   then each of the next --next events is applied to it, --repeat times
+   each, and the cost per event is the mean (no parsing, no I/O);
+2. processor: `EventProcessor` with a SQLite store in a temporary
+   directory. The first `n` events go in batches of 500; then the next
+   --next events go one batch each, as a live feed delivers them, and the
+   cost per event is the mean of those.
+
+Prints the cost per event at each history length and their ratio (target:
+1.5 or less).
+
+    python bench/history.py [--runs 3] [--short 10] [--long 5000] [--next 30]
+        [--repeat 40] [--sections engine,processor]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from orchestrator.clock import VirtualClock
+from orchestrator.engine import advance
+from orchestrator.event import Event
+from orchestrator.event_schema import parse_event
+from orchestrator.flows import Flow, load_flows
+from orchestrator.journey import Journey
+from orchestrator.runtime.processor import EventProcessor
+from orchestrator.runtime.registry import FlowRegistry
+from orchestrator.store import SqlStore, connect, upgrade
+
+ROOT = Path(__file__).resolve().parent.parent
+FLOW_ID = "cardiology-consult"
+START = datetime(2026, 1, 5, 13, 0, tzinfo=UTC)
+PATIENT = {
+    "id": "p-dialysis",
+    "phone": "+15555550142",
+    "email": "patient@example.org",
+    "language": "en",
+    "timezone": "America/Chicago",
+}
+
+
+def history(total: int) -> list[Event]:
+    """`total` events of one patient, in the order they occurred."""
+    events: list[dict[str, Any]] = []
+
+    def add(kind: str, at: datetime, appointment: str, start: datetime | None = None) -> None:
+        events.append(
+            {
+                "id": f"evt-{len(events):06d}",
+                "type": kind,
+                "occurred_at": at.isoformat(),
+                "source": "ehr",
+                "patient": PATIENT,
+                "appointment": {
+                    "id": appointment,
+                    "start": start.isoformat() if start else None,
+                    "service": "cardiology.consult",
+                },
+            }
+        )
+
+    session = START
+    booked_at = START - timedelta(days=2)
+    n = 0
+    while len(events) < total:
+        appointment = f"a-{n:05d}"
+        add("appointment.booked", booked_at, appointment, session)
+        if n % 4 == 0:
+            add("intake.completed", booked_at + timedelta(hours=3), appointment)
+        if n % 10 == 3:
+            session += timedelta(hours=2)
+            add("appointment.rescheduled", booked_at + timedelta(hours=5), appointment, session)
+        if n % 15 == 7:
+            add("appointment.no_show", session + timedelta(minutes=30), appointment)
+            session += timedelta(days=1)
+            add("appointment.booked", session - timedelta(hours=20), appointment, session)
+        add("appointment.checked_in", session - timedelta(minutes=10), appointment)
+        # The next session is booked at the chair, before this one is over.
+        booked_at = session + timedelta(hours=1)
+        add("appointment.completed", session + timedelta(hours=4), appointment)
+        session += timedelta(days=2 if n % 3 else 3)
+        n += 1
+    parsed = sorted((parse_event(e) for e in events), key=Event.sort_key)
+    return parsed[:total]
+
+
+def engine_cost(flow: Flow, events: list[Event], n: int, following: int, repeat: int) -> float:
+    """Seconds per event through `advance()` for a journey of `n` events."""
+    journey = Journey.start(PATIENT["id"], flow.id)
+    for event in events[:n]:
+        journey = advance(journey, event, flow, event.occurred_at).journey
+    nexts = events[n : n + following]
+    started = time.perf_counter()
+    for _ in range(repeat):
+        for event in nexts:
+            advance(journey, event, flow, event.occurred_at)
+    return (time.perf_counter() - started) / (repeat * len(nexts))
+
+
+def processor_cost(flow: Flow, events: list[Event], n: int, following: int) -> float:
+    """Seconds per event through the processor and a SQLite store, after `n` events."""
+    with tempfile.TemporaryDirectory() as directory:
+        engine = connect(f"sqlite:///{Path(directory) / 'history.db'}")
+        upgrade(engine)
+        clock = VirtualClock(events[0].occurred_at)
+        processor = EventProcessor(SqlStore(engine), FlowRegistry.of({flow.id: flow}), clock)
+        for start in range(0, n, 500):
+            batch = events[start : min(start + 500, n)]
+            clock.move_to(max(clock.now(), batch[-1].occurred_at))
+            processor.process(batch)
+        elapsed = 0.0
+        for event in events[n : n + following]:
+            clock.move_to(max(clock.now(), event.occurred_at))
+            started = time.perf_counter()
+            processor.process([event])
+            elapsed += time.perf_counter() - started
+        engine.dispose()
+    return elapsed / following
+
+
+def report(name: str, measure: Callable[[int], float], short: int, long: int, runs: int) -> None:
+    costs: dict[int, list[float]] = {short: [], long: []}
+    for run in range(1, runs + 1):
+        # Interleaved, so both lengths share the machine's noise.
+        for n in (short, long):
+            costs[n].append(measure(n))
+        print(
+            f"{name} run {run}: {costs[short][-1] * 1000:.3f} ms/event at {short} events, "
+            f"{costs[long][-1] * 1000:.3f} ms/event at {long} events"
+        )
+    at_short, at_long = statistics.median(costs[short]), statistics.median(costs[long])
+    print(
+        f"{name}: median {at_short * 1000:.3f} ms per event at {short} events of history, "
+        f"{at_long * 1000:.3f} ms at {long}; ratio {at_long / at_short:.2f} "
+        f"over {runs} runs (target 1.5 or less)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--short", type=int, default=10)
+    parser.add_argument("--long", type=int, default=5000)
+    parser.add_argument("--next", type=int, default=30, dest="following")
+    parser.add_argument("--repeat", type=int, default=40)
+    parser.add_argument("--sections", default="engine,processor")
+    args = parser.parse_args()
+    flow = load_flows([ROOT / "flows"]).flows[FLOW_ID]
+    events = history(args.long + args.following)
+    sections = set(args.sections.split(","))
+    if "engine" in sections:
+        report(
+            "engine advance()",
+            lambda n: engine_cost(flow, events, n, args.following, args.repeat),
+            args.short,
+            args.long,
+            args.runs,
+        )
+    if "processor" in sections:
+        report(
+            "processor + SQLite",
+            lambda n: processor_cost(flow, events, n, args.following),
+            args.short,
+            args.long,
+            args.runs,
+        )
+
+
+if __name__ == "__main__":
+    main()
