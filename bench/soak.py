@@ -179,7 +179,8 @@ class Node:
 
     def start(self) -> None:
         self.starts += 1
-        log = (self.workdir / f"node-{self.port}-{self.starts}.log").open("wb")
+        log_path = self.workdir / f"node-{self.port}-{self.starts}.log"
+        log = log_path.open("wb")
         env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}
         if self.code is not None:
             env["PYTHONPATH"] = str(self.code)  # the service from another checkout
@@ -205,9 +206,8 @@ class Node:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise SystemExit(
-                    f"the service exited with {self.process.returncode}; see {log.name}"
-                )
+                tail = log_path.read_text(errors="replace")[-2000:]
+                raise SystemExit(f"the service exited with {self.process.returncode}:\n{tail}")
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
                     return
@@ -315,7 +315,9 @@ def soak(
     else:  # that checkout's own migrations: this one's may be ahead of its code
         migrate = "import sys; from orchestrator.store import connect, upgrade; upgrade(connect(sys.argv[1]))"
         env = os.environ | {"PYTHONPATH": str(args.service_code)}
-        subprocess.run([sys.executable, "-c", migrate, db], env=env, check=True)
+        subprocess.run(
+            [sys.executable, "-c", migrate, db], env=env, cwd=args.service_code, check=True
+        )
     settings = {
         "sandbox_latency_seconds": str(args.latency),
         "lease_seconds": str(args.lease),
@@ -418,7 +420,7 @@ def main() -> int:
         type=Path,
         default=None,
         help="run the service from this checkout (e.g. a worktree of an older commit), "
-        "to show what the checker finds there; the store is migrated by this one",
+        "to show what the checker finds there (its own code migrates the store)",
     )
     args = parser.parse_args()
     stores = [s.strip() for s in args.stores.split(",") if s.strip()]
