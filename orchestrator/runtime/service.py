@@ -31,7 +31,7 @@ __all__ = ["DispatchLoop", "EmbeddedService"]
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(repr=False)
 class EmbeddedService:
     settings: Settings
     store: SqlStore
@@ -39,6 +39,11 @@ class EmbeddedService:
     processor: EventProcessor
     dispatcher: Dispatcher
     clock: Clock
+
+    def __repr__(self) -> str:
+        # Short: the generated repr spelled out every flow and template (hundreds
+        # of KiB), which buried a failing test's own message (hypothesis prints it).
+        return f"EmbeddedService(store={self.store.dialect}, flows={len(self.flows.current)})"
 
     @classmethod
     def build(

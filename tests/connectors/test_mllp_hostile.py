@@ -70,7 +70,8 @@ def hostile_listener(store_url: str) -> Iterator[tuple[Listener, EmbeddedService
             flows=ROOT / "flows",
             templates=ROOT / "templates",
             inbound_services={"76164006": "cardiology.consult"},
-            mllp_idle_timeout=2.0,
+            # Generous: a loaded machine must not close the client mid-test.
+            mllp_idle_timeout=30.0,
         ),
         VirtualClock(datetime(2021, 9, 14, 9, 0, tzinfo=UTC)),
     )
