@@ -10,7 +10,6 @@ transaction.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, cast
 
@@ -21,6 +20,7 @@ from ..decisions import record
 from ..errors import StoreError
 from ..event import Patient
 from ..journey import ScheduledMessage
+from ..ports import Addressee as Recipient
 from . import codec
 from .rows import audit_row, chunks
 from .sql import SqlStore
@@ -65,19 +65,6 @@ def unstorable(value: str, limit: int) -> str | None:
     except UnicodeEncodeError:
         return "not valid Unicode (a lone surrogate)"
     return None
-
-
-@dataclass(frozen=True, slots=True)
-class Recipient:
-    """Who a message or a phone number belongs to: a patient, and the patient or a caregiver."""
-
-    patient: Patient
-    recipient: str
-
-    @property
-    def caregiver_id(self) -> str | None:
-        kind, _, rest = self.recipient.partition(":")
-        return rest if kind == "caregiver" else None
 
 
 class DeliveryLedger:

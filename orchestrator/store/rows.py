@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection
 
 from ..decisions import DecisionRecord
 from ..journey import ScheduledMessage
+from ..ports import REJECTED_BODY_LIMIT
 from . import codec
 
 __all__ = [
@@ -32,8 +33,6 @@ __all__ = [
 PENDING = ("scheduled", "claimed")
 IN_FLIGHT = ("claimed", "sending")
 FINAL = ("sent", "delivered", "failed", "suppressed", "cancelled", "expired")
-# The largest body kept for a rejected input; larger ones are cut, and say so.
-REJECTED_BODY_LIMIT = 64 * 1024
 
 
 def message_row(

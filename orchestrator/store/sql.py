@@ -17,7 +17,6 @@ import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
@@ -46,6 +45,7 @@ from ..errors import StoreError, UnstorableError
 from ..event import Channel, Patient
 from ..journey import Journey, ScheduledMessage
 from ..policies import ConsentRecord
+from ..ports import Claim, OutboxEntry, SendingFacts, Sent
 from . import codec
 from .connection import READ_ONLY, READ_WRITE
 from .rows import (
@@ -76,58 +76,6 @@ from .tables import (
 from .unit import ImportHold, UnitOfWork
 
 __all__ = ["Claim", "OutboxEntry", "SendingFacts", "Sent", "SqlStore"]
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """A due message a dispatcher holds under lease."""
-
-    message: ScheduledMessage
-    status: str
-    attempts: int
-    due_at: datetime
-    channel: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class SendingFacts:
-    """What the dispatcher reads about the recipients of a batch of due messages.
-
-    `sent` is per recipient and channel; the dispatcher adds to it as it sends,
-    so that a frequency cap holds across one batch too.
-    """
-
-    patients: dict[str, Patient]
-    consent: dict[tuple[str, str], dict[Channel, ConsentRecord]]
-    sent: dict[tuple[str, str], dict[Channel, list[datetime]]]
-    journeys: dict[tuple[str, str, int], Journey]
-    # Stored patients and journeys that could not be read back, with why
-    # (`decode:<error>`): their messages fail alone instead of the batch.
-    unreadable_patients: dict[str, str] = field(default_factory=dict)
-    unreadable_journeys: dict[tuple[str, str, int], str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Sent:
-    """A send a connector accepted, as the dispatcher records it."""
-
-    message: ScheduledMessage
-    at: datetime
-    channel: Channel
-    provider_id: str
-    language: str | None = None
-    reason: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxEntry:
-    key: str
-    channel: str
-    to: str
-    subject: str | None
-    body: str
-    html: str | None
-    sent_at: datetime
 
 
 class SqlStore:

@@ -16,6 +16,7 @@ from ..event import Event, Patient
 from ..journey import EpisodeStatus, Journey, ScheduledMessage
 from ..patient_merge import KnownPatient, Stamp
 from ..policies import ConsentRecord
+from ..ports import ImportHold
 from . import codec
 from .rows import PENDING, audit_row, chunks, locking_in_key_order, message_row, upsert
 from .tables import (
@@ -29,14 +30,6 @@ from .tables import (
 )
 
 __all__ = ["ImportHold", "UnitOfWork"]
-
-
-@dataclass(frozen=True, slots=True)
-class ImportHold:
-    """An open import the unit's events belong to, and until when it holds their messages."""
-
-    import_id: str
-    until: datetime
 
 
 @dataclass
