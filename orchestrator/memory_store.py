@@ -5,8 +5,8 @@ once; a batch of events commits whole or not at all; a message's status moves
 only from the statuses each write names (a cancel takes only a pending
 message, a claimer writes only while it holds the lease); claims take lapsed
 leases first, then due messages by due time; every decision that takes leaves
-an audit row. `simulate` and the tests run the real processor and dispatcher
-on it. It imports no SQLAlchemy, and nothing of it outlives the process.
+an audit row. The real processor and dispatcher run on it (the tests, and
+what rehearses them on a virtual clock). It imports no SQLAlchemy, and nothing of it outlives the process.
 
 Rows are frozen values replaced on each write, so a transaction's snapshot
 is a shallow copy of the containers, and an error inside `unit` or `together`
@@ -20,15 +20,15 @@ import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .decisions import DecisionRecord, record
 from .errors import StoreError
-from .event import Channel, Event, Patient
+from .event import Channel, Patient
 from .journey import Journey, ScheduledMessage
-from .patient_merge import KnownPatient
+from .memory_unit import IN_FLIGHT, AttemptRow, MemoryUnit, MessageRow, Tables, close_attempt
 from .policies import ConsentRecord
 from .ports import (
     REJECTED_BODY_LIMIT,
@@ -45,94 +45,20 @@ from .ports import (
 
 __all__ = ["MemoryStore", "MemoryUnit"]
 
-# The scheduled-message statuses as the SQL store names them.
-_PENDING = ("scheduled", "claimed")
-_IN_FLIGHT = ("claimed", "sending")
 # What the SQL store's text columns cannot keep, replaced the same way here.
 _KEEPABLE = re.compile("[\x00\ud800-\udfff]")
-
-
-@dataclass(frozen=True, slots=True)
-class _Message:
-    message: ScheduledMessage
-    status: str
-    reason: str | None
-    due_at: datetime
-    created_at: datetime
-    updated_at: datetime
-    attempts: int = 0
-    channel: str | None = None
-    provider_id: str | None = None
-    lease_owner: str | None = None
-    lease_until: datetime | None = None
-    sent_at: datetime | None = None
-    import_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class _Attempt:
-    key: str
-    attempt: int
-    channel: str
-    started_at: datetime
-    outcome: str = "pending"
-    finished_at: datetime | None = None
-    error: str | None = None
-    provider_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class _Processed:
-    event_id: str
-    type: str
-    source: str
-    patient_id: str
-    occurred_at: datetime
-    received_at: datetime
-
-
-@dataclass
-class _Tables:
-    """Everything the store holds; each container is copied whole for a snapshot."""
-
-    messages: dict[str, _Message] = field(default_factory=dict)
-    attempts: list[_Attempt] = field(default_factory=list)
-    audit: list[DecisionRecord] = field(default_factory=list)
-    patients: dict[str, KnownPatient] = field(default_factory=dict)
-    consent: dict[tuple[str, str, str], ConsentRecord] = field(default_factory=dict)
-    journeys: dict[tuple[str, str, int], Journey] = field(default_factory=dict)
-    episodes: dict[str, dict[str, Any]] = field(default_factory=dict)
-    processed: dict[str, _Processed] = field(default_factory=dict)
-    rejected: list[dict[str, Any]] = field(default_factory=list)
-    outbox: list[OutboxEntry] = field(default_factory=list)
-    flow_versions: dict[tuple[str, int], tuple[str, str]] = field(default_factory=dict)
-
-    def copy(self) -> _Tables:
-        return _Tables(
-            dict(self.messages),
-            list(self.attempts),
-            list(self.audit),
-            dict(self.patients),
-            dict(self.consent),
-            dict(self.journeys),
-            dict(self.episodes),
-            dict(self.processed),
-            list(self.rejected),
-            list(self.outbox),
-            dict(self.flow_versions),
-        )
 
 
 class MemoryStore:
     """The store's ports in memory: `MemoryStore()` is an empty store."""
 
     def __init__(self) -> None:
-        self._t = _Tables()
+        self._t = Tables()
         self._lock = threading.RLock()
         self._depth = 0
 
     @contextmanager
-    def _transaction(self) -> Iterator[_Tables]:
+    def _transaction(self) -> Iterator[Tables]:
         """One thread at a time; the outermost block puts everything back on an error."""
         with self._lock:
             snapshot = self._t.copy() if self._depth == 0 else None
@@ -152,7 +78,7 @@ class MemoryStore:
     def unit(self, now: datetime, hold: ImportHold | None = None) -> Iterator[MemoryUnit]:
         """One transaction for a batch of events; written when the block ends without error."""
         with self._transaction():
-            work = MemoryUnit(self, now, hold)
+            work = MemoryUnit(self._t, now, hold)
             yield work
             work.flush()
 
@@ -209,7 +135,7 @@ class MemoryStore:
                 (
                     (m.lease_until, key)
                     for key, m in t.messages.items()
-                    if m.status in _IN_FLIGHT and m.lease_until is not None and m.lease_until < now
+                    if m.status in IN_FLIGHT and m.lease_until is not None and m.lease_until < now
                 ),
             )
             due = sorted(
@@ -282,7 +208,7 @@ class MemoryStore:
                 )
                 t.messages[key] = row
                 attempts[key] = row.attempts
-                t.attempts.append(_Attempt(key, row.attempts, channel.value, now))
+                t.attempts.append(AttemptRow(key, row.attempts, channel.value, now))
         return attempts
 
     def renew(self, keys: Iterable[str], owner: str, until: datetime) -> set[str]:
@@ -325,7 +251,7 @@ class MemoryStore:
                 updated_at=now,
             )
             if attempt_outcome is not None:
-                _close_attempt(t, message.key, now, attempt_outcome, error, provider_id)
+                close_attempt(t, message.key, now, attempt_outcome, error, provider_id)
             t.audit.append(
                 record(
                     message,
@@ -358,7 +284,7 @@ class MemoryStore:
                     lease_until=None,
                     updated_at=sent.at,
                 )
-                _close_attempt(t, key, sent.at, "sent", None, sent.provider_id)
+                close_attempt(t, key, sent.at, "sent", None, sent.provider_id)
                 t.audit.append(
                     record(
                         sent.message,
@@ -377,7 +303,7 @@ class MemoryStore:
             if row is None or row.lease_owner != owner or row.status != "sending":
                 return False
             t.messages[key] = replace(row, status="claimed", updated_at=now)
-            _close_attempt(t, key, now, outcome, error, None)
+            close_attempt(t, key, now, outcome, error, None)
             return True
 
     def hold(self, key: str, owner: str, until: datetime, reason: str) -> bool:
@@ -413,7 +339,7 @@ class MemoryStore:
                 updated_at=now,
             )
             if attempt_outcome is not None:
-                _close_attempt(t, message.key, now, attempt_outcome, error, None)
+                close_attempt(t, message.key, now, attempt_outcome, error, None)
             t.audit.append(replace(record(message, now, "scheduled", reason), due_at=due_at))
             return True
 
@@ -431,16 +357,16 @@ class MemoryStore:
                 updated_at=now,
             )
             t.messages[key] = row
-            _close_attempt(t, key, now, "failed", reason, None)
+            close_attempt(t, key, now, "failed", reason, None)
             # As the SQL store copies it from the row's columns: no template, no language.
             audited = record(row.message, now, "failed", reason, channel=row.channel)
             t.audit.append(replace(audited, template="", due_at=row.due_at))
             return True
 
     @staticmethod
-    def _held(t: _Tables, key: str, owner: str) -> _Message | None:
+    def _held(t: Tables, key: str, owner: str) -> MessageRow | None:
         row = t.messages.get(key)
-        if row is None or row.lease_owner != owner or row.status not in _IN_FLIGHT:
+        if row is None or row.lease_owner != owner or row.status not in IN_FLIGHT:
             return None
         return row
 
@@ -563,194 +489,13 @@ class MemoryStore:
 
     def purge(self) -> None:
         with self._transaction():
-            self._t = _Tables()
-
-
-def _close_attempt(
-    t: _Tables, key: str, now: datetime, outcome: str, error: str | None, provider_id: str | None
-) -> None:
-    """Close the message's pending attempt (a message has at most one: its claimer's)."""
-    for i, attempt in enumerate(t.attempts):
-        if attempt.key == key and attempt.outcome == "pending":
-            t.attempts[i] = replace(
-                attempt, finished_at=now, outcome=outcome, error=error, provider_id=provider_id
-            )
-
-
-@dataclass
-class MemoryUnit:
-    """What one batch of events reads and writes; written by `flush` when the batch commits."""
-
-    store: MemoryStore
-    now: datetime
-    hold: ImportHold | None = None
-    unreadable: dict[str, str] = field(default_factory=dict)
-    _patients: dict[str, KnownPatient] = field(default_factory=dict)
-    _consents: dict[tuple[str, str, str], ConsentRecord] = field(default_factory=dict)
-    _journeys: dict[tuple[str, str, int], Journey] = field(default_factory=dict)
-    _processed: list[_Processed] = field(default_factory=list)
-    # What the engine decided about messages, in order: (kind, message, reason, event id).
-    _decisions: list[tuple[str, ScheduledMessage, str | None, str]] = field(default_factory=list)
-
-    @property
-    def _t(self) -> _Tables:
-        return self.store._t
-
-    # -- reads ----------------------------------------------------------------
-
-    def lock_patients(self, patient_ids: Iterable[str]) -> None:
-        """Nothing to do: the unit holds the store's one lock."""
-
-    def processed(self, event_ids: Iterable[str]) -> set[str]:
-        return {e for e in event_ids if e in self._t.processed}
-
-    def journeys(self, patient_ids: Iterable[str]) -> dict[tuple[str, str, int], Journey]:
-        ids = set(patient_ids)
-        return {k: j for k, j in self._t.journeys.items() if k[0] in ids}
-
-    def known_patients(self, patient_ids: Iterable[str]) -> dict[str, KnownPatient]:
-        return {pid: self._t.patients[pid] for pid in set(patient_ids) if pid in self._t.patients}
-
-    def consent_times(self, patient_id: str) -> dict[tuple[str, str], datetime]:
-        return {
-            (recipient, channel): c.at
-            for (pid, recipient, channel), c in self._t.consent.items()
-            if pid == patient_id
-        }
-
-    # -- writes (collected) ---------------------------------------------------
-
-    def save_patient(self, known: KnownPatient) -> None:
-        self._patients[known.patient.id] = known
-
-    def save_consent(self, patient_id: str, recipient: str, record: ConsentRecord) -> None:
-        key = (patient_id, recipient, record.channel.value)
-        earlier = self._consents.get(key)
-        if earlier is not None and earlier.at > record.at:
-            return  # the batch already holds a later decision
-        self._consents[key] = record
-
-    def save_journey(self, journey: Journey, version: int) -> None:
-        self._journeys[(journey.patient_id, journey.flow_id, version)] = journey
-
-    def mark_processed(self, event: Event) -> None:
-        self._processed.append(
-            _Processed(
-                event.id,
-                event.type.value,
-                event.source,
-                event.patient.id,
-                event.occurred_at,
-                self.now,
-            )
-        )
-
-    def schedule(self, message: ScheduledMessage, event_id: str) -> None:
-        self._decisions.append(("schedule", message, None, event_id))
-
-    def cancel(self, message: ScheduledMessage, reason: str, event_id: str) -> None:
-        self._decisions.append(("cancel", message, reason, event_id))
-
-    def expire(self, message: ScheduledMessage, reason: str, event_id: str) -> None:
-        self._decisions.append(("expire", message, reason, event_id))
-
-    # -- flush ------------------------------------------------------------------
-
-    def flush(self) -> None:
-        """Write everything collected (the store's lock is held: nothing moved meanwhile)."""
-        t = self._t
-        t.patients.update(self._patients)
-        t.consent.update(self._consents)
-        for (patient_id, flow_id, version), journey in self._journeys.items():
-            t.journeys[(patient_id, flow_id, version)] = journey
-            for episode in journey.episodes:
-                t.episodes[episode.id] = {
-                    "id": episode.id,
-                    "patient_id": patient_id,
-                    "flow": flow_id,
-                    "flow_version": version,
-                    "stage": episode.stage_id,
-                    "status": episode.status.value,
-                    "outcome": episode.outcome,
-                    "started_at": episode.started_at,
-                    "ended_at": episode.ended_at,
-                }
-        for processed in self._processed:
-            if processed.event_id in t.processed:
-                raise StoreError(f"event {processed.event_id} is processed already")
-            t.processed[processed.event_id] = processed
-        self._write_messages(t)
-
-    def _write_messages(self, t: _Tables) -> None:
-        """Apply the message decisions as the SQL unit does, auditing only what took.
-
-        A schedule inserts a new message or updates a pending one (its due
-        time and any deferral stay); a cancel takes a pending message only;
-        an expiry records a new message as expired. A decision about a
-        message already final changes nothing and is not audited.
-        """
-        touched: list[str] = []
-        inserted: set[str] = set()
-        for kind, message, reason, event_id in self._decisions:
-            key = message.key
-            row = t.messages.get(key)
-            taken: str | None = None
-            if kind == "schedule" and row is None:
-                t.messages[key] = _new_row(message, "scheduled", None, self.now)
-                taken = "scheduled"
-                inserted.add(key)
-                touched.append(key)
-            elif kind == "schedule" and row is not None and row.status in _PENDING:
-                if key in inserted:
-                    # Inserted by this batch: the newer decision replaces it whole.
-                    t.messages[key] = _new_row(message, "scheduled", None, self.now)
-                else:
-                    t.messages[key] = replace(row, message=message, updated_at=self.now)
-                touched.append(key)
-            elif kind == "cancel" and row is not None and row.status in _PENDING:
-                assert reason is not None
-                t.messages[key] = replace(
-                    row,
-                    status="cancelled",
-                    reason=reason,
-                    lease_owner=None,
-                    lease_until=None,
-                    updated_at=self.now,
-                )
-                taken = "cancelled"
-            elif kind == "expire" and row is None:
-                t.messages[key] = _new_row(message, "expired", reason, self.now)
-                inserted.add(key)
-                taken = "expired"
-            if taken is not None:
-                t.audit.append(record(message, self.now, taken, reason, event_id=event_id))
-        if self.hold is not None:
-            self._hold(t, touched)
-
-    def _hold(self, t: _Tables, keys: list[str]) -> None:
-        """Hold what this unit scheduled or updated until its import closes."""
-        assert self.hold is not None
-        for key in dict.fromkeys(keys):
-            row = t.messages[key]
-            if row.status != "scheduled":
-                continue
-            t.messages[key] = replace(
-                row,
-                import_id=self.hold.import_id,
-                due_at=max(row.due_at, self.hold.until),
-                updated_at=self.now,
-            )
-
-
-def _new_row(message: ScheduledMessage, status: str, reason: str | None, now: datetime) -> _Message:
-    return _Message(message, status, reason, message.due_at, now, now)
+            self._t = Tables()
 
 
 if TYPE_CHECKING:
-    # The ports this store implements, checked by mypy.
-    _PORTS: tuple[EventStore, MessageLedger, Outbox, FlowVersions] = (
-        MemoryStore(),
-        MemoryStore(),
-        MemoryStore(),
-        MemoryStore(),
-    )
+
+    def _implements(
+        store: MemoryStore,
+    ) -> tuple[EventStore, MessageLedger, Outbox, FlowVersions]:
+        """The ports this store implements, checked by mypy."""
+        return store, store, store, store

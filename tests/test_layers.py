@@ -68,12 +68,24 @@ def reaching_into(root: Path, path: str, packages: tuple[str, ...]) -> list[str]
 
 @pytest.mark.parametrize("path", [p for p in RUNTIME if p not in COMPOSITION_ROOTS])
 def test_runtime_module_imports_no_concrete_store(path: str) -> None:
-    assert reaching_into(ROOT, path, ("orchestrator.store", "orchestrator.memory_store")) == []
+    assert (
+        reaching_into(
+            ROOT,
+            path,
+            ("orchestrator.store", "orchestrator.memory_store", "orchestrator.memory_unit"),
+        )
+        == []
+    )
 
 
 @pytest.mark.parametrize("path", CONNECTORS)
 def test_connector_imports_neither_the_runtime_nor_the_store(path: str) -> None:
-    packages = ("orchestrator.runtime", "orchestrator.store", "orchestrator.memory_store")
+    packages = (
+        "orchestrator.runtime",
+        "orchestrator.store",
+        "orchestrator.memory_store",
+        "orchestrator.memory_unit",
+    )
     assert reaching_into(ROOT, path, packages) == []
 
 
