@@ -23,8 +23,7 @@ from datetime import datetime
 from orchestrator.clock import Clock
 from orchestrator.errors import StoreError
 from orchestrator.event import Event
-from orchestrator.runtime.processor import EventProcessor
-from orchestrator.store import InboundArchive, Settlement, SqlStore
+from orchestrator.ports import EventSink, InboundArchive, RejectedInputs, Settlement
 
 from .hl7_ack import AckCode, Envelope, build_ack, envelope_of
 from .hl7_message import APPLICATION_ERROR, Hl7Error, Hl7Message, Location, decode
@@ -48,9 +47,9 @@ class Reply:
 
 @dataclass
 class Hl7Intake:
-    processor: EventProcessor
+    processor: EventSink
     archive: InboundArchive
-    store: SqlStore
+    store: RejectedInputs
     clock: Clock
     config: Hl7Config
     source: str = "mllp"

@@ -16,15 +16,14 @@ from dataclasses import dataclass
 
 from orchestrator.clock import Clock
 from orchestrator.event import Channel
-from orchestrator.runtime.dispatcher import Outgoing, Receipt
-from orchestrator.store import OutboxEntry, SqlStore
+from orchestrator.ports import Outbox, OutboxEntry, Outgoing, Receipt
 
 __all__ = ["SandboxConnector"]
 
 
 @dataclass
 class SandboxConnector:
-    store: SqlStore
+    store: Outbox
     channel: Channel
     clock: Clock
     latency: float = 0.0

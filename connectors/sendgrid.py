@@ -26,7 +26,7 @@ from orchestrator.errors import (
     SendError,
     TransientSendError,
 )
-from orchestrator.runtime.dispatcher import Outgoing, Receipt
+from orchestrator.ports import Outgoing, Receipt
 
 __all__ = ["SendGridConfig", "SendGridConnector"]
 

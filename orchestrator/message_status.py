@@ -35,7 +35,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from enum import StrEnum
 
-__all__ = ["FINAL", "IN_FLIGHT", "PENDING", "SETTLED", "MessageStatus", "allowed", "sources"]
+__all__ = [
+    "FINAL",
+    "FINAL_FROM_HELD",
+    "IN_FLIGHT",
+    "PENDING",
+    "SETTLED",
+    "MessageStatus",
+    "allowed",
+    "sources",
+]
 
 
 class MessageStatus(StrEnum):
@@ -94,3 +103,8 @@ def sources(new: MessageStatus) -> tuple[MessageStatus, ...]:
     meanwhile (cancelled, claimed by another) is left alone.
     """
     return tuple(status for status in MessageStatus if allowed(status, new))
+
+
+# The final statuses a dispatcher may finish a message it holds with, whether
+# claimed or mid-send: what both stores' `finish` accept.
+FINAL_FROM_HELD = tuple(status for status in FINAL if all(allowed(h, status) for h in IN_FLIGHT))

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
+    from orchestrator.memory_store import MemoryStore
     from orchestrator.store import SqlStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,11 +65,35 @@ def pg_database() -> Iterator[str]:
         admin.dispose()
 
 
+# The in-memory store, named where a store URL is: `store` builds a `MemoryStore` for it.
+MEMORY = "memory:"
+EVERY_BACKEND = ("memory", "sqlite", "postgresql")
+
+
+@pytest.hookimpl(tryfirst=True)  # before the marks are read
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """`@pytest.mark.backends(...)` (on a test or a module) picks the stores `store_url` runs on.
+
+    Without it a test runs on SQLite and PostgreSQL. A suite whose behaviour is
+    the store's ports runs on every backend (`backends(*EVERY_BACKEND)`); a
+    test of SQL behaviour (locks, savepoints, migrations) names the SQL ones.
+    """
+    marker = metafunc.definition.get_closest_marker("backends")
+    if marker is not None and "store_url" in metafunc.fixturenames:
+        # As a mark, not `metafunc.parametrize`: the fixture's own params then stand aside.
+        metafunc.definition.add_marker(
+            pytest.mark.parametrize("store_url", marker.args, indirect=True)
+        )
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A migrated, empty store on each backend (the PostgreSQL one is emptied after the test)."""
     from orchestrator.store import SqlStore, connect, upgrade
 
+    if request.param == "memory":
+        yield MEMORY
+        return
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'store.db'}"
         engine = connect(url)
@@ -96,10 +121,14 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def store(store_url: str) -> Iterator[SqlStore]:
-    """A `SqlStore` on each backend; its connections are closed after the test."""
+def store(store_url: str) -> Iterator[SqlStore | MemoryStore]:
+    """A store on each backend; a SQL one's connections are closed after the test."""
+    from orchestrator.memory_store import MemoryStore
     from orchestrator.store import SqlStore, connect
 
+    if store_url == MEMORY:
+        yield MemoryStore()
+        return
     engine = connect(store_url)
     yield SqlStore(engine)
     engine.dispose()

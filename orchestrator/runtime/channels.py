@@ -11,10 +11,8 @@ import logging
 from ..clock import Clock
 from ..errors import OrchestratorError
 from ..event import Channel
+from ..ports import Connector, Recipients
 from ..settings import Settings
-from ..store import SqlStore
-from ..store.delivery import DeliveryLedger
-from .dispatcher import Connector
 from .feedback import Feedback
 from .processor import EventProcessor
 
@@ -28,7 +26,7 @@ class ChannelConfigError(OrchestratorError):
 
 
 def real_connectors(
-    settings: Settings, store: SqlStore, clock: Clock, processor: EventProcessor
+    settings: Settings, recipients: Recipients, clock: Clock, processor: EventProcessor
 ) -> dict[Channel, Connector]:
     """The connectors whose credentials are set, by channel.
 
@@ -49,7 +47,7 @@ def real_connectors(
             raise ChannelConfigError(
                 "Twilio needs ORCHESTRATOR_TWILIO_MESSAGING_SERVICE_SID or ..._FROM_NUMBER"
             )
-        feedback = Feedback(processor, DeliveryLedger(store), clock)
+        feedback = Feedback(processor, recipients, clock)
 
         def opted_out(key: str) -> int:
             return feedback.consent_for_message(

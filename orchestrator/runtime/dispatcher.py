@@ -30,7 +30,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import cached_property
-from typing import Protocol, TypeVar, cast
+from typing import TypeVar, cast
 
 from ..clock import Clock
 from ..errors import (
@@ -58,8 +58,8 @@ from ..policies import (
     decide,
     stale_at,
 )
+from ..ports import Claim, Connector, MessageLedger, Outgoing, Receipt, SendingFacts, Sent
 from ..recipients import Contact, contact_for
-from ..store import Claim, SendingFacts, Sent, SqlStore
 from ..templates import TemplateSet
 from .registry import FlowRegistry
 from .rendering import Organisation, render_context
@@ -69,46 +69,6 @@ __all__ = ["Connector", "Dispatcher", "Outgoing", "Receipt"]
 log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
-
-
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    """One rendered message for one address, keyed for idempotency.
-
-    `valid_until` is the message's staleness limit: a connector must not hand
-    it over from then on (raise `MessageStaleError`), and one whose provider
-    queues messages passes the time left on, so the provider does not deliver
-    it late either.
-    """
-
-    key: str
-    channel: Channel
-    to: str
-    body: str
-    subject: str | None = None
-    html: str | None = None
-    valid_until: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Receipt:
-    provider_id: str
-
-
-class Connector(Protocol):
-    """Hands messages to a provider (Twilio, SendGrid) or to the sandbox outbox."""
-
-    def send(self, outgoing: Outgoing) -> Receipt:
-        """Send, or raise `TransientSendError` / `PermanentSendError`."""
-        ...
-
-    def find(self, key: str) -> Receipt | None:
-        """The receipt of an earlier send of `key`, or None if there was none.
-
-        Raises:
-            TransientSendError: the provider cannot tell right now.
-        """
-        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +103,7 @@ _LOST = _Lost()
 class _Heartbeat:
     """The lease on a batch being sent, renewed every third of it while the sends go."""
 
-    store: SqlStore
+    store: MessageLedger
     clock: Clock
     owner: str
     lease: timedelta
@@ -162,7 +122,7 @@ class _Heartbeat:
 
 @dataclass
 class Dispatcher:
-    store: SqlStore
+    store: MessageLedger
     flows: FlowRegistry
     templates: TemplateSet
     connectors: Mapping[Channel, Connector]

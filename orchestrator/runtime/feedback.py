@@ -17,7 +17,7 @@ from datetime import datetime
 
 from ..clock import Clock
 from ..event import Channel, Event, EventType, JSONValue, Patient
-from ..store.delivery import DeliveryLedger, Recipient
+from ..ports import Addressee, Recipients
 from .processor import EventProcessor
 
 __all__ = ["Feedback"]
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class Feedback:
     processor: EventProcessor
-    ledger: DeliveryLedger
+    ledger: Recipients
     clock: Clock
 
     def consent_for_message(
@@ -77,7 +77,7 @@ class Feedback:
 
     def _consent(
         self,
-        recipients: list[Recipient],
+        recipients: list[Addressee],
         channel: Channel,
         *,
         granted: bool,
@@ -95,7 +95,7 @@ class Feedback:
     def _event(
         self,
         kind: EventType,
-        recipient: Recipient,
+        recipient: Addressee,
         source: str,
         ref: str,
         attributes: dict[str, JSONValue],

@@ -19,7 +19,6 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Literal
 
 from ..actions import CancelMessage, Decision, ExpireMessage, ScheduleMessage
 from ..clock import Clock
@@ -29,32 +28,17 @@ from ..event_schema import dump_event
 from ..journey import EpisodeStatus, Journey
 from ..patient_merge import Stamp, merge_patient
 from ..policies import consent_decisions, supersedes
-from ..store import ImportHold, SqlStore, UnitOfWork
+from ..ports import EventResult, EventStore, ImportHold, JourneyUnit
 from .registry import FlowRegistry
 
 __all__ = ["EventProcessor", "EventResult"]
 
 log = logging.getLogger(__name__)
 
-Outcome = Literal["accepted", "duplicate", "rejected"]
-
-
-@dataclass(frozen=True, slots=True)
-class EventResult:
-    id: str
-    status: Outcome
-    errors: tuple[str, ...] = ()
-
-    def as_json(self) -> dict[str, object]:
-        result: dict[str, object] = {"id": self.id, "status": self.status}
-        if self.errors:
-            result["errors"] = list(self.errors)
-        return result
-
 
 @dataclass
 class EventProcessor:
-    store: SqlStore
+    store: EventStore
     flows: FlowRegistry
     clock: Clock
     source: str = "api"
@@ -177,7 +161,7 @@ class EventProcessor:
 
     def _record(
         self,
-        unit: UnitOfWork,
+        unit: JourneyUnit,
         journeys: dict[tuple[str, str, int], Journey],
         event: Event,
         decisions: list[tuple[int, Decision]],

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from ..errors import FlowError, FlowProblem
 from ..flows import Flow, FlowFile, FlowSet
-from ..store import SqlStore
+from ..ports import FlowVersions
 
 __all__ = ["FlowRegistry"]
 
@@ -31,7 +31,7 @@ class FlowRegistry:
     continuing: Mapping[str, Flow] = field(default_factory=dict)
 
     @classmethod
-    def open(cls, flows: FlowSet, store: SqlStore, now: datetime) -> FlowRegistry:
+    def open(cls, flows: FlowSet, store: FlowVersions, now: datetime) -> FlowRegistry:
         """Record the current versions in the store and load the older ones.
 
         Raises:

@@ -17,11 +17,13 @@ from ..clock import Clock, SystemClock
 from ..errors import StoreError
 from ..event import Channel
 from ..flows import load_flows
+from ..ports import Connector, Outbox
 from ..settings import Settings
 from ..store import SqlStore, connect, pending, upgrade
+from ..store.delivery import DeliveryLedger
 from ..templates import TemplateSet
 from .channels import real_connectors
-from .dispatcher import Connector, Dispatcher
+from .dispatcher import Dispatcher
 from .processor import EventProcessor
 from .registry import FlowRegistry
 from .rendering import Organisation
@@ -72,7 +74,7 @@ class EmbeddedService:
         store = SqlStore(engine)
         registry = FlowRegistry.open(flow_set, store, clock.now())
         processor = EventProcessor(store, registry, clock)
-        real = real_connectors(settings, store, clock, processor)
+        real = real_connectors(settings, DeliveryLedger(store), clock, processor)
         connectors = _connectors(store, clock, settings.sandbox_latency_seconds) | real
         dispatcher = Dispatcher(
             store=store,
@@ -93,8 +95,8 @@ class EmbeddedService:
         return cls(settings, store, registry, processor, dispatcher, clock)
 
 
-def _connectors(store: SqlStore, clock: Clock, latency: float) -> dict[Channel, Connector]:
-    # Imported here: connectors depend on the runtime, not the other way round.
+def _connectors(store: Outbox, clock: Clock, latency: float) -> dict[Channel, Connector]:
+    # Imported here: the composition root picks the connectors; the runtime knows the port.
     from connectors.sandbox import SandboxConnector
 
     return {channel: SandboxConnector(store, channel, clock, latency) for channel in Channel}

@@ -10,9 +10,8 @@ transaction.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from sqlalchemy import String, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -22,6 +21,8 @@ from ..errors import StoreError
 from ..event import Patient
 from ..journey import ScheduledMessage
 from ..message_status import MessageStatus, allowed
+from ..ports import Addressee as Recipient
+from ..ports import DeliveryReports
 from . import codec
 from .rows import audit_row, chunks
 from .sql import SqlStore
@@ -64,19 +65,6 @@ def unstorable(value: str, limit: int) -> str | None:
     except UnicodeEncodeError:
         return "not valid Unicode (a lone surrogate)"
     return None
-
-
-@dataclass(frozen=True, slots=True)
-class Recipient:
-    """Who a message or a phone number belongs to: a patient, and the patient or a caregiver."""
-
-    patient: Patient
-    recipient: str
-
-    @property
-    def caregiver_id(self) -> str | None:
-        kind, _, rest = self.recipient.partition(":")
-        return rest if kind == "caregiver" else None
 
 
 class DeliveryLedger:
@@ -266,3 +254,10 @@ class DeliveryLedger:
                     continue
                 raise
         return fresh
+
+
+if TYPE_CHECKING:
+
+    def _implements(ledger: DeliveryLedger) -> DeliveryReports:
+        """The port this ledger implements, checked by mypy."""
+        return ledger

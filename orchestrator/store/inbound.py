@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
@@ -18,6 +17,7 @@ from sqlalchemy import Connection, Table, bindparam, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..errors import StoreError
+from ..ports import Settlement
 from .connection import READ_ONLY, READ_WRITE
 from .sql import SqlStore
 from .tables import InboundMessageRow
@@ -38,16 +38,6 @@ _SETTLE = (
         reason=bindparam("new_reason"),
     )
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Settlement:
-    """What became of one archived message."""
-
-    id: int
-    status: str
-    event_id: str | None = None
-    reason: str | None = None
 
 
 class InboundArchive:

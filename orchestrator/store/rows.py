@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection
 from ..decisions import DecisionRecord
 from ..journey import ScheduledMessage
 from ..message_status import MessageStatus
+from ..ports import REJECTED_BODY_LIMIT
 from . import codec
 
 __all__ = [
@@ -25,9 +26,6 @@ __all__ = [
     "record_from_row",
     "upsert",
 ]
-
-# The largest body kept for a rejected input; larger ones are cut, and say so.
-REJECTED_BODY_LIMIT = 64 * 1024
 
 
 def message_row(

@@ -17,7 +17,7 @@ import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, cast
 
@@ -46,8 +46,9 @@ from ..decisions import DecisionRecord, record
 from ..errors import StoreError, UnstorableError
 from ..event import Channel, Patient
 from ..journey import Episode, Journey, ScheduledMessage
-from ..message_status import FINAL, IN_FLIGHT, MessageStatus, allowed, sources
+from ..message_status import FINAL_FROM_HELD, IN_FLIGHT, MessageStatus, sources
 from ..policies import ConsentRecord
+from ..ports import Claim, OutboxEntry, SendingFacts, Sent
 from . import codec
 from .connection import READ_ONLY, READ_WRITE
 from .rows import (
@@ -77,58 +78,6 @@ from .tables import (
 from .unit import ImportHold, UnitOfWork
 
 __all__ = ["Claim", "OutboxEntry", "SendingFacts", "Sent", "SqlStore"]
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """A due message a dispatcher holds under lease."""
-
-    message: ScheduledMessage
-    status: MessageStatus
-    attempts: int
-    due_at: datetime
-    channel: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class SendingFacts:
-    """What the dispatcher reads about the recipients of a batch of due messages.
-
-    `sent` is per recipient and channel; the dispatcher adds to it as it sends,
-    so that a frequency cap holds across one batch too.
-    """
-
-    patients: dict[str, Patient]
-    consent: dict[tuple[str, str], dict[Channel, ConsentRecord]]
-    sent: dict[tuple[str, str], dict[Channel, list[datetime]]]
-    journeys: dict[tuple[str, str, int], Journey]
-    # Stored patients and journeys that could not be read back, with why
-    # (`decode:<error>`): their messages fail alone instead of the batch.
-    unreadable_patients: dict[str, str] = field(default_factory=dict)
-    unreadable_journeys: dict[tuple[str, str, int], str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Sent:
-    """A send a connector accepted, as the dispatcher records it."""
-
-    message: ScheduledMessage
-    at: datetime
-    channel: Channel
-    provider_id: str
-    language: str | None = None
-    reason: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxEntry:
-    key: str
-    channel: str
-    to: str
-    subject: str | None
-    body: str
-    html: str | None
-    sent_at: datetime
 
 
 class SqlStore:
@@ -527,10 +476,10 @@ class SqlStore:
             ValueError: `status` is not one a held message may move to (a
                 caller's mistake: `reschedule`, `unsend` and `hold` do the rest).
         """
-        if status not in _FINAL_FROM_CLAIM:
+        if status not in FINAL_FROM_HELD:
             raise ValueError(
                 f"finish: a held message cannot move to {status!r}; "
-                f"expected one of {', '.join(_FINAL_FROM_CLAIM)}"
+                f"expected one of {', '.join(FINAL_FROM_HELD)}"
             )
         with self._tx() as c:
             parameters = _owned(
@@ -973,9 +922,6 @@ _HELD = and_(_MESSAGES.c.key == bindparam("m_key"), _MESSAGES.c.lease_owner == b
 _IN_FLIGHT = or_(*(_MESSAGES.c.status == status for status in IN_FLIGHT))
 # What `finish` may record of a message its claimer holds: a move allowed from every
 # in-flight status, as `_FINISH` checks only that the message is in flight.
-_FINAL_FROM_CLAIM = tuple(
-    status for status in FINAL if all(allowed(held, status) for held in IN_FLIGHT)
-)
 _BEGIN_SENDS = (
     update(_MESSAGES)
     .where(

@@ -17,6 +17,7 @@ from ..journey import EpisodeStatus, Journey, ScheduledMessage
 from ..message_status import PENDING, MessageStatus, allowed, sources
 from ..patient_merge import KnownPatient, Stamp
 from ..policies import ConsentRecord
+from ..ports import ImportHold
 from . import codec
 from .rows import audit_row, chunks, locking_in_key_order, message_row, upsert
 from .tables import (
@@ -30,14 +31,6 @@ from .tables import (
 )
 
 __all__ = ["ImportHold", "UnitOfWork"]
-
-
-@dataclass(frozen=True, slots=True)
-class ImportHold:
-    """An open import the unit's events belong to, and until when it holds their messages."""
-
-    import_id: str
-    until: datetime
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Fixtures for the runtime tests: a virtual clock, templates for the test flow, a runtime.
 
-A `Runtime` is the embedded runtime's parts wired by hand on a real store
-(each backend) and a `VirtualClock`: the event processor and the dispatcher
+A `Runtime` is the embedded runtime's parts wired by hand on a store (each
+backend the test runs on: see `backends` in tests/conftest.py) and a `VirtualClock`: the event processor and the dispatcher
 with sandbox connectors, any of which a test may replace with a fake.
 """
 
@@ -21,6 +21,7 @@ from connectors.sandbox import SandboxConnector
 from orchestrator.clock import VirtualClock
 from orchestrator.event import Channel, Event
 from orchestrator.flows.model import Flow
+from orchestrator.memory_store import MemoryStore
 from orchestrator.runtime import (
     Connector,
     Dispatcher,
@@ -36,6 +37,8 @@ from tests.builders import T0, make_flow
 FLOW = make_flow()
 ORG = Organisation("Riverside Health", "+1 555 0100", "https://portal.example.org")
 IN_FLIGHT = frozenset({"claimed", "sending"})
+# A store the runtime tests read back from: each offers the same readers.
+Store = SqlStore | MemoryStore
 
 
 def write_templates(root: Path, names: tuple[str, ...]) -> Path:
@@ -70,7 +73,7 @@ def clock() -> VirtualClock:
 
 @dataclass
 class Runtime:
-    store: SqlStore
+    store: Store
     clock: VirtualClock
     flows: FlowRegistry
     processor: EventProcessor
@@ -125,7 +128,7 @@ BuildRuntime = Callable[..., Runtime]
 
 
 @pytest.fixture
-def build_runtime(store: SqlStore, clock: VirtualClock, templates: TemplateSet) -> BuildRuntime:
+def build_runtime(store: Store, clock: VirtualClock, templates: TemplateSet) -> BuildRuntime:
     """A runtime factory: flows, connectors and dispatcher options may be replaced."""
 
     def build(

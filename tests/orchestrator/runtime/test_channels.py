@@ -14,6 +14,7 @@ from orchestrator.runtime import EventProcessor, FlowRegistry
 from orchestrator.runtime.channels import ChannelConfigError, real_connectors
 from orchestrator.settings import Settings
 from orchestrator.store import SqlStore
+from orchestrator.store.delivery import DeliveryLedger
 from tests.builders import make_flow
 
 TWILIO = {
@@ -27,7 +28,7 @@ SENDGRID = {"sendgrid_api_key": "SG.key", "sendgrid_sender": "care@example.org"}
 def chosen(store: SqlStore, clock: VirtualClock, **settings: Any) -> dict[Channel, object]:
     flow = make_flow()
     processor = EventProcessor(store, FlowRegistry.of({flow.id: flow}), clock)
-    found = real_connectors(Settings(**settings), store, clock, processor)
+    found = real_connectors(Settings(**settings), DeliveryLedger(store), clock, processor)
     for connector in found.values():
         if isinstance(connector, TwilioConnector):
             connector.close()

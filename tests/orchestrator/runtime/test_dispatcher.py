@@ -1,7 +1,8 @@
 """The dispatcher: due messages through the gate, the templates and a connector.
 
-Every test runs on a real store (both backends) and a virtual clock; the
-connectors are the sandbox ones unless a test puts a fake in front of them.
+Every test runs on each store (memory, SQLite, PostgreSQL) and a virtual
+clock; the connectors are the sandbox ones unless a test puts a fake in front
+of them. A test of SQL row locks runs on PostgreSQL only.
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ from orchestrator.runtime import Connector, FlowRegistry, Outgoing, Receipt
 from orchestrator.store import SqlStore
 from orchestrator.templates import TemplateSet
 from tests.builders import T0, at, make_event, make_patient
-from tests.conftest import ROOT
+from tests.conftest import EVERY_BACKEND, ROOT
 from tests.live import wait_until
-from tests.orchestrator.runtime.conftest import BuildRuntime, Runtime
+from tests.orchestrator.runtime.conftest import BuildRuntime, Runtime, Store
+
+pytestmark = pytest.mark.backends(*EVERY_BACKEND)
 
 FINAL = {"sent", "delivered", "failed", "suppressed", "cancelled", "expired"}
 START = at(days=8)  # 2026-03-10 14:00 UTC, 09:00 in Chicago
@@ -85,7 +88,7 @@ class UnsureConnector:
 
 
 @pytest.fixture
-def sandbox_sms(store: SqlStore, clock: VirtualClock) -> Connector:
+def sandbox_sms(store: Store, clock: VirtualClock) -> Connector:
     """The sandbox SMS connector, for a fake to send through."""
     return SandboxConnector(store, Channel.SMS, clock)
 
@@ -105,7 +108,7 @@ def shipped() -> tuple[FlowSet, TemplateSet]:
 
 def test_every_scheduled_message_of_the_shipped_flows_ends_in_a_final_status(
     build_runtime: BuildRuntime,
-    store: SqlStore,
+    store: Store,
     shipped: tuple[FlowSet, TemplateSet],
 ) -> None:
     flow_set, templates = shipped
@@ -201,7 +204,7 @@ def test_message_cancelled_after_its_claim_is_not_sent(runtime: Runtime) -> None
     assert runtime.outbox() == {}
 
 
-@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
+@pytest.mark.backends("postgresql")  # SQL only: row locks and their order
 def test_an_event_cancelling_messages_mid_dispatch_waits_instead_of_deadlocking(
     runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -210,6 +213,7 @@ def test_an_event_cancelling_messages_mid_dispatch_waits_instead_of_deadlocking(
     PostgreSQL finds a deadlock and aborts one of them; with it, the event waits.
     """
     store = runtime.store
+    assert isinstance(store, SqlStore)
     night = at(hours=14, minutes=30)  # 22:30 in Chicago: every send is deferred
     first, second = make_patient("p-1"), make_patient("p-2", phone="+15555550102")
     runtime.clock.move_to(night)

@@ -7,13 +7,17 @@ import itertools
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from orchestrator.event import Channel
 from orchestrator.policies import ConsentRecord
 from tests.builders import at, make_event, make_flow, make_patient
+from tests.conftest import EVERY_BACKEND
 from tests.orchestrator.runtime.conftest import BuildRuntime, Runtime
+
+pytestmark = pytest.mark.backends(*EVERY_BACKEND)
 
 START = at(days=8)
 

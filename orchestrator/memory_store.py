@@ -1,0 +1,511 @@
+"""The in-memory store: the ports over plain dicts, under one lock.
+
+It keeps the SQL store's semantics, not its tables: an event id is processed
+once; a batch of events commits whole or not at all; a message's status moves
+only from the statuses each write names (a cancel takes only a pending
+message, a claimer writes only while it holds the lease); claims take lapsed
+leases first, then due messages by due time; every decision that takes leaves
+an audit row. The real processor and dispatcher run on it (the tests, and
+what rehearses them on a virtual clock). It imports no SQLAlchemy, and nothing of it outlives the process.
+
+Rows are frozen values replaced on each write, so a transaction's snapshot
+is a shallow copy of the containers, and an error inside `unit` or `together`
+puts the snapshot back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from .decisions import DecisionRecord, record
+from .errors import StoreError
+from .event import Channel, Patient
+from .journey import Journey, ScheduledMessage
+from .memory_unit import AttemptRow, MemoryUnit, MessageRow, Tables, close_attempt
+from .message_status import FINAL_FROM_HELD, IN_FLIGHT, MessageStatus
+from .policies import ConsentRecord
+from .ports import (
+    REJECTED_BODY_LIMIT,
+    Claim,
+    EventStore,
+    FlowVersions,
+    ImportHold,
+    MessageLedger,
+    Outbox,
+    OutboxEntry,
+    SendingFacts,
+    Sent,
+)
+
+__all__ = ["MemoryStore", "MemoryUnit"]
+
+# What the SQL store's text columns cannot keep, replaced the same way here.
+_KEEPABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+class MemoryStore:
+    """The store's ports in memory: `MemoryStore()` is an empty store."""
+
+    def __init__(self) -> None:
+        self._t = Tables()
+        self._lock = threading.RLock()
+        self._depth = 0
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Tables]:
+        """One thread at a time; the outermost block puts everything back on an error."""
+        with self._lock:
+            snapshot = self._t.copy() if self._depth == 0 else None
+            self._depth += 1
+            try:
+                yield self._t
+            except BaseException:
+                if snapshot is not None:
+                    self._t = snapshot
+                raise
+            finally:
+                self._depth -= 1
+
+    # -- journeys: the unit of work ----------------------------------------------
+
+    @contextmanager
+    def unit(self, now: datetime, hold: ImportHold | None = None) -> Iterator[MemoryUnit]:
+        """One transaction for a batch of events; written when the block ends without error."""
+        with self._transaction():
+            work = MemoryUnit(self._t, now, hold)
+            yield work
+            work.flush()
+
+    # -- rejected input and flow versions ------------------------------------------
+
+    def reject(self, body: bytes, source: str, reason: str, now: datetime) -> None:
+        with self._transaction() as t:
+            t.rejected.append(
+                {
+                    "id": len(t.rejected) + 1,
+                    "received_at": now,
+                    "source": source,
+                    "reason": _KEEPABLE.sub("\ufffd", reason),
+                    "body": body[:REJECTED_BODY_LIMIT],
+                    "truncated": len(body) > REJECTED_BODY_LIMIT,
+                }
+            )
+
+    def rejected(self, limit: int = 100) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(r) for r in reversed(self._t.rejected)][:limit]
+
+    def flow_versions(self) -> dict[tuple[str, int], tuple[str, str]]:
+        with self._lock:
+            return dict(self._t.flow_versions)
+
+    def record_flow_version(self, flow_id: str, version: int, source: str, now: datetime) -> None:
+        digest = hashlib.sha256(source.encode()).hexdigest()
+        with self._transaction() as t:
+            if (flow_id, version) in t.flow_versions:
+                raise StoreError(f"flow {flow_id} v{version} is recorded already")
+            t.flow_versions[(flow_id, version)] = (digest, source)
+
+    # -- the message ledger -------------------------------------------------------
+
+    @contextmanager
+    def holding_connection(self) -> Iterator[None]:
+        yield
+
+    @contextmanager
+    def together(self) -> Iterator[None]:
+        with self._transaction():
+            yield
+
+    def lock_messages(self, keys: Iterable[str]) -> None:
+        """Nothing to do: `together` holds the one lock."""
+
+    def claim_due(
+        self, now: datetime, owner: str, lease_until: datetime, limit: int
+    ) -> list[Claim]:
+        claims: list[Claim] = []
+        with self._transaction() as t:
+            abandoned = sorted(
+                (
+                    (m.lease_until, key)
+                    for key, m in t.messages.items()
+                    if m.status in IN_FLIGHT and m.lease_until is not None and m.lease_until < now
+                ),
+            )
+            due = sorted(
+                (m.due_at, key)
+                for key, m in t.messages.items()
+                if m.status == MessageStatus.SCHEDULED and m.due_at <= now
+            )
+            for _, key in [*abandoned, *due][:limit]:
+                row = t.messages[key]
+                claims.append(Claim(row.message, row.status, row.attempts, row.due_at, row.channel))
+                t.messages[key] = replace(
+                    row,
+                    # A message caught mid-send stays MessageStatus.SENDING: its outcome is unknown.
+                    status=MessageStatus.SENDING
+                    if row.status == MessageStatus.SENDING
+                    else MessageStatus.CLAIMED,
+                    lease_owner=owner,
+                    lease_until=lease_until,
+                    updated_at=now,
+                )
+        return claims
+
+    def sending_facts(self, messages: Sequence[ScheduledMessage], since: datetime) -> SendingFacts:
+        patient_ids = {m.recipient.patient_id for m in messages}
+        wanted = {(m.recipient.patient_id, m.flow_id, m.flow_version) for m in messages}
+        facts = SendingFacts({}, {}, {}, {})
+        with self._lock:
+            t = self._t
+            for pid in patient_ids:
+                if pid in t.patients:
+                    facts.patients[pid] = t.patients[pid].patient
+            for (pid, recipient, _), consent in t.consent.items():
+                if pid in patient_ids:
+                    facts.consent.setdefault((pid, recipient), {})[consent.channel] = consent
+            for row in t.messages.values():
+                pid = row.message.recipient.patient_id
+                if pid not in patient_ids or row.sent_at is None or row.sent_at < since:
+                    continue
+                if row.channel is not None:
+                    who = (pid, str(row.message.recipient))
+                    facts.sent.setdefault(who, {}).setdefault(Channel(row.channel), []).append(
+                        row.sent_at
+                    )
+            for key in wanted:
+                if key in t.journeys:
+                    facts.journeys[key] = t.journeys[key]
+        return facts
+
+    def begin_send(self, key: str, owner: str, channel: Channel, now: datetime) -> int | None:
+        return self.begin_sends({key: channel}, owner, now).get(key)
+
+    def begin_sends(
+        self,
+        channels: Mapping[str, Channel],
+        owner: str,
+        now: datetime,
+        lease_until: datetime | None = None,
+    ) -> dict[str, int]:
+        attempts: dict[str, int] = {}
+        with self._transaction() as t:
+            for key, channel in channels.items():
+                row = t.messages.get(key)
+                if row is None or row.lease_owner != owner or row.status != MessageStatus.CLAIMED:
+                    continue
+                row = replace(
+                    row,
+                    status=MessageStatus.SENDING,
+                    attempts=row.attempts + 1,
+                    channel=channel.value,
+                    lease_until=lease_until or row.lease_until,
+                    updated_at=now,
+                )
+                t.messages[key] = row
+                attempts[key] = row.attempts
+                t.attempts.append(AttemptRow(key, row.attempts, channel.value, now))
+        return attempts
+
+    def renew(self, keys: Iterable[str], owner: str, until: datetime) -> set[str]:
+        held: set[str] = set()
+        with self._transaction() as t:
+            for key in set(keys):
+                row = self._held(t, key, owner)
+                if row is not None:
+                    t.messages[key] = replace(row, lease_until=until)
+                    held.add(key)
+        return held
+
+    def finish(
+        self,
+        message: ScheduledMessage,
+        owner: str,
+        now: datetime,
+        status: MessageStatus,
+        reason: str | None,
+        *,
+        channel: Channel | None = None,
+        language: str | None = None,
+        provider_id: str | None = None,
+        attempt_outcome: str | None = None,
+        error: str | None = None,
+    ) -> bool:
+        if status not in FINAL_FROM_HELD:
+            raise ValueError(
+                f"finish: a held message cannot move to {status!r}; "
+                f"expected one of {', '.join(FINAL_FROM_HELD)}"
+            )
+        with self._transaction() as t:
+            row = self._held(t, message.key, owner)
+            if row is None:
+                return False
+            t.messages[message.key] = replace(
+                row,
+                status=status,
+                reason=reason,
+                provider_id=provider_id,
+                sent_at=now if status == MessageStatus.SENT else None,
+                channel=channel.value if channel else row.channel,
+                lease_owner=None,
+                lease_until=None,
+                updated_at=now,
+            )
+            if attempt_outcome is not None:
+                close_attempt(t, message.key, now, attempt_outcome, error, provider_id)
+            t.audit.append(
+                record(
+                    message,
+                    now,
+                    status,
+                    reason,
+                    channel=channel.value if channel else None,
+                    language=language,
+                )
+            )
+            return True
+
+    def finish_sent(self, sends: Sequence[Sent], owner: str) -> set[str]:
+        held: set[str] = set()
+        with self._transaction() as t:
+            for sent in sends:
+                key = sent.message.key
+                row = self._held(t, key, owner)
+                if row is None:
+                    continue
+                held.add(key)
+                t.messages[key] = replace(
+                    row,
+                    status=MessageStatus.SENT,
+                    reason=sent.reason,
+                    provider_id=sent.provider_id,
+                    sent_at=sent.at,
+                    channel=sent.channel.value,
+                    lease_owner=None,
+                    lease_until=None,
+                    updated_at=sent.at,
+                )
+                close_attempt(t, key, sent.at, MessageStatus.SENT, None, sent.provider_id)
+                t.audit.append(
+                    record(
+                        sent.message,
+                        sent.at,
+                        MessageStatus.SENT,
+                        sent.reason,
+                        channel=sent.channel.value,
+                        language=sent.language,
+                    )
+                )
+        return held
+
+    def unsend(self, key: str, owner: str, now: datetime, outcome: str, error: str | None) -> bool:
+        with self._transaction() as t:
+            row = t.messages.get(key)
+            if row is None or row.lease_owner != owner or row.status != MessageStatus.SENDING:
+                return False
+            t.messages[key] = replace(row, status=MessageStatus.CLAIMED, updated_at=now)
+            close_attempt(t, key, now, outcome, error, None)
+            return True
+
+    def hold(self, key: str, owner: str, until: datetime, reason: str) -> bool:
+        with self._transaction() as t:
+            row = self._held(t, key, owner)
+            if row is None:
+                return False
+            t.messages[key] = replace(row, lease_until=until, reason=reason)
+            return True
+
+    def reschedule(
+        self,
+        message: ScheduledMessage,
+        owner: str,
+        now: datetime,
+        due_at: datetime,
+        reason: str,
+        *,
+        attempt_outcome: str | None = None,
+        error: str | None = None,
+    ) -> bool:
+        with self._transaction() as t:
+            row = self._held(t, message.key, owner)
+            if row is None:
+                return False
+            t.messages[message.key] = replace(
+                row,
+                status=MessageStatus.SCHEDULED,
+                reason=reason,
+                due_at=due_at,
+                lease_owner=None,
+                lease_until=None,
+                updated_at=now,
+            )
+            if attempt_outcome is not None:
+                close_attempt(t, message.key, now, attempt_outcome, error, None)
+            t.audit.append(
+                replace(record(message, now, MessageStatus.SCHEDULED, reason), due_at=due_at)
+            )
+            return True
+
+    def fail_held(self, key: str, owner: str, now: datetime, reason: str) -> bool:
+        with self._transaction() as t:
+            row = self._held(t, key, owner)
+            if row is None:
+                return False
+            row = replace(
+                row,
+                status=MessageStatus.FAILED,
+                reason=reason,
+                lease_owner=None,
+                lease_until=None,
+                updated_at=now,
+            )
+            t.messages[key] = row
+            close_attempt(t, key, now, MessageStatus.FAILED, reason, None)
+            # As the SQL store copies it from the row's columns: no template, no language.
+            audited = record(row.message, now, MessageStatus.FAILED, reason, channel=row.channel)
+            t.audit.append(replace(audited, template="", due_at=row.due_at))
+            return True
+
+    @staticmethod
+    def _held(t: Tables, key: str, owner: str) -> MessageRow | None:
+        row = t.messages.get(key)
+        if row is None or row.lease_owner != owner or row.status not in IN_FLIGHT:
+            return None
+        return row
+
+    # -- the sandbox outbox ---------------------------------------------------------
+
+    def outbox_add(self, entry: OutboxEntry) -> int:
+        with self._transaction() as t:
+            t.outbox.append(entry)
+            return len(t.outbox)
+
+    def outbox_find(self, key: str, channel: str) -> int | None:
+        with self._lock:
+            return next(
+                (
+                    i
+                    for i, e in enumerate(self._t.outbox, start=1)
+                    if e.key == key and e.channel == channel
+                ),
+                None,
+            )
+
+    def outbox(self, limit: int = 100) -> list[OutboxEntry]:
+        with self._lock:
+            return list(reversed(self._t.outbox))[:limit]
+
+    # -- reads: what the SQL store's readers offer ---------------------------------
+
+    def patient(self, patient_id: str) -> Patient | None:
+        with self._lock:
+            known = self._t.patients.get(patient_id)
+        return known.patient if known else None
+
+    def consent(self, patient_id: str, recipient: str) -> dict[Channel, ConsentRecord]:
+        with self._lock:
+            return {
+                c.channel: c
+                for (pid, who, _), c in self._t.consent.items()
+                if (pid, who) == (patient_id, recipient)
+            }
+
+    def journey(self, patient_id: str, flow_id: str, version: int) -> Journey | None:
+        with self._lock:
+            return self._t.journeys.get((patient_id, flow_id, version))
+
+    def patient_journeys(self, patient_id: str) -> list[tuple[int, Journey]]:
+        with self._lock:
+            found = sorted((k, j) for k, j in self._t.journeys.items() if k[0] == patient_id)
+        return [(version, journey) for (_, _, version), journey in found]
+
+    def flow_journeys(self, flow_id: str) -> list[tuple[int, Journey]]:
+        with self._lock:
+            found = sorted(
+                ((pid, version), j)
+                for (pid, fid, version), j in self._t.journeys.items()
+                if fid == flow_id
+            )
+        return [(version, journey) for (_, version), journey in found]
+
+    def episodes(self, patient_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = [dict(e) for e in self._t.episodes.values() if e["patient_id"] == patient_id]
+        rows.sort(key=lambda e: e["started_at"])
+        for row in rows:
+            del row["patient_id"]
+        return rows
+
+    def audit(
+        self,
+        *,
+        flow: str | None = None,
+        since: datetime | None = None,
+        patient_id: str | None = None,
+        status: str | None = None,
+        limit: int | None = None,
+    ) -> list[DecisionRecord]:
+        with self._lock:
+            found = [
+                a
+                for a in self._t.audit
+                if (not flow or a.flow == flow)
+                and (not since or a.at >= since)
+                and (not patient_id or a.patient_id == patient_id)
+                and (not status or a.status == status)
+            ]
+        return found[:limit] if limit else found
+
+    def message_statuses(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        with self._lock:
+            for row in self._t.messages.values():
+                counts[row.status] = counts.get(row.status, 0) + 1
+        return counts
+
+    def messages(self, *, patient_id: str | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = [
+                (r.created_at, key, r)
+                for key, r in self._t.messages.items()
+                if not patient_id or r.message.recipient.patient_id == patient_id
+            ]
+        rows.sort(key=lambda row: (row[0], row[1]))
+        return [
+            {
+                "key": key,
+                "flow": r.message.flow_id,
+                "flow_version": r.message.flow_version,
+                "episode": r.message.episode_id,
+                "stage": r.message.stage_id,
+                "message": r.message.message_id,
+                "recipient": str(r.message.recipient),
+                "status": r.status,
+                "reason": r.reason,
+                "due_at": r.due_at,
+                "channel": r.channel,
+                "attempts": r.attempts,
+                "sent_at": r.sent_at,
+            }
+            for _, key, r in rows
+        ]
+
+    def purge(self) -> None:
+        with self._transaction():
+            self._t = Tables()
+
+
+if TYPE_CHECKING:
+
+    def _implements(
+        store: MemoryStore,
+    ) -> tuple[EventStore, MessageLedger, Outbox, FlowVersions]:
+        """The ports this store implements, checked by mypy."""
+        return store, store, store, store

@@ -1,0 +1,457 @@
+"""The ports: what the runtime and the connectors call, as protocols of plain types.
+
+This is a leaf (httpx's `_transports/base.py`): it imports the standard
+library and the core's values, nothing else. The runtime type-hints against
+these protocols; stores (`orchestrator.store.SqlStore`,
+`orchestrator.memory_store.MemoryStore`) and connectors (`connectors/`)
+implement them without importing the code that uses them. Each protocol
+holds what its caller calls today, not everything an implementation offers:
+
+- `JourneyUnit` and `JourneyStore`: one batch of events, read and written
+  in one transaction (`EventProcessor`);
+- `MessageLedger`: claims, sends, finishes and reconciling of due messages
+  (`Dispatcher`);
+- `DeliveryReports` and `Recipients`: provider feedback on sent messages
+  (webhooks, `Feedback`);
+- `RejectedInputs`: input kept with why it was refused;
+- `Outbox`: the sandbox connector's record of what it sent;
+- `FlowVersions`: the flow versions a store has run (`FlowRegistry`);
+- `InboundArchive` and `EventSink`: raw EHR messages kept before they are
+  parsed, and where their events go (`connectors.hl7_intake`);
+- `Connector`, with `Outgoing` and `Receipt`: hands a message to a provider.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal, Protocol
+
+from .event import Channel, Event, Patient
+from .journey import Journey, ScheduledMessage
+from .message_status import MessageStatus
+from .patient_merge import KnownPatient
+from .policies import ConsentRecord
+
+__all__ = [
+    "REJECTED_BODY_LIMIT",
+    "Addressee",
+    "Claim",
+    "Connector",
+    "DeliveryReports",
+    "EventResult",
+    "EventSink",
+    "EventStore",
+    "FlowVersions",
+    "ImportHold",
+    "InboundArchive",
+    "JourneyStore",
+    "JourneyUnit",
+    "MessageLedger",
+    "Outbox",
+    "OutboxEntry",
+    "Outgoing",
+    "Receipt",
+    "Recipients",
+    "RejectedInputs",
+    "SendingFacts",
+    "Sent",
+    "Settlement",
+]
+
+# The largest body kept for a rejected input; larger ones are cut, and say so.
+REJECTED_BODY_LIMIT = 64 * 1024
+
+
+# -- values ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ImportHold:
+    """An open import the unit's events belong to, and until when it holds their messages."""
+
+    import_id: str
+    until: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A due message a dispatcher holds under lease."""
+
+    message: ScheduledMessage
+    status: MessageStatus
+    attempts: int
+    due_at: datetime
+    channel: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SendingFacts:
+    """What the dispatcher reads about the recipients of a batch of due messages.
+
+    `sent` is per recipient and channel; the dispatcher adds to it as it sends,
+    so that a frequency cap holds across one batch too.
+    """
+
+    patients: dict[str, Patient]
+    consent: dict[tuple[str, str], dict[Channel, ConsentRecord]]
+    sent: dict[tuple[str, str], dict[Channel, list[datetime]]]
+    journeys: dict[tuple[str, str, int], Journey]
+    # Stored patients and journeys that could not be read back, with why
+    # (`decode:<error>`): their messages fail alone instead of the batch.
+    unreadable_patients: dict[str, str] = field(default_factory=dict)
+    unreadable_journeys: dict[tuple[str, str, int], str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """A send a connector accepted, as the dispatcher records it."""
+
+    message: ScheduledMessage
+    at: datetime
+    channel: Channel
+    provider_id: str
+    language: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    key: str
+    channel: str
+    to: str
+    subject: str | None
+    body: str
+    html: str | None
+    sent_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Addressee:
+    """Who a message or a phone number belongs to: a patient, and the patient or a caregiver."""
+
+    patient: Patient
+    recipient: str
+
+    @property
+    def caregiver_id(self) -> str | None:
+        kind, _, rest = self.recipient.partition(":")
+        return rest if kind == "caregiver" else None
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """What became of one archived inbound message."""
+
+    id: int
+    status: str
+    event_id: str | None = None
+    reason: str | None = None
+
+
+Outcome = Literal["accepted", "duplicate", "rejected"]
+
+
+@dataclass(frozen=True, slots=True)
+class EventResult:
+    """What became of one event handed to the processor."""
+
+    id: str
+    status: Outcome
+    errors: tuple[str, ...] = ()
+
+    def as_json(self) -> dict[str, object]:
+        result: dict[str, object] = {"id": self.id, "status": self.status}
+        if self.errors:
+            result["errors"] = list(self.errors)
+        return result
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One rendered message for one address, keyed for idempotency.
+
+    `valid_until` is the message's staleness limit: a connector must not hand
+    it over from then on (raise `MessageStaleError`), and one whose provider
+    queues messages passes the time left on, so the provider does not deliver
+    it late either.
+    """
+
+    key: str
+    channel: Channel
+    to: str
+    body: str
+    subject: str | None = None
+    html: str | None = None
+    valid_until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    provider_id: str
+
+
+# -- the connector ------------------------------------------------------------------
+
+
+class Connector(Protocol):
+    """Hands messages to a provider (Twilio, SendGrid) or to the sandbox outbox."""
+
+    def send(self, outgoing: Outgoing) -> Receipt:
+        """Send, or raise `TransientSendError` / `PermanentSendError`."""
+        ...
+
+    def find(self, key: str) -> Receipt | None:
+        """The receipt of an earlier send of `key`, or None if there was none.
+
+        Raises:
+            TransientSendError: the provider cannot tell right now.
+        """
+        ...
+
+
+# -- the store's ports ------------------------------------------------------------
+
+
+class JourneyUnit(Protocol):
+    """What one batch of events reads and writes; the writes commit together or not at all."""
+
+    @property
+    def unreadable(self) -> Mapping[str, str]:
+        """Patients with a stored journey that does not read back, and why (after `journeys`)."""
+        ...
+
+    def lock_patients(self, patient_ids: Iterable[str]) -> None:
+        """Hold these patients' journeys against other writers until the unit ends."""
+        ...
+
+    def processed(self, event_ids: Iterable[str]) -> set[str]:
+        """Which of these events were already processed."""
+        ...
+
+    def journeys(self, patient_ids: Iterable[str]) -> dict[tuple[str, str, int], Journey]:
+        """Every journey of these patients that reads back, by (patient, flow, version)."""
+        ...
+
+    def known_patients(self, patient_ids: Iterable[str]) -> dict[str, KnownPatient]:
+        """What is known of each stored patient, with the stamp behind each field."""
+        ...
+
+    def consent_times(self, patient_id: str) -> dict[tuple[str, str], datetime]:
+        """When each stored consent decision was made, by (recipient, channel)."""
+        ...
+
+    def save_patient(self, known: KnownPatient) -> None: ...
+
+    def save_consent(self, patient_id: str, recipient: str, record: ConsentRecord) -> None:
+        """Keep a consent decision (within the batch, the later one wins)."""
+        ...
+
+    def save_journey(self, journey: Journey, version: int) -> None: ...
+
+    def mark_processed(self, event: Event) -> None: ...
+
+    def schedule(self, message: ScheduledMessage, event_id: str) -> None:
+        """Schedule a message, or update a pending one (a message already final stays)."""
+        ...
+
+    def cancel(self, message: ScheduledMessage, reason: str, event_id: str) -> None:
+        """Cancel a pending message; one being sent or final is left alone."""
+        ...
+
+    def expire(self, message: ScheduledMessage, reason: str, event_id: str) -> None:
+        """Record a message that was pointless when it was decided."""
+        ...
+
+
+class JourneyStore(Protocol):
+    def unit(
+        self, now: datetime, hold: ImportHold | None = None
+    ) -> AbstractContextManager[JourneyUnit]:
+        """One transaction for a batch of events, committed when the block ends without error.
+
+        With `hold`, the messages the batch schedules wait for its import to close.
+        """
+        ...
+
+
+class RejectedInputs(Protocol):
+    def reject(self, body: bytes, source: str, reason: str, now: datetime) -> None:
+        """Keep input that could not be accepted, with why (cut at `REJECTED_BODY_LIMIT`)."""
+        ...
+
+
+class EventStore(JourneyStore, RejectedInputs, Protocol):
+    """What the event processor needs of a store."""
+
+
+class MessageLedger(Protocol):
+    """Due messages through their states under a claimer's lease (the dispatcher's store).
+
+    Every write names the claimer (`owner`) and changes nothing once its claim
+    is lost (cancelled meanwhile, or taken over after the lease ran out);
+    each returns or reports whether it took.
+    """
+
+    def holding_connection(self) -> AbstractContextManager[None]:
+        """Run this thread's calls on one connection until the block ends (each its own commit)."""
+        ...
+
+    def together(self) -> AbstractContextManager[None]:
+        """Run this thread's calls in the block as one transaction."""
+        ...
+
+    def claim_due(
+        self, now: datetime, owner: str, lease_until: datetime, limit: int
+    ) -> list[Claim]:
+        """Claim up to `limit` messages: first those whose lease ran out, then due ones by due time."""
+        ...
+
+    def sending_facts(self, messages: Sequence[ScheduledMessage], since: datetime) -> SendingFacts:
+        """The patients, consent, sends since `since` and journeys of these messages."""
+        ...
+
+    def lock_messages(self, keys: Iterable[str]) -> None:
+        """Lock these messages for the rest of the transaction, in key order."""
+        ...
+
+    def begin_sends(
+        self,
+        channels: Mapping[str, Channel],
+        owner: str,
+        now: datetime,
+        lease_until: datetime | None = None,
+    ) -> dict[str, int]:
+        """Mark claimed messages "sending"; the attempt number of each still held."""
+        ...
+
+    def renew(self, keys: Iterable[str], owner: str, until: datetime) -> set[str]:
+        """Extend this claimer's lease on `keys`; the keys it still holds."""
+        ...
+
+    def finish(
+        self,
+        message: ScheduledMessage,
+        owner: str,
+        now: datetime,
+        status: MessageStatus,
+        reason: str | None,
+        *,
+        channel: Channel | None = None,
+        language: str | None = None,
+        provider_id: str | None = None,
+        attempt_outcome: str | None = None,
+        error: str | None = None,
+    ) -> bool:
+        """Move a held message to a final status, with its audit row."""
+        ...
+
+    def finish_sent(self, sends: Sequence[Sent], owner: str) -> set[str]:
+        """Mark accepted sends "sent", with their audit rows; the keys still held."""
+        ...
+
+    def unsend(self, key: str, owner: str, now: datetime, outcome: str, error: str | None) -> bool:
+        """A send that did not happen: back from "sending" to "claimed", lease kept."""
+        ...
+
+    def hold(self, key: str, owner: str, until: datetime, reason: str) -> bool:
+        """Keep a message in flight under this claimer's lease until `until` (ask again then)."""
+        ...
+
+    def reschedule(
+        self,
+        message: ScheduledMessage,
+        owner: str,
+        now: datetime,
+        due_at: datetime,
+        reason: str,
+        *,
+        attempt_outcome: str | None = None,
+        error: str | None = None,
+    ) -> bool:
+        """Put a held message back, due at `due_at` (a deferral or a retry)."""
+        ...
+
+    def fail_held(self, key: str, owner: str, now: datetime, reason: str) -> bool:
+        """Fail a held message from what the store holds of it (its own data is not read)."""
+        ...
+
+
+class Recipients(Protocol):
+    """Who a message or a phone number reaches (provider feedback)."""
+
+    def recipient_of(self, key: str) -> Addressee | None: ...
+
+    def recipients_by_phone(self, phone: str) -> list[Addressee]: ...
+
+
+class DeliveryReports(Recipients, Protocol):
+    """Provider feedback on sent messages; a status only moves forward."""
+
+    def settle_sent(self, key: str, provider_id: str | None, now: datetime, reason: str) -> bool:
+        """A message whose send outcome was unknown ("sending"): the provider has it."""
+        ...
+
+    def advance(
+        self,
+        status: MessageStatus,
+        reason: str | None,
+        now: datetime,
+        *,
+        key: str | None = None,
+        provider_id: str | None = None,
+    ) -> bool:
+        """Move a sent message to delivered or failed; whether it moved."""
+        ...
+
+    def engaged(
+        self, kind: str, now: datetime, *, key: str | None = None, provider_id: str | None = None
+    ) -> bool:
+        """An open or a click: audited as delivered with reason `engagement:<kind>`."""
+        ...
+
+    def first_receipt(self, source: str, event_ids: Sequence[str], now: datetime) -> set[str]:
+        """Record webhook event ids; those not seen before."""
+        ...
+
+
+class Outbox(Protocol):
+    """The sandbox's record of what it would have sent."""
+
+    def outbox_add(self, entry: OutboxEntry) -> int:
+        """Keep an entry; its id (ids grow)."""
+        ...
+
+    def outbox_find(self, key: str, channel: str) -> int | None:
+        """The id of the first entry for `key` on `channel`, if any."""
+        ...
+
+
+class FlowVersions(Protocol):
+    def flow_versions(self) -> dict[tuple[str, int], tuple[str, str]]:
+        """Every flow version run before: (id, version) -> (digest, source)."""
+        ...
+
+    def record_flow_version(
+        self, flow_id: str, version: int, source: str, now: datetime
+    ) -> None: ...
+
+
+class InboundArchive(Protocol):
+    """Raw inbound messages, kept (committed) before they are parsed."""
+
+    def keep(self, protocol: str, bodies: Sequence[bytes], now: datetime) -> list[int]:
+        """Keep raw messages as received; their ids, in order."""
+        ...
+
+    def settle(self, settlements: Sequence[Settlement]) -> None:
+        """Record what became of archived messages (once each)."""
+        ...
+
+
+class EventSink(Protocol):
+    """Where parsed events go: the event processor."""
+
+    def process(self, events: Sequence[Event]) -> Sequence[EventResult]: ...
