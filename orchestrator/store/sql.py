@@ -13,7 +13,6 @@ Driver errors are translated to `StoreError` here, once.
 from __future__ import annotations
 
 import hashlib
-import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -250,9 +249,6 @@ class SqlStore:
 
     def reject(self, body: bytes, source: str, reason: str, now: datetime) -> None:
         """Keep input that could not be accepted, with why (cut at 64 KiB)."""
-        # A reason that quotes a NUL or a lone surrogate must not lose the input:
-        # PostgreSQL's text takes neither.
-        reason = _KEEPABLE.sub("\ufffd", reason)
         truncated = len(body) > REJECTED_BODY_LIMIT
         with self._tx() as c:
             c.execute(
@@ -905,7 +901,6 @@ class SqlStore:
 # The Core tables behind the row classes: statements on them skip the ORM's
 # bulk-persistence path, which costs more than the database on the dispatch path.
 # What text columns cannot keep: NUL (PostgreSQL) and lone surrogates (no UTF-8).
-_KEEPABLE = re.compile("[\x00\ud800-\udfff]")
 _MESSAGES = cast(Table, ScheduledMessageRow.__table__)
 _ATTEMPTS = cast(Table, DeliveryAttemptRow.__table__)
 _AUDIT = cast(Table, AuditRow.__table__)

@@ -7,6 +7,7 @@ text written by `codec`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -41,6 +42,7 @@ __all__ = [
     "OutboxRow",
     "PatientRow",
     "ProcessedEventRow",
+    "Reason",
     "RejectedInputRow",
     "ScheduledMessageRow",
     "Stamp",
@@ -48,6 +50,43 @@ __all__ = [
 ]
 
 Id = String(MAX_ID_LENGTH)
+
+
+class Reason(TypeDecorator[str]):
+    """Text that says why (a reason, an error): always storable, on every backend.
+
+    Reasons quote what they refuse, and what a hostile input holds (a NUL, a
+    lone surrogate, a kilobyte of it) must not make the record of its refusal
+    fail: PostgreSQL's text takes neither NUL nor surrogates, and a varchar
+    refuses what is too long. So each is replaced by U+FFFD and the text is
+    cut to the column's length, here, once for every column that holds one.
+    """
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, length: int | None = None) -> None:
+        super().__init__(length)
+        self.length = length
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        kept = _UNSTORABLE.sub("\ufffd", value)
+        return kept[: self.length] if self.length else kept
+
+
+class ReasonText(Reason):
+    """A `Reason` of any length (a TEXT column)."""
+
+    impl = Text  # TEXT, as the migrations made it
+    cache_ok = True
+
+    def __init__(self) -> None:
+        super().__init__(None)
+
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 class Stamp(TypeDecorator[datetime]):
@@ -218,7 +257,7 @@ class ScheduledMessageRow(Base):
     message_id: Mapped[str] = mapped_column(String(100))
     payload: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(20))
-    reason: Mapped[str | None] = mapped_column(String(200))
+    reason: Mapped[str | None] = mapped_column(Reason(200))
     due_at: Mapped[datetime] = mapped_column(Stamp())
     expires_at: Mapped[datetime | None] = mapped_column(Stamp())
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -267,7 +306,7 @@ class DeliveryAttemptRow(Base):
     started_at: Mapped[datetime] = mapped_column(Stamp())
     finished_at: Mapped[datetime | None] = mapped_column(Stamp())
     outcome: Mapped[str] = mapped_column(String(20))
-    error: Mapped[str | None] = mapped_column(String(300))
+    error: Mapped[str | None] = mapped_column(Reason(300))
     provider_id: Mapped[str | None] = mapped_column(String(100))
 
 
@@ -291,7 +330,7 @@ class AuditRow(Base):
     template: Mapped[str] = mapped_column(String(100))
     due_at: Mapped[datetime] = mapped_column(Stamp())
     status: Mapped[str] = mapped_column(String(20))
-    reason: Mapped[str | None] = mapped_column(String(200))
+    reason: Mapped[str | None] = mapped_column(Reason(200))
 
     __table_args__ = (Index(None, "flow_id", "at"),)
 
@@ -303,7 +342,7 @@ class RejectedInputRow(Base):
     id: Mapped[int] = mapped_column(Serial, primary_key=True, autoincrement=True)
     received_at: Mapped[datetime] = mapped_column(Stamp())
     source: Mapped[str] = mapped_column(String(100))
-    reason: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(ReasonText())
     body: Mapped[bytes] = mapped_column(LargeBinary)
     truncated: Mapped[bool] = mapped_column(Boolean, default=False)
 
@@ -322,7 +361,7 @@ class InboundMessageRow(Base):
     body: Mapped[bytes] = mapped_column(LargeBinary)
     status: Mapped[str] = mapped_column(String(20), index=True)
     event_id: Mapped[str | None] = mapped_column(Id, nullable=True)
-    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    reason: Mapped[str | None] = mapped_column(ReasonText(), nullable=True)
 
 
 class OutboxRow(Base):

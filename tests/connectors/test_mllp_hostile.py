@@ -110,3 +110,21 @@ def test_hostile_fields_are_answered_kept_and_the_next_message_still_taken(
     kept = len(service.store.rejected(limit=100_000)) - before
     assert kept == (code != "AA"), (code, kept)
     assert segment(second, "MSA")[1] == "AA", second
+
+
+@pytest.mark.parametrize("value", [b"\x00", b"a\x00b", b"\xed\xa0\x80", b"S" * 5000])
+def test_a_message_type_the_store_cannot_quote_is_answered_kept_and_its_neighbour_taken(
+    hostile_listener: tuple[Listener, EmbeddedService], value: bytes
+) -> None:
+    # Its refusal quotes the message type: on PostgreSQL a NUL in that reason
+    # failed the archive's settle, and with it every message of the batch.
+    listener, service = hostile_listener
+    before = len(service.store.rejected(limit=100_000))
+
+    with listener.connect() as sock:
+        sock.sendall(frame(_with_raw_field(SIU, "MSH", 9, value)) + frame(SIU))
+        first, second = read_acks(sock, 2)
+
+    assert segment(first, "MSA")[1] in ("AE", "AR"), first
+    assert len(service.store.rejected(limit=100_000)) - before == 1
+    assert segment(second, "MSA")[1] == "AA", second
