@@ -12,7 +12,7 @@ import yaml
 from typer.testing import CliRunner
 
 from orchestrator.cli import app
-from tests.builders import at, flow_data, make_event_data
+from tests.builders import at, flow_data, make_event_data, make_flow, templates_for
 
 runner = CliRunner()
 DESIGN_FIELDS = {
@@ -30,10 +30,13 @@ DESIGN_FIELDS = {
 
 
 @pytest.fixture
-def flows(tmp_path: Path) -> Path:
+def flows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The test flow, with its templates as the configured ones."""
     directory = tmp_path / "flows"
     directory.mkdir()
     (directory / "test-flow.yaml").write_text(yaml.safe_dump(flow_data()))
+    templates = templates_for([make_flow()], tmp_path / "templates")
+    monkeypatch.setenv("ORCHESTRATOR_TEMPLATES", str(templates.root))
     return directory
 
 
