@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import timedelta
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from orchestrator.decisions import DecisionRecord
+from orchestrator.event import Event
 from orchestrator.flows.model import Flow
-from orchestrator.simulate import PlayOrder, simulate
+from orchestrator.simulate import PlayOrder, in_history_order, out_of_order, simulate
 from orchestrator.templates import TemplateSet
 from tests.builders import at, make_event, make_flow, make_patient
 
@@ -268,3 +273,77 @@ def test_simulate_takes_the_default_staleness_limit_it_is_given(
         if r.patient_id == "p-1"
     ]
     assert outcome(records, "intake_nudge").status == "sent"
+
+
+def history() -> list[Event]:
+    """Two patients: a booking moved, a cancellation, an opt-out; each at its own instant."""
+    other = make_patient("p-2", phone="+15555550103", email="p2@example.org")
+    return [
+        make_event("appointment.booked", id="e-1", occurred_at=at(), start=START),
+        make_event(
+            "appointment.booked",
+            id="e-2",
+            occurred_at=at(hours=3),
+            start=START + timedelta(days=1),
+            patient=other,
+            appointment_id="a-2",
+        ),
+        make_event(
+            "appointment.rescheduled",
+            id="e-3",
+            occurred_at=at(days=2),
+            start=START + timedelta(days=2),
+        ),
+        make_event(
+            "consent.opted_out",
+            id="e-4",
+            occurred_at=at(days=3),
+            patient=other,
+            appointment_id=None,
+            attributes={"channel": "sms"},
+        ),
+        make_event(
+            "appointment.cancelled",
+            id="e-5",
+            occurred_at=at(days=5),
+            patient=other,
+            appointment_id="a-2",
+        ),
+    ]
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_any_shuffle_or_duplication_of_a_file_gives_the_same_decisions(
+    flow_templates: TemplateSet, data: st.DataObject
+) -> None:
+    events = history()
+    shuffled = data.draw(st.permutations(events))
+    repeats = data.draw(st.lists(st.sampled_from(events), max_size=3))
+    noisy = list(shuffled)
+    for event in repeats:
+        noisy.insert(data.draw(st.integers(0, len(noisy))), event)
+
+    assert run(flow_templates, noisy) == played_in_order(flow_templates)
+
+
+@functools.cache
+def played_in_order(templates: TemplateSet) -> list[DecisionRecord]:
+    return run(templates, history())
+
+
+def test_events_at_the_same_instant_play_in_the_order_given() -> None:
+    first = make_event("appointment.booked", id="e-1", occurred_at=at())
+    second = make_event("appointment.cancelled", id="e-2", occurred_at=at())
+    earlier = make_event("intake.sent", id="e-0", occurred_at=at(hours=-1))
+
+    assert in_history_order([first, second, earlier]) == [earlier, first, second]
+    assert in_history_order([second, first]) == [second, first]
+
+
+def test_out_of_order_counts_the_events_earlier_than_one_before_them() -> None:
+    times = [at(days=2), at(), at(days=1), at(days=3), at(days=3), at(days=2)]
+    events = [make_event("intake.sent", id=f"e-{i}", occurred_at=t) for i, t in enumerate(times)]
+
+    assert out_of_order(events) == 3
+    assert out_of_order(in_history_order(events)) == 0
