@@ -27,6 +27,7 @@ from orchestrator.insight.reading import measured
 from orchestrator.runtime import EventProcessor, FlowRegistry
 from orchestrator.simulate import Simulator
 from orchestrator.store import SqlStore, connect, upgrade
+from orchestrator.templates import TemplateSet
 from samples import relabel  # bench/samples.py, beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,10 +51,12 @@ def main() -> None:
         (parse_event(relabel(data, copy)) for copy in range(args.copies) for data in sample),
         key=lambda e: e.occurred_at,
     )
-    simulator = Simulator({flow.id: flow}, VirtualClock(events[0].occurred_at))
-    records = [r for e in events for r in simulator.feed(e)] + list(simulator.run_until(None))
+    templates = TemplateSet(ROOT / "templates")
+    with Simulator({flow.id: flow}, VirtualClock(events[0].occurred_at), templates) as simulator:
+        records = [r for e in events for r in simulator.feed(e)]
+        records += list(simulator.run_until(None))
+        journeys = list(simulator.journeys.values())
     seen = [PatientEvent(e.id, e.patient.id, e.type, e.occurred_at) for e in events]
-    journeys = list(simulator.journeys.values())
 
     pure = []
     for run in range(1, args.runs + 1):

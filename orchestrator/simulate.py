@@ -1,210 +1,229 @@
-"""The simulator: the engine and the send-time policies on a virtual clock.
+"""The simulator: the runtime's own processor and dispatcher on a virtual clock.
 
-Events arrive in the order given; before each, the clock moves to the time
-it occurred and every message due by then is put through the gate at its
-due instant. Nothing is sent: each decision becomes a `DecisionRecord`.
+`Simulator` wires what the embedded service wires (`EventProcessor`,
+`Dispatcher`, sandbox connectors) over a throwaway store that lives only as
+long as the simulation, and drives them on a `VirtualClock`: before each
+event the clock jumps from one due message to the next, the dispatcher
+dispatching each, then the event is processed at the time it occurred. The
+decisions it yields are the audit rows that code wrote, so what `simulate`
+shows is what the service does. Nothing leaves the process: the sandbox
+only records.
+
+A file of events is history: `simulate` plays it in the order the events
+occurred (stable for equal times), unless asked to keep the order they
+arrived in, which rehearses a late feed.
 """
 
 from __future__ import annotations
 
-import heapq
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import replace
+import random
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
+from enum import StrEnum
+from functools import cache
+from types import TracebackType
 
-from .actions import CancelMessage, ExpireMessage, ScheduleMessage
 from .clock import VirtualClock
-from .decisions import DecisionRecord, record
-from .engine import advance, route
+from .decisions import DecisionRecord
 from .event import Channel, Event
 from .flows.model import Flow
-from .journey import Journey, ScheduledMessage
-from .message_status import MessageStatus
-from .patient_merge import KnownPatient, Stamp, merge_patient
-from .policies import (
-    DEFAULT_STALE_AFTER,
-    ConsentRecord,
-    Defer,
-    Expire,
-    Send,
-    SendContext,
-    Suppress,
-    consent_decisions,
-    decide,
-    supersedes,
-)
-from .recipients import choose_language, contact_for
+from .journey import Journey
+from .policies import DEFAULT_STALE_AFTER
+from .runtime.dispatcher import Connector, Dispatcher
+from .runtime.processor import EventProcessor, EventResult
+from .runtime.registry import FlowRegistry
+from .runtime.rendering import Organisation
+from .store import SqlStore, connect, upgrade
+from .templates import TemplateSet
 
-__all__ = ["Simulator", "simulate"]
+__all__ = ["PlayOrder", "Simulator", "in_history_order", "out_of_order", "simulate"]
 
-# A message deferred this many times in a row is expired: a guard, not a rule
-# (validation rejects windows that can never open).
-_MAX_DEFERRALS = 8
+# The messages come from nobody in particular: a simulation shows decisions, not bodies.
+_NOBODY = Organisation("", "", "")
 
 
-class Simulator:
-    """Runs events through the engine and the gate; sends nothing."""
+class PlayOrder(StrEnum):
+    """The order a stream is played in."""
+
+    OCCURRED = "occurred"  # history: by `occurred_at`, stable for equal times
+    ARRIVAL = "arrival"  # as given: a late event arrives late, as from a late feed
+
+
+def in_history_order(events: Iterable[Event]) -> list[Event]:
+    """The events by the time they occurred; equal times keep their order."""
+    return sorted(events, key=lambda event: event.occurred_at)
+
+
+def out_of_order(events: Sequence[Event]) -> int:
+    """How many events occurred earlier than an event before them in `events`."""
+    count = 0
+    latest: datetime | None = None
+    for event in events:
+        if latest is not None and event.occurred_at < latest:
+            count += 1
+        else:
+            latest = event.occurred_at
+    return count
+
+
+def _throwaway_store() -> SqlStore:
+    """A private, empty store for one simulation (`Simulator.close` disposes of it)."""
+    # In memory: SQLAlchemy gives each thread its own connection to a ":memory:"
+    # database, and a simulation runs on one thread (the dispatcher sends one at a time).
+    engine = connect("sqlite://")
+    raw = engine.raw_connection()
+    try:
+        raw.driver_connection.deserialize(_migrated_image())  # type: ignore[union-attr]
+    finally:
+        raw.close()
+    # Compiled statements shared across simulations: a new engine would compile
+    # every statement again, which costs more than running it on a small store.
+    return SqlStore(engine.execution_options(compiled_cache=_COMPILED))
+
+
+_COMPILED: dict[object, object] = {}
+
+
+@cache
+def _migrated_image() -> bytes:
+    """An empty store, migrated once per process: copying it is cheaper than migrating."""
+    engine = connect("sqlite://")
+    try:
+        upgrade(engine)
+        raw = engine.raw_connection()
+        try:
+            return raw.driver_connection.serialize()  # type: ignore[union-attr, no-any-return]
+        finally:
+            raw.close()
+    finally:
+        engine.dispose()
+
+
+class Simulator(AbstractContextManager["Simulator"]):
+    """The event processor and the dispatcher on a virtual clock; sends nothing.
+
+    Feed it events in the order to play them; each call yields the
+    decisions written meanwhile. Close it (or use it as a context manager)
+    to drop its store.
+    """
 
     def __init__(
         self,
         flows: Mapping[str, Flow],
         clock: VirtualClock,
+        templates: TemplateSet,
         *,
         stale_after: timedelta = DEFAULT_STALE_AFTER,
+        org: Organisation = _NOBODY,
     ) -> None:
-        self.flows = flows
         self.clock = clock
-        self.stale_after = stale_after
-        self.journeys: dict[tuple[str, str], Journey] = {}
-        self._patients: dict[str, KnownPatient] = {}
-        self._consent: dict[tuple[str, str], dict[Channel, ConsentRecord]] = defaultdict(dict)
-        self._sent: dict[tuple[str, str], dict[Channel, list[datetime]]] = defaultdict(
-            lambda: defaultdict(list)
+        self.store = _throwaway_store()
+        self.flows = FlowRegistry.of(flows)
+        self.processor = EventProcessor(self.store, self.flows, clock, source="simulate")
+        self.dispatcher = Dispatcher(
+            store=self.store,
+            flows=self.flows,
+            templates=templates,
+            connectors=_sandbox(self.store, clock),
+            clock=clock,
+            org=org,
+            owner="simulate",
+            stale_after=stale_after,
+            # Only retries draw from it, and the sandbox never asks for one; seeded
+            # all the same, so that a simulation is the same every time.
+            rng=random.Random(0),
         )
-        self._pending: dict[str, ScheduledMessage] = {}
-        self._done: set[str] = set()
-        self._deferrals: dict[str, int] = defaultdict(int)
-        # A deferral is the gate's, not the engine's: an engine update of the
-        # message (a new expiry) must not pull it back before its deferral.
-        self._not_before: dict[str, datetime] = {}
-        self._queue: list[tuple[datetime, int, str]] = []
-        self._seq = 0
+        self.rejected: list[EventResult] = []
+        self._position = 0
 
     def feed(self, event: Event) -> Iterator[DecisionRecord]:
-        """Dispatch what fell due before the event, move the clock to it, then apply it.
+        """Dispatch what fell due before the event, move the clock to it, then process it.
 
         A message due at the very instant of the event waits for it: what the
-        event says (a cancellation) is known before that message goes out.
+        event says (a cancellation) is known before that message goes out. An
+        event that arrives late (it occurred before the clock) is processed
+        when it arrives, as the service would.
         """
-        yield from self._dispatch_due(lambda due: due < event.occurred_at)
+        self._dispatch_due(max(event.occurred_at, self.clock.now()), inclusive=False)
         self.clock.move_to(event.occurred_at)
-        now = self.clock.now()
-        event = self._remember(event)
-        for flow in route(event, self.flows.values()):
-            key = (event.patient.id, flow.id)
-            journey = self.journeys.get(key) or Journey.start(event.patient.id, flow.id)
-            decision = advance(journey, event, flow, now)
-            self.journeys[key] = decision.journey
-            for action in decision.actions:
-                if isinstance(action, ScheduleMessage):
-                    if action.message.key in self._done:
-                        continue  # already decided; an update cannot call it back
-                    updated = action.message.key in self._pending
-                    yield self._schedule(action.message, now, "updated" if updated else None)
-                elif isinstance(action, CancelMessage):
-                    if self._pending.pop(action.message.key, None) is not None:
-                        self._done.add(action.message.key)
-                        yield self._record(
-                            action.message, now, MessageStatus.CANCELLED, action.reason
-                        )
-                elif isinstance(action, ExpireMessage):
-                    self._done.add(action.message.key)
-                    yield self._record(action.message, now, MessageStatus.EXPIRED, action.reason)
+        self.rejected += [r for r in self.processor.process([event]) if r.status == "rejected"]
+        return self._decisions()
 
     def run_until(self, until: datetime | None) -> Iterator[DecisionRecord]:
-        """Dispatch, in due order, every message due at or before `until` (all, if None)."""
-        yield from self._dispatch_due(lambda due: until is None or due <= until)
+        """Dispatch every message due at or before `until` (all of them, if None)."""
+        self._dispatch_due(until, inclusive=True)
         if until is not None:
             self.clock.move_to(until)
+        return self._decisions()
 
-    def _dispatch_due(self, is_due: Callable[[datetime], bool]) -> Iterator[DecisionRecord]:
-        while self._queue and is_due(self._queue[0][0]):
-            due, _, key = heapq.heappop(self._queue)
-            message = self._pending.get(key)
-            if message is None or self._due(message) != due:
-                continue  # cancelled, or rescheduled under a later heap entry
-            self.clock.move_to(due)
-            yield from self._dispatch(message)
+    @property
+    def journeys(self) -> dict[tuple[str, str], Journey]:
+        """Each patient's journey per flow, as the store holds it now."""
+        return {
+            (journey.patient_id, journey.flow_id): journey
+            for flow_id in self.flows.current
+            for _, journey in self.store.flow_journeys(flow_id)
+        }
 
-    def _dispatch(self, message: ScheduledMessage) -> Iterator[DecisionRecord]:
-        now = self.clock.now()
-        flow = self.flows[message.flow_id]
-        seen = self._patients.get(message.recipient.patient_id)
-        contact = contact_for(seen.patient, message.recipient) if seen else None
-        who = (message.recipient.patient_id, str(message.recipient))
-        context = SendContext(contact, self._consent[who], self._sent[who])
-        verdict = decide(message, flow, context, now, stale_after=self.stale_after)
-        if isinstance(verdict, Defer):
-            self._deferrals[message.key] += 1
-            if self._deferrals[message.key] > _MAX_DEFERRALS:
-                verdict = Expire("never_allowed")
-            else:
-                self._not_before[message.key] = verdict.until
-                yield self._schedule(message, now, f"deferred:{verdict.reason}")
-                return
-        del self._pending[message.key]
-        self._done.add(message.key)
-        if isinstance(verdict, Send):
-            self._sent[who][verdict.channel].append(now)
-            reason = "language_fallback" if verdict.language_fallback else None
-            yield self._record(
-                message, now, MessageStatus.SENT, reason, verdict.channel.value, verdict.language
-            )
-        elif isinstance(verdict, Suppress):
-            yield self._record(message, now, MessageStatus.SUPPRESSED, verdict.reason)
-        else:
-            yield self._record(message, now, MessageStatus.EXPIRED, verdict.reason)
+    def close(self) -> None:
+        self.store.engine.dispose()
 
-    def _schedule(
-        self, message: ScheduledMessage, now: datetime, reason: str | None = None
-    ) -> DecisionRecord:
-        self._pending[message.key] = message
-        self._seq += 1
-        due = self._due(message)
-        heapq.heappush(self._queue, (due, self._seq, message.key))
-        return self._record(replace(message, due_at=due), now, MessageStatus.SCHEDULED, reason)
-
-    def _due(self, message: ScheduledMessage) -> datetime:
-        deferred = self._not_before.get(message.key)
-        return max(message.due_at, deferred) if deferred else message.due_at
-
-    def _remember(self, event: Event) -> Event:
-        """Take in what the event says; return it with everything known of its patient."""
-        patient_id = event.patient.id
-        known = merge_patient(
-            self._patients.get(patient_id), event.patient, Stamp(event.occurred_at, event.id)
-        )
-        self._patients[patient_id] = known
-        for recipient, consent in consent_decisions(event):
-            book = self._consent[(patient_id, recipient)]
-            previous = book.get(consent.channel)
-            if supersedes(consent, previous.at if previous else None):
-                book[consent.channel] = consent
-        return replace(event, patient=known.patient)
-
-    def _record(
+    def __exit__(
         self,
-        message: ScheduledMessage,
-        now: datetime,
-        status: MessageStatus,
-        reason: str | None,
-        channel: str | None = None,
-        language: str | None = None,
-    ) -> DecisionRecord:
-        if language is None:
-            seen = self._patients.get(message.recipient.patient_id)
-            contact = contact_for(seen.patient, message.recipient) if seen else None
-            if contact is not None:
-                language = choose_language(contact.language, self.flows[message.flow_id])[0]
-        return record(message, now, status, reason, channel=channel, language=language)
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _dispatch_due(self, instant: datetime | None, *, inclusive: bool) -> None:
+        """Jump from one due message to the next, dispatching, up to `instant`."""
+        while (due := self.store.next_due()) is not None:
+            if instant is not None and (due > instant or (due == instant and not inclusive)):
+                return
+            self.clock.move_to(due)
+            handled = 0
+            while batch := self.dispatcher.tick():
+                handled += batch
+            if handled == 0:
+                return  # due but not claimable (held): waiting longer would change nothing
+
+    def _decisions(self) -> Iterator[DecisionRecord]:
+        records, self._position = self.store.audit_after(self._position)
+        return iter(records)
+
+
+def _sandbox(store: SqlStore, clock: VirtualClock) -> dict[Channel, Connector]:
+    # Imported here, as the service does: connectors depend on the runtime.
+    from connectors.sandbox import SandboxConnector
+
+    return {channel: SandboxConnector(store, channel, clock) for channel in Channel}
 
 
 def simulate(
     events: Iterable[Event],
     flows: Mapping[str, Flow],
+    templates: TemplateSet,
     until: datetime | None = None,
     *,
     stale_after: timedelta = DEFAULT_STALE_AFTER,
+    order: PlayOrder = PlayOrder.OCCURRED,
 ) -> Iterator[DecisionRecord]:
-    """Run a whole stream; the clock starts at the first event."""
-    simulator: Simulator | None = None
-    for event in events:
-        if simulator is None:
-            clock = VirtualClock(event.occurred_at)
-            simulator = Simulator(flows, clock, stale_after=stale_after)
-        if until is not None and event.occurred_at > until:
-            break
-        yield from simulator.feed(event)
-    if simulator is not None:
+    """Run a whole stream and yield its decisions; the clock starts at the first event played.
+
+    Events that occurred after `until` are not played.
+    """
+    played = in_history_order(events) if order is PlayOrder.OCCURRED else list(events)
+    if not played:
+        return
+    with Simulator(
+        flows, VirtualClock(played[0].occurred_at), templates, stale_after=stale_after
+    ) as simulator:
+        for event in played:
+            if until is not None and event.occurred_at > until:
+                if order is PlayOrder.OCCURRED:
+                    break
+                continue
+            yield from simulator.feed(event)
         yield from simulator.run_until(until)

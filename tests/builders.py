@@ -6,13 +6,16 @@ Only reserved numbers (+1 555 01xx) and example.org addresses appear here.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from orchestrator.event import Event
 from orchestrator.event_schema import parse_event
 from orchestrator.flows.model import Flow
 from orchestrator.flows.schema import FlowFile
+from orchestrator.templates import TemplateSet
 
 _ids = itertools.count(1)
 
@@ -179,3 +182,26 @@ def flow_data(**overrides: Any) -> dict[str, Any]:
     }
     data.update(overrides)
     return data
+
+
+def write_templates(root: Path, names: tuple[str, ...]) -> Path:
+    """Short SMS and email templates for `names`, in English and Spanish."""
+    for language in ("en", "es"):
+        for name in names:
+            sms = root / "sms" / language / f"{name}.j2"
+            sms.parent.mkdir(parents=True, exist_ok=True)
+            sms.write_text(f"{name}: {{{{ appointment.when }}}} {{{{ links.reschedule }}}}\n")
+            email = root / "email" / language / f"{name}.j2"
+            email.parent.mkdir(parents=True, exist_ok=True)
+            email.write_text(
+                f"{{% block subject %}}{name}{{% endblock %}}\n"
+                "{% block text %}{{ appointment.date }} {{ appointment.provider }}{% endblock %}\n"
+                "{% block html %}<p>{{ appointment.date }}</p>{% endblock %}\n"
+            )
+    return root
+
+
+def templates_for(flows: Iterable[Flow], root: Path) -> TemplateSet:
+    """Short templates for every message of `flows`, written under `root`."""
+    names = tuple({m.template for flow in flows for stage in flow.stages for m in stage.messages})
+    return TemplateSet(write_templates(root, names))

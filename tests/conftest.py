@@ -12,6 +12,7 @@ import pytest
 if TYPE_CHECKING:
     from orchestrator.memory_store import MemoryStore
     from orchestrator.store import SqlStore
+    from orchestrator.templates import TemplateSet
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -132,3 +133,11 @@ def store(store_url: str) -> Iterator[SqlStore | MemoryStore]:
     engine = connect(store_url)
     yield SqlStore(engine)
     engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def flow_templates(tmp_path_factory: pytest.TempPathFactory) -> TemplateSet:
+    """Templates for every message of the builders' test flow (`make_flow()`)."""
+    from tests.builders import make_flow, templates_for
+
+    return templates_for([make_flow()], tmp_path_factory.mktemp("templates"))

@@ -29,7 +29,6 @@ CORE = [
     "patient_merge.py",
     "recipients.py",
     "decisions.py",
-    "simulate.py",
     "sms.py",
     "inbound_sms.py",
     "flows/__init__.py",

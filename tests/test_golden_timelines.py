@@ -1,12 +1,15 @@
 """Golden timelines: each shipped flow's sample stream, simulated, gives the recorded decisions.
 
-A change to a flow, a template name or the engine that changes what a patient
-would receive shows up here as a diff. After checking the new timeline by
+`simulate` runs the service's own processor and dispatcher, so these guard
+the code that sends: a change to a flow, a template, the engine, the
+policies or the dispatcher that changes what a patient would receive shows
+up here as a diff. After checking the new timeline by
 eye, record it with `UPDATE_GOLDEN=1 make test`.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -16,16 +19,22 @@ import pytest
 from orchestrator.event_schema import parse_event_json
 from orchestrator.flows import load_flows
 from orchestrator.simulate import simulate
+from orchestrator.templates import TemplateSet
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).resolve().parent / "golden"
 SAMPLES = sorted((ROOT / "samples" / "events").glob("*.jsonl"))
 
 
+@functools.cache  # each stream once: both tests below read the same timeline
 def timeline(sample: Path) -> list[str]:
-    flows = load_flows([ROOT / "flows"]).flows
+    templates = TemplateSet(ROOT / "templates")
+    flows = load_flows([ROOT / "flows"], templates).flows
     events = [parse_event_json(line) for line in sample.read_text().splitlines() if line.strip()]
-    return [json.dumps(record.as_json(), sort_keys=True) for record in simulate(events, flows)]
+    return [
+        json.dumps(record.as_json(), sort_keys=True)
+        for record in simulate(events, flows, templates)
+    ]
 
 
 def test_every_shipped_flow_has_a_sample_stream() -> None:

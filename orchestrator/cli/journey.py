@@ -18,8 +18,9 @@ from ..event_schema import parse_event_json
 from ..flows.loader import load_flows
 from ..flows.model import Flow
 from ..insight import FlowFigures, PatientEvent, flow_figures, mermaid, shown, to_csv, to_markdown
-from ..simulate import Simulator
-from .options import DbOption, FlowsOption, settings_with
+from ..simulate import Simulator, in_history_order
+from ..templates import TemplateSet
+from .options import DbOption, FlowsOption, TemplatesOption, settings_with
 
 __all__ = ["journey_app"]
 
@@ -38,6 +39,7 @@ def map_command(
     output: Annotated[MapFormat, typer.Option("--format")] = MapFormat.MD,
     db: DbOption = None,
     flows_dir: FlowsOption = None,
+    templates_dir: TemplatesOption = None,
     events: Annotated[
         Path | None,
         typer.Option(
@@ -62,7 +64,7 @@ def map_command(
     patient questions, messages and timing, success metric, notes and ideas; with
     `--db` (or ORCHESTRATOR_DB) or `--events`, the measured figures beside them."""
     err = Console(stderr=True, soft_wrap=True, highlight=False)
-    settings = settings_with(db=db, flows=flows_dir)
+    settings = settings_with(db=db, flows=flows_dir, templates=templates_dir)
     try:
         flows = load_flows([settings.flows]).flows
     except FlowError as exc:
@@ -79,7 +81,7 @@ def map_command(
         raise typer.Exit(2)
     figures: FlowFigures | None = None
     if events is not None:
-        figures = _simulated(events, flows, flow, persona, err)
+        figures = _simulated(events, flows, TemplateSet(settings.templates), flow, persona, err)
     elif db is not None or os.environ.get("ORCHESTRATOR_DB"):
         figures = _stored(settings.db, flow, persona, err)
     show = shown if small_counts else str
@@ -113,7 +115,12 @@ def _stored(url: str, flow: Flow, persona: str | None, err: Console) -> FlowFigu
 
 
 def _simulated(
-    path: Path, flows: Mapping[str, Flow], flow: Flow, persona: str | None, err: Console
+    path: Path,
+    flows: Mapping[str, Flow],
+    templates: TemplateSet,
+    flow: Flow,
+    persona: str | None,
+    err: Console,
 ) -> FlowFigures:
     parsed = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
@@ -126,8 +133,11 @@ def _simulated(
             raise typer.Exit(1) from None
     if not parsed:
         return flow_figures(flow, [], [], persona=persona)
-    simulator = Simulator(flows, VirtualClock(parsed[0].occurred_at))
-    records = [r for event in parsed for r in simulator.feed(event)]
-    records += list(simulator.run_until(None))
+    # Played as history, as `simulate` plays it.
+    parsed = in_history_order(parsed)
+    with Simulator(flows, VirtualClock(parsed[0].occurred_at), templates) as simulator:
+        records = [r for event in parsed for r in simulator.feed(event)]
+        records += list(simulator.run_until(None))
+        journeys = simulator.journeys.values()
     seen = [PatientEvent(e.id, e.patient.id, e.type, e.occurred_at) for e in parsed]
-    return flow_figures(flow, simulator.journeys.values(), records, seen, persona=persona)
+    return flow_figures(flow, journeys, records, seen, persona=persona)

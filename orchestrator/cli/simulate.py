@@ -1,11 +1,11 @@
-"""`orchestrator simulate`: events through the engine on a virtual clock."""
+"""`orchestrator simulate`: events through the runtime's processor and dispatcher on a virtual clock."""
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Iterator, Mapping
-from datetime import datetime, timedelta
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, TextIO
@@ -20,10 +20,10 @@ from ..errors import FlowError, InputError
 from ..event import Event
 from ..event_schema import parse_event_json
 from ..flows.loader import load_flows
-from ..flows.model import Flow
 from ..insight.compare import Comparison, compare
-from ..simulate import simulate
-from .options import settings_with
+from ..simulate import PlayOrder, out_of_order, simulate
+from ..templates import TemplateSet
+from .options import TemplatesOption, settings_with
 
 # Below this many lines a progress bar is noise.
 _PROGRESS_FROM_LINES = 2_000
@@ -56,6 +56,7 @@ def simulate_command(
         ),
     ],
     flows_dir: Annotated[Path | None, typer.Option("--flows", help="flows directory")] = None,
+    templates_dir: TemplatesOption = None,
     until: Annotated[
         str | None, typer.Option("--until", help="stop the virtual clock at this time")
     ] = None,
@@ -73,22 +74,34 @@ def simulate_command(
             "removes or moves, per patient, message and time, with a summary",
         ),
     ] = None,
+    arrival_order: Annotated[
+        bool,
+        typer.Option(
+            "--arrival-order",
+            help="play the lines in file order, as a feed that delivers some events late "
+            "would (default: in the order the events occurred)",
+        ),
+    ] = False,
 ) -> None:
-    """Run events through the engine and the policies on a virtual clock; send nothing.
+    """Run events through the service's own processor and dispatcher on a virtual clock.
 
-    Prints one decision per line (JSON) or a table. Malformed lines are
-    reported on stderr with their line number; the rest still run, and the
-    exit status is 1 when any line was rejected.
+    Nothing is sent: the sandbox records. Prints one decision per line (JSON)
+    or a table. The events play in the order they occurred, whatever the
+    order of the lines; a file out of that order is said so on stderr.
+    Malformed lines are reported on stderr with their line number; the rest
+    still run, and the exit status is 1 when any line was rejected.
     """
-    settings = settings_with()
+    settings = settings_with(templates=templates_dir)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     stop = _parse_until(until)
+    order = PlayOrder.ARRIVAL if arrival_order else PlayOrder.OCCURRED
+    templates = TemplateSet(settings.templates)
     try:
         if compare_dirs is not None:
-            before_flows = load_flows([compare_dirs[0]]).flows
-            flows = load_flows([compare_dirs[1]]).flows
+            before_flows = load_flows([compare_dirs[0]], templates).flows
+            flows = load_flows([compare_dirs[1]], templates).flows
         else:
-            flows = load_flows([flows_dir or settings.flows]).flows
+            flows = load_flows([flows_dir or settings.flows], templates).flows
     except FlowError as exc:
         for problem in exc.problems:
             err.print(str(problem), markup=False)
@@ -107,20 +120,18 @@ def simulate_command(
                 if strict:
                     return
 
+    with events.open(encoding="utf-8") as stream:
+        parsed = list(accepted(_progress(stream, events, err)))
+    _warn_if_out_of_order(parsed, events, order, err)
+    limit = settings.stale_after
     if compare_dirs is not None:
-        with events.open(encoding="utf-8") as stream:
-            parsed = list(accepted(stream))
-        limit = settings.stale_after
         comparison = compare(
-            simulate(parsed, before_flows, stop, stale_after=limit),
-            simulate(parsed, flows, stop, stale_after=limit),
+            simulate(parsed, before_flows, templates, stop, stale_after=limit, order=order),
+            simulate(parsed, flows, templates, stop, stale_after=limit, order=order),
         )
         print_comparison(comparison, output is OutputFormat.JSON, compare_dirs)
     else:
-        with events.open(encoding="utf-8") as stream:
-            _run(
-                accepted(_progress(stream, events, err)), flows, stop, output, settings.stale_after
-            )
+        _run(simulate(parsed, flows, templates, stop, stale_after=limit, order=order), output)
     if rejected:
         err.print(
             f"[red]{len(rejected)} line(s) rejected[/]"
@@ -129,14 +140,25 @@ def simulate_command(
         raise typer.Exit(1)
 
 
-def _run(
-    events: Iterable[Event],
-    flows: Mapping[str, Flow],
-    stop: datetime | None,
-    output: OutputFormat,
-    stale_after: timedelta,
+def _warn_if_out_of_order(
+    events: Sequence[Event], path: Path, order: PlayOrder, err: Console
 ) -> None:
-    records = simulate(events, flows, stop, stale_after=stale_after)
+    late = out_of_order(events)
+    if not late:
+        return
+    played = (
+        "played in file order (--arrival-order): they arrive late"
+        if order is PlayOrder.ARRIVAL
+        else "played in the order they occurred (--arrival-order keeps the file's order)"
+    )
+    err.print(
+        f"[yellow]warning:[/] {path}: {late} of {len(events)} event(s) occurred earlier "
+        f"than a line before them; {played}",
+        highlight=False,
+    )
+
+
+def _run(records: Iterable[DecisionRecord], output: OutputFormat) -> None:
     if output is OutputFormat.JSON:
         for record in records:
             sys.stdout.write(json.dumps(record.as_json()) + "\n")

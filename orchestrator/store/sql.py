@@ -280,6 +280,19 @@ class SqlStore:
 
     # -- scheduling and dispatch ------------------------------------------------
 
+    def next_due(self) -> datetime | None:
+        """When the earliest scheduled message falls due; None when none waits.
+
+        A driver on a virtual clock (the simulator) jumps to it instead of
+        stepping through time where nothing happens.
+        """
+        table = ScheduledMessageRow
+        query = (
+            select(table.due_at).where(table.status == "scheduled").order_by(table.due_at).limit(1)
+        )
+        with self._read() as c:
+            return c.execute(query).scalar()
+
     def claim_due(
         self, now: datetime, owner: str, lease_until: datetime, limit: int
     ) -> list[Claim]:
@@ -824,6 +837,16 @@ class SqlStore:
             query = query.limit(limit)
         with self._read() as c:
             return [record_from_row(r) for r in c.execute(query).all()]
+
+    def audit_after(self, position: int) -> tuple[list[DecisionRecord], int]:
+        """The audit rows written after `position`, in order, and the position of the last.
+
+        Start from 0; pass the returned position next time to read only what is new.
+        """
+        query = select(AuditRow).where(AuditRow.id > position).order_by(AuditRow.id)
+        with self._read() as c:
+            rows = c.execute(query).all()
+        return [record_from_row(r) for r in rows], (rows[-1].id if rows else position)
 
     def message_statuses(self) -> dict[str, int]:
         """How many scheduled messages are in each status."""

@@ -14,6 +14,7 @@ from orchestrator.event import Event
 from orchestrator.flows.schema import FlowFile
 from orchestrator.journey import Journey
 from orchestrator.simulate import simulate
+from orchestrator.templates import TemplateSet
 from tests.builders import flow_data, make_event, make_patient
 
 
@@ -135,9 +136,12 @@ def test_any_reordering_or_duplication_gives_the_same_messages(
     assert journey.episodes == expected.episodes
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# The simulator runs the real processor and dispatcher on a store: fewer examples.
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(stream=streams())
-def test_nothing_is_sent_for_an_appointment_while_it_is_cancelled(stream: list[Event]) -> None:
+def test_nothing_is_sent_for_an_appointment_while_it_is_cancelled(
+    flow_templates: TemplateSet, stream: list[Event]
+) -> None:
     appointment_of = {}
     journey = Journey.start("p-1", FLOW.id)
     for event in stream:
@@ -155,16 +159,18 @@ def test_nothing_is_sent_for_an_appointment_while_it_is_cancelled(stream: list[E
         ]
         return bool(history) and history[-1].type.value == "appointment.cancelled"
 
-    for record in simulate(stream, FLOWS):
+    for record in simulate(stream, FLOWS, flow_templates):
         if record.status == "sent" and record.stage != "rebooking":
             assert not cancelled_at(appointment_of[record.key], record.at), record
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(stream=streams())
-def test_nothing_is_sent_inside_quiet_hours_in_the_patients_zone(stream: list[Event]) -> None:
+def test_nothing_is_sent_inside_quiet_hours_in_the_patients_zone(
+    flow_templates: TemplateSet, stream: list[Event]
+) -> None:
     zone = ZoneInfo(stream[0].patient.timezone or FLOW.timezone)
-    sent = [r for r in simulate(stream, FLOWS) if r.status == "sent"]
+    sent = [r for r in simulate(stream, FLOWS, flow_templates) if r.status == "sent"]
     for record in sent:
         local = record.at.astimezone(zone).time()
         assert not FLOW.quiet_hours.contains(local), (record.message, record.at.astimezone(zone))

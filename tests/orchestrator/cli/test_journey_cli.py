@@ -16,17 +16,20 @@ from orchestrator.insight import read_csv
 from orchestrator.runtime.service import EmbeddedService
 from orchestrator.settings import Settings
 from orchestrator.store import SqlStore, connect
-from tests.orchestrator.insight.stream import insight_flow_data, insight_stream
-from tests.orchestrator.runtime.conftest import write_templates
+from tests.builders import templates_for, write_templates
+from tests.orchestrator.insight.stream import insight_flow, insight_flow_data, insight_stream
 
 runner = CliRunner()
 
 
 @pytest.fixture
-def flows(tmp_path: Path) -> Path:
+def flows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The insight flow, with its templates as the configured ones."""
     directory = tmp_path / "flows"
     directory.mkdir()
     (directory / "insight-flow.yaml").write_text(yaml.safe_dump(insight_flow_data()))
+    templates = templates_for([insight_flow()], tmp_path / "templates")
+    monkeypatch.setenv("ORCHESTRATOR_TEMPLATES", str(templates.root))
     return directory
 
 

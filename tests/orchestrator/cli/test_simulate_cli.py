@@ -12,7 +12,7 @@ import yaml
 from typer.testing import CliRunner
 
 from orchestrator.cli import app
-from tests.builders import at, flow_data, make_event_data
+from tests.builders import at, flow_data, make_event_data, make_flow, templates_for
 
 runner = CliRunner()
 DESIGN_FIELDS = {
@@ -30,10 +30,13 @@ DESIGN_FIELDS = {
 
 
 @pytest.fixture
-def flows(tmp_path: Path) -> Path:
+def flows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The test flow, with its templates as the configured ones."""
     directory = tmp_path / "flows"
     directory.mkdir()
     (directory / "test-flow.yaml").write_text(yaml.safe_dump(flow_data()))
+    templates = templates_for([make_flow()], tmp_path / "templates")
+    monkeypatch.setenv("ORCHESTRATOR_TEMPLATES", str(templates.root))
     return directory
 
 
@@ -145,3 +148,59 @@ def test_console_script_runs_a_simulation(tmp_path: Path, flows: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert len(done.stdout.splitlines()) == 8
+
+
+def late_file(tmp_path: Path) -> Path:
+    """Another patient's booking ten days on, then a line that happened ten days before it."""
+    other = make_event_data(
+        "appointment.booked",
+        id="e-2",
+        occurred_at=at(days=10),
+        start=at(days=20),
+        appointment_id="a-2",
+        patient={"id": "p-2", "phone": "+15555550103", "timezone": "America/Chicago"},
+    )
+    booking = make_event_data("appointment.booked", id="e-1", occurred_at=at(), start=at(days=30))
+    return write_events(tmp_path / "events.jsonl", [json.dumps(other), json.dumps(booking)])
+
+
+def nudge_of_p1(stdout: str) -> tuple[str, str | None]:
+    lines = [json.loads(line) for line in stdout.splitlines()]
+    [final] = [
+        (r["status"], r["reason"])
+        for r in lines
+        if r["patient_id"] == "p-1"
+        and r["message"] == "intake_nudge"
+        and r["status"] != "scheduled"
+    ]
+    return final
+
+
+def test_a_file_out_of_order_plays_as_history_with_a_warning_that_counts_the_late_lines(
+    tmp_path: Path, flows: Path
+) -> None:
+    events = late_file(tmp_path)
+    result = runner.invoke(app, ["simulate", "--events", str(events), "--flows", str(flows)])
+    assert result.exit_code == 0, result.output
+    assert "1 of 2 event(s) occurred earlier than a line before them" in result.stderr
+    assert nudge_of_p1(result.stdout) == ("sent", None)
+
+
+def test_arrival_order_plays_the_file_as_a_late_feed_delivers_it(
+    tmp_path: Path, flows: Path
+) -> None:
+    events = late_file(tmp_path)
+    result = runner.invoke(
+        app, ["simulate", "--events", str(events), "--flows", str(flows), "--arrival-order"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "played in file order (--arrival-order)" in result.stderr
+    # Known nine days after it was due: too late to send.
+    assert nudge_of_p1(result.stdout) == ("expired", "stale")
+
+
+def test_a_file_in_order_gets_no_warning(tmp_path: Path, flows: Path) -> None:
+    events = write_events(tmp_path / "events.jsonl", [booking(id="e-1")])
+    result = runner.invoke(app, ["simulate", "--events", str(events), "--flows", str(flows)])
+    assert result.exit_code == 0, result.output
+    assert "warning" not in result.stderr

@@ -4,6 +4,7 @@ rule; holdout assignment."""
 from __future__ import annotations
 
 import csv
+import functools
 import io
 from dataclasses import replace
 
@@ -11,6 +12,8 @@ import pytest
 
 from orchestrator.clock import VirtualClock
 from orchestrator.decisions import DecisionRecord
+from orchestrator.event import Event
+from orchestrator.flows.model import Flow
 from orchestrator.insight import (
     FlowFigures,
     PatientEvent,
@@ -26,26 +29,43 @@ from orchestrator.insight import (
     to_csv,
     to_markdown,
 )
-from orchestrator.journey import EpisodeStatus
+from orchestrator.journey import EpisodeStatus, Journey
 from orchestrator.policies import held_out
 from orchestrator.simulate import Simulator
-from tests.builders import at, make_event, make_patient
+from orchestrator.templates import TemplateSet
+from tests.builders import at, make_event, make_patient, templates_for
 from tests.orchestrator.insight.stream import insight_flow, insight_stream
 
 FLOW = insight_flow()
 
 
-def simulated(persona: str | None = None) -> tuple[FlowFigures, list[DecisionRecord], Simulator]:
+@pytest.fixture(scope="module")
+def templates(tmp_path_factory: pytest.TempPathFactory) -> TemplateSet:
+    return templates_for([FLOW], tmp_path_factory.mktemp("templates"))
+
+
+def run(
+    flow: Flow, events: list[Event], templates: TemplateSet
+) -> tuple[list[DecisionRecord], list[Journey]]:
+    """The decisions and the journeys of a simulated run of `events`, played as given."""
+    with Simulator({flow.id: flow}, VirtualClock(events[0].occurred_at), templates) as simulator:
+        records = [r for e in events for r in simulator.feed(e)] + list(simulator.run_until(None))
+        return records, list(simulator.journeys.values())
+
+
+@functools.cache  # one run per persona: the figures tests only read what it returns
+def simulated(
+    templates: TemplateSet, persona: str | None = None
+) -> tuple[FlowFigures, list[DecisionRecord], list[Journey]]:
     events = insight_stream()
-    simulator = Simulator({FLOW.id: FLOW}, VirtualClock(events[0].occurred_at))
-    records = [r for e in events for r in simulator.feed(e)] + list(simulator.run_until(None))
+    records, journeys = run(FLOW, events, templates)
     seen = [PatientEvent(e.id, e.patient.id, e.type, e.occurred_at) for e in events]
-    figures = flow_figures(FLOW, simulator.journeys.values(), records, seen, persona=persona)
-    return figures, records, simulator
+    figures = flow_figures(FLOW, journeys, records, seen, persona=persona)
+    return figures, records, journeys
 
 
-def test_the_funnel_matches_the_hand_counts() -> None:
-    figures = simulated()[0]
+def test_the_funnel_matches_the_hand_counts(templates: TemplateSet) -> None:
+    figures = simulated(templates)[0]
 
     assert (figures.episodes, figures.patients) == (5, 5)
     booked = figures.stage("booked")
@@ -64,7 +84,7 @@ def test_the_funnel_matches_the_hand_counts() -> None:
     }
 
 
-def test_a_completed_journey_exited_later_still_counts_as_completed() -> None:
+def test_a_completed_journey_exited_later_still_counts_as_completed(templates: TemplateSet) -> None:
     # p-1 attended (the final stage), then opts out days later: the episode is exited,
     # but the journey was completed, not dropped off at its last stage.
     p1 = make_patient("p-1", phone="+15555550110")
@@ -72,19 +92,18 @@ def test_a_completed_journey_exited_later_still_counts_as_completed() -> None:
         "consent.opted_out", id="e1-out", occurred_at=at(days=20), patient=p1, appointment_id=None
     )
     events = [*insight_stream(), late]
-    simulator = Simulator({FLOW.id: FLOW}, VirtualClock(events[0].occurred_at))
-    records = [r for e in events for r in simulator.feed(e)] + list(simulator.run_until(None))
-    episode = next(e for e in simulator.journeys["p-1", FLOW.id].episodes)
+    records, journeys = run(FLOW, events, templates)
+    episode = next(e for j in journeys if j.patient_id == "p-1" for e in j.episodes)
     assert episode.status is EpisodeStatus.EXITED
 
-    visited = flow_figures(FLOW, simulator.journeys.values(), records).stage("visited")
+    visited = flow_figures(FLOW, journeys, records).stage("visited")
 
     assert (visited.entered, visited.completed, visited.dropped_off) == (2, 2, 0)
-    assert simulated()[0].stage("visited") == visited
+    assert simulated(templates)[0].stage("visited") == visited
 
 
-def test_the_outcome_metrics_match_the_hand_counts() -> None:
-    figures = simulated()[0]
+def test_the_outcome_metrics_match_the_hand_counts(templates: TemplateSet) -> None:
+    figures = simulated(templates)[0]
     booked = figures.stage("booked")
 
     # Every booked episode was asked for the intake (the nudge was scheduled); p-1 completed it.
@@ -99,8 +118,8 @@ def test_the_outcome_metrics_match_the_hand_counts() -> None:
     assert (referral.count, referral.median) == (1, 48.0)
 
 
-def test_the_message_figures_match_the_hand_counts() -> None:
-    figures = simulated()[0]
+def test_the_message_figures_match_the_hand_counts(templates: TemplateSet) -> None:
+    figures = simulated(templates)[0]
 
     confirmation = figures.message("confirmation")
     assert (confirmation.scheduled, confirmation.sent, confirmation.cancelled) == (6, 6, 0)
@@ -113,12 +132,12 @@ def test_the_message_figures_match_the_hand_counts() -> None:
     assert sum(d.sent for d in figures.daily) == sum(m.sent for m in figures.messages)
 
 
-def test_figures_break_down_by_persona() -> None:
-    everyone, _, simulator = simulated()
-    caregivers = simulated("caregiver_coordinator")[0]
-    alone = simulated("self_managing")[0]
+def test_figures_break_down_by_persona(templates: TemplateSet) -> None:
+    everyone, _, journeys = simulated(templates)
+    caregivers = simulated(templates, "caregiver_coordinator")[0]
+    alone = simulated(templates, "self_managing")[0]
 
-    personas = episode_personas(FLOW, simulator.journeys.values())
+    personas = episode_personas(FLOW, journeys)
     assert sorted(p or "" for p in personas.values()) == [
         "caregiver_coordinator",
         *["self_managing"] * 4,
@@ -130,8 +149,8 @@ def test_figures_break_down_by_persona() -> None:
         assert a.sent == b.sent + c.sent
 
 
-def test_the_csv_round_trips() -> None:
-    figures = simulated()[0]
+def test_the_csv_round_trips(templates: TemplateSet) -> None:
+    figures = simulated(templates)[0]
     text = to_csv(FLOW, figures)
 
     rows = read_csv(text)
@@ -164,9 +183,9 @@ def test_the_csv_round_trips() -> None:
     assert again.getvalue() == text
 
 
-def test_the_csv_applies_the_small_count_rule_when_given_it() -> None:
+def test_the_csv_applies_the_small_count_rule_when_given_it(templates: TemplateSet) -> None:
     booked = StageFigures("booked", 25, 20, 5, 0, 0, no_show=Ratio(48, 50))
-    figures = with_booked(simulated()[0], booked)
+    figures = with_booked(simulated(templates)[0], booked)
 
     rows = read_csv(to_csv(FLOW, figures, shown))
     row = next(r for r in rows if r["kind"] == "stage" and r["stage"] == "booked")
@@ -178,9 +197,9 @@ def test_the_csv_applies_the_small_count_rule_when_given_it() -> None:
     assert next(r for r in exact if r["stage"] == "booked")["dropped_off"] == "5"
 
 
-def test_a_markdown_ratio_is_hidden_when_its_complement_would_be() -> None:
+def test_a_markdown_ratio_is_hidden_when_its_complement_would_be(templates: TemplateSet) -> None:
     booked = StageFigures("booked", 25, 20, 5, 0, 0, no_show=Ratio(48, 50))
-    figures = with_booked(simulated()[0], booked)
+    figures = with_booked(simulated(templates)[0], booked)
 
     hiding = to_markdown(FLOW, figures, shown)
     assert "no-show: <11 of 50" in hiding
@@ -190,8 +209,8 @@ def test_a_markdown_ratio_is_hidden_when_its_complement_would_be() -> None:
     assert "no-show: 25 of 50 (50%)" in to_markdown(FLOW, halves, shown)
 
 
-def test_the_markdown_has_a_row_per_stage_and_category_gaps() -> None:
-    figures = simulated()[0]
+def test_the_markdown_has_a_row_per_stage_and_category_gaps(templates: TemplateSet) -> None:
+    figures = simulated(templates)[0]
     text = to_markdown(FLOW, figures)
 
     table = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line]
@@ -212,8 +231,8 @@ def test_the_markdown_has_a_row_per_stage_and_category_gaps() -> None:
     assert "Caregiver coordinating transport and forms" in text
 
 
-def test_the_mermaid_diagram_draws_declared_and_measured_moves() -> None:
-    figures = simulated()[0]
+def test_the_mermaid_diagram_draws_declared_and_measured_moves(templates: TemplateSet) -> None:
+    figures = simulated(templates)[0]
     text = mermaid(FLOW, figures)
 
     assert text.startswith("flowchart LR\n")
@@ -229,9 +248,11 @@ def with_booked(figures: FlowFigures, booked: StageFigures) -> FlowFigures:
     return replace(figures, stages=stages)
 
 
-def test_a_lone_hidden_funnel_cell_gets_a_hidden_companion_in_markdown_and_mermaid() -> None:
+def test_a_lone_hidden_funnel_cell_gets_a_hidden_companion_in_markdown_and_mermaid(
+    templates: TemplateSet,
+) -> None:
     # 25 entered = 20 moved on + 5 dropped off: "<11" alone would give the 5 back.
-    figures = with_booked(simulated()[0], StageFigures("booked", 25, 20, 5, 0, 0))
+    figures = with_booked(simulated(templates)[0], StageFigures("booked", 25, 20, 5, 0, 0))
 
     booked = next(r for r in to_markdown(FLOW, figures, shown).splitlines() if "(`booked`)" in r)
     assert "| 25 | <11 | <11 | 0 | 0 |" in booked
@@ -266,7 +287,9 @@ def test_holdout_assignment_is_deterministic_and_near_its_percentage() -> None:
     assert first != [held_out(p, "flow", "survey", 20) for p in patients]
 
 
-def test_a_held_out_message_is_suppressed_with_reason_holdout_and_compared() -> None:
+def test_a_held_out_message_is_suppressed_with_reason_holdout_and_compared(
+    templates: TemplateSet,
+) -> None:
     data_flow = insight_flow()
     stages = []
     for stage in data_flow.stages:
@@ -284,8 +307,7 @@ def test_a_held_out_message_is_suppressed_with_reason_holdout_and_compared() -> 
         )
         for i in range(60)
     ]
-    simulator = Simulator({flow.id: flow}, VirtualClock(events[0].occurred_at))
-    records = [r for e in events for r in simulator.feed(e)] + list(simulator.run_until(None))
+    records, journeys = run(flow, events, templates)
 
     final = {
         r.patient_id: r
@@ -296,7 +318,7 @@ def test_a_held_out_message_is_suppressed_with_reason_holdout_and_compared() -> 
     for patient_id, r in final.items():
         expected = held_out(patient_id, flow.id, "confirmation", 50)
         assert (r.status, r.reason) == (("suppressed", "holdout") if expected else ("sent", None))
-    figures = flow_figures(flow, simulator.journeys.values(), records)
+    figures = flow_figures(flow, journeys, records)
     (holdout,) = figures.holdouts
     held = sum(held_out(f"p-{i}", flow.id, "confirmation", 50) for i in range(60))
     assert (holdout.messaged.episodes, holdout.held_out.episodes) == (60 - held, held)
@@ -304,10 +326,11 @@ def test_a_held_out_message_is_suppressed_with_reason_holdout_and_compared() -> 
     assert figures.suppression["holdout"] == held
 
 
-def test_an_event_of_a_followed_type_no_episode_holds_does_not_count() -> None:
+def test_an_event_of_a_followed_type_no_episode_holds_does_not_count(
+    templates: TemplateSet,
+) -> None:
     events = insight_stream()
-    simulator = Simulator({FLOW.id: FLOW}, VirtualClock(events[0].occurred_at))
-    records = [r for e in events for r in simulator.feed(e)] + list(simulator.run_until(None))
+    records, journeys = run(FLOW, events, templates)
     seen = [PatientEvent(e.id, e.patient.id, e.type, e.occurred_at) for e in events]
     # p-5 attends some other care path's visit; this flow follows completions but took none.
     other = make_event(
@@ -320,7 +343,7 @@ def test_an_event_of_a_followed_type_no_episode_holds_does_not_count() -> None:
     )
     seen.append(PatientEvent(other.id, "p-5", other.type, other.occurred_at))
 
-    figures = flow_figures(FLOW, simulator.journeys.values(), records, seen)
+    figures = flow_figures(FLOW, journeys, records, seen)
 
     no_show = figures.stage("booked").no_show
     assert (no_show.numerator, no_show.denominator) == (1, 3)

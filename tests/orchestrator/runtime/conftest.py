@@ -12,7 +12,6 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,30 +31,13 @@ from orchestrator.runtime import (
 )
 from orchestrator.store import SqlStore
 from orchestrator.templates import TemplateSet
-from tests.builders import T0, make_flow
+from tests.builders import T0, make_flow, write_templates
 
 FLOW = make_flow()
 ORG = Organisation("Riverside Health", "+1 555 0100", "https://portal.example.org")
 IN_FLIGHT = frozenset({"claimed", "sending"})
 # A store the runtime tests read back from: each offers the same readers.
 Store = SqlStore | MemoryStore
-
-
-def write_templates(root: Path, names: tuple[str, ...]) -> Path:
-    """Short SMS and email templates for `names`, in English and Spanish."""
-    for language in ("en", "es"):
-        for name in names:
-            sms = root / "sms" / language / f"{name}.j2"
-            sms.parent.mkdir(parents=True, exist_ok=True)
-            sms.write_text(f"{name}: {{{{ appointment.when }}}} {{{{ links.reschedule }}}}\n")
-            email = root / "email" / language / f"{name}.j2"
-            email.parent.mkdir(parents=True, exist_ok=True)
-            email.write_text(
-                f"{{% block subject %}}{name}{{% endblock %}}\n"
-                "{% block text %}{{ appointment.date }} {{ appointment.provider }}{% endblock %}\n"
-                "{% block html %}<p>{{ appointment.date }}</p>{% endblock %}\n"
-            )
-    return root
 
 
 @pytest.fixture(scope="session")

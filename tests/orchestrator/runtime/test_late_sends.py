@@ -21,7 +21,8 @@ from orchestrator.event import Channel
 from orchestrator.runtime import Outgoing, Receipt
 from orchestrator.runtime.service import EmbeddedService
 from orchestrator.settings import Settings
-from orchestrator.simulate import simulate
+from orchestrator.simulate import PlayOrder, simulate
+from orchestrator.templates import TemplateSet
 from tests.builders import at, make_event
 from tests.inbound_service import build_service
 from tests.live import TestClient
@@ -128,11 +129,13 @@ def test_a_longer_default_limit_lets_a_day_old_follow_up_go(store_url: str) -> N
         service.store.engine.dispose()
 
 
-def test_the_runtime_expires_as_stale_what_simulate_expires_as_stale(runtime: Runtime) -> None:
+def test_the_runtime_expires_as_stale_what_simulate_expires_as_stale(
+    runtime: Runtime, templates: TemplateSet
+) -> None:
     events = late_booking()
     simulated = {
         (r.patient_id, r.message): (r.status, r.reason)
-        for r in simulate(events, {FLOW.id: FLOW})
+        for r in simulate(events, {FLOW.id: FLOW}, templates, order=PlayOrder.ARRIVAL)
         if r.status != "scheduled"
     }
 
