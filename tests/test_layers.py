@@ -30,6 +30,7 @@ PORTS_MAY_IMPORT = {
     "typing",
     "orchestrator.event",
     "orchestrator.journey",
+    "orchestrator.message_status",
     "orchestrator.patient_merge",
     "orchestrator.policies",
 }

@@ -43,6 +43,7 @@ __all__ = [
     "PatientRow",
     "ProcessedEventRow",
     "Reason",
+    "ReasonText",
     "RejectedInputRow",
     "ScheduledMessageRow",
     "Stamp",
