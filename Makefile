@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test bench demo lint typecheck clean
+.PHONY: install run test bench soak demo lint typecheck clean
 
 install: $(STAMP)
 
@@ -28,6 +28,11 @@ bench: install
 	$(BIN)/python bench/history.py
 	$(BIN)/python bench/channels.py
 	$(BIN)/python bench/hl7.py
+
+# Ten minutes of the real service under traffic, kill -9s and a slow sandbox,
+# then the invariant checker (SQLite, then PostgreSQL at 127.0.0.1:5432).
+soak: install
+	$(BIN)/python bench/soak.py
 
 demo: install
 	$(BIN)/orchestrator simulate --events samples/events/knee-replacement.jsonl --format table
