@@ -13,20 +13,6 @@ Pure: no I/O and no clock; `now` is an argument. The rules the file keeps:
    episodes ended. A new message that is already pointless at `now` is
    expired rather than scheduled: past its expiry, or timed from an
    appointment or encounter at a moment that has already passed.
-3. What a late event can change is bounded. An episode *settles* once it
-   has ended (completed or exited) and the journey has folded an event that
-   occurred `SETTLE_AFTER` (7 days) after the episode's last event, its end
-   and the due time of every message it still wants. A settled episode
-   leaves the live journey with its events and messages (`Journey.settled`
-   hands it to whoever archives it; no action is returned, nothing is
-   cancelled) and nothing changes it any more: an event about one of its
-   appointments is about an appointment no episode owns, and an exit no
-   longer reaches it. The journey's `horizon` moves to that event's time
-   minus `SETTLE_AFTER`; events of no live episode from before it are
-   dropped, and an event that occurred before the horizon changes nothing.
-   So a journey holds its live episodes and about a week of events, not
-   the patient's whole history, and rule 1 holds for every event that
-   arrives before the journey has folded one a week newer than it.
 
 Within the fold, an event goes to one episode: the one that owns its
 appointment or encounter (the event then reads as carrying the service the
@@ -43,8 +29,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Iterable
-from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from .actions import (
     Action,
@@ -60,12 +45,7 @@ from .flows.model import Flow
 from .fold import SUBJECT_ANCHORS, Fold
 from .journey import EpisodeStatus, Journey
 
-__all__ = ["SETTLE_AFTER", "advance", "route"]
-
-# Long past any message's staleness limit (24 hours by default) and the days a
-# check-in or completion takes to arrive; short enough that a patient seen three
-# times a week keeps a few episodes live, not every one (bench/history.py).
-SETTLE_AFTER = timedelta(days=7)
+__all__ = ["advance", "route"]
 
 
 def route(event: Event, flows: Iterable[Flow]) -> list[Flow]:
@@ -77,8 +57,6 @@ def advance(journey: Journey, event: Event, flow: Flow, now: datetime) -> Decisi
     """Return the journey after `event` and the actions it calls for."""
     if event.type not in flow.event_types or any(e.id == event.id for e in journey.events):
         return Decision(journey, ())
-    if journey.horizon is not None and event.occurred_at < journey.horizon:
-        return Decision(journey, ())  # rule 3: what it could change has settled
     key = event.sort_key()
     events = journey.events
     in_order = not events or key >= events[-1].sort_key()
@@ -91,54 +69,17 @@ def advance(journey: Journey, event: Event, flow: Flow, now: datetime) -> Decisi
         # Nothing to move and nothing to start: keep the event, in its place,
         # for an earlier event that may yet arrive and start an episode.
         patient = event.patient if in_order else journey.patient
-        return Decision(replace(journey, events=ordered, patient=patient), ())
+        return Decision(Journey(journey.patient_id, journey.flow_id, ordered, patient=patient), ())
     if in_order:
         work = Fold.resume(journey, flow)
         work.step(event)
         after = work.freeze(ordered)
-        return Decision(_settle(after), _diff(journey, after, flow, now, work.touched))
-    # Settled episodes stay settled: the fold starts again from the live journey's base.
-    base = replace(journey, events=(), episodes=(), messages={}, dropped={})
-    work = Fold.resume(base, flow)
+        return Decision(after, _diff(journey, after, flow, now, work.touched))
+    work = Fold.resume(Journey.start(journey.patient_id, journey.flow_id), flow)
     for each in ordered:
         work.step(each)
     after = work.freeze(ordered)
-    return Decision(_settle(after), _diff(journey, after, flow, now))
-
-
-def _settle(journey: Journey) -> Journey:
-    """The journey with the episodes that have settled compacted out (rule 3)."""
-    if not journey.events:
-        return journey
-    cut = journey.events[-1].occurred_at - SETTLE_AFTER
-    candidates = [
-        e
-        for e in journey.episodes
-        if e.status is not EpisodeStatus.ACTIVE
-        and e.ended_at is not None
-        and e.ended_at < cut
-        and (not e.events or e.events[-1].occurred_at < cut)
-    ]
-    if not candidates:
-        return journey
-    waiting = {m.episode_id for m in journey.messages.values() if m.due_at >= cut}
-    settling = {e.id for e in candidates if e.id not in waiting}
-    if not settling:
-        return journey
-    live = tuple(e for e in journey.episodes if e.id not in settling)
-    held = {each.id for episode in live for each in episode.events}
-    # An event of no live episode from before the cut changed nothing that is
-    # still live (an exit then ended only episodes that settle now with it).
-    return replace(
-        journey,
-        events=tuple(e for e in journey.events if e.id in held or e.occurred_at >= cut),
-        episodes=live,
-        messages={k: m for k, m in journey.messages.items() if m.episode_id not in settling},
-        # The reasons are read only by the diff of the step that dropped the key.
-        dropped={},
-        horizon=cut,
-        settled=(*journey.settled, *(e for e in journey.episodes if e.id in settling)),
-    )
+    return Decision(after, _diff(journey, after, flow, now))
 
 
 def _diff(

@@ -117,8 +117,6 @@ class Fold:
     messages: dict[str, ScheduledMessage]
     dropped: dict[str, str]
     patient: Patient | None
-    horizon: datetime | None = None
-    settled: tuple[Episode, ...] = ()
     # Keys this fold wrote, in order: what the diff compares after one step.
     touched: dict[str, None] = field(default_factory=dict)
 
@@ -132,8 +130,6 @@ class Fold:
             messages=dict(journey.messages),
             dropped=dict(journey.dropped),
             patient=journey.patient,
-            horizon=journey.horizon,
-            settled=journey.settled,
         )
 
     def freeze(self, events: tuple[Event, ...]) -> Journey:
@@ -145,8 +141,6 @@ class Fold:
             messages=self.messages,
             dropped=self.dropped,
             patient=self.patient,
-            horizon=self.horizon,
-            settled=self.settled,
         )
 
     def _draft(self, index: int) -> EpisodeDraft:

@@ -3,10 +3,6 @@
 A `Journey` holds the events it was folded from (sorted by when they
 occurred, not when they arrived), the episodes they formed and the scheduled
 messages those episodes want. The engine rebuilds it; nothing else writes it.
-Episodes that have settled (the engine's rule 3) leave the live journey with
-their events and messages: `settled` hands them to whoever keeps them (the
-store archives them in its episode rows), and `horizon` says which late
-events can no longer change anything.
 """
 
 from __future__ import annotations
@@ -132,11 +128,6 @@ class Journey:
     messages: Mapping[str, ScheduledMessage] = field(default_factory=dict)
     dropped: Mapping[str, str] = field(default_factory=dict)
     patient: Patient | None = None
-    # Events that occurred before this instant change nothing (engine rule 3).
-    horizon: datetime | None = None
-    # Episodes compacted out of the live journey that nobody has archived yet:
-    # the figures still count them; a store moves them to its episode rows.
-    settled: tuple[Episode, ...] = ()
 
     @classmethod
     def start(cls, patient_id: str, flow_id: str) -> Journey:
@@ -144,7 +135,3 @@ class Journey:
 
     def episode(self, episode_id: str) -> Episode | None:
         return next((e for e in self.episodes if e.id == episode_id), None)
-
-    def all_episodes(self) -> tuple[Episode, ...]:
-        """Settled and live episodes, oldest first: what the figures count."""
-        return (*self.settled, *self.episodes) if self.settled else self.episodes

@@ -169,7 +169,7 @@ def episode_personas(flow: Flow, journeys: Iterable[Journey]) -> dict[str, str |
     return {
         episode.id: flow.persona_of(episode.events[0]) if episode.events else None
         for journey in journeys
-        for episode in journey.all_episodes()
+        for episode in journey.episodes
     }
 
 
@@ -187,7 +187,7 @@ def flow_figures(
     episodes = [
         (j.patient_id, e)
         for j in journeys
-        for e in j.all_episodes()
+        for e in j.episodes
         if e.history and (persona is None or personas.get(e.id) == persona)
     ]
     wanted = {e.id for _, e in episodes}

@@ -16,13 +16,11 @@ import hashlib
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from datetime import datetime
 from typing import Any, cast
 
 from pydantic import ValidationError
 from sqlalchemy import (
-    ColumnElement,
     Engine,
     String,
     Table,
@@ -38,13 +36,13 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DataError, SQLAlchemyError
 
 from ..decisions import DecisionRecord, record
 from ..errors import StoreError, UnstorableError
 from ..event import Channel, Patient
-from ..journey import Episode, Journey, ScheduledMessage
+from ..journey import Journey, ScheduledMessage
 from ..message_status import FINAL_FROM_HELD, IN_FLIGHT, MessageStatus, sources
 from ..policies import ConsentRecord
 from ..ports import Claim, OutboxEntry, SendingFacts, Sent
@@ -726,27 +724,23 @@ class SqlStore:
         return codec.loads(Journey, state) if state else None
 
     def patient_journeys(self, patient_id: str) -> list[tuple[int, Journey]]:
-        """The patient's journeys, with the episodes they settled (as `Journey.settled`)."""
         with self._read() as c:
             rows = c.execute(
                 select(JourneyRow.flow_version, JourneyRow.state)
                 .where(JourneyRow.patient_id == patient_id)
                 .order_by(JourneyRow.flow_id, JourneyRow.flow_version)
-            ).all()
-            settled = _settled(c, EpisodeRow.patient_id == patient_id)
-        return _with_settled(rows, settled)
+            )
+            return [(version, codec.loads(Journey, state)) for version, state in rows]
 
     def flow_journeys(self, flow_id: str) -> list[tuple[int, Journey]]:
-        """Every journey on `flow_id`, any version, with the episodes they settled
-        (the journey map's funnel counts both)."""
+        """Every journey on `flow_id`, any version (the journey map's funnel reads them)."""
         with self._read() as c:
             rows = c.execute(
                 select(JourneyRow.flow_version, JourneyRow.state)
                 .where(JourneyRow.flow_id == flow_id)
                 .order_by(JourneyRow.patient_id, JourneyRow.flow_version)
-            ).all()
-            settled = _settled(c, EpisodeRow.flow_id == flow_id)
-        return _with_settled(rows, settled)
+            )
+            return [(version, codec.loads(Journey, state)) for version, state in rows]
 
     def flow_totals(self) -> dict[str, dict[str, int]]:
         """Per flow: episodes, and audit decisions by status (the dashboard's flow list)."""
@@ -1102,32 +1096,3 @@ def _fail_held(c: Connection, key: str, owner: str, now: datetime, reason: str) 
 
 def _case_sending(status: Any) -> Any:
     return case((status == MessageStatus.SENDING, MessageStatus.SENDING), else_=None)
-
-
-def _settled(
-    c: Connection, where: ColumnElement[bool]
-) -> dict[tuple[str, str, int], list[Episode]]:
-    """The settled episodes the rows `where` selects, per journey, oldest first."""
-    found: dict[tuple[str, str, int], list[Episode]] = {}
-    rows = c.execute(
-        select(EpisodeRow.patient_id, EpisodeRow.flow_id, EpisodeRow.flow_version, EpisodeRow.state)
-        .where(where, EpisodeRow.state.is_not(None))
-        .order_by(EpisodeRow.started_at, EpisodeRow.id)
-    )
-    for patient_id, flow_id, version, state in rows:
-        assert state is not None  # the query selects settled rows only
-        found.setdefault((patient_id, flow_id, version), []).append(codec.loads(Episode, state))
-    return found
-
-
-def _with_settled(
-    rows: Sequence[Row[int, str]], settled: dict[tuple[str, str, int], list[Episode]]
-) -> list[tuple[int, Journey]]:
-    journeys = []
-    for version, state in rows:
-        journey = codec.loads(Journey, state)
-        archived = settled.get((journey.patient_id, journey.flow_id, version), [])
-        if archived:
-            journey = replace(journey, settled=(*archived, *journey.settled))
-        journeys.append((version, journey))
-    return journeys

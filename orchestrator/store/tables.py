@@ -220,9 +220,6 @@ class EpisodeRow(Base):
     ended_at: Mapped[datetime | None] = mapped_column(Stamp())
     appointment_id: Mapped[str | None] = mapped_column(Id)
     updated_at: Mapped[datetime] = mapped_column(Stamp())
-    # The episode as it settled (JSON), once the engine compacted it out of its
-    # journey: the figures read it back; null while the episode is live.
-    state: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index(None, "flow_id", "stage_id"),)
 

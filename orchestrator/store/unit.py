@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
@@ -196,15 +196,12 @@ class UnitOfWork:
     def _journey_rows(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         journeys, episodes = [], []
         for (patient_id, flow_id, version), journey in self._journeys.items():
-            # Settled episodes move to their episode rows: the journey row keeps
-            # only what is live, so its size does not grow with the history.
-            live = replace(journey, settled=()) if journey.settled else journey
             journeys.append(
                 {
                     "patient_id": patient_id,
                     "flow_id": flow_id,
                     "flow_version": version,
-                    "state": codec.dumps(live),
+                    "state": codec.dumps(journey),
                     "active": any(e.status is EpisodeStatus.ACTIVE for e in journey.episodes),
                     "updated_at": self.now,
                 }
@@ -222,10 +219,8 @@ class UnitOfWork:
                     "ended_at": episode.ended_at,
                     "appointment_id": episode.appointment_id,
                     "updated_at": self.now,
-                    "state": codec.dumps(episode) if settled else None,
                 }
-                for settled, group in ((True, journey.settled), (False, journey.episodes))
-                for episode in group
+                for episode in journey.episodes
             ]
         return journeys, episodes
 
