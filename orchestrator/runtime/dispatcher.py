@@ -14,10 +14,12 @@ send ended ambiguously (a timeout after the request may have arrived): it
 is held as "sending" until a delivery callback or `find` settles it.
 
 A batch is sent under its lease, and the lease is renewed as the sends go:
-marking a batch "sending" renews it, and before each send, once a third of
-it has passed, a heartbeat renews it again for the messages this claimer
-still holds. A message the heartbeat finds lost (taken over, cancelled) is
-not sent. Settings refuse a lease shorter than three of the longest sends,
+each message is marked "sending" (a conditional write from `claimed`) just
+before its own send, which renews its lease, and once a third of the lease
+has passed a heartbeat renews it for the rest of the batch this claimer
+still holds. So an event that cancels or opts out a message of the batch
+while earlier ones are with the provider still wins: its mark then fails,
+and it is not sent. Settings refuse a lease shorter than three of the longest sends,
 so a live dispatcher's lease never runs out between two heartbeats.
 """
 
@@ -28,7 +30,7 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import TypeVar, cast
 
@@ -183,8 +185,7 @@ class Dispatcher:
                 prepared = self._guarded(claim.message, self._prepare, claim, facts)
                 if prepared is not None:
                     rendered.append(prepared)
-            ready = self._mark_sending(rendered)
-        outcomes = self._deliver(ready)
+        ready, outcomes = self._deliver(rendered)
         refused: list[tuple[_Ready, PermanentSendError]] = []
         with self.store.together():
             self.store.lock_messages(item.message.key for item in ready)
@@ -358,53 +359,68 @@ class Dispatcher:
         self.store.finish(message, self.owner, self.clock.now(), *refusal)
         return None
 
-    def _mark_sending(self, rendered: Sequence[_Ready]) -> list[_Ready]:
-        """Mark rendered messages "sending", numbering their attempts, in one statement.
+    def _mark_sending(self, item: _Ready) -> _Ready | None:
+        """Mark one rendered message "sending" as its send starts, numbering its attempt.
 
-        A message whose claim was lost (cancelled meanwhile, or another claimer
-        took it over) is left out: it must not be sent.
+        Marked one at a time, just before its own send, so that a cancellation
+        or an opt-out that arrives while earlier messages of the batch are
+        being sent still wins (a `sending` message can no longer be cancelled).
+        None when its claim was lost (cancelled meanwhile, or another claimer
+        took it over): it must not be sent.
         """
-        if not rendered:
-            return []
-        channels = {item.message.key: item.outgoing.channel for item in rendered}
         now = self.clock.now()
-        attempts = self.store.begin_sends(channels, self.owner, now, now + self.lease)
-        return [
-            replace(item, attempt=attempts[item.message.key], marked_at=now)
-            for item in rendered
-            if item.message.key in attempts
-        ]
+        key = item.message.key
+        attempts = self.store.begin_sends(
+            {key: item.outgoing.channel}, self.owner, now, now + self.lease
+        )
+        if key not in attempts:
+            return None
+        return replace(item, attempt=attempts[key], marked_at=now)
 
-    def _deliver(self, ready: Sequence[_Ready]) -> list[_Sent | Exception | _Lost]:
-        """Hand each message to its connector; the receipt or the error, in order.
+    def _deliver(
+        self, rendered: Sequence[_Ready]
+    ) -> tuple[list[_Ready], list[_Sent | Exception | _Lost]]:
+        """Mark and hand each message to its connector; the items and their outcomes, in order.
 
-        Each send starts only while the heartbeat says the message is still
-        held; one that is not is `_LOST`, never sent.
+        Each send starts only while the heartbeat says the batch is still held
+        and its own mark succeeds; one that is not is `_LOST`, never sent.
         """
+        # The claims were taken before the batch was decided: renew at the first send.
         lease = _Heartbeat(
             self.store,
             self.clock,
             self.owner,
             self.lease,
-            {item.message.key for item in ready},
-            min((item.marked_at for item in ready if item.marked_at), default=self.clock.now()),
+            {item.message.key for item in rendered},
+            datetime.min.replace(tzinfo=UTC),
         )
-        if self.concurrency <= 1 or len(ready) <= 1:
-            return [
-                self._send_one(item.outgoing) if lease.holds(item.message.key) else _LOST
-                for item in ready
+        items = list(rendered)
+
+        def marked(index: int) -> bool:
+            if not lease.holds(items[index].message.key):
+                return False
+            item = self._guarded(items[index].message, self._mark_sending, items[index])
+            if item is None:
+                return False
+            items[index] = item
+            return True
+
+        if self.concurrency <= 1 or len(items) <= 1:
+            outcomes: list[_Sent | Exception | _Lost] = [
+                self._send_one(items[i].outgoing) if marked(i) else _LOST for i in range(len(items))
             ]
+            return items, outcomes
         started: dict[int, Future[_Sent | Exception]] = {}
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="send") as pool:
             running: set[Future[_Sent | Exception]] = set()
-            for index, item in enumerate(ready):
+            for index in range(len(items)):
                 # One slot at a time, so the heartbeat beats between sends here too.
                 while len(running) >= self.concurrency:
                     _, running = wait(running, return_when=FIRST_COMPLETED)
-                if lease.holds(item.message.key):
-                    started[index] = pool.submit(self._send_one, item.outgoing)
+                if marked(index):
+                    started[index] = pool.submit(self._send_one, items[index].outgoing)
                     running.add(started[index])
-        return [started[i].result() if i in started else _LOST for i in range(len(ready))]
+        return items, [started[i].result() if i in started else _LOST for i in range(len(items))]
 
     def _send_one(self, outgoing: Outgoing) -> _Sent | Exception:
         try:
@@ -502,11 +518,10 @@ class Dispatcher:
                 item.journey,
                 _refusal(error),
             )
-            marked = self._mark_sending([rendered] if rendered else [])
-            if not marked:
+            if rendered is None:
                 return
-            ready = marked[0]
-            outcome = self._deliver([ready])[0]
+            marked, outcomes = self._deliver([rendered])
+            ready, outcome = marked[0], outcomes[0]
             if isinstance(outcome, _Lost) or not self._settle(ready, outcome):
                 return
             error = cast(PermanentSendError, outcome)
