@@ -46,13 +46,18 @@ _NOBODY = Organisation("", "", "")
 class PlayOrder(StrEnum):
     """The order a stream is played in."""
 
-    OCCURRED = "occurred"  # history: by `occurred_at`, stable for equal times
+    OCCURRED = "occurred"  # history: in the order the engine folds (time, kind, id)
     ARRIVAL = "arrival"  # as given: a late event arrives late, as from a late feed
 
 
 def in_history_order(events: Iterable[Event]) -> list[Event]:
-    """The events by the time they occurred; equal times keep their order."""
-    return sorted(events, key=lambda event: event.occurred_at)
+    """The events in the order they occurred, as the engine folds them.
+
+    Equal times go by kind, then id (`Event.sort_key`), not by the file: any
+    shuffle of a file plays the same (a booking and its cancellation stamped
+    with one instant are a booking, then a cancellation).
+    """
+    return sorted(events, key=Event.sort_key)
 
 
 def out_of_order(events: Sequence[Event]) -> int:
