@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response, status
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, Response, status
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
@@ -24,7 +24,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.concurrency import run_in_threadpool
 
-from ..errors import InputError, JsonError, StoreError
+from ..errors import InputError, JsonError, StoreError, UnstorableError
 from ..event import Event, bound_id
 from ..event_schema import parse_event
 from ..limits import read_json, unsafe_text
@@ -33,6 +33,7 @@ from ..store import ImportHold, ImportHolds, pending
 from .bodies import head_of, read_limited
 from .dashboard import dashboard_router
 from .fhir import fhir_router
+from .params import Instant, StorableText
 from .webhooks import webhook_router
 
 __all__ = ["create_app"]
@@ -102,6 +103,12 @@ def create_app(service: EmbeddedService, *, run_dispatcher: bool = True) -> Fast
         openapi_url=None if token is not None else "/openapi.json",
     )
 
+    @app.exception_handler(UnstorableError)
+    async def unstorable(_: Request, exc: UnstorableError) -> JSONResponse:
+        # The safety net behind every route's own checks: a value the store
+        # refused is the client's, a 400, never a 500.
+        return JSONResponse({"error": f"a value the store cannot hold ({exc.reason})"}, 400)
+
     def require_token(request: Request) -> None:
         if token is None:
             return
@@ -147,7 +154,7 @@ def create_app(service: EmbeddedService, *, run_dispatcher: bool = True) -> Fast
         return {"id": opened.import_id, "hold_until": opened.until.isoformat()}
 
     @app.post("/imports/{import_id}/close", dependencies=protected)
-    def close_import(import_id: str) -> dict[str, object]:
+    def close_import(import_id: Annotated[StorableText, Path(max_length=40)]) -> dict[str, object]:
         """Close an import: what it held falls due when the engine made it due."""
         released = imports.close(import_id, service.clock.now())
         if released is None:
@@ -157,7 +164,7 @@ def create_app(service: EmbeddedService, *, run_dispatcher: bool = True) -> Fast
     @app.post("/events", status_code=202, dependencies=protected)
     async def post_events(
         request: Request,
-        import_id: Annotated[str | None, Query(alias="import", max_length=40)] = None,
+        import_id: Annotated[StorableText | None, Query(alias="import", max_length=40)] = None,
     ) -> JSONResponse:
         body = await read_limited(request, settings.max_body_bytes)
         now = service.clock.now()
@@ -236,13 +243,11 @@ def create_app(service: EmbeddedService, *, run_dispatcher: bool = True) -> Fast
 
     @app.get("/audit", dependencies=protected)
     def audit(
-        flow: str | None = None,
-        since: datetime | None = None,
-        message_status: Annotated[str | None, Query(alias="status")] = None,
+        flow: Annotated[StorableText | None, Query(max_length=100)] = None,
+        since: Instant | None = None,
+        message_status: Annotated[StorableText | None, Query(alias="status", max_length=20)] = None,
         limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     ) -> list[dict[str, Any]]:
-        if since is not None and since.tzinfo is None:
-            raise HTTPException(422, "since: needs a UTC offset")
         rows = service.store.audit(flow=flow, since=since, status=message_status, limit=limit)
         return [a.as_json() for a in rows]
 

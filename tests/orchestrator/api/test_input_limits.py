@@ -245,3 +245,26 @@ def test_two_appointments_whose_identifiers_share_a_long_prefix_are_two_events(
     notes = [a.json()["issue"][0]["diagnostics"] for a in answers]
     assert all(n.startswith("accepted: ") for n in notes), notes
     assert notes[0] != notes[1]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("post", "/imports/%00/close"),
+        ("post", "/imports/%ED%A0%80/close"),
+        ("post", "/events?import=%00"),
+        ("get", "/audit?flow=%00"),
+        ("get", "/audit?status=%00"),
+        ("get", "/audit?flow=" + "f" * 5000),
+        ("get", "/audit?since=9999-12-31T23:59:59-01:00"),
+        ("get", "/audit?since=0001-01-01T00:00:00%2B01:00"),
+        ("get", "/audit?since=2026-03-01T00:00:00"),
+    ],
+)
+def test_a_parameter_the_store_cannot_hold_or_compare_is_a_4xx(
+    app: Served, method: str, path: str
+) -> None:
+    response = app.client.request(method, path, content=line(make_event_data()).encode())
+
+    assert 400 <= response.status_code < 500, response.text
+    assert app.alive()
