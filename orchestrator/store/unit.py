@@ -100,12 +100,20 @@ class UnitOfWork:
         return found
 
     def known_patients(self, patient_ids: Iterable[str]) -> dict[str, KnownPatient]:
-        """What is known of each stored patient, with the stamp behind each field."""
+        """What is known of each stored patient, with the stamp behind each field.
+
+        A record that does not read back is left out and its patient noted in
+        `unreadable`, as for a journey: merging into an empty patient would
+        erase what the store knows.
+        """
         found: dict[str, KnownPatient] = {}
         for chunk in chunks(list(set(patient_ids)), 500):
             rows = self.connection.execute(_KNOWN_PATIENTS, {"ids": chunk})
             for patient_id, snapshot, at, stamps in rows:
-                found[patient_id] = _known_patient(codec.loads(Patient, snapshot), at, stamps)
+                try:
+                    found[patient_id] = _known_patient(codec.loads(Patient, snapshot), at, stamps)
+                except (ValidationError, ValueError, RecursionError) as exc:
+                    self.unreadable.setdefault(patient_id, f"record: {exc.__class__.__name__}")
         return found
 
     def consent_times(self, patient_id: str) -> dict[tuple[str, str], datetime]:

@@ -43,3 +43,27 @@ def test_events_of_a_patient_whose_journey_cannot_be_read_are_kept_and_the_batch
     with runtime.store.engine.begin() as connection:
         connection.execute(text("DELETE FROM journeys WHERE patient_id = 'p-1'"))
     assert [r.status for r in runtime.process(later)] == ["accepted"]
+
+
+@pytest.mark.parametrize("snapshot", ["not JSON", "[" * 5000 + "]" * 5000, '{"id": 7}'])
+def test_events_of_a_patient_whose_record_cannot_be_read_are_kept_and_the_batch_goes_on(
+    runtime: Runtime, snapshot: str
+) -> None:
+    runtime.process(make_event(start=START), make_event(start=START, patient=make_patient("p-2")))
+    with runtime.store.engine.begin() as connection:
+        connection.execute(
+            text("UPDATE patients SET snapshot = :s WHERE id = 'p-1'"), {"s": snapshot}
+        )
+    later = make_event("appointment.checked_in", id="evt-later", start=START)
+    other = make_event(
+        "appointment.checked_in", id="evt-other", start=START, patient=make_patient("p-2")
+    )
+
+    results = runtime.process(later, other)
+
+    assert [(r.id, r.status) for r in results] == [
+        ("evt-later", "rejected"),
+        ("evt-other", "accepted"),
+    ]
+    [kept] = runtime.store.rejected()
+    assert kept["reason"].startswith("event evt-later: quarantined: the patient's record")
