@@ -29,7 +29,7 @@ from .errors import StoreError
 from .event import Channel, Patient
 from .journey import Journey, ScheduledMessage
 from .memory_unit import AttemptRow, MemoryUnit, MessageRow, Tables, close_attempt
-from .message_status import FINAL_FROM_HELD, IN_FLIGHT, MessageStatus
+from .message_status import IN_FLIGHT, MessageStatus, check_finish
 from .policies import ConsentRecord
 from .ports import (
     REJECTED_BODY_LIMIT,
@@ -238,11 +238,7 @@ class MemoryStore:
         attempt_outcome: str | None = None,
         error: str | None = None,
     ) -> bool:
-        if status not in FINAL_FROM_HELD:
-            raise ValueError(
-                f"finish: a held message cannot move to {status!r}; "
-                f"expected one of {', '.join(FINAL_FROM_HELD)}"
-            )
+        check_finish(status)
         with self._transaction() as t:
             row = self._held(t, message.key, owner)
             if row is None:

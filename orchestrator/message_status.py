@@ -43,6 +43,7 @@ __all__ = [
     "SETTLED",
     "MessageStatus",
     "allowed",
+    "check_finish",
     "sources",
 ]
 
@@ -108,3 +109,16 @@ def sources(new: MessageStatus) -> tuple[MessageStatus, ...]:
 # The final statuses a dispatcher may finish a message it holds with, whether
 # claimed or mid-send: what both stores' `finish` accept.
 FINAL_FROM_HELD = tuple(status for status in FINAL if all(allowed(h, status) for h in IN_FLIGHT))
+
+
+def check_finish(status: MessageStatus) -> None:
+    """Raise `ValueError` unless a held message may be finished with `status`.
+
+    A caller's mistake, not bad data: `reschedule`, `unsend` and `hold` make
+    the other moves. Both stores' `finish` call it.
+    """
+    if status not in FINAL_FROM_HELD:
+        raise ValueError(
+            f"finish: a held message cannot move to {status!r}; "
+            f"expected one of {', '.join(FINAL_FROM_HELD)}"
+        )

@@ -43,7 +43,7 @@ from ..decisions import DecisionRecord, record
 from ..errors import StoreError, UnstorableError
 from ..event import Channel, Patient
 from ..journey import Journey, ScheduledMessage
-from ..message_status import FINAL_FROM_HELD, IN_FLIGHT, MessageStatus, sources
+from ..message_status import IN_FLIGHT, MessageStatus, check_finish, sources
 from ..policies import ConsentRecord
 from ..ports import Claim, OutboxEntry, SendingFacts, Sent
 from . import codec
@@ -483,11 +483,7 @@ class SqlStore:
             ValueError: `status` is not one a held message may move to (a
                 caller's mistake: `reschedule`, `unsend` and `hold` do the rest).
         """
-        if status not in FINAL_FROM_HELD:
-            raise ValueError(
-                f"finish: a held message cannot move to {status!r}; "
-                f"expected one of {', '.join(FINAL_FROM_HELD)}"
-            )
+        check_finish(status)
         with self._tx() as c:
             parameters = _owned(
                 message.key,
