@@ -85,7 +85,6 @@ class _Ready:
     relationship: str | None
     journey: Journey | None
     attempt: int = 0  # numbered when the message is marked "sending"
-    marked_at: datetime | None = None  # when it was marked, and its lease renewed
 
 
 @dataclass(frozen=True, slots=True)
@@ -375,7 +374,7 @@ class Dispatcher:
         )
         if key not in attempts:
             return None
-        return replace(item, attempt=attempts[key], marked_at=now)
+        return replace(item, attempt=attempts[key])
 
     def _deliver(
         self, rendered: Sequence[_Ready]
