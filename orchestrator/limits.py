@@ -38,6 +38,7 @@ __all__ = [
     "MIN_INTEGER",
     "event_problems",
     "read_json",
+    "storable_text",
     "unsafe_text",
 ]
 
@@ -147,6 +148,15 @@ def _deeper_than(value: Any, limit: int) -> bool:
                     return True
                 stack.append((child, depth + 1))
     return False
+
+
+def storable_text(value: str) -> str:
+    """`value` with each NUL and lone surrogate replaced by U+FFFD, for text kept as said.
+
+    For what says why (a reason quoting a refused input): it must itself be
+    storable, whatever it quotes.
+    """
+    return _UNSAFE.sub("\ufffd", value)
 
 
 def unsafe_text(value: str) -> str | None:

@@ -16,7 +16,6 @@ puts the snapshot back.
 from __future__ import annotations
 
 import hashlib
-import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -28,6 +27,7 @@ from .decisions import DecisionRecord, record
 from .errors import StoreError
 from .event import Channel, Patient
 from .journey import Journey, ScheduledMessage
+from .limits import storable_text
 from .memory_unit import AttemptRow, MemoryUnit, MessageRow, Tables, close_attempt
 from .message_status import IN_FLIGHT, MessageStatus, check_finish
 from .policies import ConsentRecord
@@ -47,7 +47,6 @@ from .ports import (
 __all__ = ["MemoryStore", "MemoryUnit"]
 
 # What the SQL store's text columns cannot keep, replaced the same way here.
-_KEEPABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 class MemoryStore:
@@ -92,7 +91,7 @@ class MemoryStore:
                     "id": len(t.rejected) + 1,
                     "received_at": now,
                     "source": source,
-                    "reason": _KEEPABLE.sub("\ufffd", reason),
+                    "reason": storable_text(reason),
                     "body": body[:REJECTED_BODY_LIMIT],
                     "truncated": len(body) > REJECTED_BODY_LIMIT,
                 }

@@ -20,6 +20,7 @@ from ..decisions import record
 from ..errors import StoreError
 from ..event import Patient
 from ..journey import ScheduledMessage
+from ..limits import unsafe_text
 from ..message_status import MessageStatus, allowed
 from ..ports import Addressee as Recipient
 from ..ports import DeliveryReports
@@ -58,13 +59,7 @@ def unstorable(value: str, limit: int) -> str | None:
     """
     if len(value) > limit:
         return f"over {limit} characters"
-    if "\x00" in value:
-        return "holds a NUL character"
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return "not valid Unicode (a lone surrogate)"
-    return None
+    return unsafe_text(value)
 
 
 class DeliveryLedger:

@@ -7,7 +7,6 @@ text written by `codec`.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -28,6 +27,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from ..event import MAX_ID_LENGTH, MAX_SOURCE_LENGTH
+from ..limits import storable_text
 
 __all__ = [
     "AuditRow",
@@ -73,7 +73,7 @@ class Reason(TypeDecorator[str]):
     def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
         if value is None:
             return None
-        kept = _UNSTORABLE.sub("\ufffd", value)
+        kept = storable_text(value)
         return kept[: self.length] if self.length else kept
 
 
@@ -85,9 +85,6 @@ class ReasonText(Reason):
 
     def __init__(self) -> None:
         super().__init__(None)
-
-
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 class Stamp(TypeDecorator[datetime]):
