@@ -47,6 +47,7 @@ from .limits import event_problems, read_json, unsafe_text
 
 __all__ = [
     "AppointmentV1",
+    "AwareDatetime",
     "CaregiverV1",
     "EncounterV1",
     "EventV1",

@@ -39,6 +39,7 @@ __all__ = [
     "event_problems",
     "read_json",
     "storable_text",
+    "time_problem",
     "unsafe_text",
 ]
 
@@ -159,6 +160,16 @@ def storable_text(value: str) -> str:
     return _UNSAFE.sub("\ufffd", value)
 
 
+def time_problem(moment: datetime) -> str | None:
+    """Why an aware `moment` is not one the store and the flows can work with, or None."""
+    if EARLIEST <= moment < LATEST:
+        return None
+    return (
+        f"outside {EARLIEST.year} to {LATEST.year - 1} (UTC); "
+        "expected a real date, not a placeholder"
+    )
+
+
 def unsafe_text(value: str) -> str | None:
     """Why the store cannot keep `value` as text (a NUL, a lone surrogate), or None."""
     found = _UNSAFE.search(value)
@@ -185,11 +196,9 @@ def event_problems(event: Event, *, unknown: Collection[str] = ()) -> list[str]:
         elif len(value) > limit:
             problems.append(f"{path}: longer than {limit} characters")
     for path, moment in _times(event):
-        if moment is not None and not EARLIEST <= moment < LATEST:
-            problems.append(
-                f"{path}: outside {EARLIEST.year} to {LATEST.year - 1} (UTC); "
-                "expected a real date, not a placeholder"
-            )
+        why = None if moment is None else time_problem(moment)
+        if why is not None:
+            problems.append(f"{path}: {why}")
     problems += _attribute_problems(event.attributes, unknown)
     return problems
 

@@ -7,12 +7,13 @@ surrogate) or compare (a time that overflows in UTC) is refused here with
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
 from pydantic import AfterValidator
 
-from ..limits import EARLIEST, LATEST, unsafe_text
+from ..event_schema import AwareDatetime
+from ..limits import time_problem, unsafe_text
 
 __all__ = ["Instant", "StorableText"]
 
@@ -25,16 +26,12 @@ def _storable(value: str) -> str:
 
 
 def _comparable(moment: datetime) -> datetime:
-    if moment.tzinfo is None:
-        raise ValueError("needs a UTC offset, e.g. 2026-03-01T00:00:00Z")
-    try:
-        utc = moment.astimezone(UTC)
-    except OverflowError:
-        raise ValueError("cannot be converted to UTC") from None
-    if not EARLIEST <= utc < LATEST:
-        raise ValueError(f"outside {EARLIEST.year} to {LATEST.year - 1} (UTC)")
-    return utc
+    problem = time_problem(moment)
+    if problem is not None:
+        raise ValueError(problem)
+    return moment
 
 
 StorableText = Annotated[str, AfterValidator(_storable)]
-Instant = Annotated[datetime, AfterValidator(_comparable)]
+# ISO 8601 with an offset, as an event's times, in UTC (`AwareDatetime`); then in range.
+Instant = Annotated[AwareDatetime, AfterValidator(_comparable)]
