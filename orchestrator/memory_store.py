@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from .decisions import DecisionRecord, record
 from .errors import StoreError
 from .event import Channel, Patient
-from .journey import Journey, ScheduledMessage
+from .journey import Episode, Journey, ScheduledMessage
 from .limits import storable_text
 from .memory_unit import AttemptRow, MemoryUnit, MessageRow, Tables, close_attempt
 from .message_status import IN_FLIGHT, MessageStatus, check_finish
@@ -417,18 +417,22 @@ class MemoryStore:
             return self._t.journeys.get((patient_id, flow_id, version))
 
     def patient_journeys(self, patient_id: str) -> list[tuple[int, Journey]]:
-        with self._lock:
-            found = sorted((k, j) for k, j in self._t.journeys.items() if k[0] == patient_id)
-        return [(version, journey) for (_, _, version), journey in found]
+        """Every journey of the patient, settled episodes included."""
+        return self._whole(lambda key: key[0] == patient_id)
 
     def flow_journeys(self, flow_id: str) -> list[tuple[int, Journey]]:
+        """Every journey on `flow_id`, any version, settled episodes included (the funnel)."""
+        return self._whole(lambda key: key[1] == flow_id)
+
+    def _whole(self, wanted: Callable[[tuple[str, str, int]], bool]) -> list[tuple[int, Journey]]:
         with self._lock:
-            found = sorted(
-                ((pid, version), j)
-                for (pid, fid, version), j in self._t.journeys.items()
-                if fid == flow_id
-            )
-        return [(version, journey) for (_, version), journey in found]
+            settled: dict[tuple[str, str, int], list[Episode]] = {}
+            for row in self._t.episodes.values():
+                key = (row["patient_id"], row["flow"], row["flow_version"])
+                if "settled" in row and wanted(key):
+                    settled.setdefault(key, []).append(row["settled"])
+            found = sorted((k, j) for k, j in self._t.journeys.items() if wanted(k))
+        return [(k[2], j.with_settled(settled.get(k, ()))) for k, j in found]
 
     def episodes(self, patient_id: str) -> list[dict[str, Any]]:
         with self._lock:
@@ -436,6 +440,7 @@ class MemoryStore:
         rows.sort(key=lambda e: e["started_at"])
         for row in rows:
             del row["patient_id"]
+            row.pop("settled", None)
         return rows
 
     def audit(

@@ -7,7 +7,7 @@ commits, with the SQL unit's rules for scheduled messages.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -15,7 +15,7 @@ from typing import Any
 from .decisions import DecisionRecord, record
 from .errors import StoreError
 from .event import Event
-from .journey import Journey, ScheduledMessage
+from .journey import Episode, Journey, ScheduledMessage
 from .message_status import PENDING, MessageStatus
 from .patient_merge import KnownPatient
 from .policies import ConsentRecord
@@ -116,6 +116,7 @@ class MemoryUnit:
     _patients: dict[str, KnownPatient] = field(default_factory=dict)
     _consents: dict[tuple[str, str, str], ConsentRecord] = field(default_factory=dict)
     _journeys: dict[tuple[str, str, int], Journey] = field(default_factory=dict)
+    _settled: list[tuple[str, str, int, Episode]] = field(default_factory=list)
     _processed: list[ProcessedRow] = field(default_factory=list)
     # What the engine decided about messages, in order: (kind, message, reason, event id).
     _decisions: list[tuple[str, ScheduledMessage, str | None, str]] = field(default_factory=list)
@@ -161,6 +162,11 @@ class MemoryUnit:
     def save_journey(self, journey: Journey, version: int) -> None:
         self._journeys[(journey.patient_id, journey.flow_id, version)] = journey
 
+    def save_settled(
+        self, patient_id: str, flow_id: str, version: int, episodes: Sequence[Episode]
+    ) -> None:
+        self._settled += [(patient_id, flow_id, version, e) for e in episodes]
+
     def mark_processed(self, event: Event) -> None:
         self._processed.append(
             ProcessedRow(
@@ -192,17 +198,10 @@ class MemoryUnit:
         for (patient_id, flow_id, version), journey in self._journeys.items():
             t.journeys[(patient_id, flow_id, version)] = journey
             for episode in journey.episodes:
-                t.episodes[episode.id] = {
-                    "id": episode.id,
-                    "patient_id": patient_id,
-                    "flow": flow_id,
-                    "flow_version": version,
-                    "stage": episode.stage_id,
-                    "status": episode.status.value,
-                    "outcome": episode.outcome,
-                    "started_at": episode.started_at,
-                    "ended_at": episode.ended_at,
-                }
+                t.episodes[episode.id] = _episode_row(patient_id, flow_id, version, episode)
+        for patient_id, flow_id, version, episode in self._settled:
+            row = _episode_row(patient_id, flow_id, version, episode)
+            t.episodes[episode.id] = {**row, "settled": episode}
         for processed in self._processed:
             if processed.event_id in t.processed:
                 raise StoreError(f"event {processed.event_id} is processed already")
@@ -285,3 +284,17 @@ def close_attempt(
             t.attempts[i] = replace(
                 attempt, finished_at=now, outcome=outcome, error=error, provider_id=provider_id
             )
+
+
+def _episode_row(patient_id: str, flow_id: str, version: int, episode: Episode) -> dict[str, Any]:
+    return {
+        "id": episode.id,
+        "patient_id": patient_id,
+        "flow": flow_id,
+        "flow_version": version,
+        "stage": episode.stage_id,
+        "status": episode.status.value,
+        "outcome": episode.outcome,
+        "started_at": episode.started_at,
+        "ended_at": episode.ended_at,
+    }

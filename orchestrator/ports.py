@@ -30,7 +30,7 @@ from datetime import datetime
 from typing import Literal, Protocol
 
 from .event import Channel, Event, Patient
-from .journey import Journey, ScheduledMessage
+from .journey import Episode, Journey, ScheduledMessage
 from .message_status import MessageStatus
 from .patient_merge import KnownPatient
 from .policies import ConsentRecord
@@ -161,11 +161,15 @@ class EventResult:
     id: str
     status: Outcome
     errors: tuple[str, ...] = ()
+    # What an accepted event's sender should know (taken beyond the horizon).
+    notes: tuple[str, ...] = ()
 
     def as_json(self) -> dict[str, object]:
         result: dict[str, object] = {"id": self.id, "status": self.status}
         if self.errors:
             result["errors"] = list(self.errors)
+        if self.notes:
+            result["notes"] = list(self.notes)
         return result
 
 
@@ -250,6 +254,12 @@ class JourneyUnit(Protocol):
         ...
 
     def save_journey(self, journey: Journey, version: int) -> None: ...
+
+    def save_settled(
+        self, patient_id: str, flow_id: str, version: int, episodes: Sequence[Episode]
+    ) -> None:
+        """Keep episodes settled out of a journey, for figures and the timeline."""
+        ...
 
     def mark_processed(self, event: Event) -> None: ...
 

@@ -34,6 +34,7 @@ from .runtime.dispatcher import Connector, Dispatcher
 from .runtime.processor import EventProcessor, EventResult
 from .runtime.registry import FlowRegistry
 from .runtime.rendering import Organisation
+from .settle import DEFAULT_SETTLE_AFTER
 from .store import SqlStore, connect, upgrade
 from .templates import TemplateSet
 
@@ -120,12 +121,15 @@ class Simulator(AbstractContextManager["Simulator"]):
         templates: TemplateSet,
         *,
         stale_after: timedelta = DEFAULT_STALE_AFTER,
+        settle_after: timedelta = DEFAULT_SETTLE_AFTER,
         org: Organisation = _NOBODY,
     ) -> None:
         self.clock = clock
         self.store = _throwaway_store()
         self.flows = FlowRegistry.of(flows)
-        self.processor = EventProcessor(self.store, self.flows, clock, source="simulate")
+        self.processor = EventProcessor(
+            self.store, self.flows, clock, source="simulate", settle_after=settle_after
+        )
         self.dispatcher = Dispatcher(
             store=self.store,
             flows=self.flows,
@@ -213,6 +217,7 @@ def simulate(
     until: datetime | None = None,
     *,
     stale_after: timedelta = DEFAULT_STALE_AFTER,
+    settle_after: timedelta = DEFAULT_SETTLE_AFTER,
     order: PlayOrder = PlayOrder.OCCURRED,
 ) -> Iterator[DecisionRecord]:
     """Run a whole stream and yield its decisions; the clock starts at the first event played.
@@ -222,8 +227,9 @@ def simulate(
     played = in_history_order(events) if order is PlayOrder.OCCURRED else list(events)
     if not played:
         return
+    clock = VirtualClock(played[0].occurred_at)
     with Simulator(
-        flows, VirtualClock(played[0].occurred_at), templates, stale_after=stale_after
+        flows, clock, templates, stale_after=stale_after, settle_after=settle_after
     ) as simulator:
         for event in played:
             if until is not None and event.occurred_at > until:

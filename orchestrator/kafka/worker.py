@@ -45,7 +45,13 @@ def agent_options(settings: Settings, broker: str, datadir: str) -> AgentOptions
 
 def build_handler(service: EmbeddedService) -> BatchHandler:
     """The batch handler over the service's store and flows, recording its input as from Kafka."""
-    processor = EventProcessor(service.store, service.flows, service.clock, source=SOURCE)
+    processor = EventProcessor(
+        service.store,
+        service.flows,
+        service.clock,
+        source=SOURCE,
+        settle_after=service.settings.settle_after,
+    )
     return BatchHandler(
         processor, service.store, service.clock, default_region=service.settings.default_region
     )

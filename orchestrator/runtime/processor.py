@@ -18,17 +18,19 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
+from functools import partial
 
 from ..actions import CancelMessage, Decision, ExpireMessage, ScheduleMessage
 from ..clock import Clock
-from ..engine import advance
 from ..event import Event
 from ..event_schema import dump_event
-from ..journey import EpisodeStatus, Journey
+from ..journey import Journey
 from ..patient_merge import Stamp, merge_patient
 from ..policies import consent_decisions, supersedes
 from ..ports import EventResult, EventStore, ImportHold, JourneyUnit
+from ..settle import DEFAULT_SETTLE_AFTER, settle
+from ..versions import advance_versions
 from .registry import FlowRegistry
 
 __all__ = ["EventProcessor", "EventResult"]
@@ -42,6 +44,8 @@ class EventProcessor:
     flows: FlowRegistry
     clock: Clock
     source: str = "api"
+    # How long after the processing clock a journey keeps events to re-fold (`settle`).
+    settle_after: timedelta = DEFAULT_SETTLE_AFTER
     # One batch at a time in this process: two batches for one patient must not
     # both read the journey before either writes it.
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -112,13 +116,14 @@ class EventProcessor:
                 if merged is not before:
                     known[event.patient.id] = merged
                     unit.save_patient(merged)
-                self._record(unit, journeys, event, decisions)
+                notes = _beyond_horizon(journeys, event, decisions)
+                self._record(unit, journeys, event, decisions, now)
                 for version, decision in decisions:
                     versions.setdefault((event.patient.id, decision.journey.flow_id), set()).add(
                         version
                     )
                 unit.mark_processed(event)
-                results.append(EventResult(event.id, "accepted"))
+                results.append(EventResult(event.id, "accepted", notes=notes))
         for event, error in failed:
             reason = f"event {event.id}: engine failed: {error.__class__.__name__}"
             self.store.reject(_json(event), self.source, reason, now)
@@ -139,24 +144,12 @@ class EventProcessor:
         for flow_id, flow in self.flows.current.items():
             if event.type not in flow.event_types:
                 continue
-            # Older versions finish their episodes; the current one may start new ones.
-            older = []
-            for version in sorted(versions.get((patient_id, flow_id), ())):
-                journey = journeys[(patient_id, flow_id, version)]
-                active = any(e.status is EpisodeStatus.ACTIVE for e in journey.episodes)
-                if version != flow.version and active:
-                    older.append((version, journey))
-            taken = False
-            for version, journey in older:
-                decision = advance(journey, event, self.flows.version(flow_id, version), now)
-                taken = taken or decision.journey.episodes != journey.episodes
-                decisions.append((version, decision))
-            # An event an older version's episode took (a rebooking) starts nothing new.
-            current = self.flows.continuing[flow_id] if taken else flow
-            journey = journeys.get((patient_id, flow_id, flow.version)) or Journey.start(
-                patient_id, flow_id
-            )
-            decisions.append((flow.version, advance(journey, event, current, now)))
+            mine = {
+                version: journeys[(patient_id, flow_id, version)]
+                for version in versions.get((patient_id, flow_id), ())
+            }
+            older = partial(self.flows.version, flow_id)
+            decisions += advance_versions(mine, event, flow, older, now)
         return decisions
 
     def _record(
@@ -165,6 +158,7 @@ class EventProcessor:
         journeys: dict[tuple[str, str, int], Journey],
         event: Event,
         decisions: list[tuple[int, Decision]],
+        now: datetime,
     ) -> None:
         decided = consent_decisions(event)
         if decided:
@@ -177,8 +171,12 @@ class EventProcessor:
             key = (journey.patient_id, journey.flow_id, version)
             if journeys.get(key) is journey:
                 continue
-            journeys[key] = journey
+            flow = self.flows.version(journey.flow_id, version)
+            settled = settle(journey, flow, now, self.settle_after)
+            journey = journeys[key] = settled.journey
             unit.save_journey(journey, version)
+            if settled.episodes:
+                unit.save_settled(journey.patient_id, journey.flow_id, version, settled.episodes)
             for action in decision.actions:
                 if isinstance(action, ScheduleMessage):
                     unit.schedule(action.message, event.id)
@@ -186,6 +184,24 @@ class EventProcessor:
                     unit.cancel(action.message, action.reason, event.id)
                 elif isinstance(action, ExpireMessage):
                     unit.expire(action.message, action.reason, event.id)
+
+
+def _beyond_horizon(
+    journeys: dict[tuple[str, str, int], Journey],
+    event: Event,
+    decisions: list[tuple[int, Decision]],
+) -> tuple[str, ...]:
+    """Say so when the event occurred before a journey's horizon (`orchestrator.settle`)."""
+    for version, decision in decisions:
+        before = journeys.get((event.patient.id, decision.journey.flow_id, version))
+        horizon = before.horizon if before is not None else None
+        if horizon is not None and event.occurred_at < horizon:
+            log.warning("event.beyond_horizon", extra={"event_id": event.id})
+            return (
+                f"occurred before the journey's horizon ({horizon.isoformat()}): folded "
+                "after every event before the horizon, not in its place among them",
+            )
+    return ()
 
 
 def _json(event: Event) -> bytes:

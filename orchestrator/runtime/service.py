@@ -73,7 +73,7 @@ class EmbeddedService:
             raise StoreError("the store's schema is behind: run `orchestrator db upgrade`")
         store = SqlStore(engine)
         registry = FlowRegistry.open(flow_set, store, clock.now())
-        processor = EventProcessor(store, registry, clock)
+        processor = EventProcessor(store, registry, clock, settle_after=settings.settle_after)
         real = real_connectors(settings, DeliveryLedger(store), clock, processor)
         connectors = _connectors(store, clock, settings.sandbox_latency_seconds) | real
         dispatcher = Dispatcher(

@@ -42,7 +42,7 @@ from sqlalchemy.exc import DataError, SQLAlchemyError
 from ..decisions import DecisionRecord, record
 from ..errors import StoreError, UnstorableError
 from ..event import Channel, Patient
-from ..journey import Journey, ScheduledMessage
+from ..journey import Episode, Journey, ScheduledMessage
 from ..message_status import IN_FLIGHT, MessageStatus, check_finish, sources
 from ..policies import ConsentRecord
 from ..ports import Claim, OutboxEntry, SendingFacts, Sent
@@ -720,23 +720,34 @@ class SqlStore:
         return codec.loads(Journey, state) if state else None
 
     def patient_journeys(self, patient_id: str) -> list[tuple[int, Journey]]:
+        """Every journey of the patient, settled episodes included."""
         with self._read() as c:
             rows = c.execute(
-                select(JourneyRow.flow_version, JourneyRow.state)
+                select(
+                    JourneyRow.patient_id,
+                    JourneyRow.flow_id,
+                    JourneyRow.flow_version,
+                    JourneyRow.state,
+                )
                 .where(JourneyRow.patient_id == patient_id)
                 .order_by(JourneyRow.flow_id, JourneyRow.flow_version)
-            )
-            return [(version, codec.loads(Journey, state)) for version, state in rows]
+            ).all()
+            return _whole(rows, _settled(c, EpisodeRow.patient_id == patient_id))
 
     def flow_journeys(self, flow_id: str) -> list[tuple[int, Journey]]:
-        """Every journey on `flow_id`, any version (the journey map's funnel reads them)."""
+        """Every journey on `flow_id`, any version, settled episodes included (the funnel)."""
         with self._read() as c:
             rows = c.execute(
-                select(JourneyRow.flow_version, JourneyRow.state)
+                select(
+                    JourneyRow.patient_id,
+                    JourneyRow.flow_id,
+                    JourneyRow.flow_version,
+                    JourneyRow.state,
+                )
                 .where(JourneyRow.flow_id == flow_id)
                 .order_by(JourneyRow.patient_id, JourneyRow.flow_version)
-            )
-            return [(version, codec.loads(Journey, state)) for version, state in rows]
+            ).all()
+            return _whole(rows, _settled(c, EpisodeRow.flow_id == flow_id))
 
     def flow_totals(self) -> dict[str, dict[str, int]]:
         """Per flow: episodes, and audit decisions by status (the dashboard's flow list)."""
@@ -1015,6 +1026,29 @@ _CLOSE_ATTEMPT = (
         provider_id=bindparam("provider_id"),
     )
 )
+
+
+def _settled(c: Connection, where: Any) -> dict[tuple[str, str, int], list[Episode]]:
+    """Settled episodes (`orchestrator.settle`) by journey."""
+    found: dict[tuple[str, str, int], list[Episode]] = {}
+    rows = c.execute(
+        select(
+            EpisodeRow.patient_id, EpisodeRow.flow_id, EpisodeRow.flow_version, EpisodeRow.settled
+        ).where(where, EpisodeRow.settled.is_not(None))
+    )
+    for patient_id, flow_id, version, settled in rows:
+        episode = codec.loads(Episode, cast(str, settled))
+        found.setdefault((patient_id, flow_id, version), []).append(episode)
+    return found
+
+
+def _whole(
+    rows: Sequence[Any], settled: dict[tuple[str, str, int], list[Episode]]
+) -> list[tuple[int, Journey]]:
+    return [
+        (version, codec.loads(Journey, state).with_settled(settled.get((pid, fid, version), ())))
+        for pid, fid, version, state in rows
+    ]
 
 
 def _translated(exc: SQLAlchemyError, what: str) -> StoreError:
