@@ -115,9 +115,13 @@ class Simulator(AbstractContextManager["Simulator"]):
         A message due at the very instant of the event waits for it: what the
         event says (a cancellation) is known before that message goes out. An
         event that arrives late (it occurred before the clock) is processed
-        when it arrives, as the service would.
+        when it arrives, as the service would. Events that arrive at one
+        instant arrive together: nothing is dispatched between them, not even
+        what one of them made due in the past.
         """
-        self._dispatch_due(max(event.occurred_at, self.clock.now()), inclusive=False)
+        arrival = max(event.occurred_at, self.clock.now())
+        if arrival > self.clock.now():
+            self._dispatch_due(arrival, inclusive=False)
         self.clock.move_to(event.occurred_at)
         self.rejected += [r for r in self.processor.process([event]) if r.status == "rejected"]
         return self._decisions()
