@@ -3,15 +3,17 @@
 `EmbeddedService.build` turns settings into a store, the flow registry, the
 event processor and the dispatcher with its connectors. `DispatchLoop`
 runs the dispatcher on a thread beside the HTTP server; `stop()` lets the
-message in hand finish before it returns.
+message in hand finish before it returns. How it idles is its one seam:
+on a virtual clock the parity test drives this very loop.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from ..clock import Clock, SystemClock
 from ..errors import StoreError
@@ -102,18 +104,29 @@ def _connectors(store: Outbox, clock: Clock, latency: float) -> dict[Channel, Co
     return {channel: SandboxConnector(store, channel, clock, latency) for channel in Channel}
 
 
-class DispatchLoop:
-    """Runs `Dispatcher.tick` until stopped; idles `poll` seconds when nothing is due."""
+# Idles until the instant given, or until woken earlier; True: the loop is to stop.
+Wait = Callable[[datetime], bool]
 
-    def __init__(self, dispatcher: Dispatcher, poll: float) -> None:
+
+class DispatchLoop:
+    """Runs `Dispatcher.tick` until stopped; idles `poll` seconds when nothing is due.
+
+    `wait` is how it idles: by default it sleeps on the wall clock (and wakes
+    when stopped); a driver on a virtual clock passes its own, which moves
+    the clock and hands in what arrives meanwhile (`tests/test_simulate_parity.py`).
+    """
+
+    def __init__(self, dispatcher: Dispatcher, poll: float, *, wait: Wait | None = None) -> None:
         self.dispatcher = dispatcher
         self.poll = poll
+        self._poll = timedelta(seconds=poll)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._wait = wait or self._sleep
         self.error: BaseException | None = None
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="dispatch", daemon=True)
+        self._thread = threading.Thread(target=self.run, name="dispatch", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 30.0) -> None:
@@ -122,7 +135,11 @@ class DispatchLoop:
         if self._thread is not None:
             self._thread.join(timeout)
 
-    def _run(self) -> None:
+    def _sleep(self, until: datetime) -> bool:
+        return self._stop.wait(max(0.0, (until - self.dispatcher.clock.now()).total_seconds()))
+
+    def run(self) -> None:
+        """Tick and idle, here, until stopped (`start` runs this on a thread)."""
         while not self._stop.is_set():
             try:
                 handled = self.dispatcher.tick()
@@ -134,5 +151,5 @@ class DispatchLoop:
                 log.error("dispatch.tick_failed", extra={"error": exc.__class__.__name__})
                 self.error = exc
                 handled = 0
-            if handled == 0:
-                self._stop.wait(self.poll)
+            if handled == 0 and self._wait(self.dispatcher.clock.now() + self._poll):
+                return

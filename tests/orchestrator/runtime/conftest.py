@@ -30,6 +30,7 @@ from orchestrator.runtime import (
     Organisation,
 )
 from orchestrator.store import SqlStore
+from orchestrator.store.delivery import DeliveryLedger
 from orchestrator.templates import TemplateSet
 from tests.builders import T0, make_flow, write_templates
 
@@ -107,6 +108,11 @@ class Runtime:
 
 
 BuildRuntime = Callable[..., Runtime]
+
+
+def delivery_reports(store: Store) -> DeliveryLedger | MemoryStore:
+    """Provider feedback on the store: the SQL store's `DeliveryLedger`, or the memory store."""
+    return store if isinstance(store, MemoryStore) else DeliveryLedger(store)
 
 
 @pytest.fixture
