@@ -125,7 +125,7 @@ class Simulator(AbstractContextManager["Simulator"]):
         self.clock = clock
         self.store = _throwaway_store()
         self.flows = FlowRegistry.of(flows)
-        self.processor = EventProcessor(self.store, self.flows, clock, source="simulate")
+        self.processor = EventProcessor(self.store, self.flows, clock)
         self.dispatcher = Dispatcher(
             store=self.store,
             flows=self.flows,
