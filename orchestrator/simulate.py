@@ -94,9 +94,7 @@ class Simulator(AbstractContextManager["Simulator"]):
         self.clock = clock
         self.store = MemoryStore()
         self.flows = FlowRegistry.of(flows)
-        self.processor = EventProcessor(
-            self.store, self.flows, clock, source="simulate", settle_after=settle_after
-        )
+        self.processor = EventProcessor(self.store, self.flows, clock, settle_after=settle_after)
         self.dispatcher = Dispatcher(
             store=self.store,
             flows=self.flows,

@@ -100,7 +100,9 @@ def run_the_service(stream: list[Document], directory: Path) -> list[str]:
         with TestClient(create_app(service, run_dispatcher=False)) as client:
             arrivals = Arrivals(service, clock, client, stream)
             wait = arrivals.wait
-            loop = DispatchLoop(service.dispatcher, settings.dispatch_poll_seconds, wait=wait)
+            loop = DispatchLoop(
+                service.tick, settings.dispatch_poll_seconds, service.clock, wait=wait
+            )
             loop.run()
         assert loop.error is None
         assert not arrivals.pending

@@ -5,15 +5,15 @@ cancelled and expired messages, what is known of the patients (each
 event's patient block merged in by `merge_patient`) and consent, the
 processed-event records and the audit rows commit together or not at all.
 An event already processed (same id) changes nothing. This is the per-event
-boundary: an event the engine fails on is kept as rejected input, logged by
-its error type, and the rest of the batch goes on. So is every event of a
-patient whose stored journey does not read back (quarantined): it is kept,
-not processed, until an operator repairs or removes that journey.
+boundary: an event the engine fails on is answered `rejected` with its error
+type, logged, and the rest of the batch goes on. So is every event of a
+patient whose stored journey does not read back (quarantined): it is not
+processed until an operator repairs or removes that journey. The caller,
+the intake (`orchestrator/runtime/intake.py`), keeps what was rejected.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Sequence
@@ -24,11 +24,10 @@ from functools import partial
 from ..actions import CancelMessage, Decision, ExpireMessage, ScheduleMessage
 from ..clock import Clock
 from ..event import Event
-from ..event_schema import dump_event
 from ..journey import Journey
 from ..patient_merge import Stamp, merge_patient
 from ..policies import consent_decisions, supersedes
-from ..ports import EventResult, EventStore, ImportHold, JourneyUnit
+from ..ports import EventResult, ImportHold, JourneyStore, JourneyUnit
 from ..settle import DEFAULT_SETTLE_AFTER, settle
 from ..versions import advance_versions
 from .registry import FlowRegistry
@@ -40,10 +39,9 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class EventProcessor:
-    store: EventStore
+    store: JourneyStore
     flows: FlowRegistry
     clock: Clock
-    source: str = "api"
     # How long after the processing clock a journey keeps events to re-fold (`settle`).
     settle_after: timedelta = DEFAULT_SETTLE_AFTER
     # One batch at a time in this process: two batches for one patient must not
@@ -64,8 +62,6 @@ class EventProcessor:
     def _process(self, events: Sequence[Event], hold: ImportHold | None) -> list[EventResult]:
         now = self.clock.now()
         results: list[EventResult] = []
-        failed: list[tuple[Event, Exception]] = []
-        held: list[tuple[Event, str]] = []
         with self.store.unit(now, hold) as unit:
             patients = {e.patient.id for e in events}
             unit.lock_patients(patients)
@@ -89,7 +85,6 @@ class EventProcessor:
                         extra={"event_id": event.id, "error": quarantined.rsplit(" ", 1)[-1]},
                     )
                     problem = f"quarantined: the patient's {quarantined} does not read back"
-                    held.append((event, problem))
                     results.append(EventResult(event.id, "rejected", (problem,)))
                     continue
                 done.add(event.id)
@@ -106,7 +101,6 @@ class EventProcessor:
                         "event.failed",
                         extra={"event_id": event.id, "error": exc.__class__.__name__},
                     )
-                    failed.append((event, exc))
                     results.append(
                         EventResult(
                             event.id, "rejected", (f"engine failed: {exc.__class__.__name__}",)
@@ -124,11 +118,6 @@ class EventProcessor:
                     )
                 unit.mark_processed(event)
                 results.append(EventResult(event.id, "accepted", notes=notes))
-        for event, error in failed:
-            reason = f"event {event.id}: engine failed: {error.__class__.__name__}"
-            self.store.reject(_json(event), self.source, reason, now)
-        for event, problem in held:
-            self.store.reject(_json(event), self.source, f"event {event.id}: {problem}", now)
         return results
 
     def _decide(
@@ -202,7 +191,3 @@ def _beyond_horizon(
                 "after every event before the horizon, not in its place among them",
             )
     return ()
-
-
-def _json(event: Event) -> bytes:
-    return json.dumps(dump_event(event)).encode()

@@ -29,6 +29,7 @@ from orchestrator.runtime import (
     FlowRegistry,
     Organisation,
 )
+from orchestrator.runtime.intake import Intake, events_of
 from orchestrator.store import SqlStore
 from orchestrator.store.delivery import DeliveryLedger
 from orchestrator.templates import TemplateSet
@@ -62,8 +63,14 @@ class Runtime:
     processor: EventProcessor
     dispatcher: Dispatcher
 
+    @property
+    def intake(self) -> Intake:
+        """The intake over the processor: what the transports hand their input to."""
+        return Intake(self.processor, self.store, self.clock)
+
     def process(self, *events: Event) -> list[EventResult]:
-        return self.processor.process(list(events))
+        """Process events as a transport would: what is rejected is kept (source `api`)."""
+        return self.intake.take("api", events_of(events))
 
     def run_until(self, instant: datetime | None, *, limit: int = 500) -> None:
         """Tick, moving the clock from one due message to the next, up to `instant`.

@@ -19,7 +19,7 @@ def test_a_reply_restates_nothing_so_a_newer_fact_arriving_late_still_wins(
 ) -> None:
     runtime.process(make_event(start=at(days=8), patient=make_patient(phone=PHONE)))
     runtime.clock.move_to(at(hours=2))
-    feedback = Feedback(runtime.processor, delivery_reports(runtime.store), runtime.clock)
+    feedback = Feedback(runtime.intake, delivery_reports(runtime.store), runtime.clock)
     assert feedback.replied(PHONE, "C", source="twilio", ref="SM-1") == 1
 
     # The EHR's change of number happened before the reply and reaches us after it.
