@@ -5,6 +5,7 @@
     * JsonError       - a body or line is not JSON, or not within the input limits
   * FlowError         - a flow file is invalid (carries every problem found)
   * TemplateError     - a message template is missing or does not render
+  * PreviewError      - a preview asked for what its flow lacks, or a test send has no recipient
   * StoreError        - the store failed (translated from the driver)
     * UnstorableError   - the store refused one value (a NUL on PostgreSQL, too long)
   * SendError         - a connector could not send
@@ -32,6 +33,7 @@ __all__ = [
     "MessageStaleError",
     "OrchestratorError",
     "PermanentSendError",
+    "PreviewError",
     "RecipientOptedOutError",
     "SendError",
     "StoreError",
@@ -99,6 +101,11 @@ class FlowError(OrchestratorError):
 
 class TemplateError(OrchestratorError):
     """Raised when a message template is missing or fails to render."""
+
+
+class PreviewError(OrchestratorError):
+    """A preview asked for a message, language or persona its flow lacks, or a test
+    send for a channel whose test recipient (or connector) is not set."""
 
 
 class StoreError(OrchestratorError):

@@ -44,6 +44,8 @@ from .ports import (
     MessageLedger,
     Outbox,
     OutboxEntry,
+    RecordedTestSend,
+    RecordedTestSends,
     SendingFacts,
     Sent,
     Settlement,
@@ -411,6 +413,17 @@ class MemoryStore:
         with self._lock:
             return list(reversed(self._t.outbox))[:limit]
 
+    # -- test sends (`RecordedTestSends`) --------------------------------------------
+
+    def record_test_send(self, send: RecordedTestSend) -> int:
+        with self._transaction() as t:
+            t.test_sends.append(replace(send, id=len(t.test_sends) + 1))
+            return len(t.test_sends)
+
+    def test_sends(self, limit: int = 100) -> list[RecordedTestSend]:
+        with self._lock:
+            return list(reversed(self._t.test_sends))[:limit]
+
     # -- provider feedback (`DeliveryReports`) ---------------------------------------
 
     def settle_sent(self, key: str, provider_id: str | None, now: datetime, reason: str) -> bool:
@@ -713,6 +726,14 @@ if TYPE_CHECKING:
 
     def _implements(
         store: MemoryStore,
-    ) -> tuple[EventStore, MessageLedger, Outbox, FlowVersions, DeliveryReports, InboundArchive]:
+    ) -> tuple[
+        EventStore,
+        MessageLedger,
+        Outbox,
+        FlowVersions,
+        DeliveryReports,
+        InboundArchive,
+        RecordedTestSends,
+    ]:
         """The ports this store implements, checked by mypy."""
-        return store, store, store, store, store, store
+        return store, store, store, store, store, store, store

@@ -21,7 +21,7 @@ from .memory_journal import Journal, JournaledDict, JournaledList
 from .message_status import PENDING, MessageStatus
 from .patient_merge import KnownPatient
 from .policies import ConsentRecord
-from .ports import ImportHold, OutboxEntry
+from .ports import ImportHold, OutboxEntry, RecordedTestSend
 
 __all__ = [
     "ERROR_LENGTH",
@@ -104,6 +104,7 @@ class Tables:
         self.processed: JournaledDict[str, ProcessedRow] = JournaledDict(j)
         self.rejected: JournaledList[dict[str, Any]] = JournaledList(j)
         self.outbox: JournaledList[OutboxEntry] = JournaledList(j)
+        self.test_sends: JournaledList[RecordedTestSend] = JournaledList(j)
         self.flow_versions: JournaledDict[tuple[str, int], tuple[str, str]] = JournaledDict(j)
         # Webhook event ids seen, per source: (source, event id) -> when first received.
         self.receipts: JournaledDict[tuple[str, str], datetime] = JournaledDict(j)

@@ -15,6 +15,7 @@ holds what its caller calls today, not everything an implementation offers:
   (webhooks, `Feedback`);
 - `RejectedInputs`: input kept with why it was refused (by the intake);
 - `Outbox`: the sandbox connector's record of what it sent;
+- `RecordedTestSends`: test sends of previewed messages, kept apart (`preview`);
 - `FlowVersions`: the flow versions a store has run (`FlowRegistry`);
 - `InboundArchive`: raw EHR messages kept before they are parsed
   (`connectors.hl7_intake`);
@@ -28,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol
 
@@ -60,6 +61,8 @@ __all__ = [
     "Outgoing",
     "Receipt",
     "Recipients",
+    "RecordedTestSend",
+    "RecordedTestSends",
     "RejectedInputs",
     "SendingFacts",
     "Sent",
@@ -131,6 +134,32 @@ class OutboxEntry:
     body: str
     html: str | None
     sent_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedTestSend:
+    """A test send as it is recorded: apart from patients' messages, never counted."""
+
+    key: str
+    flow_id: str
+    flow_version: int
+    message_id: str
+    persona: str | None
+    language: str
+    channel: Channel
+    to: str
+    subject: str | None
+    body: str
+    provider_id: str
+    sent_at: datetime
+    requested_by: str | None = None
+    id: int | None = field(default=None, compare=False)
+
+    def to_json(self) -> dict[str, object]:
+        data = asdict(self)
+        data["channel"] = self.channel.value
+        data["sent_at"] = self.sent_at.isoformat()
+        return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -444,6 +473,18 @@ class Outbox(Protocol):
 
     def outbox_find(self, key: str, channel: str) -> int | None:
         """The id of the first entry for `key` on `channel`, if any."""
+        ...
+
+
+class RecordedTestSends(Protocol):
+    """Where test sends are kept (the stores)."""
+
+    def record_test_send(self, send: RecordedTestSend) -> int:
+        """Keep a test send; its id."""
+        ...
+
+    def test_sends(self, limit: int = 100) -> list[RecordedTestSend]:
+        """The latest test sends, newest first."""
         ...
 
 

@@ -114,6 +114,12 @@ class Settings(BaseSettings):
     sms_help_text: str = (
         "Riverside Health reminders. Call +1 555 0100 for help. Reply STOP to opt out."
     )
+    test_phone: str | None = Field(
+        None, description="where `flows preview --send-to-test` sends an SMS (E.164)"
+    )
+    test_email: str | None = Field(
+        None, description="where `flows preview --send-to-test` sends an email"
+    )
     sandbox_latency_seconds: float = Field(
         0.0, ge=0, description="how long a sandbox send takes, as a provider's answer would"
     )
@@ -139,6 +145,24 @@ class Settings(BaseSettings):
                 f"ORCHESTRATOR_API_TOKEN: expected at least {API_TOKEN_MIN_LENGTH} characters"
             )
         return token
+
+    @field_validator("test_phone")
+    @classmethod
+    def _test_phone_e164(cls, phone: str | None, info: ValidationInfo) -> str | None:
+        # Written as people write numbers ("+1 555 555 0100"); sent as E.164.
+        if not phone:
+            return None
+        import phonenumbers
+
+        try:
+            number = phonenumbers.parse(phone, info.data.get("default_region", "US"))
+        except phonenumbers.NumberParseException:
+            number = None
+        if number is None or not phonenumbers.is_possible_number(number):
+            raise ValueError(
+                "ORCHESTRATOR_TEST_PHONE: expected a phone number such as +15555550100"
+            )
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
     @field_validator("stale_after", "settle_after", mode="before")
     @classmethod

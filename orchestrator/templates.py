@@ -19,7 +19,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from .errors import TemplateError
 from .event import Channel
-from .sms import segments
+from .sms import analyse
 
 __all__ = ["EMAIL_BLOCKS", "MAX_SMS_SEGMENTS", "Rendered", "TemplateSet", "sample_context"]
 
@@ -135,12 +135,18 @@ class TemplateSet:
                 rendered = self.render(channel, language, name, context)
             except TemplateError as exc:
                 return [str(exc)]
-            count = segments(rendered.body) if channel is Channel.SMS else 0
-            if count > MAX_SMS_SEGMENTS:
+            if channel is not Channel.SMS:
+                continue
+            sms = analyse(rendered.body)
+            if sms.segments > MAX_SMS_SEGMENTS:
                 who = "a caregiver" if relationship else "the patient"
+                # Which characters forced UCS-2 (70 a segment, not 160) is the
+                # usual fix: say them, and what the GSM-7 form would take.
+                why = f"; {sms.describe()}" if sms.forcing else ""
                 return [
-                    f"template {self.name_of(channel, language, name)} renders to {count} SMS "
-                    f"segments for {who}; at most {MAX_SMS_SEGMENTS} allowed"
+                    f"template {self.name_of(channel, language, name)} renders to "
+                    f"{sms.segments} SMS segments for {who}; at most {MAX_SMS_SEGMENTS} "
+                    f"allowed{why}"
                 ]
         return []
 

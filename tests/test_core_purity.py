@@ -72,6 +72,7 @@ STDLIB = {
     "types",
     "typing",
     "typing_extensions",  # the typing backport: TypeAliasType on Python 3.11
+    "unicodedata",  # the GSM-7 forms of accented letters (sms.py)
     "zoneinfo",
 }
 # Parsing libraries allowed at the boundary of the core, and where.

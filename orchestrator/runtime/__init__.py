@@ -1,13 +1,19 @@
 """The runtimes' shared machinery: the intake, event processing, dispatch, flow versions,
 and the `Runtime` both are built from."""
 
-from .dispatcher import Connector, Dispatcher, Outgoing, Receipt
-from .intake import Intake, IntakeQueue
-from .processor import EventProcessor, EventResult
-from .registry import FlowRegistry
-from .rendering import Organisation, render_context
-from .runtime import Runtime
-from .service import DispatchLoop, EmbeddedService
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .dispatcher import Connector, Dispatcher, Outgoing, Receipt
+    from .intake import Intake, IntakeQueue
+    from .processor import EventProcessor, EventResult
+    from .registry import FlowRegistry
+    from .rendering import Organisation, render_context
+    from .runtime import Runtime
+    from .service import DispatchLoop, EmbeddedService
 
 __all__ = [
     "Connector",
@@ -25,3 +31,35 @@ __all__ = [
     "Runtime",
     "render_context",
 ]
+
+# Where each name lives. Imported on first use (PEP 562): the preview renders
+# with `rendering` alone, without the store and the web service behind `Runtime`.
+_HOME = {
+    "Connector": ".dispatcher",
+    "DispatchLoop": ".service",
+    "Dispatcher": ".dispatcher",
+    "EmbeddedService": ".service",
+    "EventProcessor": ".processor",
+    "EventResult": ".processor",
+    "FlowRegistry": ".registry",
+    "Intake": ".intake",
+    "IntakeQueue": ".intake",
+    "Organisation": ".rendering",
+    "Outgoing": ".dispatcher",
+    "Receipt": ".dispatcher",
+    "Runtime": ".runtime",
+    "render_context": ".rendering",
+}
+
+
+def __getattr__(name: str) -> object:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(home, __name__), name)
+    globals()[name] = value  # looked up once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -22,7 +22,7 @@ from ..clock import Clock, SystemClock
 from ..errors import StoreError
 from ..event import Channel
 from ..flows import load_flows
-from ..ports import Connector, Outbox
+from ..ports import Connector, EventIntake, Outbox
 from ..settings import Settings
 from ..store import SqlStore, connect, pending, upgrade
 from ..store.delivery import DeliveryLedger
@@ -34,7 +34,7 @@ from .processor import EventProcessor
 from .registry import FlowRegistry
 from .rendering import Organisation
 
-__all__ = ["DispatchLoop", "Runtime"]
+__all__ = ["DispatchLoop", "Runtime", "connectors_for"]
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +86,7 @@ class Runtime:
         processor = EventProcessor(store, registry, clock, settle_after=settings.settle_after)
         intake = Intake(processor, store, clock)
         deferred = IntakeQueue(intake)
-        real = real_connectors(settings, DeliveryLedger(store), clock, deferred)
-        connectors = _connectors(store, clock, settings.sandbox_latency_seconds) | real
+        connectors, real = connectors_for(settings, store, clock, deferred)
         dispatcher = Dispatcher(
             store=store,
             flows=registry,
@@ -131,6 +130,19 @@ class Runtime:
         """Stop, and release the store's connections."""
         self.stop()
         self.store.engine.dispose()
+
+
+def connectors_for(
+    settings: Settings, store: SqlStore, clock: Clock, deferred: EventIntake
+) -> tuple[dict[Channel, Connector], bool]:
+    """A connector for every channel: the real one where its credentials are set, else
+    the sandbox; and whether any is real (`deferred`: see `real_connectors`).
+
+    Raises:
+        ChannelConfigError: a real channel is partly configured.
+    """
+    real = real_connectors(settings, DeliveryLedger(store), clock, deferred)
+    return _connectors(store, clock, settings.sandbox_latency_seconds) | real, bool(real)
 
 
 def _connectors(store: Outbox, clock: Clock, latency: float) -> dict[Channel, Connector]:

@@ -17,6 +17,7 @@ from .invariants import (
 )
 from .migrate import head, pending, upgrade
 from .sql import Claim, OutboxEntry, SendingFacts, Sent, SqlStore
+from .test_sends import TestSendLedger
 from .unit import UnitOfWork
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "Sent",
     "Settlement",
     "SqlStore",
+    "TestSendLedger",
     "UnitOfWork",
     "Violation",
     "check_invariants",

@@ -70,6 +70,7 @@ from .tables import (
     RejectedInputRow,
     ScheduledMessageRow,
     Stamp,
+    TestSendRow,
     WebhookReceiptRow,
 )
 from .unit import ImportHold, UnitOfWork
@@ -918,6 +919,7 @@ class SqlStore:
                 WebhookReceiptRow,
                 InboundMessageRow,
                 ImportRow,
+                TestSendRow,
             ):
                 c.execute(delete(table))
 

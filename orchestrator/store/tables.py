@@ -47,6 +47,7 @@ __all__ = [
     "RejectedInputRow",
     "ScheduledMessageRow",
     "Stamp",
+    "TestSendRow",
     "WebhookReceiptRow",
 ]
 
@@ -373,6 +374,26 @@ class OutboxRow(Base):
     body: Mapped[str] = mapped_column(Text)
     html: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[datetime] = mapped_column(Stamp())
+
+
+class TestSendRow(Base):
+    """A test send of a previewed message: no patient's, so never in figures, audit or caps."""
+
+    __tablename__ = "test_sends"
+    id: Mapped[int] = mapped_column(Serial, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(40))
+    flow_id: Mapped[str] = mapped_column(String(100), index=True)
+    flow_version: Mapped[int] = mapped_column(Integer)
+    message_id: Mapped[str] = mapped_column(String(100))
+    persona: Mapped[str | None] = mapped_column(String(100))
+    language: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[str] = mapped_column(String(16))
+    to_address: Mapped[str] = mapped_column(String(320))
+    subject: Mapped[str | None] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    provider_id: Mapped[str] = mapped_column(String(100))
+    sent_at: Mapped[datetime] = mapped_column(Stamp())
+    requested_by: Mapped[str | None] = mapped_column(String(100))
 
 
 class FlowVersionRow(Base):

@@ -1,10 +1,12 @@
-"""SMS segment counting: GSM-7 with its extension table, else UCS-2."""
+"""SMS segment counting: GSM-7 with its extension table, else UCS-2; what forced UCS-2."""
 
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from orchestrator.sms import encoding, segments
+from orchestrator.sms import SmsAnalysis, analyse, encoding, gsm7_form, segments
 
 
 @pytest.mark.parametrize(
@@ -66,3 +68,106 @@ def test_a_spanish_reminder_in_the_gsm_alphabet_stays_gsm7() -> None:
 
 def test_one_accent_outside_the_gsm_alphabet_makes_a_spanish_reminder_ucs2() -> None:
     assert encoding("¿Necesita transporte? Su cita es mañana. Responda SÍ o NO.") == "ucs2"
+
+
+# -- why a text is UCS-2, and its GSM-7 form ------------------------------------------
+
+SPANISH = "Su cita está confirmada para el sábado. “Traiga” su tarjeta; ¿Necesita ayuda? Llámenos: aquí, sí o no."
+
+
+def test_the_characters_that_force_ucs2_are_named_with_their_positions() -> None:
+    found = analyse(SPANISH)
+
+    assert found.encoding == "ucs2"
+    assert [(f.character, f.position) for f in found.forcing] == [
+        (c, i) for i, c in enumerate(SPANISH) if c in "áíóú“”"
+    ]
+    assert {f.character for f in found.forcing} == {"á", "í", "“", "”"}
+    assert {f.character: f.replacement for f in found.forcing} == {
+        "á": "a",
+        "í": "i",
+        "“": '"',
+        "”": '"',
+    }
+    assert found.forcing[0].name == "LATIN SMALL LETTER A WITH ACUTE"
+
+
+def test_spanish_letters_in_the_gsm_alphabet_are_kept_in_the_suggestion() -> None:
+    found = analyse(SPANISH)
+
+    assert found.suggestion == (
+        'Su cita esta confirmada para el sabado. "Traiga" su tarjeta; ¿Necesita ayuda? '
+        "Llamenos: aqui, si o no."
+    )
+    assert encoding(found.suggestion) == "gsm7"
+    assert found.suggestion_segments == segments(found.suggestion) == 1
+    assert found.suggestion_segments <= found.segments
+
+
+def test_an_over_long_spanish_sms_fits_in_fewer_segments_in_its_gsm7_form() -> None:
+    text = "Recordatorio: su cita es el sábado a las 10:30. " * 3  # 147 characters, UCS-2
+
+    found = analyse(text)
+
+    assert (found.encoding, found.segments) == ("ucs2", 3)
+    assert found.suggestion_segments == 1
+    assert found.describe() == (
+        "UCS-2 because of 'á' x3; without them (GSM-7: 'á'->'a') it would take 1 segment(s)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("char", "form"),
+    [
+        ("Á", "A"),
+        ("ó", "o"),
+        ("Ú", "U"),
+        ("ç", "c"),
+        ("‘", "'"),
+        ("—", "-"),
+        ("…", "..."),
+        ("\u00a0", " "),
+        ("\u202f", " "),
+        ("ﬁ", "fi"),
+    ],
+)
+def test_characters_outside_gsm7_have_a_plain_form(char: str, form: str) -> None:
+    assert gsm7_form(char) == form
+
+
+def test_a_text_with_a_character_without_a_gsm7_form_has_no_suggestion() -> None:
+    found = analyse("Gracias 🙂 está")
+
+    assert [(f.character, f.replacement) for f in found.forcing] == [("🙂", None), ("á", "a")]
+    assert found.suggestion is None
+    assert found.describe() == "UCS-2 because of '🙂', 'á'"
+
+
+def test_gsm7_text_has_nothing_forcing_and_no_suggestion() -> None:
+    found = analyse("¿Necesita transporte? Su cita es mañana: €5 [a]")
+
+    assert found == SmsAnalysis("gsm7", 1)
+    assert found.describe() == "GSM-7"
+
+
+@given(st.text(max_size=400))
+def test_analysis_agrees_with_the_counter(text: str) -> None:
+    found = analyse(text)
+
+    assert found.encoding == encoding(text)
+    assert found.segments == segments(text)
+    assert (found.encoding == "gsm7") == (found.forcing == ())
+    assert all(text[f.position] == f.character for f in found.forcing)
+
+
+@given(st.text(max_size=400))
+def test_the_suggestion_is_gsm7_whenever_every_character_has_a_form(text: str) -> None:
+    found = analyse(text)
+    mapped = all(gsm7_form(c) is not None for c in text)
+
+    if found.encoding == "ucs2" and mapped:
+        assert found.suggestion is not None
+        assert encoding(found.suggestion) == "gsm7"
+        assert found.suggestion_segments == segments(found.suggestion)
+    else:
+        assert found.suggestion is None

@@ -505,6 +505,21 @@ def test_sms_template_over_two_segments_is_reported(ws: Workspace) -> None:
     ]
 
 
+def test_spanish_sms_over_two_segments_names_the_characters_that_forced_ucs2(
+    ws: Workspace,
+) -> None:
+    # 18 + 140 characters: one GSM-7 segment, but the accents make it UCS-2 (67 a segment).
+    text = "Recordatorio: su cita es el sábado; traiga identificación y la lista médica. " * 2
+    ws.write_template("sms/es/reminder.j2", "{{ org.name }}: " + text[:140])
+
+    assert ws.problems() == [
+        f"{ws.flow}:37:9 stages[1].messages[1].template: "
+        "template sms/es/reminder.j2 renders to 3 SMS segments for the patient; at most 2 "
+        "allowed; UCS-2 because of 'á' x2, 'ó' x2; without them (GSM-7: 'á'->'a', "
+        "'ó'->'o') it would take 1 segment(s)"
+    ]
+
+
 def test_sms_caregiver_wording_over_two_segments_is_reported(ws: Workspace) -> None:
     ws.write_template(
         "sms/en/reminder.j2",
