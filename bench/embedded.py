@@ -36,6 +36,7 @@ import json
 import os
 import shutil
 import socket
+import sqlite3
 import statistics
 import tempfile
 import threading
@@ -43,7 +44,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -163,10 +164,12 @@ class Stores:
 
 def settle(engine: Engine) -> None:
     """Close every connection; a SQLite store is checkpointed into its one file first."""
-    if engine.dialect.name == "sqlite":
-        with engine.connect() as c:
-            c.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     engine.dispose()
+    if engine.dialect.name == "sqlite" and engine.url.database:
+        # On a plain driver connection: the store's connections open a transaction
+        # as they begin, and a checkpoint cannot run inside one ("table is locked").
+        with closing(sqlite3.connect(engine.url.database)) as raw:
+            raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def build(url: str, clock: VirtualClock, dispatch_batch: int) -> EmbeddedService:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from .decisions import DecisionRecord, record
 from .errors import StoreError
-from .event import Channel, Patient
+from .event import Channel, Event, EventType, Patient
 from .journey import Episode, Journey, ScheduledMessage
 from .limits import storable_text
 from .memory_unit import AttemptRow, MemoryUnit, MessageRow, Tables, append_audit, close_attempt
@@ -614,6 +614,26 @@ class MemoryStore:
         with self._lock:
             found = list(self._t.audit[position:])
         return found, position + len(found)
+
+    def history(
+        self,
+        since: datetime,
+        until: datetime | None = None,
+        flow_event_types: frozenset[EventType] | None = None,
+    ) -> Iterator[Event]:
+        """The processed events that occurred in [since, until), in fold order.
+
+        The events are in memory already: this copies references, not events.
+        """
+        with self._lock:
+            found = [
+                row.event
+                for row in self._t.processed.values()
+                if since <= row.occurred_at
+                and (until is None or row.occurred_at < until)
+                and (flow_event_types is None or row.event.type in flow_event_types)
+            ]
+        return iter(sorted(found, key=Event.sort_key))
 
     # -- reads: what the SQL store's readers offer ---------------------------------
 

@@ -84,6 +84,8 @@ class ProcessedRow:
     patient_id: str
     occurred_at: datetime
     received_at: datetime
+    # The event itself: the SQL store's `body`, kept as the value it reads back as.
+    event: Event
 
 
 class Tables:
@@ -191,6 +193,7 @@ class MemoryUnit:
                 event.patient.id,
                 event.occurred_at,
                 self.now,
+                event,
             )
         )
 

@@ -17,6 +17,8 @@ holds what its caller calls today, not everything an implementation offers:
 - `Outbox`: the sandbox connector's record of what it sent;
 - `RecordedTestSends`: test sends of previewed messages, kept apart (`preview`);
 - `FlowVersions`: the flow versions a store has run (`FlowRegistry`);
+- `EventHistory`: the processed events, in the order they occurred, for a
+  what-if replay (`orchestrator.whatif`);
 - `InboundArchive`: raw EHR messages kept before they are parsed
   (`connectors.hl7_intake`);
 - `EventIntake`, with `Input`: where every transport hands what it received
@@ -27,13 +29,13 @@ holds what its caller calls today, not everything an implementation offers:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol
 
-from .event import Channel, Event, Patient
+from .event import Channel, Event, EventType, Patient
 from .journey import Episode, Journey, ScheduledMessage
 from .message_status import MessageStatus
 from .patient_merge import KnownPatient
@@ -45,6 +47,7 @@ __all__ = [
     "Claim",
     "Connector",
     "DeliveryReports",
+    "EventHistory",
     "EventIntake",
     "EventResult",
     "EventSink",
@@ -496,6 +499,22 @@ class FlowVersions(Protocol):
     def record_flow_version(
         self, flow_id: str, version: int, source: str, now: datetime
     ) -> None: ...
+
+
+class EventHistory(Protocol):
+    def history(
+        self,
+        since: datetime,
+        until: datetime | None = None,
+        flow_event_types: frozenset[EventType] | None = None,
+    ) -> Iterator[Event]:
+        """The processed events that occurred in [since, until), in the order the engine folds.
+
+        Only the types in `flow_event_types`, when given. Read in chunks, so a
+        long window is never held whole. Events processed before bodies were
+        kept, and bodies the canonical schema no longer reads, are left out.
+        """
+        ...
 
 
 class InboundArchive(Protocol):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -15,15 +15,19 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from ..clock import Clock, SystemClock, VirtualClock
 from ..decisions import DecisionRecord
-from ..errors import FlowError, InputError
+from ..errors import FlowError, InputError, StoreError
 from ..event import Event
 from ..event_schema import parse_event_json
 from ..flows.loader import load_flows
-from ..insight.compare import Comparison, compare
+from ..flows.model import Flow
+from ..insight.compare import KINDS, Comparison, compare
+from ..settings import Settings
 from ..simulate import PlayOrder, out_of_order, simulate
 from ..templates import TemplateSet
-from .options import TemplatesOption, settings_with
+from ..whatif import draft_vs_running
+from .options import DbOption, TemplatesOption, settings_with
 
 # Below this many lines a progress bar is noise.
 _PROGRESS_FROM_LINES = 2_000
@@ -50,11 +54,11 @@ def _parse_until(value: str | None) -> datetime | None:
 
 def simulate_command(
     events: Annotated[
-        Path,
+        Path | None,
         typer.Option(
             "--events", help="events, one JSON object per line", exists=True, dir_okay=False
         ),
-    ],
+    ] = None,
     flows_dir: Annotated[Path | None, typer.Option("--flows", help="flows directory")] = None,
     templates_dir: TemplatesOption = None,
     until: Annotated[
@@ -82,6 +86,16 @@ def simulate_command(
             "would (default: in the order the events occurred)",
         ),
     ] = False,
+    history_days: Annotated[
+        int | None,
+        typer.Option(
+            "--history-days",
+            min=1,
+            help="with --compare, instead of --events: replay the store's last N days "
+            "(up to now, or --until) under both flow directories",
+        ),
+    ] = None,
+    db: DbOption = None,
 ) -> None:
     """Run events through the service's own processor and dispatcher on a virtual clock.
 
@@ -90,10 +104,18 @@ def simulate_command(
     order of the lines; a file out of that order is said so on stderr.
     Malformed lines are reported on stderr with their line number; the rest
     still run, and the exit status is 1 when any line was rejected.
+
+    With --compare and --history-days, the events are the store's own (--db):
+    what the AFTER flows would have done over the last N days, against the
+    BEFORE flows, per stage.
     """
-    settings = settings_with(templates=templates_dir)
+    settings = settings_with(templates=templates_dir, db=db)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     stop = _parse_until(until)
+    if history_days is not None and compare_dirs is None:
+        raise typer.BadParameter("--history-days compares: give --compare BEFORE AFTER")
+    if (history_days is None) == (events is None):
+        raise typer.BadParameter("give --events FILE, or --history-days N with --compare")
     order = PlayOrder.ARRIVAL if arrival_order else PlayOrder.OCCURRED
     templates = TemplateSet(settings.templates)
     try:
@@ -106,6 +128,14 @@ def simulate_command(
         for problem in exc.problems:
             err.print(str(problem), markup=False)
         raise typer.Exit(2) from None
+    if history_days is not None:
+        assert compare_dirs is not None
+        comparison = _over_history(
+            settings.db, before_flows, flows, templates, history_days, stop, settings, err
+        )
+        print_comparison(comparison, output is OutputFormat.JSON, compare_dirs)
+        return
+    assert events is not None
     rejected: list[int] = []
 
     def accepted(stream: Iterable[str]) -> Iterator[Event]:
@@ -155,6 +185,46 @@ def simulate_command(
         raise typer.Exit(1)
 
 
+def _over_history(
+    url: str,
+    running: Mapping[str, Flow],
+    draft: Mapping[str, Flow],
+    templates: TemplateSet,
+    days: int,
+    until: datetime | None,
+    settings: Settings,
+    err: Console,
+) -> Comparison:
+    """The draft against the running flows over the store's last `days` days."""
+    # Imported here: a simulation of a file needs no database driver.
+    from ..store import SqlStore, connect, pending
+
+    clock: Clock = VirtualClock(until) if until is not None else SystemClock()
+    try:
+        engine = connect(url)
+        try:
+            if pending(engine):
+                err.print(
+                    "the store has no schema yet (or an old one): run `orchestrator db upgrade`"
+                )
+                raise typer.Exit(1)
+            return draft_vs_running(
+                SqlStore(engine),
+                running,
+                draft,
+                templates,
+                days,
+                clock=clock,
+                settle_after=settings.settle_after,
+                stale_after=settings.stale_after,
+            )
+        finally:
+            engine.dispose()
+    except StoreError as exc:
+        err.print(f"store: {exc}", markup=False)
+        raise typer.Exit(1) from None
+
+
 def _warn_if_out_of_order(
     events: Sequence[Event], path: Path, order: PlayOrder, err: Console
 ) -> None:
@@ -190,7 +260,8 @@ def print_comparison(comparison: Comparison, as_json: bool, dirs: tuple[Path, Pa
     if as_json:
         for change in comparison.changes:
             sys.stdout.write(json.dumps(change.as_json()) + "\n")
-        line = {"summary": dict(summary), "unchanged": comparison.unchanged}
+        stages = comparison.as_json()["stages"]
+        line = {"summary": dict(summary), "unchanged": comparison.unchanged, "stages": stages}
         sys.stdout.write(json.dumps(line) + "\n")
         return
     out = Console()
@@ -231,8 +302,16 @@ def print_comparison(comparison: Comparison, as_json: bool, dirs: tuple[Path, Pa
         per_message.add_column(column, justify="right" if column == "count" else "left")
     for (flow, message, kind), count in comparison.by_message().items():
         per_message.add_row(flow, message, kind, str(count))
+    per_stage = Table(title="per stage")
+    per_stage.add_column("flow")
+    per_stage.add_column("stage")
+    for kind in KINDS:
+        per_stage.add_column(kind, justify="right")
+    for (flow, stage), counts in comparison.by_stage().items():
+        per_stage.add_row(flow, stage, *(str(counts[kind]) for kind in KINDS))
     if comparison.changes:
         out.print(per_message)
+        out.print(per_stage)
     out.print(
         ", ".join(f"{n} {kind}" for kind, n in summary.items())
         + f", {comparison.unchanged} unchanged",

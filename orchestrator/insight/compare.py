@@ -7,8 +7,10 @@ the run). An instance cancelled because its appointment moved is left out:
 the instance that replaced it stands for it. Instances are matched per
 patient, flow, episode, message and recipient, in due order: same due time
 first, then the rest in order. What is left over was added or removed; a
-matched pair whose due time differs moved; one whose outcome differs
-changed.
+matched pair whose due time differs moved; one whose outcome differs was
+suppressed (the change left it suppressed: a holdout, a cap) or otherwise
+changed. Changes are counted per stage as well (`by_stage`), the stage the
+message belongs to.
 """
 
 from __future__ import annotations
@@ -17,15 +19,19 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from ..decisions import DecisionRecord
 
-__all__ = ["Change", "Comparison", "Instance", "compare", "instances"]
+__all__ = ["KINDS", "Change", "Comparison", "Instance", "compare", "instances"]
 
 # Cancellations that only mean "replaced by a re-timed instance".
 _SUPERSEDED = frozenset({"rescheduled", "encounter_updated"})
 
 Slot = tuple[str, str, str, str, str]
+
+# Every kind of change, in the order they are reported.
+KINDS = ("added", "removed", "moved", "suppressed", "changed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +57,7 @@ class Instance:
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """One difference: `kind` is added, removed, moved or changed."""
+    """One difference: `kind` is one of `KINDS`."""
 
     kind: str
     before: Instance | None
@@ -88,12 +94,33 @@ class Comparison:
     @property
     def summary(self) -> Mapping[str, int]:
         counts = Counter(c.kind for c in self.changes)
-        return {kind: counts[kind] for kind in ("added", "removed", "moved", "changed")}
+        return {kind: counts[kind] for kind in KINDS}
 
     def by_message(self) -> Mapping[tuple[str, str, str], int]:
         """(flow, message, kind) -> how many."""
         counts = Counter((c.instance.flow, c.instance.message, c.kind) for c in self.changes)
         return dict(sorted(counts.items()))
+
+    def by_stage(self) -> Mapping[tuple[str, str], Mapping[str, int]]:
+        """(flow, stage) -> how many of each kind, for the stages with a change."""
+        counts = Counter((c.instance.flow, c.instance.stage, c.kind) for c in self.changes)
+        stages = sorted({(flow, stage) for flow, stage, _ in counts})
+        return {
+            (flow, stage): {kind: counts[(flow, stage, kind)] for kind in KINDS}
+            for flow, stage in stages
+        }
+
+    def as_json(self) -> dict[str, Any]:
+        """The whole comparison as JSON-ready data: summary, per stage, and every change."""
+        return {
+            "summary": dict(self.summary),
+            "unchanged": self.unchanged,
+            "stages": [
+                {"flow": flow, "stage": stage, **counts}
+                for (flow, stage), counts in self.by_stage().items()
+            ],
+            "changes": [c.as_json() for c in self.changes],
+        }
 
 
 def instances(records: Iterable[DecisionRecord]) -> list[Instance]:
@@ -153,7 +180,8 @@ def compare(before: Iterable[DecisionRecord], after: Iterable[DecisionRecord]) -
             if x.due_at != y.due_at:
                 changes.append(Change("moved", x, y))
             elif x.outcome != y.outcome:
-                changes.append(Change("changed", x, y))
+                kind = "suppressed" if y.status == "suppressed" else "changed"
+                changes.append(Change(kind, x, y))
             else:
                 unchanged += 1
     changes.sort(key=lambda c: (c.instance.patient_id, c.instance.due_at, c.instance.message))

@@ -41,13 +41,14 @@ from sqlalchemy.exc import DataError, SQLAlchemyError
 
 from ..decisions import DecisionRecord, record
 from ..errors import StoreError, UnstorableError
-from ..event import Channel, Patient
+from ..event import Channel, Event, EventType, Patient
 from ..journey import Episode, Journey, ScheduledMessage
 from ..message_status import IN_FLIGHT, MessageStatus, check_finish, sources
 from ..policies import ConsentRecord
 from ..ports import Claim, OutboxEntry, SendingFacts, Sent
 from . import codec
 from .connection import READ_ONLY, READ_WRITE
+from .history import read_history
 from .rows import (
     REJECTED_BODY_LIMIT,
     audit_row,
@@ -779,6 +780,15 @@ class SqlStore:
                 )
                 found += [(r[0], r[1], r[2], r[3]) for r in rows]
         return found
+
+    def history(
+        self,
+        since: datetime,
+        until: datetime | None = None,
+        flow_event_types: frozenset[EventType] | None = None,
+    ) -> Iterator[Event]:
+        """The processed events that occurred in [since, until), in fold order, read in chunks."""
+        return read_history(self._read, since, until, flow_event_types)
 
     # -- sandbox outbox ---------------------------------------------------------
 

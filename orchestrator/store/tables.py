@@ -235,6 +235,12 @@ class ProcessedEventRow(Base):
     patient_id: Mapped[str] = mapped_column(Id, index=True)
     occurred_at: Mapped[datetime] = mapped_column(Stamp())
     received_at: Mapped[datetime] = mapped_column(Stamp())
+    # The canonical event (`codec.dumps_event`), for replaying history (what-if);
+    # NULL for events processed before migration 0009.
+    body: Mapped[str | None] = mapped_column(Text)
+
+    # History reads a window of occurrence times, in (time, id) order.
+    __table_args__ = (Index(None, "occurred_at", "event_id"),)
 
 
 class ScheduledMessageRow(Base):

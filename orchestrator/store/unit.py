@@ -163,6 +163,7 @@ class UnitOfWork:
                 "patient_id": event.patient.id,
                 "occurred_at": event.occurred_at,
                 "received_at": self.now,
+                "body": codec.dumps_event(event),
             }
         )
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -122,6 +124,57 @@ def test_the_map_reads_the_store(flows: Path, events: Path, tmp_path: Path) -> N
         assert len(SqlStore(engine).flow_journeys("insight-flow")) == 5
     finally:
         engine.dispose()
+
+
+def test_compare_over_the_stores_history_is_the_compare_of_the_same_events(
+    flows: Path, events: Path, tmp_path: Path
+) -> None:
+    after = tmp_path / "after"
+    after.mkdir()
+    data = insight_flow_data(version=2)
+    booked = next(s for s in data["stages"] if s["id"] == "booked")
+    for message in booked["messages"]:
+        if message["id"] == "reminder_24h":
+            message["at"] = "appointment.start - 48h"
+    booked["messages"] = [m for m in booked["messages"] if m["id"] != "intake_nudge"]
+    (after / "insight-flow.yaml").write_text(yaml.safe_dump(data))
+    db = f"sqlite:///{tmp_path / 'store.db'}"
+    parsed = [parse_event_json(line) for line in events.read_text().splitlines()]
+    clock = VirtualClock(parsed[0].occurred_at)
+    templates = Path(os.environ["ORCHESTRATOR_TEMPLATES"])
+    service = EmbeddedService.build(Settings(db=db, flows=flows, templates=templates), clock=clock)
+    try:
+        service.processor.process(parsed)
+    finally:
+        service.store.engine.dispose()
+    until = (max(e.occurred_at for e in parsed) + timedelta(days=30)).isoformat()
+    compare = ["simulate", "--compare", str(flows), str(after), "--until", until]
+
+    from_file = runner.invoke(app, [*compare, "--events", str(events)])
+    from_store = runner.invoke(app, [*compare, "--history-days", "365", "--db", db])
+    table = runner.invoke(app, [*compare, "--history-days", "365", "--db", db, "--format", "table"])
+
+    assert from_file.exit_code == 0, from_file.output
+    assert from_store.exit_code == 0, from_store.output
+    assert from_store.output == from_file.output
+    summary = json.loads(from_store.output.splitlines()[-1])
+    assert summary["summary"]["removed"] == 6
+    stages = {s["stage"]: s for s in summary["stages"]}
+    assert stages["booked"]["removed"] == 6
+    assert stages["booked"]["moved"] == summary["summary"]["moved"] > 0
+    assert table.exit_code == 0
+    assert "per stage" in table.output
+
+
+def test_compare_over_history_needs_compare_and_no_events_file(events: Path) -> None:
+    alone = runner.invoke(app, ["simulate", "--history-days", "7"])
+    both = runner.invoke(
+        app, ["simulate", "--history-days", "7", "--events", str(events), "--compare", ".", "."]
+    )
+
+    assert alone.exit_code == 2
+    assert "--compare" in alone.output
+    assert both.exit_code == 2
 
 
 def test_an_unknown_flow_is_named(flows: Path) -> None:
