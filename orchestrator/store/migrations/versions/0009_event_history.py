@@ -4,7 +4,7 @@ The body is what a what-if replays (`orchestrator.whatif`); rows processed
 before this migration keep NULL and are not replayed.
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-06 20:00:00
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 
 revision = "0009"
 # Migration 0008 (message preview) is written alongside this one; the chain is joined at merge.
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
