@@ -12,7 +12,7 @@ import json
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
@@ -28,6 +28,7 @@ from ..errors import InputError, JsonError, StoreError, UnstorableError
 from ..event import Event, bound_id
 from ..event_schema import parse_event
 from ..limits import read_json, unsafe_text
+from ..ports import EpisodeView, MessageView
 from ..runtime.service import DispatchLoop, EmbeddedService
 from ..store import ImportHold, ImportHolds, pending
 from .bodies import head_of, read_limited
@@ -144,7 +145,7 @@ def create_app(service: EmbeddedService, *, run_dispatcher: bool = True) -> Fast
     def metrics() -> Response:
         return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")
 
-    imports = ImportHolds(service.store)
+    imports = ImportHolds(service.store.transactions)
     hold_for = timedelta(seconds=settings.import_hold_seconds)
 
     @app.post("/imports", status_code=201, dependencies=protected)
@@ -348,6 +349,6 @@ def _id_of(data: Any) -> str | None:
     return bound_id(value)
 
 
-def _jsonable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _jsonable(rows: list[EpisodeView] | list[MessageView]) -> list[dict[str, Any]]:
     convert: Callable[[Any], Any] = lambda v: v.isoformat() if isinstance(v, datetime) else v  # noqa: E731
-    return [{k: convert(v) for k, v in row.items()} for row in rows]
+    return [{k: convert(v) for k, v in asdict(row).items()} for row in rows]

@@ -24,6 +24,7 @@ from ..insight import FlowFigures, hidden, mermaid, shown, shown_rate
 from ..insight.reading import measured
 from ..insight.worksheet import CATEGORY_TITLES, funnel_texts, when_text
 from ..runtime.service import EmbeddedService
+from ..store import FlowTotals
 
 __all__ = ["dashboard_router"]
 
@@ -82,13 +83,13 @@ def dashboard_router(service: EmbeddedService, dependencies: Sequence[params.Dep
         totals = service.store.flow_totals()
         rows = []
         for flow in sorted(service.flows.current.values(), key=lambda f: f.title):
-            counts = totals.get(flow.id, {})
+            counts = totals.get(flow.id, FlowTotals())
             rows.append(
                 {
                     "flow": flow,
-                    "episodes": counts.get("episodes", 0),
-                    "sent": counts.get("sent", 0),
-                    "suppressed": counts.get("suppressed", 0),
+                    "episodes": counts.episodes,
+                    "sent": counts.by_status.get("sent", 0),
+                    "suppressed": counts.by_status.get("suppressed", 0),
                 }
             )
         return page("dashboard/flows.html", rows=rows)

@@ -87,7 +87,7 @@ class _Malformed(Exception):
 def webhook_router(service: EmbeddedService) -> APIRouter:
     """The `/webhooks/...` routes over a built service."""
     settings = service.settings
-    ledger = DeliveryLedger(service.store)
+    ledger = DeliveryLedger(service.store.transactions)
     feedback = Feedback(service.processor, ledger, service.clock)
     token = settings.twilio_auth_token.get_secret_value() if settings.twilio_auth_token else None
     validator = RequestValidator(token) if token else None

@@ -74,7 +74,7 @@ class EmbeddedService:
         store = SqlStore(engine)
         registry = FlowRegistry.open(flow_set, store, clock.now())
         processor = EventProcessor(store, registry, clock)
-        real = real_connectors(settings, DeliveryLedger(store), clock, processor)
+        real = real_connectors(settings, DeliveryLedger(store.transactions), clock, processor)
         connectors = _connectors(store, clock, settings.sandbox_latency_seconds) | real
         dispatcher = Dispatcher(
             store=store,

@@ -16,22 +16,27 @@ from .invariants import (
     standard_invariants,
 )
 from .migrate import head, pending, upgrade
+from .queries import FlowTotals, ProcessedEvent
 from .sql import Claim, OutboxEntry, SendingFacts, Sent, SqlStore
+from .transactions import Transactions
 from .unit import UnitOfWork
 
 __all__ = [
     "INVARIANTS",
     "Claim",
+    "FlowTotals",
     "ImportHold",
     "ImportHolds",
     "InboundArchive",
     "Invariant",
     "InvariantReport",
     "OutboxEntry",
+    "ProcessedEvent",
     "SendingFacts",
     "Sent",
     "Settlement",
     "SqlStore",
+    "Transactions",
     "UnitOfWork",
     "Violation",
     "check_invariants",

@@ -59,7 +59,7 @@ def test_an_error_inside_together_puts_back_every_write_of_the_block() -> None:
         raise StoreError("store write failed: OperationalError")
 
     (row,) = store.messages()
-    assert (row["status"], row["reason"]) == ("claimed", None)
+    assert (row.status, row.reason) == ("claimed", None)
     assert [a.status for a in store.audit()] == ["scheduled"]
 
 

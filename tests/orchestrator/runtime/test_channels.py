@@ -28,7 +28,9 @@ SENDGRID = {"sendgrid_api_key": "SG.key", "sendgrid_sender": "care@example.org"}
 def chosen(store: SqlStore, clock: VirtualClock, **settings: Any) -> dict[Channel, object]:
     flow = make_flow()
     processor = EventProcessor(store, FlowRegistry.of({flow.id: flow}), clock)
-    found = real_connectors(Settings(**settings), DeliveryLedger(store), clock, processor)
+    found = real_connectors(
+        Settings(**settings), DeliveryLedger(store.transactions), clock, processor
+    )
     for connector in found.values():
         if isinstance(connector, TwilioConnector):
             connector.close()

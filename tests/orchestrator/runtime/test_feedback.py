@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from orchestrator.runtime.feedback import Feedback
 from orchestrator.store.delivery import DeliveryLedger
+from tests import store_reads
 from tests.builders import at, make_event, make_patient
 from tests.orchestrator.runtime.conftest import Runtime
 
@@ -15,7 +16,9 @@ def test_a_reply_restates_nothing_so_a_newer_fact_arriving_late_still_wins(
 ) -> None:
     runtime.process(make_event(start=at(days=8), patient=make_patient(phone=PHONE)))
     runtime.clock.move_to(at(hours=2))
-    feedback = Feedback(runtime.processor, DeliveryLedger(runtime.store), runtime.clock)
+    feedback = Feedback(
+        runtime.processor, DeliveryLedger(runtime.store.transactions), runtime.clock
+    )
     assert feedback.replied(PHONE, "C", source="twilio", ref="SM-1") == 1
 
     # The EHR's change of number happened before the reply and reaches us after it.
@@ -27,6 +30,6 @@ def test_a_reply_restates_nothing_so_a_newer_fact_arriving_late_still_wins(
         )
     )
 
-    patient = runtime.store.patient("p-1")
+    patient = store_reads.patient(runtime.store, "p-1")
     assert patient is not None
     assert (patient.phone, patient.email) == ("+15555550109", "patient@example.org")

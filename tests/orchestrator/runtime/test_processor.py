@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from orchestrator.event import Channel
 from orchestrator.policies import ConsentRecord
+from tests import store_reads
 from tests.builders import at, make_event, make_flow, make_patient
 from tests.conftest import EVERY_BACKEND
 from tests.orchestrator.runtime.conftest import BuildRuntime, Runtime
@@ -25,12 +26,12 @@ START = at(days=8)
 def state(runtime: Runtime, patient_id: str = "p-1") -> dict[str, Any]:
     """Everything the processor writes about a patient."""
     return {
-        "patient": runtime.store.patient(patient_id),
-        "journeys": runtime.store.patient_journeys(patient_id),
+        "patient": store_reads.patient(runtime.store, patient_id),
+        "journeys": store_reads.patient_journeys(runtime.store, patient_id),
         "episodes": runtime.store.episodes(patient_id),
         "messages": runtime.store.messages(),
         "audit": runtime.store.audit(),
-        "consent": runtime.store.consent(patient_id, "patient"),
+        "consent": store_reads.consent(runtime.store, patient_id, "patient"),
     }
 
 
@@ -41,18 +42,18 @@ def test_booking_schedules_the_flow_messages_with_an_audit_row_each(runtime: Run
 
     assert (result.id, result.status) == (booked.id, "accepted")
     messages = runtime.store.messages()
-    assert sorted(m["message"] for m in messages) == [
+    assert sorted(m.message for m in messages) == [
         "confirmation",
         "intake_nudge",
         "reminder_24h",
         "reminder_72h",
     ]
-    assert {(m["status"], m["flow_version"]) for m in messages} == {("scheduled", 1)}
+    assert {(m.status, m.flow_version) for m in messages} == {("scheduled", 1)}
     audit = runtime.store.audit()
-    assert sorted(a.key for a in audit) == sorted(m["key"] for m in messages)
+    assert sorted(a.key for a in audit) == sorted(m.key for m in messages)
     assert {(a.status, a.event_id) for a in audit} == {("scheduled", booked.id)}
     (episode,) = runtime.store.episodes("p-1")
-    assert (episode["flow"], episode["stage"], episode["status"]) == (
+    assert (episode.flow, episode.stage, episode.status) == (
         "test-flow",
         "booked",
         "active",
@@ -87,7 +88,7 @@ def test_cancellation_cancels_the_pending_messages_in_the_store(runtime: Runtime
     runtime.clock.move_to(at(hours=1))
     runtime.process(make_event("appointment.cancelled", occurred_at=at(hours=1)))
 
-    statuses = {m["message"]: (m["status"], m["reason"]) for m in runtime.store.messages()}
+    statuses = {m.message: (m.status, m.reason) for m in runtime.store.messages()}
     assert statuses == {
         "confirmation": ("cancelled", "appointment_cancelled"),
         "intake_nudge": ("cancelled", "appointment_cancelled"),
@@ -108,7 +109,7 @@ def test_newest_patient_snapshot_wins_whatever_the_arrival_order(runtime: Runtim
         make_event("appointment.rescheduled", start=START, occurred_at=at(hours=1), patient=older)
     )
 
-    patient = runtime.store.patient("p-1")
+    patient = store_reads.patient(runtime.store, "p-1")
     assert patient is not None and patient.phone == "+15555550102"
 
 
@@ -125,7 +126,7 @@ def test_newest_patient_snapshot_wins_within_one_batch(runtime: Runtime) -> None
         ),
     )
 
-    patient = runtime.store.patient("p-1")
+    patient = store_reads.patient(runtime.store, "p-1")
     assert patient is not None and patient.email == "new@example.org"
 
 
@@ -139,7 +140,7 @@ def test_opt_out_of_one_channel_is_recorded_for_that_channel(runtime: Runtime) -
         )
     )
 
-    assert runtime.store.consent("p-1", "patient") == {
+    assert store_reads.consent(runtime.store, "p-1", "patient") == {
         Channel.SMS: ConsentRecord(Channel.SMS, False, at(hours=1), "test")
     }
 
@@ -147,7 +148,7 @@ def test_opt_out_of_one_channel_is_recorded_for_that_channel(runtime: Runtime) -
 def test_opt_out_without_a_channel_covers_every_channel(runtime: Runtime) -> None:
     runtime.process(make_event("consent.opted_out", occurred_at=at(hours=1), appointment_id=None))
 
-    consent = runtime.store.consent("p-1", "patient")
+    consent = store_reads.consent(runtime.store, "p-1", "patient")
     assert set(consent) == set(Channel)
     assert not any(record.granted for record in consent.values())
 
@@ -162,12 +163,12 @@ def test_later_consent_decision_wins_whatever_the_arrival_order(runtime: Runtime
     runtime.process(
         make_event("consent.opted_in", occurred_at=at(hours=1), appointment_id=None, attributes=sms)
     )
-    assert runtime.store.consent("p-1", "patient")[Channel.SMS].granted is False
+    assert store_reads.consent(runtime.store, "p-1", "patient")[Channel.SMS].granted is False
 
     runtime.process(
         make_event("consent.opted_in", occurred_at=at(hours=3), appointment_id=None, attributes=sms)
     )
-    assert runtime.store.consent("p-1", "patient")[Channel.SMS] == ConsentRecord(
+    assert store_reads.consent(runtime.store, "p-1", "patient")[Channel.SMS] == ConsentRecord(
         Channel.SMS, True, at(hours=3), "test"
     )
 
@@ -182,8 +183,8 @@ def test_caregiver_opt_out_is_recorded_for_the_caregiver_only(runtime: Runtime) 
         )
     )
 
-    assert runtime.store.consent("p-1", "patient") == {}
-    assert set(runtime.store.consent("p-1", "caregiver:c-1")) == {Channel.SMS}
+    assert store_reads.consent(runtime.store, "p-1", "patient") == {}
+    assert set(store_reads.consent(runtime.store, "p-1", "caregiver:c-1")) == {Channel.SMS}
 
 
 def test_event_the_engine_fails_on_is_kept_and_the_rest_of_the_batch_goes_on(
@@ -201,10 +202,10 @@ def test_event_the_engine_fails_on_is_kept_and_the_rest_of_the_batch_goes_on(
 
     assert [(r.id, r.status) for r in results] == [(failing.id, "rejected"), (other.id, "accepted")]
     assert results[0].errors == ("engine failed: KeyError",)
-    (kept,) = second.store.rejected()
-    assert kept["reason"] == f"event {failing.id}: engine failed: KeyError"
-    assert failing.id.encode() in kept["body"]
-    assert {m["flow_version"] for m in second.store.messages(patient_id="p-2")} == {2}
+    (kept,) = store_reads.rejected(second.store)
+    assert kept.reason == f"event {failing.id}: engine failed: KeyError"
+    assert failing.id.encode() in kept.body
+    assert {m.flow_version for m in second.store.messages(patient_id="p-2")} == {2}
     # Not marked processed: once the flow is back, the event can be replayed.
     (replayed,) = first.process(failing)
     assert replayed.status == "accepted"
@@ -228,7 +229,7 @@ def test_a_reschedule_naming_the_patient_by_id_alone_keeps_what_the_store_knows(
     )
     runtime.run_until_idle()
 
-    patient = runtime.store.patient("p-1")
+    patient = store_reads.patient(runtime.store, "p-1")
     assert patient is not None
     assert (patient.phone, patient.email, patient.language, patient.timezone) == (
         "+15555550101",
@@ -255,9 +256,9 @@ def test_a_booking_naming_the_patient_by_id_alone_still_gives_the_caregivers_the
     )
 
     copies = {
-        m["due_at"]
+        m.due_at
         for m in runtime.store.messages()
-        if m["recipient"] == "caregiver:c-1" and m["status"] == "scheduled"
+        if m.recipient == "caregiver:c-1" and m.status == "scheduled"
     }
     assert copies == {START - timedelta(hours=24), at(days=9) - timedelta(hours=24)}
 
@@ -274,7 +275,7 @@ def test_an_explicit_null_in_the_patient_block_clears_that_field_only(runtime: R
         )
     )
 
-    patient = runtime.store.patient("p-1")
+    patient = store_reads.patient(runtime.store, "p-1")
     assert patient is not None and (patient.email, patient.phone) == (None, "+15555550101")
 
 
@@ -294,7 +295,7 @@ def test_an_older_partial_update_arriving_later_fills_gaps_but_overwrites_nothin
         )
     )
 
-    patient = runtime.store.patient("p-1")
+    patient = store_reads.patient(runtime.store, "p-1")
     assert patient is not None and (patient.language, patient.phone) == ("vi", "+15555550101")
 
 
@@ -344,7 +345,7 @@ def test_any_arrival_order_of_partial_updates_stores_the_same_patient(runtime: R
             ]
             for i in arrival:
                 runtime.process(events[i])  # one batch each: arrival order is batch order
-            patient = runtime.store.patient(patient_id)
+            patient = store_reads.patient(runtime.store, patient_id)
             assert patient is not None
             stored.append(dataclasses.replace(patient, id="p"))
         assert stored[0] == stored[1]
