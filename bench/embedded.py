@@ -164,8 +164,16 @@ class Stores:
 def settle(engine: Engine) -> None:
     """Close every connection; a SQLite store is checkpointed into its one file first."""
     if engine.dialect.name == "sqlite":
-        with engine.connect() as c:
-            c.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        # On the driver's connection, outside any transaction: a SQLAlchemy
+        # connection begins one (`BEGIN IMMEDIATE`), in which SQLite refuses
+        # to checkpoint ("database table is locked").
+        raw = engine.raw_connection()
+        try:
+            driver = raw.driver_connection
+            assert driver is not None
+            driver.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            raw.close()
     engine.dispose()
 
 
