@@ -9,18 +9,21 @@ occurred.
 
 Two measurements, each the median of --runs runs:
 
-1. engine: `advance()` alone. The journey after `n` events is built once;
-   then each of the next --next events is applied to it, --repeat times
-   each, and the cost per event is the mean (no parsing, no I/O);
+1. engine: `advance()` then `settle()` (30 days), as the processor runs
+   them. The journey after `n` events is built once; then the next --next
+   events are applied to it in sequence, --repeat times over, and the cost
+   per event is the mean (no parsing, no I/O);
 2. processor: `EventProcessor` with a SQLite store in a temporary
    directory. The first `n` events go in batches of 500; then the next
    --next events go one batch each, as a live feed delivers them, and the
    cost per event is the mean of those.
 
-Prints the cost per event at each history length and their ratio (target:
-1.5 or less).
+Prints the cost per event at each history length, the ratio of the longest
+to the shortest (target: 1.5 or less), and of the longest to the middle one:
+past the settle window (a month of sessions, about 60 events) a journey is
+bounded, so that one should be about 1 whatever the history.
 
-    python bench/history.py [--runs 3] [--short 10] [--long 5000] [--next 30]
+    python bench/history.py [--runs 3] [--short 10] [--middle 1000] [--long 5000] [--next 30]
         [--repeat 40] [--sections engine,processor]
 """
 
@@ -43,6 +46,7 @@ from orchestrator.flows import Flow, load_flows
 from orchestrator.journey import Journey
 from orchestrator.runtime.processor import EventProcessor
 from orchestrator.runtime.registry import FlowRegistry
+from orchestrator.settle import DEFAULT_SETTLE_AFTER, settle
 from orchestrator.store import SqlStore, connect, upgrade
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,11 +111,15 @@ def engine_cost(flow: Flow, events: list[Event], n: int, following: int, repeat:
     journey = Journey.start(PATIENT["id"], flow.id)
     for event in events[:n]:
         journey = advance(journey, event, flow, event.occurred_at).journey
+        journey = settle(journey, flow, event.occurred_at, DEFAULT_SETTLE_AFTER).journey
     nexts = events[n : n + following]
     started = time.perf_counter()
     for _ in range(repeat):
+        # The next events in sequence, each on the journey the one before left.
+        after = journey
         for event in nexts:
-            advance(journey, event, flow, event.occurred_at)
+            after = advance(after, event, flow, event.occurred_at).journey
+            after = settle(after, flow, event.occurred_at, DEFAULT_SETTLE_AFTER).journey
     return (time.perf_counter() - started) / (repeat * len(nexts))
 
 
@@ -136,21 +144,26 @@ def processor_cost(flow: Flow, events: list[Event], n: int, following: int) -> f
     return elapsed / following
 
 
-def report(name: str, measure: Callable[[int], float], short: int, long: int, runs: int) -> None:
-    costs: dict[int, list[float]] = {short: [], long: []}
+def report(
+    name: str, measure: Callable[[int], float], short: int, middle: int, long: int, runs: int
+) -> None:
+    lengths = (short, middle, long)
+    costs: dict[int, list[float]] = {n: [] for n in lengths}
     for run in range(1, runs + 1):
-        # Interleaved, so both lengths share the machine's noise.
-        for n in (short, long):
+        # Interleaved, so all lengths share the machine's noise.
+        for n in lengths:
             costs[n].append(measure(n))
         print(
-            f"{name} run {run}: {costs[short][-1] * 1000:.3f} ms/event at {short} events, "
-            f"{costs[long][-1] * 1000:.3f} ms/event at {long} events"
+            f"{name} run {run}: "
+            + ", ".join(f"{costs[n][-1] * 1000:.3f} ms/event at {n} events" for n in lengths)
         )
-    at_short, at_long = statistics.median(costs[short]), statistics.median(costs[long])
+    at = {n: statistics.median(costs[n]) for n in lengths}
     print(
-        f"{name}: median {at_short * 1000:.3f} ms per event at {short} events of history, "
-        f"{at_long * 1000:.3f} ms at {long}; ratio {at_long / at_short:.2f} "
-        f"over {runs} runs (target 1.5 or less)"
+        f"{name}: median {at[short] * 1000:.3f} ms per event at {short} events of history, "
+        f"{at[middle] * 1000:.3f} ms at {middle}, {at[long] * 1000:.3f} ms at {long}; "
+        f"ratio {long}/{short} {at[long] / at[short]:.2f} (target 1.5 or less), "
+        f"ratio {long}/{middle} {at[long] / at[middle]:.2f} (growth past the settle window) "
+        f"over {runs} runs"
     )
 
 
@@ -158,6 +171,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--short", type=int, default=10)
+    parser.add_argument("--middle", type=int, default=1000)
     parser.add_argument("--long", type=int, default=5000)
     parser.add_argument("--next", type=int, default=30, dest="following")
     parser.add_argument("--repeat", type=int, default=40)
@@ -168,9 +182,10 @@ def main() -> None:
     sections = set(args.sections.split(","))
     if "engine" in sections:
         report(
-            "engine advance()",
+            "engine advance() + settle()",
             lambda n: engine_cost(flow, events, n, args.following, args.repeat),
             args.short,
+            args.middle,
             args.long,
             args.runs,
         )
@@ -179,6 +194,7 @@ def main() -> None:
             "processor + SQLite",
             lambda n: processor_cost(flow, events, n, args.following),
             args.short,
+            args.middle,
             args.long,
             args.runs,
         )

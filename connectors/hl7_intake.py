@@ -4,9 +4,11 @@ For a batch of raw messages, in this order:
 
 1. keep every raw message in the inbound archive (committed): what we
    acknowledge is never only in memory;
-2. parse and map each one; a message that cannot be used is kept in the
-   rejected inputs with its reason and answered AE or AR with an ERR segment;
-3. run the events through the `EventProcessor`, one transaction;
+2. parse and map each one; a message that cannot be used is answered AE or
+   AR with an ERR segment;
+3. hand them all to the intake (source `mllp`): the events go through the
+   processor in one transaction, and every message refused, here or by the
+   processor, is kept once in the rejected inputs;
 4. settle the archive rows, then answer AA: only after the commit.
 
 A store failure before the commit answers AE (application error: resend),
@@ -22,8 +24,7 @@ from datetime import datetime
 
 from orchestrator.clock import Clock
 from orchestrator.errors import StoreError
-from orchestrator.event import Event
-from orchestrator.ports import EventSink, InboundArchive, RejectedInputs, Settlement
+from orchestrator.ports import EventIntake, InboundArchive, Input, Settlement
 
 from .hl7_ack import AckCode, Envelope, build_ack, envelope_of
 from .hl7_message import APPLICATION_ERROR, Hl7Error, Hl7Message, Location, decode
@@ -47,9 +48,8 @@ class Reply:
 
 @dataclass
 class Hl7Intake:
-    processor: EventSink
+    intake: EventIntake
     archive: InboundArchive
-    store: RejectedInputs
     clock: Clock
     config: Hl7Config
     source: str = "mllp"
@@ -64,53 +64,58 @@ class Hl7Intake:
         except StoreError as exc:
             log.error("hl7.archive_failed", extra={"error": exc.__class__.__name__})
             return [self._failed(envelope, now) for envelope in envelopes]
-        events: list[tuple[int, Event]] = []
-        replies: list[Reply | None] = [None] * len(raws)
-        for i, text in enumerate(texts):
+        inputs: list[Input] = []
+        errors: list[Hl7Error | None] = []
+        for raw, text in zip(raws, texts, strict=True):
             try:
-                events.append((i, map_message(Hl7Message(text), self.config)))
+                inputs.append(Input(raw, map_message(Hl7Message(text), self.config)))
+                errors.append(None)
+                continue
             except Hl7Error as exc:
-                replies[i] = self._rejected(envelopes[i], now, exc)
+                unusable = exc
             except Exception as exc:  # noqa: BLE001 - one message must not fail its batch
                 log.error("hl7.mapping_failed", extra={"error": exc.__class__.__name__})
-                error = Hl7Error(
+                unusable = Hl7Error(
                     Location("MSH"), "the message could not be mapped", APPLICATION_ERROR
                 )
-                replies[i] = self._rejected(envelopes[i], now, error)
+            inputs.append(Input.refused(raw, f"{unusable.location}: {unusable.problem}"))
+            errors.append(unusable)
+        replies: list[Reply] = []
         try:
-            results = self.processor.process([e for _, e in events]) if events else []
+            results = self.intake.take(self.source, inputs)
             settlements: list[Settlement] = []
-            for (i, event), result in zip(events, results, strict=True):
-                if result.status == "rejected":
+            for n, (error, result) in enumerate(zip(errors, results, strict=True)):
+                if error is not None:
+                    reply = self._rejected(envelopes[n], now, error)
+                elif result.status == "rejected":
                     error = Hl7Error(
                         Location("MSH", 1, 9), "; ".join(result.errors), APPLICATION_ERROR
                     )
-                    replies[i] = Reply(
-                        build_ack(envelopes[i], "AE", now, error), "AE", "rejected", event.id, error
+                    reply = Reply(
+                        build_ack(envelopes[n], "AE", now, error),
+                        "AE",
+                        "rejected",
+                        result.id,
+                        error,
                     )
                 else:
-                    replies[i] = Reply(
-                        build_ack(envelopes[i], "AA", now), "AA", result.status, event.id
+                    reply = Reply(
+                        build_ack(envelopes[n], "AA", now), "AA", result.status, result.id
                     )
-            for i, reply in enumerate(replies):
-                assert reply is not None
-                reason = None
-                if reply.error is not None:
-                    reason = f"{reply.error.location}: {reply.error.problem}"
-                    self.store.reject(raws[i], self.source, reason, now)
-                settlements.append(Settlement(ids[i], reply.status, reply.event_id, reason))
+                reason = f"{error.location}: {error.problem}" if error is not None else None
+                settlements.append(Settlement(ids[n], reply.status, reply.event_id, reason))
+                replies.append(reply)
             self.archive.settle(settlements)
         except StoreError as exc:
             # The archive rows stay `received`: the sender resends, or they are replayed.
             log.error("hl7.store_failed", extra={"error": exc.__class__.__name__})
             return [self._failed(envelope, now) for envelope in envelopes]
         for reply in replies:
-            assert reply is not None
             log.info(
                 "hl7.acknowledged",
                 extra={"event_id": reply.event_id, "ack": reply.code, "status": reply.status},
             )
-        return [r for r in replies if r is not None]
+        return replies
 
     @staticmethod
     def _rejected(envelope: Envelope, now: datetime, error: Hl7Error) -> Reply:

@@ -6,7 +6,9 @@ Pure: no I/O and no clock; `now` is an argument. The rules the file keeps:
    (`Event.sort_key`), not the order they arrived. An event that arrives
    late is inserted where it belongs and the journey is folded again, so an
    older event never undoes a newer one, and any reordering or duplication of
-   a stream ends in the same journey.
+   a stream ends in the same journey. A journey is bounded
+   (`orchestrator.settle`): an event that occurred before its horizon is
+   folded after everything before the horizon, not in its place.
 2. The actions are the difference between the journey before and after:
    messages it now wants and did not (schedule), messages it wanted and no
    longer does (cancel, with the reason the fold recorded), stages entered,
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import datetime
 
 from .actions import (
@@ -53,32 +56,55 @@ def route(event: Event, flows: Iterable[Flow]) -> list[Flow]:
     return [flow for flow in flows if event.type in flow.event_types]
 
 
-def advance(journey: Journey, event: Event, flow: Flow, now: datetime) -> Decision:
-    """Return the journey after `event` and the actions it calls for."""
+def advance(
+    journey: Journey, event: Event, flow: Flow, now: datetime, *, may_start: bool = True
+) -> Decision:
+    """Return the journey after `event` and the actions it calls for.
+
+    With `may_start` false (an older version of the flow took the event), the
+    event starts no episode of this journey and brings its appointment or
+    encounter into none, now or in any re-fold; about the patient alone, it
+    may still move one.
+    """
     if event.type not in flow.event_types or any(e.id == event.id for e in journey.events):
         return Decision(journey, ())
+    if not may_start:
+        journey = replace(journey, taken_by_older=journey.taken_by_older | {event.id})
     key = event.sort_key()
     events = journey.events
     in_order = not events or key >= events[-1].sort_key()
     if in_order:
+        position = len(events)
         ordered = (*events, event)
     else:
         position = bisect_right([e.sort_key() for e in events], key)
         ordered = (*events[:position], event, *events[position:])
-    if not journey.episodes and not any(t.matches(event) for t in flow.starts_on):
+    # The next checkpoint holds the first events as they were folded: one
+    # placed among them makes it wrong.
+    upcoming = journey.next_checkpoint
+    if upcoming is not None and position < upcoming.holds:
+        upcoming = None
+    if not journey.episodes and (
+        not may_start or not any(t.matches(event) for t in flow.starts_on)
+    ):
         # Nothing to move and nothing to start: keep the event, in its place,
         # for an earlier event that may yet arrive and start an episode.
         patient = event.patient if in_order else journey.patient
-        return Decision(Journey(journey.patient_id, journey.flow_id, ordered, patient=patient), ())
+        kept = replace(
+            journey, events=ordered, dropped={}, patient=patient, next_checkpoint=upcoming
+        )
+        return Decision(kept, ())
     if in_order:
         work = Fold.resume(journey, flow)
         work.step(event)
         after = work.freeze(ordered)
         return Decision(after, _diff(journey, after, flow, now, work.touched))
-    work = Fold.resume(Journey.start(journey.patient_id, journey.flow_id), flow)
+    # From the checkpoint: an event older than the horizon lands first, after
+    # everything the checkpoint holds (see `orchestrator.settle`).
+    work = Fold.resume(journey.at_checkpoint(), flow)
     for each in ordered:
         work.step(each)
-    after = work.freeze(ordered)
+    after = replace(work.freeze(ordered), next_checkpoint=upcoming)
     return Decision(after, _diff(journey, after, flow, now))
 
 

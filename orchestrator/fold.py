@@ -20,6 +20,7 @@ from .flows.model import ANY_STAGE, Flow, MessageSpec, Stage
 from .flows.timing import Anchor
 from .journey import (
     AppointmentState,
+    Checkpoint,
     EncounterState,
     Episode,
     EpisodeStatus,
@@ -117,30 +118,44 @@ class Fold:
     messages: dict[str, ScheduledMessage]
     dropped: dict[str, str]
     patient: Patient | None
+    checkpoint: Checkpoint | None = None
+    next_checkpoint: Checkpoint | None = None
+    taken_by_older: frozenset[str] = frozenset()
     # Keys this fold wrote, in order: what the diff compares after one step.
     touched: dict[str, None] = field(default_factory=dict)
 
     @classmethod
     def resume(cls, journey: Journey, flow: Flow) -> Fold:
+        # `dropped` starts empty: the diff reads it only for keys this fold drops,
+        # and carrying it over would grow it with every message ever dropped.
         return cls(
             flow=flow,
             patient_id=journey.patient_id,
             flow_id=journey.flow_id,
             episodes=list(journey.episodes),
             messages=dict(journey.messages),
-            dropped=dict(journey.dropped),
+            dropped={},
             patient=journey.patient,
+            checkpoint=journey.checkpoint,
+            next_checkpoint=journey.next_checkpoint,
+            taken_by_older=journey.taken_by_older,
         )
+
+    def frozen_episodes(self) -> tuple[Episode, ...]:
+        return tuple(e.freeze() if isinstance(e, EpisodeDraft) else e for e in self.episodes)
 
     def freeze(self, events: tuple[Event, ...]) -> Journey:
         return Journey(
             patient_id=self.patient_id,
             flow_id=self.flow_id,
             events=events,
-            episodes=tuple(e.freeze() if isinstance(e, EpisodeDraft) else e for e in self.episodes),
+            episodes=self.frozen_episodes(),
             messages=self.messages,
             dropped=self.dropped,
             patient=self.patient,
+            checkpoint=self.checkpoint,
+            next_checkpoint=self.next_checkpoint,
+            taken_by_older=self.taken_by_older,
         )
 
     def _draft(self, index: int) -> EpisodeDraft:
@@ -158,7 +173,8 @@ class Fold:
         index = self._owner(event)
         if index is not None:
             event = _with_known_services(self.episodes[index], event)
-        elif not has_subject or event.type in _ADOPTING:
+        elif not has_subject or (event.type in _ADOPTING and event.id not in self.taken_by_older):
+            # What an older version's episode took is its appointment: not adopted here.
             index = self._mover(event)
         if index is None and self._starts(event):
             index = self._open(event)
@@ -194,7 +210,9 @@ class Fold:
         return None
 
     def _starts(self, event: Event) -> bool:
-        return any(t.matches(event) for t in self.flow.starts_on)
+        return event.id not in self.taken_by_older and any(
+            t.matches(event) for t in self.flow.starts_on
+        )
 
     def _open(self, event: Event) -> int:
         digest = hashlib.blake2b(

@@ -3,12 +3,17 @@
 A `Journey` holds the events it was folded from (sorted by when they
 occurred, not when they arrived), the episodes they formed and the scheduled
 messages those episodes want. The engine rebuilds it; nothing else writes it.
+
+A journey is bounded (`orchestrator.settle`): events that occurred before its
+`checkpoint` are folded into the checkpoint and no longer kept, and episodes
+long over are settled out of it (the store keeps them for figures and the
+timeline), so one more event costs the same after ten events or ten thousand.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime, time
 from enum import StrEnum
 
@@ -17,6 +22,7 @@ from .flows.timing import Anchor
 
 __all__ = [
     "AppointmentState",
+    "Checkpoint",
     "EncounterState",
     "Episode",
     "EpisodeStatus",
@@ -118,8 +124,30 @@ class ScheduledMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A journey's episodes, messages and patient as they stood after some of its events.
+
+    As a journey's `checkpoint`, what a re-fold starts from: every event that
+    occurred before `at` folded in, and none kept. As its `next_checkpoint`,
+    the state after its first `holds` kept events (taken as they were
+    folded, so that moving the checkpoint up costs no re-fold); `at` is then
+    unused. Settled episodes and their messages are in neither.
+    """
+
+    at: datetime
+    episodes: tuple[Episode, ...] = ()
+    messages: Mapping[str, ScheduledMessage] = field(default_factory=dict)
+    patient: Patient | None = None
+    holds: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Journey:
-    """One patient's path through one flow."""
+    """One patient's path through one flow.
+
+    `events` are those folded since the checkpoint (all of them without
+    one); `dropped` says why each message the latest fold removed went.
+    """
 
     patient_id: str
     flow_id: str
@@ -128,10 +156,42 @@ class Journey:
     messages: Mapping[str, ScheduledMessage] = field(default_factory=dict)
     dropped: Mapping[str, str] = field(default_factory=dict)
     patient: Patient | None = None
+    checkpoint: Checkpoint | None = None
+    next_checkpoint: Checkpoint | None = None
+    # Events since the checkpoint that an older version of the flow took: here
+    # they start no episode and bring their appointment into none, in every re-fold.
+    taken_by_older: frozenset[str] = frozenset()
 
     @classmethod
     def start(cls, patient_id: str, flow_id: str) -> Journey:
         return cls(patient_id=patient_id, flow_id=flow_id)
+
+    def at_checkpoint(self) -> Journey:
+        """The journey a re-fold starts from: the checkpoint's, with no events since."""
+        c = self.checkpoint
+        if c is None:
+            return Journey(self.patient_id, self.flow_id, taken_by_older=self.taken_by_older)
+        return Journey(
+            self.patient_id,
+            self.flow_id,
+            episodes=c.episodes,
+            messages=c.messages,
+            patient=c.patient,
+            checkpoint=c,
+            taken_by_older=self.taken_by_older,
+        )
+
+    def with_settled(self, settled: Iterable[Episode]) -> Journey:
+        """The whole journey, for figures and timelines: settled episodes back in, by start."""
+        episodes = (*settled, *self.episodes)
+        if len(episodes) == len(self.episodes):
+            return self
+        return replace(self, episodes=tuple(sorted(episodes, key=lambda e: e.started_at)))
+
+    @property
+    def horizon(self) -> datetime | None:
+        """Events that occurred before this are no longer kept: they fold in at the checkpoint."""
+        return self.checkpoint.at if self.checkpoint else None
 
     def episode(self, episode_id: str) -> Episode | None:
         return next((e for e in self.episodes if e.id == episode_id), None)

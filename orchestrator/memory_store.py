@@ -8,36 +8,40 @@ leases first, then due messages by due time; every decision that takes leaves
 an audit row. The real processor and dispatcher run on it (the tests, and
 what rehearses them on a virtual clock). It imports no SQLAlchemy, and nothing of it outlives the process.
 
-Rows are frozen values replaced on each write, so a transaction's snapshot
-is a shallow copy of the containers, and an error inside `unit` or `together`
-puts the snapshot back.
+A transaction keeps an undo log, not a snapshot (`memory_journal`): each
+write records what it replaced, an error inside `unit` or `together` plays
+the log backwards, and a commit drops it; a transaction costs what it
+writes, whatever the store holds, which is what lets `simulate` run on it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .decisions import DecisionRecord, record
 from .errors import StoreError
 from .event import Channel, Patient
-from .journey import Journey, ScheduledMessage
+from .journey import Episode, Journey, ScheduledMessage
 from .limits import storable_text
-from .memory_unit import AttemptRow, MemoryUnit, MessageRow, Tables, close_attempt
-from .message_status import IN_FLIGHT, MessageStatus, check_finish
+from .memory_unit import AttemptRow, MemoryUnit, MessageRow, Tables, append_audit, close_attempt
+from .message_status import IN_FLIGHT, MessageStatus, allowed, check_finish
 from .policies import ConsentRecord
 from .ports import (
     REJECTED_BODY_LIMIT,
+    Addressee,
     Claim,
+    DeliveryReports,
     EpisodeView,
     EventStore,
     FlowVersions,
     ImportHold,
+    InboundArchive,
     MessageLedger,
     MessageView,
     Outbox,
@@ -45,6 +49,7 @@ from .ports import (
     RejectedInput,
     SendingFacts,
     Sent,
+    Settlement,
 )
 
 __all__ = ["MemoryStore", "MemoryUnit"]
@@ -62,16 +67,22 @@ class MemoryStore:
 
     @contextmanager
     def _transaction(self) -> Iterator[Tables]:
-        """One thread at a time; the outermost block puts everything back on an error."""
+        """One thread at a time; the outermost block undoes everything on an error."""
         with self._lock:
-            snapshot = self._t.copy() if self._depth == 0 else None
+            outermost = self._depth == 0
+            journal = self._t.journal
+            if outermost:
+                journal.open()
             self._depth += 1
             try:
                 yield self._t
             except BaseException:
-                if snapshot is not None:
-                    self._t = snapshot
+                if outermost:
+                    journal.rollback()
                 raise
+            else:
+                if outermost:
+                    journal.commit()
             finally:
                 self._depth -= 1
 
@@ -213,6 +224,7 @@ class MemoryStore:
                 )
                 t.messages[key] = row
                 attempts[key] = row.attempts
+                t.open_attempts[key] = len(t.attempts)
                 t.attempts.append(AttemptRow(key, row.attempts, channel.value, now))
         return attempts
 
@@ -258,7 +270,8 @@ class MemoryStore:
             )
             if attempt_outcome is not None:
                 close_attempt(t, message.key, now, attempt_outcome, error, provider_id)
-            t.audit.append(
+            append_audit(
+                t,
                 record(
                     message,
                     now,
@@ -266,7 +279,7 @@ class MemoryStore:
                     reason,
                     channel=channel.value if channel else None,
                     language=language,
-                )
+                ),
             )
             return True
 
@@ -291,7 +304,8 @@ class MemoryStore:
                     updated_at=sent.at,
                 )
                 close_attempt(t, key, sent.at, MessageStatus.SENT, None, sent.provider_id)
-                t.audit.append(
+                append_audit(
+                    t,
                     record(
                         sent.message,
                         sent.at,
@@ -299,7 +313,7 @@ class MemoryStore:
                         sent.reason,
                         channel=sent.channel.value,
                         language=sent.language,
-                    )
+                    ),
                 )
         return held
 
@@ -346,8 +360,8 @@ class MemoryStore:
             )
             if attempt_outcome is not None:
                 close_attempt(t, message.key, now, attempt_outcome, error, None)
-            t.audit.append(
-                replace(record(message, now, MessageStatus.SCHEDULED, reason), due_at=due_at)
+            append_audit(
+                t, replace(record(message, now, MessageStatus.SCHEDULED, reason), due_at=due_at)
             )
             return True
 
@@ -368,7 +382,7 @@ class MemoryStore:
             close_attempt(t, key, now, MessageStatus.FAILED, reason, None)
             # As the SQL store copies it from the row's columns: no template, no language.
             audited = record(row.message, now, MessageStatus.FAILED, reason, channel=row.channel)
-            t.audit.append(replace(audited, template="", due_at=row.due_at))
+            append_audit(t, replace(audited, template="", due_at=row.due_at))
             return True
 
     @staticmethod
@@ -400,6 +414,197 @@ class MemoryStore:
         with self._lock:
             return list(reversed(self._t.outbox))[:limit]
 
+    # -- provider feedback (`DeliveryReports`) ---------------------------------------
+
+    def settle_sent(self, key: str, provider_id: str | None, now: datetime, reason: str) -> bool:
+        """A message whose send outcome was unknown ("sending"): the provider has it."""
+        with self._transaction() as t:
+            row = t.messages.get(key)
+            if row is None or row.status != MessageStatus.SENDING:
+                return False
+            t.messages[key] = replace(
+                row,
+                status=MessageStatus.SENT,
+                reason=reason,
+                provider_id=provider_id,
+                sent_at=now,
+                lease_owner=None,
+                lease_until=None,
+                updated_at=now,
+            )
+            close_attempt(t, key, now, MessageStatus.SENT, None, provider_id)
+            entry = record(row.message, now, MessageStatus.SENT, reason, channel=row.channel)
+            append_audit(t, entry)
+            return True
+
+    def advance(
+        self,
+        status: MessageStatus,
+        reason: str | None,
+        now: datetime,
+        *,
+        key: str | None = None,
+        provider_id: str | None = None,
+    ) -> bool:
+        """Move a sent message (by key, else by provider id) to delivered or failed.
+
+        Raises:
+            ValueError: `status` is not where provider feedback moves a sent message.
+        """
+        if not allowed(MessageStatus.SENT, status):
+            raise ValueError(f"advance: provider feedback cannot move a sent message to {status!r}")
+        with self._transaction() as t:
+            moved = False
+            for found, row in self._reported(t, key, provider_id):
+                if row.status != MessageStatus.SENT:
+                    continue
+                t.messages[found] = replace(row, status=status, reason=reason, updated_at=now)
+                append_audit(t, record(row.message, now, status, reason, channel=row.channel))
+                moved = True
+            return moved
+
+    def engaged(
+        self, kind: str, now: datetime, *, key: str | None = None, provider_id: str | None = None
+    ) -> bool:
+        """An open or a click: audited as `delivered` with reason `engagement:<kind>`."""
+        with self._transaction() as t:
+            self.advance(MessageStatus.DELIVERED, None, now, key=key, provider_id=provider_id)
+            engaged = False
+            for _, row in self._reported(t, key, provider_id):
+                if row.status != MessageStatus.DELIVERED:
+                    continue
+                reason = f"engagement:{kind}"
+                entry = record(
+                    row.message, now, MessageStatus.DELIVERED, reason, channel=row.channel
+                )
+                append_audit(t, entry)
+                engaged = True
+            return engaged
+
+    @staticmethod
+    def _reported(
+        t: Tables, key: str | None, provider_id: str | None
+    ) -> list[tuple[str, MessageRow]]:
+        """The messages a report names: by key, else by provider id."""
+        if key is not None:
+            row = t.messages.get(key)
+            return [] if row is None else [(key, row)]
+        if provider_id is None:
+            return []
+        return [(k, r) for k, r in t.messages.items() if r.provider_id == provider_id]
+
+    def status(self, key: str) -> str | None:
+        with self._lock:
+            row = self._t.messages.get(key)
+        return None if row is None else row.status
+
+    def recipient_of(self, key: str) -> Addressee | None:
+        """The patient (as last known) and recipient a scheduled message is for."""
+        with self._lock:
+            row = self._t.messages.get(key)
+            known = self._t.patients.get(row.message.recipient.patient_id) if row else None
+        if row is None or known is None:
+            return None
+        return Addressee(known.patient, str(row.message.recipient))
+
+    def recipients_by_phone(self, phone: str) -> list[Addressee]:
+        """Every patient or caregiver whose phone is `phone` (E.164)."""
+        with self._lock:
+            patients = [known.patient for known in self._t.patients.values()]
+        found: list[Addressee] = []
+        for patient in patients:
+            if patient.phone == phone:
+                found.append(Addressee(patient, "patient"))
+            found += [
+                Addressee(patient, f"caregiver:{c.id}")
+                for c in patient.caregivers
+                if c.phone == phone
+            ]
+        return found
+
+    def received(self, source: str, event_ids: Sequence[str]) -> set[str]:
+        """Which of these webhook event ids were recorded before."""
+        with self._lock:
+            return {e for e in event_ids if (source, e) in self._t.receipts}
+
+    def first_receipt(self, source: str, event_ids: Sequence[str], now: datetime) -> set[str]:
+        """Record webhook event ids; returns those not seen before (the rest are duplicates)."""
+        fresh: set[str] = set()
+        with self._transaction() as t:
+            for event_id in dict.fromkeys(event_ids):
+                if (source, event_id) not in t.receipts:
+                    t.receipts[(source, event_id)] = now
+                    fresh.add(event_id)
+        return fresh
+
+    # -- the inbound archive (`InboundArchive`) --------------------------------------
+
+    def keep(self, protocol: str, bodies: Sequence[bytes], now: datetime) -> list[int]:
+        """Keep raw messages as `received`; their ids, in order."""
+        with self._transaction() as t:
+            ids: list[int] = []
+            for body in bodies:
+                ids.append(len(t.inbound) + 1)
+                t.inbound.append(
+                    {
+                        "id": ids[-1],
+                        "received_at": now,
+                        "protocol": protocol,
+                        "body": body,
+                        "status": "received",
+                        "event_id": None,
+                        "reason": None,
+                    }
+                )
+            return ids
+
+    def settle(self, settlements: Sequence[Settlement]) -> None:
+        """Record each message's outcome; a message is settled once."""
+        with self._transaction() as t:
+            for s in settlements:
+                i = s.id - 1
+                if not 0 <= i < len(t.inbound) or t.inbound[i]["status"] != "received":
+                    continue
+                reason = None if s.reason is None else storable_text(s.reason)
+                t.inbound[i] = t.inbound[i] | {
+                    "status": s.status,
+                    "event_id": s.event_id,
+                    "reason": reason,
+                }
+
+    def inbound_messages(
+        self, *, status: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """The newest archived messages, optionally of one status."""
+        with self._lock:
+            found = [
+                dict(m) for m in reversed(self._t.inbound) if not status or m["status"] == status
+            ]
+        return found[:limit]
+
+    # -- a driver on a virtual clock ----------------------------------------------------
+
+    def next_due(self) -> datetime | None:
+        """When the earliest scheduled message falls due; None when none waits."""
+        with self._lock:
+            return min(
+                (
+                    m.due_at
+                    for m in self._t.messages.values()
+                    if m.status == MessageStatus.SCHEDULED
+                ),
+                default=None,
+            )
+
+    def audit_after(self, position: int) -> tuple[list[DecisionRecord], int]:
+        """The audit rows written after `position`, in order, and the position of the last.
+
+        Start from 0; pass the returned position next time to read only what is new.
+        """
+        with self._lock:
+            found = list(self._t.audit[position:])
+        return found, position + len(found)
+
     # -- reads: what the SQL store's readers offer ---------------------------------
 
     def patient(self, patient_id: str) -> Patient | None:
@@ -420,18 +625,22 @@ class MemoryStore:
             return self._t.journeys.get((patient_id, flow_id, version))
 
     def patient_journeys(self, patient_id: str) -> list[tuple[int, Journey]]:
-        with self._lock:
-            found = sorted((k, j) for k, j in self._t.journeys.items() if k[0] == patient_id)
-        return [(version, journey) for (_, _, version), journey in found]
+        """Every journey of the patient, settled episodes included."""
+        return self._whole(lambda key: key[0] == patient_id)
 
     def flow_journeys(self, flow_id: str) -> list[tuple[int, Journey]]:
+        """Every journey on `flow_id`, any version, settled episodes included (the funnel)."""
+        return self._whole(lambda key: key[1] == flow_id)
+
+    def _whole(self, wanted: Callable[[tuple[str, str, int]], bool]) -> list[tuple[int, Journey]]:
         with self._lock:
-            found = sorted(
-                ((pid, version), j)
-                for (pid, fid, version), j in self._t.journeys.items()
-                if fid == flow_id
-            )
-        return [(version, journey) for (_, version), journey in found]
+            settled: dict[tuple[str, str, int], list[Episode]] = {}
+            for row in self._t.episodes.values():
+                key = (row["patient_id"], row["flow"], row["flow_version"])
+                if "settled" in row and wanted(key):
+                    settled.setdefault(key, []).append(row["settled"])
+            found = sorted((k, j) for k, j in self._t.journeys.items() if wanted(k))
+        return [(k[2], j.with_settled(settled.get(k, ()))) for k, j in found]
 
     def episodes(self, patient_id: str) -> list[EpisodeView]:
         with self._lock:
@@ -439,6 +648,7 @@ class MemoryStore:
         rows.sort(key=lambda e: e["started_at"])
         for row in rows:
             del row["patient_id"]
+            row.pop("settled", None)
         return [EpisodeView(**row) for row in rows]
 
     def audit(
@@ -496,7 +706,9 @@ class MemoryStore:
         ]
 
     def purge(self) -> None:
-        with self._transaction():
+        with self._lock:
+            if self._depth:
+                raise StoreError("purge inside a transaction: it could not be undone")
             self._t = Tables()
 
 
@@ -504,6 +716,6 @@ if TYPE_CHECKING:
 
     def _implements(
         store: MemoryStore,
-    ) -> tuple[EventStore, MessageLedger, Outbox, FlowVersions]:
+    ) -> tuple[EventStore, MessageLedger, Outbox, FlowVersions, DeliveryReports, InboundArchive]:
         """The ports this store implements, checked by mypy."""
-        return store, store, store, store
+        return store, store, store, store, store, store

@@ -7,7 +7,7 @@ commits, with the SQL unit's rules for scheduled messages.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -15,23 +15,32 @@ from typing import Any
 from .decisions import DecisionRecord, record
 from .errors import StoreError
 from .event import Event
-from .journey import Journey, ScheduledMessage
+from .journey import Episode, Journey, ScheduledMessage
+from .limits import storable_text
+from .memory_journal import Journal, JournaledDict, JournaledList
 from .message_status import PENDING, MessageStatus
 from .patient_merge import KnownPatient
 from .policies import ConsentRecord
 from .ports import ImportHold, OutboxEntry
 
 __all__ = [
+    "ERROR_LENGTH",
+    "REASON_LENGTH",
     "AttemptRow",
     "MemoryUnit",
     "MessageRow",
     "ProcessedRow",
     "Tables",
+    "append_audit",
     "close_attempt",
+    "kept_reason",
     "new_row",
 ]
 
-# The scheduled-message statuses as the SQL store names them.
+# What the SQL store's `Reason` columns keep of a reason (audit, messages) and of
+# an attempt's error: the rest is cut, as `store.tables.Reason` cuts it.
+REASON_LENGTH = 200
+ERROR_LENGTH = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +58,10 @@ class MessageRow:
     lease_until: datetime | None = None
     sent_at: datetime | None = None
     import_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.reason is not None:
+            object.__setattr__(self, "reason", kept_reason(self.reason))
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,36 +86,37 @@ class ProcessedRow:
     received_at: datetime
 
 
-@dataclass
 class Tables:
-    """Everything the store holds; each container is copied whole for a snapshot."""
+    """Everything the store holds, in containers whose writes its journal can undo."""
 
-    messages: dict[str, MessageRow] = field(default_factory=dict)
-    attempts: list[AttemptRow] = field(default_factory=list)
-    audit: list[DecisionRecord] = field(default_factory=list)
-    patients: dict[str, KnownPatient] = field(default_factory=dict)
-    consent: dict[tuple[str, str, str], ConsentRecord] = field(default_factory=dict)
-    journeys: dict[tuple[str, str, int], Journey] = field(default_factory=dict)
-    episodes: dict[str, dict[str, Any]] = field(default_factory=dict)
-    processed: dict[str, ProcessedRow] = field(default_factory=dict)
-    rejected: list[dict[str, Any]] = field(default_factory=list)
-    outbox: list[OutboxEntry] = field(default_factory=list)
-    flow_versions: dict[tuple[str, int], tuple[str, str]] = field(default_factory=dict)
+    def __init__(self) -> None:
+        self.journal = Journal()
+        j = self.journal
+        self.messages: JournaledDict[str, MessageRow] = JournaledDict(j)
+        self.attempts: JournaledList[AttemptRow] = JournaledList(j)
+        # Where each message's pending attempt sits in `attempts` (it has at most one).
+        self.open_attempts: JournaledDict[str, int] = JournaledDict(j)
+        self.audit: JournaledList[DecisionRecord] = JournaledList(j)
+        self.patients: JournaledDict[str, KnownPatient] = JournaledDict(j)
+        self.consent: JournaledDict[tuple[str, str, str], ConsentRecord] = JournaledDict(j)
+        self.journeys: JournaledDict[tuple[str, str, int], Journey] = JournaledDict(j)
+        self.episodes: JournaledDict[str, dict[str, Any]] = JournaledDict(j)
+        self.processed: JournaledDict[str, ProcessedRow] = JournaledDict(j)
+        self.rejected: JournaledList[dict[str, Any]] = JournaledList(j)
+        self.outbox: JournaledList[OutboxEntry] = JournaledList(j)
+        self.flow_versions: JournaledDict[tuple[str, int], tuple[str, str]] = JournaledDict(j)
+        # Webhook event ids seen, per source: (source, event id) -> when first received.
+        self.receipts: JournaledDict[tuple[str, str], datetime] = JournaledDict(j)
+        # The inbound archive's raw messages; a message's id is its place here, from 1.
+        self.inbound: JournaledList[dict[str, Any]] = JournaledList(j)
 
-    def copy(self) -> Tables:
-        return Tables(
-            dict(self.messages),
-            list(self.attempts),
-            list(self.audit),
-            dict(self.patients),
-            dict(self.consent),
-            dict(self.journeys),
-            dict(self.episodes),
-            dict(self.processed),
-            list(self.rejected),
-            list(self.outbox),
-            dict(self.flow_versions),
-        )
+    def state(self) -> dict[str, Any]:
+        """Every table as plain containers (a copy of the containers, not of their rows)."""
+        return {
+            name: list(value) if isinstance(value, list) else dict(value)
+            for name, value in vars(self).items()
+            if name != "journal"
+        }
 
 
 @dataclass
@@ -116,6 +130,7 @@ class MemoryUnit:
     _patients: dict[str, KnownPatient] = field(default_factory=dict)
     _consents: dict[tuple[str, str, str], ConsentRecord] = field(default_factory=dict)
     _journeys: dict[tuple[str, str, int], Journey] = field(default_factory=dict)
+    _settled: list[tuple[str, str, int, Episode]] = field(default_factory=list)
     _processed: list[ProcessedRow] = field(default_factory=list)
     # What the engine decided about messages, in order: (kind, message, reason, event id).
     _decisions: list[tuple[str, ScheduledMessage, str | None, str]] = field(default_factory=list)
@@ -161,6 +176,11 @@ class MemoryUnit:
     def save_journey(self, journey: Journey, version: int) -> None:
         self._journeys[(journey.patient_id, journey.flow_id, version)] = journey
 
+    def save_settled(
+        self, patient_id: str, flow_id: str, version: int, episodes: Sequence[Episode]
+    ) -> None:
+        self._settled += [(patient_id, flow_id, version, e) for e in episodes]
+
     def mark_processed(self, event: Event) -> None:
         self._processed.append(
             ProcessedRow(
@@ -192,17 +212,10 @@ class MemoryUnit:
         for (patient_id, flow_id, version), journey in self._journeys.items():
             t.journeys[(patient_id, flow_id, version)] = journey
             for episode in journey.episodes:
-                t.episodes[episode.id] = {
-                    "id": episode.id,
-                    "patient_id": patient_id,
-                    "flow": flow_id,
-                    "flow_version": version,
-                    "stage": episode.stage_id,
-                    "status": episode.status.value,
-                    "outcome": episode.outcome,
-                    "started_at": episode.started_at,
-                    "ended_at": episode.ended_at,
-                }
+                t.episodes[episode.id] = _episode_row(patient_id, flow_id, version, episode)
+        for patient_id, flow_id, version, episode in self._settled:
+            row = _episode_row(patient_id, flow_id, version, episode)
+            t.episodes[episode.id] = {**row, "settled": episode}
         for processed in self._processed:
             if processed.event_id in t.processed:
                 raise StoreError(f"event {processed.event_id} is processed already")
@@ -251,7 +264,7 @@ class MemoryUnit:
                 inserted.add(key)
                 taken = MessageStatus.EXPIRED
             if taken is not None:
-                t.audit.append(record(message, self.now, taken, reason, event_id=event_id))
+                append_audit(t, record(message, self.now, taken, reason, event_id=event_id))
         if self.hold is not None:
             self._hold(t, touched)
 
@@ -270,6 +283,18 @@ class MemoryUnit:
             )
 
 
+def kept_reason(reason: str) -> str:
+    """A reason as the SQL store's `Reason(200)` column keeps it."""
+    return storable_text(reason)[:REASON_LENGTH]
+
+
+def append_audit(t: Tables, entry: DecisionRecord) -> None:
+    """Append an audit row, its reason kept as the SQL audit table keeps it."""
+    if entry.reason is not None and (kept := kept_reason(entry.reason)) != entry.reason:
+        entry = replace(entry, reason=kept)
+    t.audit.append(entry)
+
+
 def new_row(
     message: ScheduledMessage, status: MessageStatus, reason: str | None, now: datetime
 ) -> MessageRow:
@@ -280,8 +305,28 @@ def close_attempt(
     t: Tables, key: str, now: datetime, outcome: str, error: str | None, provider_id: str | None
 ) -> None:
     """Close the message's pending attempt (a message has at most one: its claimer's)."""
-    for i, attempt in enumerate(t.attempts):
-        if attempt.key == key and attempt.outcome == "pending":
-            t.attempts[i] = replace(
-                attempt, finished_at=now, outcome=outcome, error=error, provider_id=provider_id
-            )
+    i = t.open_attempts.get(key)
+    if i is None:
+        return
+    del t.open_attempts[key]
+    t.attempts[i] = replace(
+        t.attempts[i],
+        finished_at=now,
+        outcome=outcome,
+        error=storable_text(error)[:ERROR_LENGTH] if error is not None else None,
+        provider_id=provider_id,
+    )
+
+
+def _episode_row(patient_id: str, flow_id: str, version: int, episode: Episode) -> dict[str, Any]:
+    return {
+        "id": episode.id,
+        "patient_id": patient_id,
+        "flow": flow_id,
+        "flow_version": version,
+        "stage": episode.stage_id,
+        "status": episode.status.value,
+        "outcome": episode.outcome,
+        "started_at": episode.started_at,
+        "ended_at": episode.ended_at,
+    }

@@ -13,11 +13,14 @@ holds what its caller calls today, not everything an implementation offers:
   (`Dispatcher`);
 - `DeliveryReports` and `Recipients`: provider feedback on sent messages
   (webhooks, `Feedback`);
-- `RejectedInputs`: input kept with why it was refused;
+- `RejectedInputs`: input kept with why it was refused (by the intake);
 - `Outbox`: the sandbox connector's record of what it sent;
 - `FlowVersions`: the flow versions a store has run (`FlowRegistry`);
-- `InboundArchive` and `EventSink`: raw EHR messages kept before they are
-  parsed, and where their events go (`connectors.hl7_intake`);
+- `InboundArchive`: raw EHR messages kept before they are parsed
+  (`connectors.hl7_intake`);
+- `EventIntake`, with `Input`: where every transport hands what it received
+  (`orchestrator.runtime.intake.Intake`), and `EventSink`, the processor
+  behind it;
 - `Connector`, with `Outgoing` and `Receipt`: hands a message to a provider.
 
 The read models the stores' queries return (`MessageView`, `EpisodeView`,
@@ -33,7 +36,7 @@ from datetime import datetime
 from typing import Literal, Protocol
 
 from .event import Channel, Event, Patient
-from .journey import Journey, ScheduledMessage
+from .journey import Episode, Journey, ScheduledMessage
 from .message_status import MessageStatus
 from .patient_merge import KnownPatient
 from .policies import ConsentRecord
@@ -45,12 +48,14 @@ __all__ = [
     "Connector",
     "DeliveryReports",
     "EpisodeView",
+    "EventIntake",
     "EventResult",
     "EventSink",
     "EventStore",
     "FlowVersions",
     "ImportHold",
     "InboundArchive",
+    "Input",
     "JourneyStore",
     "JourneyUnit",
     "MessageLedger",
@@ -162,16 +167,23 @@ Outcome = Literal["accepted", "duplicate", "rejected"]
 
 @dataclass(frozen=True, slots=True)
 class EventResult:
-    """What became of one event handed to the processor."""
+    """What became of one event handed to the processor, or one input handed to the intake.
 
-    id: str
+    `id` is None only for an input refused before it had a usable event id.
+    """
+
+    id: str | None
     status: Outcome
     errors: tuple[str, ...] = ()
+    # What an accepted event's sender should know (taken beyond the horizon).
+    notes: tuple[str, ...] = ()
 
     def as_json(self) -> dict[str, object]:
         result: dict[str, object] = {"id": self.id, "status": self.status}
         if self.errors:
             result["errors"] = list(self.errors)
+        if self.notes:
+            result["notes"] = list(self.notes)
         return result
 
 
@@ -304,6 +316,12 @@ class JourneyUnit(Protocol):
         ...
 
     def save_journey(self, journey: Journey, version: int) -> None: ...
+
+    def save_settled(
+        self, patient_id: str, flow_id: str, version: int, episodes: Sequence[Episode]
+    ) -> None:
+        """Keep episodes settled out of a journey, for figures and the timeline."""
+        ...
 
     def mark_processed(self, event: Event) -> None: ...
 
@@ -505,7 +523,45 @@ class InboundArchive(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class Input:
+    """One input a transport received: its event, or why it has none.
+
+    `body` is what is kept when the input is rejected (None: the event's
+    canonical JSON). A refused input has no event: `reason` is kept with it,
+    `problems` go back to the sender, and `id` is the event id it was sent
+    with, when that was usable.
+    """
+
+    body: bytes | None
+    event: Event | None = None
+    reason: str = ""
+    problems: tuple[str, ...] = ()
+    id: str | None = None
+
+    @classmethod
+    def refused(
+        cls, body: bytes, reason: str, problems: Sequence[str] = (), id: str | None = None
+    ) -> Input:
+        return cls(body, None, reason, tuple(problems) or (reason,), id)
+
+
 class EventSink(Protocol):
     """Where parsed events go: the event processor."""
 
-    def process(self, events: Sequence[Event]) -> Sequence[EventResult]: ...
+    def process(
+        self, events: Sequence[Event], *, hold: ImportHold | None = None
+    ) -> Sequence[EventResult]: ...
+
+
+class EventIntake(Protocol):
+    """Where a transport hands its inputs: each refused one kept once, the rest processed."""
+
+    def take(
+        self, source: str, inputs: Sequence[Input], *, hold: ImportHold | None = None
+    ) -> Sequence[EventResult]:
+        """One result per input, in order; `source` names the transport in the rejected inputs.
+
+        An intake that defers the work (`IntakeQueue`) returns no results.
+        """
+        ...

@@ -10,11 +10,12 @@ from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .flows.timing import parse_duration
 from .policies.staleness import DEFAULT_STALE_AFTER
+from .settle import DEFAULT_SETTLE_AFTER
 
 __all__ = ["API_TOKEN_MIN_LENGTH", "LEASE_TO_SEND", "Settings"]
 
@@ -25,6 +26,7 @@ API_TOKEN_MIN_LENGTH = 16
 
 _SHORTEST_STALE_AFTER = timedelta(minutes=1)
 _LONGEST_STALE_AFTER = timedelta(days=7)
+_LONGEST_SETTLE_AFTER = timedelta(days=3653)
 
 
 class Settings(BaseSettings):
@@ -67,6 +69,13 @@ class Settings(BaseSettings):
         DEFAULT_STALE_AFTER,
         description="how late a message whose flow gives no `expires` may still be sent "
         '(a duration such as "24h" or "90m", or seconds)',
+    )
+
+    settle_after: timedelta = Field(
+        DEFAULT_SETTLE_AFTER,
+        description="how long a journey keeps its events for a late one to be folded in its "
+        "place; older ones fold in at the journey's horizon, and episodes over for longer "
+        'settle out of it (a duration such as "30d", longer than ORCHESTRATOR_STALE_AFTER)',
     )
 
     mllp_port: int | None = Field(None, description="HL7 v2 MLLP listener port (off when unset)")
@@ -131,9 +140,9 @@ class Settings(BaseSettings):
             )
         return token
 
-    @field_validator("stale_after", mode="before")
+    @field_validator("stale_after", "settle_after", mode="before")
     @classmethod
-    def _duration_text(cls, value: object) -> object:
+    def _duration_text(cls, value: object, info: ValidationInfo) -> object:
         # The flows' own duration syntax ("24h", "1d12h"), whole seconds, or ISO 8601.
         if not isinstance(value, str):
             return value
@@ -146,8 +155,8 @@ class Settings(BaseSettings):
             return parse_duration(text)
         except ValueError:
             raise ValueError(
-                'ORCHESTRATOR_STALE_AFTER: expected a duration such as "24h" or "90m", '
-                "or a number of seconds"
+                f"ORCHESTRATOR_{(info.field_name or '').upper()}: expected a duration "
+                'such as "24h" or "90m", or a number of seconds'
             ) from None
 
     @field_validator("stale_after")
@@ -176,6 +185,17 @@ class Settings(BaseSettings):
                 "(for example America/New_York)"
             ) from None
         return name
+
+    @model_validator(mode="after")
+    def _settled_messages_are_stale(self) -> Settings:
+        # An episode settles once its messages were due before the horizon: they
+        # must be past their staleness limit by then, so none could still be sent.
+        if not self.stale_after < self.settle_after <= _LONGEST_SETTLE_AFTER:
+            raise ValueError(
+                "ORCHESTRATOR_SETTLE_AFTER: expected a duration longer than "
+                f"ORCHESTRATOR_STALE_AFTER ({self.stale_after}) and at most 10 years"
+            )
+        return self
 
     @model_validator(mode="after")
     def _lease_outlasts_a_send(self) -> Settings:

@@ -1,8 +1,8 @@
 """The simulator: the runtime's own processor and dispatcher on a virtual clock.
 
 `Simulator` wires what the embedded service wires (`EventProcessor`,
-`Dispatcher`, sandbox connectors) over a throwaway store that lives only as
-long as the simulation, and drives them on a `VirtualClock`: before each
+`Dispatcher`, sandbox connectors) over an in-memory store (`MemoryStore`)
+that lives only as long as the simulation, and drives them on a `VirtualClock`: before each
 event the clock jumps from one due message to the next, the dispatcher
 dispatching each, then the event is processed at the time it occurred. The
 decisions it yields are the audit rows that code wrote, so what `simulate`
@@ -21,7 +21,6 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from enum import StrEnum
-from functools import cache
 from types import TracebackType
 
 from .clock import VirtualClock
@@ -29,12 +28,14 @@ from .decisions import DecisionRecord
 from .event import Channel, Event
 from .flows.model import Flow
 from .journey import Journey
+from .memory_store import MemoryStore
 from .policies import DEFAULT_STALE_AFTER
+from .ports import Outbox
 from .runtime.dispatcher import Connector, Dispatcher
 from .runtime.processor import EventProcessor, EventResult
 from .runtime.registry import FlowRegistry
 from .runtime.rendering import Organisation
-from .store import SqlStore, connect, upgrade
+from .settle import DEFAULT_SETTLE_AFTER
 from .templates import TemplateSet
 
 __all__ = ["PlayOrder", "Simulator", "in_history_order", "out_of_order", "simulate"]
@@ -72,39 +73,6 @@ def out_of_order(events: Sequence[Event]) -> int:
     return count
 
 
-def _throwaway_store() -> SqlStore:
-    """A private, empty store for one simulation (`Simulator.close` disposes of it)."""
-    # In memory: SQLAlchemy gives each thread its own connection to a ":memory:"
-    # database, and a simulation runs on one thread (the dispatcher sends one at a time).
-    engine = connect("sqlite://")
-    raw = engine.raw_connection()
-    try:
-        raw.driver_connection.deserialize(_migrated_image())  # type: ignore[union-attr]
-    finally:
-        raw.close()
-    # Compiled statements shared across simulations: a new engine would compile
-    # every statement again, which costs more than running it on a small store.
-    return SqlStore(engine.execution_options(compiled_cache=_COMPILED))
-
-
-_COMPILED: dict[object, object] = {}
-
-
-@cache
-def _migrated_image() -> bytes:
-    """An empty store, migrated once per process: copying it is cheaper than migrating."""
-    engine = connect("sqlite://")
-    try:
-        upgrade(engine)
-        raw = engine.raw_connection()
-        try:
-            return raw.driver_connection.serialize()  # type: ignore[union-attr, no-any-return]
-        finally:
-            raw.close()
-    finally:
-        engine.dispose()
-
-
 class Simulator(AbstractContextManager["Simulator"]):
     """The event processor and the dispatcher on a virtual clock; sends nothing.
 
@@ -120,12 +88,13 @@ class Simulator(AbstractContextManager["Simulator"]):
         templates: TemplateSet,
         *,
         stale_after: timedelta = DEFAULT_STALE_AFTER,
+        settle_after: timedelta = DEFAULT_SETTLE_AFTER,
         org: Organisation = _NOBODY,
     ) -> None:
         self.clock = clock
-        self.store = _throwaway_store()
+        self.store = MemoryStore()
         self.flows = FlowRegistry.of(flows)
-        self.processor = EventProcessor(self.store, self.flows, clock, source="simulate")
+        self.processor = EventProcessor(self.store, self.flows, clock, settle_after=settle_after)
         self.dispatcher = Dispatcher(
             store=self.store,
             flows=self.flows,
@@ -148,9 +117,13 @@ class Simulator(AbstractContextManager["Simulator"]):
         A message due at the very instant of the event waits for it: what the
         event says (a cancellation) is known before that message goes out. An
         event that arrives late (it occurred before the clock) is processed
-        when it arrives, as the service would.
+        when it arrives, as the service would. Events that arrive at one
+        instant arrive together: nothing is dispatched between them, not even
+        what one of them made due in the past.
         """
-        self._dispatch_due(max(event.occurred_at, self.clock.now()), inclusive=False)
+        arrival = max(event.occurred_at, self.clock.now())
+        if arrival > self.clock.now():
+            self._dispatch_due(arrival, inclusive=False)
         self.clock.move_to(event.occurred_at)
         self.rejected += [r for r in self.processor.process([event]) if r.status == "rejected"]
         return self._decisions()
@@ -172,7 +145,7 @@ class Simulator(AbstractContextManager["Simulator"]):
         }
 
     def close(self) -> None:
-        self.store.engine.dispose()
+        self.store.purge()
 
     def __exit__(
         self,
@@ -199,7 +172,7 @@ class Simulator(AbstractContextManager["Simulator"]):
         return iter(records)
 
 
-def _sandbox(store: SqlStore, clock: VirtualClock) -> dict[Channel, Connector]:
+def _sandbox(store: Outbox, clock: VirtualClock) -> dict[Channel, Connector]:
     # Imported here, as the service does: connectors depend on the runtime.
     from connectors.sandbox import SandboxConnector
 
@@ -213,6 +186,7 @@ def simulate(
     until: datetime | None = None,
     *,
     stale_after: timedelta = DEFAULT_STALE_AFTER,
+    settle_after: timedelta = DEFAULT_SETTLE_AFTER,
     order: PlayOrder = PlayOrder.OCCURRED,
 ) -> Iterator[DecisionRecord]:
     """Run a whole stream and yield its decisions; the clock starts at the first event played.
@@ -222,8 +196,9 @@ def simulate(
     played = in_history_order(events) if order is PlayOrder.OCCURRED else list(events)
     if not played:
         return
+    clock = VirtualClock(played[0].occurred_at)
     with Simulator(
-        flows, VirtualClock(played[0].occurred_at), templates, stale_after=stale_after
+        flows, clock, templates, stale_after=stale_after, settle_after=settle_after
     ) as simulator:
         for event in played:
             if until is not None and event.occurred_at > until:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 from unittest.mock import patch
 
-import orchestrator.runtime.service as service_module
+import orchestrator.runtime.runtime as service_module
 from orchestrator.clock import Clock
 from orchestrator.flows import load_flows
 from orchestrator.runtime.service import EmbeddedService

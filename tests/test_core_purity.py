@@ -20,6 +20,8 @@ CORE = [
     "actions.py",
     "engine.py",
     "fold.py",
+    "settle.py",
+    "versions.py",
     "errors.py",
     "event.py",
     "event_schema.py",

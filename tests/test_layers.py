@@ -19,7 +19,7 @@ RUNTIME = sorted(
 CONNECTORS = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "connectors").glob("*.py"))
 # The embedded runtime's composition roots: they turn settings into a concrete
 # store (and its archive) and hand it, as ports, to the rest of the runtime.
-COMPOSITION_ROOTS = {"orchestrator/runtime/service.py", "orchestrator/runtime/inbound.py"}
+COMPOSITION_ROOTS = {"orchestrator/runtime/runtime.py", "orchestrator/runtime/inbound.py"}
 # The ports are a leaf: the standard library and the core's values.
 PORTS_MAY_IMPORT = {
     "__future__",
@@ -77,6 +77,21 @@ def test_runtime_module_imports_no_concrete_store(path: str) -> None:
         )
         == []
     )
+
+
+# The HTTP routes get the runtime's parts through `api/deps.py`; only it and
+# `create_app` know the whole `Runtime`.
+API_ROUTES = sorted(
+    p.relative_to(ROOT).as_posix()
+    for p in (ROOT / "orchestrator/api").glob("*.py")
+    if p.name not in {"app.py", "deps.py"}
+)
+
+
+@pytest.mark.parametrize("path", API_ROUTES)
+def test_http_routes_never_receive_the_whole_runtime(path: str) -> None:
+    packages = ("orchestrator.runtime.runtime", "orchestrator.runtime.service")
+    assert reaching_into(ROOT, path, packages) == []
 
 
 @pytest.mark.parametrize("path", CONNECTORS)

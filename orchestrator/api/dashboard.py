@@ -11,11 +11,12 @@ timeline stays at `GET /patients/{id}/timeline`, behind the token.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, params, status
+from fastapi import APIRouter, Depends, HTTPException, status
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
@@ -23,10 +24,10 @@ from ..flows.model import Flow
 from ..insight import FlowFigures, hidden, mermaid, shown, shown_rate
 from ..insight.reading import measured
 from ..insight.worksheet import CATEGORY_TITLES, funnel_texts, when_text
-from ..runtime.service import EmbeddedService
 from ..store import FlowTotals
+from .deps import CurrentFlows, Store, require_token
 
-__all__ = ["dashboard_router"]
+__all__ = ["flow_page", "flows_page", "router"]
 
 _BAR_WIDTH = 480
 _ROW = 30
@@ -52,6 +53,7 @@ def _bars(items: Sequence[tuple[str, int, str]]) -> list[_Bar]:
     ]
 
 
+@cache
 def _environment() -> Environment:
     env = Environment(
         loader=PackageLoader("orchestrator.api", "templates"),
@@ -64,62 +66,63 @@ def _environment() -> Environment:
     return env
 
 
-def dashboard_router(service: EmbeddedService, dependencies: Sequence[params.Depends]) -> APIRouter:
-    """The dashboard routes over a built service, behind the same token as the API."""
-    router = APIRouter(prefix="/dashboard", dependencies=list(dependencies))
-    env = _environment()
+router = APIRouter(prefix="/dashboard", dependencies=[Depends(require_token)])
 
-    def page(name: str, **context: Any) -> HTMLResponse:
-        return HTMLResponse(env.get_template(name).render(**context))
 
-    def flow_or_404(flow_id: str) -> Flow:
-        flow = service.flows.current.get(flow_id)
-        if flow is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no flow '{flow_id}'")
-        return flow
+def _page(name: str, **context: Any) -> HTMLResponse:
+    return HTMLResponse(_environment().get_template(name).render(**context))
 
-    @router.get("", response_class=HTMLResponse)
-    def flows() -> HTMLResponse:
-        totals = service.store.flow_totals()
-        rows = []
-        for flow in sorted(service.flows.current.values(), key=lambda f: f.title):
-            counts = totals.get(flow.id, FlowTotals())
-            rows.append(
-                {
-                    "flow": flow,
-                    "episodes": counts.episodes,
-                    "sent": counts.by_status.get("sent", 0),
-                    "suppressed": counts.by_status.get("suppressed", 0),
-                }
-            )
-        return page("dashboard/flows.html", rows=rows)
 
-    @router.get("/flows/{flow_id}", response_class=HTMLResponse)
-    def flow_page(flow_id: str, persona: str | None = None) -> HTMLResponse:
-        flow = flow_or_404(flow_id)
-        if persona is not None and persona not in {p.id for p in flow.personas}:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no persona '{persona}'")
-        figures = measured(service.store, flow, persona)
-        funnels = {s.stage_id: funnel_texts(s, shown) for s in figures.stages}
-        return page(
-            "dashboard/flow.html",
-            flow=flow,
-            figures=figures,
-            persona=persona,
-            categories=CATEGORY_TITLES,
-            funnel=_bars(
-                [(s.stage_id, s.entered, funnels[s.stage_id]["entered"]) for s in figures.stages]
-            ),
-            funnels=funnels,
-            daily=_daily(figures),
-            rate=shown_rate,
-            when=when_text,
-            diagram=mermaid(flow, figures, shown),
-            row_height=_ROW,
-            bar_width=_BAR_WIDTH,
+def _flow_or_404(flows: Mapping[str, Flow], flow_id: str) -> Flow:
+    flow = flows.get(flow_id)
+    if flow is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no flow '{flow_id}'")
+    return flow
+
+
+@router.get("", response_class=HTMLResponse)
+def flows_page(store: Store, flows: CurrentFlows) -> HTMLResponse:
+    totals = store.flow_totals()
+    rows = []
+    for flow in sorted(flows.values(), key=lambda f: f.title):
+        counts = totals.get(flow.id, FlowTotals())
+        rows.append(
+            {
+                "flow": flow,
+                "episodes": counts.episodes,
+                "sent": counts.by_status.get("sent", 0),
+                "suppressed": counts.by_status.get("suppressed", 0),
+            }
         )
+    return _page("dashboard/flows.html", rows=rows)
 
-    return router
+
+@router.get("/flows/{flow_id}", response_class=HTMLResponse)
+def flow_page(
+    flow_id: str, store: Store, flows: CurrentFlows, persona: str | None = None
+) -> HTMLResponse:
+    flow = _flow_or_404(flows, flow_id)
+    if persona is not None and persona not in {p.id for p in flow.personas}:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no persona '{persona}'")
+    figures = measured(store, flow, persona)
+    funnels = {s.stage_id: funnel_texts(s, shown) for s in figures.stages}
+    return _page(
+        "dashboard/flow.html",
+        flow=flow,
+        figures=figures,
+        persona=persona,
+        categories=CATEGORY_TITLES,
+        funnel=_bars(
+            [(s.stage_id, s.entered, funnels[s.stage_id]["entered"]) for s in figures.stages]
+        ),
+        funnels=funnels,
+        daily=_daily(figures),
+        rate=shown_rate,
+        when=when_text,
+        diagram=mermaid(flow, figures, shown),
+        row_height=_ROW,
+        bar_width=_BAR_WIDTH,
+    )
 
 
 def _daily(figures: FlowFigures) -> list[dict[str, Any]]:

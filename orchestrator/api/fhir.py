@@ -10,9 +10,10 @@ is a `*-response` Bundle with an outcome per entry.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -26,14 +27,18 @@ from connectors.fhir import (
     resource_event,
 )
 
+from ..clock import Clock as ClockPort
 from ..errors import JsonError, StoreError
 from ..event import Event
 from ..limits import read_json
-from ..runtime.service import EmbeddedService
+from ..ports import EventIntake, Input
 from ..store import InboundArchive, Settlement
 from .bodies import head_of, read_limited
+from .deps import Clock, Intake, Settings, Store, require_token
 
-__all__ = ["fhir_router"]
+__all__ = ["post_appointment", "post_bundle", "post_encounter", "router"]
+
+SOURCE = "fhir"
 
 FHIR_JSON = "application/fhir+json"
 
@@ -42,97 +47,78 @@ def _outcome(error: FhirError | list[Issue], status: int, severity: str = "error
     return JSONResponse(operation_outcome(error, severity), status, media_type=FHIR_JSON)
 
 
-def fhir_router(service: EmbeddedService) -> APIRouter:
-    """The FHIR routes over a built service (the app adds its token check)."""
-    router = APIRouter(prefix="/fhir", tags=["fhir"])
-    settings = service.settings
-    config = FhirConfig(
-        services=dict(settings.inbound_services), default_region=settings.default_region
-    )
-    archive = InboundArchive(service.store)
+@dataclass
+class _Door:
+    """What the FHIR routes use: the intake, the inbound archive, the clock and the mapping."""
 
-    async def body_of(request: Request) -> bytes | JSONResponse:
-        body = await read_limited(request, settings.max_body_bytes)
+    intake: EventIntake
+    archive: InboundArchive
+    clock: ClockPort
+    config: FhirConfig
+    max_body: int
+
+    async def body_of(self, request: Request) -> bytes | JSONResponse:
+        body = await read_limited(request, self.max_body)
         if body is None:
-            reason = f"body over {settings.max_body_bytes} bytes"
+            reason = f"body over {self.max_body} bytes"
             head = await head_of(request)
-            await run_in_threadpool(service.store.reject, head, "fhir", reason, service.clock.now())
+            await run_in_threadpool(self.intake.take, SOURCE, [Input.refused(head, reason)])
             return _outcome([Issue("", "too-costly", reason)], 413)
         return body
 
-    @router.post("/Appointment")
-    async def post_appointment(request: Request) -> JSONResponse:
-        body = await body_of(request)
-        if isinstance(body, JSONResponse):
-            return body
-        return await run_in_threadpool(take_resource, body, "Appointment")
+    def keep(self, body: bytes) -> int:
+        return self.archive.keep("fhir", [body], self.clock.now())[0]
 
-    @router.post("/Encounter")
-    async def post_encounter(request: Request) -> JSONResponse:
-        body = await body_of(request)
-        if isinstance(body, JSONResponse):
-            return body
-        return await run_in_threadpool(take_resource, body, "Encounter")
-
-    @router.post("")
-    async def post_bundle(request: Request) -> JSONResponse:
-        body = await body_of(request)
-        if isinstance(body, JSONResponse):
-            return body
-        return await run_in_threadpool(take_bundle, body)
-
-    def keep(body: bytes) -> int:
-        return archive.keep("fhir", [body], service.clock.now())[0]
-
-    def refuse(body: bytes, row: int, error: FhirError) -> JSONResponse:
+    def refuse(self, body: bytes, row: int, error: FhirError) -> JSONResponse:
         reason = "; ".join(error.problems)
-        service.store.reject(body, "fhir", reason, service.clock.now())
-        archive.settle([Settlement(row, "rejected", None, reason)])
+        self.intake.take(SOURCE, [Input.refused(body, reason)])
+        self.archive.settle([Settlement(row, "rejected", None, reason)])
         return _outcome(error, error.status)
 
-    def take_resource(body: bytes, kind: str) -> JSONResponse:
+    def take_resource(self, body: bytes, kind: str) -> JSONResponse:
         try:
-            row = keep(body)
+            row = self.keep(body)
         except StoreError:
             return _outcome([Issue("", "transient", "the store is unavailable; retry")], 503)
         try:
-            event = resource_event(_json(body), config, service.clock.now(), expected=kind)
+            event = resource_event(_json(body), self.config, self.clock.now(), expected=kind)
         except FhirError as exc:
-            return refuse(body, row, exc)
-        result = service.processor.process([event])[0]
+            return self.refuse(body, row, exc)
+        # Kept by the intake (with this body) when the processor rejects it.
+        result = self.intake.take(SOURCE, [Input(body, event)])[0]
         if result.status == "rejected":
-            return refuse(
-                body,
-                row,
-                FhirError([Issue(kind, "exception", e) for e in result.errors], status=422),
-            )
-        archive.settle([Settlement(row, result.status, event.id)])
+            error = FhirError([Issue(kind, "exception", e) for e in result.errors], status=422)
+            self.archive.settle([Settlement(row, "rejected", None, "; ".join(error.problems))])
+            return _outcome(error, error.status)
+        self.archive.settle([Settlement(row, result.status, event.id)])
         note = Issue("", "informational", f"{result.status}: event {event.id}")
         return _outcome([note], 200, "information")
 
-    def take_bundle(body: bytes) -> JSONResponse:
+    def take_bundle(self, body: bytes) -> JSONResponse:
         try:
-            row = keep(body)
+            row = self.keep(body)
         except StoreError:
             return _outcome([Issue("", "transient", "the store is unavailable; retry")], 503)
         try:
-            kind, entries = bundle_events(_json(body), config, service.clock.now())
+            kind, entries = bundle_events(_json(body), self.config, self.clock.now())
         except FhirError as exc:
-            return refuse(body, row, exc)
+            return self.refuse(body, row, exc)
         failed = [e.error for e in entries if e.error is not None]
         if kind == "transaction" and failed:
             issues = [i for error in failed for i in error.issues]
-            return refuse(body, row, FhirError(issues, status=max(e.status for e in failed)))
+            return self.refuse(body, row, FhirError(issues, status=max(e.status for e in failed)))
         events: list[Event] = [e.event for e in entries if e.event is not None]
-        results = iter(service.processor.process(events) if events else [])
-        response = [_entry_response(e, next(results) if e.event else None) for e in entries]
         reason = "; ".join(p for e in failed for p in e.problems) or None
+        # The body once for the entries that failed; each event the processor
+        # rejects is kept as its own canonical JSON.
+        inputs = [Input.refused(body, reason)] if reason is not None else []
+        results = self.intake.take(SOURCE, inputs + [Input(None, e) for e in events])
+        taken = iter(results[len(inputs) :])
+        response = [_entry_response(e, next(taken) if e.event else None) for e in entries]
         status = "accepted"
         if failed:
-            # The entries that failed are kept with the body; the others went on.
-            service.store.reject(body, "fhir", reason or "", service.clock.now())
             status = "partial" if events else "rejected"
-        archive.settle([Settlement(row, status, None, reason)])
+        self.archive.settle([Settlement(row, status, None, reason)])
         answer = {
             "resourceType": "Bundle",
             "type": "transaction-response" if kind == "transaction" else "batch-response",
@@ -140,7 +126,41 @@ def fhir_router(service: EmbeddedService) -> APIRouter:
         }
         return JSONResponse(answer, 200, media_type=FHIR_JSON)
 
-    return router
+
+def _door(intake: Intake, store: Store, clock: Clock, settings: Settings) -> _Door:
+    config = FhirConfig(
+        services=dict(settings.inbound_services), default_region=settings.default_region
+    )
+    return _Door(intake, InboundArchive(store), clock, config, settings.max_body_bytes)
+
+
+_TheDoor = Annotated[_Door, Depends(_door)]
+
+router = APIRouter(prefix="/fhir", tags=["fhir"], dependencies=[Depends(require_token)])
+
+
+@router.post("/Appointment")
+async def post_appointment(request: Request, door: _TheDoor) -> JSONResponse:
+    body = await door.body_of(request)
+    if isinstance(body, JSONResponse):
+        return body
+    return await run_in_threadpool(door.take_resource, body, "Appointment")
+
+
+@router.post("/Encounter")
+async def post_encounter(request: Request, door: _TheDoor) -> JSONResponse:
+    body = await door.body_of(request)
+    if isinstance(body, JSONResponse):
+        return body
+    return await run_in_threadpool(door.take_resource, body, "Encounter")
+
+
+@router.post("")
+async def post_bundle(request: Request, door: _TheDoor) -> JSONResponse:
+    body = await door.body_of(request)
+    if isinstance(body, JSONResponse):
+        return body
+    return await run_in_threadpool(door.take_bundle, body)
 
 
 def _entry_response(entry: EntryResult, result: Any) -> dict[str, Any]:

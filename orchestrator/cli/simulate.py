@@ -123,15 +123,30 @@ def simulate_command(
     with events.open(encoding="utf-8") as stream:
         parsed = list(accepted(_progress(stream, events, err)))
     _warn_if_out_of_order(parsed, events, order, err)
-    limit = settings.stale_after
+    limit, settle = settings.stale_after, settings.settle_after
     if compare_dirs is not None:
         comparison = compare(
-            simulate(parsed, before_flows, templates, stop, stale_after=limit, order=order),
-            simulate(parsed, flows, templates, stop, stale_after=limit, order=order),
+            simulate(
+                parsed,
+                before_flows,
+                templates,
+                stop,
+                stale_after=limit,
+                settle_after=settle,
+                order=order,
+            ),
+            simulate(
+                parsed, flows, templates, stop, stale_after=limit, settle_after=settle, order=order
+            ),
         )
         print_comparison(comparison, output is OutputFormat.JSON, compare_dirs)
     else:
-        _run(simulate(parsed, flows, templates, stop, stale_after=limit, order=order), output)
+        _run(
+            simulate(
+                parsed, flows, templates, stop, stale_after=limit, settle_after=settle, order=order
+            ),
+            output,
+        )
     if rejected:
         err.print(
             f"[red]{len(rejected)} line(s) rejected[/]"

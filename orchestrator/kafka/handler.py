@@ -1,10 +1,10 @@
 """The batch handler: consumed records through the event processor, poison set aside.
 
-The Faust agent hands it each batch it takes; it parses every record, keeps
-poison (not JSON, not an event, an unknown type, an event the engine
-rejects) as rejected input and returns it as dead letters, and runs the
-events through the same `EventProcessor` as the embedded runtime, in one
-transaction. The caller acknowledges the batch only after this returns, so
+The Faust agent hands it each batch it takes; it parses every record and
+hands the batch to the runtime's `Intake` (source `kafka`), which runs the
+events through the one `EventProcessor` in one transaction and keeps poison
+(not JSON, not an event, an unknown type, an event the engine rejects) as
+rejected input; the handler returns that poison as dead letters. The caller acknowledges the batch only after this returns, so
 offsets are committed after the database commit.
 
 Within a topic one patient's events arrive in order (they are keyed by the
@@ -21,12 +21,9 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..clock import Clock
-from ..errors import InputError
 from ..event import Event
-from ..event_schema import parse_event_json
-from ..runtime.processor import EventProcessor, EventResult
-from ..store import SqlStore
+from ..ports import EventIntake, EventResult, Input
+from ..runtime.intake import parse_json
 from .deadletter import DeadLetter, Record
 
 __all__ = ["BatchHandler", "BatchOutcome", "in_patient_order"]
@@ -44,9 +41,7 @@ class BatchOutcome:
 
 @dataclass
 class BatchHandler:
-    processor: EventProcessor
-    store: SqlStore
-    clock: Clock
+    intake: EventIntake
     default_region: str = "US"
 
     def handle(self, records: Sequence[Record]) -> BatchOutcome:
@@ -56,29 +51,36 @@ class BatchHandler:
             StoreError: the store is unreachable or the transaction failed; nothing
                 was committed and the batch must be handled again.
         """
-        dead: list[DeadLetter] = []
+        poison: list[tuple[Input, Record]] = []
         events: list[tuple[Event, Record]] = []
         for record in records:
-            try:
-                event = parse_event_json(record.value or b"", default_region=self.default_region)
-            except InputError as exc:
-                letter = DeadLetter(record, f"{record.topic}: {exc}")
+            parsed = parse_json(
+                record.value or b"", default_region=self.default_region, where=f"{record.topic}: "
+            )
+            if parsed.event is None:
                 log.warning(
                     "kafka.poison",
-                    extra={"where": letter.where(), "error": "InputError"},
+                    extra={"where": DeadLetter(record, "").where(), "error": "InputError"},
                 )
-                self.store.reject(record.value or b"", SOURCE, letter.reason, self.clock.now())
-                dead.append(letter)
+                poison.append((parsed, record))
+            else:
+                events.append((parsed.event, record))
+        ordered = [
+            (Input(record.value, event), record) for event, record in in_patient_order(events)
+        ]
+        taken = poison + ordered
+        results = self.intake.take(SOURCE, [given for given, _ in taken]) if taken else []
+        dead: list[DeadLetter] = []
+        processed: list[EventResult] = []
+        for (given, record), result in zip(taken, results, strict=True):
+            if given.event is None:
+                dead.append(DeadLetter(record, given.reason))
                 continue
-            events.append((event, record))
-        ordered = in_patient_order(events)
-        results = self.processor.process([event for event, _ in ordered]) if ordered else []
-        for (_, record), result in zip(ordered, results, strict=True):
+            processed.append(result)
             if result.status == "rejected":
-                # The processor kept it as rejected input already.
                 reason = f"event {result.id}: " + "; ".join(result.errors)
                 dead.append(DeadLetter(record, reason))
-        return BatchOutcome(tuple(results), tuple(dead))
+        return BatchOutcome(tuple(processed), tuple(dead))
 
 
 def in_patient_order(events: Sequence[tuple[Event, Record]]) -> list[tuple[Event, Record]]:

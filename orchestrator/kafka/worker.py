@@ -1,7 +1,7 @@
 """The Kafka runtime's composition root: a Faust worker beside a dispatch loop.
 
-`run_worker` builds the store, flows, processor and dispatcher the way the
-embedded runtime does (`EmbeddedService.build`), starts the dispatch loop on a
+`run_worker` builds the same `Runtime` as the embedded service (one store,
+flow registry, processor, intake and dispatcher), starts its dispatch loop on a
 thread (every worker claims due messages under PostgreSQL `SKIP LOCKED`
 leases, so a second worker adds dispatch capacity and takes over a dead one's
 claims when their leases run out) and runs the Faust worker until it is
@@ -19,11 +19,10 @@ import time
 
 from ..clock import Clock, SystemClock
 from ..errors import StoreError
-from ..runtime.processor import EventProcessor
-from ..runtime.service import DispatchLoop, EmbeddedService
+from ..runtime.runtime import Runtime
 from ..settings import Settings
 from .app import AgentOptions, build_app
-from .handler import SOURCE, BatchHandler
+from .handler import BatchHandler
 
 __all__ = ["agent_options", "build_handler", "run_worker"]
 
@@ -43,15 +42,12 @@ def agent_options(settings: Settings, broker: str, datadir: str) -> AgentOptions
     )
 
 
-def build_handler(service: EmbeddedService) -> BatchHandler:
-    """The batch handler over the service's store and flows, recording its input as from Kafka."""
-    processor = EventProcessor(service.store, service.flows, service.clock, source=SOURCE)
-    return BatchHandler(
-        processor, service.store, service.clock, default_region=service.settings.default_region
-    )
+def build_handler(runtime: Runtime) -> BatchHandler:
+    """The batch handler over the runtime's intake (its input kept as from `kafka`)."""
+    return BatchHandler(runtime.intake, default_region=runtime.settings.default_region)
 
 
-def _build(settings: Settings, clock: Clock, owner: str, attempts: int = 5) -> EmbeddedService:
+def _build(settings: Settings, clock: Clock, owner: str, attempts: int = 5) -> Runtime:
     """The service; retried when workers starting together race to record the flow versions.
 
     Each records the versions it finds missing; the loser of that race gets an
@@ -59,7 +55,7 @@ def _build(settings: Settings, clock: Clock, owner: str, attempts: int = 5) -> E
     """
     for attempt in range(1, attempts + 1):
         try:
-            return EmbeddedService.build(
+            return Runtime.build(
                 settings, clock=clock, migrate=settings.db.startswith("sqlite"), owner=owner
             )
         except StoreError as exc:
@@ -84,11 +80,10 @@ def run_worker(settings: Settings, broker: str, *, clock: Clock | None = None) -
     import faust
 
     owner = f"worker:{socket.gethostname()}:{os.getpid()}"
-    service = _build(settings, clock or SystemClock(), owner)
+    runtime = _build(settings, clock or SystemClock(), owner)
     datadir = tempfile.mkdtemp(prefix="orchestrator-worker-")
-    loop = DispatchLoop(service.dispatcher, settings.dispatch_poll_seconds)
-    app = build_app(build_handler(service), agent_options(settings, broker, datadir))
-    loop.start()
+    app = build_app(build_handler(runtime), agent_options(settings, broker, datadir))
+    runtime.start()
     log.info("worker.started", extra={"owner": owner})
     status = 0
     try:
@@ -97,8 +92,7 @@ def run_worker(settings: Settings, broker: str, *, clock: Clock | None = None) -
     except SystemExit as exc:
         status = exc.code if isinstance(exc.code, int) else 1
     finally:
-        loop.stop()
-        service.store.engine.dispose()
+        runtime.close()
         shutil.rmtree(datadir, ignore_errors=True)
         log.info("worker.stopped", extra={"owner": owner, "status": status})
     return status

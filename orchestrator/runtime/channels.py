@@ -11,10 +11,9 @@ import logging
 from ..clock import Clock
 from ..errors import OrchestratorError
 from ..event import Channel
-from ..ports import Connector, Recipients
+from ..ports import Connector, EventIntake, Recipients
 from ..settings import Settings
 from .feedback import Feedback
-from .processor import EventProcessor
 
 __all__ = ["ChannelConfigError", "real_connectors"]
 
@@ -26,9 +25,12 @@ class ChannelConfigError(OrchestratorError):
 
 
 def real_connectors(
-    settings: Settings, recipients: Recipients, clock: Clock, processor: EventProcessor
+    settings: Settings, recipients: Recipients, clock: Clock, deferred: EventIntake
 ) -> dict[Channel, Connector]:
     """The connectors whose credentials are set, by channel.
+
+    An opt-out a connector learns while it sends (Twilio 21610) goes to
+    `deferred`, an intake that queues: the send thread does not run the processor.
 
     Raises:
         ChannelConfigError: credentials without a sender, or the reverse.
@@ -47,7 +49,7 @@ def real_connectors(
             raise ChannelConfigError(
                 "Twilio needs ORCHESTRATOR_TWILIO_MESSAGING_SERVICE_SID or ..._FROM_NUMBER"
             )
-        feedback = Feedback(processor, recipients, clock)
+        feedback = Feedback(deferred, recipients, clock)
 
         def opted_out(key: str) -> int:
             return feedback.consent_for_message(

@@ -1,11 +1,13 @@
 """Provider feedback as canonical events: opt-outs, opt-ins and replies.
 
 A STOP text, Twilio's 21610 refusal and a SendGrid unsubscribe all become
-`consent.opted_out` events (with `attributes.channel`) through the event
-processor, so they land in the one consent record the send-time policies
+`consent.opted_out` events (with `attributes.channel`) through the intake
+(source `feedback:<provider>`), so they land in the one consent record the send-time policies
 read. Replies become `message.replied` events that flows route on
 (`attributes.reply`). Event ids are derived from the provider's own ids, so a
-callback delivered twice records once.
+callback delivered twice records once. A webhook hands them to the intake
+at once; a connector's send thread hands them to an `IntakeQueue`, which the
+runtime takes between dispatch ticks.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from datetime import datetime
 
 from ..clock import Clock
 from ..event import Channel, Event, EventType, JSONValue, Patient
-from ..ports import Addressee, Recipients
-from .processor import EventProcessor
+from ..ports import Addressee, EventIntake, Recipients
+from .intake import events_of
 
 __all__ = ["Feedback"]
 
@@ -27,7 +29,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Feedback:
-    processor: EventProcessor
+    intake: EventIntake
     ledger: Recipients
     clock: Clock
 
@@ -72,7 +74,7 @@ class Feedback:
             )
             for r in recipients
         ]
-        self._process(events)
+        self._take(source, events)
         return len(events)
 
     def _consent(
@@ -89,7 +91,7 @@ class Feedback:
         events = [
             self._event(kind, r, source, ref, {"channel": channel.value}, at) for r in recipients
         ]
-        self._process(events)
+        self._take(source, events)
         return len(events)
 
     def _event(
@@ -117,10 +119,10 @@ class Feedback:
             attributes=attributes,
         )
 
-    def _process(self, events: list[Event]) -> None:
+    def _take(self, source: str, events: list[Event]) -> None:
         if not events:
             return
-        for result in self.processor.process(events):
+        for result in self.intake.take(f"feedback:{source}", events_of(events)):
             log.info(
                 "feedback.recorded",
                 extra={"event_id": result.id, "status": result.status},

@@ -16,6 +16,7 @@ from connectors.hl7_intake import Hl7Intake
 from connectors.hl7v2 import Hl7Config
 from connectors.mllp import MllpServer
 
+from ..ports import Input
 from ..settings import Settings
 from ..store import InboundArchive
 from .service import EmbeddedService
@@ -37,11 +38,10 @@ def hl7_config(settings: Settings, source: str = "hl7v2") -> Hl7Config:
 
 
 def build_hl7_intake(service: EmbeddedService) -> Hl7Intake:
-    """The HL7 v2 intake over the service's processor and store."""
+    """The HL7 v2 intake over the runtime's intake and the store's archive."""
     return Hl7Intake(
-        processor=service.processor,
+        intake=service.intake,
         archive=InboundArchive(service.store),
-        store=service.store,
         clock=service.clock,
         config=hl7_config(service.settings),
     )
@@ -50,12 +50,16 @@ def build_hl7_intake(service: EmbeddedService) -> Hl7Intake:
 def build_mllp_server(service: EmbeddedService) -> MllpServer:
     """The MLLP listener over the service's intake (not yet listening)."""
     settings = service.settings
-    intake = build_hl7_intake(service)
-    now = service.clock.now
+    hl7 = build_hl7_intake(service)
+
+    def reject(body: bytes, reason: str) -> None:
+        # Not HL7 at all (a broken frame): kept by the one intake like any refusal.
+        service.intake.take("mllp", [Input.refused(body, reason)])
+
     return MllpServer(
-        intake.handle,
-        lambda body, reason: service.store.reject(body, "mllp", reason, now()),
-        now,
+        hl7.handle,
+        reject,
+        service.clock.now,
         idle_timeout=settings.mllp_idle_timeout,
         frame_timeout=settings.mllp_frame_timeout,
         max_frame=settings.mllp_max_bytes,

@@ -5,30 +5,31 @@ cancelled and expired messages, what is known of the patients (each
 event's patient block merged in by `merge_patient`) and consent, the
 processed-event records and the audit rows commit together or not at all.
 An event already processed (same id) changes nothing. This is the per-event
-boundary: an event the engine fails on is kept as rejected input, logged by
-its error type, and the rest of the batch goes on. So is every event of a
-patient whose stored journey does not read back (quarantined): it is kept,
-not processed, until an operator repairs or removes that journey.
+boundary: an event the engine fails on is answered `rejected` with its error
+type, logged, and the rest of the batch goes on. So is every event of a
+patient whose stored journey does not read back (quarantined): it is not
+processed until an operator repairs or removes that journey. The caller,
+the intake (`orchestrator/runtime/intake.py`), keeps what was rejected.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
+from functools import partial
 
 from ..actions import CancelMessage, Decision, ExpireMessage, ScheduleMessage
 from ..clock import Clock
-from ..engine import advance
 from ..event import Event
-from ..event_schema import dump_event
-from ..journey import EpisodeStatus, Journey
+from ..journey import Journey
 from ..patient_merge import Stamp, merge_patient
 from ..policies import consent_decisions, supersedes
-from ..ports import EventResult, EventStore, ImportHold, JourneyUnit
+from ..ports import EventResult, ImportHold, JourneyStore, JourneyUnit
+from ..settle import DEFAULT_SETTLE_AFTER, settle
+from ..versions import advance_versions
 from .registry import FlowRegistry
 
 __all__ = ["EventProcessor", "EventResult"]
@@ -38,10 +39,11 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class EventProcessor:
-    store: EventStore
+    store: JourneyStore
     flows: FlowRegistry
     clock: Clock
-    source: str = "api"
+    # How long after the processing clock a journey keeps events to re-fold (`settle`).
+    settle_after: timedelta = DEFAULT_SETTLE_AFTER
     # One batch at a time in this process: two batches for one patient must not
     # both read the journey before either writes it.
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -60,8 +62,6 @@ class EventProcessor:
     def _process(self, events: Sequence[Event], hold: ImportHold | None) -> list[EventResult]:
         now = self.clock.now()
         results: list[EventResult] = []
-        failed: list[tuple[Event, Exception]] = []
-        held: list[tuple[Event, str]] = []
         with self.store.unit(now, hold) as unit:
             patients = {e.patient.id for e in events}
             unit.lock_patients(patients)
@@ -85,7 +85,6 @@ class EventProcessor:
                         extra={"event_id": event.id, "error": quarantined.rsplit(" ", 1)[-1]},
                     )
                     problem = f"quarantined: the patient's {quarantined} does not read back"
-                    held.append((event, problem))
                     results.append(EventResult(event.id, "rejected", (problem,)))
                     continue
                 done.add(event.id)
@@ -102,7 +101,6 @@ class EventProcessor:
                         "event.failed",
                         extra={"event_id": event.id, "error": exc.__class__.__name__},
                     )
-                    failed.append((event, exc))
                     results.append(
                         EventResult(
                             event.id, "rejected", (f"engine failed: {exc.__class__.__name__}",)
@@ -112,18 +110,14 @@ class EventProcessor:
                 if merged is not before:
                     known[event.patient.id] = merged
                     unit.save_patient(merged)
-                self._record(unit, journeys, event, decisions)
+                notes = _beyond_horizon(journeys, event, decisions)
+                self._record(unit, journeys, event, decisions, now)
                 for version, decision in decisions:
                     versions.setdefault((event.patient.id, decision.journey.flow_id), set()).add(
                         version
                     )
                 unit.mark_processed(event)
-                results.append(EventResult(event.id, "accepted"))
-        for event, error in failed:
-            reason = f"event {event.id}: engine failed: {error.__class__.__name__}"
-            self.store.reject(_json(event), self.source, reason, now)
-        for event, problem in held:
-            self.store.reject(_json(event), self.source, f"event {event.id}: {problem}", now)
+                results.append(EventResult(event.id, "accepted", notes=notes))
         return results
 
     def _decide(
@@ -139,24 +133,12 @@ class EventProcessor:
         for flow_id, flow in self.flows.current.items():
             if event.type not in flow.event_types:
                 continue
-            # Older versions finish their episodes; the current one may start new ones.
-            older = []
-            for version in sorted(versions.get((patient_id, flow_id), ())):
-                journey = journeys[(patient_id, flow_id, version)]
-                active = any(e.status is EpisodeStatus.ACTIVE for e in journey.episodes)
-                if version != flow.version and active:
-                    older.append((version, journey))
-            taken = False
-            for version, journey in older:
-                decision = advance(journey, event, self.flows.version(flow_id, version), now)
-                taken = taken or decision.journey.episodes != journey.episodes
-                decisions.append((version, decision))
-            # An event an older version's episode took (a rebooking) starts nothing new.
-            current = self.flows.continuing[flow_id] if taken else flow
-            journey = journeys.get((patient_id, flow_id, flow.version)) or Journey.start(
-                patient_id, flow_id
-            )
-            decisions.append((flow.version, advance(journey, event, current, now)))
+            mine = {
+                version: journeys[(patient_id, flow_id, version)]
+                for version in versions.get((patient_id, flow_id), ())
+            }
+            older = partial(self.flows.version, flow_id)
+            decisions += advance_versions(mine, event, flow, older, now)
         return decisions
 
     def _record(
@@ -165,6 +147,7 @@ class EventProcessor:
         journeys: dict[tuple[str, str, int], Journey],
         event: Event,
         decisions: list[tuple[int, Decision]],
+        now: datetime,
     ) -> None:
         decided = consent_decisions(event)
         if decided:
@@ -177,8 +160,12 @@ class EventProcessor:
             key = (journey.patient_id, journey.flow_id, version)
             if journeys.get(key) is journey:
                 continue
-            journeys[key] = journey
+            flow = self.flows.version(journey.flow_id, version)
+            settled = settle(journey, flow, now, self.settle_after)
+            journey = journeys[key] = settled.journey
             unit.save_journey(journey, version)
+            if settled.episodes:
+                unit.save_settled(journey.patient_id, journey.flow_id, version, settled.episodes)
             for action in decision.actions:
                 if isinstance(action, ScheduleMessage):
                     unit.schedule(action.message, event.id)
@@ -188,5 +175,19 @@ class EventProcessor:
                     unit.expire(action.message, action.reason, event.id)
 
 
-def _json(event: Event) -> bytes:
-    return json.dumps(dump_event(event)).encode()
+def _beyond_horizon(
+    journeys: dict[tuple[str, str, int], Journey],
+    event: Event,
+    decisions: list[tuple[int, Decision]],
+) -> tuple[str, ...]:
+    """Say so when the event occurred before a journey's horizon (`orchestrator.settle`)."""
+    for version, decision in decisions:
+        before = journeys.get((event.patient.id, decision.journey.flow_id, version))
+        horizon = before.horizon if before is not None else None
+        if horizon is not None and event.occurred_at < horizon:
+            log.warning("event.beyond_horizon", extra={"event_id": event.id})
+            return (
+                f"occurred before the journey's horizon ({horizon.isoformat()}): folded "
+                "after every event before the horizon, not in its place among them",
+            )
+    return ()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from pydantic import ValidationError
@@ -26,9 +26,6 @@ __all__ = ["FlowRegistry"]
 class FlowRegistry:
     current: Mapping[str, Flow]
     versions: Mapping[tuple[str, int], Flow]
-    # The current flows with no way to start an episode: for an event that an
-    # older version's episode already took.
-    continuing: Mapping[str, Flow] = field(default_factory=dict)
 
     @classmethod
     def open(cls, flows: FlowSet, store: FlowVersions, now: datetime) -> FlowRegistry:
@@ -62,7 +59,7 @@ class FlowRegistry:
                 # An older version finishes its episodes but starts none.
                 old = FlowFile.model_validate_json(source).to_core()
                 versions[(flow_id, version)] = replace(old, starts_on=())
-        return cls(dict(flows.flows), versions, _continuing(flows.flows))
+        return cls(dict(flows.flows), versions)
 
     def version(self, flow_id: str, version: int) -> Flow:
         return self.versions[(flow_id, version)]
@@ -70,7 +67,7 @@ class FlowRegistry:
     @classmethod
     def of(cls, flows: Mapping[str, Flow]) -> FlowRegistry:
         """A registry of just these flows (tests, simulation)."""
-        return cls(dict(flows), {(f.id, f.version): f for f in flows.values()}, _continuing(flows))
+        return cls(dict(flows), {(f.id, f.version): f for f in flows.values()})
 
 
 def _same_flow(source: str, document: FlowFile) -> bool:
@@ -83,7 +80,3 @@ def _same_flow(source: str, document: FlowFile) -> bool:
         return FlowFile.model_validate_json(source) == document
     except ValidationError:
         return False
-
-
-def _continuing(flows: Mapping[str, Flow]) -> dict[str, Flow]:
-    return {flow_id: replace(flow, starts_on=()) for flow_id, flow in flows.items()}

@@ -12,19 +12,19 @@ from typing import TypeVar
 from pydantic import TypeAdapter
 
 from ..event import Event, Patient, PatientField
-from ..journey import Journey, ScheduledMessage
+from ..journey import Episode, Journey, ScheduledMessage
 from ..patient_merge import Stamp
 
 __all__ = ["dumps", "dumps_stamps", "loads", "loads_stamps"]
 
-_T = TypeVar("_T", Journey, ScheduledMessage, Patient, Event)
+_T = TypeVar("_T", Journey, Episode, ScheduledMessage, Patient, Event)
 
 _ADAPTERS: dict[type, TypeAdapter[object]] = {
-    kind: TypeAdapter(kind) for kind in (Journey, ScheduledMessage, Patient, Event)
+    kind: TypeAdapter(kind) for kind in (Journey, Episode, ScheduledMessage, Patient, Event)
 }
 
 
-def dumps(value: Journey | ScheduledMessage | Patient | Event) -> str:
+def dumps(value: Journey | Episode | ScheduledMessage | Patient | Event) -> str:
     return _ADAPTERS[type(value)].dump_json(value).decode()
 
 

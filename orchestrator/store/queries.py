@@ -10,11 +10,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, cast
 
 from sqlalchemy import func, select, text
+from sqlalchemy.engine import Connection
 
 from ..decisions import DecisionRecord
-from ..journey import Journey
+from ..journey import Episode, Journey
 from ..ports import EpisodeView, MessageView
 from . import codec
 from .rows import chunks, record_from_row
@@ -27,7 +29,7 @@ from .tables import (
 )
 from .transactions import Transactions
 
-__all__ = ["FlowTotals", "ProcessedEvent", "Queries"]
+__all__ = ["FlowTotals", "ProcessedEvent", "Queries", "settled_episodes", "whole_journeys"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,14 +75,19 @@ class Queries:
             return c.execute(query).scalar()
 
     def flow_journeys(self, flow_id: str) -> list[tuple[int, Journey]]:
-        """Every journey on `flow_id`, any version (the journey map's funnel reads them)."""
+        """Every journey on `flow_id`, any version, settled episodes included (the funnel)."""
         with self.transactions.read() as c:
             rows = c.execute(
-                select(JourneyRow.flow_version, JourneyRow.state)
+                select(
+                    JourneyRow.patient_id,
+                    JourneyRow.flow_id,
+                    JourneyRow.flow_version,
+                    JourneyRow.state,
+                )
                 .where(JourneyRow.flow_id == flow_id)
                 .order_by(JourneyRow.patient_id, JourneyRow.flow_version)
-            )
-            return [(version, codec.loads(Journey, state)) for version, state in rows]
+            ).all()
+            return whole_journeys(rows, settled_episodes(c, EpisodeRow.flow_id == flow_id))
 
     def flow_totals(self) -> dict[str, FlowTotals]:
         """Per flow: episodes, and audit decisions by status (the dashboard's flow list)."""
@@ -200,3 +207,27 @@ class Queries:
                     select(table).where(table.patient_id == patient_id).order_by(table.started_at)
                 ).all()
             ]
+
+
+def settled_episodes(c: Connection, where: Any) -> dict[tuple[str, str, int], list[Episode]]:
+    """Settled episodes (`orchestrator.settle`) by journey."""
+    found: dict[tuple[str, str, int], list[Episode]] = {}
+    rows = c.execute(
+        select(
+            EpisodeRow.patient_id, EpisodeRow.flow_id, EpisodeRow.flow_version, EpisodeRow.settled
+        ).where(where, EpisodeRow.settled.is_not(None))
+    )
+    for patient_id, flow_id, version, settled in rows:
+        episode = codec.loads(Episode, cast(str, settled))
+        found.setdefault((patient_id, flow_id, version), []).append(episode)
+    return found
+
+
+def whole_journeys(
+    rows: Sequence[Any], settled: dict[tuple[str, str, int], list[Episode]]
+) -> list[tuple[int, Journey]]:
+    """(version, journey) of each (patient, flow, version, state) row, its settled episodes back."""
+    return [
+        (version, codec.loads(Journey, state).with_settled(settled.get((pid, fid, version), ())))
+        for pid, fid, version, state in rows
+    ]

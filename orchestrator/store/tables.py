@@ -217,6 +217,8 @@ class EpisodeRow(Base):
     ended_at: Mapped[datetime | None] = mapped_column(Stamp())
     appointment_id: Mapped[str | None] = mapped_column(Id)
     updated_at: Mapped[datetime] = mapped_column(Stamp())
+    # The whole episode (JSON) once it settled out of its journey (`orchestrator.settle`).
+    settled: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index(None, "flow_id", "stage_id"),)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 
 from ..decisions import DecisionRecord, record
 from ..event import Event, Patient
-from ..journey import EpisodeStatus, Journey, ScheduledMessage
+from ..journey import Episode, EpisodeStatus, Journey, ScheduledMessage
 from ..message_status import PENDING, MessageStatus, allowed, sources
 from ..patient_merge import KnownPatient, Stamp
 from ..policies import ConsentRecord
@@ -47,6 +47,7 @@ class UnitOfWork:
     _patients: dict[str, KnownPatient] = field(default_factory=dict)
     _consents: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     _journeys: dict[tuple[str, str, int], Journey] = field(default_factory=dict)
+    _settled: list[dict[str, Any]] = field(default_factory=list)
     _processed: list[dict[str, Any]] = field(default_factory=list)
     # What the engine decided about messages, in order: (kind, message, reason, event id).
     _decisions: list[tuple[str, ScheduledMessage, str | None, str]] = field(default_factory=list)
@@ -145,6 +146,14 @@ class UnitOfWork:
         # The latest state wins; rows are built once, at flush.
         self._journeys[(journey.patient_id, journey.flow_id, version)] = journey
 
+    def save_settled(
+        self, patient_id: str, flow_id: str, version: int, episodes: Sequence[Episode]
+    ) -> None:
+        self._settled += [
+            {**_episode_row(patient_id, flow_id, version, e, self.now), "settled": codec.dumps(e)}
+            for e in episodes
+        ]
+
     def mark_processed(self, event: Event) -> None:
         self._processed.append(
             {
@@ -197,6 +206,7 @@ class UnitOfWork:
         journeys, episodes = self._journey_rows()
         upsert(c, JourneyRow.__table__, journeys, ["patient_id", "flow_id", "flow_version"])
         upsert(c, EpisodeRow.__table__, episodes, ["id"])
+        upsert(c, EpisodeRow.__table__, self._settled, ["id"])
         if self._processed:
             c.execute(_INSERT_PROCESSED, self._processed)
         self._write_messages()
@@ -215,19 +225,7 @@ class UnitOfWork:
                 }
             )
             episodes += [
-                {
-                    "id": episode.id,
-                    "patient_id": patient_id,
-                    "flow_id": flow_id,
-                    "flow_version": version,
-                    "stage_id": episode.stage_id,
-                    "status": episode.status.value,
-                    "outcome": episode.outcome,
-                    "started_at": episode.started_at,
-                    "ended_at": episode.ended_at,
-                    "appointment_id": episode.appointment_id,
-                    "updated_at": self.now,
-                }
+                _episode_row(patient_id, flow_id, version, episode, self.now)
                 for episode in journey.episodes
             ]
         return journeys, episodes
@@ -416,3 +414,21 @@ def _known_patient(patient: Patient, at: datetime, stamps: str | None) -> KnownP
     # empty fields may be what an old partial update erased, so any fact fills them.
     legacy = Stamp(at, "")
     return KnownPatient(patient, at, dict.fromkeys(patient.stated(), legacy))
+
+
+def _episode_row(
+    patient_id: str, flow_id: str, version: int, episode: Episode, now: datetime
+) -> dict[str, Any]:
+    return {
+        "id": episode.id,
+        "patient_id": patient_id,
+        "flow_id": flow_id,
+        "flow_version": version,
+        "stage_id": episode.stage_id,
+        "status": episode.status.value,
+        "outcome": episode.outcome,
+        "started_at": episode.started_at,
+        "ended_at": episode.ended_at,
+        "appointment_id": episode.appointment_id,
+        "updated_at": now,
+    }

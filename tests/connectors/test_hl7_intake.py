@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
+from sqlalchemy import text
 
 from connectors.hl7_intake import Hl7Intake
 from orchestrator.clock import VirtualClock
@@ -66,3 +67,21 @@ def test_a_nul_in_a_field_is_answered_ae_naming_it_and_its_neighbour_acked_aa(
     assert "patient.id: contains a NUL character" in replies[0].error.problem
     [kept] = store_reads.rejected(service.store)
     assert kept.body == bad
+
+
+def test_a_message_the_processor_rejects_is_kept_once_as_mllp(
+    intake: Hl7Intake, service: EmbeddedService
+) -> None:
+    # The patient's journey no longer reads back: the processor rejects their next event.
+    assert [r.code for r in intake.handle([SIU])] == ["AA"]
+    with service.store.engine.begin() as connection:
+        connection.execute(text("UPDATE journeys SET state = 'not JSON'"))
+    again = with_field(SIU, "MSH", 10, "MSGAGAIN")
+
+    [reply] = intake.handle([again])
+
+    assert (reply.code, reply.status) == ("AE", "rejected")
+    [kept] = store_reads.rejected(service.store)
+    assert kept.source == "mllp"
+    assert kept.body == again
+    assert kept.reason.startswith(f"event {reply.event_id}: quarantined")

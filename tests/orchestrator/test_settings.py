@@ -152,3 +152,24 @@ def test_a_staleness_limit_that_is_not_a_sane_duration_is_refused_naming_the_set
     monkeypatch.setenv("ORCHESTRATOR_STALE_AFTER", given)
     with pytest.raises(ValidationError, match="ORCHESTRATOR_STALE_AFTER"):
         Settings()
+
+
+def test_journeys_settle_after_a_month_by_default_and_read_durations(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert Settings().settle_after == timedelta(days=30)
+    monkeypatch.setenv("ORCHESTRATOR_SETTLE_AFTER", "90d")
+    assert Settings().settle_after == timedelta(days=90)
+
+
+@pytest.mark.parametrize(
+    ("stale", "settle"), [("24h", "24h"), ("7d", "3d"), ("24h", "4000d"), ("24h", "soon")]
+)
+def test_a_settle_window_not_longer_than_the_staleness_limit_is_refused(
+    monkeypatch: pytest.MonkeyPatch, stale: str, settle: str
+) -> None:
+    # Settling drops messages due before the horizon: they must all be stale by then.
+    monkeypatch.setenv("ORCHESTRATOR_STALE_AFTER", stale)
+    monkeypatch.setenv("ORCHESTRATOR_SETTLE_AFTER", settle)
+    with pytest.raises(ValidationError, match="ORCHESTRATOR_SETTLE_AFTER"):
+        Settings()

@@ -30,7 +30,9 @@ from orchestrator.runtime import (
     FlowRegistry,
     Organisation,
 )
+from orchestrator.runtime.intake import Intake, events_of
 from orchestrator.store import SqlStore
+from orchestrator.store.delivery import DeliveryLedger
 from orchestrator.templates import TemplateSet
 from tests.builders import T0, make_flow, write_templates
 
@@ -62,8 +64,14 @@ class Runtime:
     processor: EventProcessor
     dispatcher: Dispatcher
 
+    @property
+    def intake(self) -> Intake:
+        """The intake over the processor: what the transports hand their input to."""
+        return Intake(self.processor, self.store, self.clock)
+
     def process(self, *events: Event) -> list[EventResult]:
-        return self.processor.process(list(events))
+        """Process events as a transport would: what is rejected is kept (source `api`)."""
+        return self.intake.take("api", events_of(events))
 
     def run_until(self, instant: datetime | None, *, limit: int = 500) -> None:
         """Tick, moving the clock from one due message to the next, up to `instant`.
@@ -106,6 +114,11 @@ class Runtime:
 
 
 BuildRuntime = Callable[..., Runtime]
+
+
+def delivery_reports(store: Store) -> DeliveryLedger | MemoryStore:
+    """Provider feedback on the store: the SQL store's `DeliveryLedger`, or the memory store."""
+    return store if isinstance(store, MemoryStore) else DeliveryLedger(store.transactions)
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from orchestrator.clock import VirtualClock
 from orchestrator.event import Channel
 from orchestrator.runtime import EventProcessor, FlowRegistry
 from orchestrator.runtime.channels import ChannelConfigError, real_connectors
+from orchestrator.runtime.intake import Intake, IntakeQueue
 from orchestrator.settings import Settings
 from orchestrator.store import SqlStore
 from orchestrator.store.delivery import DeliveryLedger
@@ -28,8 +29,9 @@ SENDGRID = {"sendgrid_api_key": "SG.key", "sendgrid_sender": "care@example.org"}
 def chosen(store: SqlStore, clock: VirtualClock, **settings: Any) -> dict[Channel, object]:
     flow = make_flow()
     processor = EventProcessor(store, FlowRegistry.of({flow.id: flow}), clock)
+    deferred = IntakeQueue(Intake(processor, store, clock))
     found = real_connectors(
-        Settings(**settings), DeliveryLedger(store.transactions), clock, processor
+        Settings(**settings), DeliveryLedger(store.transactions), clock, deferred
     )
     for connector in found.values():
         if isinstance(connector, TwilioConnector):

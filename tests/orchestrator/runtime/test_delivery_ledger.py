@@ -1,4 +1,4 @@
-"""The delivery ledger (orchestrator/store/delivery.py) on both stores: forward-only states, settling unknown sends, lookups."""
+"""The delivery ledger (orchestrator/store/delivery.py) on every store (memory, SQLite, PostgreSQL): forward-only states, settling unknown sends, lookups."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ import pytest
 
 from orchestrator.event import Channel
 from orchestrator.message_status import MessageStatus
-from orchestrator.store.delivery import DeliveryLedger
 from tests import store_reads
 from tests.builders import at, make_event, make_patient
-from tests.orchestrator.runtime.conftest import Runtime
+from tests.conftest import EVERY_BACKEND
+from tests.orchestrator.runtime.conftest import Runtime, delivery_reports
+
+pytestmark = pytest.mark.backends(*EVERY_BACKEND)
 
 START = at(days=8)
 
@@ -26,7 +28,7 @@ def sent_confirmation(runtime: Runtime) -> str:
 
 def test_delivery_states_only_move_forward(runtime: Runtime) -> None:
     key = sent_confirmation(runtime)
-    ledger = DeliveryLedger(runtime.store.transactions)
+    ledger = delivery_reports(runtime.store)
     now = runtime.clock.now()
 
     assert ledger.advance("delivered", None, now, key=key)
@@ -42,7 +44,7 @@ def test_delivery_states_only_move_forward(runtime: Runtime) -> None:
 def test_a_message_is_found_by_its_provider_id(runtime: Runtime) -> None:
     key = sent_confirmation(runtime)
     provider_id = f"sandbox-{runtime.store.outbox_find(key, 'sms')}"
-    ledger = DeliveryLedger(runtime.store.transactions)
+    ledger = delivery_reports(runtime.store)
 
     assert ledger.advance(
         "failed", "provider:undelivered", runtime.clock.now(), provider_id=provider_id
@@ -61,7 +63,7 @@ def test_settle_sent_moves_only_a_send_of_unknown_outcome(runtime: Runtime) -> N
     assert (
         store_reads.begin_send(runtime.store, claim.message.key, "w", Channel.SMS, at(hours=1)) == 1
     )
-    ledger = DeliveryLedger(runtime.store.transactions)
+    ledger = delivery_reports(runtime.store)
 
     assert ledger.settle_sent(claim.message.key, "SM9", at(hours=1), "reconciled:callback")
     assert not ledger.settle_sent(claim.message.key, "SM9", at(hours=1), "reconciled:callback")
@@ -77,7 +79,7 @@ def test_recipients_are_found_by_phone_as_patient_or_caregiver(runtime: Runtime)
         make_event(start=START, patient=make_patient(caregivers=[caregiver])),
         make_event(start=START, patient=make_patient("p-2", phone="+15555550109")),
     )
-    ledger = DeliveryLedger(runtime.store.transactions)
+    ledger = delivery_reports(runtime.store)
 
     found = {(r.patient.id, r.recipient) for r in ledger.recipients_by_phone("+15555550109")}
 
@@ -86,7 +88,7 @@ def test_recipients_are_found_by_phone_as_patient_or_caregiver(runtime: Runtime)
 
 
 def test_webhook_event_ids_are_applied_once(runtime: Runtime) -> None:
-    ledger = DeliveryLedger(runtime.store.transactions)
+    ledger = delivery_reports(runtime.store)
     now = runtime.clock.now()
 
     assert ledger.first_receipt("sendgrid", ["a", "b", "a"], now) == {"a", "b"}
@@ -99,7 +101,7 @@ def test_provider_feedback_cannot_move_a_sent_message_anywhere_but_delivered_or_
     runtime: Runtime, status: MessageStatus
 ) -> None:
     key = sent_confirmation(runtime)
-    ledger = DeliveryLedger(runtime.store.transactions)
+    ledger = delivery_reports(runtime.store)
 
     with pytest.raises(ValueError, match="provider feedback cannot move"):
         ledger.advance(status, None, runtime.clock.now(), key=key)

@@ -1,12 +1,16 @@
-"""Provider feedback as events: what it says about the patient, on both stores."""
+"""Provider feedback as events: what it says about the patient, on every store (memory, SQLite, PostgreSQL)."""
 
 from __future__ import annotations
 
+import pytest
+
 from orchestrator.runtime.feedback import Feedback
-from orchestrator.store.delivery import DeliveryLedger
 from tests import store_reads
 from tests.builders import at, make_event, make_patient
-from tests.orchestrator.runtime.conftest import Runtime
+from tests.conftest import EVERY_BACKEND
+from tests.orchestrator.runtime.conftest import Runtime, delivery_reports
+
+pytestmark = pytest.mark.backends(*EVERY_BACKEND)
 
 PHONE = "+15555550101"
 
@@ -16,9 +20,7 @@ def test_a_reply_restates_nothing_so_a_newer_fact_arriving_late_still_wins(
 ) -> None:
     runtime.process(make_event(start=at(days=8), patient=make_patient(phone=PHONE)))
     runtime.clock.move_to(at(hours=2))
-    feedback = Feedback(
-        runtime.processor, DeliveryLedger(runtime.store.transactions), runtime.clock
-    )
+    feedback = Feedback(runtime.intake, delivery_reports(runtime.store), runtime.clock)
     assert feedback.replied(PHONE, "C", source="twilio", ref="SM-1") == 1
 
     # The EHR's change of number happened before the reply and reaches us after it.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from dataclasses import asdict
 from datetime import timedelta
 from typing import Any
 
@@ -16,7 +17,8 @@ from orchestrator.policies import ConsentRecord
 from tests import store_reads
 from tests.builders import at, make_event, make_flow, make_patient
 from tests.conftest import EVERY_BACKEND
-from tests.orchestrator.runtime.conftest import BuildRuntime, Runtime
+from tests.orchestrator.history import sessions
+from tests.orchestrator.runtime.conftest import FLOW, BuildRuntime, Runtime
 
 pytestmark = pytest.mark.backends(*EVERY_BACKEND)
 
@@ -351,3 +353,41 @@ def test_any_arrival_order_of_partial_updates_stores_the_same_patient(runtime: R
         assert stored[0] == stored[1]
 
     check()
+
+
+def test_a_long_history_settles_into_the_store_and_reads_back_whole(runtime: Runtime) -> None:
+    stream = sessions(60)
+    for event in stream:
+        runtime.clock.move_to(max(runtime.clock.now(), event.occurred_at))
+        assert runtime.process(event)[0].status == "accepted"
+
+    live = store_reads.journey(runtime.store, "p-1", FLOW.id, 1)
+    assert live is not None and len(live.episodes) < 30 and len(live.events) < 80
+    ((version, whole),) = store_reads.patient_journeys(runtime.store, "p-1")
+    assert version == 1 and len(whole.episodes) == 60
+    assert [e.started_at for e in whole.episodes] == sorted(e.started_at for e in whole.episodes)
+    ((_, same),) = runtime.store.flow_journeys(FLOW.id)
+    assert same == whole
+    rows = runtime.store.episodes("p-1")
+    assert len(rows) == 60 and all("settled" not in asdict(row) for row in rows)
+    assert {row.status for row in rows} == {"completed"}
+
+
+def test_an_event_from_before_the_horizon_is_taken_with_a_note(runtime: Runtime) -> None:
+    stream = sessions(30)
+    for event in stream:
+        runtime.clock.move_to(max(runtime.clock.now(), event.occurred_at))
+        runtime.process(event)
+    live = store_reads.journey(runtime.store, "p-1", FLOW.id, 1)
+    assert live is not None and live.horizon is not None
+
+    late = make_event(
+        "intake.completed", appointment_id="a-0", occurred_at=live.horizon - timedelta(days=1)
+    )
+    on_time = make_event("intake.completed", appointment_id="a-29", occurred_at=runtime.clock.now())
+    first, second = runtime.process(late, on_time)
+
+    assert first.status == "accepted" and "horizon" in first.notes[0]
+    assert first.as_json()["notes"] == list(first.notes)
+    assert second.notes == ()
+    assert "notes" not in second.as_json()

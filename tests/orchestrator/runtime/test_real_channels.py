@@ -43,7 +43,7 @@ def sms_runtime(
     def opted_out(key: str) -> int:
         runtime = holder[0]
         feedback = Feedback(
-            runtime.processor, DeliveryLedger(runtime.store.transactions), runtime.clock
+            runtime.intake, DeliveryLedger(runtime.store.transactions), runtime.clock
         )
         return feedback.consent_for_message(
             key, Channel.SMS, granted=False, source="twilio", ref=f"21610-{key}"

@@ -124,6 +124,33 @@ def test_rebooking_an_episode_of_an_older_version_starts_none_on_the_new_one(
     assert {m.flow_version for m in store.messages(patient_id="p-1")} == {1}
 
 
+def test_an_event_an_older_version_took_stays_its_own_when_a_late_event_refolds(
+    build_runtime: BuildRuntime, store: SqlStore
+) -> None:
+    before = build_runtime(FlowRegistry.open(flow_set(), store, T0))
+    before.process(make_event(start=START))
+    after = build_runtime(FlowRegistry.open(flow_set(**V2), store, at(hours=2)))
+    after.clock.move_to(at(hours=5))
+    a3 = {"appointment_id": "a-3", "start": START}
+    after.process(
+        make_event(occurred_at=at(hours=2), **a3),  # a version-2 episode for a-3
+        make_event("appointment.cancelled", start=START, occurred_at=at(hours=3)),
+        # Version 1's episode, now rebooking, takes the rebooking of its appointment.
+        make_event(appointment_id="a-2", start=START, occurred_at=at(hours=4)),
+    )
+    # a-3 was cancelled before that rebooking, but the news comes late: version 2's
+    # journey is folded again, and finds its own episode rebooking too.
+    after.process(make_event("appointment.cancelled", occurred_at=at(hours=2, minutes=30), **a3))
+
+    # Nothing of version 2 waits for a visit: a-3 is cancelled, and a-2 is version 1's.
+    v2 = [m for m in store.messages(patient_id="p-1") if m.flow_version == 2]
+    assert [m.message for m in v2 if m.status == "scheduled"] == ["rebooking_nudge"]
+    assert [(e.flow_version, e.stage) for e in store.episodes("p-1")] == [
+        (1, "booked"),
+        (2, "rebooking"),
+    ]
+
+
 def test_a_version_recorded_before_a_schema_field_was_added_reopens_unchanged(
     store: SqlStore,
 ) -> None:

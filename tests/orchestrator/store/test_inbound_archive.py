@@ -2,15 +2,41 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
+import pytest
+
+from orchestrator.memory_store import MemoryStore
 from orchestrator.store import InboundArchive, Settlement, SqlStore
+from tests.conftest import EVERY_BACKEND
+
+pytestmark = pytest.mark.backends(*EVERY_BACKEND)
 
 NOW = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
 
 
-def test_messages_are_kept_as_received_then_settled(store: SqlStore) -> None:
+@dataclass
+class Archive:
+    """The archive's writes and its reader, whichever store keeps them."""
+
+    keep: Callable[[str, Sequence[bytes], datetime], list[int]]
+    settle: Callable[[Sequence[Settlement]], None]
+    messages: Callable[..., list[dict[str, Any]]]
+
+
+def archive_of(store: SqlStore | MemoryStore) -> Archive:
+    if isinstance(store, MemoryStore):
+        # Beside its scheduled messages, so its reader has its own name.
+        return Archive(store.keep, store.settle, store.inbound_messages)
     archive = InboundArchive(store)
+    return Archive(archive.keep, archive.settle, archive.messages)
+
+
+def test_messages_are_kept_as_received_then_settled(store: SqlStore | MemoryStore) -> None:
+    archive = archive_of(store)
     first, second = archive.keep("hl7v2", [b"MSH|one\r", b"MSH|two\r"], NOW)
     assert second > first
     assert [m["status"] for m in archive.messages(status="received")] == ["received", "received"]
@@ -34,8 +60,8 @@ def test_messages_are_kept_as_received_then_settled(store: SqlStore) -> None:
     assert archive.messages(status="received") == []
 
 
-def test_a_message_once_settled_is_not_settled_again(store: SqlStore) -> None:
-    archive = InboundArchive(store)
+def test_a_message_once_settled_is_not_settled_again(store: SqlStore | MemoryStore) -> None:
+    archive = archive_of(store)
     (kept,) = archive.keep("hl7v2", [b"MSH|one\r"], NOW)
     archive.settle([Settlement(kept, "accepted", "hl7:F:1:S12")])
 

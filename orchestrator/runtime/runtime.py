@@ -1,0 +1,194 @@
+"""The composition root of both runtimes: one `Runtime`, built once from settings.
+
+`Runtime.build` turns settings into the store, the flow registry, the event
+processor, the intake every transport hands its input to (and the queue a
+connector's send thread hands opt-outs to), the connectors and the
+dispatcher. `start()` runs the dispatch loop on a thread; `stop()` lets the
+message in hand finish before it returns. How the loop idles is its one
+seam: on a virtual clock the parity test drives this very loop. The embedded service (HTTP and
+MLLP, `orchestrator run`) and the Kafka worker (`orchestrator worker`) are
+transports over one of these.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from ..clock import Clock, SystemClock
+from ..errors import StoreError
+from ..event import Channel
+from ..flows import load_flows
+from ..ports import Connector, Outbox
+from ..settings import Settings
+from ..store import SqlStore, connect, pending, upgrade
+from ..store.delivery import DeliveryLedger
+from ..templates import TemplateSet
+from .channels import real_connectors
+from .dispatcher import Dispatcher
+from .intake import Intake, IntakeQueue
+from .processor import EventProcessor
+from .registry import FlowRegistry
+from .rendering import Organisation
+
+__all__ = ["DispatchLoop", "Runtime"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(repr=False)
+class Runtime:
+    settings: Settings
+    store: SqlStore
+    flows: FlowRegistry
+    processor: EventProcessor
+    intake: Intake
+    # What the send threads learned (opt-outs), taken on the dispatch loop's thread.
+    deferred: IntakeQueue
+    dispatcher: Dispatcher
+    clock: Clock
+    _loop: DispatchLoop | None = field(default=None, init=False)
+
+    def __repr__(self) -> str:
+        # Short: the generated repr spelled out every flow and template (hundreds
+        # of KiB), which buried a failing test's own message (hypothesis prints it).
+        return f"Runtime(store={self.store.dialect}, flows={len(self.flows.current)})"
+
+    @classmethod
+    def build(
+        cls,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        migrate: bool = True,
+        owner: str = "embedded",
+    ) -> Runtime:
+        """Build the runtime from settings (the one place that reads them).
+
+        Raises:
+            FlowError: the flows or templates are invalid.
+            StoreError: the store is unreachable, or its schema is behind and
+                `migrate` is off.
+        """
+        clock = clock or SystemClock()
+        templates = TemplateSet(settings.templates)
+        flow_set = load_flows([settings.flows], templates)
+        engine = connect(settings.db)
+        if migrate:
+            upgrade(engine)
+        elif pending(engine):
+            raise StoreError("the store's schema is behind: run `orchestrator db upgrade`")
+        store = SqlStore(engine)
+        registry = FlowRegistry.open(flow_set, store, clock.now())
+        processor = EventProcessor(store, registry, clock, settle_after=settings.settle_after)
+        intake = Intake(processor, store, clock)
+        deferred = IntakeQueue(intake)
+        real = real_connectors(settings, DeliveryLedger(store.transactions), clock, deferred)
+        connectors = _connectors(store, clock, settings.sandbox_latency_seconds) | real
+        dispatcher = Dispatcher(
+            store=store,
+            flows=registry,
+            templates=templates,
+            connectors=connectors,
+            clock=clock,
+            org=Organisation(settings.org_name, settings.org_phone, settings.portal_url),
+            owner=owner,
+            lease=timedelta(seconds=settings.lease_seconds),
+            max_attempts=settings.max_attempts,
+            backoff=timedelta(seconds=settings.retry_backoff_seconds),
+            stale_after=settings.stale_after,
+            batch=settings.dispatch_batch,
+            # Threads pay off only while a network send is waited for.
+            concurrency=settings.dispatch_concurrency if real else 1,
+        )
+        return cls(settings, store, registry, processor, intake, deferred, dispatcher, clock)
+
+    def tick(self) -> int:
+        """Take what the send threads deferred, then dispatch one batch; how many were handled."""
+        return self.deferred.drain() + self.dispatcher.tick()
+
+    def start(self) -> None:
+        """Run the dispatch loop on a thread (a second call does nothing)."""
+        if self._loop is None:
+            self._loop = DispatchLoop(self.tick, self.settings.dispatch_poll_seconds, self.clock)
+            self._loop.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the dispatch loop, letting the message in hand finish (safe to call twice)."""
+        if self._loop is not None:
+            self._loop.stop(timeout)
+            self._loop = None
+        # What a last send deferred is not lost with the process.
+        try:
+            self.deferred.drain()
+        except StoreError as exc:
+            log.error("intake.deferred_lost", extra={"error": exc.__class__.__name__})
+
+    def close(self) -> None:
+        """Stop, and release the store's connections."""
+        self.stop()
+        self.store.engine.dispose()
+
+
+def _connectors(store: Outbox, clock: Clock, latency: float) -> dict[Channel, Connector]:
+    # Imported here: the composition root picks the connectors; the runtime knows the port.
+    from connectors.sandbox import SandboxConnector
+
+    return {channel: SandboxConnector(store, channel, clock, latency) for channel in Channel}
+
+
+# Idles until the instant given, or until woken earlier; True: the loop is to stop.
+Wait = Callable[[datetime], bool]
+
+
+class DispatchLoop:
+    """Runs `tick` until stopped; idles `poll` seconds when it handled nothing.
+
+    `wait` is how it idles: by default it sleeps on the wall clock (and wakes
+    when stopped); a driver on a virtual clock passes its own, which moves
+    the clock and hands in what arrives meanwhile (`tests/test_simulate_parity.py`).
+    """
+
+    def __init__(
+        self, tick: Callable[[], int], poll: float, clock: Clock, *, wait: Wait | None = None
+    ) -> None:
+        self.tick = tick
+        self.poll = poll
+        self.clock = clock
+        self._poll = timedelta(seconds=poll)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._wait = wait or self._sleep
+        self.error: BaseException | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, name="dispatch", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Ask the loop to stop and wait for the message in hand (safe to call twice)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _sleep(self, until: datetime) -> bool:
+        return self._stop.wait(max(0.0, (until - self.clock.now()).total_seconds()))
+
+    def run(self) -> None:
+        """Tick and idle, here, until stopped (`start` runs this on a thread)."""
+        while not self._stop.is_set():
+            try:
+                handled = self.tick()
+            except StoreError as exc:
+                # The store may come back (a restart, a network blip): wait and retry.
+                log.error("dispatch.store_unavailable", extra={"error": exc.__class__.__name__})
+                handled = 0
+            except Exception as exc:  # noqa: BLE001 - the loop outlives a bad batch; leases recover it
+                log.error("dispatch.tick_failed", extra={"error": exc.__class__.__name__})
+                self.error = exc
+                handled = 0
+            if handled == 0 and self._wait(self.clock.now() + self._poll):
+                return

@@ -1,0 +1,134 @@
+"""Bounded journeys: the checkpoint follows the horizon, and episodes long over settle out.
+
+Without a bound a journey keeps every event of its patient in its flow, and
+each new event reads and rewrites all of them: a patient on dialysis reaches
+thousands. `settle(journey, flow, now, after)` keeps it to what can still change:
+
+1. The horizon is `now - after`, by the processing clock: an event's own time
+   never moves it, so a future-dated event cannot freeze a journey. Events
+   that occurred before the horizon are folded into the journey's checkpoint
+   and no longer kept. The checkpoint only moves forward.
+2. An episode settles out (of the checkpoint and of the journey) once it is
+   over: it ended before the horizon, no event since the checkpoint has
+   touched it, and none of its messages is due or expires at or after the
+   horizon. The caller keeps settled episodes (the store does, for figures
+   and the timeline); nothing is cancelled or sent because of settling.
+
+What a late event can still change:
+
+- one that occurred at or after the horizon is folded in its place, exactly
+  as if it had arrived in order;
+- one that occurred before the horizon is folded *at* the horizon: after
+  everything the checkpoint holds, before every event since (those among
+  themselves by when they occurred). It reaches the episodes as they stood
+  at the checkpoint: a late cancellation still cancels the reminders of a
+  live episode's appointment, a late exit still ends live episodes. What it
+  would have changed before the horizon is not undone, and it finds no
+  settled episode: an event about a settled episode's appointment or
+  encounter is about one no episode owns (a booking starts a new episode).
+
+Messages of settled episodes are all past their staleness limit when
+`after` is longer than the longest limit a message can have without an
+expiry of its own (`ORCHESTRATOR_SETTLE_AFTER` is checked against it), so
+settling never takes away a message that could still be sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from .flows.model import Flow
+from .fold import Fold
+from .journey import Checkpoint, Episode, EpisodeStatus, Journey, ScheduledMessage
+
+__all__ = ["DEFAULT_SETTLE_AFTER", "Settled", "settle"]
+
+# A month: a feed that is days late (an EHR outage, a backlog replayed) is still
+# folded exactly in order, and a dialysis patient's journey holds about a
+# dozen sessions rather than years of them.
+DEFAULT_SETTLE_AFTER = timedelta(days=30)
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """A journey after `settle`, and the episodes that settled out of it."""
+
+    journey: Journey
+    episodes: tuple[Episode, ...] = ()
+
+
+def settle(journey: Journey, flow: Flow, now: datetime, after: timedelta) -> Settled:
+    """Move the checkpoint up towards `now - after`, and settle out the episodes long over."""
+    horizon = now - after
+    events = journey.events
+    upcoming = journey.next_checkpoint
+    if not events or events[0].occurred_at >= horizon:
+        if upcoming is None and events:
+            return Settled(replace(journey, next_checkpoint=_state(journey)))
+        return Settled(journey)  # nothing to fold in: the checkpoint stays
+    cut = next((i for i, e in enumerate(events) if e.occurred_at >= horizon), len(events))
+    if upcoming is not None:
+        if upcoming.holds > cut:
+            return Settled(journey)  # not all its events are before the horizon yet
+        # Taken as those events were folded: the checkpoint moves up for free.
+        held, base = upcoming.holds, upcoming
+    else:
+        # A late event made the next checkpoint wrong: fold up to the horizon again.
+        work = Fold.resume(journey.at_checkpoint(), flow)
+        for event in events[:cut]:
+            work.step(event)
+        held = cut
+        base = Checkpoint(horizon, work.frozen_episodes(), work.messages, work.patient)
+    current = {e.id: e for e in journey.episodes}
+    live = _live(journey.messages, horizon) | _live(base.messages, horizon)
+    settled = tuple(
+        e
+        for e in base.episodes
+        if e.status is not EpisodeStatus.ACTIVE
+        and e.ended_at is not None
+        and e.ended_at < horizon
+        and e.id not in live
+        and current.get(e.id) == e
+    )
+    gone = {e.id for e in settled}
+    last = events[held - 1].occurred_at
+    kept = events[held:]
+    bounded = replace(
+        journey,
+        events=kept,
+        episodes=tuple(e for e in journey.episodes if e.id not in gone),
+        messages=_without(journey.messages, gone) if gone else journey.messages,
+        checkpoint=Checkpoint(
+            at=max(last, journey.checkpoint.at) if journey.checkpoint else last,
+            episodes=tuple(e for e in base.episodes if e.id not in gone),
+            messages=_without(base.messages, gone) if gone else base.messages,
+            patient=base.patient,
+        ),
+        taken_by_older=journey.taken_by_older - {e.id for e in events[:held]},
+    )
+    return Settled(replace(bounded, next_checkpoint=_state(bounded)), settled)
+
+
+def _state(journey: Journey) -> Checkpoint | None:
+    """The journey as it stands, as its next checkpoint (holding every kept event)."""
+    if not journey.events:
+        return None
+    at = journey.events[-1].occurred_at
+    return Checkpoint(at, journey.episodes, journey.messages, journey.patient, len(journey.events))
+
+
+def _live(messages: Mapping[str, ScheduledMessage], horizon: datetime) -> set[str]:
+    """The episodes with a message due or expiring at or after `horizon`."""
+    return {
+        m.episode_id
+        for m in messages.values()
+        if m.due_at >= horizon or (m.expires_at is not None and m.expires_at >= horizon)
+    }
+
+
+def _without(
+    messages: Mapping[str, ScheduledMessage], episodes: set[str]
+) -> dict[str, ScheduledMessage]:
+    return {k: m for k, m in messages.items() if m.episode_id not in episodes}
