@@ -14,8 +14,8 @@ from typing import Any, NoReturn, SupportsIndex, TypeVar
 
 __all__ = ["Journal", "JournaledDict", "JournaledList"]
 
-K = TypeVar("K")
-V = TypeVar("V")
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 
 _MISSING: Any = object()
 
@@ -49,7 +49,7 @@ class Journal:
                 dict.__setitem__(container, key, old)
 
 
-class JournaledDict(dict[K, V]):
+class JournaledDict(dict[_K, _V]):
     """A dict whose item writes are undone by its journal's rollback."""
 
     __slots__ = ("_journal",)
@@ -58,17 +58,17 @@ class JournaledDict(dict[K, V]):
         super().__init__()
         self._journal = journal
 
-    def __setitem__(self, key: K, value: V) -> None:
+    def __setitem__(self, key: _K, value: _V) -> None:
         if self._journal.entries is not None:
             self._journal.entries.append((self, key, self.get(key, _MISSING)))
         super().__setitem__(key, value)
 
-    def __delitem__(self, key: K) -> None:
+    def __delitem__(self, key: _K) -> None:
         if self._journal.entries is not None:
             self._journal.entries.append((self, key, self[key]))
         super().__delitem__(key)
 
-    def update(self, other: Mapping[K, V], /) -> None:  # type: ignore[override]
+    def update(self, other: Mapping[_K, _V], /) -> None:  # type: ignore[override]
         for key, value in other.items():
             self[key] = value
 
@@ -88,7 +88,7 @@ class JournaledDict(dict[K, V]):
         _refuse("|=")
 
 
-class JournaledList(list[V]):
+class JournaledList(list[_V]):
     """A list written only by `append` and item assignment, each undone by a rollback."""
 
     __slots__ = ("_journal",)
@@ -97,7 +97,7 @@ class JournaledList(list[V]):
         super().__init__()
         self._journal = journal
 
-    def append(self, value: V) -> None:
+    def append(self, value: _V) -> None:
         if self._journal.entries is not None:
             self._journal.entries.append((self, None, len(self)))
         super().append(value)
@@ -112,7 +112,7 @@ class JournaledList(list[V]):
     def __delitem__(self, _: Any) -> NoReturn:
         _refuse("del")
 
-    def extend(self, _: Iterable[V]) -> NoReturn:
+    def extend(self, _: Iterable[_V]) -> NoReturn:
         _refuse("extend")
 
     def insert(self, *_: Any) -> NoReturn:
@@ -121,7 +121,7 @@ class JournaledList(list[V]):
     def pop(self, *_: Any) -> NoReturn:
         _refuse("pop")
 
-    def remove(self, _: V) -> NoReturn:
+    def remove(self, _: _V) -> NoReturn:
         _refuse("remove")
 
     def clear(self) -> NoReturn:

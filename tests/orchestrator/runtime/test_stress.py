@@ -60,7 +60,7 @@ def test_cancels_reschedules_and_opt_outs_racing_the_dispatcher_break_no_invaria
         )
     )
     kinds = cycle(("appointment.cancelled", "appointment.rescheduled", "consent.opted_out"))
-    loop = DispatchLoop(runtime.dispatcher.tick, poll=0.001)
+    loop = DispatchLoop(runtime.dispatcher.tick, poll=0.001, clock=runtime.clock)
     loop.start()
     try:
         for step in range(0, PATIENTS, PER_STEP):
