@@ -37,15 +37,18 @@ from .ports import (
     Addressee,
     Claim,
     DeliveryReports,
+    EpisodeView,
     EventStore,
     FlowVersions,
     ImportHold,
     InboundArchive,
     MessageLedger,
+    MessageView,
     Outbox,
     OutboxEntry,
     RecordedTestSend,
     RecordedTestSends,
+    RejectedInput,
     SendingFacts,
     Sent,
     Settlement,
@@ -110,9 +113,9 @@ class MemoryStore:
                 }
             )
 
-    def rejected(self, limit: int = 100) -> list[dict[str, Any]]:
+    def rejected(self, limit: int = 100) -> list[RejectedInput]:
         with self._lock:
-            return [dict(r) for r in reversed(self._t.rejected)][:limit]
+            return [RejectedInput(**r) for r in reversed(self._t.rejected)][:limit]
 
     def flow_versions(self) -> dict[tuple[str, int], tuple[str, str]]:
         with self._lock:
@@ -672,14 +675,14 @@ class MemoryStore:
             found = sorted((k, j) for k, j in self._t.journeys.items() if wanted(k))
         return [(k[2], j.with_settled(settled.get(k, ()))) for k, j in found]
 
-    def episodes(self, patient_id: str) -> list[dict[str, Any]]:
+    def episodes(self, patient_id: str) -> list[EpisodeView]:
         with self._lock:
             rows = [dict(e) for e in self._t.episodes.values() if e["patient_id"] == patient_id]
         rows.sort(key=lambda e: e["started_at"])
         for row in rows:
             del row["patient_id"]
             row.pop("settled", None)
-        return rows
+        return [EpisodeView(**row) for row in rows]
 
     def audit(
         self,
@@ -708,7 +711,7 @@ class MemoryStore:
                 counts[row.status] = counts.get(row.status, 0) + 1
         return counts
 
-    def messages(self, *, patient_id: str | None = None) -> list[dict[str, Any]]:
+    def messages(self, *, patient_id: str | None = None) -> list[MessageView]:
         with self._lock:
             rows = [
                 (r.created_at, key, r)
@@ -717,21 +720,21 @@ class MemoryStore:
             ]
         rows.sort(key=lambda row: (row[0], row[1]))
         return [
-            {
-                "key": key,
-                "flow": r.message.flow_id,
-                "flow_version": r.message.flow_version,
-                "episode": r.message.episode_id,
-                "stage": r.message.stage_id,
-                "message": r.message.message_id,
-                "recipient": str(r.message.recipient),
-                "status": r.status,
-                "reason": r.reason,
-                "due_at": r.due_at,
-                "channel": r.channel,
-                "attempts": r.attempts,
-                "sent_at": r.sent_at,
-            }
+            MessageView(
+                key=key,
+                flow=r.message.flow_id,
+                flow_version=r.message.flow_version,
+                episode=r.message.episode_id,
+                stage=r.message.stage_id,
+                message=r.message.message_id,
+                recipient=str(r.message.recipient),
+                status=r.status,
+                reason=r.reason,
+                due_at=r.due_at,
+                channel=r.channel,
+                attempts=r.attempts,
+                sent_at=r.sent_at,
+            )
             for _, key, r in rows
         ]
 

@@ -25,6 +25,9 @@ holds what its caller calls today, not everything an implementation offers:
   (`orchestrator.runtime.intake.Intake`), and `EventSink`, the processor
   behind it;
 - `Connector`, with `Outgoing` and `Receipt`: hands a message to a provider.
+
+The read models the stores' queries return (`MessageView`, `EpisodeView`,
+`RejectedInput`) are values here too: both stores build them.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ __all__ = [
     "Claim",
     "Connector",
     "DeliveryReports",
+    "EpisodeView",
     "EventHistory",
     "EventIntake",
     "EventResult",
@@ -59,6 +63,7 @@ __all__ = [
     "JourneyStore",
     "JourneyUnit",
     "MessageLedger",
+    "MessageView",
     "Outbox",
     "OutboxEntry",
     "Outgoing",
@@ -66,6 +71,7 @@ __all__ = [
     "Recipients",
     "RecordedTestSend",
     "RecordedTestSends",
+    "RejectedInput",
     "RejectedInputs",
     "SendingFacts",
     "Sent",
@@ -235,6 +241,54 @@ class Outgoing:
 @dataclass(frozen=True, slots=True)
 class Receipt:
     provider_id: str
+
+
+# -- read models: what the API, dashboard and CLI read ---------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MessageView:
+    """A scheduled message as a patient's timeline shows it (field order is the JSON's)."""
+
+    key: str
+    flow: str
+    flow_version: int
+    episode: str
+    stage: str
+    message: str
+    recipient: str
+    status: str
+    reason: str | None
+    due_at: datetime
+    channel: str | None
+    attempts: int
+    sent_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class EpisodeView:
+    """An episode's place in its flow, as a patient's timeline shows it."""
+
+    id: str
+    flow: str
+    flow_version: int
+    stage: str | None
+    status: str
+    outcome: str | None
+    started_at: datetime
+    ended_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedInput:
+    """Input that could not be accepted, kept with why."""
+
+    id: int
+    received_at: datetime
+    source: str
+    reason: str
+    body: bytes
+    truncated: bool
 
 
 # -- the connector ------------------------------------------------------------------

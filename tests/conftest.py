@@ -91,6 +91,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A migrated, empty store on each backend (the PostgreSQL one is emptied after the test)."""
     from orchestrator.store import SqlStore, connect, upgrade
+    from tests import store_reads
 
     if request.param == "memory":
         yield MEMORY
@@ -105,7 +106,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     url = request.getfixturevalue("pg_database")
     yield url
     engine = connect(url)
-    SqlStore(engine).purge()
+    store_reads.purge(SqlStore(engine))
     engine.dispose()
 
 

@@ -22,6 +22,7 @@ from orchestrator.event_schema import parse_event
 from orchestrator.logs import JSONFormatter
 from orchestrator.runtime.service import EmbeddedService
 from orchestrator.settings import Settings
+from tests import store_reads
 from tests.live import TestClient, serve, wait_until
 from tests.samples import ROOT, SAMPLE_FILES, contact_details, sample_events, sample_ndjson
 
@@ -97,7 +98,7 @@ def test_good_and_bad_input_through_the_api_leave_no_contact_details_in_the_logs
         client.get("/patients/p-cc-001/timeline")
         client.get("/outbox")
 
-    assert len(service.store.rejected()) == 3
+    assert len(store_reads.rejected(service.store)) == 3
     assert_no_contact_details(as_json_lines(logs.records))
 
 

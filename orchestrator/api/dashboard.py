@@ -24,6 +24,7 @@ from ..flows.model import Flow
 from ..insight import FlowFigures, hidden, mermaid, shown, shown_rate
 from ..insight.reading import measured
 from ..insight.worksheet import CATEGORY_TITLES, funnel_texts, when_text
+from ..store import FlowTotals
 from .deps import CurrentFlows, Store, require_token
 
 __all__ = ["flow_page", "flows_page", "router"]
@@ -84,13 +85,13 @@ def flows_page(store: Store, flows: CurrentFlows) -> HTMLResponse:
     totals = store.flow_totals()
     rows = []
     for flow in sorted(flows.values(), key=lambda f: f.title):
-        counts = totals.get(flow.id, {})
+        counts = totals.get(flow.id, FlowTotals())
         rows.append(
             {
                 "flow": flow,
-                "episodes": counts.get("episodes", 0),
-                "sent": counts.get("sent", 0),
-                "suppressed": counts.get("suppressed", 0),
+                "episodes": counts.episodes,
+                "sent": counts.by_status.get("sent", 0),
+                "suppressed": counts.by_status.get("suppressed", 0),
             }
         )
     return _page("dashboard/flows.html", rows=rows)

@@ -36,7 +36,9 @@ router = APIRouter(dependencies=[Depends(require_token)])
 @router.post("/imports", status_code=201)
 def open_import(store: Store, clock: Clock, settings: Settings) -> dict[str, str]:
     """Open an import: messages its batches schedule wait until it is closed."""
-    opened = ImportHolds(store).open(clock.now(), timedelta(seconds=settings.import_hold_seconds))
+    opened = ImportHolds(store.transactions).open(
+        clock.now(), timedelta(seconds=settings.import_hold_seconds)
+    )
     return {"id": opened.import_id, "hold_until": opened.until.isoformat()}
 
 
@@ -45,7 +47,7 @@ def close_import(
     import_id: Annotated[StorableText, Path(max_length=40)], store: Store, clock: Clock
 ) -> dict[str, object]:
     """Close an import: what it held falls due when the engine made it due."""
-    released = ImportHolds(store).close(import_id, clock.now())
+    released = ImportHolds(store.transactions).close(import_id, clock.now())
     if released is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such import")
     return {"id": import_id, "released": released}
@@ -81,7 +83,7 @@ async def post_events(
         hold: ImportHold | None = None
         if import_id is not None:
             # Renewed before the batch: what earlier batches scheduled stays held too.
-            hold = ImportHolds(store).renew(import_id, clock.now(), hold_for)
+            hold = ImportHolds(store.transactions).renew(import_id, clock.now(), hold_for)
             if hold is None:
                 reason = "import not open: unknown, closed, or its hold ran out"
                 return JSONResponse({"error": reason}, status.HTTP_409_CONFLICT)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -10,6 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, status
 
 from ..event import bound_id
 from ..limits import unsafe_text
+from ..ports import EpisodeView, MessageView
 from .deps import Store, require_token
 from .params import Instant, StorableText
 
@@ -63,6 +65,6 @@ def outbox(
     ]
 
 
-def _jsonable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _jsonable(rows: list[EpisodeView] | list[MessageView]) -> list[dict[str, Any]]:
     convert: Callable[[Any], Any] = lambda v: v.isoformat() if isinstance(v, datetime) else v  # noqa: E731
-    return [{k: convert(v) for k, v in row.items()} for row in rows]
+    return [{k: convert(v) for k, v in asdict(row).items()} for row in rows]

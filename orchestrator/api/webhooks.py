@@ -331,7 +331,7 @@ def _checkers(token: str | None, sendgrid_key: str | None) -> tuple[RequestValid
 def _hooks(settings: SettingsDep, store: Store, intake: Intake, clock: Clock) -> _Hooks:
     token = settings.twilio_auth_token.get_secret_value() if settings.twilio_auth_token else None
     validator, public_key = _checkers(token, settings.sendgrid_webhook_public_key)
-    ledger = DeliveryLedger(store)
+    ledger = DeliveryLedger(store.transactions)
     # A webhook is not a send thread: its feedback is taken at once.
     feedback = Feedback(intake, ledger, clock)
     return _Hooks(

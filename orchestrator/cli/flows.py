@@ -256,7 +256,7 @@ def _send_to_test(settings: Settings, previews: Sequence[MessagePreview]) -> lis
                 preview,
                 recipient=recipient,
                 connectors=connectors,
-                record=TestSendLedger(store),
+                record=TestSendLedger(store.transactions),
                 clock=clock,
             )
             for preview in previews

@@ -16,10 +16,8 @@ def measured(store: SqlStore, flow: Flow, persona: str | None = None) -> FlowFig
     records = store.audit(flow=flow.id)
     known = {t.value: t for t in EventType}
     events = [
-        PatientEvent(event_id, patient_id, known[kind], occurred_at)
-        for event_id, patient_id, kind, occurred_at in store.processed_events(
-            [j.patient_id for j in journeys]
-        )
-        if kind in known
+        PatientEvent(e.event_id, e.patient_id, known[e.type], e.occurred_at)
+        for e in store.processed_events([j.patient_id for j in journeys])
+        if e.type in known
     ]
     return flow_figures(flow, journeys, records, events, persona=persona)

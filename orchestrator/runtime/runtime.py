@@ -141,7 +141,7 @@ def connectors_for(
     Raises:
         ChannelConfigError: a real channel is partly configured.
     """
-    real = real_connectors(settings, DeliveryLedger(store), clock, deferred)
+    real = real_connectors(settings, DeliveryLedger(store.transactions), clock, deferred)
     return _connectors(store, clock, settings.sandbox_latency_seconds) | real, bool(real)
 
 

@@ -16,24 +16,29 @@ from .invariants import (
     standard_invariants,
 )
 from .migrate import head, pending, upgrade
+from .queries import FlowTotals, ProcessedEvent
 from .sql import Claim, OutboxEntry, SendingFacts, Sent, SqlStore
 from .test_sends import TestSendLedger
+from .transactions import Transactions
 from .unit import UnitOfWork
 
 __all__ = [
     "INVARIANTS",
     "Claim",
+    "FlowTotals",
     "ImportHold",
     "ImportHolds",
     "InboundArchive",
     "Invariant",
     "InvariantReport",
     "OutboxEntry",
+    "ProcessedEvent",
     "SendingFacts",
     "Sent",
     "Settlement",
     "SqlStore",
     "TestSendLedger",
+    "Transactions",
     "UnitOfWork",
     "Violation",
     "check_invariants",

@@ -26,7 +26,6 @@ from ..ports import Addressee as Recipient
 from ..ports import DeliveryReports
 from . import codec
 from .rows import audit_row, chunks
-from .sql import SqlStore
 from .tables import (
     AuditRow,
     DeliveryAttemptRow,
@@ -34,6 +33,7 @@ from .tables import (
     ScheduledMessageRow,
     WebhookReceiptRow,
 )
+from .transactions import Transactions
 
 __all__ = [
     "KEY_LENGTH",
@@ -63,10 +63,10 @@ def unstorable(value: str, limit: int) -> str | None:
 
 
 class DeliveryLedger:
-    """Provider feedback on the store's scheduled messages, in the store's own transactions."""
+    """Provider feedback on the store's scheduled messages, in transactions of its own."""
 
-    def __init__(self, store: SqlStore) -> None:
-        self.store = store
+    def __init__(self, transactions: Transactions) -> None:
+        self.transactions = transactions
 
     def settle_sent(self, key: str, provider_id: str | None, now: datetime, reason: str) -> bool:
         """A message whose send outcome was unknown ("sending"): the provider has it.
@@ -74,7 +74,7 @@ class DeliveryLedger:
         Returns whether it moved (False when it was not "sending").
         """
         table = ScheduledMessageRow
-        with self.store._tx() as c:
+        with self.transactions.write() as c:
             moved = c.execute(
                 update(table)
                 .where(table.key == key, table.status == MessageStatus.SENDING)
@@ -127,7 +127,7 @@ class DeliveryLedger:
             return False
         table = ScheduledMessageRow
         which = table.key == key if key is not None else table.provider_id == provider_id
-        with self.store._tx() as c:
+        with self.transactions.write() as c:
             moved = c.execute(
                 update(table)
                 .where(which, table.status == MessageStatus.SENT)
@@ -152,7 +152,7 @@ class DeliveryLedger:
         self.advance(MessageStatus.DELIVERED, None, now, key=key, provider_id=provider_id)
         table = ScheduledMessageRow
         which = table.key == key if key is not None else table.provider_id == provider_id
-        with self.store._tx() as c:
+        with self.transactions.write() as c:
             rows = c.execute(
                 select(table.payload, table.channel).where(
                     which, table.status == MessageStatus.DELIVERED
@@ -168,7 +168,7 @@ class DeliveryLedger:
 
     def status(self, key: str) -> str | None:
         table = ScheduledMessageRow
-        with self.store._read() as c:
+        with self.transactions.read() as c:
             found: str | None = c.execute(
                 select(table.status).where(table.key == key)
             ).scalar_one_or_none()
@@ -177,7 +177,7 @@ class DeliveryLedger:
     def recipient_of(self, key: str) -> Recipient | None:
         """The patient (as last known) and recipient a scheduled message is for."""
         table = ScheduledMessageRow
-        with self.store._read() as c:
+        with self.transactions.read() as c:
             row = c.execute(
                 select(PatientRow.snapshot, table.recipient)
                 .join(PatientRow, PatientRow.id == table.patient_id)
@@ -195,7 +195,7 @@ class DeliveryLedger:
         holding the number, which is what one inbound SMS may cost.
         """
         needle = f'%"{phone}"%'
-        with self.store._read() as c:
+        with self.transactions.read() as c:
             snapshots = c.execute(
                 select(PatientRow.snapshot).where(PatientRow.snapshot.like(needle))
             ).scalars()
@@ -215,7 +215,7 @@ class DeliveryLedger:
         """Which of these webhook event ids were recorded before."""
         table = WebhookReceiptRow
         found: set[str] = set()
-        with self.store._read() as c:
+        with self.transactions.read() as c:
             for chunk in chunks(list(dict.fromkeys(event_ids)), 500):
                 found.update(
                     c.execute(
@@ -232,7 +232,7 @@ class DeliveryLedger:
         table = WebhookReceiptRow
         for event_id in dict.fromkeys(event_ids):
             try:
-                with self.store._tx() as c:
+                with self.transactions.write() as c:
                     seen = c.execute(
                         select(table.event_id).where(
                             table.source == source, table.event_id == event_id

@@ -25,8 +25,8 @@ from sqlalchemy import Table, bindparam, insert, select, update
 
 from ..journey import ScheduledMessage
 from . import codec
-from .sql import SqlStore
 from .tables import ImportRow, ScheduledMessageRow
+from .transactions import Transactions
 from .unit import ImportHold
 
 __all__ = ["ImportHold", "ImportHolds"]
@@ -37,14 +37,14 @@ _IMPORTS = cast(Table, ImportRow.__table__)
 
 @dataclass
 class ImportHolds:
-    """Opens, renews and closes imports over one store."""
+    """Opens, renews and closes imports over the store's `Transactions`."""
 
-    store: SqlStore
+    transactions: Transactions
 
     def open(self, now: datetime, hold: timedelta) -> ImportHold:
         """A new import, holding its messages until `now + hold` unless renewed."""
         opened = ImportHold(uuid.uuid4().hex, now + hold)
-        with self.store._tx() as c:
+        with self.transactions.write() as c:
             c.execute(
                 insert(_IMPORTS).values(
                     id=opened.import_id, opened_at=now, hold_until=opened.until, closed_at=None
@@ -60,7 +60,7 @@ class ImportHolds:
         longer promise that its file is decided first.
         """
         until = now + hold
-        with self.store._tx() as c:
+        with self.transactions.write() as c:
             moved = c.execute(
                 update(_IMPORTS)
                 .where(
@@ -89,7 +89,7 @@ class ImportHolds:
         Returns how many were released, or None for an unknown import.
         Closing twice releases nothing the second time.
         """
-        with self.store._tx() as c:
+        with self.transactions.write() as c:
             found = c.execute(
                 select(_IMPORTS.c.closed_at).where(_IMPORTS.c.id == import_id)
             ).first()

@@ -14,8 +14,8 @@ from sqlalchemy import Table, insert, select
 
 from ..event import Channel
 from ..ports import RecordedTestSend
-from .sql import SqlStore
 from .tables import TestSendRow
+from .transactions import Transactions
 
 __all__ = ["TestSendLedger"]
 
@@ -24,14 +24,14 @@ _TEST_SENDS = cast(Table, TestSendRow.__table__)
 
 @dataclass
 class TestSendLedger:
-    """`RecordedTestSends` over one SQL store."""
+    """`RecordedTestSends` over one SQL store's transactions."""
 
     __test__ = False  # not a pytest class
 
-    store: SqlStore
+    transactions: Transactions
 
     def record_test_send(self, send: RecordedTestSend) -> int:
-        with self.store._tx() as c:
+        with self.transactions.write() as c:
             result = c.execute(
                 insert(_TEST_SENDS).values(
                     key=send.key,
@@ -52,7 +52,7 @@ class TestSendLedger:
             return int(result.inserted_primary_key[0])  # type: ignore[index]
 
     def test_sends(self, limit: int = 100) -> list[RecordedTestSend]:
-        with self.store._read() as c:
+        with self.transactions.read() as c:
             rows = c.execute(select(_TEST_SENDS).order_by(_TEST_SENDS.c.id.desc()).limit(limit))
             return [
                 RecordedTestSend(

@@ -14,6 +14,7 @@ from orchestrator.event import bound_id
 from orchestrator.runtime.inbound import build_hl7_intake
 from orchestrator.runtime.service import EmbeddedService
 from orchestrator.settings import Settings
+from tests import store_reads
 from tests.connectors.hl7_samples import sample, with_field
 from tests.inbound_service import build_service
 from tests.samples import ROOT
@@ -50,7 +51,7 @@ def test_a_pid3_longer_than_the_store_holds_is_digested_and_its_neighbour_is_ack
     assert [(r.code, r.status) for r in replies] == [("AA", "accepted"), ("AA", "accepted")]
     assert service.store.episodes(bound_id(long_id))
     assert service.store.episodes("PATID1234")
-    assert service.store.rejected() == []
+    assert store_reads.rejected(service.store) == []
 
 
 def test_a_nul_in_a_field_is_answered_ae_naming_it_and_its_neighbour_acked_aa(
@@ -64,8 +65,8 @@ def test_a_nul_in_a_field_is_answered_ae_naming_it_and_its_neighbour_acked_aa(
     assert replies[0].error is not None
     assert str(replies[0].error.location) == "PID"
     assert "patient.id: contains a NUL character" in replies[0].error.problem
-    [kept] = service.store.rejected()
-    assert kept["body"] == bad
+    [kept] = store_reads.rejected(service.store)
+    assert kept.body == bad
 
 
 def test_a_message_the_processor_rejects_is_kept_once_as_mllp(
@@ -80,7 +81,7 @@ def test_a_message_the_processor_rejects_is_kept_once_as_mllp(
     [reply] = intake.handle([again])
 
     assert (reply.code, reply.status) == ("AE", "rejected")
-    [kept] = service.store.rejected()
-    assert kept["source"] == "mllp"
-    assert kept["body"] == again
-    assert kept["reason"].startswith(f"event {reply.event_id}: quarantined")
+    [kept] = store_reads.rejected(service.store)
+    assert kept.source == "mllp"
+    assert kept.body == again
+    assert kept.reason.startswith(f"event {reply.event_id}: quarantined")

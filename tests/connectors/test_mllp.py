@@ -28,6 +28,7 @@ from orchestrator.runtime.inbound import build_hl7_intake, build_mllp_server
 from orchestrator.runtime.service import EmbeddedService
 from orchestrator.settings import Settings
 from orchestrator.store import InboundArchive
+from tests import store_reads
 from tests.conftest import ROOT
 from tests.connectors.hl7_samples import sample, with_field, with_segments
 from tests.inbound_service import build_service
@@ -204,7 +205,7 @@ def test_a_message_is_stored_then_acknowledged_aa_and_advances_a_journey(
         "hl7:SCHApp@GHHSFacility:MSG00012:S12",
     )
     episodes = service.store.episodes("PATID1234")
-    assert [e["flow"] for e in episodes] == ["cardiology-consult"]
+    assert [e.flow for e in episodes] == ["cardiology-consult"]
 
 
 def test_a_resent_message_is_acknowledged_again_and_changes_nothing(
@@ -240,10 +241,10 @@ def test_a_message_with_a_bad_field_is_nacked_ae_naming_it_and_kept(
     err = segment(ack, "ERR")
     assert err[2] == "TQ1^1^7^1"  # ERR-2: segment, sequence, field, repetition
     assert err[3].startswith("102^Data type error^HL70357")
-    [rejected] = service.store.rejected()
-    assert rejected["body"] == bad
-    assert rejected["source"] == "mllp"
-    assert rejected["reason"].startswith("TQ1-7: not an HL7 date/time")
+    [rejected] = store_reads.rejected(service.store)
+    assert rejected.body == bad
+    assert rejected.source == "mllp"
+    assert rejected.reason.startswith("TQ1-7: not an HL7 date/time")
     assert InboundArchive(service.store).messages()[0]["status"] == "rejected"
 
 
@@ -256,9 +257,9 @@ def test_a_booking_with_no_time_at_all_is_nacked_ae_naming_the_missing_start(
         [ack] = read_acks(sock, 1)
     assert segment(ack, "MSA")[1:3] == ["AE", "MSG00012"]
     assert "TQ1-7, AIS-4 and SCH-11.4" in segment(ack, "ERR")[8]
-    [rejected] = service.store.rejected()
-    assert rejected["body"] == timeless
-    assert rejected["reason"].startswith("SCH-11.4: no appointment start time")
+    [rejected] = store_reads.rejected(service.store)
+    assert rejected.body == timeless
+    assert rejected.reason.startswith("SCH-11.4: no appointment start time")
     assert service.store.episodes("PATID1234") == []
 
 
@@ -277,9 +278,9 @@ def test_a_broken_frame_is_nacked_kept_and_the_next_message_still_taken(
         sock.sendall(b"\x0b" + SIU[:200] + frame(with_field(SIU, "MSH", 10, "MSG00100")))
         acks = read_acks(sock, 2)
     assert [segment(a, "MSA")[1:3] for a in acks] == [["AR", "MSG00012"], ["AA", "MSG00100"]]
-    [rejected] = service.store.rejected()
-    assert rejected["body"] == SIU[:200]
-    assert "new start block" in rejected["reason"]
+    [rejected] = store_reads.rejected(service.store)
+    assert rejected.body == SIU[:200]
+    assert "new start block" in rejected.reason
 
 
 def test_a_client_that_disconnects_mid_frame_leaves_its_bytes_kept(
@@ -287,9 +288,11 @@ def test_a_client_that_disconnects_mid_frame_leaves_its_bytes_kept(
 ) -> None:
     with listener.connect() as sock:
         sock.sendall(b"\x0b" + SIU[:300])
-    rejected = wait_until(service.store.rejected, timeout=10, what="the cut frame kept")
-    assert rejected[0]["body"] == SIU[:300]
-    assert "disconnected mid-frame" in rejected[0]["reason"]
+    rejected = wait_until(
+        lambda: store_reads.rejected(service.store), timeout=10, what="the cut frame kept"
+    )
+    assert rejected[0].body == SIU[:300]
+    assert "disconnected mid-frame" in rejected[0].reason
 
 
 def test_a_silent_client_is_closed_after_the_idle_timeout(
@@ -299,8 +302,8 @@ def test_a_silent_client_is_closed_after_the_idle_timeout(
         sock.sendall(b"\x0bMSH|^~\\&|partial")
         sock.settimeout(10)
         assert sock.recv(100) == b""  # closed by the listener, not by us
-    [rejected] = service.store.rejected()
-    assert "idle timeout" in rejected["reason"]
+    [rejected] = store_reads.rejected(service.store)
+    assert "idle timeout" in rejected.reason
 
 
 @settings(
@@ -371,9 +374,9 @@ def test_a_frame_trickled_in_too_slowly_is_cut_at_the_frame_timeout(
                 if closed:
                     break
         assert closed
-        [rejected] = service.store.rejected()
-        assert "a frame took longer than 1 s" in rejected["reason"]
-        assert rejected["body"].startswith(b"MSH|^~\\&|x")
+        [rejected] = store_reads.rejected(service.store)
+        assert "a frame took longer than 1 s" in rejected.reason
+        assert rejected.body.startswith(b"MSH|^~\\&|x")
     finally:
         listener.stop()
 
@@ -396,7 +399,7 @@ def test_pipelined_frames_whose_reads_all_end_mid_frame_are_each_timed_alone(
                 acks += read_acks(sock, 1)  # this chunk was read
                 time.sleep(0.2)  # 5 sends span 0.8 s: past the timeout, no frame near it
         assert [segment(a, "MSA")[1:3] for a in acks] == [["AA", f"PIPE{k}"] for k in range(5)]
-        assert service.store.rejected() == []
+        assert store_reads.rejected(service.store) == []
     finally:
         listener.stop()
 
@@ -423,8 +426,8 @@ def test_an_unreadable_msh_is_rejected_ar_and_the_next_connection_still_acknowle
         sock.sendall(frame(POISON))
         [nack] = read_acks(sock, 1)
     assert segment(nack, "MSA")[1] == "AR"
-    [rejected] = service.store.rejected()
-    assert rejected["body"] == POISON
+    [rejected] = store_reads.rejected(service.store)
+    assert rejected.body == POISON
     with listener.connect() as sock:
         sock.sendall(frame(SIU))
         [ack] = read_acks(sock, 1)
@@ -463,8 +466,8 @@ def test_a_time_out_of_range_fails_only_its_own_message(
         acks = read_acks(sock, 2)
     assert [segment(a, "MSA")[1:3] for a in acks] == [["AE", "MSGBAD"], ["AA", "MSG00012"]]
     assert segment(acks[0], "ERR")[3].startswith("102^Data type error")
-    [rejected] = service.store.rejected()
-    assert rejected["body"] == bad
+    [rejected] = store_reads.rejected(service.store)
+    assert rejected.body == bad
     assert service.store.episodes("PATID1234") != []
 
 
@@ -483,8 +486,8 @@ def test_an_unexpected_mapping_failure_fails_only_its_own_message(
     replies = build_hl7_intake(service).handle([bad, SIU])
     assert [(r.code, r.status) for r in replies] == [("AE", "rejected"), ("AA", "accepted")]
     assert segment(replies[0].ack, "MSA")[1:3] == ["AE", "MSGBAD"]
-    [rejected] = service.store.rejected()
-    assert rejected["body"] == bad
+    [rejected] = store_reads.rejected(service.store)
+    assert rejected.body == bad
     logged = "\n".join(JSONFormatter().format(r) for r in caplog.records)
     assert "OverflowError" in logged
     assert "PATID1234" not in logged

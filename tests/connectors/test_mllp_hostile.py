@@ -18,6 +18,7 @@ from connectors.mllp import frame
 from orchestrator.clock import VirtualClock
 from orchestrator.runtime.service import EmbeddedService
 from orchestrator.settings import Settings
+from tests import store_reads
 from tests.conftest import ROOT
 from tests.connectors.hl7_samples import with_field
 from tests.connectors.test_mllp import SIU, Listener, read_acks, segment
@@ -99,7 +100,7 @@ def test_hostile_fields_are_answered_kept_and_the_next_message_still_taken(
         clean = value.replace(b"\r", b"").replace(b"\x1c", b"").replace(b"\x0b", b"")
         hostile = _with_raw_field(hostile, name, number, clean)
     good = with_field(SIU, "MSH", 10, f"GOOD{n % 10**9}")
-    before = len(service.store.rejected(limit=100_000))
+    before = len(store_reads.rejected(service.store, limit=100_000))
 
     with listener.connect() as sock:
         sock.sendall(frame(hostile) + frame(good))
@@ -107,7 +108,7 @@ def test_hostile_fields_are_answered_kept_and_the_next_message_still_taken(
 
     code = segment(first, "MSA")[1]
     assert code in ("AA", "AE", "AR"), first
-    kept = len(service.store.rejected(limit=100_000)) - before
+    kept = len(store_reads.rejected(service.store, limit=100_000)) - before
     assert kept == (code != "AA"), (code, kept)
     assert segment(second, "MSA")[1] == "AA", second
 
@@ -119,12 +120,12 @@ def test_a_message_type_the_store_cannot_quote_is_answered_kept_and_its_neighbou
     # Its refusal quotes the message type: on PostgreSQL a NUL in that reason
     # failed the archive's settle, and with it every message of the batch.
     listener, service = hostile_listener
-    before = len(service.store.rejected(limit=100_000))
+    before = len(store_reads.rejected(service.store, limit=100_000))
 
     with listener.connect() as sock:
         sock.sendall(frame(_with_raw_field(SIU, "MSH", 9, value)) + frame(SIU))
         first, second = read_acks(sock, 2)
 
     assert segment(first, "MSA")[1] in ("AE", "AR"), first
-    assert len(service.store.rejected(limit=100_000)) - before == 1
+    assert len(store_reads.rejected(service.store, limit=100_000)) - before == 1
     assert segment(second, "MSA")[1] == "AA", second

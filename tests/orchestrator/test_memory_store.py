@@ -70,7 +70,7 @@ def test_an_error_inside_together_puts_back_every_write_of_the_block() -> None:
         raise StoreError("store write failed: OperationalError")
 
     (row,) = store.messages()
-    assert (row["status"], row["reason"]) == ("claimed", None)
+    assert (row.status, row.reason) == ("claimed", None)
     assert [a.status for a in store.audit()] == ["scheduled"]
 
 
@@ -199,7 +199,7 @@ def test_a_committed_block_keeps_its_writes_and_a_later_error_undoes_only_its_ow
         store.reject(b"2", "api", "second", T0)
         raise RuntimeError
 
-    assert [r["body"] for r in store.rejected()] == [b"1"]
+    assert [r.body for r in store.rejected()] == [b"1"]
 
 
 def test_a_write_the_journal_cannot_undo_is_refused() -> None:
@@ -222,7 +222,7 @@ def test_audit_and_message_reasons_are_cut_as_the_sql_reason_column_cuts_them() 
 
     (row,) = store.messages()
     (_, audited) = store.audit()
-    assert audited.reason == row["reason"] == "\ufffd" + "r" * 199
+    assert audited.reason == row.reason == "\ufffd" + "r" * 199
 
 
 def _scheduled_message(flow_id: str) -> ScheduledMessage:

@@ -18,6 +18,7 @@ from orchestrator.api import create_app
 from orchestrator.clock import VirtualClock
 from orchestrator.runtime.service import EmbeddedService
 from orchestrator.settings import Settings
+from tests import store_reads
 from tests.inbound_service import build_service
 from tests.live import TestClient
 from tests.samples import ROOT
@@ -35,7 +36,7 @@ class Served:
 
     def kept(self) -> int:
         """How many inputs the rejected-input table holds."""
-        return len(self.service.store.rejected(limit=1_000_000))
+        return len(store_reads.rejected(self.service.store, limit=1_000_000))
 
     def post_lines(self, *lines: str | bytes) -> Any:
         body = b"".join(

@@ -20,6 +20,7 @@ from orchestrator.clock import VirtualClock
 from orchestrator.runtime.service import EmbeddedService
 from orchestrator.settings import Settings
 from orchestrator.store import SqlStore, connect
+from tests import store_reads
 from tests.live import TestClient
 from tests.samples import (
     ROOT,
@@ -200,9 +201,9 @@ def test_one_bad_event_in_a_batch_is_rejected_and_kept_and_the_rest_are_accepted
     assert [r["status"] for r in results] == ["accepted", "rejected", "accepted"]
     assert results[1]["id"] == bad["id"]
     assert results[1]["errors"] == ["patient.id: Field required"]
-    [kept] = api.store.rejected()
-    assert kept["reason"].startswith(f"{where}: event {bad['id']}: patient.id:")
-    assert json.loads(kept["body"]) == bad
+    [kept] = store_reads.rejected(api.store)
+    assert kept.reason.startswith(f"{where}: event {bad['id']}: patient.id:")
+    assert json.loads(kept.body) == bad
 
 
 def test_a_reschedule_naming_the_patient_by_id_alone_keeps_what_the_store_knows(
@@ -225,7 +226,7 @@ def test_a_reschedule_naming_the_patient_by_id_alone_keeps_what_the_store_knows(
     assert response.status_code == 202, response.text
     api.dispatch_until(datetime.fromisoformat(new_start))
 
-    patient = api.store.patient("p-cc-001")
+    patient = store_reads.patient(api.store, "p-cc-001")
     assert patient is not None
     assert (patient.phone, patient.email, patient.language) == (
         booked["patient"]["phone"],
@@ -250,7 +251,7 @@ def test_a_batch_of_only_bad_events_is_422_with_a_result_per_event(api: Api) -> 
     assert [r["status"] for r in results] == ["rejected", "rejected"]
     assert results[0]["errors"][0].startswith("type: unknown event type")
     assert results[1]["errors"] == ["patient.id: Field required"]
-    assert len(api.store.rejected()) == 2
+    assert len(store_reads.rejected(api.store)) == 2
 
 
 def _naive_occurred_at() -> dict[str, Any]:
@@ -316,8 +317,8 @@ def test_an_ndjson_line_that_is_not_json_is_rejected_alone_and_the_others_go_on(
     statuses = [(r["index"], r["status"]) for r in response.json()["results"]]
     assert statuses == [(0, "accepted"), (1, "rejected"), (2, "accepted")]
     assert response.json()["results"][1]["errors"][0].startswith("not JSON (at position ")
-    [kept] = api.service.store.rejected()
-    assert kept["reason"].startswith("line 2: not JSON (at position ")
+    [kept] = store_reads.rejected(api.service.store)
+    assert kept.reason.startswith("line 2: not JSON (at position ")
     assert_no_contact_details(response.text)
 
 
@@ -342,13 +343,13 @@ def test_bad_input_gets_a_clear_error_and_is_kept_without_echoing_contact_detail
         error = "; ".join(result["errors"])
     assert all(part in error for part in says), error
     assert_no_contact_details(response.text)
-    [kept] = api.store.rejected()
-    assert kept["source"] == "api"
-    assert all(part in kept["reason"] for part in says), kept["reason"]
+    [kept] = store_reads.rejected(api.store)
+    assert kept.source == "api"
+    assert all(part in kept.reason for part in says), kept.reason
     if status == 400:
-        assert kept["body"] == sent
+        assert kept.body == sent
     else:
-        assert json.loads(kept["body"]) == json.loads(sent)
+        assert json.loads(kept.body) == json.loads(sent)
     assert api.store.messages() == []
 
 
@@ -364,7 +365,7 @@ def test_invalid_contact_details_are_named_by_field_and_not_echoed(api: Api) -> 
     assert [e.split(":")[0] for e in errors] == ["patient.phone", "patient.email"]
     assert "+1555010199999" not in response.text
     assert "ana.morales@@example.org" not in response.text
-    assert "ana.morales@@example.org" not in api.store.rejected()[0]["reason"]
+    assert "ana.morales@@example.org" not in store_reads.rejected(api.store)[0].reason
 
 
 @pytest.mark.parametrize("sending", ["with_content_length", "streamed"])
@@ -381,10 +382,10 @@ def test_a_body_over_the_limit_is_413_and_its_start_is_kept(
     assert response.status_code == 413
     assert response.json() == {"error": "body over the limit of 1024 bytes"}
     assert_no_contact_details(response.text)
-    [kept] = small.store.rejected()
-    assert kept["reason"] == "body over the limit of 1024 bytes"
-    assert len(kept["body"]) >= 1024, "the start of the body was not kept"
-    assert body.startswith(kept["body"])
+    [kept] = store_reads.rejected(small.store)
+    assert kept.reason == "body over the limit of 1024 bytes"
+    assert len(kept.body) >= 1024, "the start of the body was not kept"
+    assert body.startswith(kept.body)
     assert small.store.messages() == []
 
 
@@ -567,7 +568,7 @@ def test_timeline_lists_a_patients_episodes_messages_and_audit(api: Api) -> None
     assert episodes and {e["flow"] for e in episodes.values()} == {"cardiology-consult"}
     assert timeline["messages"] and {m["episode"] for m in timeline["messages"]} <= set(episodes)
     assert {m["key"] for m in timeline["messages"]} == {
-        m["key"] for m in api.store.messages(patient_id="p-cc-001")
+        m.key for m in api.store.messages(patient_id="p-cc-001")
     }
     assert timeline["audit"] and {a["patient_id"] for a in timeline["audit"]} == {"p-cc-001"}
     assert {"scheduled", "sent"} <= {a["status"] for a in timeline["audit"]}
@@ -627,11 +628,11 @@ def test_outbox_lists_what_was_sent(api: Api) -> None:
     api.dispatch_until(START + timedelta(days=30))
 
     outbox = api.client.get("/outbox", params={"limit": 1000}).json()
-    sent = {m["key"]: m for m in api.store.messages() if m["status"] == "sent"}
+    sent = {m.key: m for m in api.store.messages() if m.status == "sent"}
     assert sent
     assert sorted(o["key"] for o in outbox) == sorted(sent)
     for entry in outbox:
-        assert entry["channel"] == sent[entry["key"]]["channel"]
+        assert entry["channel"] == sent[entry["key"]].channel
         assert entry["to"] in contact_details()
         assert entry["body"]
         assert datetime.fromisoformat(entry["sent_at"]) <= api.clock.now()

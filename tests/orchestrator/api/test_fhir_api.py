@@ -15,6 +15,7 @@ from orchestrator.clock import VirtualClock
 from orchestrator.runtime.service import EmbeddedService
 from orchestrator.settings import Settings
 from orchestrator.store import InboundArchive
+from tests import store_reads
 from tests.inbound_service import build_service
 from tests.live import TestClient
 from tests.samples import ROOT
@@ -65,7 +66,7 @@ def test_the_sample_appointment_is_taken_and_starts_a_journey(
     assert outcome["issue"][0]["diagnostics"].startswith(
         "accepted: event fhir:Appointment/example:booked:"
     )
-    assert [e["flow"] for e in service.store.episodes("example")] == ["cardiology-consult"]
+    assert [e.flow for e in service.store.episodes("example")] == ["cardiology-consult"]
     [kept] = InboundArchive(service.store).messages()
     assert kept["protocol"] == "fhir" and kept["status"] == "accepted"
 
@@ -121,9 +122,9 @@ def test_what_cannot_be_used_is_an_operation_outcome_with_the_fhirpath(
     assert response.status_code == status, response.text
     issue = response.json()["issue"][0]
     assert (issue["severity"], issue["code"], issue["expression"]) == ("error", code, [expression])
-    [rejected] = service.store.rejected()
-    assert rejected["source"] == "fhir"
-    assert json.loads(rejected["body"]) == body
+    [rejected] = store_reads.rejected(service.store)
+    assert rejected.source == "fhir"
+    assert json.loads(rejected.body) == body
     assert InboundArchive(service.store).messages()[0]["status"] == "rejected"
 
 
@@ -199,7 +200,7 @@ def test_a_batch_takes_good_entries_and_answers_each_bad_one_with_its_path(
     issue = entries[2]["response"]["outcome"]["issue"][0]
     assert issue["expression"] == ["Bundle.entry[2].resource.status"]
     # Contact details come from the Patient in the same Bundle: the mobile first.
-    patient = service.store.patient("example")
+    patient = store_reads.patient(service.store, "example")
     assert patient is not None
     assert (patient.phone, patient.email, patient.language) == (
         "+15555550102",
@@ -231,7 +232,7 @@ def test_a_subscription_notification_bundle_is_taken(
     response = client.post("/fhir", json=body)
     assert response.status_code == 200, response.text
     assert [e["response"]["status"] for e in response.json()["entry"]] == ["200 OK", "201 Created"]
-    assert [e["flow"] for e in service.store.episodes("example")] == ["cardiology-consult"]
+    assert [e.flow for e in service.store.episodes("example")] == ["cardiology-consult"]
 
 
 def test_a_bundle_of_another_type_is_not_supported(client: TestClient) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from orchestrator.event import bound_id
+from tests import store_reads
 from tests.builders import at, make_event_data, make_patient
 from tests.orchestrator.api.served import Served, line, served
 from tests.samples import ROOT
@@ -93,8 +94,8 @@ def test_a_hostile_event_is_rejected_alone_and_kept_and_the_events_beside_it_are
     results = response.json()["results"]
     assert [r["status"] for r in results] == ["accepted", "rejected", "accepted"]
     assert app.kept() == 1
-    [kept] = app.service.store.rejected()
-    assert field in kept["reason"] and "\x00" not in kept["reason"]
+    [kept] = store_reads.rejected(app.service.store)
+    assert field in kept.reason and "\x00" not in kept.reason
     if not field.startswith("line"):
         assert any(e.startswith(field) for e in results[1]["errors"]), results[1]
     for good in (first, last):
@@ -225,8 +226,8 @@ def test_a_fhir_body_over_the_limit_is_413_and_its_start_kept(store_url: str) ->
         response = small.client.post("/fhir/Appointment", content=body)
 
         assert response.status_code == 413
-        [kept] = small.service.store.rejected()
-        assert kept["source"] == "fhir" and body.startswith(kept["body"])
+        [kept] = store_reads.rejected(small.service.store)
+        assert kept.source == "fhir" and body.startswith(kept.body)
 
 
 def test_two_appointments_whose_identifiers_share_a_long_prefix_are_two_events(

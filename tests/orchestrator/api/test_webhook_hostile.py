@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests import store_reads
 from tests.orchestrator.api.test_webhooks import (  # noqa: F401 - fixtures
     PHONE,
     SG_SIGNATURE,
@@ -69,7 +70,7 @@ def _sendgrid_post_raw_stamp(hooks: Hooks, payload: bytes, stamp: str) -> Any:
 
 
 def _rejected_count(hooks: Hooks) -> int:
-    return len(hooks.service.store.rejected(limit=100_000))
+    return len(store_reads.rejected(hooks.service.store, limit=100_000))
 
 
 # -- SendGrid --------------------------------------------------------------------------
@@ -83,7 +84,7 @@ def test_a_sendgrid_timestamp_that_is_no_unix_time_gets_403_and_is_not_kept(
 
     assert response.status_code == 403
     assert response.json() == {"error": "signature check failed"}
-    assert hostile.service.store.rejected() == []
+    assert store_reads.rejected(hostile.service.store) == []
 
 
 def test_a_signed_sendgrid_body_nested_5000_deep_gets_400_and_is_kept(hostile: Hooks) -> None:
@@ -93,7 +94,7 @@ def test_a_signed_sendgrid_body_nested_5000_deep_gets_400_and_is_kept(hostile: H
 
     assert response.status_code == 400
     assert "nested" in response.json()["error"]
-    assert hostile.service.store.rejected()[0]["body"] == body
+    assert store_reads.rejected(hostile.service.store)[0].body == body
 
 
 @pytest.mark.parametrize(
@@ -119,7 +120,7 @@ def test_a_signed_sendgrid_event_the_store_cannot_hold_gets_400_and_is_kept(
 
     assert response.status_code == 400, response.text
     assert reason in response.json()["error"]
-    assert hostile.service.store.rejected()[0]["body"] == body
+    assert store_reads.rejected(hostile.service.store)[0].body == body
 
 
 _json_leaf = st.one_of(
@@ -196,7 +197,7 @@ def test_a_signed_twilio_value_the_store_cannot_hold_gets_400_and_is_kept(
     response = hostile.twilio_post(path, params)
 
     assert response.status_code == 400, response.text
-    assert hostile.service.store.rejected()[0]["source"].startswith("webhook:twilio.")
+    assert store_reads.rejected(hostile.service.store)[0].source.startswith("webhook:twilio.")
 
 
 _twilio_form = st.dictionaries(

@@ -30,10 +30,12 @@ from orchestrator.api import create_app
 from orchestrator.clock import VirtualClock
 from orchestrator.errors import StoreError
 from orchestrator.event import Channel
+from orchestrator.ports import MessageView
 from orchestrator.runtime.service import EmbeddedService
 from orchestrator.settings import Settings
 from orchestrator.store.delivery import DeliveryLedger
 from orchestrator.store.tables import ProcessedEventRow
+from tests import store_reads
 from tests.live import TestClient
 from tests.samples import ROOT, sample_events
 from tests.standins import ACCOUNT_SID, StandIn, sendgrid_standin, twilio_standin
@@ -74,11 +76,11 @@ class Hooks:
             while self.service.dispatcher.tick():
                 pass
 
-    def send_first(self, data: dict[str, Any]) -> dict[str, Any]:
+    def send_first(self, data: dict[str, Any]) -> MessageView:
         """Ingest one event and dispatch until its first message went; that message."""
         assert self.client.post("/events", json=data).status_code == 202
         self.dispatch_until(datetime(2026, 3, 2, 17, tzinfo=UTC))
-        sent = [m for m in self.service.store.messages() if m["status"] == "sent"]
+        sent = [m for m in self.service.store.messages() if m.status == "sent"]
         assert sent, self.service.store.messages()
         return sent[0]
 
@@ -109,8 +111,8 @@ class Hooks:
         }
         return self.client.post("/webhooks/sendgrid/events", content=payload, headers=headers)
 
-    def message(self, key: str) -> dict[str, Any]:
-        (found,) = [m for m in self.service.store.messages() if m["key"] == key]
+    def message(self, key: str) -> MessageView:
+        (found,) = [m for m in self.service.store.messages() if m.key == key]
         return found
 
     def audit_statuses(self, key: str) -> list[tuple[str, str | None]]:
@@ -205,7 +207,7 @@ def test_a_forged_twilio_signature_gets_403_and_changes_nothing(
 
     with caplog.at_level(logging.WARNING, logger="orchestrator.api.webhooks"):
         forged = hooks.twilio_post(
-            f"/webhooks/twilio/status?key={message['key']}",
+            f"/webhooks/twilio/status?key={message.key}",
             {"MessageSid": "SMx", "MessageStatus": "failed"},
             signature="bm90IGEgc2lnbmF0dXJl",
         )
@@ -214,9 +216,9 @@ def test_a_forged_twilio_signature_gets_403_and_changes_nothing(
         )
 
     assert (forged.status_code, unsigned.status_code) == (403, 403)
-    assert hooks.message(message["key"])["status"] == "sent"
+    assert hooks.message(message.key).status == "sent"
     assert hooks.service.store.audit() == audit_before
-    assert hooks.service.store.consent("p-cc-001", "patient") == {}
+    assert store_reads.consent(hooks.service.store, "p-cc-001", "patient") == {}
     reasons = [getattr(r, "reason", None) for r in caplog.records if r.msg == "webhook.forbidden"]
     assert reasons == ["signature_invalid", "signature_missing"]
 
@@ -226,9 +228,9 @@ def test_a_signed_but_malformed_status_callback_gets_400_and_is_kept(hooks: Hook
 
     assert response.status_code == 400
     assert "MessageStatus" in response.json()["error"]
-    (kept,) = hooks.service.store.rejected()
-    assert kept["source"] == "webhook:twilio.status"
-    assert b"MessageSid=SM1" in kept["body"]
+    (kept,) = store_reads.rejected(hooks.service.store)
+    assert kept.source == "webhook:twilio.status"
+    assert b"MessageSid=SM1" in kept.body
 
 
 def test_an_unsigned_body_that_is_not_text_gets_403_and_is_not_kept(hooks: Hooks) -> None:
@@ -239,7 +241,7 @@ def test_an_unsigned_body_that_is_not_text_gets_403_and_is_not_kept(hooks: Hooks
     )
 
     assert response.status_code == 403
-    assert hooks.service.store.rejected() == []
+    assert store_reads.rejected(hooks.service.store) == []
 
 
 @pytest.mark.parametrize(
@@ -255,7 +257,7 @@ def test_a_webhook_body_over_the_limit_gets_413_before_any_signature_check(
     )
 
     assert response.status_code == 413
-    assert hooks.service.store.rejected() == []
+    assert store_reads.rejected(hooks.service.store) == []
 
 
 # -- Twilio status callbacks -------------------------------------------------------------
@@ -263,13 +265,13 @@ def test_a_webhook_body_over_the_limit_gets_413_before_any_signature_check(
 
 def test_status_callbacks_only_move_forward(hooks: Hooks) -> None:
     message = hooks.send_first(first_event())
-    key = message["key"]
+    key = message.key
     sid = hooks.twilio.created[0]["sid"]
 
     for state in ("queued", "sent", "delivered", "sent", "failed", "delivered"):
         assert hooks.status(key, sid, state).status_code == 204
 
-    assert hooks.message(key)["status"] == "delivered"
+    assert hooks.message(key).status == "delivered"
     assert [s for s, _ in hooks.audit_statuses(key)].count("delivered") == 1
     assert "failed" not in [s for s, _ in hooks.audit_statuses(key)]
 
@@ -278,10 +280,10 @@ def test_an_undelivered_callback_fails_the_message_with_the_error_code(hooks: Ho
     message = hooks.send_first(first_event())
     sid = hooks.twilio.created[0]["sid"]
 
-    hooks.status(message["key"], sid, "undelivered", ErrorCode="30003")
+    hooks.status(message.key, sid, "undelivered", ErrorCode="30003")
 
-    assert hooks.message(message["key"])["status"] == "failed"
-    assert hooks.audit_statuses(message["key"])[-1] == ("failed", "provider:undelivered:30003")
+    assert hooks.message(message.key).status == "failed"
+    assert hooks.audit_statuses(message.key)[-1] == ("failed", "provider:undelivered:30003")
 
 
 def test_a_callback_settles_a_send_whose_outcome_was_unknown(hooks: Hooks) -> None:
@@ -289,13 +291,13 @@ def test_a_callback_settles_a_send_whose_outcome_was_unknown(hooks: Hooks) -> No
     hooks.client.post("/events", json=first_event())
     hooks.clock.move_to(datetime(2026, 3, 2, 15, 30, tzinfo=UTC))  # the first message is due
     hooks.service.dispatcher.tick()
-    (unsure,) = [m for m in hooks.service.store.messages() if m["status"] == "sending"]
+    (unsure,) = [m for m in hooks.service.store.messages() if m.status == "sending"]
     hooks.twilio.release.set()
 
-    hooks.status(unsure["key"], hooks.twilio.created[0]["sid"], "delivered")
+    hooks.status(unsure.key, hooks.twilio.created[0]["sid"], "delivered")
 
-    assert hooks.message(unsure["key"])["status"] == "delivered"
-    assert [s for s, _ in hooks.audit_statuses(unsure["key"])][-2:] == ["sent", "delivered"]
+    assert hooks.message(unsure.key).status == "delivered"
+    assert [s for s, _ in hooks.audit_statuses(unsure.key)][-2:] == ["sent", "delivered"]
     assert len(hooks.twilio.sends()) == 1
 
 
@@ -314,7 +316,7 @@ def test_every_carrier_opt_out_word_opts_out_and_every_opt_in_word_opts_back_in(
     for n, word in enumerate([*OPT_OUT_WORDS, " stop. "]):
         hooks.clock.advance(timedelta(minutes=1))
         response = hooks.inbound(word, sid=f"SMout{n}")
-        consent = hooks.service.store.consent("p-cc-001", "patient")
+        consent = store_reads.consent(hooks.service.store, "p-cc-001", "patient")
         assert consent[Channel.SMS].granted is False, word
         assert response.status_code == 200
         assert response.text.strip().endswith("<Response />")
@@ -322,7 +324,7 @@ def test_every_carrier_opt_out_word_opts_out_and_every_opt_in_word_opts_back_in(
 
         hooks.clock.advance(timedelta(minutes=1))
         hooks.inbound(opt_in_words[n % 3], sid=f"SMin{n}")
-        consent = hooks.service.store.consent("p-cc-001", "patient")
+        consent = store_reads.consent(hooks.service.store, "p-cc-001", "patient")
         assert consent[Channel.SMS].granted is True, opt_in_words[n % 3]
 
 
@@ -332,10 +334,12 @@ def test_stop_from_a_caregiver_phone_opts_out_that_caregiver_only(hooks: Hooks) 
     hooks.inbound("STOP", sender="+15555550102")
 
     assert (
-        hooks.service.store.consent("p-cc-001", "caregiver:c-cc-001-1")[Channel.SMS].granted
+        store_reads.consent(hooks.service.store, "p-cc-001", "caregiver:c-cc-001-1")[
+            Channel.SMS
+        ].granted
         is False
     )
-    assert hooks.service.store.consent("p-cc-001", "patient") == {}
+    assert store_reads.consent(hooks.service.store, "p-cc-001", "patient") == {}
 
 
 def test_help_answers_with_the_help_text(hooks: Hooks) -> None:
@@ -444,7 +448,7 @@ def test_a_signed_but_malformed_sendgrid_batch_gets_400_and_is_kept(
 
     assert response.status_code == 400
     assert reason in response.json()["error"]
-    assert hooks.service.store.rejected()[0]["body"] == body
+    assert store_reads.rejected(hooks.service.store)[0].body == body
 
 
 def test_the_documented_event_examples_go_through_and_duplicates_are_dropped(hooks: Hooks) -> None:
@@ -476,8 +480,8 @@ def sendgrid_event(kind: str, key: str, message_id: str, n: int, **extra: Any) -
 
 def test_sendgrid_events_update_the_message_and_the_audit(hooks: Hooks) -> None:
     message = hooks.send_first(email_only_event())
-    key, message_id = message["key"], "SGMSG00000001"
-    assert message["channel"] == "email"
+    key, message_id = message.key, "SGMSG00000001"
+    assert message.channel == "email"
 
     batch = [
         sendgrid_event("processed", key, message_id, 1),
@@ -489,7 +493,7 @@ def test_sendgrid_events_update_the_message_and_the_audit(hooks: Hooks) -> None:
     response = hooks.sendgrid_post(json.dumps(batch).encode())
 
     assert response.json() == {"received": 5, "applied": 5}
-    assert hooks.message(key)["status"] == "delivered"
+    assert hooks.message(key).status == "delivered"
     assert hooks.audit_statuses(key)[-3:] == [
         ("delivered", None),
         ("delivered", "engagement:open"),
@@ -501,7 +505,7 @@ def test_sendgrid_events_a_failed_request_did_not_apply_are_applied_by_the_retry
     hooks: Hooks, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     message = hooks.send_first(email_only_event())
-    key, message_id = message["key"], "SGMSG00000001"
+    key, message_id = message.key, "SGMSG00000001"
     batch = json.dumps(
         [
             sendgrid_event("processed", key, message_id, 1),
@@ -526,8 +530,8 @@ def test_sendgrid_events_a_failed_request_did_not_apply_are_applied_by_the_retry
 
     # "processed" went through the first time; the retry applies the other two.
     assert retried == {"received": 3, "applied": 2}
-    assert hooks.message(key)["status"] == "delivered"
-    consent = hooks.service.store.consent("p-cc-001", "patient")[Channel.EMAIL]
+    assert hooks.message(key).status == "delivered"
+    consent = store_reads.consent(hooks.service.store, "p-cc-001", "patient")[Channel.EMAIL]
     assert (consent.granted, consent.source) == (False, "sendgrid:unsubscribe")
 
 
@@ -544,20 +548,20 @@ def test_sendgrid_opt_outs_and_suppressions_stop_email(hooks: Hooks) -> None:
 
     for n, (kind, extra) in enumerate(kinds):
         hooks.clock.advance(timedelta(minutes=1))
-        event = sendgrid_event(kind, message["key"], "SGMSG00000001", n, **extra)
+        event = sendgrid_event(kind, message.key, "SGMSG00000001", n, **extra)
         assert hooks.sendgrid_post(json.dumps([event]).encode()).status_code == 200
 
-        consent = hooks.service.store.consent("p-cc-001", "patient")[Channel.EMAIL]
+        consent = store_reads.consent(hooks.service.store, "p-cc-001", "patient")[Channel.EMAIL]
         assert consent.granted is (kind == "group_resubscribe"), kind
         assert consent.source == f"sendgrid:{kind}"
-    assert hooks.message(message["key"])["status"] == "failed"
+    assert hooks.message(message.key).status == "failed"
 
 
 def test_a_late_unsubscribe_does_not_override_a_later_resubscribe(hooks: Hooks) -> None:
     message = hooks.send_first(email_only_event())
     decided = int(hooks.clock.now().timestamp())
-    unsubscribe = sendgrid_event("unsubscribe", message["key"], "SGMSG00000001", 1)
-    resubscribe = sendgrid_event("group_resubscribe", message["key"], "SGMSG00000001", 2)
+    unsubscribe = sendgrid_event("unsubscribe", message.key, "SGMSG00000001", 1)
+    resubscribe = sendgrid_event("group_resubscribe", message.key, "SGMSG00000001", 2)
     unsubscribe["timestamp"], resubscribe["timestamp"] = decided, decided + 300
 
     # SendGrid retries the unsubscribe's batch after the resubscribe arrived.
@@ -565,15 +569,15 @@ def test_a_late_unsubscribe_does_not_override_a_later_resubscribe(hooks: Hooks) 
     hooks.clock.advance(timedelta(hours=1))
     hooks.sendgrid_post(json.dumps([unsubscribe]).encode())
 
-    consent = hooks.service.store.consent("p-cc-001", "patient")[Channel.EMAIL]
+    consent = store_reads.consent(hooks.service.store, "p-cc-001", "patient")[Channel.EMAIL]
     assert (consent.granted, consent.source) == (True, "sendgrid:group_resubscribe")
 
 
 def test_a_blocked_bounce_fails_the_message_but_keeps_the_address(hooks: Hooks) -> None:
     message = hooks.send_first(email_only_event())
 
-    event = sendgrid_event("bounce", message["key"], "SGMSG00000001", 1, type="blocked")
+    event = sendgrid_event("bounce", message.key, "SGMSG00000001", 1, type="blocked")
     hooks.sendgrid_post(json.dumps([event]).encode())
 
-    assert hooks.message(message["key"])["status"] == "failed"
-    assert hooks.service.store.consent("p-cc-001", "patient") == {}
+    assert hooks.message(message.key).status == "failed"
+    assert store_reads.consent(hooks.service.store, "p-cc-001", "patient") == {}

@@ -179,7 +179,7 @@ def test_a_test_send_goes_through_the_sandbox_and_is_recorded_as_a_test(
     assert (sent["to"], sent["channel"], sent["language"]) == ("+15555550100", "sms", "es")
     assert sent["body"] == message["body"] and sent["provider_id"].startswith("sandbox-")
     store = SqlStore(connect(url))
-    assert [s.key for s in TestSendLedger(store).test_sends()] == [sent["key"]]
+    assert [s.key for s in TestSendLedger(store.transactions).test_sends()] == [sent["key"]]
     assert [e.key for e in store.outbox()] == [sent["key"]]
     assert store.messages() == [] and store.audit() == []
 

@@ -163,7 +163,7 @@ def filled(tmp_path_factory: pytest.TempPathFactory) -> Filled:
         audit = service.store.audit()
     finally:
         service.store.engine.dispose()
-    sent = {m["key"]: m["sent_at"] for m in messages if m["status"] == "sent"}
+    sent = {m.key: m.sent_at for m in messages if m.status == "sent"}
     assert len(sent) > 10
     return Filled(url, sent, audit)
 
@@ -473,7 +473,7 @@ def confirmations(live: Live) -> list[dict[str, Any]]:
     return [
         m
         for m in live.service.store.messages(patient_id="p-cc-001")
-        if m["message"] == "booking_confirmation"
+        if m.message == "booking_confirmation"
     ]
 
 
@@ -483,7 +483,7 @@ def test_ingest_without_history_races_the_dispatcher(racing: Live, tmp_path: Pat
     result = runner.invoke(app, ["ingest", str(file), "--url", racing.url, "--batch", "1"])
 
     assert result.exit_code == 0, result.output
-    assert [m["status"] for m in confirmations(racing)] == ["sent"]
+    assert [m.status for m in confirmations(racing)] == ["sent"]
 
 
 def test_ingest_history_decides_the_whole_file_before_anything_in_it_is_sent(
@@ -497,7 +497,7 @@ def test_ingest_history_decides_the_whole_file_before_anything_in_it_is_sent(
 
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == "2 accepted"
-    assert [(m["status"], m["reason"]) for m in confirmations(racing)] == [
+    assert [(m.status, m.reason) for m in confirmations(racing)] == [
         ("cancelled", "appointment_cancelled")
     ]
     assert racing.service.store.outbox() == []

@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import Engine
 
 from orchestrator.store import SqlStore, connect
+from tests import store_reads
 from tests.kafka_broker import Broker, running_broker
 from tests.samples import ROOT
 
@@ -34,7 +35,7 @@ def pg_url(pg_database: str) -> Iterator[str]:
     """The run's PostgreSQL database, emptied after the test."""
     yield pg_database
     engine = connect(pg_database)
-    SqlStore(engine).purge()
+    store_reads.purge(SqlStore(engine))
     engine.dispose()
 
 

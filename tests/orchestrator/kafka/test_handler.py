@@ -15,6 +15,7 @@ from orchestrator.kafka.handler import in_patient_order
 from orchestrator.kafka.worker import build_handler
 from orchestrator.runtime.service import EmbeddedService
 from orchestrator.settings import Settings
+from tests import store_reads
 from tests.builders import at, make_event_data, make_patient
 from tests.samples import ROOT, sample_events
 
@@ -73,9 +74,9 @@ def test_poison_becomes_dead_letters_and_rejected_input_and_blocks_nothing(
     assert "not JSON" in reasons[0]
     assert "expected a JSON object" in reasons[1]
     assert "unknown event type" in reasons[2]
-    kept = service.store.rejected()
-    assert sorted(r["reason"] for r in kept) == sorted(reasons)
-    assert {r["source"] for r in kept} == {"kafka"}
+    kept = store_reads.rejected(service.store)
+    assert sorted(r.reason for r in kept) == sorted(reasons)
+    assert {r.source for r in kept} == {"kafka"}
 
 
 def test_redelivered_batch_changes_nothing(handler: BatchHandler, service: EmbeddedService) -> None:

@@ -21,6 +21,7 @@ from orchestrator.clock import VirtualClock
 from orchestrator.event import Channel, Event
 from orchestrator.flows.model import Flow
 from orchestrator.memory_store import MemoryStore
+from orchestrator.ports import MessageView
 from orchestrator.runtime import (
     Connector,
     Dispatcher,
@@ -80,11 +81,11 @@ class Runtime:
         for _ in range(limit):
             self.dispatcher.tick()
             rows = self.store.messages()
-            if any(m["status"] in IN_FLIGHT for m in rows):
+            if any(m.status in IN_FLIGHT for m in rows):
                 # A claim left behind: its lease has to run out first.
                 self.clock.advance(self.dispatcher.lease + timedelta(seconds=1))
                 continue
-            due = min((m["due_at"] for m in rows if m["status"] == "scheduled"), default=None)
+            due = min((m.due_at for m in rows if m.status == "scheduled"), default=None)
             if due is None or (instant is not None and due > instant):
                 if instant is not None:
                     self.clock.move_to(instant)
@@ -101,11 +102,9 @@ class Runtime:
         self.run_until(instant)
         return self.process(*events)
 
-    def message(self, message_id: str, patient_id: str = "p-1") -> dict[str, Any]:
+    def message(self, message_id: str, patient_id: str = "p-1") -> MessageView:
         """The newest scheduled message of this flow message for this patient."""
-        found = [
-            m for m in self.store.messages(patient_id=patient_id) if m["message"] == message_id
-        ]
+        found = [m for m in self.store.messages(patient_id=patient_id) if m.message == message_id]
         assert found, f"no {message_id} for {patient_id}"
         return found[-1]
 
@@ -119,7 +118,7 @@ BuildRuntime = Callable[..., Runtime]
 
 def delivery_reports(store: Store) -> DeliveryLedger | MemoryStore:
     """Provider feedback on the store: the SQL store's `DeliveryLedger`, or the memory store."""
-    return store if isinstance(store, MemoryStore) else DeliveryLedger(store)
+    return store if isinstance(store, MemoryStore) else DeliveryLedger(store.transactions)
 
 
 @pytest.fixture

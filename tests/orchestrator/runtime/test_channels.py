@@ -30,7 +30,9 @@ def chosen(store: SqlStore, clock: VirtualClock, **settings: Any) -> dict[Channe
     flow = make_flow()
     processor = EventProcessor(store, FlowRegistry.of({flow.id: flow}), clock)
     deferred = IntakeQueue(Intake(processor, store, clock))
-    found = real_connectors(Settings(**settings), DeliveryLedger(store), clock, deferred)
+    found = real_connectors(
+        Settings(**settings), DeliveryLedger(store.transactions), clock, deferred
+    )
     for connector in found.values():
         if isinstance(connector, TwilioConnector):
             connector.close()

@@ -8,6 +8,7 @@ import pytest
 
 from orchestrator.event import Channel
 from orchestrator.message_status import MessageStatus
+from tests import store_reads
 from tests.builders import at, make_event, make_patient
 from tests.conftest import EVERY_BACKEND
 from tests.orchestrator.runtime.conftest import Runtime, delivery_reports
@@ -21,8 +22,8 @@ def sent_confirmation(runtime: Runtime) -> str:
     runtime.process(make_event(start=START))
     runtime.run_until(at(hours=1))
     confirmation = runtime.message("confirmation")
-    assert confirmation["status"] == "sent"
-    return str(confirmation["key"])
+    assert confirmation.status == "sent"
+    return str(confirmation.key)
 
 
 def test_delivery_states_only_move_forward(runtime: Runtime) -> None:
@@ -59,7 +60,9 @@ def test_settle_sent_moves_only_a_send_of_unknown_outcome(runtime: Runtime) -> N
         for c in runtime.store.claim_due(at(hours=1), "w", at(hours=1) + timedelta(minutes=2), 10)
         if c.message.message_id == "confirmation"
     ]
-    assert runtime.store.begin_send(claim.message.key, "w", Channel.SMS, at(hours=1)) == 1
+    assert (
+        store_reads.begin_send(runtime.store, claim.message.key, "w", Channel.SMS, at(hours=1)) == 1
+    )
     ledger = delivery_reports(runtime.store)
 
     assert ledger.settle_sent(claim.message.key, "SM9", at(hours=1), "reconciled:callback")

@@ -36,11 +36,11 @@ def _execute(store: SqlStore, sql: str, **parameters: object) -> None:
 
 def _confirmation(runtime: Runtime, patient_id: str) -> tuple[str, str | None]:
     message = runtime.message("confirmation", patient_id)
-    return message["status"], message["reason"]
+    return message.status, message.reason
 
 
 def _assert_nothing_held_and_audited(runtime: Runtime, reason: str) -> None:
-    assert not [m for m in runtime.store.messages() if m["status"] in IN_FLIGHT]
+    assert not [m for m in runtime.store.messages() if m.status in IN_FLIGHT]
     failed = [a for a in runtime.store.audit(patient_id="p-1") if a.status == "failed"]
     assert [(a.message, a.reason) for a in failed] == [("confirmation", reason)]
 
@@ -53,7 +53,7 @@ def test_a_message_whose_payload_cannot_be_read_fails_alone_and_the_batch_is_sen
     runtime: Runtime, payload: str, reason: str
 ) -> None:
     _two_patients(runtime)
-    key = runtime.message("confirmation", "p-1")["key"]
+    key = runtime.message("confirmation", "p-1").key
     _execute(
         runtime.store, "UPDATE scheduled_messages SET payload = :p WHERE key = :k", p=payload, k=key
     )

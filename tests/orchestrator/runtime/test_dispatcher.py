@@ -24,6 +24,7 @@ from orchestrator.flows import FlowSet, load_flows
 from orchestrator.runtime import Connector, FlowRegistry, Outgoing, Receipt
 from orchestrator.store import SqlStore
 from orchestrator.templates import TemplateSet
+from tests import store_reads
 from tests.builders import T0, at, make_event, make_patient
 from tests.conftest import EVERY_BACKEND, ROOT
 from tests.live import wait_until
@@ -136,16 +137,16 @@ def test_every_scheduled_message_of_the_shipped_flows_ends_in_a_final_status(
     runtime.run_until_idle()
 
     messages = store.messages()
-    assert {m["status"] for m in messages} <= FINAL
-    assert {"sent", "cancelled"} <= {m["status"] for m in messages}
+    assert {m.status for m in messages} <= FINAL
+    assert {"sent", "cancelled"} <= {m.status for m in messages}
     audited = {a.key for a in store.audit()}
     assert audited == {a.key for a in store.audit() if a.status in FINAL}
-    sent = {(m["key"], m["channel"]) for m in messages if m["status"] == "sent"}
+    sent = {(m.key, m.channel) for m in messages if m.status == "sent"}
     assert runtime.outbox() == dict.fromkeys(sent, 1)
     after_opt_out = [
-        m["channel"]
+        m.channel
         for m in store.messages(patient_id="p-3")
-        if m["status"] == "sent" and m["sent_at"] > at(hours=2)
+        if m.status == "sent" and m.sent_at > at(hours=2)
     ]
     assert after_opt_out and set(after_opt_out) == {"email"}
     assert ("scheduled", "deferred:quiet_hours") in [
@@ -159,14 +160,14 @@ def test_test_flow_end_to_end_sends_each_key_once(runtime: Runtime) -> None:
     runtime.run_until_idle()
 
     messages = runtime.store.messages()
-    assert {m["message"]: m["status"] for m in messages} == {
+    assert {m.message: m.status for m in messages} == {
         "confirmation": "sent",
         "intake_nudge": "sent",
         "reminder_72h": "sent",
         "reminder_24h": "sent",
     }
-    assert runtime.outbox() == {(m["key"], "sms"): 1 for m in messages}
-    assert {m["attempts"] for m in messages} == {1}
+    assert runtime.outbox() == {(m.key, "sms"): 1 for m in messages}
+    assert {m.attempts for m in messages} == {1}
 
 
 # -- cancellation --------------------------------------------------------------------
@@ -181,13 +182,13 @@ def test_cancellation_before_due_means_nothing_is_sent(runtime: Runtime) -> None
     runtime.run_until_idle()
 
     for name in ("intake_nudge", "reminder_72h", "reminder_24h"):
-        assert (runtime.message(name)["status"], runtime.message(name)["reason"]) == (
+        assert (runtime.message(name).status, runtime.message(name).reason) == (
             "cancelled",
             "appointment_cancelled",
         )
-    assert runtime.message("rebooking_nudge")["status"] == "sent"
+    assert runtime.message("rebooking_nudge").status == "sent"
     sent_keys = {key for key, _ in runtime.outbox()}
-    assert sent_keys == {confirmation["key"], runtime.message("rebooking_nudge")["key"]}
+    assert sent_keys == {confirmation.key, runtime.message("rebooking_nudge").key}
 
 
 def test_message_cancelled_after_its_claim_is_not_sent(runtime: Runtime) -> None:
@@ -200,7 +201,7 @@ def test_message_cancelled_after_its_claim_is_not_sent(runtime: Runtime) -> None
     runtime.process(make_event("appointment.cancelled", start=START))
     runtime.dispatcher.dispatch([claim])
 
-    assert runtime.message("confirmation")["status"] == "cancelled"
+    assert runtime.message("confirmation").status == "cancelled"
     assert runtime.outbox() == {}
 
 
@@ -272,7 +273,7 @@ def test_an_event_cancelling_messages_mid_dispatch_waits_instead_of_deadlocking(
 
     assert errors == []
     confirmations = [runtime.message("confirmation", p) for p in ("p-1", "p-2")]
-    assert [(m["status"], m["reason"]) for m in confirmations] == [
+    assert [(m.status, m.reason) for m in confirmations] == [
         ("cancelled", "appointment_cancelled")
     ] * 2
     assert runtime.outbox() == {}
@@ -303,19 +304,19 @@ def test_message_due_in_quiet_hours_is_deferred_in_the_store_to_eight_local(
 
     confirmation = runtime.message("confirmation")
     morning = at(days=1)  # 2026-03-03 14:00 UTC, 08:00 in Chicago
-    assert (confirmation["status"], confirmation["due_at"], confirmation["reason"]) == (
+    assert (confirmation.status, confirmation.due_at, confirmation.reason) == (
         "scheduled",
         morning,
         "deferred:quiet_hours",
     )
-    last = [a for a in runtime.store.audit() if a.key == confirmation["key"]][-1]
+    last = [a for a in runtime.store.audit() if a.key == confirmation.key][-1]
     assert (last.status, last.reason, last.due_at) == ("scheduled", "deferred:quiet_hours", morning)
     assert runtime.outbox() == {}
 
     runtime.run_until(morning)
 
-    assert runtime.message("confirmation")["status"] == "sent"
-    assert runtime.message("confirmation")["sent_at"] == morning
+    assert runtime.message("confirmation").status == "sent"
+    assert runtime.message("confirmation").sent_at == morning
 
 
 def test_sms_after_opt_out_goes_by_email_or_is_suppressed_for_consent(runtime: Runtime) -> None:
@@ -333,12 +334,12 @@ def test_sms_after_opt_out_goes_by_email_or_is_suppressed_for_consent(runtime: R
 
     # The reminders may go by email; the intake nudge is SMS only.
     for name in ("confirmation", "reminder_72h", "reminder_24h"):
-        assert (runtime.message(name)["status"], runtime.message(name)["channel"]) == (
+        assert (runtime.message(name).status, runtime.message(name).channel) == (
             "sent",
             "email",
         )
     nudge = runtime.message("intake_nudge")
-    assert (nudge["status"], nudge["reason"]) == ("suppressed", "consent")
+    assert (nudge.status, nudge.reason) == ("suppressed", "consent")
     assert {channel for _, channel in runtime.outbox()} == {"email"}
 
 
@@ -350,10 +351,10 @@ def test_messages_found_due_after_the_appointment_started_are_not_sent(
 
     runtime.run_until_idle()
 
-    statuses = {m["message"]: m["status"] for m in runtime.store.messages()}
+    statuses = {m.message: m.status for m in runtime.store.messages()}
     assert statuses["confirmation"] == "expired"
     assert statuses["reminder_72h"] == statuses["reminder_24h"] == "expired"
-    sent = {m["key"] for m in runtime.store.messages() if m["status"] == "sent"}
+    sent = {m.key for m in runtime.store.messages() if m.status == "sent"}
     assert {key for key, _ in runtime.outbox()} == sent
 
 
@@ -369,31 +370,31 @@ def test_transient_error_is_retried_with_backoff_then_sent(
 
     runtime.dispatcher.tick()
     first = runtime.message("confirmation")
-    assert (first["status"], first["reason"], first["attempts"]) == (
+    assert (first.status, first.reason, first.attempts) == (
         "scheduled",
         "retry:TransientSendError",
         1,
     )
     # Full jitter over half to all of the backoff, doubling each attempt.
-    assert T0 + timedelta(seconds=15) <= first["due_at"] <= T0 + timedelta(seconds=30)
+    assert T0 + timedelta(seconds=15) <= first.due_at <= T0 + timedelta(seconds=30)
 
-    clock.move_to(first["due_at"])
+    clock.move_to(first.due_at)
     runtime.dispatcher.tick()
     second = runtime.message("confirmation")
-    assert second["attempts"] == 2
+    assert second.attempts == 2
     assert (
-        first["due_at"] + timedelta(seconds=30)
-        <= second["due_at"]
-        <= first["due_at"] + timedelta(seconds=60)
+        first.due_at + timedelta(seconds=30)
+        <= second.due_at
+        <= first.due_at + timedelta(seconds=60)
     )
 
-    clock.move_to(second["due_at"])
+    clock.move_to(second.due_at)
     runtime.dispatcher.tick()
     sent = runtime.message("confirmation")
-    assert (sent["status"], sent["channel"], sent["attempts"]) == ("sent", "sms", 3)
-    assert connector.calls == [sent["key"]] * 3
-    assert runtime.outbox() == {(sent["key"], "sms"): 1}
-    assert audit_of(runtime, sent["key"]) == [
+    assert (sent.status, sent.channel, sent.attempts) == ("sent", "sms", 3)
+    assert connector.calls == [sent.key] * 3
+    assert runtime.outbox() == {(sent.key, "sms"): 1}
+    assert audit_of(runtime, sent.key) == [
         ("scheduled", None),
         ("scheduled", "retry:TransientSendError"),
         ("scheduled", "retry:TransientSendError"),
@@ -411,14 +412,14 @@ def test_transient_errors_past_max_attempts_fail_the_message(
     runtime.run_until(at(hours=1))
 
     failed = runtime.message("confirmation")
-    assert (failed["status"], failed["reason"], failed["attempts"]) == (
+    assert (failed.status, failed.reason, failed.attempts) == (
         "failed",
         "retries_exhausted:TransientSendError",
         3,
     )
-    assert connector.calls == [failed["key"]] * 3
+    assert connector.calls == [failed.key] * 3
     assert runtime.outbox() == {}
-    assert audit_of(runtime, failed["key"])[-1] == (
+    assert audit_of(runtime, failed.key)[-1] == (
         "failed",
         "retries_exhausted:TransientSendError",
     )
@@ -432,9 +433,9 @@ def test_permanent_error_on_sms_falls_back_to_email(build_runtime: BuildRuntime)
     runtime.dispatcher.tick()
 
     confirmation = runtime.message("confirmation")
-    assert (confirmation["status"], confirmation["channel"]) == ("sent", "email")
-    assert refusing.calls == [confirmation["key"]]
-    assert runtime.outbox() == {(confirmation["key"], "email"): 1}
+    assert (confirmation.status, confirmation.channel) == ("sent", "email")
+    assert refusing.calls == [confirmation.key]
+    assert runtime.outbox() == {(confirmation.key, "email"): 1}
 
 
 def test_permanent_error_on_every_channel_fails_the_message(build_runtime: BuildRuntime) -> None:
@@ -446,7 +447,7 @@ def test_permanent_error_on_every_channel_fails_the_message(build_runtime: Build
     runtime.dispatcher.tick()
 
     confirmation = runtime.message("confirmation")
-    assert (confirmation["status"], confirmation["reason"]) == (
+    assert (confirmation.status, confirmation.reason) == (
         "failed",
         "permanent:PermanentSendError",
     )
@@ -461,7 +462,7 @@ def _crash_mid_send(runtime: Runtime, *, connector_called: bool) -> str:
     now = runtime.clock.now()
     (claim,) = runtime.store.claim_due(now, "crashed", now + runtime.dispatcher.lease, 10)
     key = claim.message.key
-    assert runtime.store.begin_send(key, "crashed", Channel.SMS, now) == 1
+    assert store_reads.begin_send(runtime.store, key, "crashed", Channel.SMS, now) == 1
     if connector_called:
         runtime.dispatcher.connectors[Channel.SMS].send(
             Outgoing(key, Channel.SMS, "+15555550101", "confirmation")
@@ -473,13 +474,13 @@ def test_crash_after_the_connector_sent_is_reconciled_not_sent_again(runtime: Ru
     runtime.process(make_event(start=START))
     key = _crash_mid_send(runtime, connector_called=True)
     runtime.dispatcher.tick()  # the lease is live: nobody touches it
-    assert runtime.message("confirmation")["status"] == "sending"
+    assert runtime.message("confirmation").status == "sending"
 
     runtime.clock.advance(runtime.dispatcher.lease + timedelta(seconds=1))
     runtime.dispatcher.tick()
 
     confirmation = runtime.message("confirmation")
-    assert (confirmation["status"], confirmation["reason"], confirmation["channel"]) == (
+    assert (confirmation.status, confirmation.reason, confirmation.channel) == (
         "sent",
         "reconciled",
         "sms",
@@ -498,7 +499,7 @@ def test_crash_before_the_connector_was_called_ends_with_exactly_one_send(
     runtime.dispatcher.tick()
 
     confirmation = runtime.message("confirmation")
-    assert (confirmation["status"], confirmation["reason"]) == ("sent", None)
+    assert (confirmation.status, confirmation.reason) == ("sent", None)
     assert runtime.outbox() == {(key, "sms"): 1}
 
 
@@ -509,7 +510,7 @@ def test_crash_after_the_claim_is_dispatched_once_the_lease_runs_out(runtime: Ru
 
     runtime.run_until_idle()
 
-    assert runtime.message("confirmation")["status"] == "sent"
+    assert runtime.message("confirmation").status == "sent"
     assert runtime.outbox()[(claim.message.key, "sms")] == 1
 
 
@@ -523,11 +524,11 @@ def test_crash_whose_outcome_the_provider_cannot_tell_yet_is_asked_again_not_res
 
     runtime.clock.advance(runtime.dispatcher.lease + timedelta(seconds=1))
     runtime.dispatcher.tick()  # the provider cannot tell: ask again later
-    assert runtime.message("confirmation")["reason"] == "reconcile:unknown"
+    assert runtime.message("confirmation").reason == "reconcile:unknown"
     runtime.run_until_idle()
 
     confirmation = runtime.message("confirmation")
-    assert (confirmation["status"], confirmation["reason"]) == ("sent", "reconciled")
+    assert (confirmation.status, confirmation.reason) == ("sent", "reconciled")
     assert unsure.sends.count(key) == 1  # only the send of the process that crashed
     assert runtime.outbox()[(key, "sms")] == 1
 
@@ -542,16 +543,16 @@ def test_a_send_nobody_can_tell_about_is_failed_as_unresolved_once_it_is_stale(
     key = _crash_mid_send(runtime, connector_called=False)
     runtime.clock.advance(runtime.dispatcher.lease + timedelta(seconds=1))
     runtime.dispatcher.tick()
-    assert runtime.message("confirmation")["reason"] == "reconcile:unknown"  # asked again later
+    assert runtime.message("confirmation").reason == "reconcile:unknown"  # asked again later
 
     asked = 1
-    while runtime.message("confirmation")["status"] == "sending" and asked < 500:
+    while runtime.message("confirmation").status == "sending" and asked < 500:
         runtime.clock.advance(timedelta(hours=1))
         runtime.dispatcher.tick()
         asked += 1
 
     confirmation = runtime.message("confirmation")
-    assert (confirmation["status"], confirmation["reason"]) == ("failed", "reconcile:unresolved")
+    assert (confirmation.status, confirmation.reason) == ("failed", "reconcile:unresolved")
     assert asked > 1
     assert key not in unsure.sends  # never resent
     assert (key, "sms") not in runtime.outbox()
@@ -579,9 +580,9 @@ def test_a_message_that_breaks_the_dispatcher_fails_alone_and_the_batch_goes_on(
     runtime.dispatcher.tick()
 
     broken = runtime.message("confirmation", "p-1")
-    assert (broken["status"], broken["reason"]) == ("failed", "dispatch_error:RuntimeError")
+    assert (broken.status, broken.reason) == ("failed", "dispatch_error:RuntimeError")
     by_email = runtime.message("confirmation", "p-2")
-    assert (by_email["status"], by_email["channel"]) == ("sent", "email")
+    assert (by_email.status, by_email.channel) == ("sent", "email")
 
 
 def test_a_store_failure_after_the_sends_leaves_them_sending_and_none_is_sent_twice(
@@ -599,14 +600,14 @@ def test_a_store_failure_after_the_sends_leaves_them_sending_and_none_is_sent_tw
         runtime.dispatcher.tick()
     monkeypatch.setattr(runtime.store, "finish_sent", finish_sent)
 
-    sending = [m for m in runtime.store.messages() if m["message"] == "confirmation"]
-    assert [m["status"] for m in sending] == ["sending"] * 3
+    sending = [m for m in runtime.store.messages() if m.message == "confirmation"]
+    assert [m.status for m in sending] == ["sending"] * 3
     runtime.clock.advance(runtime.dispatcher.lease + timedelta(seconds=1))
     runtime.dispatcher.tick()
 
-    confirmations = [m for m in runtime.store.messages() if m["message"] == "confirmation"]
-    assert {(m["status"], m["reason"]) for m in confirmations} == {("sent", "reconciled")}
-    assert runtime.outbox() == {(m["key"], "sms"): 1 for m in confirmations}
+    confirmations = [m for m in runtime.store.messages() if m.message == "confirmation"]
+    assert {(m.status, m.reason) for m in confirmations} == {("sent", "reconciled")}
+    assert runtime.outbox() == {(m.key, "sms"): 1 for m in confirmations}
 
 
 @dataclass
@@ -639,7 +640,7 @@ def test_with_concurrency_a_batch_is_sent_in_parallel_each_key_once(
 
     assert runtime.dispatcher.tick() == 8
 
-    confirmations = [m for m in runtime.store.messages() if m["message"] == "confirmation"]
-    assert {m["status"] for m in confirmations} == {"sent"}
-    assert runtime.outbox() == {(m["key"], "sms"): 1 for m in confirmations}
+    confirmations = [m for m in runtime.store.messages() if m.message == "confirmation"]
+    assert {m.status for m in confirmations} == {"sent"}
+    assert runtime.outbox() == {(m.key, "sms"): 1 for m in confirmations}
     assert len(overlapping.threads) == 4

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.runtime.feedback import Feedback
+from tests import store_reads
 from tests.builders import at, make_event, make_patient
 from tests.conftest import EVERY_BACKEND
 from tests.orchestrator.runtime.conftest import Runtime, delivery_reports
@@ -31,6 +32,6 @@ def test_a_reply_restates_nothing_so_a_newer_fact_arriving_late_still_wins(
         )
     )
 
-    patient = runtime.store.patient("p-1")
+    patient = store_reads.patient(runtime.store, "p-1")
     assert patient is not None
     assert (patient.phone, patient.email) == ("+15555550109", "patient@example.org")

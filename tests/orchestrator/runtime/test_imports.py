@@ -53,14 +53,14 @@ def test_without_an_import_the_dispatcher_sends_what_a_later_line_would_cancel(
 
     runtime.process(cancelled())
 
-    assert runtime.message("confirmation")["key"] in sent_keys(runtime)
+    assert runtime.message("confirmation").key in sent_keys(runtime)
 
 
 def test_a_message_an_open_import_scheduled_is_not_sent_before_a_later_line_cancels_it(
     runtime: Runtime,
 ) -> None:
     runtime.clock.move_to(NOW)
-    holds = ImportHolds(runtime.store)
+    holds = ImportHolds(runtime.store.transactions)
     opened = holds.open(NOW, HOLD)
 
     runtime.processor.process([booked()], hold=holds.renew(opened.import_id, NOW, HOLD))
@@ -70,13 +70,13 @@ def test_a_message_an_open_import_scheduled_is_not_sent_before_a_later_line_canc
     runtime.run_until(NOW + timedelta(hours=1))
 
     confirmation = runtime.message("confirmation")
-    assert confirmation["status"] == "cancelled"
+    assert confirmation.status == "cancelled"
     assert sent_keys(runtime) == set()
 
 
 def test_a_closed_import_releases_its_messages_at_their_own_due_times(runtime: Runtime) -> None:
     runtime.clock.move_to(NOW)
-    holds = ImportHolds(runtime.store)
+    holds = ImportHolds(runtime.store.transactions)
     opened = holds.open(NOW, HOLD)
     runtime.processor.process([booked()], hold=opened)
     runtime.dispatcher.tick()
@@ -85,15 +85,15 @@ def test_a_closed_import_releases_its_messages_at_their_own_due_times(runtime: R
     assert holds.close(opened.import_id, NOW) == len(runtime.store.messages())
     runtime.dispatcher.tick()
 
-    assert sent_keys(runtime) == {runtime.message("confirmation")["key"]}
+    assert sent_keys(runtime) == {runtime.message("confirmation").key}
     # Not pulled forward: the reminders still wait for their own time.
-    assert runtime.message("reminder_72h")["status"] == "scheduled"
-    assert runtime.message("reminder_72h")["due_at"] == at(days=6)
+    assert runtime.message("reminder_72h").status == "scheduled"
+    assert runtime.message("reminder_72h").due_at == at(days=6)
 
 
 def test_each_batch_renews_the_hold_of_what_earlier_batches_scheduled(runtime: Runtime) -> None:
     runtime.clock.move_to(NOW)
-    holds = ImportHolds(runtime.store)
+    holds = ImportHolds(runtime.store.transactions)
     opened = holds.open(NOW, HOLD)
     runtime.processor.process([booked()], hold=opened)
 
@@ -110,7 +110,7 @@ def test_an_import_whose_client_died_stops_holding_when_its_hold_runs_out(
     runtime: Runtime,
 ) -> None:
     runtime.clock.move_to(NOW)
-    holds = ImportHolds(runtime.store)
+    holds = ImportHolds(runtime.store.transactions)
     opened = holds.open(NOW, HOLD)
     runtime.processor.process([booked()], hold=opened)
     # The client is killed here: nothing renews or closes the import.
@@ -121,12 +121,12 @@ def test_an_import_whose_client_died_stops_holding_when_its_hold_runs_out(
     runtime.clock.advance(timedelta(seconds=1))
     runtime.dispatcher.tick()
 
-    assert runtime.message("confirmation")["key"] in sent_keys(runtime)
+    assert runtime.message("confirmation").key in sent_keys(runtime)
     assert holds.renew(opened.import_id, runtime.clock.now(), HOLD) is None
 
 
 def test_a_closed_or_unknown_import_cannot_be_renewed(runtime: Runtime) -> None:
-    holds = ImportHolds(runtime.store)
+    holds = ImportHolds(runtime.store.transactions)
     opened = holds.open(NOW, HOLD)
 
     assert holds.close(opened.import_id, NOW) == 0
@@ -138,14 +138,14 @@ def test_a_closed_or_unknown_import_cannot_be_renewed(runtime: Runtime) -> None:
 
 def test_live_traffic_for_other_patients_flows_while_an_import_is_open(runtime: Runtime) -> None:
     runtime.clock.move_to(NOW)
-    holds = ImportHolds(runtime.store)
+    holds = ImportHolds(runtime.store.transactions)
     opened = holds.open(NOW, HOLD)
     runtime.processor.process([booked("p-1")], hold=opened)
 
     runtime.process(booked("p-2"))
     runtime.dispatcher.tick()
 
-    assert sent_keys(runtime) == {runtime.message("confirmation", "p-2")["key"]}
+    assert sent_keys(runtime) == {runtime.message("confirmation", "p-2").key}
 
 
 def test_a_held_message_that_does_not_read_back_fails_alone_and_the_rest_is_released(
@@ -156,11 +156,11 @@ def test_a_held_message_that_does_not_read_back_fails_alone_and_the_rest_is_rele
     from orchestrator.store.tables import ScheduledMessageRow
 
     runtime.clock.move_to(NOW)
-    holds = ImportHolds(runtime.store)
+    holds = ImportHolds(runtime.store.transactions)
     opened = holds.open(NOW, HOLD)
     runtime.processor.process([booked("p-1"), booked("p-2")], hold=opened)
-    broken = runtime.message("confirmation", "p-1")["key"]
-    with runtime.store._tx() as c:
+    broken = runtime.message("confirmation", "p-1").key
+    with runtime.store.transactions.write() as c:
         c.execute(
             update(ScheduledMessageRow)
             .where(ScheduledMessageRow.key == broken)
@@ -170,5 +170,5 @@ def test_a_held_message_that_does_not_read_back_fails_alone_and_the_rest_is_rele
     assert holds.close(opened.import_id, NOW) == len(runtime.store.messages())
     runtime.dispatcher.tick()
 
-    assert sent_keys(runtime) == {runtime.message("confirmation", "p-2")["key"]}
-    assert runtime.message("confirmation", "p-1")["status"] == "failed"
+    assert sent_keys(runtime) == {runtime.message("confirmation", "p-2").key}
+    assert runtime.message("confirmation", "p-1").status == "failed"

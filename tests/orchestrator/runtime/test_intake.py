@@ -12,6 +12,7 @@ from orchestrator.errors import StoreError
 from orchestrator.event import Event
 from orchestrator.ports import EventResult, ImportHold, Input
 from orchestrator.runtime.intake import Intake, IntakeQueue, parse_document
+from tests import store_reads
 from tests.builders import at, make_event, make_event_data, make_flow, make_patient
 from tests.orchestrator.runtime.conftest import BuildRuntime, Runtime
 
@@ -49,7 +50,7 @@ def test_each_input_gets_its_result_in_order_and_each_refusal_is_kept_once(
         (good.id, "accepted"),
         (good.id, "duplicate"),
     ]
-    kept = sorted((r["body"], r["source"], r["reason"]) for r in runtime.store.rejected())
+    kept = sorted((r.body, r.source, r.reason) for r in store_reads.rejected(runtime.store))
     assert [(body, source) for body, source, _ in kept] == [(b"bad", "api"), (b"failing", "api")]
     assert kept[0][2].startswith("item 0: event evt-bad: ")
     assert kept[1][2] == f"event {failing.id}: engine failed: KeyError"
@@ -63,9 +64,9 @@ def test_an_event_without_a_body_is_kept_as_its_canonical_json(
     [result] = runtime.intake.take("feedback:twilio", [Input(None, failing)])
 
     assert result.status == "rejected"
-    [kept] = runtime.store.rejected()
-    assert kept["source"] == "feedback:twilio"
-    assert json.loads(kept["body"])["id"] == failing.id
+    [kept] = store_reads.rejected(runtime.store)
+    assert kept.source == "feedback:twilio"
+    assert json.loads(kept.body)["id"] == failing.id
 
 
 class _Down:
@@ -86,9 +87,9 @@ def test_a_batch_the_store_fails_on_keeps_nothing_so_a_retry_keeps_each_refusal_
     with pytest.raises(StoreError):
         intake.take("kafka", inputs)
 
-    assert runtime.store.rejected() == []
+    assert store_reads.rejected(runtime.store) == []
     assert [r.status for r in runtime.intake.take("kafka", inputs)] == ["rejected", "accepted"]
-    assert [r["source"] for r in runtime.store.rejected()] == ["kafka"]
+    assert [r.source for r in store_reads.rejected(runtime.store)] == ["kafka"]
 
 
 def test_a_queued_input_is_taken_only_when_the_queue_is_drained(runtime: Runtime) -> None:

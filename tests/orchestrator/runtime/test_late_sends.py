@@ -95,7 +95,7 @@ def test_follow_ups_due_a_week_before_the_ingest_are_expired_as_stale_not_sent(
         assert audited[-1] == ("expired", "stale"), message_id
         assert all(status != "sent" for status, _ in audited), message_id
     sent = {entry.key for entry in service.store.outbox(limit=1000)}
-    expired = {m["key"] for m in service.store.messages() if m["status"] == "expired"}
+    expired = {m.key for m in service.store.messages() if m.status == "expired"}
     assert not sent & expired
 
 
@@ -109,8 +109,8 @@ def test_nothing_without_an_expiry_of_its_own_is_sent_a_day_after_it_was_due(
     ingest_the_tour(service)
 
     for row in service.store.messages():
-        if row["status"] == "sent" and row["message"] in unlimited:
-            assert row["sent_at"] - row["due_at"] < timedelta(days=1), row["message"]
+        if row.status == "sent" and row.message in unlimited:
+            assert row.sent_at - row.due_at < timedelta(days=1), row.message
 
 
 def test_a_longer_default_limit_lets_a_day_old_follow_up_go(store_url: str) -> None:
@@ -122,9 +122,9 @@ def test_a_longer_default_limit_lets_a_day_old_follow_up_go(store_url: str) -> N
         [row] = [
             m
             for m in service.store.messages(patient_id="p-cc-002")
-            if m["message"] == "satisfaction_survey"
+            if m.message == "satisfaction_survey"
         ]
-        assert row["status"] == "sent"
+        assert row.status == "sent"
     finally:
         service.store.engine.dispose()
 
@@ -145,9 +145,9 @@ def test_the_runtime_expires_as_stale_what_simulate_expires_as_stale(
     runtime.run_until(runtime.clock.now())
 
     nudge = runtime.message("intake_nudge", "p-1")
-    assert (nudge["status"], nudge["reason"]) == ("expired", "stale")
+    assert (nudge.status, nudge.reason) == ("expired", "stale")
     assert simulated[("p-1", "intake_nudge")] == ("expired", "stale")
-    assert simulated[("p-1", "confirmation")][0] == runtime.message("confirmation", "p-1")["status"]
+    assert simulated[("p-1", "confirmation")][0] == runtime.message("confirmation", "p-1").status
 
 
 def test_a_retry_that_would_fall_past_the_limit_expires_the_message_at_once(
@@ -166,8 +166,8 @@ def test_a_retry_that_would_fall_past_the_limit_expires_the_message_at_once(
     runtime.dispatcher.tick()
 
     nudge = runtime.message("intake_nudge")
-    assert (nudge["status"], nudge["reason"]) == ("expired", "stale")
-    assert down.calls.count(nudge["key"]) == 1
+    assert (nudge.status, nudge.reason) == ("expired", "stale")
+    assert down.calls.count(nudge.key) == 1
 
 
 @dataclass
@@ -210,8 +210,8 @@ def test_the_connector_is_handed_the_messages_staleness_limit(build_runtime: Bui
     limits = {o.key: o.valid_until for o in sms.handed}
     confirmation = runtime.message("confirmation")  # expires when the visit starts
     nudge = runtime.message("intake_nudge")  # no expiry: six hours after it was due
-    assert limits[confirmation["key"]] == at(days=8)
-    assert limits[nudge["key"]] == nudge["due_at"] + timedelta(hours=6)
+    assert limits[confirmation.key] == at(days=8)
+    assert limits[nudge.key] == nudge.due_at + timedelta(hours=6)
 
 
 def test_a_message_a_connector_finds_stale_is_expired_and_not_tried_elsewhere(
@@ -227,6 +227,6 @@ def test_a_message_a_connector_finds_stale_is_expired_and_not_tried_elsewhere(
     runtime.dispatcher.tick()
 
     confirmation = runtime.message("confirmation")
-    assert (confirmation["status"], confirmation["reason"]) == ("expired", "stale")
-    assert stale.calls == [confirmation["key"]]
+    assert (confirmation.status, confirmation.reason) == ("expired", "stale")
+    assert stale.calls == [confirmation.key]
     assert email.handed == []

@@ -95,9 +95,9 @@ def test_a_live_dispatchers_batch_is_not_taken_over_while_it_sends_slowly(
 
     assert clock.now() - claimed_at >= 2 * LEASE
     assert taken == [0], "the other dispatcher took over messages being sent"
-    confirmations = [m for m in store.messages() if m["message"] == "confirmation"]
-    assert {m["status"] for m in confirmations} == {"sent"}
-    assert runtime.outbox() == {(m["key"], "sms"): 1 for m in confirmations}
+    confirmations = [m for m in store.messages() if m.message == "confirmation"]
+    assert {m.status for m in confirmations} == {"sent"}
+    assert runtime.outbox() == {(m.key, "sms"): 1 for m in confirmations}
     assert check_invariants(store, due_before=clock.now()).ok
 
 
@@ -118,6 +118,6 @@ def test_a_batch_whose_claimer_really_died_is_still_taken_over_once_its_lease_ru
     clock.advance(timedelta(seconds=2))
     assert b.tick() == 3
 
-    confirmations = [m for m in store.messages() if m["message"] == "confirmation"]
-    assert {m["status"] for m in confirmations} == {"sent"}
-    assert runtime.outbox() == {(m["key"], "sms"): 1 for m in confirmations}
+    confirmations = [m for m in store.messages() if m.message == "confirmation"]
+    assert {m.status for m in confirmations} == {"sent"}
+    assert runtime.outbox() == {(m.key, "sms"): 1 for m in confirmations}

@@ -49,7 +49,7 @@ def test_the_preview_renders_exactly_what_the_dispatcher_sends(
     sent = runtime.store.outbox(limit=100)
     assert len({e.key for e in sent}) >= 3  # confirmation, guide, reminders at least
     local = START.astimezone(ZoneInfo(FLOW.timezone))
-    ids = {m["key"]: m["message"] for m in runtime.store.messages()}
+    ids = {m.key: m.message for m in runtime.store.messages()}
 
     for entry in sent:
         sample = preview.Sample(
@@ -97,7 +97,7 @@ def test_a_test_send_is_recorded_but_never_in_figures_audit_or_caps(
             shown,
             recipient=recipient,
             connectors=runtime.dispatcher.connectors,
-            record=TestSendLedger(store),
+            record=TestSendLedger(store.transactions),
             clock=runtime.clock,
             requested_by="ops@example.org",
         )
@@ -111,7 +111,7 @@ def test_a_test_send_is_recorded_but_never_in_figures_audit_or_caps(
         _sends_of(store, "p-1"),
     )
     assert after == before
-    kept = TestSendLedger(store).test_sends()
+    kept = TestSendLedger(store.transactions).test_sends()
     assert [r.id for r in kept] == [r.id for r in reversed(records)]
     assert {(r.message_id, r.language, r.channel) for r in kept} == {
         ("booking_confirmation", language, channel)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from dataclasses import asdict
 from datetime import timedelta
 from typing import Any
 
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 
 from orchestrator.event import Channel
 from orchestrator.policies import ConsentRecord
+from tests import store_reads
 from tests.builders import at, make_event, make_flow, make_patient
 from tests.conftest import EVERY_BACKEND
 from tests.orchestrator.history import sessions
@@ -26,12 +28,12 @@ START = at(days=8)
 def state(runtime: Runtime, patient_id: str = "p-1") -> dict[str, Any]:
     """Everything the processor writes about a patient."""
     return {
-        "patient": runtime.store.patient(patient_id),
-        "journeys": runtime.store.patient_journeys(patient_id),
+        "patient": store_reads.patient(runtime.store, patient_id),
+        "journeys": store_reads.patient_journeys(runtime.store, patient_id),
         "episodes": runtime.store.episodes(patient_id),
         "messages": runtime.store.messages(),
         "audit": runtime.store.audit(),
-        "consent": runtime.store.consent(patient_id, "patient"),
+        "consent": store_reads.consent(runtime.store, patient_id, "patient"),
     }
 
 
@@ -42,18 +44,18 @@ def test_booking_schedules_the_flow_messages_with_an_audit_row_each(runtime: Run
 
     assert (result.id, result.status) == (booked.id, "accepted")
     messages = runtime.store.messages()
-    assert sorted(m["message"] for m in messages) == [
+    assert sorted(m.message for m in messages) == [
         "confirmation",
         "intake_nudge",
         "reminder_24h",
         "reminder_72h",
     ]
-    assert {(m["status"], m["flow_version"]) for m in messages} == {("scheduled", 1)}
+    assert {(m.status, m.flow_version) for m in messages} == {("scheduled", 1)}
     audit = runtime.store.audit()
-    assert sorted(a.key for a in audit) == sorted(m["key"] for m in messages)
+    assert sorted(a.key for a in audit) == sorted(m.key for m in messages)
     assert {(a.status, a.event_id) for a in audit} == {("scheduled", booked.id)}
     (episode,) = runtime.store.episodes("p-1")
-    assert (episode["flow"], episode["stage"], episode["status"]) == (
+    assert (episode.flow, episode.stage, episode.status) == (
         "test-flow",
         "booked",
         "active",
@@ -88,7 +90,7 @@ def test_cancellation_cancels_the_pending_messages_in_the_store(runtime: Runtime
     runtime.clock.move_to(at(hours=1))
     runtime.process(make_event("appointment.cancelled", occurred_at=at(hours=1)))
 
-    statuses = {m["message"]: (m["status"], m["reason"]) for m in runtime.store.messages()}
+    statuses = {m.message: (m.status, m.reason) for m in runtime.store.messages()}
     assert statuses == {
         "confirmation": ("cancelled", "appointment_cancelled"),
         "intake_nudge": ("cancelled", "appointment_cancelled"),
@@ -109,7 +111,7 @@ def test_newest_patient_snapshot_wins_whatever_the_arrival_order(runtime: Runtim
         make_event("appointment.rescheduled", start=START, occurred_at=at(hours=1), patient=older)
     )
 
-    patient = runtime.store.patient("p-1")
+    patient = store_reads.patient(runtime.store, "p-1")
     assert patient is not None and patient.phone == "+15555550102"
 
 
@@ -126,7 +128,7 @@ def test_newest_patient_snapshot_wins_within_one_batch(runtime: Runtime) -> None
         ),
     )
 
-    patient = runtime.store.patient("p-1")
+    patient = store_reads.patient(runtime.store, "p-1")
     assert patient is not None and patient.email == "new@example.org"
 
 
@@ -140,7 +142,7 @@ def test_opt_out_of_one_channel_is_recorded_for_that_channel(runtime: Runtime) -
         )
     )
 
-    assert runtime.store.consent("p-1", "patient") == {
+    assert store_reads.consent(runtime.store, "p-1", "patient") == {
         Channel.SMS: ConsentRecord(Channel.SMS, False, at(hours=1), "test")
     }
 
@@ -148,7 +150,7 @@ def test_opt_out_of_one_channel_is_recorded_for_that_channel(runtime: Runtime) -
 def test_opt_out_without_a_channel_covers_every_channel(runtime: Runtime) -> None:
     runtime.process(make_event("consent.opted_out", occurred_at=at(hours=1), appointment_id=None))
 
-    consent = runtime.store.consent("p-1", "patient")
+    consent = store_reads.consent(runtime.store, "p-1", "patient")
     assert set(consent) == set(Channel)
     assert not any(record.granted for record in consent.values())
 
@@ -163,12 +165,12 @@ def test_later_consent_decision_wins_whatever_the_arrival_order(runtime: Runtime
     runtime.process(
         make_event("consent.opted_in", occurred_at=at(hours=1), appointment_id=None, attributes=sms)
     )
-    assert runtime.store.consent("p-1", "patient")[Channel.SMS].granted is False
+    assert store_reads.consent(runtime.store, "p-1", "patient")[Channel.SMS].granted is False
 
     runtime.process(
         make_event("consent.opted_in", occurred_at=at(hours=3), appointment_id=None, attributes=sms)
     )
-    assert runtime.store.consent("p-1", "patient")[Channel.SMS] == ConsentRecord(
+    assert store_reads.consent(runtime.store, "p-1", "patient")[Channel.SMS] == ConsentRecord(
         Channel.SMS, True, at(hours=3), "test"
     )
 
@@ -183,8 +185,8 @@ def test_caregiver_opt_out_is_recorded_for_the_caregiver_only(runtime: Runtime) 
         )
     )
 
-    assert runtime.store.consent("p-1", "patient") == {}
-    assert set(runtime.store.consent("p-1", "caregiver:c-1")) == {Channel.SMS}
+    assert store_reads.consent(runtime.store, "p-1", "patient") == {}
+    assert set(store_reads.consent(runtime.store, "p-1", "caregiver:c-1")) == {Channel.SMS}
 
 
 def test_event_the_engine_fails_on_is_kept_and_the_rest_of_the_batch_goes_on(
@@ -202,10 +204,10 @@ def test_event_the_engine_fails_on_is_kept_and_the_rest_of_the_batch_goes_on(
 
     assert [(r.id, r.status) for r in results] == [(failing.id, "rejected"), (other.id, "accepted")]
     assert results[0].errors == ("engine failed: KeyError",)
-    (kept,) = second.store.rejected()
-    assert kept["reason"] == f"event {failing.id}: engine failed: KeyError"
-    assert failing.id.encode() in kept["body"]
-    assert {m["flow_version"] for m in second.store.messages(patient_id="p-2")} == {2}
+    (kept,) = store_reads.rejected(second.store)
+    assert kept.reason == f"event {failing.id}: engine failed: KeyError"
+    assert failing.id.encode() in kept.body
+    assert {m.flow_version for m in second.store.messages(patient_id="p-2")} == {2}
     # Not marked processed: once the flow is back, the event can be replayed.
     (replayed,) = first.process(failing)
     assert replayed.status == "accepted"
@@ -229,7 +231,7 @@ def test_a_reschedule_naming_the_patient_by_id_alone_keeps_what_the_store_knows(
     )
     runtime.run_until_idle()
 
-    patient = runtime.store.patient("p-1")
+    patient = store_reads.patient(runtime.store, "p-1")
     assert patient is not None
     assert (patient.phone, patient.email, patient.language, patient.timezone) == (
         "+15555550101",
@@ -256,9 +258,9 @@ def test_a_booking_naming_the_patient_by_id_alone_still_gives_the_caregivers_the
     )
 
     copies = {
-        m["due_at"]
+        m.due_at
         for m in runtime.store.messages()
-        if m["recipient"] == "caregiver:c-1" and m["status"] == "scheduled"
+        if m.recipient == "caregiver:c-1" and m.status == "scheduled"
     }
     assert copies == {START - timedelta(hours=24), at(days=9) - timedelta(hours=24)}
 
@@ -275,7 +277,7 @@ def test_an_explicit_null_in_the_patient_block_clears_that_field_only(runtime: R
         )
     )
 
-    patient = runtime.store.patient("p-1")
+    patient = store_reads.patient(runtime.store, "p-1")
     assert patient is not None and (patient.email, patient.phone) == (None, "+15555550101")
 
 
@@ -295,7 +297,7 @@ def test_an_older_partial_update_arriving_later_fills_gaps_but_overwrites_nothin
         )
     )
 
-    patient = runtime.store.patient("p-1")
+    patient = store_reads.patient(runtime.store, "p-1")
     assert patient is not None and (patient.language, patient.phone) == ("vi", "+15555550101")
 
 
@@ -345,7 +347,7 @@ def test_any_arrival_order_of_partial_updates_stores_the_same_patient(runtime: R
             ]
             for i in arrival:
                 runtime.process(events[i])  # one batch each: arrival order is batch order
-            patient = runtime.store.patient(patient_id)
+            patient = store_reads.patient(runtime.store, patient_id)
             assert patient is not None
             stored.append(dataclasses.replace(patient, id="p"))
         assert stored[0] == stored[1]
@@ -359,16 +361,16 @@ def test_a_long_history_settles_into_the_store_and_reads_back_whole(runtime: Run
         runtime.clock.move_to(max(runtime.clock.now(), event.occurred_at))
         assert runtime.process(event)[0].status == "accepted"
 
-    live = runtime.store.journey("p-1", FLOW.id, 1)
+    live = store_reads.journey(runtime.store, "p-1", FLOW.id, 1)
     assert live is not None and len(live.episodes) < 30 and len(live.events) < 80
-    ((version, whole),) = runtime.store.patient_journeys("p-1")
+    ((version, whole),) = store_reads.patient_journeys(runtime.store, "p-1")
     assert version == 1 and len(whole.episodes) == 60
     assert [e.started_at for e in whole.episodes] == sorted(e.started_at for e in whole.episodes)
     ((_, same),) = runtime.store.flow_journeys(FLOW.id)
     assert same == whole
     rows = runtime.store.episodes("p-1")
-    assert len(rows) == 60 and all("settled" not in row for row in rows)
-    assert {row["status"] for row in rows} == {"completed"}
+    assert len(rows) == 60 and all("settled" not in asdict(row) for row in rows)
+    assert {row.status for row in rows} == {"completed"}
 
 
 def test_an_event_from_before_the_horizon_is_taken_with_a_note(runtime: Runtime) -> None:
@@ -376,7 +378,7 @@ def test_an_event_from_before_the_horizon_is_taken_with_a_note(runtime: Runtime)
     for event in stream:
         runtime.clock.move_to(max(runtime.clock.now(), event.occurred_at))
         runtime.process(event)
-    live = runtime.store.journey("p-1", FLOW.id, 1)
+    live = store_reads.journey(runtime.store, "p-1", FLOW.id, 1)
     assert live is not None and live.horizon is not None
 
     late = make_event(

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import text
 
 from orchestrator.ports import EventResult
+from tests import store_reads
 from tests.builders import at, make_event, make_patient
 from tests.orchestrator.runtime.conftest import Runtime
 
@@ -46,9 +47,9 @@ def test_events_of_a_patient_whose_journey_cannot_be_read_are_kept_and_the_batch
     )
 
     assert "quarantined" in results[0].errors[0]
-    [kept] = runtime.store.rejected()
-    assert kept["reason"].startswith("event evt-later: quarantined: the patient's journey")
-    assert b"evt-later" in kept["body"]
+    [kept] = store_reads.rejected(runtime.store)
+    assert kept.reason.startswith("event evt-later: quarantined: the patient's journey")
+    assert b"evt-later" in kept.body
     # Once the journey is repaired (here: removed), the kept event is taken.
     with runtime.store.engine.begin() as connection:
         connection.execute(text("DELETE FROM journeys WHERE patient_id = 'p-1'"))
@@ -63,5 +64,5 @@ def test_events_of_a_patient_whose_record_cannot_be_read_are_kept_and_the_batch_
         runtime, "UPDATE patients SET snapshot = :s WHERE id = 'p-1'", snapshot
     )
 
-    [kept] = runtime.store.rejected()
-    assert kept["reason"].startswith("event evt-later: quarantined: the patient's record")
+    [kept] = store_reads.rejected(runtime.store)
+    assert kept.reason.startswith("event evt-later: quarantined: the patient's record")

@@ -17,6 +17,7 @@ from orchestrator.clock import VirtualClock
 from orchestrator.event import Channel
 from orchestrator.runtime.feedback import Feedback
 from orchestrator.store.delivery import DeliveryLedger
+from tests import store_reads
 from tests.builders import at, make_event, make_patient
 from tests.connectors.conftest import twilio_config
 from tests.orchestrator.runtime.conftest import BuildRuntime, Runtime
@@ -41,7 +42,9 @@ def sms_runtime(
 
     def opted_out(key: str) -> int:
         runtime = holder[0]
-        feedback = Feedback(runtime.intake, DeliveryLedger(runtime.store), runtime.clock)
+        feedback = Feedback(
+            runtime.intake, DeliveryLedger(runtime.store.transactions), runtime.clock
+        )
         return feedback.consent_for_message(
             key, Channel.SMS, granted=False, source="twilio", ref=f"21610-{key}"
         )
@@ -62,8 +65,8 @@ def test_each_message_goes_to_twilio_once(sms_runtime: Runtime, twilio: StandIn)
     sms_runtime.run_until_idle()
 
     messages = sms_runtime.store.messages()
-    assert {m["status"] for m in messages} == {"sent"}
-    assert sorted(callback_keys(twilio)) == sorted(m["key"] for m in messages)
+    assert {m.status for m in messages} == {"sent"}
+    assert sorted(callback_keys(twilio)) == sorted(m.key for m in messages)
 
 
 def test_an_ambiguous_send_is_held_then_reconciled_without_a_resend(
@@ -74,7 +77,7 @@ def test_an_ambiguous_send_is_held_then_reconciled_without_a_resend(
 
     sms_runtime.dispatcher.tick()  # the confirmation: Twilio got it, the answer never came
     confirmation = sms_runtime.message("confirmation")
-    assert (confirmation["status"], confirmation["reason"]) == ("sending", "reconcile:unknown")
+    assert (confirmation.status, confirmation.reason) == ("sending", "reconcile:unknown")
     twilio.release.set()
 
     sms_runtime.dispatcher.tick()  # still held: not claimed again before the hold runs out
@@ -83,8 +86,8 @@ def test_an_ambiguous_send_is_held_then_reconciled_without_a_resend(
     sms_runtime.dispatcher.tick()
 
     confirmation = sms_runtime.message("confirmation")
-    assert (confirmation["status"], confirmation["reason"]) == ("sent", "reconciled")
-    assert callback_keys(twilio).count(confirmation["key"]) == 1
+    assert (confirmation.status, confirmation.reason) == ("sent", "reconciled")
+    assert callback_keys(twilio).count(confirmation.key) == 1
     assert [r.method for r in twilio.received] == ["POST", "GET"]
 
 
@@ -97,8 +100,8 @@ def test_21610_records_the_opt_out_and_later_sms_are_suppressed(
     sms_runtime.dispatcher.tick()  # the confirmation: SMS refused, email takes it
 
     confirmation = sms_runtime.message("confirmation")
-    assert confirmation["status"] == "sent" and confirmation["channel"] == "email"
-    consent = sms_runtime.store.consent("p-1", "patient")
+    assert confirmation.status == "sent" and confirmation.channel == "email"
+    consent = store_reads.consent(sms_runtime.store, "p-1", "patient")
     assert consent[Channel.SMS].granted is False
     assert consent[Channel.SMS].source == "twilio"
     sends = len(twilio.sends())
@@ -106,7 +109,7 @@ def test_21610_records_the_opt_out_and_later_sms_are_suppressed(
     sms_runtime.run_until(at(days=1, hours=1))  # the SMS-only intake nudge falls due
 
     nudge = sms_runtime.message("intake_nudge")
-    assert (nudge["status"], nudge["reason"]) == ("suppressed", "consent")
+    assert (nudge.status, nudge.reason) == ("suppressed", "consent")
     assert len(twilio.sends()) == sends
 
 
@@ -120,7 +123,7 @@ def test_an_sms_only_message_refused_by_21610_is_suppressed(
     sms_runtime.run_until(at(days=1, hours=1))
 
     nudge = sms_runtime.message("intake_nudge")
-    assert (nudge["status"], nudge["reason"]) == ("suppressed", "consent:provider_opt_out")
+    assert (nudge.status, nudge.reason) == ("suppressed", "consent:provider_opt_out")
 
 
 def test_email_goes_through_sendgrid_with_the_message_key(build_runtime: BuildRuntime) -> None:
@@ -135,8 +138,8 @@ def test_email_goes_through_sendgrid_with_the_message_key(build_runtime: BuildRu
 
         confirmation = runtime.message("confirmation")
         (request,) = sendgrid.sends()
-        assert confirmation["status"] == "sent" and confirmation["channel"] == "email"
-        assert request.json["custom_args"] == {"message_key": confirmation["key"]}
+        assert confirmation.status == "sent" and confirmation.channel == "email"
+        assert request.json["custom_args"] == {"message_key": confirmation.key}
 
 
 def test_a_batch_sent_on_threads_sends_each_key_once(build_runtime: BuildRuntime) -> None:
@@ -149,7 +152,7 @@ def test_a_batch_sent_on_threads_sends_each_key_once(build_runtime: BuildRuntime
 
     messages = runtime.store.messages()
     assert len(messages) == 160
-    assert {m["status"] for m in messages} == {"sent"}
-    assert runtime.outbox() == {(m["key"], "sms"): 1 for m in messages}
+    assert {m.status for m in messages} == {"sent"}
+    assert runtime.outbox() == {(m.key, "sms"): 1 for m in messages}
     sent_rows = [a for a in runtime.store.audit() if a.status == "sent"]
-    assert sorted(a.key for a in sent_rows) == sorted(m["key"] for m in messages)
+    assert sorted(a.key for a in sent_rows) == sorted(m.key for m in messages)

@@ -100,12 +100,12 @@ def test_restart_on_a_new_version_keeps_running_episodes_on_theirs(
     after.run_until_idle()
 
     first = store.messages(patient_id="p-1")
-    assert {m["flow_version"] for m in first} == {1}
-    assert "survey" in {m["message"] for m in first}
-    assert {m["flow_version"] for m in store.messages(patient_id="p-2")} == {2}
-    assert [e["flow_version"] for e in store.episodes("p-1")] == [1]
-    assert [e["flow_version"] for e in store.episodes("p-2")] == [2]
-    assert {m["status"] for m in store.messages()} == {"sent"}
+    assert {m.flow_version for m in first} == {1}
+    assert "survey" in {m.message for m in first}
+    assert {m.flow_version for m in store.messages(patient_id="p-2")} == {2}
+    assert [e.flow_version for e in store.episodes("p-1")] == [1]
+    assert [e.flow_version for e in store.episodes("p-2")] == [2]
+    assert {m.status for m in store.messages()} == {"sent"}
 
 
 def test_rebooking_an_episode_of_an_older_version_starts_none_on_the_new_one(
@@ -120,8 +120,8 @@ def test_rebooking_an_episode_of_an_older_version_starts_none_on_the_new_one(
     after.process(make_event(appointment_id="a-2", start=START, occurred_at=at(hours=2)))
 
     # The rebooking continues the version-1 episode; no second episode, no second set of reminders.
-    assert [(e["flow_version"], e["stage"]) for e in store.episodes("p-1")] == [(1, "booked")]
-    assert {m["flow_version"] for m in store.messages(patient_id="p-1")} == {1}
+    assert [(e.flow_version, e.stage) for e in store.episodes("p-1")] == [(1, "booked")]
+    assert {m.flow_version for m in store.messages(patient_id="p-1")} == {1}
 
 
 def test_an_event_an_older_version_took_stays_its_own_when_a_late_event_refolds(
@@ -143,9 +143,9 @@ def test_an_event_an_older_version_took_stays_its_own_when_a_late_event_refolds(
     after.process(make_event("appointment.cancelled", occurred_at=at(hours=2, minutes=30), **a3))
 
     # Nothing of version 2 waits for a visit: a-3 is cancelled, and a-2 is version 1's.
-    v2 = [m for m in store.messages(patient_id="p-1") if m["flow_version"] == 2]
-    assert [m["message"] for m in v2 if m["status"] == "scheduled"] == ["rebooking_nudge"]
-    assert [(e["flow_version"], e["stage"]) for e in store.episodes("p-1")] == [
+    v2 = [m for m in store.messages(patient_id="p-1") if m.flow_version == 2]
+    assert [m.message for m in v2 if m.status == "scheduled"] == ["rebooking_nudge"]
+    assert [(e.flow_version, e.stage) for e in store.episodes("p-1")] == [
         (1, "booked"),
         (2, "rebooking"),
     ]

@@ -21,6 +21,7 @@ from orchestrator.ports import Connector, Outgoing, Receipt
 from orchestrator.runtime.intake import events_of
 from orchestrator.runtime.runtime import Runtime
 from orchestrator.settings import Settings
+from tests import store_reads
 from tests.inbound_service import build_service
 from tests.samples import ROOT, sample_events
 from tests.standins import StandIn, twilio_standin
@@ -101,12 +102,12 @@ def test_an_opt_out_learned_while_sending_is_queued_then_suppresses_the_next_sms
     # The send thread only queued the opt-out: nothing is recorded yet.
     assert watched.processed_while_sending == 0
     assert len(runtime.deferred) == 1
-    assert Channel.SMS not in runtime.store.consent("p-cc-001", "patient")
+    assert Channel.SMS not in store_reads.consent(runtime.store, "p-cc-001", "patient")
 
     runtime.tick()  # the runtime takes what was queued before it dispatches again
 
     assert len(runtime.deferred) == 0
-    consent = runtime.store.consent("p-cc-001", "patient")[Channel.SMS]
+    consent = store_reads.consent(runtime.store, "p-cc-001", "patient")[Channel.SMS]
     assert (consent.granted, consent.source) == (False, "twilio")
     attempts = sms_attempts(twilio)
     until = runtime.clock.now() + timedelta(days=30)

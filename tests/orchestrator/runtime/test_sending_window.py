@@ -53,7 +53,7 @@ def _two_patients_due(
         sending = next(
             p
             for p in ("p-1", "p-2")
-            if outgoing.key in {m["key"] for m in runtime.store.messages(patient_id=p)}
+            if outgoing.key in {m.key for m in runtime.store.messages(patient_id=p)}
         )
         order.extend([sending, "p-2" if sending == "p-1" else "p-1"])
         meanwhile(runtime, order[1])
@@ -94,9 +94,9 @@ def test_a_cancellation_processed_while_the_batch_sends_stops_a_later_message(
     first, other = order
 
     reminder = runtime.message("reminder_72h", other)
-    assert reminder["status"] == "cancelled"
-    assert reminder["key"] not in {key for key, _ in runtime.outbox()}
-    assert runtime.message("reminder_72h", first)["status"] == "sent"
+    assert reminder.status == "cancelled"
+    assert reminder.key not in {key for key, _ in runtime.outbox()}
+    assert runtime.message("reminder_72h", first).status == "sent"
 
 
 def test_an_opt_out_processed_while_the_batch_sends_stops_a_later_message(
@@ -115,5 +115,5 @@ def test_an_opt_out_processed_while_the_batch_sends_stops_a_later_message(
     first, other = order
 
     sent = {key for key, _ in runtime.outbox()}
-    assert {m["key"] for m in runtime.store.messages(patient_id=other)}.isdisjoint(sent)
-    assert runtime.message("confirmation", first)["key"] in sent
+    assert {m.key for m in runtime.store.messages(patient_id=other)}.isdisjoint(sent)
+    assert runtime.message("confirmation", first).key in sent

@@ -167,7 +167,7 @@ def test_chunks_continue_across_an_instant_shared_by_many_events(store: SqlStore
     events += [make_event("intake.sent", occurred_at=at(minutes=m)) for m in range(1, 6)]
     processed(store, events)
 
-    read = list(read_history(store._read, at(), None, None, chunk=2))
+    read = list(read_history(store.transactions.read, at(), None, None, chunk=2))
 
     assert read == sorted(events, key=Event.sort_key)
 

@@ -32,7 +32,7 @@ def send(store: SqlStore, key: str, *, when: timedelta = timedelta(0)) -> None:
 
 
 def audit(store: SqlStore, key: str, status: str) -> None:
-    with store._tx() as c:
+    with store.transactions.write() as c:
         c.execute(insert(AuditRow), audit_row(record(message(key), T0, status, "test")))
 
 
@@ -140,7 +140,7 @@ def test_audit_check_names_each_violation_and_exits_1(
     sqlite_url: str, sqlite_store: SqlStore
 ) -> None:
     schedule(sqlite_store, message("m-1"), message("m-2", due_at=at(days=400)))
-    with sqlite_store._tx() as c:
+    with sqlite_store.transactions.write() as c:
         c.execute(update(ScheduledMessageRow).values(status="claimed"))
 
     text = runner.invoke(

@@ -28,6 +28,7 @@ from orchestrator.journey import Journey, Recipient, ScheduledMessage
 from orchestrator.message_status import MessageStatus
 from orchestrator.patient_merge import KnownPatient, Stamp, merge_patient
 from orchestrator.policies import ConsentRecord
+from orchestrator.ports import MessageView
 from orchestrator.store import (
     OutboxEntry,
     Sent,
@@ -39,6 +40,7 @@ from orchestrator.store import (
     upgrade,
 )
 from orchestrator.store.tables import Base, DeliveryAttemptRow, PatientRow, ScheduledMessageRow
+from tests import store_reads
 from tests.builders import T0, at, make_event, make_flow
 
 FLOW = make_flow()
@@ -85,8 +87,8 @@ def cancel(store: SqlStore, *messages: ScheduledMessage, now: datetime = T0) -> 
             unit.cancel(each, "appointment_cancelled", "evt-2")
 
 
-def row(store: SqlStore, key: str) -> dict[str, Any]:
-    return next(m for m in store.messages() if m["key"] == key)
+def row(store: SqlStore, key: str) -> MessageView:
+    return next(m for m in store.messages() if m.key == key)
 
 
 def lease_of(store: SqlStore, key: str) -> tuple[str, str | None, datetime | None]:
@@ -150,11 +152,11 @@ def test_unit_of_work_writes_journey_messages_processed_and_audit_together(
             unit.schedule(each, event.id)
         unit.mark_processed(event)
 
-    assert store.patient("p-1") == event.patient
-    assert store.journey("p-1", FLOW.id, 1) == journey
-    assert [e["id"] for e in store.episodes("p-1")] == [journey.episodes[0].id]
-    assert {m["key"] for m in store.messages()} == {m.key for m in messages}
-    assert {m["status"] for m in store.messages()} == {"scheduled"}
+    assert store_reads.patient(store, "p-1") == event.patient
+    assert store_reads.journey(store, "p-1", FLOW.id, 1) == journey
+    assert [e.id for e in store.episodes("p-1")] == [journey.episodes[0].id]
+    assert {m.key for m in store.messages()} == {m.key for m in messages}
+    assert {m.status for m in store.messages()} == {"scheduled"}
     audit = store.audit()
     assert sorted(a.key for a in audit) == sorted(m.key for m in messages)
     assert {(a.status, a.event_id) for a in audit} == {("scheduled", event.id)}
@@ -205,8 +207,8 @@ def test_failure_inside_the_unit_writes_nothing(store: SqlStore) -> None:
         unit.mark_processed(event)
         raise RuntimeError("the batch failed")
 
-    assert store.patient("p-1") is None
-    assert store.journey("p-1", FLOW.id, 1) is None
+    assert store_reads.patient(store, "p-1") is None
+    assert store_reads.journey(store, "p-1", FLOW.id, 1) is None
     assert store.episodes("p-1") == []
     assert store.messages() == []
     assert store.audit() == []
@@ -226,8 +228,8 @@ def test_failed_flush_rolls_back_what_it_had_written(store: SqlStore) -> None:
         unit.mark_processed(event)
         unit.mark_processed(event)
 
-    assert store.patient("p-1") is None
-    assert store.journey("p-1", FLOW.id, 1) is None
+    assert store_reads.patient(store, "p-1") is None
+    assert store_reads.journey(store, "p-1", FLOW.id, 1) is None
     assert store.episodes("p-1") == []
     assert store.messages() == []
     assert store.audit() == []
@@ -242,7 +244,7 @@ def test_datetimes_read_back_aware_utc_whatever_zone_they_were_written_in(
     chicago = datetime(2026, 3, 10, 9, 30, tzinfo=ZoneInfo("America/Chicago"))
     schedule(store, message(due_at=chicago), now=chicago)
 
-    due_at = row(store, "m-1")["due_at"]
+    due_at = row(store, "m-1").due_at
     assert due_at == chicago
     assert due_at.tzinfo is not None and due_at.utcoffset() == timedelta(0)
     assert due_at == datetime(2026, 3, 10, 14, 30, tzinfo=UTC)  # CDT, UTC-5
@@ -256,7 +258,7 @@ def test_datetimes_read_back_aware_utc_whatever_zone_they_were_written_in(
 def test_naive_datetime_is_refused(store: SqlStore) -> None:
     with pytest.raises(StoreError):
         store.reject(b"{}", "test", "bad", datetime(2026, 3, 2, 14, 0))
-    assert store.rejected() == []
+    assert store_reads.rejected(store) == []
 
 
 # -- scheduling and cancelling --------------------------------------------------------
@@ -266,7 +268,7 @@ def test_scheduling_the_same_key_twice_keeps_one_row(store: SqlStore) -> None:
     schedule(store, message())
     schedule(store, message(), now=at(hours=1))
 
-    assert [m["key"] for m in store.messages()] == ["m-1"]
+    assert [m.key for m in store.messages()] == ["m-1"]
 
 
 def test_update_of_a_pending_message_keeps_its_due_at_and_takes_the_new_expiry(
@@ -275,7 +277,7 @@ def test_update_of_a_pending_message_keeps_its_due_at_and_takes_the_new_expiry(
     schedule(store, message(due_at=at(hours=1)))
     schedule(store, message(due_at=at(hours=5), expires_at=at(days=2)), now=at(minutes=30))
 
-    assert row(store, "m-1")["due_at"] == at(hours=1)
+    assert row(store, "m-1").due_at == at(hours=1)
     (claimed,) = store.claim_due(at(hours=1), "a", at(hours=1) + LEASE, 10)
     assert claimed.message.expires_at == at(days=2)
 
@@ -305,20 +307,20 @@ def test_update_of_a_deferred_message_keeps_the_deferral(store: SqlStore) -> Non
 
     schedule(store, replace(m, expires_at=at(days=3)), now=at(hours=2))
 
-    assert row(store, "m-1")["due_at"] == at(hours=18)
-    assert row(store, "m-1")["status"] == "scheduled"
+    assert row(store, "m-1").due_at == at(hours=18)
+    assert row(store, "m-1").status == "scheduled"
 
 
 def test_scheduling_again_does_not_revive_a_sent_message(store: SqlStore) -> None:
     m = message()
     schedule(store, m)
     store.claim_due(T0, "a", T0 + LEASE, 10)
-    store.begin_send(m.key, "a", Channel.SMS, T0)
+    store_reads.begin_send(store, m.key, "a", Channel.SMS, T0)
     store.finish(m, "a", T0, "sent", None, channel=Channel.SMS)
 
     schedule(store, m, now=at(hours=1))
 
-    assert row(store, "m-1")["status"] == "sent"
+    assert row(store, "m-1").status == "sent"
     assert claim(store, at(hours=2)) == []
 
 
@@ -326,7 +328,7 @@ def test_cancel_moves_a_pending_message_to_cancelled_with_its_reason(store: SqlS
     schedule(store, message())
     cancel(store, message())
 
-    assert (row(store, "m-1")["status"], row(store, "m-1")["reason"]) == (
+    assert (row(store, "m-1").status, row(store, "m-1").reason) == (
         "cancelled",
         "appointment_cancelled",
     )
@@ -341,13 +343,13 @@ def test_cancel_leaves_a_sent_message_sent(store: SqlStore) -> None:
     m = message()
     schedule(store, m)
     store.claim_due(T0, "a", T0 + LEASE, 10)
-    store.begin_send(m.key, "a", Channel.SMS, T0)
+    store_reads.begin_send(store, m.key, "a", Channel.SMS, T0)
     assert store.finish(m, "a", T0, "sent", None, channel=Channel.SMS, provider_id="x-1")
 
     cancel(store, m, now=at(hours=1))
 
-    assert row(store, "m-1")["status"] == "sent"
-    assert row(store, "m-1")["reason"] is None
+    assert row(store, "m-1").status == "sent"
+    assert row(store, "m-1").reason is None
 
 
 def test_cancel_of_a_sent_message_is_not_audited_as_cancelled(store: SqlStore) -> None:
@@ -355,7 +357,7 @@ def test_cancel_of_a_sent_message_is_not_audited_as_cancelled(store: SqlStore) -
     m = message()
     schedule(store, m)
     store.claim_due(T0, "a", T0 + LEASE, 10)
-    store.begin_send(m.key, "a", Channel.SMS, T0)
+    store_reads.begin_send(store, m.key, "a", Channel.SMS, T0)
     store.finish(m, "a", T0, "sent", None, channel=Channel.SMS)
 
     cancel(store, m, now=at(hours=1))
@@ -377,7 +379,7 @@ def test_claim_returns_only_due_messages_ordered_by_due_at(store: SqlStore) -> N
     )
 
     assert claim(store, at(hours=4)) == ["m-b", "m-c", "m-a"]
-    assert row(store, "m-d")["status"] == "scheduled"
+    assert row(store, "m-d").status == "scheduled"
 
 
 def test_claim_takes_the_earliest_due_up_to_the_limit(store: SqlStore) -> None:
@@ -425,7 +427,7 @@ def test_message_whose_lease_expired_is_claimed_again(store: SqlStore) -> None:
 def test_message_abandoned_mid_send_is_claimed_again_as_sending(store: SqlStore) -> None:
     schedule(store, message())
     claim(store, T0, owner="a")
-    assert store.begin_send("m-1", "a", Channel.SMS, T0) == 1
+    assert store_reads.begin_send(store, "m-1", "a", Channel.SMS, T0) == 1
 
     later = T0 + LEASE + timedelta(seconds=1)
     (claimed,) = store.claim_due(later, "b", later + LEASE, 10)
@@ -435,23 +437,23 @@ def test_message_abandoned_mid_send_is_claimed_again_as_sending(store: SqlStore)
     # The first claimer lost it: it can neither finish nor put it back.
     assert store.finish(message(), "a", later, "sent", None) is False
     assert store.reschedule(message(), "a", later, at(hours=1), "retry:x") is False
-    assert row(store, "m-1")["status"] == "sending"
+    assert row(store, "m-1").status == "sending"
 
 
 def test_begin_send_counts_attempts_and_marks_the_message_sending(store: SqlStore) -> None:
     schedule(store, message())
     claim(store, T0)
 
-    assert store.begin_send("m-1", "a", Channel.EMAIL, T0) == 1
+    assert store_reads.begin_send(store, "m-1", "a", Channel.EMAIL, T0) == 1
 
     current = row(store, "m-1")
-    assert (current["status"], current["channel"], current["attempts"]) == (
+    assert (current.status, current.channel, current.attempts) == (
         "sending",
         "email",
         1,
     )
     # Already sending: a second hand-over is refused.
-    assert store.begin_send("m-1", "a", Channel.EMAIL, T0) is None
+    assert store_reads.begin_send(store, "m-1", "a", Channel.EMAIL, T0) is None
 
 
 def test_begin_send_returns_none_when_the_message_was_cancelled_after_the_claim(
@@ -461,17 +463,17 @@ def test_begin_send_returns_none_when_the_message_was_cancelled_after_the_claim(
     claim(store, T0)
     cancel(store, message())
 
-    assert store.begin_send("m-1", "a", Channel.SMS, T0) is None
-    assert row(store, "m-1")["status"] == "cancelled"
-    assert row(store, "m-1")["attempts"] == 0
+    assert store_reads.begin_send(store, "m-1", "a", Channel.SMS, T0) is None
+    assert row(store, "m-1").status == "cancelled"
+    assert row(store, "m-1").attempts == 0
 
 
 def test_begin_send_by_another_claimer_returns_none(store: SqlStore) -> None:
     schedule(store, message())
     claim(store, T0, owner="a")
 
-    assert store.begin_send("m-1", "b", Channel.SMS, T0) is None
-    assert row(store, "m-1")["status"] == "claimed"
+    assert store_reads.begin_send(store, "m-1", "b", Channel.SMS, T0) is None
+    assert row(store, "m-1").status == "claimed"
 
 
 def test_finish_by_the_lease_owner_records_the_final_status_and_its_audit(
@@ -480,7 +482,7 @@ def test_finish_by_the_lease_owner_records_the_final_status_and_its_audit(
     m = message()
     schedule(store, m)
     claim(store, T0)
-    store.begin_send(m.key, "a", Channel.SMS, T0)
+    store_reads.begin_send(store, m.key, "a", Channel.SMS, T0)
 
     assert store.finish(
         m,
@@ -495,7 +497,7 @@ def test_finish_by_the_lease_owner_records_the_final_status_and_its_audit(
     )
 
     current = row(store, "m-1")
-    assert (current["status"], current["channel"], current["sent_at"]) == (
+    assert (current.status, current.channel, current.sent_at) == (
         "sent",
         "sms",
         at(minutes=1),
@@ -528,7 +530,7 @@ def test_begin_sends_marks_a_batch_each_on_its_channel_and_leaves_out_lost_claim
     )
 
     assert attempts == {"m-1": 1, "m-2": 1}
-    assert [(row(store, k)["status"], row(store, k)["channel"]) for k in ("m-1", "m-2")] == [
+    assert [(row(store, k).status, row(store, k).channel) for k in ("m-1", "m-2")] == [
         ("sending", "sms"),
         ("sending", "email"),
     ]
@@ -557,7 +559,7 @@ def test_finish_sent_records_each_send_with_its_own_values_and_skips_lost_claims
     assert store.finish_sent(sends, "a") == {"m-1", "m-2"}
 
     recorded = [
-        {k: row(store, key)[k] for k in ("status", "channel", "sent_at", "reason")}
+        {k: getattr(row(store, key), k) for k in ("status", "channel", "sent_at", "reason")}
         for key in ("m-1", "m-2", "m-3")
     ]
     assert recorded == [
@@ -604,7 +606,7 @@ def test_reschedule_by_the_lease_owner_puts_the_message_back_due_later(
     assert store.reschedule(m, "a", T0, at(hours=18), "deferred:quiet_hours")
 
     current = row(store, "m-1")
-    assert (current["status"], current["due_at"], current["reason"]) == (
+    assert (current.status, current.due_at, current.reason) == (
         "scheduled",
         at(hours=18),
         "deferred:quiet_hours",
@@ -627,20 +629,20 @@ def test_reschedule_by_another_claimer_changes_nothing(store: SqlStore) -> None:
 
     assert store.reschedule(m, "b", T0, at(hours=18), "retry:x") is False
 
-    assert row(store, "m-1")["due_at"] == T0
+    assert row(store, "m-1").due_at == T0
     assert lease_of(store, "m-1") == ("claimed", "a", T0 + LEASE)
 
 
 def test_unsend_returns_a_sending_message_to_its_claimer(store: SqlStore) -> None:
     schedule(store, message())
     claim(store, T0)
-    store.begin_send("m-1", "a", Channel.SMS, T0)
+    store_reads.begin_send(store, "m-1", "a", Channel.SMS, T0)
 
     assert store.unsend("m-1", "b", T0, "failed", "rejected") is False
     assert store.unsend("m-1", "a", T0, "failed", "rejected") is True
 
     assert lease_of(store, "m-1") == ("claimed", "a", T0 + LEASE)
-    assert store.begin_send("m-1", "a", Channel.EMAIL, T0) == 2
+    assert store_reads.begin_send(store, "m-1", "a", Channel.EMAIL, T0) == 2
 
 
 def attempts_of(store: SqlStore, key: str) -> list[tuple[int, str]]:
@@ -658,17 +660,17 @@ def test_calls_together_commit_as_one_with_every_audit_row_and_attempt(
     sent, deferred, refused = message("m-1"), message("m-2"), message("m-3")
     schedule(store, sent, deferred, refused)
     claim(store, T0)
-    store.begin_send("m-1", "a", Channel.SMS, T0)
-    store.begin_send("m-3", "a", Channel.SMS, T0)
+    store_reads.begin_send(store, "m-1", "a", Channel.SMS, T0)
+    store_reads.begin_send(store, "m-3", "a", Channel.SMS, T0)
 
     with store.together():
         store.finish(sent, "a", T0, "sent", None, channel=Channel.SMS, attempt_outcome="sent")
         store.reschedule(deferred, "a", T0, at(hours=18), "deferred:quiet_hours")
         # A refusal then the next channel, in one block: the close reaches only attempt 1.
         store.unsend("m-3", "a", T0, "failed", "rejected")
-        assert store.begin_send("m-3", "a", Channel.EMAIL, T0) == 2
+        assert store_reads.begin_send(store, "m-3", "a", Channel.EMAIL, T0) == 2
 
-    assert [row(store, k)["status"] for k in ("m-1", "m-2", "m-3")] == [
+    assert [row(store, k).status for k in ("m-1", "m-2", "m-3")] == [
         "sent",
         "scheduled",
         "sending",
@@ -691,7 +693,7 @@ def test_an_error_inside_together_rolls_every_call_back(store: SqlStore) -> None
         store.finish(second, "a", T0, "suppressed", "consent")
         raise RuntimeError("the batch broke")
 
-    assert [row(store, k)["status"] for k in ("m-1", "m-2")] == ["claimed", "claimed"]
+    assert [row(store, k).status for k in ("m-1", "m-2")] == ["claimed", "claimed"]
     assert [a.status for a in store.audit()] == ["scheduled", "scheduled"]
 
 
@@ -710,7 +712,7 @@ def two_claimers(pg_database: str) -> Iterator[tuple[SqlStore, SqlStore]]:
     try:
         yield SqlStore(first), SqlStore(second)
     finally:
-        SqlStore(first).purge()
+        store_reads.purge(SqlStore(first))
         first.dispose()
         second.dispose()
 
@@ -746,14 +748,14 @@ def test_concurrent_claimers_get_disjoint_sets_on_postgresql(
 def test_rejected_input_is_kept_with_its_reason(store: SqlStore) -> None:
     store.reject(b'{"id": "evt-9"', "api", "line 1: not valid JSON", T0)
 
-    (kept,) = store.rejected()
-    assert (kept["body"], kept["source"], kept["reason"], kept["truncated"]) == (
+    (kept,) = store_reads.rejected(store)
+    assert (kept.body, kept.source, kept.reason, kept.truncated) == (
         b'{"id": "evt-9"',
         "api",
         "line 1: not valid JSON",
         False,
     )
-    assert kept["received_at"] == T0
+    assert kept.received_at == T0
 
 
 def test_rejected_input_over_64_kib_is_cut_and_marked_truncated(store: SqlStore) -> None:
@@ -761,9 +763,9 @@ def test_rejected_input_over_64_kib_is_cut_and_marked_truncated(store: SqlStore)
     store.reject(b"a" * limit, "api", "exactly the limit", T0)
     store.reject(b"b" * (limit + 100), "api", "too large", at(minutes=1))
 
-    newest, oldest = store.rejected()
-    assert (len(oldest["body"]), oldest["truncated"]) == (limit, False)
-    assert (newest["body"], newest["truncated"]) == (b"b" * limit, True)
+    newest, oldest = store_reads.rejected(store)
+    assert (len(oldest.body), oldest.truncated) == (limit, False)
+    assert (newest.body, newest.truncated) == (b"b" * limit, True)
 
 
 # -- outbox ------------------------------------------------------------------------------
@@ -846,8 +848,8 @@ def test_latest_consent_per_channel_is_kept(store: SqlStore) -> None:
         unit.save_consent("p-1", "patient", opted_out)
         unit.save_consent("p-1", "patient", ConsentRecord(Channel.SMS, True, T0, "ehr"))
 
-    assert store.consent("p-1", "patient") == {Channel.SMS: opted_out}
-    assert store.consent("p-1", "caregiver:c-1") == {}
+    assert store_reads.consent(store, "p-1", "patient") == {Channel.SMS: opted_out}
+    assert store_reads.consent(store, "p-1", "caregiver:c-1") == {}
 
 
 def test_a_unit_holds_its_patients_against_other_processes_on_postgresql(
@@ -883,4 +885,4 @@ def test_finishing_a_held_message_with_a_status_it_cannot_move_to_is_refused(
     with pytest.raises(ValueError, match="cannot move to"):
         store.finish(m, "a", T0, status, "x")
 
-    assert row(store, "m-1")["status"] == MessageStatus.CLAIMED
+    assert row(store, "m-1").status == MessageStatus.CLAIMED

@@ -41,7 +41,7 @@ def test_a_sqlite_store_transaction_takes_the_write_lock_as_it_begins(
 ) -> None:
     other = other_writer(sqlite_store)
     try:
-        with sqlite_store._tx() as c:
+        with sqlite_store.transactions.write() as c:
             c.exec_driver_sql("SELECT 1")
             with pytest.raises(sqlite3.OperationalError, match="locked"):
                 other.execute("BEGIN IMMEDIATE")
@@ -55,7 +55,7 @@ def test_a_sqlite_read_reads_one_snapshot_and_leaves_writers_free(
     schedule(sqlite_store, message("m-1"))
     other = other_writer(sqlite_store)
     try:
-        with sqlite_store._read() as c:
+        with sqlite_store.transactions.read() as c:
             before = c.exec_driver_sql("SELECT status FROM scheduled_messages").scalar_one()
             # A reader holds no write lock: another writer commits beside it.
             other.execute("UPDATE scheduled_messages SET status = 'cancelled'")
@@ -63,7 +63,7 @@ def test_a_sqlite_read_reads_one_snapshot_and_leaves_writers_free(
     finally:
         other.close()
     assert (before, after) == ("scheduled", "scheduled")
-    assert row(sqlite_store, "m-1")["status"] == "cancelled"
+    assert row(sqlite_store, "m-1").status == "cancelled"
 
 
 def test_migrations_run_inside_one_sqlite_transaction(tmp_path: Any) -> None:
