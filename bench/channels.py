@@ -48,7 +48,8 @@ from connectors.twilio import TwilioConfig, TwilioConnector  # noqa: E402
 from orchestrator.clock import SystemClock, VirtualClock  # noqa: E402
 from orchestrator.event import Channel  # noqa: E402
 from orchestrator.event_schema import parse_event  # noqa: E402
-from orchestrator.runtime import EmbeddedService, Outgoing  # noqa: E402
+from orchestrator.runtime import Outgoing  # noqa: E402
+from orchestrator.service import EmbeddedService  # noqa: E402
 from orchestrator.settings import Settings  # noqa: E402
 from tests.standins import ACCOUNT_SID, StandIn, sendgrid_standin, twilio_standin  # noqa: E402
 

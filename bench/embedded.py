@@ -59,7 +59,7 @@ from orchestrator.api import create_app
 from orchestrator.clock import VirtualClock
 from orchestrator.event_schema import parse_event
 from orchestrator.journey import Recipient, ScheduledMessage
-from orchestrator.runtime import EmbeddedService
+from orchestrator.service import EmbeddedService
 from orchestrator.settings import Settings
 from orchestrator.store import codec, connect, upgrade
 from orchestrator.store.tables import AuditRow, ScheduledMessageRow

@@ -47,8 +47,8 @@ import hl7
 from connectors.hl7v2 import Hl7Config, to_event
 from connectors.mllp import MllpDecoder, frame
 from orchestrator.clock import VirtualClock
-from orchestrator.runtime.inbound import build_mllp_server
-from orchestrator.runtime.service import EmbeddedService
+from orchestrator.service import EmbeddedService
+from orchestrator.service.inbound import build_mllp_server
 from orchestrator.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent

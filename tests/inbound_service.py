@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 from unittest.mock import patch
 
-import orchestrator.runtime.runtime as service_module
+import orchestrator.service.runtime as service_module
 from orchestrator.clock import Clock
 from orchestrator.flows import load_flows
-from orchestrator.runtime.service import EmbeddedService
+from orchestrator.service import EmbeddedService
 from orchestrator.settings import Settings
 from orchestrator.templates import TemplateSet
 

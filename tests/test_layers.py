@@ -17,9 +17,6 @@ RUNTIME = sorted(
     p.relative_to(ROOT).as_posix() for p in (ROOT / "orchestrator/runtime").glob("*.py")
 )
 CONNECTORS = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "connectors").glob("*.py"))
-# The embedded runtime's composition roots: they turn settings into a concrete
-# store (and its archive) and hand it, as ports, to the rest of the runtime.
-COMPOSITION_ROOTS = {"orchestrator/runtime/runtime.py", "orchestrator/runtime/inbound.py"}
 # The ports are a leaf: the standard library and the core's values.
 PORTS_MAY_IMPORT = {
     "__future__",
@@ -67,16 +64,18 @@ def reaching_into(root: Path, path: str, packages: tuple[str, ...]) -> list[str]
     ]
 
 
-@pytest.mark.parametrize("path", [p for p in RUNTIME if p not in COMPOSITION_ROOTS])
+@pytest.mark.parametrize("path", RUNTIME)
 def test_runtime_module_imports_no_concrete_store(path: str) -> None:
-    assert (
-        reaching_into(
-            ROOT,
-            path,
-            ("orchestrator.store", "orchestrator.memory_store", "orchestrator.memory_unit"),
-        )
-        == []
+    # The composition root (`orchestrator/service/`) turns settings into a store
+    # and hands it, as ports, to the runtime; no module of `runtime/` does.
+    concrete = (
+        "orchestrator.store",
+        "orchestrator.memory_store",
+        "orchestrator.memory_unit",
+        "orchestrator.memory_journal",
+        "orchestrator.service",
     )
+    assert reaching_into(ROOT, path, concrete) == []
 
 
 # The HTTP routes get the runtime's parts through `api/deps.py`; only it and
@@ -90,7 +89,7 @@ API_ROUTES = sorted(
 
 @pytest.mark.parametrize("path", API_ROUTES)
 def test_http_routes_never_receive_the_whole_runtime(path: str) -> None:
-    packages = ("orchestrator.runtime.runtime", "orchestrator.runtime.service")
+    packages = ("orchestrator.service.runtime", "orchestrator.service")
     assert reaching_into(ROOT, path, packages) == []
 
 

@@ -20,7 +20,7 @@ from orchestrator.api import create_app
 from orchestrator.clock import VirtualClock
 from orchestrator.event_schema import parse_event
 from orchestrator.logs import JSONFormatter
-from orchestrator.runtime.service import EmbeddedService
+from orchestrator.service import EmbeddedService
 from orchestrator.settings import Settings
 from tests import store_reads
 from tests.live import TestClient, serve, wait_until

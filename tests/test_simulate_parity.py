@@ -27,7 +27,7 @@ from orchestrator.api.app import create_app
 from orchestrator.clock import VirtualClock
 from orchestrator.event_schema import parse_event
 from orchestrator.flows import load_flows
-from orchestrator.runtime.service import DispatchLoop, EmbeddedService
+from orchestrator.service import DispatchLoop, EmbeddedService
 from orchestrator.settings import Settings
 from orchestrator.simulate import PlayOrder, in_history_order, simulate
 from orchestrator.templates import TemplateSet

@@ -21,7 +21,7 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from ..errors import UnstorableError
-from ..runtime.runtime import Runtime
+from ..service.runtime import Runtime
 from . import dashboard, events, fhir, health, records, webhooks
 from .deps import require_token
 from .metrics import Metrics

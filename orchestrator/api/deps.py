@@ -18,7 +18,7 @@ from ..clock import Clock as _Clock
 from ..flows.model import Flow
 from ..runtime.intake import Intake as _Intake
 from ..runtime.registry import FlowRegistry
-from ..runtime.runtime import Runtime
+from ..service.runtime import Runtime
 from ..settings import Settings as _Settings
 from ..store import SqlStore
 from .metrics import Metrics as _Metrics

@@ -25,7 +25,7 @@ from ..errors import JsonError
 from ..event import Event
 from ..event_schema import dump_event
 from ..limits import read_json
-from ..runtime.inbound import hl7_config
+from ..service.inbound import hl7_config
 from .options import settings_with
 
 __all__ = ["convert_command"]

@@ -239,7 +239,7 @@ def _send_to_test(settings: Settings, previews: Sequence[MessagePreview]) -> lis
     from ..clock import SystemClock
     from ..errors import StoreError
     from ..preview import TestRecipient, test_send
-    from ..runtime.runtime import connectors_for
+    from ..service.runtime import connectors_for
     from ..store import SqlStore, TestSendLedger, connect, pending
 
     recipient = TestRecipient(settings.test_phone, settings.test_email)

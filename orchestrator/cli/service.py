@@ -41,7 +41,7 @@ def run_command(
 
     from ..api import create_app
     from ..logs import configure
-    from ..runtime.service import EmbeddedService
+    from ..service import EmbeddedService
 
     settings = settings_with(db=db, flows=flows, templates=templates)
     settings = settings.model_copy(
@@ -67,7 +67,7 @@ def run_command(
     if settings.mllp_port is not None:
         import asyncio
 
-        from ..runtime.inbound import serve
+        from ..service.inbound import serve
 
         asyncio.run(serve(app, service, settings.mllp_port))
         return

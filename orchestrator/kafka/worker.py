@@ -19,7 +19,7 @@ import time
 
 from ..clock import Clock, SystemClock
 from ..errors import StoreError
-from ..runtime.runtime import Runtime
+from ..service.runtime import Runtime
 from ..settings import Settings
 from .app import AgentOptions, build_app
 from .handler import BatchHandler

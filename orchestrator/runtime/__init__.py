@@ -1,5 +1,5 @@
-"""The runtimes' shared machinery: the intake, event processing, dispatch, flow versions,
-and the `Runtime` both are built from."""
+"""The runtimes' shared machinery: the intake, event processing, dispatch, flow versions
+and rendering, typed against the ports (`orchestrator.service` builds them on a store)."""
 
 from __future__ import annotations
 
@@ -12,14 +12,10 @@ if TYPE_CHECKING:
     from .processor import EventProcessor, EventResult
     from .registry import FlowRegistry
     from .rendering import Organisation, render_context
-    from .runtime import Runtime
-    from .service import DispatchLoop, EmbeddedService
 
 __all__ = [
     "Connector",
-    "DispatchLoop",
     "Dispatcher",
-    "EmbeddedService",
     "EventProcessor",
     "EventResult",
     "FlowRegistry",
@@ -28,17 +24,14 @@ __all__ = [
     "Organisation",
     "Outgoing",
     "Receipt",
-    "Runtime",
     "render_context",
 ]
 
 # Where each name lives. Imported on first use (PEP 562): the preview renders
-# with `rendering` alone, without the store and the web service behind `Runtime`.
+# with `rendering` alone, without the dispatcher's connectors and policies.
 _HOME = {
     "Connector": ".dispatcher",
-    "DispatchLoop": ".service",
     "Dispatcher": ".dispatcher",
-    "EmbeddedService": ".service",
     "EventProcessor": ".processor",
     "EventResult": ".processor",
     "FlowRegistry": ".registry",
@@ -47,7 +40,6 @@ _HOME = {
     "Organisation": ".rendering",
     "Outgoing": ".dispatcher",
     "Receipt": ".dispatcher",
-    "Runtime": ".runtime",
     "render_context": ".rendering",
 }
 

@@ -11,8 +11,8 @@ from sqlalchemy import text
 from connectors.hl7_intake import Hl7Intake
 from orchestrator.clock import VirtualClock
 from orchestrator.event import bound_id
-from orchestrator.runtime.inbound import build_hl7_intake
-from orchestrator.runtime.service import EmbeddedService
+from orchestrator.service import EmbeddedService
+from orchestrator.service.inbound import build_hl7_intake
 from orchestrator.settings import Settings
 from tests import store_reads
 from tests.connectors.hl7_samples import sample, with_field

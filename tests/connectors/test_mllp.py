@@ -24,8 +24,8 @@ from connectors.mllp import BrokenFrame, Frame, MllpDecoder, MllpServer, frame
 from orchestrator.clock import VirtualClock
 from orchestrator.event import Event
 from orchestrator.logs import JSONFormatter
-from orchestrator.runtime.inbound import build_hl7_intake, build_mllp_server
-from orchestrator.runtime.service import EmbeddedService
+from orchestrator.service import EmbeddedService
+from orchestrator.service.inbound import build_hl7_intake, build_mllp_server
 from orchestrator.settings import Settings
 from orchestrator.store import InboundArchive
 from tests import store_reads

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from connectors.mllp import frame
 from orchestrator.clock import VirtualClock
-from orchestrator.runtime.service import EmbeddedService
+from orchestrator.service import EmbeddedService
 from orchestrator.settings import Settings
 from tests import store_reads
 from tests.conftest import ROOT

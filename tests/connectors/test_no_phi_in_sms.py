@@ -19,7 +19,7 @@ from orchestrator.clock import VirtualClock
 from orchestrator.event import Channel
 from orchestrator.event_schema import parse_event
 from orchestrator.logs import JSONFormatter
-from orchestrator.runtime.service import EmbeddedService
+from orchestrator.service import EmbeddedService
 from orchestrator.settings import Settings
 from tests.samples import ROOT, SAMPLE_FILES, sample_events
 from tests.standins import ACCOUNT_SID, StandIn, sendgrid_standin, twilio_standin

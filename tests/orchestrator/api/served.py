@@ -16,7 +16,7 @@ from typing import Any
 
 from orchestrator.api import create_app
 from orchestrator.clock import VirtualClock
-from orchestrator.runtime.service import EmbeddedService
+from orchestrator.service import EmbeddedService
 from orchestrator.settings import Settings
 from tests import store_reads
 from tests.inbound_service import build_service

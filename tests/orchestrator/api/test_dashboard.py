@@ -23,7 +23,7 @@ from orchestrator.event_schema import dump_event
 from orchestrator.insight import FlowFigures, shown
 from orchestrator.insight.reading import measured
 from orchestrator.insight.worksheet import FUNNEL, funnel_texts
-from orchestrator.runtime.service import EmbeddedService
+from orchestrator.service import EmbeddedService
 from orchestrator.settings import Settings
 from tests.live import TestClient, serve
 from tests.orchestrator.insight.stream import insight_flow_data, insight_stream

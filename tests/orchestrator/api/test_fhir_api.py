@@ -12,7 +12,7 @@ import pytest
 
 from orchestrator.api import create_app
 from orchestrator.clock import VirtualClock
-from orchestrator.runtime.service import EmbeddedService
+from orchestrator.service import EmbeddedService
 from orchestrator.settings import Settings
 from orchestrator.store import InboundArchive
 from tests import store_reads

@@ -31,7 +31,7 @@ from orchestrator.clock import VirtualClock
 from orchestrator.errors import StoreError
 from orchestrator.event import Channel
 from orchestrator.ports import MessageView
-from orchestrator.runtime.service import EmbeddedService
+from orchestrator.service import EmbeddedService
 from orchestrator.settings import Settings
 from orchestrator.store.delivery import DeliveryLedger
 from orchestrator.store.tables import ProcessedEventRow

@@ -15,7 +15,7 @@ from orchestrator.cli import app
 from orchestrator.clock import VirtualClock
 from orchestrator.event_schema import dump_event, parse_event_json
 from orchestrator.insight import read_csv
-from orchestrator.runtime.service import EmbeddedService
+from orchestrator.service import EmbeddedService
 from orchestrator.settings import Settings
 from orchestrator.store import SqlStore, connect
 from tests.builders import templates_for, write_templates

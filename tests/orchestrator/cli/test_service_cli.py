@@ -24,7 +24,7 @@ from orchestrator.cli import app
 from orchestrator.clock import VirtualClock
 from orchestrator.decisions import DecisionRecord
 from orchestrator.event_schema import parse_event
-from orchestrator.runtime.service import EmbeddedService
+from orchestrator.service import EmbeddedService
 from orchestrator.settings import Settings
 from orchestrator.store import connect, head, pending
 from orchestrator.store.tables import ImportRow, ProcessedEventRow

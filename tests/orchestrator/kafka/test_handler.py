@@ -13,7 +13,7 @@ from orchestrator.event_schema import parse_event
 from orchestrator.kafka import BatchHandler, Record, topic_for
 from orchestrator.kafka.handler import in_patient_order
 from orchestrator.kafka.worker import build_handler
-from orchestrator.runtime.service import EmbeddedService
+from orchestrator.service import EmbeddedService
 from orchestrator.settings import Settings
 from tests import store_reads
 from tests.builders import at, make_event_data, make_patient

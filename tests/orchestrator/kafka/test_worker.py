@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from orchestrator.cli.app import app
 from orchestrator.clock import SystemClock
 from orchestrator.event_schema import parse_event_json
-from orchestrator.runtime.service import EmbeddedService
+from orchestrator.service import EmbeddedService
 from orchestrator.settings import Settings
 from orchestrator.store import connect
 from orchestrator.store.tables import (

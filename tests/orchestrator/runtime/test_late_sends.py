@@ -19,7 +19,7 @@ from orchestrator.clock import VirtualClock
 from orchestrator.errors import MessageStaleError, TransientSendError
 from orchestrator.event import Channel
 from orchestrator.runtime import Outgoing, Receipt
-from orchestrator.runtime.service import EmbeddedService
+from orchestrator.service import EmbeddedService
 from orchestrator.settings import Settings
 from orchestrator.simulate import PlayOrder, simulate
 from orchestrator.templates import TemplateSet

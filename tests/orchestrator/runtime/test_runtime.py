@@ -19,7 +19,7 @@ from orchestrator.event_schema import parse_event
 from orchestrator.kafka.worker import build_handler
 from orchestrator.ports import Connector, Outgoing, Receipt
 from orchestrator.runtime.intake import events_of
-from orchestrator.runtime.runtime import Runtime
+from orchestrator.service.runtime import Runtime
 from orchestrator.settings import Settings
 from tests import store_reads
 from tests.inbound_service import build_service

@@ -18,7 +18,7 @@ from typing import Any
 from connectors.sandbox import SandboxConnector
 from orchestrator.clock import VirtualClock
 from orchestrator.event import Channel, Event
-from orchestrator.runtime import DispatchLoop
+from orchestrator.service import DispatchLoop
 from orchestrator.store import SqlStore, check_invariants
 from tests.builders import T0, make_event, make_patient
 from tests.orchestrator.runtime.conftest import BuildRuntime

@@ -23,16 +23,16 @@ from ..errors import StoreError
 from ..event import Channel
 from ..flows import load_flows
 from ..ports import Connector, EventIntake, Outbox
+from ..runtime.channels import real_connectors
+from ..runtime.dispatcher import Dispatcher
+from ..runtime.intake import Intake, IntakeQueue
+from ..runtime.processor import EventProcessor
+from ..runtime.registry import FlowRegistry
+from ..runtime.rendering import Organisation
 from ..settings import Settings
 from ..store import SqlStore, connect, pending, upgrade
 from ..store.delivery import DeliveryLedger
 from ..templates import TemplateSet
-from .channels import real_connectors
-from .dispatcher import Dispatcher
-from .intake import Intake, IntakeQueue
-from .processor import EventProcessor
-from .registry import FlowRegistry
-from .rendering import Organisation
 
 __all__ = ["DispatchLoop", "Runtime", "connectors_for"]
 

@@ -19,7 +19,7 @@ from connectors.mllp import MllpServer
 from ..ports import Input
 from ..settings import Settings
 from ..store import InboundArchive
-from .service import EmbeddedService
+from .runtime import Runtime as EmbeddedService
 
 __all__ = ["build_hl7_intake", "build_mllp_server", "hl7_config", "serve"]
 
