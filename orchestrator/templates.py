@@ -4,7 +4,9 @@ Layout: `templates/<channel>/<language>/<name>.j2`. An SMS template is the
 body; an email template defines the blocks `subject`, `text` and `html`.
 Templates render with `StrictUndefined`, so a misspelt variable is an error,
 not an empty string. The SMS context has no service, provider or diagnosis in
-it at all, so an SMS cannot name one.
+it at all, so an SMS cannot name one. An SMS body leaves through
+`sms.normalise`, so typography (Babel's narrow no-break space, curly quotes)
+never forces UCS-2.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from .errors import TemplateError
 from .event import Channel
-from .sms import analyse
+from .sms import analyse, normalise
 
 __all__ = ["EMAIL_BLOCKS", "MAX_SMS_SEGMENTS", "Rendered", "TemplateSet", "sample_context"]
 
@@ -103,7 +105,8 @@ class TemplateSet:
         try:
             plain = self._plain.get_template(name)
             if channel is Channel.SMS:
-                return Rendered(body=plain.render(context).strip())
+                # The one place an SMS body is made: what is checked, previewed and sent.
+                return Rendered(body=normalise(plain.render(context).strip()))
             missing = [b for b in EMAIL_BLOCKS if b not in plain.blocks]
             if missing:
                 raise TemplateError(f"template {name}: missing block(s) {', '.join(missing)}")
