@@ -43,7 +43,7 @@ def test_preview_prints_a_table_with_segments_encoding_and_forcing_characters(
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     sms = next(line for line in lines if "consult_rescheduled" in line and "sms" in line)
-    assert "UCS-2" in sms and "'á'@33" in sms and "│ 3 " in sms
+    assert "UCS-2" in sms and "'á'@33" in sms and "│ 2 " in sms
     assert "GSM-7 form (1 segment(s)):" in result.stdout
     assert any("consult_rescheduled" in line and "email" in line for line in lines)
     assert "Subject: Su cita cambió" in result.stdout
