@@ -21,7 +21,9 @@ from ..event import Event
 from ..event_schema import parse_event_json
 from ..flows.loader import load_flows
 from ..insight.compare import Comparison, compare
+from ..runtime.rendering import Organisation
 from ..simulate import PlayOrder, out_of_order, simulate
+from ..template_check import TemplateCheck
 from ..templates import TemplateSet
 from .options import TemplatesOption, settings_with
 
@@ -96,12 +98,13 @@ def simulate_command(
     stop = _parse_until(until)
     order = PlayOrder.ARRIVAL if arrival_order else PlayOrder.OCCURRED
     templates = TemplateSet(settings.templates)
+    check = TemplateCheck(templates, Organisation.of(settings))
     try:
         if compare_dirs is not None:
-            before_flows = load_flows([compare_dirs[0]], templates).flows
-            flows = load_flows([compare_dirs[1]], templates).flows
+            before_flows = load_flows([compare_dirs[0]], check).flows
+            flows = load_flows([compare_dirs[1]], check).flows
         else:
-            flows = load_flows([flows_dir or settings.flows], templates).flows
+            flows = load_flows([flows_dir or settings.flows], check).flows
     except FlowError as exc:
         for problem in exc.problems:
             err.print(str(problem), markup=False)
