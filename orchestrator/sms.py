@@ -8,6 +8,12 @@ from the GSM-7 extension table (such as `€` or `[`) takes two septets.
 alphabet, where they are, and the GSM-7 form of the text when every one of
 them has a plain equivalent (`á` -> `a`, `“` -> `"`). Spanish keeps `é ñ ü ¿ ¡`,
 which GSM-7 has, and loses only the accents it lacks (`á í ó ú`).
+
+`normalise` is the filter every rendered SMS body passes through: it writes
+typography that means the same in GSM-7 (Babel's narrow no-break space in
+"10:30 AM", curly quotes, dashes, the ellipsis) in its plain form, so none of
+it silently halves a segment. It leaves letters alone: dropping an accent
+changes the word, so that is the template author's choice.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ __all__ = [
     "analyse",
     "encoding",
     "gsm7_form",
+    "normalise",
     "segments",
 ]
 
@@ -64,6 +71,14 @@ _PUNCTUATION = {
     "\u2022": "-",  # •
     "\t": " ",
 }
+
+
+_TYPOGRAPHY = str.maketrans(_PUNCTUATION)
+
+
+def normalise(text: str) -> str:
+    """`text` with its typography (spaces, quotes, dashes, ellipsis) in GSM-7; letters kept."""
+    return text.translate(_TYPOGRAPHY)
 
 
 def encoding(text: str) -> Encoding:

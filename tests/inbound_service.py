@@ -14,8 +14,10 @@ from unittest.mock import patch
 import orchestrator.service.runtime as service_module
 from orchestrator.clock import Clock
 from orchestrator.flows import load_flows
+from orchestrator.runtime.rendering import Organisation
 from orchestrator.service import EmbeddedService
 from orchestrator.settings import Settings
+from orchestrator.template_check import TemplateCheck
 from orchestrator.templates import TemplateSet
 
 __all__ = ["build_service"]
@@ -27,7 +29,8 @@ def build_service(settings: Settings, clock: Clock) -> EmbeddedService:
     key = (settings.flows, settings.templates)
     if key not in _LOADED:
         templates = TemplateSet(settings.templates)
-        _LOADED[key] = (templates, load_flows([settings.flows], templates))
+        check = TemplateCheck(templates, Organisation.of(settings))
+        _LOADED[key] = (templates, load_flows([settings.flows], check))
     templates, flow_set = _LOADED[key]
     with (
         patch.object(service_module, "load_flows", lambda *_a, **_k: flow_set),

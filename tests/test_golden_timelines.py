@@ -18,7 +18,10 @@ import pytest
 
 from orchestrator.event_schema import parse_event_json
 from orchestrator.flows import load_flows
+from orchestrator.runtime.rendering import Organisation
+from orchestrator.settings import Settings
 from orchestrator.simulate import simulate
+from orchestrator.template_check import TemplateCheck
 from orchestrator.templates import TemplateSet
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,7 +32,8 @@ SAMPLES = sorted((ROOT / "samples" / "events").glob("*.jsonl"))
 @functools.cache  # each stream once: both tests below read the same timeline
 def timeline(sample: Path) -> list[str]:
     templates = TemplateSet(ROOT / "templates")
-    flows = load_flows([ROOT / "flows"], templates).flows
+    org = Organisation.of(Settings())
+    flows = load_flows([ROOT / "flows"], TemplateCheck(templates, org)).flows
     events = [parse_event_json(line) for line in sample.read_text().splitlines() if line.strip()]
     return [
         json.dumps(record.as_json(), sort_keys=True)

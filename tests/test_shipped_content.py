@@ -9,27 +9,26 @@ import pytest
 
 from orchestrator.event import Channel
 from orchestrator.flows import load_flows
-from orchestrator.sms import segments
-from orchestrator.templates import EMAIL_BLOCKS, TemplateSet, sample_context
+from orchestrator.flows.model import Flow
+from orchestrator.preview import render_all
+from orchestrator.runtime.rendering import Organisation
+from orchestrator.settings import Settings
+from orchestrator.template_check import MAX_SMS_SEGMENTS, TemplateCheck, worst_case_samples
+from orchestrator.templates import EMAIL_BLOCKS, TemplateSet
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = TemplateSet(ROOT / "templates")
-FLOWS = load_flows([ROOT / "flows"], TEMPLATES).flows
+# The organisation a deployment starts with (settings' defaults): its portal URL shapes the links.
+ORG = Organisation.of(Settings())
+FLOWS = load_flows([ROOT / "flows"]).flows
 # Words that would tell anyone reading a phone's lock screen what the care is about.
 CLINICAL = re.compile(
     r"\b(knee|surg\w*|cardi\w*|heart|mri|ct|scan\w*|imaging|x-?ray|mental|behaviou?ral|therap\w*|"
     r"counsel\w*|psych\w*|diagnos\w*|rodilla|cirug\w*|coraz\w*|terapia|resonancia|radiograf\w*)\b",
     re.IGNORECASE,
 )
-SMS_TEMPLATES = sorted(
-    {
-        (language, spec.template)
-        for flow in FLOWS.values()
-        for stage in flow.stages
-        for spec in stage.messages
-        if Channel.SMS in spec.channels
-        for language in flow.languages
-    }
+SHIPPED = sorted(
+    (flow_id, language) for flow_id, flow in FLOWS.items() for language in flow.languages
 )
 
 
@@ -41,22 +40,29 @@ def test_four_care_paths_ship_and_validate_with_their_templates() -> None:
         "behavioral-health-intake",
     } <= set(FLOWS)
     assert all(set(flow.languages) >= {"en", "es"} for flow in FLOWS.values())
+    load_flows([ROOT / "flows"], TemplateCheck(TEMPLATES, ORG))
 
 
-@pytest.mark.parametrize(("language", "template"), SMS_TEMPLATES)
-@pytest.mark.parametrize("caregiver", [False, True], ids=["patient", "caregiver"])
-def test_sms_names_no_diagnosis_or_procedure_and_fits_two_segments(
-    language: str, template: str, caregiver: bool
+@pytest.mark.parametrize(("flow_id", "language"), SHIPPED)
+def test_every_sms_as_sent_at_worst_case_dates_names_no_diagnosis_and_fits_two_segments(
+    flow_id: str, language: str
 ) -> None:
-    context = sample_context(Channel.SMS, language)
-    context["recipient"] = {
-        "is_caregiver": caregiver,
-        "relationship": "daughter" if caregiver else None,
-    }
-    body = TEMPLATES.render(Channel.SMS, language, template, context).body
-    assert not CLINICAL.search(body), body
-    assert segments(body) <= 2
-    assert "STOP" in body
+    # The dispatcher's own rendering, for the patient and a caregiver, on the
+    # days whose month and weekday names are longest (and force UCS-2).
+    flow: Flow = FLOWS[flow_id]
+    samples = worst_case_samples(language)
+    assert len({s.caregiver for s in samples}) == 2
+    too_long = []
+    for sample in samples:
+        for m in render_all(
+            flow, TEMPLATES, ORG, language=language, channel=Channel.SMS, sample=sample
+        ).messages:
+            assert m.error is None and m.sms is not None, m.error
+            assert not CLINICAL.search(m.body), m.body
+            assert "STOP" in m.body, m.body
+            if m.sms.segments > MAX_SMS_SEGMENTS:
+                too_long.append(f"{m.message_id} {m.sms.segments} ({m.sms.encoding}): {m.body}")
+    assert not too_long, "\n".join(too_long)
 
 
 def test_every_email_template_has_subject_text_and_html() -> None:

@@ -27,9 +27,11 @@ from orchestrator.api.app import create_app
 from orchestrator.clock import VirtualClock
 from orchestrator.event_schema import parse_event
 from orchestrator.flows import load_flows
+from orchestrator.runtime.rendering import Organisation
 from orchestrator.service import DispatchLoop, EmbeddedService
 from orchestrator.settings import Settings
 from orchestrator.simulate import PlayOrder, in_history_order, simulate
+from orchestrator.template_check import TemplateCheck
 from orchestrator.templates import TemplateSet
 from tests.live import TestClient
 from tests.samples import ROOT, sample_events
@@ -113,7 +115,9 @@ def run_the_service(stream: list[Document], directory: Path) -> list[str]:
 
 def run_simulate(stream: list[Document], order: PlayOrder) -> list[str]:
     templates = _templates()
-    flows = load_flows([ROOT / "flows"], templates).flows
+    flows = load_flows(
+        [ROOT / "flows"], TemplateCheck(templates, Organisation.of(Settings()))
+    ).flows
     events = [parse_event(document) for document in stream]
     decisions = simulate(events, flows, templates, order=order)
     return [json.dumps(r.as_json(), sort_keys=True) for r in decisions]

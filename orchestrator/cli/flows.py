@@ -21,6 +21,8 @@ from ..event import Channel
 from ..flows.loader import flow_paths, load_flows
 from ..flows.model import Flow
 from ..flows.schema import flow_json_schema
+from ..runtime.rendering import Organisation
+from ..template_check import TemplateCheck
 from ..templates import TemplateSet
 from .options import DbOption, FlowsOption, TemplatesOption, settings_with
 
@@ -55,7 +57,10 @@ def validate(
         err.print(f"[red]no flow files (*.yaml) in[/] {', '.join(map(str, targets))}")
         raise typer.Exit(1)
     try:
-        loaded = load_flows(files, TemplateSet(templates or settings.templates))
+        check = TemplateCheck(
+            TemplateSet(templates or settings.templates), Organisation.of(settings)
+        )
+        loaded = load_flows(files, check)
     except FlowError as exc:
         for problem in exc.problems:
             err.print(str(problem), markup=False, highlight=False)
@@ -109,12 +114,12 @@ def preview_command(
     """Render a flow's messages for a sample patient: every language x channel, SMS segments,
     encoding and the characters that forced UCS-2."""
     from ..preview import PreviewError, render_all
-    from ..runtime.rendering import Organisation
 
     settings = settings_with(flows=flows_dir, templates=templates, db=db)
     err = Console(stderr=True, soft_wrap=True)
     template_set = TemplateSet(settings.templates)
-    found = _flow(flow, settings.flows, template_set, err)
+    org = Organisation.of(settings)
+    found = _flow(flow, settings.flows, TemplateCheck(template_set, org), err)
     if send_to_test:
         if message is None:
             err.print("--send-to-test needs --message: a test send is one message")
@@ -124,7 +129,6 @@ def preview_command(
         if channel is None:
             spec = found.specs.get(message)
             channel = spec[1].for_persona(persona).channels[0] if spec else None
-    org = Organisation(settings.org_name, settings.org_phone, settings.portal_url)
     try:
         rendered = render_all(
             found,
@@ -167,7 +171,7 @@ def _default_format() -> PreviewFormat:
     return PreviewFormat.TABLE if sys.stdout.isatty() else PreviewFormat.JSON
 
 
-def _flow(name: str, flows_dir: Path, templates: TemplateSet, err: Console) -> Flow:
+def _flow(name: str, flows_dir: Path, templates: TemplateCheck, err: Console) -> Flow:
     """The flow named by id in `flows_dir`, or by its file."""
     path = Path(name)
     targets = [path] if path.suffix in (".yaml", ".yml") and path.is_file() else [flows_dir]

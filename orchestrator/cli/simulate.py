@@ -23,8 +23,10 @@ from ..event_schema import parse_event_json
 from ..flows.loader import load_flows
 from ..flows.model import Flow
 from ..insight.compare import KINDS, Comparison, compare
+from ..runtime.rendering import Organisation
 from ..settings import Settings
 from ..simulate import PlayOrder, out_of_order, simulate
+from ..template_check import TemplateCheck
 from ..templates import TemplateSet
 from ..whatif import draft_vs_running
 from .options import DbOption, TemplatesOption, settings_with
@@ -118,12 +120,13 @@ def simulate_command(
         raise typer.BadParameter("give --events FILE, or --history-days N with --compare")
     order = PlayOrder.ARRIVAL if arrival_order else PlayOrder.OCCURRED
     templates = TemplateSet(settings.templates)
+    check = TemplateCheck(templates, Organisation.of(settings))
     try:
         if compare_dirs is not None:
-            before_flows = load_flows([compare_dirs[0]], templates).flows
-            flows = load_flows([compare_dirs[1]], templates).flows
+            before_flows = load_flows([compare_dirs[0]], check).flows
+            flows = load_flows([compare_dirs[1]], check).flows
         else:
-            flows = load_flows([flows_dir or settings.flows], templates).flows
+            flows = load_flows([flows_dir or settings.flows], check).flows
     except FlowError as exc:
         for problem in exc.problems:
             err.print(str(problem), markup=False)

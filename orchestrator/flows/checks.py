@@ -1,8 +1,9 @@
 """Checks that need the whole flow: references, reachability, anchors, timings
-that can never fire, and the templates each message needs.
+that can never fire; and the protocol the templates are checked through.
 
 Pure: the templates are reached through the `TemplateCatalog` protocol, which
-the shell implements over the templates directory.
+the shell implements over the templates directory (`template_check`); the
+loader asks it about the flow these checks passed.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from collections.abc import Iterator, Sequence
 from datetime import date, datetime, time, timedelta
 from typing import Protocol
 
-from ..event import Channel, EventType
-from .model import ANY_STAGE, QuietHours
+from ..event import EventType
+from .model import ANY_STAGE, Flow, QuietHours
 from .schema import FlowFile, MessageModel, StageModel
 from .timing import Anchor, parse_local_time, parse_timing
 
@@ -23,8 +24,8 @@ Problem = tuple[str, str]
 
 
 class TemplateCatalog(Protocol):
-    def problems(self, channel: Channel, language: str, name: str) -> Sequence[str]:
-        """What is wrong with a template (missing, unparsable, too long); empty if fine."""
+    def problems(self, flow: Flow) -> Sequence[Problem]:
+        """What is wrong with the flow's templates (missing, unparsable, too long); empty if fine."""
         ...
 
 
@@ -40,7 +41,7 @@ _ANCHOR_SOURCES: dict[Anchor, frozenset[EventType]] = {
 }
 
 
-def check_flow(flow: FlowFile, templates: TemplateCatalog | None) -> list[Problem]:
+def check_flow(flow: FlowFile) -> list[Problem]:
     """Every cross-field problem of a structurally valid flow."""
     problems: list[Problem] = []
     problems += _unique_ids(flow)
@@ -52,8 +53,6 @@ def check_flow(flow: FlowFile, templates: TemplateCatalog | None) -> list[Proble
     problems += _personas(flow)
     if flow.default_language not in flow.languages:
         problems.append(("default_language", f"'{flow.default_language}' is not in languages"))
-    if templates is not None:
-        problems += _templates(flow, templates)
     return problems
 
 
@@ -240,19 +239,3 @@ def _window_inside_quiet(start: time, end: time, quiet: QuietHours) -> bool:
             return False
         t += timedelta(minutes=1)
     return True
-
-
-def _templates(flow: FlowFile, templates: TemplateCatalog) -> list[Problem]:
-    problems: list[Problem] = []
-    for path, _, message in _messages(flow):
-        for channel in message.channels:
-            for language in flow.languages:
-                for problem in templates.problems(channel, language, message.template):
-                    problems.append((f"{path}.template", problem))
-        for k, variant in enumerate(message.variants):
-            where = f"{path}.variants[{k}].template"
-            for channel in variant.channels or message.channels:
-                for language in flow.languages:
-                    name = variant.template or message.template
-                    problems += [(where, p) for p in templates.problems(channel, language, name)]
-    return problems

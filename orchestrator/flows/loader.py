@@ -137,14 +137,17 @@ def _load(path: Path, templates: TemplateCatalog | None) -> tuple[Flow, Position
             duplicates
             + [problem(_clean_loc(e["loc"]), _message(e)) for e in exc.errors(include_url=False)]
         ) from None
-    found = duplicates + [problem(_parse_path(p), m) for p, m in check_flow(model, templates)]
+    found = duplicates + [problem(_parse_path(p), m) for p, m in check_flow(model)]
+    flow = model.to_core()
+    if templates is not None:
+        found += [problem(_parse_path(p), m) for p, m in templates.problems(flow)]
     if model.id != path.stem:
         found.append(
             problem(("id",), f"flow id '{model.id}' differs from the file name '{path.stem}'")
         )
     if found:
         raise FlowError(found)
-    return model.to_core(), _position(positions, ("id",)), model
+    return flow, _position(positions, ("id",)), model
 
 
 def _walk(

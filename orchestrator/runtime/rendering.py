@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from babel import Locale
@@ -18,6 +18,9 @@ from babel.dates import format_date, format_datetime, format_time
 
 from ..event import Channel
 from ..journey import Journey, ScheduledMessage
+
+if TYPE_CHECKING:
+    from ..settings import Settings
 
 __all__ = ["Organisation", "render_context"]
 
@@ -29,6 +32,10 @@ class Organisation:
     name: str
     phone: str
     portal_url: str
+
+    @classmethod
+    def of(cls, settings: Settings) -> Organisation:
+        return cls(settings.org_name, settings.org_phone, settings.portal_url)
 
 
 _LINKS = ("intake", "directions", "reschedule", "survey", "guide")

@@ -32,6 +32,7 @@ from ..runtime.rendering import Organisation
 from ..settings import Settings
 from ..store import SqlStore, connect, pending, upgrade
 from ..store.delivery import DeliveryLedger
+from ..template_check import TemplateCheck
 from ..templates import TemplateSet
 
 __all__ = ["DispatchLoop", "Runtime", "connectors_for"]
@@ -75,7 +76,9 @@ class Runtime:
         """
         clock = clock or SystemClock()
         templates = TemplateSet(settings.templates)
-        flow_set = load_flows([settings.flows], templates)
+        org = Organisation.of(settings)
+        # The templates are checked as this organisation sends them.
+        flow_set = load_flows([settings.flows], TemplateCheck(templates, org))
         engine = connect(settings.db)
         if migrate:
             upgrade(engine)
@@ -93,7 +96,7 @@ class Runtime:
             templates=templates,
             connectors=connectors,
             clock=clock,
-            org=Organisation(settings.org_name, settings.org_phone, settings.portal_url),
+            org=org,
             owner=owner,
             lease=timedelta(seconds=settings.lease_seconds),
             max_attempts=settings.max_attempts,

@@ -73,10 +73,31 @@ def test_a_spanish_sms_says_which_characters_forced_ucs2(templates: TemplateSet)
         FLOW, templates, ORG, message="reminder_72h", language="es", channel=Channel.SMS
     ).messages
 
+    # The curly quotes were written plain as it rendered; the accents are the author's.
+    assert shown.body == 'Su cita está el sáb 26 sept, 10:30, "Main Campus, Bldg B".'
     assert shown.sms is not None
     assert shown.sms.encoding == "ucs2"
-    assert [f.character for f in shown.sms.forcing] == ["á", "á", "“", "”"]
+    assert [f.character for f in shown.sms.forcing] == ["á", "á"]
     assert shown.sms.suggestion == 'Su cita esta el sab 26 sept, 10:30, "Main Campus, Bldg B".'
+
+
+def test_an_english_sms_with_babels_time_is_sent_in_gsm7(tmp_path: Path) -> None:
+    # Babel writes "10:30 AM" with a narrow no-break space (U+202F), outside GSM-7.
+    root = write_templates(tmp_path, ("confirmation",))
+    (root / "sms/en/confirmation.j2").write_text("At {{ appointment.time }} — see you…")
+    (root / "email/en/confirmation.j2").write_text(
+        "{% block subject %}{{ appointment.time }}{% endblock %}"
+        "{% block text %}{{ appointment.time }}{% endblock %}{% block html %}x{% endblock %}"
+    )
+
+    shown = preview.render_all(FLOW, TemplateSet(root), ORG, message="confirmation", language="en")
+    sms = next(m for m in shown.messages if m.channel is Channel.SMS)
+    email = next(m for m in shown.messages if m.channel is Channel.EMAIL)
+
+    assert sms.body == "At 10:30 AM - see you..."
+    assert sms.sms is not None and sms.sms.encoding == "gsm7"
+    # Only the SMS is rewritten: an email carries any character.
+    assert email.body == "10:30\u202fAM"
 
 
 def test_each_persona_variant_renders_besides_the_message_itself(templates: TemplateSet) -> None:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.sms import SmsAnalysis, analyse, encoding, gsm7_form, segments
+from orchestrator.sms import SmsAnalysis, analyse, encoding, gsm7_form, normalise, segments
 
 
 @pytest.mark.parametrize(
@@ -171,3 +171,30 @@ def test_the_suggestion_is_gsm7_whenever_every_character_has_a_form(text: str) -
         assert found.suggestion_segments == segments(found.suggestion)
     else:
         assert found.suggestion is None
+
+
+@pytest.mark.parametrize(
+    ("typography", "plain"),
+    [
+        ("10:30\u202fAM", "10:30 AM"),
+        ("Main\u00a0Campus", "Main Campus"),
+        ("\u201cBldg B\u201d", '"Bldg B"'),
+        ("it\u2019s", "it's"),
+        ("\u00absala\u00bb", '"sala"'),
+        ("9\u201310", "9-10"),
+        ("ahora \u2014 o", "ahora - o"),
+        ("espere\u2026", "espere..."),
+    ],
+)
+def test_normalise_writes_typography_in_gsm7(typography: str, plain: str) -> None:
+    assert encoding(typography) == "ucs2"
+
+    assert normalise(typography) == plain
+    assert encoding(plain) == "gsm7"
+
+
+def test_normalise_keeps_every_letter_even_those_outside_gsm7() -> None:
+    # Dropping an accent changes the word: that stays the template author's choice.
+    text = "¿Cuándo? Sáb, miércoles: información, ñandú, ü. 🙂"
+
+    assert normalise(text) == text

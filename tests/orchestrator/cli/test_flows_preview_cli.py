@@ -43,7 +43,7 @@ def test_preview_prints_a_table_with_segments_encoding_and_forcing_characters(
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     sms = next(line for line in lines if "consult_rescheduled" in line and "sms" in line)
-    assert "UCS-2" in sms and "'á'@33" in sms and "│ 3 " in sms
+    assert "UCS-2" in sms and "'á'@33" in sms and "│ 2 " in sms
     assert "GSM-7 form (1 segment(s)):" in result.stdout
     assert any("consult_rescheduled" in line and "email" in line for line in lines)
     assert "Subject: Su cita cambió" in result.stdout
@@ -196,9 +196,11 @@ def test_validate_names_the_characters_that_made_a_spanish_sms_too_long(tmp_path
     )
     template = tmp_path / "templates/sms/es/reminder.j2"
     template.parent.mkdir(parents=True)
+    # GSM-7 but for the date: as sent for a Saturday ("sáb 26 sept") with the
+    # portal's link, 167 UCS-2 units, three segments; on a Wednesday two of GSM-7.
     template.write_text(
-        "{{ org.name }}: su cita es el {{ appointment.when }}. Traiga su identificación, "
-        "la tarjeta del seguro y la lista de sus medicamentos. ¿Preguntas? Llámenos.",
+        "{{ org.name }}: su cita es el {{ appointment.when }}. Traiga su ID, la tarjeta del "
+        "seguro y la lista de sus medicamentos. Mapa: {{ links.directions }}",
         encoding="utf-8",
     )
 
@@ -208,9 +210,11 @@ def test_validate_names_the_characters_that_made_a_spanish_sms_too_long(tmp_path
     )
 
     assert result.exit_code == 1
-    assert "renders to 3 SMS segments for the patient; at most 2 allowed" in result.stderr
-    assert "UCS-2 because of 'á' x2, 'ó'" in result.stderr
-    assert "without them (GSM-7: 'á'->'a', 'ó'->'o') it would take 1 segment(s)" in result.stderr
+    assert (
+        "template sms/es/reminder.j2 renders to 3 SMS segments for the patient "
+        "(sample date Sat 26 Sep 2026); at most 2 allowed; UCS-2 because of 'á'; "
+        "without them (GSM-7: 'á'->'a') it would take 2 segment(s)"
+    ) in result.stderr
 
 
 def test_preview_runs_as_the_console_script(root: Path, tmp_path: Path) -> None:

@@ -18,9 +18,13 @@ from orchestrator.event import Channel, EventType
 from orchestrator.flows.loader import load_flow, load_flows
 from orchestrator.flows.model import Flow, FrequencyCap, QuietHours, StageCategory
 from orchestrator.flows.timing import Anchor, Timing
+from orchestrator.runtime.rendering import Organisation
+from orchestrator.template_check import TemplateCheck
 from orchestrator.templates import TemplateSet
 
 FLOW_ID = "knee-replacement"
+# Its portal URL gives the links their length: `https://portal.example.org/r/<12 characters>`.
+ORG = Organisation("Riverside Health", "+1 555 0100", "https://portal.example.org")
 
 # Tests assert line and column numbers in this text: keep its lines where they are.
 FLOW = """\
@@ -120,8 +124,8 @@ class Workspace:
         return self.flows / f"{FLOW_ID}.yaml"
 
     @property
-    def templates(self) -> TemplateSet:
-        return TemplateSet(self.root / "templates")
+    def templates(self) -> TemplateCheck:
+        return TemplateCheck(TemplateSet(self.root / "templates"), ORG)
 
     def write(self, text: str, name: str = f"{FLOW_ID}.yaml") -> Path:
         path = self.flows / name
@@ -501,7 +505,8 @@ def test_sms_template_over_two_segments_is_reported(ws: Workspace) -> None:
 
     assert ws.problems() == [
         f"{ws.flow}:37:9 stages[1].messages[1].template: "
-        "template sms/en/reminder.j2 renders to 3 SMS segments for the patient; at most 2 allowed"
+        "template sms/en/reminder.j2 renders to 3 SMS segments for the patient "
+        "(sample date Wed 23 Sep 2026); at most 2 allowed"
     ]
 
 
@@ -514,8 +519,8 @@ def test_spanish_sms_over_two_segments_names_the_characters_that_forced_ucs2(
 
     assert ws.problems() == [
         f"{ws.flow}:37:9 stages[1].messages[1].template: "
-        "template sms/es/reminder.j2 renders to 3 SMS segments for the patient; at most 2 "
-        "allowed; UCS-2 because of 'á' x2, 'ó' x2; without them (GSM-7: 'á'->'a', "
+        "template sms/es/reminder.j2 renders to 3 SMS segments for the patient "
+        "(sample date Wed 23 Sep 2026); at most 2 allowed; UCS-2 because of 'á' x2, 'ó' x2; without them (GSM-7: 'á'->'a', "
         "'ó'->'o') it would take 1 segment(s)"
     ]
 
@@ -530,8 +535,48 @@ def test_sms_caregiver_wording_over_two_segments_is_reported(ws: Workspace) -> N
 
     assert ws.problems() == [
         f"{ws.flow}:37:9 stages[1].messages[1].template: "
-        "template sms/en/reminder.j2 renders to 3 SMS segments for a caregiver; at most 2 allowed"
+        "template sms/en/reminder.j2 renders to 3 SMS segments for a caregiver "
+        "(sample date Wed 23 Sep 2026); at most 2 allowed"
     ]
+
+
+def test_spanish_sms_is_checked_as_sent_on_the_worst_case_day_with_the_real_links(
+    ws: Workspace,
+) -> None:
+    # GSM-7 but for the date. As sent on a Saturday in September ("sáb 26 sept",
+    # 18 characters) with the portal's link (41), it is 18 + 8 + 18 + 11 + 41 + 1
+    # + 40 = 137 UCS-2 units: three segments of 67. The old sample ("sep", an
+    # example.org link of 27) made it 122, two segments.
+    ws.write_template(
+        "sms/es/confirmation.j2",
+        "{{ org.name }}: cita el {{ appointment.when }}. Cambios: {{ links.reschedule }} "
+        + "x" * 40,
+    )
+
+    assert ws.problems() == [
+        f"{ws.flow}:32:9 stages[1].messages[0].template: "
+        "template sms/es/confirmation.j2 renders to 3 SMS segments for the patient "
+        "(sample date Sat 26 Sep 2026); at most 2 allowed; UCS-2 because of 'á'; "
+        "without them (GSM-7: 'á'->'a') it would take 1 segment(s)"
+    ]
+
+
+def test_sms_is_checked_with_the_configured_portal_url(ws: Workspace) -> None:
+    # 18 + 8 + 18 + 11 + 41 + 1 + 37 = 134 UCS-2 units on the worst day: two segments,
+    # until the portal's URL is one character longer.
+    ws.write_template(
+        "sms/es/confirmation.j2",
+        "{{ org.name }}: cita el {{ appointment.when }}. Cambios: {{ links.reschedule }} "
+        + "x" * 37,
+    )
+    assert ws.load().id == FLOW_ID
+    longer = TemplateCheck(
+        TemplateSet(ws.root / "templates"),
+        Organisation(ORG.name, ORG.phone, "https://portal.example.org/a"),
+    )
+
+    with pytest.raises(FlowError, match="renders to 3 SMS segments"):
+        load_flow(ws.flow, longer)
 
 
 def test_sms_template_of_exactly_two_segments_is_accepted(ws: Workspace) -> None:
@@ -539,6 +584,12 @@ def test_sms_template_of_exactly_two_segments_is_accepted(ws: Workspace) -> None
     ws.write_template("sms/en/reminder.j2", "{{ org.name }}: " + "z" * 288)
 
     assert ws.load().id == FLOW_ID
+
+
+def test_a_language_without_a_locale_is_reported_not_raised(ws: Workspace) -> None:
+    ws.edit("languages: [en, es]", "languages: [en, xx]")
+
+    assert ws.problems() == [f"{ws.flow}:6:17 languages[1]: unknown language 'xx' (no locale)"]
 
 
 def test_template_using_an_undefined_variable_is_reported(ws: Workspace) -> None:

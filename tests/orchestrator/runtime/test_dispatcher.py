@@ -23,12 +23,13 @@ from orchestrator.event import Channel
 from orchestrator.flows import FlowSet, load_flows
 from orchestrator.runtime import Connector, FlowRegistry, Outgoing, Receipt
 from orchestrator.store import SqlStore
+from orchestrator.template_check import TemplateCheck
 from orchestrator.templates import TemplateSet
 from tests import store_reads
 from tests.builders import T0, at, make_event, make_patient
 from tests.conftest import EVERY_BACKEND, ROOT
 from tests.live import wait_until
-from tests.orchestrator.runtime.conftest import BuildRuntime, Runtime, Store
+from tests.orchestrator.runtime.conftest import ORG, BuildRuntime, Runtime, Store
 
 pytestmark = pytest.mark.backends(*EVERY_BACKEND)
 
@@ -104,7 +105,7 @@ def audit_of(runtime: Runtime, key: str) -> list[tuple[str, str | None]]:
 @pytest.fixture(scope="module")
 def shipped() -> tuple[FlowSet, TemplateSet]:
     templates = TemplateSet(ROOT / "templates")
-    return load_flows([ROOT / "flows"], templates), templates
+    return load_flows([ROOT / "flows"], TemplateCheck(templates, ORG)), templates
 
 
 def test_every_scheduled_message_of_the_shipped_flows_ends_in_a_final_status(

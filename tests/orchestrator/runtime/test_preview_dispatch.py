@@ -17,6 +17,7 @@ from orchestrator.event import Channel, Event
 from orchestrator.flows.loader import load_flows
 from orchestrator.insight.reading import measured
 from orchestrator.store import SqlStore, TestSendLedger
+from orchestrator.template_check import TemplateCheck
 from orchestrator.templates import TemplateSet
 from tests.builders import T0, make_event, make_patient
 
@@ -24,7 +25,7 @@ from .conftest import ORG, BuildRuntime
 
 ROOT = Path(__file__).resolve().parents[3]
 TEMPLATES = TemplateSet(ROOT / "templates")
-FLOW = load_flows([ROOT / "flows"], TEMPLATES).flows["cardiology-consult"]
+FLOW = load_flows([ROOT / "flows"], TemplateCheck(TEMPLATES, ORG)).flows["cardiology-consult"]
 # Tuesday 2026-03-10, 10:30 in Chicago: the booking on T0 gets its confirmation,
 # guide and reminders sent before it.
 START = datetime(2026, 3, 10, 15, 30, tzinfo=UTC)
