@@ -524,16 +524,7 @@ class MemoryStore:
         """Every patient or caregiver whose phone is `phone` (E.164)."""
         with self._lock:
             patients = [known.patient for known in self._t.patients.values()]
-        found: list[Addressee] = []
-        for patient in patients:
-            if patient.phone == phone:
-                found.append(Addressee(patient, "patient"))
-            found += [
-                Addressee(patient, f"caregiver:{c.id}")
-                for c in patient.caregivers
-                if c.phone == phone
-            ]
-        return found
+        return [found for patient in patients for found in Addressee.holding(patient, phone)]
 
     def received(self, source: str, event_ids: Sequence[str]) -> set[str]:
         """Which of these webhook event ids were recorded before."""

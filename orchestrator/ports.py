@@ -183,6 +183,14 @@ class Addressee:
         kind, _, rest = self.recipient.partition(":")
         return rest if kind == "caregiver" else None
 
+    @classmethod
+    def holding(cls, patient: Patient, phone: str) -> list[Addressee]:
+        """The patient and each caregiver of theirs whose phone is `phone`."""
+        found = [cls(patient, "patient")] if patient.phone == phone else []
+        return found + [
+            cls(patient, f"caregiver:{c.id}") for c in patient.caregivers if c.phone == phone
+        ]
+
 
 @dataclass(frozen=True, slots=True)
 class Settlement:
