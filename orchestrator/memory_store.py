@@ -56,8 +56,6 @@ from .ports import (
 
 __all__ = ["MemoryStore", "MemoryUnit"]
 
-# What the SQL store's text columns cannot keep, replaced the same way here.
-
 
 class MemoryStore:
     """The store's ports in memory: `MemoryStore()` is an empty store."""

@@ -392,7 +392,7 @@ class TestSendRow(Base):
     flow_version: Mapped[int] = mapped_column(Integer)
     message_id: Mapped[str] = mapped_column(String(100))
     persona: Mapped[str | None] = mapped_column(String(100))
-    language: Mapped[str] = mapped_column(String(16))
+    language: Mapped[str] = mapped_column(String(20))
     channel: Mapped[str] = mapped_column(String(16))
     to_address: Mapped[str] = mapped_column(String(320))
     subject: Mapped[str | None] = mapped_column(Text)
