@@ -105,7 +105,7 @@ class SqlLedger:
                         table.channel,
                     )
                     .where(table.key.in_(keys))
-                    .order_by(order)
+                    .order_by(order, table.key)
                 ).all()
                 # The update checks `condition` again itself: whatever changed a
                 # candidate since it was read (a cancel, another claimer) wins.
