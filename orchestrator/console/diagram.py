@@ -2,8 +2,10 @@
 
 The layout is one column of boxes in flow order, top to bottom, under a
 start node. A move to the next stage is a short arrow between the boxes;
-any other move (a skip, a loop back, a side stage) runs in a lane of its own
-to the right of the column. Each box carries its stage's funnel and, per
+any other move (a skip, a loop back, a side stage) runs in a numbered lane of
+its own to the right of the column, named in a legend beside it, and an
+episode that can open in a later stage gets a lane from the start node on
+the left. Each box carries its stage's funnel and, per
 message, what was sent, suppressed by reason and cancelled. Counts arrive as
 text already shown under the small-count rule: this module draws, it does not
 decide what may be seen.
@@ -89,12 +91,26 @@ def stage_diagram(
         y += heights[stage.id] + _GAP
     order = {stage.id: i for i, stage in enumerate(flow.stages)}
     moves = declared_moves(flow)
+    first = flow.stages[0].id if flow.stages else None
+    # Moves that are not "on to the next box" run in lanes: right of the column
+    # between stages, left of it from the start node.
     lanes = [
         edge
         for edge in moves
         if edge[0] != "start" and order.get(edge[1], -1) != order.get(edge[0], -9) + 1
     ]
-    width = _LEFT + _WIDTH + 40 + _LANE * len(lanes) + 160
+    starts = [edge for edge in moves if edge[0] == "start" and edge[1] != first]
+    box_x = _LEFT + _LANE * (len(starts) + 1)
+    right = box_x + _WIDTH
+    legend_x = right + 24 + _LANE * len(lanes)
+    # The legend's width, from its longest line (moves and exits) at about 7 px a character.
+    names = {s.id: s.name for s in flow.stages}
+    longest = max(
+        [len(names[s]) + len(names[d]) + 40 + 30 * len(moves[(s, d)]) for s, d in lanes]
+        + [len(e.trigger.event.value) + len(e.outcome) + 4 for e in flow.exits]
+        + [24],
+    )
+    width = legend_x + 7 * longest + 20
     parts = [
         # Inline in HTML: no namespace needed (and no other host named on the page).
         f'<svg class="diagram" width="{width}" '
@@ -103,8 +119,8 @@ def stage_diagram(
         '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" '
         'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z"/></marker>'
         "</defs>",
-        f'<circle class="start" cx="{_LEFT + 40}" cy="20" r="12"/>',
-        _text(_LEFT + 58, 24, "start"),
+        f'<circle class="start" cx="{box_x + 40}" cy="20" r="12"/>',
+        _text(box_x + 58, 24, "start"),
     ]
     for stage in flow.stages:
         top, height = tops[stage.id], heights[stage.id]
@@ -112,50 +128,56 @@ def stage_diagram(
         css = "stage final" if stage.final else "stage"
         parts.append(f'<g class="{css}" data-stage="{escape(stage.id)}">')
         parts.append(
-            f'<rect x="{_LEFT}" y="{top}" width="{_WIDTH}" height="{height}" rx="6" ry="6"/>'
+            f'<rect x="{box_x}" y="{top}" width="{_WIDTH}" height="{height}" rx="6" ry="6"/>'
         )
-        title = f"{stage.name} ({CATEGORY_TITLES[stage.category]})"
-        parts.append(_text(_LEFT + 10, top + _LINE + 2, title, "name"))
+        parts.append(_text(box_x + 10, top + _LINE + 2, stage.name, "name"))
+        facts = CATEGORY_TITLES[stage.category] + (" · final" if stage.final else "")
         if stage_counts is not None:
-            funnel = (
-                f"entered {stage_counts.entered} · moved on {stage_counts.moved_on} · "
+            facts += (
+                f" · entered {stage_counts.entered} · moved on {stage_counts.moved_on} · "
                 f"dropped off {stage_counts.dropped_off}"
             )
-            parts.append(_text(_LEFT + 10, top + 2 * _LINE + 4, funnel, "funnel"))
             lines = [_message_line(m) for m in stage_counts.messages]
         else:
             lines = [f"✉ {m.id}" for m in stage.messages]
+        parts.append(_text(box_x + 10, top + 2 * _LINE + 4, facts, "funnel"))
         for i, line in enumerate(lines):
-            parts.append(_text(_LEFT + 18, top + (3 + i) * _LINE + 6, line, "message"))
+            parts.append(_text(box_x + 18, top + (3 + i) * _LINE + 6, line, "message"))
         parts.append("</g>")
+    legend: list[str] = []
     for (source, target), events in moves.items():
         label = ", ".join(events)
         measured = transitions.get((source, target))
         if measured is not None:
             label += f": {measured}"
-        if source == "start":
-            x = _LEFT + 40
+        x = box_x + 40
+        if source == "start" and target == first:
             parts.append(_arrow(f"M{x},32 L{x},{tops[target]}", "move start"))
-            continue
-        if (source, target) not in lanes:
-            x = _LEFT + 40
+        elif source == "start":
+            lane = _LEFT + _LANE * starts.index((source, target))
+            y2 = tops[target] + heights[target] // 2
+            path = f"M{box_x + 28},20 L{lane},20 L{lane},{y2} L{box_x},{y2}"
+            parts.append(_arrow(path, "move start"))
+        elif (source, target) not in lanes:
             y1 = tops[source] + heights[source]
             parts.append(_arrow(f"M{x},{y1} L{x},{tops[target]}", "move"))
             parts.append(_text(x + 10, y1 + _GAP // 2 + 4, label, "label"))
-            continue
-        lane = _LEFT + _WIDTH + 20 + _LANE * lanes.index((source, target))
-        y1 = tops[source] + heights[source] // 2
-        y2 = tops[target] + heights[target] // 2 + 6
-        path = f"M{_LEFT + _WIDTH},{y1} L{lane},{y1} L{lane},{y2} L{_LEFT + _WIDTH},{y2}"
-        parts.append(_arrow(path, "move lane"))
-        parts.append(_text(lane + 4, (y1 + y2) // 2, label, "label"))
+        else:
+            index = lanes.index((source, target))
+            lane = right + 20 + _LANE * index
+            # Spread the lanes' ends over the boxes' edges, so that no two meet.
+            y1 = tops[source] + 14 + (index * 7) % max(heights[source] - 20, 1)
+            y2 = tops[target] + 20 + (index * 7) % max(heights[target] - 26, 1)
+            path = f"M{right},{y1} L{lane},{y1} L{lane},{y2} L{right},{y2}"
+            parts.append(_arrow(path, "move lane"))
+            parts.append(_text(lane - 4, (y1 + y2) // 2, str(index + 1), "lane"))
+            legend.append(f"{index + 1}: {names[source]} → {names[target]} on {label}")
+    notes = [*legend]
     if flow.exits:
-        x = _LEFT + _WIDTH + 30 + _LANE * len(lanes)
-        parts.append(_text(x, 24, "exits (from any stage):", "exit"))
-        for i, exit_ in enumerate(flow.exits):
-            parts.append(
-                _text(x, 24 + (i + 1) * _LINE, f"{exit_.trigger.event.value} → {exit_.outcome}")
-            )
+        notes.append("Exits, from any stage:")
+        notes += [f"{e.trigger.event.value} → {e.outcome}" for e in flow.exits]
+    for i, note in enumerate(notes):
+        parts.append(_text(legend_x, _TOP + _LINE * i + 12, note, "legend"))
     parts.append("</svg>")
     return "\n".join(parts)
 
