@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .flows.timing import parse_duration
 from .policies.staleness import DEFAULT_STALE_AFTER
+from .roles import Role, parse_role_tokens
 from .settle import DEFAULT_SETTLE_AFTER
 
 __all__ = ["API_TOKEN_MIN_LENGTH", "LEASE_TO_SEND", "Settings"]
@@ -30,7 +31,10 @@ _LONGEST_SETTLE_AFTER = timedelta(days=3653)
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ORCHESTRATOR_", extra="ignore")
+    # Tokens and credentials are settings: an error never echoes the value given.
+    model_config = SettingsConfigDict(
+        env_prefix="ORCHESTRATOR_", extra="ignore", hide_input_in_errors=True
+    )
 
     flows: Path = Path("flows")
     templates: Path = Path("templates")
@@ -42,7 +46,12 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = Field(
         None,
         description=f"bearer token, at least {API_TOKEN_MIN_LENGTH} characters; "
-        "required to bind beyond loopback",
+        "required to bind beyond loopback (or ORCHESTRATOR_API_TOKENS); the admin role's token",
+    )
+    api_tokens: SecretStr | None = Field(
+        None,
+        description='more tokens, each with its role: a JSON object {"<token>": "<role>", ...}; '
+        "roles are admin, operations and marketing",
     )
     max_body_bytes: int = 5 * 1024 * 1024
 
@@ -163,6 +172,28 @@ class Settings(BaseSettings):
                 "ORCHESTRATOR_TEST_PHONE: expected a phone number such as +15555550100"
             )
         return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+    @field_validator("api_tokens")
+    @classmethod
+    def _tokens_with_known_roles(cls, tokens: SecretStr | None) -> SecretStr | None:
+        # Kept as a secret string (so that no error echoes a token) and parsed here
+        # once to refuse a bad one at startup; `role_tokens` parses it again.
+        if tokens is not None:
+            parse_role_tokens(tokens.get_secret_value(), min_length=API_TOKEN_MIN_LENGTH)
+        return tokens
+
+    def role_tokens(self) -> dict[str, Role]:
+        """Every accepted token with its role: ORCHESTRATOR_API_TOKEN is an admin's.
+
+        Empty: no token is set, and the API is open (loopback development).
+        """
+        roles: dict[str, Role] = {}
+        if self.api_tokens is not None:
+            text = self.api_tokens.get_secret_value()
+            roles.update(parse_role_tokens(text, min_length=API_TOKEN_MIN_LENGTH))
+        if self.api_token is not None:
+            roles[self.api_token.get_secret_value()] = Role.ADMIN
+        return roles
 
     @field_validator("stale_after", "settle_after", mode="before")
     @classmethod

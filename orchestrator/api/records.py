@@ -12,12 +12,14 @@ from fastapi import APIRouter, Depends, HTTPException, Query, status
 from ..event import bound_id
 from ..limits import unsafe_text
 from ..ports import EpisodeView, MessageView
-from .deps import Store, require_token
+from .deps import Store
 from .params import Instant, StorableText
+from .roles import PATIENT_ROLES, require_role
 
 __all__ = ["audit", "outbox", "router", "timeline"]
 
-router = APIRouter(dependencies=[Depends(require_token)])
+# Each of these names patients (ids, contact points, bodies): never the marketing role's.
+router = APIRouter(dependencies=[Depends(require_role(*PATIENT_ROLES))])
 
 
 @router.get("/patients/{patient_id}/timeline")

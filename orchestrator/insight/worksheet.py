@@ -22,6 +22,7 @@ __all__ = [
     "CATEGORY_TITLES",
     "CSV_COLUMNS",
     "FUNNEL",
+    "declared_moves",
     "funnel_texts",
     "mermaid",
     "read_csv",
@@ -393,6 +394,17 @@ def mermaid(flow: Flow, figures: FlowFigures | None = None, show: Show = str) ->
                 label += f"<br>entered {funnel['entered']}, dropped off {funnel['dropped_off']}"
             lines.append(f'    {_node(stage.id)}["{_label(label)}"]')
         lines.append("  end")
+    for (source, target), names in declared_moves(flow).items():
+        label = ", ".join(names)
+        if figures is not None and source != "start":
+            label += f": {show(figures.transitions.get((source, target), 0))}"
+        lines.append(f'  {_node(source)} -->|"{_label(label)}"| {_node(target)}')
+    return "\n".join(lines) + "\n"
+
+
+def declared_moves(flow: Flow) -> dict[tuple[str, str], tuple[str, ...]]:
+    """The moves the stages' `enter_on` triggers allow: (from, to) -> event types, in flow
+    order. "start" is the source of a stage an episode can open in."""
     starting = {t.event for t in flow.starts_on}
     edges: dict[tuple[str, str], list[str]] = {}
     for index, stage in enumerate(flow.stages):
@@ -409,12 +421,7 @@ def mermaid(flow: Flow, figures: FlowFigures | None = None, show: Show = str) ->
                     sources.append("start")
             for source in sources:
                 edges.setdefault((source, stage.id), []).append(trigger.event.value)
-    for (source, target), names in edges.items():
-        label = ", ".join(dict.fromkeys(names))
-        if figures is not None and source != "start":
-            label += f": {show(figures.transitions.get((source, target), 0))}"
-        lines.append(f'  {_node(source)} -->|"{_label(label)}"| {_node(target)}')
-    return "\n".join(lines) + "\n"
+    return {edge: tuple(dict.fromkeys(names)) for edge, names in edges.items()}
 
 
 def _main_line_before(flow: Flow, index: int) -> str | None:
