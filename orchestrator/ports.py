@@ -13,14 +13,15 @@ holds what its caller calls today, not everything an implementation offers:
   (`Dispatcher`);
 - `DeliveryReports` and `Recipients`: provider feedback on sent messages
   (webhooks, `Feedback`);
-- `RejectedInputs`: input kept with why it was refused (by the intake);
+- `RejectedInputs`: input kept with why it was refused (by the intake, a
+  batch's refusals in one transaction);
 - `Outbox`: the sandbox connector's record of what it sent;
 - `RecordedTestSends`: test sends of previewed messages, kept apart (`preview`);
 - `FlowVersions`: the flow versions a store has run (`FlowRegistry`);
 - `EventHistory`: the processed events, in the order they occurred, for a
   what-if replay (`orchestrator.whatif`);
 - `InboundArchive`: raw EHR messages kept before they are parsed
-  (`connectors.hl7_intake`);
+  (`connectors.hl7_intake`), and what a send thread defers (`IntakeQueue`);
 - `EventIntake`, with `Input`: where every transport hands what it received
   (`orchestrator.runtime.intake.Intake`), and `EventSink`, the processor
   behind it;

@@ -24,7 +24,7 @@ from orchestrator.event_schema import parse_event
 from orchestrator.kafka.worker import build_handler
 from orchestrator.ports import Connector, Outgoing, Receipt
 from orchestrator.runtime.intake import DEFERRED, events_of
-from orchestrator.service.runtime import Runtime
+from orchestrator.service.runtime import DispatchLoop, Runtime
 from orchestrator.settings import Settings
 from orchestrator.store import InboundArchive
 from tests import store_reads
@@ -210,3 +210,15 @@ def test_a_deferred_input_that_keeps_failing_never_stops_dispatch(
 def test_the_kafka_handler_takes_the_runtimes_one_intake(runtime: Runtime) -> None:
     assert build_handler(runtime).intake is runtime.intake
     assert runtime.intake.processor is runtime.processor
+
+
+def test_the_loop_keeps_the_store_error_it_waited_out() -> None:
+    failures = iter([StoreError("the store is unavailable")])
+
+    def tick() -> int:
+        raise next(failures)
+
+    loop = DispatchLoop(tick, 1.0, VirtualClock(START), wait=lambda _until: True)
+    loop.run()
+
+    assert isinstance(loop.store_error, StoreError) and loop.error is None
