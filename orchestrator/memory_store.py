@@ -35,6 +35,7 @@ from .policies import ConsentRecord
 from .ports import (
     REJECTED_BODY_LIMIT,
     Addressee,
+    ArchivedMessage,
     Claim,
     DeliveryReports,
     EpisodeView,
@@ -99,17 +100,21 @@ class MemoryStore:
     # -- rejected input and flow versions ------------------------------------------
 
     def reject(self, body: bytes, source: str, reason: str, now: datetime) -> None:
+        self.reject_many(source, [(body, reason)], now)
+
+    def reject_many(self, source: str, refused: Sequence[tuple[bytes, str]], now: datetime) -> None:
         with self._transaction() as t:
-            t.rejected.append(
-                {
-                    "id": len(t.rejected) + 1,
-                    "received_at": now,
-                    "source": source,
-                    "reason": storable_text(reason),
-                    "body": body[:REJECTED_BODY_LIMIT],
-                    "truncated": len(body) > REJECTED_BODY_LIMIT,
-                }
-            )
+            for body, reason in refused:
+                t.rejected.append(
+                    {
+                        "id": len(t.rejected) + 1,
+                        "received_at": now,
+                        "source": source,
+                        "reason": storable_text(reason),
+                        "body": body[:REJECTED_BODY_LIMIT],
+                        "truncated": len(body) > REJECTED_BODY_LIMIT,
+                    }
+                )
 
     def rejected(self, limit: int = 100) -> list[RejectedInput]:
         with self._lock:
@@ -573,6 +578,15 @@ class MemoryStore:
                     "event_id": s.event_id,
                     "reason": reason,
                 }
+
+    def pending(self, protocol_prefix: str, limit: int) -> list[ArchivedMessage]:
+        """The oldest messages still `received` whose protocol starts with the prefix."""
+        with self._lock:
+            return [
+                ArchivedMessage(m["id"], m["protocol"], m["body"])
+                for m in self._t.inbound
+                if m["status"] == "received" and m["protocol"].startswith(protocol_prefix)
+            ][:limit]
 
     def inbound_messages(
         self, *, status: str | None = None, limit: int = 100

@@ -93,6 +93,9 @@ class SqlStore:
     def reject(self, body: bytes, source: str, reason: str, now: datetime) -> None:
         self.rejects.reject(body, source, reason, now)
 
+    def reject_many(self, source: str, refused: Sequence[tuple[bytes, str]], now: datetime) -> None:
+        self.rejects.reject_many(source, refused, now)
+
     def flow_versions(self) -> dict[tuple[str, int], tuple[str, str]]:
         return self.flows.flow_versions()
 

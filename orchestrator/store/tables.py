@@ -361,7 +361,8 @@ class InboundMessageRow(Base):
     __tablename__ = "inbound_messages"
     id: Mapped[int] = mapped_column(Serial, primary_key=True, autoincrement=True)
     received_at: Mapped[datetime] = mapped_column(Stamp())
-    protocol: Mapped[str] = mapped_column(String(20))
+    # `hl7v2`, `fhir`, or `deferred:<source>` (what a send thread learned: `IntakeQueue`).
+    protocol: Mapped[str] = mapped_column(String(64))
     body: Mapped[bytes] = mapped_column(LargeBinary)
     status: Mapped[str] = mapped_column(String(20), index=True)
     event_id: Mapped[str | None] = mapped_column(Id, nullable=True)
