@@ -22,6 +22,7 @@ __all__ = [
     "CATEGORY_TITLES",
     "CSV_COLUMNS",
     "FUNNEL",
+    "SUPPRESSION_REASONS",
     "declared_moves",
     "funnel_texts",
     "mermaid",
@@ -40,7 +41,23 @@ CATEGORY_TITLES = {
     StageCategory.FOLLOW_UP: "Follow-up",
 }
 
-CSV_COLUMNS = (
+# The reasons the gate and the dispatcher suppress a message for (docs/architecture.md):
+# one numeric CSV column each, `suppressed_<reason>`, and `suppressed_other` for any
+# reason not listed, so that a spreadsheet sums them and `suppressed` is their total.
+SUPPRESSION_REASONS = (
+    "holdout",
+    "consent",
+    "consent:provider_opt_out",
+    "frequency_cap",
+    "no_contact_point",
+    "no_recipient",
+)
+_SUPPRESSED_COLUMNS = (
+    *(f"suppressed_{r.replace(':', '_')}" for r in SUPPRESSION_REASONS),
+    "suppressed_other",
+)
+
+CSV_COLUMNS: tuple[str, ...] = (
     "kind",
     "category",
     "stage",
@@ -74,7 +91,9 @@ CSV_COLUMNS = (
     "cancelled",
     "expired",
     "suppressed",
+    *_SUPPRESSED_COLUMNS,
 )
+
 
 Show = Callable[[int], str]
 
@@ -291,6 +310,8 @@ def to_csv(flow: Flow, figures: FlowFigures | None = None, show: Show = str) -> 
 
     Lists inside a cell are joined with " | ". Counts as `show` shows them: exact
     by default (for the people who own the flow), or under the small-count rule.
+    Every count cell of a row holds a number (0, not blank) or the hidden mark, so
+    a spreadsheet sums a column; a cell of the other kind of row stays blank.
     """
     sink = _Lines()
     writer = csv.DictWriter(sink, fieldnames=CSV_COLUMNS, lineterminator="\r\n")
@@ -335,10 +356,18 @@ def to_csv(flow: Flow, figures: FlowFigures | None = None, show: Show = str) -> 
                     "failed": show(m.failed),
                     "cancelled": show(m.cancelled),
                     "expired": show(m.expired),
-                    "suppressed": " | ".join(f"{r}: {show(n)}" for r, n in m.suppressed.items()),
-                }
+                } | _suppressed_cells(m, show)
             writer.writerow(line)
     return "".join(sink.parts)
+
+
+def _suppressed_cells(m: MessageFigures, show: Show) -> dict[str, str]:
+    """`suppressed` (the total) and one count per reason, 0 rather than blank, hidden
+    together: they are an additive group."""
+    parts = [m.suppressed.get(r, 0) for r in SUPPRESSION_REASONS]
+    parts.append(m.suppressed_total - sum(parts))
+    texts = _group_texts(m.suppressed_total, tuple(parts), show)
+    return dict(zip(("suppressed", *_SUPPRESSED_COLUMNS), texts, strict=True))
 
 
 def _stage_counts(f: StageFigures, show: Show) -> dict[str, str]:
