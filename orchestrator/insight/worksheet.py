@@ -26,6 +26,8 @@ __all__ = [
     "declared_moves",
     "funnel_texts",
     "mermaid",
+    "message_counts",
+    "ratio_text",
     "read_csv",
     "to_csv",
     "to_markdown",
@@ -149,6 +151,11 @@ def _ideas(stage: Stage) -> list[str]:
         f"{i.idea} ({i.owner}: {i.who}" + (f", by {i.target})" if i.target else ")")
         for i in stage.notes.ideas
     ]
+
+
+def ratio_text(ratio: Ratio, show: Show) -> str:
+    """A rate as the worksheet shows it: "n of d (p%)", its counts hidden together."""
+    return _ratio(ratio, show)
 
 
 def _ratio(ratio: Ratio, show: Show) -> str:
@@ -348,17 +355,22 @@ def to_csv(flow: Flow, figures: FlowFigures | None = None, show: Show = str) -> 
                 "when": when_text(spec),
             }
             if figures is not None:
-                m = figures.message(spec.id)
-                line |= {
-                    "scheduled": show(m.scheduled),
-                    "sent": show(m.sent),
-                    "delivered": show(m.delivered),
-                    "failed": show(m.failed),
-                    "cancelled": show(m.cancelled),
-                    "expired": show(m.expired),
-                } | _suppressed_cells(m, show)
+                line |= message_counts(figures.message(spec.id), show)
             writer.writerow(line)
     return "".join(sink.parts)
+
+
+def message_counts(m: MessageFigures, show: Show) -> dict[str, str]:
+    """A message's count cells as the CSV names them: scheduled to expired, then
+    `suppressed` and one `suppressed_<reason>` column per reason."""
+    return {
+        "scheduled": show(m.scheduled),
+        "sent": show(m.sent),
+        "delivered": show(m.delivered),
+        "failed": show(m.failed),
+        "cancelled": show(m.cancelled),
+        "expired": show(m.expired),
+    } | _suppressed_cells(m, show)
 
 
 def _suppressed_cells(m: MessageFigures, show: Show) -> dict[str, str]:

@@ -26,6 +26,7 @@ from orchestrator.insight import (
     rate_hidden,
     read_csv,
     shown,
+    shown_below,
     shown_rate,
     to_csv,
     to_markdown,
@@ -392,3 +393,9 @@ def test_an_event_of_a_followed_type_no_episode_holds_does_not_count(
 
     no_show = figures.stage("booked").no_show
     assert (no_show.numerator, no_show.denominator) == (1, 3)
+
+
+def test_a_lowered_threshold_hides_fewer_counts() -> None:
+    assert [shown_below(5)(n) for n in (0, 1, 4, 5, 10)] == ["0", "<5", "<5", "5", "10"]
+    assert [shown_below(1)(n) for n in (0, 1, 4)] == ["0", "1", "4"]
+    assert shown_below(11) is shown
