@@ -14,6 +14,7 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_va
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .flows.timing import parse_duration
+from .insight.privacy import SMALL
 from .policies.staleness import DEFAULT_STALE_AFTER
 from .roles import Role, parse_role_tokens
 from .settle import DEFAULT_SETTLE_AFTER
@@ -85,6 +86,14 @@ class Settings(BaseSettings):
         description="how long a journey keeps its events for a late one to be folded in its "
         "place; older ones fold in at the journey's horizon, and episodes over for longer "
         'settle out of it (a duration such as "30d", longer than ORCHESTRATOR_STALE_AFTER)',
+    )
+
+    small_count_threshold: int = Field(
+        SMALL,
+        ge=1,
+        le=SMALL,
+        description=f"counts from 1 below this are hidden on aggregate pages (default {SMALL}); "
+        "a pilot may lower it, and while it does every console page says so",
     )
 
     mllp_port: int | None = Field(None, description="HL7 v2 MLLP listener port (off when unset)")

@@ -33,7 +33,10 @@ def timeline(patient_id: str, store: Store) -> dict[str, Any]:
     return {
         "patient_id": patient_id,
         "episodes": _jsonable(episodes),
-        "messages": _jsonable(store.messages(patient_id=patient_id)),
+        # In time order: the store lists them by creation, then key (a hash).
+        "messages": _jsonable(
+            sorted(store.messages(patient_id=patient_id), key=lambda m: (m.due_at, m.key))
+        ),
         "audit": [a.as_json() for a in store.audit(patient_id=patient_id)],
     }
 

@@ -22,6 +22,7 @@ from .privacy import (
     hidden,
     rate_hidden,
     shown,
+    shown_below,
     shown_group,
     shown_rate,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "rate_hidden",
     "read_csv",
     "shown",
+    "shown_below",
     "shown_group",
     "shown_rate",
     "to_csv",

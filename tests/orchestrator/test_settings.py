@@ -218,3 +218,20 @@ def test_bad_api_tokens_are_refused_naming_the_setting_never_the_token(
     message = str(raised.value)
     assert "ORCHESTRATOR_API_TOKENS" in message and expected in message
     assert "secret-tok" not in message
+
+
+@pytest.mark.parametrize("value", ["0", "12", "-1", "eleven"])
+def test_a_small_count_threshold_outside_1_to_11_is_refused(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("ORCHESTRATOR_SMALL_COUNT_THRESHOLD", value)
+
+    with pytest.raises(ValidationError, match="small_count_threshold"):
+        Settings()
+
+
+def test_a_pilot_may_lower_the_small_count_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().small_count_threshold == 11
+    monkeypatch.setenv("ORCHESTRATOR_SMALL_COUNT_THRESHOLD", "5")
+
+    assert Settings().small_count_threshold == 5

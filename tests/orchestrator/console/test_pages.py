@@ -26,6 +26,8 @@ PAGES = [
     "/console/flows/knee-replacement",
     "/console/flows/cardiology-consult",
     "/console/flows/knee-replacement/diff?from=1&to=2",
+    "/console/audit",
+    "/console/audit/knee-replacement",
     "/docs",
     "/redoc",
 ]

@@ -55,6 +55,11 @@ ALLOWED: dict[tuple[str, str], frozenset[Role] | str] = {
     ("GET", "/console/flows"): EVERYONE,
     ("GET", "/console/flows/{flow_id}"): EVERYONE,
     ("GET", "/console/flows/{flow_id}/diff"): EVERYONE,
+    ("GET", "/console/patients"): PATIENTS,
+    ("GET", "/console/patients/{patient_id}"): PATIENTS,
+    ("GET", "/console/audit"): EVERYONE,
+    ("GET", "/console/audit/{flow_id}"): EVERYONE,
+    ("GET", "/console/audit/{flow_id}/worksheet.csv"): EVERYONE,
 }
 
 # What to fill a route's path parameters with, and any query it needs.
@@ -65,6 +70,9 @@ PATHS = {
     "/console/flows/{flow_id}": "/console/flows/knee-replacement",
     "/console/flows/{flow_id}/diff": "/console/flows/knee-replacement/diff?from=1&to=2",
     "/console/static": "/console/static/console.css",
+    "/console/patients/{patient_id}": "/console/patients/p-kr-001-000",
+    "/console/audit/{flow_id}": "/console/audit/knee-replacement",
+    "/console/audit/{flow_id}/worksheet.csv": "/console/audit/knee-replacement/worksheet.csv",
 }
 
 
