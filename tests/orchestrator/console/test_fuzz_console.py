@@ -100,10 +100,19 @@ def test_a_hostile_patient_id_is_a_clear_4xx(console: Console, patient_id: str) 
     assert search.status_code in (200, 303, 422), (patient_id[:40], search.status_code)
 
 
+# Six filters in one URL: each hostile one kept under 8,000 characters, so that the
+# URL stays within what the test client sends at all (httpx refuses 64 KiB).
+_FILTER = st.one_of(
+    st.text(max_size=40),
+    st.lists(st.sampled_from(["\x00", "\ud800", "\udfff", "é", "/", "%", "..", "{"])).map("".join),
+    st.integers(1, 10).map(lambda n: "[" * (n * 50) + "]" * (n * 50)),
+    st.integers(1, 4).map(lambda n: "x" * (n * 2000)),
+    st.sampled_from(["knee-replacement\x00", "knee-replacement/../..", "%00", "\ud800"]),
+)
 _DAYS = st.one_of(
     st.dates().map(str),
     st.sampled_from(["99999-01-01", "0000-01-01", "2026-02-30", "9999-12-31", "-1-01-01"]),
-    _HOSTILE,
+    _FILTER,
 )
 
 
@@ -112,9 +121,9 @@ _DAYS = st.one_of(
     since=_DAYS,
     until=_DAYS,
     version=st.one_of(st.integers(), st.sampled_from(["1e9", "NaN", "\x00", "9" * 400])),
-    persona=_HOSTILE,
-    language=_HOSTILE,
-    channel=_HOSTILE,
+    persona=_FILTER,
+    language=_FILTER,
+    channel=_FILTER,
 )
 def test_hostile_audit_filters_are_a_clear_4xx(
     console: Console,
