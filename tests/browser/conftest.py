@@ -106,14 +106,14 @@ def _settings(root: Path) -> Settings:
     )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     root = tmp_path_factory.mktemp("browser")
     shutil.copytree(ROOT / "flows", root / "flows")
     clock = VirtualClock(START)
     events = [e for path in SAMPLE_FILES for e in sample_events(path.stem)]
     with pytest.MonkeyPatch.context() as env:
-        # No developer's ORCHESTRATOR_* setting reaches the session-wide runtime.
+        # No developer's ORCHESTRATOR_* setting reaches the runtime these tests share.
         for name in [n for n in os.environ if n.startswith("ORCHESTRATOR_")]:
             env.delenv(name)
         # The samples run on version 1; version 2 arrives after, so the flow has a history.
@@ -132,7 +132,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         runtime.close()
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="package", autouse=True)
 def _browser_available() -> None:
     """Before any fixture seeds a store: is there a browser to drive at all?"""
     try:
@@ -143,7 +143,7 @@ def _browser_available() -> None:
         _missing(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set CHROMIUM)")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
     from playwright.sync_api import Error, sync_playwright
 
@@ -195,7 +195,7 @@ class Tab:
 Visit = Callable[[Role | None], Tab]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def contexts(browser: Browser, served: Served) -> Iterator[dict[Role | None, BrowserContext]]:
     """One browser context per role, each signed in through the form; None: signed out."""
     found: dict[Role | None, BrowserContext] = {}
