@@ -26,8 +26,12 @@ QUERIES = {"/console/flows/{flow_id}/diff": "from=1&to=2"}
 API_PAGES = ("/docs", "/redoc", "/dashboard")
 
 
+# Downloads (CSV exports) are files, not pages: a browser saves them.
+DOWNLOADS = (".csv",)
+
+
 def _is_page(path: str) -> bool:
-    if path.startswith("/console/static"):
+    if path.startswith("/console/static") or path.endswith(DOWNLOADS):
         return False
     return path.startswith(("/console", "/dashboard")) or path in API_PAGES
 
