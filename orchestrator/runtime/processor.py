@@ -48,6 +48,11 @@ class EventProcessor:
     # both read the journey before either writes it.
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
+    def use(self, flows: FlowRegistry) -> None:
+        """Run on `flows` from the next batch on (between batches: one registry per batch)."""
+        with self._lock:
+            self.flows = flows
+
     def process(
         self, events: Sequence[Event], *, hold: ImportHold | None = None
     ) -> list[EventResult]:

@@ -55,6 +55,14 @@ ALLOWED: dict[tuple[str, str], frozenset[Role] | str] = {
     ("GET", "/console/flows"): EVERYONE,
     ("GET", "/console/flows/{flow_id}"): EVERYONE,
     ("GET", "/console/flows/{flow_id}/diff"): EVERYONE,
+    ("GET", "/console/flows/{flow_id}/versions"): EVERYONE,
+    # Drafts, publishing and rollback: the admin's alone.
+    ("GET", "/console/flows/{flow_id}/draft"): ADMIN,
+    ("POST", "/console/flows/{flow_id}/draft"): ADMIN,
+    ("POST", "/console/flows/{flow_id}/draft/template"): ADMIN,
+    ("POST", "/console/flows/{flow_id}/draft/whatif"): ADMIN,
+    ("POST", "/console/flows/{flow_id}/draft/publish"): ADMIN,
+    ("POST", "/console/flows/{flow_id}/rollback"): ADMIN,
 }
 
 # What to fill a route's path parameters with, and any query it needs.
@@ -65,6 +73,17 @@ PATHS = {
     "/console/flows/{flow_id}": "/console/flows/knee-replacement",
     "/console/flows/{flow_id}/diff": "/console/flows/knee-replacement/diff?from=1&to=2",
     "/console/static": "/console/static/console.css",
+    **{
+        f"/console/flows/{{flow_id}}/{rest}": f"/console/flows/knee-replacement/{rest}"
+        for rest in (
+            "versions",
+            "draft",
+            "draft/template",
+            "draft/whatif",
+            "draft/publish",
+            "rollback",
+        )
+    },
 }
 
 
