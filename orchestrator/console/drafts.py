@@ -51,7 +51,20 @@ from ..templates import TemplateSet
 from ..whatif import draft_vs_running
 from .pages import render
 
-__all__ = ["router"]
+__all__ = [
+    "DraftForm",
+    "SmallForm",
+    "TemplateForm",
+    "behind_banner",
+    "draft_page",
+    "publish_draft",
+    "rollback_to",
+    "router",
+    "save_draft",
+    "save_template",
+    "versions_page",
+    "what_if",
+]
 
 router = APIRouter(prefix="/console/flows/{flow_id}", include_in_schema=False)
 

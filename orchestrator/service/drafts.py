@@ -43,15 +43,19 @@ from ..templates import TemplateSet
 from .runtime import Runtime
 
 __all__ = [
+    "TEMPLATE_NAME",
     "DraftCheck",
     "check_draft",
+    "draft_name",
     "export",
+    "next_version",
     "publish",
     "publisher",
     "rollback",
     "template_names",
     "version_text",
     "versioned_templates",
+    "with_version",
 ]
 
 _VERSION_LINE = re.compile(r"^version:[^\n]*$", re.MULTILINE)
