@@ -125,7 +125,11 @@ class Runtime:
             # Threads pay off only while a network send is waited for.
             concurrency=settings.dispatch_concurrency if real else 1,
         )
-        return cls(settings, store, registry, processor, intake, deferred, dispatcher, clock)
+        runtime = cls(settings, store, registry, processor, intake, deferred, dispatcher, clock)
+        # An event for a journey on a version published by another process since
+        # this one's last tick: take that version up first, rather than reject the event.
+        processor.missing_version = runtime.refresh_flows
+        return runtime
 
     def tick(self) -> int:
         """Take up a newly published flow version, take what the send threads deferred,

@@ -288,3 +288,23 @@ def test_the_service_built_twice_on_one_store_keeps_file_versions(place: tuple[s
     with opened(db, flows, VirtualClock(START)) as second:
         assert second.service.flows.current[FLOW].version == 1
         assert isinstance(second.service, EmbeddedService)
+
+
+def test_a_second_process_takes_up_a_version_an_event_needs_before_its_tick(
+    console: Console, place: tuple[str, Path]
+) -> None:
+    db, flows = place
+    with opened(db, flows, VirtualClock(START)) as other:
+        _post(console, "/draft", text=_text(console))
+        _post(console, "/draft/publish")
+        booked = _bookings(first=3)
+        console.feed(booked)
+        # The same patient's next event reaches the other process, which has not ticked.
+        later = [e for e in copies(FLOW, 1, first=3) if e["type"] != "appointment.booked"][:1]
+        answer = other.client.post("/events", json=later[0], headers=ADMIN)
+
+        assert answer.status_code == 202, answer.text
+        assert answer.json()["results"][0]["status"] == "accepted", answer.text
+        assert other.service.flows.current[FLOW].version == 2
+        on = {j.patient_id: v for v, j in other.service.store.flow_journeys(FLOW)}
+        assert on["p-kr-001-003"] == 2
