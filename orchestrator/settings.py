@@ -39,6 +39,9 @@ class Settings(BaseSettings):
 
     flows: Path = Path("flows")
     templates: Path = Path("templates")
+    samples: Path = Field(
+        Path("samples/events"), description="event files (*.jsonl) the console's what-if plays"
+    )
     db: str = "sqlite:///orchestrator.db"
     default_region: str = Field("US", description="region for phone numbers written without +")
 

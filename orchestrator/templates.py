@@ -8,6 +8,10 @@ it at all, so an SMS cannot name one. An SMS body leaves through
 `sms.normalise`, so typography (Babel's narrow no-break space, curly quotes)
 never forces UCS-2. Whether a flow's templates exist, render and fit in an
 SMS's segments is `template_check`'s question.
+
+A flow version published in the console keeps its own templates (`stored`,
+name -> text): they are read before the files, so a later edit, in a draft or
+on disk, never changes what a running version sends.
 """
 
 from __future__ import annotations
@@ -37,10 +41,11 @@ class Rendered:
 
 
 class TemplateSet:
-    """The templates under one directory, loaded through a sandboxed Jinja2."""
+    """The templates under one directory (under `stored` texts), through a sandboxed Jinja2."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, stored: Mapping[str, str] | None = None) -> None:
         self.root = root
+        self.stored: Mapping[str, str] = dict(stored or {})
         # Two environments over the same files: the HTML part of an email is
         # escaped, its text part and subject and every SMS are not.
         self._plain = self._environment(autoescape=False)
@@ -48,18 +53,37 @@ class TemplateSet:
 
     def _environment(self, *, autoescape: bool) -> SandboxedEnvironment:
         return SandboxedEnvironment(
-            loader=jinja2.FileSystemLoader(str(self.root)),
+            loader=jinja2.ChoiceLoader(
+                [jinja2.DictLoader(dict(self.stored)), jinja2.FileSystemLoader(str(self.root))]
+            ),
             undefined=jinja2.StrictUndefined,
             autoescape=autoescape,
             trim_blocks=True,
             lstrip_blocks=True,
         )
 
+    def over(self, stored: Mapping[str, str]) -> TemplateSet:
+        """These templates with `stored` read first (and this set's own stored ones under them)."""
+        return TemplateSet(self.root, {**self.stored, **stored})
+
     def name_of(self, channel: Channel, language: str, template: str) -> str:
         return f"{channel.value}/{language}/{template}.j2"
 
     def exists(self, channel: Channel, language: str, template: str) -> bool:
-        return (self.root / self.name_of(channel, language, template)).is_file()
+        return self.text_of(self.name_of(channel, language, template)) is not None
+
+    def text_of(self, name: str) -> str | None:
+        """The source of the template `name` (stored first, then the file); None if none."""
+        if name in self.stored:
+            return self.stored[name]
+        path = self.root / name
+        # Only names under the root: a name is typed in the console.
+        if Path(name).is_absolute() or ".." in Path(name).parts or not path.is_file():
+            return None
+        try:
+            return path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
 
     def render(
         self, channel: Channel, language: str, template: str, context: Mapping[str, Any]

@@ -1,4 +1,4 @@
-"""`orchestrator flows validate | schema | preview`.
+"""`orchestrator flows validate | schema | preview | export`.
 
 `preview` imports only what rendering needs (flows, Jinja2, Babel): the store
 and the connectors are loaded for `--send-to-test` alone.
@@ -24,7 +24,13 @@ from ..flows.schema import flow_json_schema
 from ..runtime.rendering import Organisation
 from ..template_check import TemplateCheck
 from ..templates import TemplateSet
-from .options import DbOption, FlowsOption, TemplatesOption, settings_with
+from .options import (
+    DbOption,
+    FlowsOption,
+    TemplatesOption,
+    exit_on_startup_errors,
+    settings_with,
+)
 
 if TYPE_CHECKING:
     from ..ports import EventResult, ImportHold, Input, RecordedTestSend
@@ -32,7 +38,8 @@ if TYPE_CHECKING:
     from ..settings import Settings
 
 app = typer.Typer(
-    help="Validate flow files, print their schema, preview their messages.", no_args_is_help=True
+    help="Validate flow files, print their schema, preview their messages, export published ones.",
+    no_args_is_help=True,
 )
 
 
@@ -80,6 +87,41 @@ def validate(
 def schema() -> None:
     """Print the JSON Schema of a flow file (for editors' autocompletion)."""
     typer.echo(json.dumps(flow_json_schema(), indent=2))
+
+
+@app.command("export")
+def export_command(
+    flow: Annotated[str, typer.Argument(help="flow id")],
+    db: DbOption = None,
+    flows_dir: FlowsOption = None,
+    templates_dir: TemplatesOption = None,
+) -> None:
+    """Write a flow's newest version in the store (published in the console) to the flow file
+    and its templates to the templates directory (flows as code)."""
+    # Imported here: the other commands need no database driver.
+    from ..service.drafts import export
+    from ..store import connect, pending
+    from ..store.published import Published
+    from ..store.transactions import Transactions
+
+    settings = settings_with(db=db, flows=flows_dir, templates=templates_dir)
+    out, err = Console(soft_wrap=True), Console(stderr=True, soft_wrap=True)
+    with exit_on_startup_errors(err):
+        engine = connect(settings.db)
+        try:
+            if pending(engine):
+                err.print("the store's schema is behind: run `orchestrator db upgrade`")
+                raise typer.Exit(2)
+            written = export(
+                Published(Transactions(engine)), flow, settings.flows, settings.templates
+            )
+        except KeyError:
+            err.print(f"the store has no version of flow '{flow}'", markup=False)
+            raise typer.Exit(1) from None
+        finally:
+            engine.dispose()
+    for path in written:
+        out.print(f"wrote {path}", markup=False, highlight=False)
 
 
 class PreviewFormat(StrEnum):

@@ -8,10 +8,16 @@ its pages by adding its router here.
 
 from fastapi import APIRouter
 
-from . import audit, flows, patients, session
+from . import audit, drafts, flows, patients, session
 from .apidocs import redoc_page, swagger_page
 from .pages import STATIC_DIR, STATIC_URL
 
 __all__ = ["ROUTERS", "STATIC_DIR", "STATIC_URL", "redoc_page", "swagger_page"]
 
-ROUTERS: list[APIRouter] = [session.router, flows.router, patients.router, audit.router]
+ROUTERS: list[APIRouter] = [
+    session.router,
+    flows.router,
+    drafts.router,
+    patients.router,
+    audit.router,
+]

@@ -27,6 +27,7 @@ from ..insight import FlowFigures, shown
 from ..insight.worksheet import CATEGORY_TITLES, funnel_texts, when_text
 from ..runtime.registry import FlowRegistry
 from .diagram import MessageCounts, StageCounts, stage_diagram
+from .drafts import behind_banner
 from .figures import flow_figures_for, running_by_version
 from .pages import render
 
@@ -84,6 +85,7 @@ def flow_page(
     return render(
         request,
         "flow.html",
+        banner=behind_banner(flow.id, registry.behind(flow.id)),
         flow=flow,
         figures=figures,
         counts=counts,

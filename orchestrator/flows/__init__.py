@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from ..lazy import exports
 
 if TYPE_CHECKING:
-    from .loader import FlowSet, flow_paths, load_flow, load_flows
+    from .loader import FlowSet, flow_paths, load_flow, load_flow_text, load_flows
     from .model import (
         ANY_STAGE,
         Condition,
@@ -43,6 +43,7 @@ __all__ = [
     "flow_json_schema",
     "flow_paths",
     "load_flow",
+    "load_flow_text",
     "load_flows",
     "parse_duration",
     "parse_timing",
@@ -69,6 +70,7 @@ _HOME = {
     "flow_json_schema": ".schema",
     "flow_paths": ".loader",
     "load_flow": ".loader",
+    "load_flow_text": ".loader",
     "load_flows": ".loader",
     "parse_duration": ".timing",
     "parse_timing": ".timing",

@@ -21,9 +21,17 @@ from .checks import TemplateCatalog, check_flow
 from .model import Flow
 from .schema import FlowFile
 
-__all__ = ["FlowSet", "flow_paths", "load_flow", "load_flows"]
+__all__ = ["MAX_FLOW_TEXT", "FlowSet", "flow_paths", "load_flow", "load_flow_text", "load_flows"]
 
 Position = tuple[int, int]
+
+# Bounds on what is read, so that text typed in the console (or a hostile
+# file) is a problem reported, never a stalled or crashed service: the
+# largest shipped flow is about 20 KB and 2,000 values.
+MAX_FLOW_TEXT = 256 * 1024
+# Values visited, an alias counted each time it is used (billion laughs).
+_MAX_NODES = 50_000
+_MAX_DEPTH = 64
 
 
 @dataclass(frozen=True)
@@ -98,6 +106,20 @@ class _FlowYAMLLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def load_flow_text(
+    text: str, name: str, flow_id: str, templates: TemplateCatalog | None = None
+) -> tuple[Flow, FlowFile]:
+    """Load a flow from its text (a draft in the console), reported as the file `name`.
+
+    Its id must be `flow_id`, as a file's must be its name.
+
+    Raises:
+        FlowError: listing every problem in the text.
+    """
+    flow, _, document = _load_text(text, name, flow_id, templates)
+    return flow, document
+
+
 def _load(path: Path, templates: TemplateCatalog | None) -> tuple[Flow, Position, FlowFile]:
     name = str(path)
     try:
@@ -106,15 +128,39 @@ def _load(path: Path, templates: TemplateCatalog | None) -> tuple[Flow, Position
         raise FlowError(
             [FlowProblem(name, "", f"cannot read the file ({exc.__class__.__name__})")]
         ) from exc
-    loader = _FlowYAMLLoader(text)
+    return _load_text(text, name, path.stem, templates)
+
+
+class _TooBig(Exception):
+    """The document is nested too deeply or has too many values to read."""
+
+
+def _load_text(
+    text: str, name: str, stem: str, templates: TemplateCatalog | None
+) -> tuple[Flow, Position, FlowFile]:
+    if len(text) > MAX_FLOW_TEXT:
+        limit = MAX_FLOW_TEXT // 1024
+        raise FlowError([FlowProblem(name, "", f"the flow is longer than {limit} KiB")])
+    try:
+        loader = _FlowYAMLLoader(text)
+    except yaml.YAMLError as exc:
+        # The reader refuses some characters (NUL, other controls) before parsing.
+        reason = getattr(exc, "reason", None) or exc.__class__.__name__
+        raise FlowError([FlowProblem(name, "", f"not valid YAML: {reason}")]) from None
     try:
         node = loader.get_single_node()
         if node is None:
             raise FlowError([FlowProblem(name, "", "the file is empty; expected a flow mapping")])
         positions: dict[tuple[str | int, ...], Position] = {}
         duplicates: list[FlowProblem] = []
-        _walk(node, (), positions, duplicates, name)
+        _walk(node, (), positions, duplicates, name, [_MAX_NODES])
         data = loader.construct_document(node)
+    except (_TooBig, RecursionError):
+        message = (
+            f"the flow is nested deeper than {_MAX_DEPTH} levels or has more than "
+            f"{_MAX_NODES:,} values (an alias counts each time it is used)"
+        )
+        raise FlowError([FlowProblem(name, "", message)]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line, column = (mark.line + 1, mark.column + 1) if mark is not None else (None, None)
@@ -141,10 +187,8 @@ def _load(path: Path, templates: TemplateCatalog | None) -> tuple[Flow, Position
     flow = model.to_core()
     if templates is not None:
         found += [problem(_parse_path(p), m) for p, m in templates.problems(flow)]
-    if model.id != path.stem:
-        found.append(
-            problem(("id",), f"flow id '{model.id}' differs from the file name '{path.stem}'")
-        )
+    if model.id != stem:
+        found.append(problem(("id",), f"flow id '{model.id}' differs from the file name '{stem}'"))
     if found:
         raise FlowError(found)
     return flow, _position(positions, ("id",)), model
@@ -156,7 +200,11 @@ def _walk(
     positions: dict[tuple[str | int, ...], Position],
     duplicates: list[FlowProblem],
     name: str,
+    budget: list[int],
 ) -> None:
+    budget[0] -= 1
+    if budget[0] < 0 or len(path) > _MAX_DEPTH:
+        raise _TooBig
     positions.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
@@ -175,10 +223,10 @@ def _walk(
                 )
             seen.add(label)
             positions[child] = (key.start_mark.line + 1, key.start_mark.column + 1)
-            _walk(value, child, positions, duplicates, name)
+            _walk(value, child, positions, duplicates, name, budget)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _walk(item, (*path, i), positions, duplicates, name)
+            _walk(item, (*path, i), positions, duplicates, name, budget)
 
 
 def _position(

@@ -141,6 +141,23 @@ class Dispatcher:
     # time, when the message has no expiry of its own.
     reconcile_limit: timedelta = timedelta(days=3)
     rng: random.Random = field(default_factory=random.Random)
+    # A published version's templates over `templates`, made once per version (immutable).
+    _layered: dict[tuple[str, int], TemplateSet] = field(default_factory=dict, repr=False)
+
+    def use(self, flows: FlowRegistry) -> None:
+        """Run on `flows` from the next message on (a version published meanwhile)."""
+        self.flows = flows
+        self.__dict__.pop("_longest_cap", None)
+
+    def templates_for(self, flow_id: str, version: int) -> TemplateSet:
+        """The templates a version's messages render with: its stored ones over the files."""
+        stored = self.flows.templates.get((flow_id, version))
+        if not stored:
+            return self.templates
+        found = self._layered.get((flow_id, version))
+        if found is None:
+            found = self._layered[(flow_id, version)] = self.templates.over(stored)
+        return found
 
     def tick(self) -> int:
         """Claim what is due now and dispatch it; returns how many were handled.
@@ -327,7 +344,7 @@ class Dispatcher:
                 org=self.org,
             )
             try:
-                rendered = self.templates.render(
+                rendered = self.templates_for(message.flow_id, message.flow_version).render(
                     channel, verdict.language, message.template, context
                 )
             except TemplateError:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
@@ -44,9 +44,18 @@ class EventProcessor:
     clock: Clock
     # How long after the processing clock a journey keeps events to re-fold (`settle`).
     settle_after: timedelta = DEFAULT_SETTLE_AFTER
+    # Called when a journey is on a version this registry lacks (another process
+    # published it since this one last looked): it takes the new registry up (`use`).
+    missing_version: Callable[[], object] | None = None
     # One batch at a time in this process: two batches for one patient must not
-    # both read the journey before either writes it.
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # both read the journey before either writes it. Reentrant: `missing_version`
+    # swaps the registry from inside a batch.
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    def use(self, flows: FlowRegistry) -> None:
+        """Run on `flows` from the next batch on (between batches: one registry per batch)."""
+        with self._lock:
+            self.flows = flows
 
     def process(
         self, events: Sequence[Event], *, hold: ImportHold | None = None
@@ -67,6 +76,10 @@ class EventProcessor:
             unit.lock_patients(patients)
             done = unit.processed(e.id for e in events)
             journeys = unit.journeys(patients)
+            if self.missing_version is not None and any(
+                (fid, version) not in self.flows.versions for _, fid, version in journeys
+            ):
+                self.missing_version()
             # The versions each (patient, flow) has a journey on, for the older-version lookup.
             versions: dict[tuple[str, str], set[int]] = {}
             for pid, fid, version in journeys:

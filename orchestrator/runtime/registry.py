@@ -4,13 +4,18 @@ episodes started on and finish on.
 An episode stays on the flow version it started on. Each version the
 service runs is recorded in the store; a file whose content changed without
 a version bump is refused, because two different flows would share one name.
+
+The current version of a flow is the newest recorded: a file's, or one
+published in the console (`drafts.publish`), which a file older than it does
+not replace (`behind` says so, for the log and the console's banner). A
+version's stored templates (`templates`) are read before the files.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from pydantic import ValidationError
@@ -26,10 +31,31 @@ __all__ = ["FlowRegistry"]
 class FlowRegistry:
     current: Mapping[str, Flow]
     versions: Mapping[tuple[str, int], Flow]
+    # (flow id, version) -> template name -> text, for the versions that keep theirs.
+    templates: Mapping[tuple[str, int], Mapping[str, str]] = field(default_factory=dict)
+    # flow id -> (file, version): what `flows/` holds, for the flows read from files.
+    files: Mapping[str, tuple[str, int]] = field(default_factory=dict)
+
+    def behind(self, flow_id: str) -> str | None:
+        """The flow's file, when a newer version than it was published in the console."""
+        current = self.current.get(flow_id)
+        found = self.files.get(flow_id)
+        if current is None or found is None or found[1] >= current.version:
+            return None
+        return found[0]
 
     @classmethod
-    def open(cls, flows: FlowSet, store: FlowVersions, now: datetime) -> FlowRegistry:
-        """Record the current versions in the store and load the older ones.
+    def open(
+        cls,
+        flows: FlowSet,
+        store: FlowVersions,
+        now: datetime,
+        templates: Mapping[tuple[str, int], Mapping[str, str]] | None = None,
+    ) -> FlowRegistry:
+        """Record the files' versions in the store and load every other one.
+
+        A file's version is recorded when it is new; when the store has a
+        newer version of the flow (published in the console), that one is current.
 
         Raises:
             FlowError: a flow's content changed but its version did not.
@@ -54,13 +80,37 @@ class FlowRegistry:
         if problems:
             raise FlowError(problems)
         versions = {(f.id, f.version): f for f in flows.flows.values()}
+        files = {f.id: (str(flows.files[f.id]), f.version) for f in flows.flows.values()}
+        return cls._of(versions, known, dict(flows.flows), templates or {}, files)
+
+    def reloaded(
+        self, store: FlowVersions, templates: Mapping[tuple[str, int], Mapping[str, str]]
+    ) -> FlowRegistry:
+        """This registry with the versions recorded since (by this process or another)."""
+        return self._of(
+            dict(self.versions), store.flow_versions(), dict(self.current), templates, self.files
+        )
+
+    @classmethod
+    def _of(
+        cls,
+        versions: dict[tuple[str, int], Flow],
+        known: Mapping[tuple[str, int], tuple[str, str]],
+        current: dict[str, Flow],
+        templates: Mapping[tuple[str, int], Mapping[str, str]],
+        files: Mapping[str, tuple[str, int]],
+    ) -> FlowRegistry:
         for (flow_id, version), (_, source) in known.items():
             if (flow_id, version) not in versions:
                 # An older version finishes its episodes but starts none; it keeps
                 # its starting triggers all the same, so that a re-fold of its
                 # journeys opens their episodes again (`versions.advance_versions`).
                 versions[(flow_id, version)] = FlowFile.model_validate_json(source).to_core()
-        return cls(dict(flows.flows), versions)
+        for (flow_id, version), flow in versions.items():
+            # The flows that run are those read from files; the newest version is current.
+            if flow_id in current and current[flow_id].version < version:
+                current[flow_id] = flow
+        return cls(current, versions, dict(templates), dict(files))
 
     def version(self, flow_id: str, version: int) -> Flow:
         return self.versions[(flow_id, version)]

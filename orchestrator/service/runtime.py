@@ -5,7 +5,9 @@ processor, the intake every transport hands its input to (and the queue a
 connector's send thread hands opt-outs to, kept in the store's inbound
 archive), the connectors and the dispatcher. `start()` runs the dispatch
 loop on a thread, whose first tick takes what a previous process left
-queued; `stop()` lets the message in hand finish before it returns. How the loop idles is its one
+queued; each tick first asks the store for each flow's newest version (one
+small query) and takes up a version published since, in this process or
+another (`use_flows`); `stop()` lets the message in hand finish before it returns. How the loop idles is its one
 seam: on a virtual clock the parity test drives this very loop. The embedded service (HTTP and
 MLLP, `orchestrator run`) and the Kafka worker (`orchestrator worker`) are
 transports over one of these.
@@ -33,6 +35,7 @@ from ..runtime.rendering import Organisation
 from ..settings import Settings
 from ..store import InboundArchive, SqlStore, connect, pending, upgrade
 from ..store.delivery import DeliveryLedger
+from ..store.published import Published
 from ..template_check import TemplateCheck
 from ..templates import TemplateSet
 
@@ -86,7 +89,22 @@ class Runtime:
         elif pending(engine):
             raise StoreError("the store's schema is behind: run `orchestrator db upgrade`")
         store = SqlStore(engine)
-        registry = FlowRegistry.open(flow_set, store, clock.now())
+        registry = FlowRegistry.open(
+            flow_set, store, clock.now(), Published(store.transactions).templates()
+        )
+        for flow_id in registry.current:
+            behind = registry.behind(flow_id)
+            if behind is not None:
+                # Loud: the file is not what runs, and editing it changes nothing.
+                log.warning(
+                    "flows.file_behind",
+                    extra={
+                        "flow": flow_id,
+                        "file": behind,
+                        "running_version": registry.current[flow_id].version,
+                        "hint": f"orchestrator flows export {flow_id}",
+                    },
+                )
         processor = EventProcessor(store, registry, clock, settle_after=settings.settle_after)
         intake = Intake(processor, store, clock)
         deferred = IntakeQueue(intake, InboundArchive(store), settings.default_region)
@@ -107,14 +125,40 @@ class Runtime:
             # Threads pay off only while a network send is waited for.
             concurrency=settings.dispatch_concurrency if real else 1,
         )
-        return cls(settings, store, registry, processor, intake, deferred, dispatcher, clock)
+        runtime = cls(settings, store, registry, processor, intake, deferred, dispatcher, clock)
+        # An event for a journey on a version published by another process since
+        # this one's last tick: take that version up first, rather than reject the event.
+        processor.missing_version = runtime.refresh_flows
+        return runtime
 
     def tick(self) -> int:
-        """Take what the send threads deferred, then dispatch one batch; how many were handled.
+        """Take up a newly published flow version, take what the send threads deferred,
+        then dispatch one batch; how many were handled.
 
         The deferred intake failing never keeps the dispatcher from its batch.
         """
+        self.refresh_flows()
         return self._take_deferred() + self.dispatcher.tick()
+
+    def refresh_flows(self) -> bool:
+        """Take up the flow versions recorded since, if any (one small query); whether any were."""
+        published = Published(self.store.transactions)
+        newest = published.newest()
+        if all(newest.get(f, 0) <= flow.version for f, flow in self.flows.current.items()):
+            return False
+        self.use_flows(self.flows.reloaded(self.store, published.templates()))
+        return True
+
+    def use_flows(self, registry: FlowRegistry) -> None:
+        """Run on `registry` from now on: new episodes start on its current versions.
+
+        Each part swaps its one reference between two of its batches, so a
+        batch runs on one registry. The dispatcher first: versions only grow,
+        so it knows every version the processor may schedule a message on.
+        """
+        self.dispatcher.use(registry)
+        self.processor.use(registry)
+        self.flows = registry
 
     def _take_deferred(self) -> int:
         try:

@@ -35,6 +35,7 @@ __all__ = [
     "ConsentRow",
     "DeliveryAttemptRow",
     "EpisodeRow",
+    "FlowDraftRow",
     "FlowVersionRow",
     "ImportRow",
     "InboundMessageRow",
@@ -404,7 +405,12 @@ class TestSendRow(Base):
 
 
 class FlowVersionRow(Base):
-    """Every flow version the service has run, so episodes can finish on theirs."""
+    """Every flow version the service has run, so episodes can finish on theirs.
+
+    A version published in the console also keeps the YAML as written
+    (`text`), its templates (`templates`, JSON name -> text, read before the
+    files), who published it and the diff against the version it replaced.
+    """
 
     __tablename__ = "flow_versions"
     flow_id: Mapped[str] = mapped_column(String(100), primary_key=True)
@@ -412,6 +418,22 @@ class FlowVersionRow(Base):
     digest: Mapped[str] = mapped_column(String(64))
     source: Mapped[str] = mapped_column(Text)
     first_seen_at: Mapped[datetime] = mapped_column(Stamp())
+    published_by: Mapped[str] = mapped_column(String(100), server_default="file")
+    text: Mapped[str | None] = mapped_column(Text, nullable=True)
+    templates: Mapped[str | None] = mapped_column(Text, nullable=True)
+    diff: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class FlowDraftRow(Base):
+    """The draft of a flow being edited in the console: one per flow, until published."""
+
+    __tablename__ = "flow_drafts"
+    flow_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+    # JSON name -> text: the templates edited in this draft.
+    templates: Mapped[str] = mapped_column(Text)
+    updated_by: Mapped[str] = mapped_column(String(100))
+    updated_at: Mapped[datetime] = mapped_column(Stamp())
 
 
 class WebhookReceiptRow(Base):

@@ -68,6 +68,7 @@ def opened(db: str, flows: Path, clock: VirtualClock, **overrides: Any) -> Itera
         db=db,
         flows=flows,
         templates=ROOT / "templates",
+        samples=ROOT / "samples" / "events",
         api_token=TOKENS[Role.ADMIN],
         api_tokens=ROLE_TOKENS,
         **overrides,

@@ -60,6 +60,14 @@ ALLOWED: dict[tuple[str, str], frozenset[Role] | str] = {
     ("GET", "/console/audit"): EVERYONE,
     ("GET", "/console/audit/{flow_id}"): EVERYONE,
     ("GET", "/console/audit/{flow_id}/worksheet.csv"): EVERYONE,
+    ("GET", "/console/flows/{flow_id}/versions"): EVERYONE,
+    # Drafts, publishing and rollback: the admin's alone.
+    ("GET", "/console/flows/{flow_id}/draft"): ADMIN,
+    ("POST", "/console/flows/{flow_id}/draft"): ADMIN,
+    ("POST", "/console/flows/{flow_id}/draft/template"): ADMIN,
+    ("POST", "/console/flows/{flow_id}/draft/whatif"): ADMIN,
+    ("POST", "/console/flows/{flow_id}/draft/publish"): ADMIN,
+    ("POST", "/console/flows/{flow_id}/rollback"): ADMIN,
 }
 
 # What to fill a route's path parameters with, and any query it needs.
@@ -73,6 +81,17 @@ PATHS = {
     "/console/patients/{patient_id}": "/console/patients/p-kr-001-000",
     "/console/audit/{flow_id}": "/console/audit/knee-replacement",
     "/console/audit/{flow_id}/worksheet.csv": "/console/audit/knee-replacement/worksheet.csv",
+    **{
+        f"/console/flows/{{flow_id}}/{rest}": f"/console/flows/knee-replacement/{rest}"
+        for rest in (
+            "versions",
+            "draft",
+            "draft/template",
+            "draft/whatif",
+            "draft/publish",
+            "rollback",
+        )
+    },
 }
 
 

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from orchestrator.errors import FlowError
 from orchestrator.event import Channel, EventType
-from orchestrator.flows.loader import load_flow, load_flows
+from orchestrator.flows.loader import load_flow, load_flow_text, load_flows
 from orchestrator.flows.model import Flow, FrequencyCap, QuietHours, StageCategory
 from orchestrator.flows.schema import FlowFile
 from orchestrator.flows.timing import Anchor, Timing
@@ -24,6 +24,7 @@ from orchestrator.runtime.rendering import Organisation
 from orchestrator.template_check import TemplateCheck
 from orchestrator.templates import TemplateSet
 from tests.builders import flow_data
+from tests.conftest import ROOT
 
 FLOW_ID = "knee-replacement"
 # Its portal URL gives the links their length: `https://portal.example.org/r/<12 characters>`.
@@ -696,3 +697,40 @@ def test_a_slug_longer_than_the_store_keeps_is_refused_by_the_flow_file() -> Non
         FlowFile.model_validate(data)
     data["stages"][0]["id"] = "s" * 64
     FlowFile.model_validate(data)
+
+
+_BILLION_LAUGHS = "".join(
+    f"{name}: &{name} [{', '.join([f'*{prev}'] * 9) if prev else 'x'}]\n"
+    for prev, name in zip(["", "a", "b", "c", "d", "e", "f"], "abcdefg", strict=True)
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("id: x\x00\n", "not valid YAML"),
+        ("stages: " + "[" * 3000 + "]" * 3000, "nested deeper"),
+        ("".join(" " * i + "a:\n" for i in range(100)), "nested deeper"),
+        (_BILLION_LAUGHS, "alias counts each time"),
+        ("a: &a [*a]", "nested deeper"),
+        ("x: " + "y" * 300_000, "longer than 256 KiB"),
+    ],
+)
+def test_hostile_text_is_one_clear_problem(text: str, said: str) -> None:
+    with pytest.raises(FlowError) as caught:
+        load_flow_text(text, "draft.yaml", "x")
+
+    assert len(caught.value.problems) == 1
+    assert said in str(caught.value.problems[0])
+    assert str(caught.value.problems[0]).startswith("draft.yaml")
+
+
+def test_text_loads_as_its_file_would() -> None:
+    text = (ROOT / "flows" / "knee-replacement.yaml").read_text()
+
+    flow, document = load_flow_text(text, "knee-replacement.yaml", "knee-replacement")
+
+    assert flow == load_flow(ROOT / "flows" / "knee-replacement.yaml")
+    assert document.id == "knee-replacement"
+    with pytest.raises(FlowError, match="differs from the file name 'other'"):
+        load_flow_text(text, "other.yaml", "other")

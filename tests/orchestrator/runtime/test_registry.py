@@ -207,3 +207,33 @@ def test_a_version_recorded_before_a_schema_field_was_added_reopens_unchanged(
     assert registry.current["test-flow"].version == 1
     with pytest.raises(FlowError, match="bump the version"):
         FlowRegistry.open(flow_set(title="Changed in place"), store, T0 + timedelta(days=2))
+
+
+def test_a_newer_version_in_the_store_stays_current_over_an_older_file(store: SqlStore) -> None:
+    # Version 2 was published (in the console, or by another file); the file still says 1.
+    FlowRegistry.open(flow_set(), store, T0)
+    v2 = FlowFile.model_validate(flow_data(**V2))
+    store.record_flow_version("test-flow", 2, v2.model_dump_json(by_alias=True), T0)
+
+    registry = FlowRegistry.open(flow_set(), store, T0)
+
+    assert registry.current["test-flow"].version == 2
+    assert registry.current["test-flow"].title == V2["title"]
+    assert registry.behind("test-flow") == str(FILE)
+    assert set(registry.versions) == {("test-flow", 1), ("test-flow", 2)}
+
+
+def test_reloaded_takes_up_versions_recorded_since_and_their_templates(store: SqlStore) -> None:
+    registry = FlowRegistry.open(flow_set(), store, T0)
+    assert registry.behind("test-flow") is None
+    v2 = FlowFile.model_validate(flow_data(**V2))
+    store.record_flow_version("test-flow", 2, v2.model_dump_json(by_alias=True), T0)
+    stored = {("test-flow", 2): {"sms/en/x.j2": "hello"}}
+
+    reloaded = registry.reloaded(store, stored)
+
+    assert reloaded.current["test-flow"].version == 2
+    assert reloaded.templates == stored
+    # The flow objects already held are kept (a version never changes).
+    assert reloaded.versions[("test-flow", 1)] is registry.versions[("test-flow", 1)]
+    assert reloaded.behind("test-flow") == str(FILE)

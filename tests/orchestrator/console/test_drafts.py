@@ -1,0 +1,310 @@
+"""Drafts and publishing through the console's routes, over a real store and runtime.
+
+Each test opens its own store and copy of the flows: publishing changes both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from orchestrator.cli.app import app as cli
+from orchestrator.clock import VirtualClock
+from orchestrator.event import Channel
+from orchestrator.flows.schema import FlowFile
+from orchestrator.roles import Role
+from orchestrator.service import EmbeddedService
+from orchestrator.store.published import Published
+from tests.orchestrator.console.conftest import START, TOKENS, Console, bearer, copies, opened
+from tests.samples import ROOT
+
+FLOW = "knee-replacement"
+ADMIN = bearer(Role.ADMIN)
+FORM = {"content-type": "application/x-www-form-urlencoded"}
+
+
+@pytest.fixture
+def place(tmp_path: Path) -> tuple[str, Path]:
+    flows = tmp_path / "flows"
+    shutil.copytree(ROOT / "flows", flows)
+    return f"sqlite:///{tmp_path / 'store.db'}", flows
+
+
+@pytest.fixture
+def console(place: tuple[str, Path]) -> Iterator[Console]:
+    db, flows = place
+    with opened(db, flows, VirtualClock(START)) as console:
+        yield console
+
+
+def _post(console: Console, path: str, headers: dict[str, str] = ADMIN, **form: str) -> Any:
+    return console.client.post(
+        f"/console/flows/{FLOW}{path}", data=form, headers=headers, follow_redirects=False
+    )
+
+
+def _text(console: Console) -> str:
+    return (ROOT / "flows" / f"{FLOW}.yaml").read_text()
+
+
+def _bookings(first: int, count: int = 1) -> list[dict[str, Any]]:
+    return [e for e in copies(FLOW, count, first=first) if e["type"] == "appointment.booked"][
+        :count
+    ]
+
+
+def test_edit_shows_an_inline_problem_then_the_fix_publishes(console: Console) -> None:
+    page = console.client.get(f"/console/flows/{FLOW}/draft", headers=ADMIN)
+    assert page.status_code == 200
+    assert 'id="draft-text"' in page.text and "version: 2" in page.text
+
+    broken = _text(console).replace("    category: access\n", "    category: acess\n", 1)
+    answer = _post(console, "/draft", text=broken)
+    assert answer.status_code == 200
+    line = broken.splitlines().index("    category: acess") + 1
+    assert f"{FLOW}.yaml:{line}:" in answer.text and "category" in answer.text
+    # Refused while broken: nothing is published.
+    assert _post(console, "/draft/publish").status_code == 422
+    assert console.service.flows.current[FLOW].version == 1
+
+    fixed = _text(console).replace("title: Knee replacement\n", "title: Knee (edited)\n", 1)
+    answer = _post(console, "/draft", text=fixed)
+    assert "No problems" in answer.text
+
+    published = _post(console, "/draft/publish")
+    assert published.status_code == 303
+    assert published.headers["location"] == f"/console/flows/{FLOW}/versions"
+    current = console.service.flows.current[FLOW]
+    assert (current.version, current.title) == (2, "Knee (edited)")
+
+    history = Published(console.service.store.transactions).history(FLOW)
+    assert [v.version for v in history] == [2, 1]
+    short = hashlib.sha256(TOKENS[Role.ADMIN].encode()).hexdigest()[:8]
+    assert history[0].published_by == f"admin:{short}"
+    assert history[1].published_by == "file"
+    assert "+title: Knee (edited)" in (history[0].diff or "")
+    assert history[0].text is not None and "version: 2" in history[0].text
+    # The draft is gone, and every role may read the history; no token is on it.
+    assert Published(console.service.store.transactions).draft(FLOW) is None
+    for role in Role:
+        versions = console.client.get(f"/console/flows/{FLOW}/versions", headers=bearer(role))
+        assert versions.status_code == 200 and "admin:" + short in versions.text
+        assert all(token not in versions.text for token in TOKENS.values())
+
+
+def test_new_episodes_start_on_the_published_version_running_ones_finish_on_theirs(
+    console: Console,
+) -> None:
+    console.feed(_bookings(first=1))
+    console.run_until(console.clock.now() + timedelta(hours=1))
+    template = "sms/en/booking_confirmation.j2"
+    edited = "{{ org.name }}: DRAFTED booking for {{ appointment.when }}. Reply STOP to opt out."
+    assert _post(console, "/draft", text=_text(console)).status_code == 200
+    preview = _post(console, "/draft/template", name=template, text=edited)
+    assert preview.status_code == 200
+    assert "DRAFTED booking" in preview.text and "segment" in preview.text
+    assert _post(console, "/draft/publish").status_code == 303
+
+    console.feed(_bookings(first=2))
+    console.run_until(console.clock.now() + timedelta(hours=1))
+
+    on = {j.patient_id: v for v, j in console.service.store.flow_journeys(FLOW)}
+    assert on["p-kr-001-001"] == 1 and on["p-kr-001-002"] == 2
+    store = console.service.store
+    bodies = {e.key: e.body for e in store.outbox() if e.channel == "sms"}
+    confirmations = {
+        m.flow_version: bodies[m.key]
+        for m in store.messages()
+        if m.message == "consult_confirmation" and m.recipient == "patient"
+    }
+    assert "your visit is booked" in confirmations[1] and "DRAFTED" not in confirmations[1]
+    assert "DRAFTED booking" in confirmations[2]
+
+
+def test_a_template_edited_in_a_draft_never_changes_a_published_version(console: Console) -> None:
+    template = "sms/en/booking_confirmation.j2"
+    _post(console, "/draft", text=_text(console))
+    _post(console, "/draft/template", name=template, text="{{ org.name }}: v2 text. Reply STOP")
+    assert _post(console, "/draft/publish").status_code == 303
+    # A new draft edits the same template: versions 1 and 2 still render their own.
+    _post(console, "/draft", text=_text(console))
+    _post(console, "/draft/template", name=template, text="{{ org.name }}: v3 draft. Reply STOP")
+    dispatcher = console.service.dispatcher
+    v1 = dispatcher.templates_for(FLOW, 1).text_of(template) or ""
+    v2 = dispatcher.templates_for(FLOW, 2).text_of(template) or ""
+    assert "your visit is booked" in v1
+    assert "v2 text" in v2
+    assert Published(console.service.store.transactions).version(FLOW, 2).templates[template] == (  # type: ignore[union-attr]
+        "{{ org.name }}: v2 text. Reply STOP"
+    )
+    assert dispatcher.templates_for(FLOW, 2).exists(Channel.SMS, "en", "booking_confirmation")
+
+
+def test_rollback_publishes_the_old_source_as_the_next_version(console: Console) -> None:
+    _post(console, "/draft", text=_text(console).replace("title: Knee replacement\n", "title: B\n"))
+    assert _post(console, "/draft/publish").status_code == 303
+    rolled = _post(console, "/rollback", version="1")
+    assert rolled.status_code == 303
+
+    store = console.service.store
+    sources = {v: s for (f, v), (_, s) in store.flow_versions().items() if f == FLOW}
+    assert sorted(sources) == [1, 2, 3]
+    one = FlowFile.model_validate_json(sources[1])
+    three = FlowFile.model_validate_json(sources[3])
+    assert three == one.model_copy(update={"version": 3})
+    assert console.service.flows.current[FLOW].title == "Knee replacement"
+    assert _post(console, "/rollback", version="99").status_code == 404
+
+
+def test_a_second_process_takes_up_a_published_version_on_its_next_tick(
+    console: Console, place: tuple[str, Path]
+) -> None:
+    db, flows = place
+    with opened(db, flows, VirtualClock(START)) as other:
+        assert other.service.flows.current[FLOW].version == 1
+        _post(console, "/draft", text=_text(console))
+        _post(console, "/draft/publish")
+        assert other.service.flows.current[FLOW].version == 1
+        other.service.tick()
+        assert other.service.flows.current[FLOW].version == 2
+        assert other.service.processor.flows is other.service.flows
+        assert other.service.dispatcher.flows is other.service.flows
+        # Nothing new: the tick keeps the registry it has.
+        kept = other.service.flows
+        other.service.tick()
+        assert other.service.flows is kept
+
+
+def test_a_file_older_than_the_published_version_is_reported_and_export_fixes_it(
+    console: Console, place: tuple[str, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    db, flows = place
+    _post(console, "/draft", text=_text(console).replace("title: Knee replacement\n", "title: C\n"))
+    _post(console, "/draft/publish")
+    with caplog.at_level(logging.WARNING), opened(db, flows, VirtualClock(START)) as restarted:
+        # The file (version 1) does not replace the published version 2.
+        assert restarted.service.flows.current[FLOW].version == 2
+        assert restarted.service.flows.behind(FLOW) == str(flows / f"{FLOW}.yaml")
+        page = restarted.client.get(f"/console/flows/{FLOW}", headers=bearer(Role.MARKETING))
+        assert f"orchestrator flows export {FLOW}" in page.text
+        assert "published in the console" in page.text.lower()
+    assert any(r.message == "flows.file_behind" for r in caplog.records)
+
+    env = {
+        "ORCHESTRATOR_DB": db,
+        "ORCHESTRATOR_FLOWS": str(flows),
+        "ORCHESTRATOR_TEMPLATES": str(ROOT / "templates"),
+    }
+    result = CliRunner().invoke(cli, ["flows", "export", FLOW], env=env)
+    assert result.exit_code == 0, result.output
+    assert "title: C" in (flows / f"{FLOW}.yaml").read_text()
+    with opened(db, flows, VirtualClock(START)) as exported:
+        assert exported.service.flows.behind(FLOW) is None
+        assert exported.service.flows.current[FLOW].title == "C"
+
+
+def test_the_what_if_compares_the_draft_on_a_sample_and_on_history(console: Console) -> None:
+    console.feed(copies(FLOW, 1, first=5))
+    console.run_until(datetime(2026, 4, 20, tzinfo=UTC))
+    text = _text(console).replace(
+        "      - id: consult_confirmation\n",
+        "      - id: consult_confirmation\n        holdout: 50\n",
+        1,
+    )
+    _post(console, "/draft", text=text)
+    on_sample = _post(console, "/draft/whatif", sample=f"{FLOW}.jsonl")
+    assert on_sample.status_code == 200, on_sample.text
+    assert 'data-stage="consult_booked"' in on_sample.text
+    on_history = _post(console, "/draft/whatif", days="60")
+    assert on_history.status_code == 200, on_history.text
+    assert "last 60 days" in on_history.text
+    assert _post(console, "/draft/whatif", days="0").status_code == 422
+    assert _post(console, "/draft/whatif", sample="../../etc/passwd").status_code == 404
+
+
+_HOSTILE_YAML = st.one_of(
+    st.text(max_size=200),
+    st.integers(1, 40).map(lambda n: "id: x\nstages: " + "[" * (n * 100) + "]" * (n * 100)),
+    st.integers(1, 40).map(lambda n: "".join(" " * i + "a:\n" for i in range(n * 5))),
+    st.just(
+        "a: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n"
+        "c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\n"
+        "e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: [*e,*e,*e,*e,*e,*e,*e,*e,*e]\n"
+    ),
+    st.sampled_from(["\x00", "id: x\x00\n", "a: &a [*a]", "\ud800", "{" * 3000]),
+    st.integers(1, 3).map(lambda n: "x: " + "y" * (n * 200_000)),
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(text=_HOSTILE_YAML)
+def test_hostile_yaml_is_a_problem_or_a_4xx_never_a_500(console: Console, text: str) -> None:
+    body = text.encode("utf-8", "surrogatepass")
+    from urllib.parse import quote_from_bytes
+
+    answer = console.client.post(
+        f"/console/flows/{FLOW}/draft",
+        content=b"text=" + quote_from_bytes(body).encode(),
+        headers={**ADMIN, **FORM},
+    )
+    assert answer.status_code < 500, answer.text
+    if answer.status_code == 200:
+        assert "problems" in answer.text
+    assert console.client.get(f"/console/flows/{FLOW}/draft", headers=ADMIN).status_code == 200
+
+
+def test_only_the_admin_edits_and_publishes(console: Console) -> None:
+    for role in (Role.OPERATIONS, Role.MARKETING):
+        assert (
+            console.client.get(f"/console/flows/{FLOW}/draft", headers=bearer(role)).status_code
+            == 403
+        )
+        for path in ("/draft", "/draft/publish", "/rollback", "/draft/template", "/draft/whatif"):
+            assert _post(console, path, headers=bearer(role), text="x").status_code == 403
+    assert console.service.flows.current[FLOW].version == 1
+
+
+def test_publishing_with_no_draft_is_refused(console: Console) -> None:
+    assert _post(console, "/draft/publish").status_code == 409
+
+
+def test_the_service_built_twice_on_one_store_keeps_file_versions(place: tuple[str, Path]) -> None:
+    # A plain restart with nothing published changes nothing.
+    db, flows = place
+    with opened(db, flows, VirtualClock(START)) as first:
+        assert first.service.flows.behind(FLOW) is None
+    with opened(db, flows, VirtualClock(START)) as second:
+        assert second.service.flows.current[FLOW].version == 1
+        assert isinstance(second.service, EmbeddedService)
+
+
+def test_a_second_process_takes_up_a_version_an_event_needs_before_its_tick(
+    console: Console, place: tuple[str, Path]
+) -> None:
+    db, flows = place
+    with opened(db, flows, VirtualClock(START)) as other:
+        _post(console, "/draft", text=_text(console))
+        _post(console, "/draft/publish")
+        booked = _bookings(first=3)
+        console.feed(booked)
+        # The same patient's next event reaches the other process, which has not ticked.
+        later = [e for e in copies(FLOW, 1, first=3) if e["type"] != "appointment.booked"][:1]
+        answer = other.client.post("/events", json=later[0], headers=ADMIN)
+
+        assert answer.status_code == 202, answer.text
+        assert answer.json()["results"][0]["status"] == "accepted", answer.text
+        assert other.service.flows.current[FLOW].version == 2
+        on = {j.patient_id: v for v, j in other.service.store.flow_journeys(FLOW)}
+        assert on["p-kr-001-003"] == 2
