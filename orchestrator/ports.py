@@ -43,6 +43,7 @@ from .journey import Episode, Journey, ScheduledMessage
 from .message_status import MessageStatus
 from .patient_merge import KnownPatient
 from .policies import ConsentRecord
+from .visit_facts import VisitFacts
 
 __all__ = [
     "REJECTED_BODY_LIMIT",
@@ -348,6 +349,17 @@ class JourneyUnit(Protocol):
         ...
 
     def save_journey(self, journey: Journey, version: int) -> None: ...
+
+    def event_times(self, patient_ids: Iterable[str]) -> list[tuple[str, str, str, datetime]]:
+        """These patients' processed events as (id, patient id, type, occurred at).
+
+        Events of this unit are not among them until it commits.
+        """
+        ...
+
+    def save_visits(self, episode_ids: Sequence[str], visits: Sequence[VisitFacts]) -> None:
+        """Replace what the figures keep of these episodes' stage visits (`stage_visits`)."""
+        ...
 
     def save_settled(
         self, patient_id: str, flow_id: str, version: int, episodes: Sequence[Episode]

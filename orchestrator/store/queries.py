@@ -17,9 +17,11 @@ from sqlalchemy.engine import Connection
 
 from ..decisions import DecisionRecord
 from ..event import Event, EventType
+from ..flows.model import Flow
+from ..insight.figures import FigureFilter, FlowFigures
 from ..journey import Episode, Journey
 from ..ports import EpisodeView, MessageView
-from . import codec
+from . import codec, figures
 from .history import read_history
 from .rows import chunks, record_from_row
 from .tables import (
@@ -90,6 +92,11 @@ class Queries:
                 .order_by(JourneyRow.patient_id, JourneyRow.flow_version)
             ).all()
             return whole_journeys(rows, settled_episodes(c, EpisodeRow.flow_id == flow_id))
+
+    def flow_figures(self, flow: Flow, chosen: FigureFilter | None = None) -> FlowFigures:
+        """`flow`'s figures aggregated in SQL (`store/figures.py`), in one snapshot."""
+        with self.transactions.read() as c:
+            return figures.flow_figures(c, flow, chosen)
 
     def flow_totals(self) -> dict[str, FlowTotals]:
         """Per flow: episodes, and audit decisions by status (the dashboard's flow list)."""

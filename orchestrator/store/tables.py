@@ -15,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     Index,
     Integer,
     LargeBinary,
@@ -46,6 +47,7 @@ __all__ = [
     "ReasonText",
     "RejectedInputRow",
     "ScheduledMessageRow",
+    "StageVisitRow",
     "Stamp",
     "TestSendRow",
     "WebhookReceiptRow",
@@ -224,6 +226,42 @@ class EpisodeRow(Base):
     __table_args__ = (Index(None, "flow_id", "stage_id"),)
 
 
+class StageVisitRow(Base):
+    """What the figures keep of each stage visit (`orchestrator.visit_facts`).
+
+    Rewritten for a patient's episodes whenever a batch advances the patient,
+    so a flow's funnel and outcomes are a GROUP BY here (`store/figures.py`).
+    """
+
+    __tablename__ = "stage_visits"
+    episode_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    visit: Mapped[int] = mapped_column(Integer, primary_key=True)
+    patient_id: Mapped[str] = mapped_column(Id)
+    flow_id: Mapped[str] = mapped_column(String(100))
+    flow_version: Mapped[int] = mapped_column(Integer)
+    stage_id: Mapped[str] = mapped_column(Text)
+    entered_at: Mapped[datetime] = mapped_column(Stamp())
+    event_id: Mapped[str] = mapped_column(Id)
+    persona: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(Stamp())
+    ending: Mapped[str] = mapped_column(String(20))
+    next_stage_id: Mapped[str | None] = mapped_column(Text)
+    missed: Mapped[bool] = mapped_column(Boolean)
+    attended: Mapped[bool] = mapped_column(Boolean)
+    intake_sent: Mapped[bool] = mapped_column(Boolean)
+    replied: Mapped[bool] = mapped_column(Boolean)
+    referral_hours: Mapped[float | None] = mapped_column(Float)
+    episode_intake_done: Mapped[bool] = mapped_column(Boolean)
+    episode_no_show: Mapped[bool] = mapped_column(Boolean)
+    episode_replied: Mapped[bool] = mapped_column(Boolean)
+
+    __table_args__ = (
+        # A flow's figures read its visits by flow (and persona, version, start).
+        Index(None, "flow_id", "persona", "started_at"),
+        Index(None, "patient_id"),
+    )
+
+
 class ProcessedEventRow(Base):
     """The idempotency record: an event id is processed once."""
 
@@ -336,7 +374,11 @@ class AuditRow(Base):
     status: Mapped[str] = mapped_column(String(20))
     reason: Mapped[str | None] = mapped_column(Reason(200))
 
-    __table_args__ = (Index(None, "flow_id", "at"),)
+    __table_args__ = (
+        Index(None, "flow_id", "at"),
+        # The message figures count each key's statuses per flow and message.
+        Index(None, "flow_id", "message_id", "status", "key"),
+    )
 
 
 class RejectedInputRow(Base):
