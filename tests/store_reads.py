@@ -20,21 +20,12 @@ from orchestrator.ports import RejectedInput
 from orchestrator.store import SqlStore, codec
 from orchestrator.store.queries import settled_episodes, whole_journeys
 from orchestrator.store.tables import (
-    AuditRow,
+    Base,
     ConsentRow,
-    DeliveryAttemptRow,
     EpisodeRow,
-    FlowVersionRow,
-    ImportRow,
-    InboundMessageRow,
     JourneyRow,
-    OutboxRow,
     PatientRow,
-    ProcessedEventRow,
     RejectedInputRow,
-    ScheduledMessageRow,
-    TestSendRow,
-    WebhookReceiptRow,
 )
 
 Store = SqlStore | MemoryStore
@@ -122,21 +113,6 @@ def purge(store: Store) -> None:
         store.purge()
         return
     with store.transactions.write() as c:
-        for table in (
-            AuditRow,
-            ConsentRow,
-            DeliveryAttemptRow,
-            EpisodeRow,
-            JourneyRow,
-            OutboxRow,
-            PatientRow,
-            ProcessedEventRow,
-            RejectedInputRow,
-            ScheduledMessageRow,
-            FlowVersionRow,
-            WebhookReceiptRow,
-            InboundMessageRow,
-            ImportRow,
-            TestSendRow,
-        ):
+        # Every table the schema has, so a new one is never left behind.
+        for table in reversed(Base.metadata.sorted_tables):
             c.execute(delete(table))
