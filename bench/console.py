@@ -158,7 +158,9 @@ def percentiles(times: list[float]) -> tuple[float, float]:
     return statistics.median(times) * 1000, cuts[18] * 1000
 
 
-def bench(size: int, requests: int, slice_copies: int) -> list[tuple[str, float, float]]:
+def bench(
+    size: int, requests: int, slice_copies: int, keep: bool = False
+) -> list[tuple[str, float, float]]:
     name, url = create_database()
     try:
         start = datetime(2026, 3, 1, tzinfo=UTC)
@@ -206,7 +208,10 @@ def bench(size: int, requests: int, slice_copies: int) -> list[tuple[str, float,
         runtime.close()
         return found
     finally:
-        drop_database(name)
+        if keep:
+            print(f"kept: {url}")
+        else:
+            drop_database(name)
 
 
 def main() -> None:
@@ -214,8 +219,11 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--requests", type=int, default=30)
     parser.add_argument("--slice-copies", type=int, default=40)
+    parser.add_argument("--keep", action="store_true", help="keep the databases (to EXPLAIN)")
     args = parser.parse_args()
-    results = {size: bench(size, args.requests, args.slice_copies) for size in args.episodes}
+    results = {
+        size: bench(size, args.requests, args.slice_copies, args.keep) for size in args.episodes
+    }
     print(json.dumps({str(k): v for k, v in results.items()}))
 
 

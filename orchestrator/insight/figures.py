@@ -56,10 +56,11 @@ ATTENDED = frozenset({EventType.APPOINTMENT_CHECKED_IN, EventType.APPOINTMENT_CO
 class FigureFilter:
     """Which episodes and records a flow's figures count (the console's filters).
 
-    `persona`, `version` and the start window (`since` inclusive, `until`
-    exclusive, on the episode's start) choose episodes; `language` and
-    `channel` choose the audit records the message figures count.
-    `flow_figures` over journeys knows only `persona`.
+    `persona` and `version` choose episodes and their audit records. The
+    window (`since` inclusive, `until` exclusive) chooses the episodes that
+    started in it for the funnel, and the audit records of the UTC days it
+    touches for the message figures. `language` and `channel` choose audit
+    records. `flow_figures` over journeys knows only `persona`.
     """
 
     persona: str | None = None

@@ -1,11 +1,14 @@
-"""A flow's figures aggregated in SQL: GROUP BYs over `stage_visits`, the audit and nothing else.
+"""A flow's figures aggregated in SQL, from what is kept as events are processed.
 
 The same `FlowFigures` as `insight.figures.flow_figures` computes from
 journeys (the reference; a property test holds the two equal), without
-reading a journey: the funnel, the outcomes and the holdout groups come from
-the stage visits the processor keeps (`insight.visits`), the message figures,
-daily sends and suppression reasons from the audit. Every value is a bound
-parameter, so no persona, stage or message id reaches the SQL text.
+reading a journey or scanning the audit: the funnel and the outcomes come
+from the stage visits the processor keeps (`stage_visits`, `insight.visits`);
+the message figures, daily sends and suppression reasons from the audit's
+tallies (`message_tallies`) and replies per send from `sent_stages`, both kept
+by a trigger on `audit_log` (migration 0010); intake requests and holdout
+groups read the audit rows of those few messages only (by index). Every value
+is a bound parameter, so no persona, stage or message id reaches the SQL text.
 
 What is not exact: a referral's hours to booking keep the first pair per
 stage visit (two referrals in one visit keep one).
@@ -14,7 +17,7 @@ stage visit (two referrals in one visit keep one).
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import date
+from datetime import UTC, date, datetime, time, timedelta
 from statistics import median
 from typing import Any
 
@@ -34,13 +37,14 @@ from ..insight.figures import (
     Ratio,
     StageFigures,
 )
-from .tables import AuditRow, StageVisitRow
+from .tables import AuditRow, MessageTallyRow, SentStageRow, StageVisitRow
 
 __all__ = ["flow_figures"]
 
 V = StageVisitRow.__table__.c
 A = AuditRow.__table__.c
-_STATUSES = ("scheduled", "sent", "delivered", "failed", "cancelled", "expired")
+T = MessageTallyRow.__table__.c
+S = SentStageRow.__table__.c
 
 
 def _n(flag: ColumnElement[Any]) -> ColumnElement[int]:
@@ -60,12 +64,22 @@ def flow_figures(c: Connection, flow: Flow, chosen: FigureFilter | None = None) 
         visits.append(V.started_at >= chosen.since)
     if chosen.until is not None:
         visits.append(V.started_at < chosen.until)
-    episodes = select(V.episode_id).where(*visits, V.visit == 0)
-    records = [A.flow_id == flow.id, A.episode_id.in_(episodes)]
+    # The audit rows of the chosen episodes (intake requests, holdouts).
+    first = _first_visits(visits)
+    records = [A.flow_id == flow.id, A.episode_id.in_(select(first.c.episode_id))]
+    tallies = [T.flow_id == flow.id]
+    if chosen.persona is not None:
+        tallies.append(T.persona == chosen.persona)
+    if chosen.version is not None:
+        tallies.append(T.flow_version == chosen.version)
+    if chosen.since is not None:
+        tallies.append(T.day >= chosen.since.astimezone(UTC).date().isoformat())
+    if chosen.until is not None:
+        tallies.append(T.day < _day_after(chosen.until))
     if chosen.language is not None:
-        records.append(A.language == chosen.language)
+        tallies.append(T.language == chosen.language)
     if chosen.channel is not None:
-        records.append(A.channel == chosen.channel)
+        tallies.append(T.channel == chosen.channel)
     total_episodes, patients = c.execute(
         select(func.count(), func.count(func.distinct(V.patient_id))).where(*visits, V.visit == 0)
     ).one()
@@ -75,16 +89,17 @@ def flow_figures(c: Connection, flow: Flow, chosen: FigureFilter | None = None) 
         episodes=int(total_episodes),
         patients=int(patients),
         stages=_stages(c, flow, visits, records),
-        messages=_messages(c, flow, records),
-        daily=_daily(c, records),
+        messages=_messages(c, flow, tallies),
+        daily=_daily(c, tallies),
         suppression={
-            reason or "": int(n)
+            reason: int(n)
             for reason, n in c.execute(
-                select(A.reason, func.count())
-                .where(*records, A.status == "suppressed")
-                .group_by(A.reason)
-                .order_by(A.reason)
+                select(T.reason, func.sum(T.records))
+                .where(*tallies, T.status == "suppressed")
+                .group_by(T.reason)
+                .order_by(T.reason)
             )
+            if n
         },
         holdouts=_holdouts(c, flow, visits, records),
         transitions={
@@ -143,17 +158,12 @@ def _stages(
         counts[stage_id]["intake_asked"] = int(n)
         counts[stage_id]["intake_done"] = int(done or 0)
     # Replies per (episode, stage) where something was sent.
-    sent = (
-        select(A.episode_id, A.stage_id)
-        .where(*records, A.status == "sent", A.stage_id.in_(ids))
-        .distinct()
-        .subquery()
-    )
-    replied = exists().where(
-        V.episode_id == sent.c.episode_id, V.stage_id == sent.c.stage_id, V.replied
-    )
+    replied = exists().where(V.episode_id == S.episode_id, V.stage_id == S.stage_id, V.replied)
     for stage_id, n, yes in c.execute(
-        select(sent.c.stage_id, func.count(), func.sum(_n(replied))).group_by(sent.c.stage_id)
+        select(S.stage_id, func.count(), func.sum(_n(replied)))
+        .join(first, first.c.episode_id == S.episode_id)
+        .where(S.flow_id == flow.id, S.stage_id.in_(ids))
+        .group_by(S.stage_id)
     ):
         counts[stage_id]["messaged"] = int(n)
         counts[stage_id]["replied"] = int(yes or 0)
@@ -206,26 +216,20 @@ def _referral_hours(c: Connection, here: list[Any]) -> dict[str, Hours]:
     return {stage_id: Hours(len(v), median(v)) for stage_id, v in values.items()}
 
 
-def _messages(c: Connection, flow: Flow, records: list[Any]) -> tuple[MessageFigures, ...]:
-    tallies: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for message_id, status, n in c.execute(
-        select(A.message_id, A.status, func.count(func.distinct(A.key)))
-        .where(*records, A.status.in_(_STATUSES))
-        .group_by(A.message_id, A.status)
-    ):
-        tallies[message_id][status] = int(n)
-    # A suppressed message counts under the reason of its last suppression record.
-    last = (
-        select(func.max(A.id)).where(*records, A.status == "suppressed").group_by(A.key)
-    ).scalar_subquery()
+def _messages(c: Connection, flow: Flow, tallies: list[Any]) -> tuple[MessageFigures, ...]:
+    counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     suppressed: dict[str, dict[str, int]] = defaultdict(dict)
-    for message_id, reason, n in c.execute(
-        select(A.message_id, A.reason, func.count())
-        .where(A.id.in_(last))
-        .group_by(A.message_id, A.reason)
+    for message_id, status, reason, n in c.execute(
+        select(T.message_id, T.status, T.reason, func.sum(T["keys"]))
+        .where(*tallies)
+        .group_by(T.message_id, T.status, T.reason)
     ):
-        by_reason = suppressed[message_id]
-        by_reason[reason or ""] = by_reason.get(reason or "", 0) + int(n)
+        if not n:
+            continue
+        if status == "suppressed":
+            suppressed[message_id][reason] = int(n)
+        else:
+            counts[message_id][status] += int(n)
     return tuple(
         MessageFigures(
             stage_id=stage.id,
@@ -240,24 +244,30 @@ def _messages(c: Connection, flow: Flow, records: list[Any]) -> tuple[MessageFig
         )
         for stage in flow.stages
         for spec in stage.messages
-        for t in [tallies[spec.id]]
+        for t in [counts[spec.id]]
     )
 
 
-def _daily(c: Connection, records: list[Any]) -> tuple[DailySends, ...]:
-    if c.dialect.name == "postgresql":
-        day: ColumnElement[Any] = func.date(func.timezone("UTC", A.at))
-    else:
-        day = func.date(A.at)
-    by_day: dict[date, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for when, status, n in c.execute(
-        select(day, A.status, func.count())
-        .where(*records, A.status.in_(("sent", "delivered")))
-        .group_by(day, A.status)
+def _daily(c: Connection, tallies: list[Any]) -> tuple[DailySends, ...]:
+    by_day: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for day, status, n in c.execute(
+        select(T.day, T.status, func.sum(T.records))
+        .where(*tallies, T.status.in_(("sent", "delivered")))
+        .group_by(T.day, T.status)
     ):
-        key = when if isinstance(when, date) else date.fromisoformat(str(when))
-        by_day[key][status] += int(n)
-    return tuple(DailySends(d, by_day[d]["sent"], by_day[d]["delivered"]) for d in sorted(by_day))
+        by_day[day][status] += int(n)
+    return tuple(
+        DailySends(date.fromisoformat(d), by_day[d]["sent"], by_day[d]["delivered"])
+        for d in sorted(by_day)
+        if by_day[d]["sent"] or by_day[d]["delivered"]
+    )
+
+
+def _day_after(instant: datetime) -> str:
+    """The first day a window ending at `instant` (exclusive) leaves out whole."""
+    at = instant.astimezone(UTC)
+    day = at.date() if at.time() == time(0) else at.date() + timedelta(days=1)
+    return day.isoformat()
 
 
 def _holdouts(

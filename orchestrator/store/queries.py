@@ -28,6 +28,7 @@ from .tables import (
     AuditRow,
     EpisodeRow,
     JourneyRow,
+    MessageTallyRow,
     ProcessedEventRow,
     ScheduledMessageRow,
 )
@@ -107,10 +108,13 @@ class Queries:
                 select(EpisodeRow.flow_id, func.count()).group_by(EpisodeRow.flow_id)
             ):
                 episodes[flow_id] = int(count)
+            # Messages per status from the audit's tallies (kept by a trigger,
+            # migration 0010), not a count of distinct keys over the whole audit.
+            tally = MessageTallyRow.__table__.c
             for flow_id, status, count in c.execute(
-                select(
-                    AuditRow.flow_id, AuditRow.status, func.count(func.distinct(AuditRow.key))
-                ).group_by(AuditRow.flow_id, AuditRow.status)
+                select(tally.flow_id, tally.status, func.sum(tally["keys"]))
+                .group_by(tally.flow_id, tally.status)
+                .having(func.sum(tally["keys"]) > 0)
             ):
                 by_status.setdefault(flow_id, {})[status] = int(count)
         return {

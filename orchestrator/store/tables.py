@@ -40,6 +40,7 @@ __all__ = [
     "ImportRow",
     "InboundMessageRow",
     "JourneyRow",
+    "MessageTallyRow",
     "OutboxRow",
     "PatientRow",
     "ProcessedEventRow",
@@ -47,6 +48,7 @@ __all__ = [
     "ReasonText",
     "RejectedInputRow",
     "ScheduledMessageRow",
+    "SentStageRow",
     "StageVisitRow",
     "Stamp",
     "TestSendRow",
@@ -260,6 +262,39 @@ class StageVisitRow(Base):
         Index(None, "flow_id", "persona", "started_at"),
         Index(None, "patient_id"),
     )
+
+
+class MessageTallyRow(Base):
+    """The audit counted as it is written (a trigger on `audit_log`, migration 0010).
+
+    Per flow, version, persona, message, status, reason, language, channel
+    and UTC day: `records` counts audit rows, `keys` the messages that reached
+    the status there (first time; a suppressed message under the reason of
+    its last suppression). Empty text stands for none, so it can be a key.
+    """
+
+    __tablename__ = "message_tallies"
+    flow_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    flow_version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    persona: Mapped[str] = mapped_column(Text, primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    stage_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    status: Mapped[str] = mapped_column(String(20), primary_key=True)
+    reason: Mapped[str] = mapped_column(Text, primary_key=True)
+    language: Mapped[str] = mapped_column(String(20), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    records: Mapped[int] = mapped_column(Integer)
+    keys: Mapped[int] = mapped_column(Integer)
+
+
+class SentStageRow(Base):
+    """Each (episode, stage) where a message was sent (the same trigger): replies per send."""
+
+    __tablename__ = "sent_stages"
+    episode_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    stage_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    flow_id: Mapped[str] = mapped_column(String(100), index=True)
 
 
 class ProcessedEventRow(Base):

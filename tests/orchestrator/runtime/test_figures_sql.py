@@ -140,7 +140,7 @@ def assert_same_figures(store: SqlStore, flow: Flow) -> None:
 
 
 @settings(
-    max_examples=40,
+    max_examples=25,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
