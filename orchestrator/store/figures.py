@@ -17,6 +17,7 @@ stage visit (two referrals in one visit keep one).
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from statistics import median
 from typing import Any
@@ -83,12 +84,29 @@ def flow_figures(c: Connection, flow: Flow, chosen: FigureFilter | None = None) 
     total_episodes, patients = c.execute(
         select(func.count(), func.count(func.distinct(V.patient_id))).where(*visits, V.visit == 0)
     ).one()
+    # One pass over the visits for the funnel, the no-shows and the moves.
+    tally = c.execute(
+        select(
+            V.stage_id,
+            V.ending,
+            V.next_stage_id,
+            func.count(),
+            func.sum(_n(V.missed)),
+            func.sum(_n(V.missed | V.attended)),
+        )
+        .where(*visits)
+        .group_by(V.stage_id, V.ending, V.next_stage_id)
+    ).all()
+    transitions: dict[tuple[str, str], int] = defaultdict(int)
+    for stage_id, _, next_stage_id, n, _, _ in tally:
+        if next_stage_id is not None:
+            transitions[(stage_id, next_stage_id)] += int(n)
     return FlowFigures(
         flow_id=flow.id,
         persona=chosen.persona,
         episodes=int(total_episodes),
         patients=int(patients),
-        stages=_stages(c, flow, visits, records),
+        stages=_stages(c, flow, visits, records, tally),
         messages=_messages(c, flow, tallies),
         daily=_daily(c, tallies),
         suppression={
@@ -102,36 +120,24 @@ def flow_figures(c: Connection, flow: Flow, chosen: FigureFilter | None = None) 
             if n
         },
         holdouts=_holdouts(c, flow, visits, records),
-        transitions={
-            (a, b): int(n)
-            for a, b, n in c.execute(
-                select(V.stage_id, V.next_stage_id, func.count())
-                .where(*visits, V.next_stage_id.is_not(None))
-                .group_by(V.stage_id, V.next_stage_id)
-                .order_by(V.stage_id, V.next_stage_id)
-            )
-        },
+        transitions=dict(sorted(transitions.items())),
     )
 
 
 def _stages(
-    c: Connection, flow: Flow, visits: list[Any], records: list[Any]
+    c: Connection,
+    flow: Flow,
+    visits: list[Any],
+    records: list[Any],
+    tally: Sequence[Sequence[Any]],
 ) -> tuple[StageFigures, ...]:
     ids = [s.id for s in flow.stages]
     counts: dict[str, dict[str, int]] = {i: defaultdict(int) for i in ids}
     here = [*visits, V.stage_id.in_(ids)]
-    for stage_id, ending, n, missed, ended in c.execute(
-        select(
-            V.stage_id,
-            V.ending,
-            func.count(),
-            func.sum(_n(V.missed)),
-            func.sum(_n(V.missed | V.attended)),
-        )
-        .where(*here)
-        .group_by(V.stage_id, V.ending)
-    ):
-        stage = counts[stage_id]
+    for stage_id, ending, _, n, missed, ended in tally:
+        stage = counts.get(stage_id)
+        if stage is None:
+            continue  # a stage of another version of the flow
         stage["entered"] += int(n)
         stage[ending] += int(n)
         stage["missed"] += int(missed or 0)
@@ -157,11 +163,16 @@ def _stages(
     ):
         counts[stage_id]["intake_asked"] = int(n)
         counts[stage_id]["intake_done"] = int(done or 0)
-    # Replies per (episode, stage) where something was sent.
-    replied = exists().where(V.episode_id == S.episode_id, V.stage_id == S.stage_id, V.replied)
+    # Replies per (episode, stage) where something was sent: the few replied
+    # visits, joined to the sends.
+    replied = select(V.episode_id, V.stage_id).where(*here, V.replied).distinct().subquery()
     for stage_id, n, yes in c.execute(
-        select(S.stage_id, func.count(), func.sum(_n(replied)))
+        select(S.stage_id, func.count(), func.count(replied.c.episode_id))
         .join(first, first.c.episode_id == S.episode_id)
+        .outerjoin(
+            replied,
+            (replied.c.episode_id == S.episode_id) & (replied.c.stage_id == S.stage_id),
+        )
         .where(S.flow_id == flow.id, S.stage_id.in_(ids))
         .group_by(S.stage_id)
     ):
