@@ -65,9 +65,9 @@ def flow_figures(c: Connection, flow: Flow, chosen: FigureFilter | None = None) 
         visits.append(V.started_at >= chosen.since)
     if chosen.until is not None:
         visits.append(V.started_at < chosen.until)
-    # The audit rows of the chosen episodes (intake requests, holdouts).
-    first = _first_visits(visits)
-    records = [A.flow_id == flow.id, A.episode_id.in_(select(first.c.episode_id))]
+    # The audit rows of the flow (intake requests, holdouts); each query joins
+    # them to the chosen episodes' first visits.
+    records = [A.flow_id == flow.id]
     tallies = [T.flow_id == flow.id]
     if chosen.persona is not None:
         tallies.append(T.persona == chosen.persona)
@@ -166,10 +166,11 @@ def _stages(
     # Replies per (episode, stage) where something was sent: the few replied
     # visits, joined to the sends.
     replied = select(V.episode_id, V.stage_id).where(*here, V.replied).distinct().subquery()
+    sends = select(S.stage_id, func.count(), func.count(replied.c.episode_id))
+    if len(visits) > 1:  # only the chosen episodes' sends (every episode has visits)
+        sends = sends.join(first, first.c.episode_id == S.episode_id)
     for stage_id, n, yes in c.execute(
-        select(S.stage_id, func.count(), func.count(replied.c.episode_id))
-        .join(first, first.c.episode_id == S.episode_id)
-        .outerjoin(
+        sends.outerjoin(
             replied,
             (replied.c.episode_id == S.episode_id) & (replied.c.stage_id == S.stage_id),
         )

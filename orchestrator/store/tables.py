@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -258,8 +259,59 @@ class StageVisitRow(Base):
     episode_replied: Mapped[bool] = mapped_column(Boolean)
 
     __table_args__ = (
-        # A flow's figures read its visits by flow (and persona, version, start).
-        Index(None, "flow_id", "persona", "started_at"),
+        # The funnel's pass over a flow's visits reads this index alone.
+        Index(
+            "ix_stage_visits_funnel",
+            "flow_id",
+            "persona",
+            "flow_version",
+            "started_at",
+            "stage_id",
+            "ending",
+            "next_stage_id",
+            "missed",
+            "attended",
+        ),
+        # Each episode's first visit: what filters episodes, and the episode's outcomes.
+        Index(
+            "ix_stage_visits_first",
+            "flow_id",
+            "episode_id",
+            "persona",
+            "flow_version",
+            "started_at",
+            "patient_id",
+            "episode_intake_done",
+            "episode_no_show",
+            "episode_replied",
+            postgresql_where=text("visit = 0"),
+            sqlite_where=text("visit = 0"),
+        ),
+        # The few visits with a reply, an intake request, a referral's wait.
+        Index(
+            "ix_stage_visits_replied",
+            "flow_id",
+            "episode_id",
+            "stage_id",
+            postgresql_where=text("replied"),
+            sqlite_where=text("replied"),
+        ),
+        Index(
+            "ix_stage_visits_intake_sent",
+            "flow_id",
+            "episode_id",
+            "stage_id",
+            postgresql_where=text("intake_sent"),
+            sqlite_where=text("intake_sent"),
+        ),
+        Index(
+            "ix_stage_visits_referral",
+            "flow_id",
+            "stage_id",
+            "referral_hours",
+            postgresql_where=text("referral_hours IS NOT NULL"),
+            sqlite_where=text("referral_hours IS NOT NULL"),
+        ),
         Index(None, "patient_id"),
     )
 
@@ -294,7 +346,9 @@ class SentStageRow(Base):
     __tablename__ = "sent_stages"
     episode_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     stage_id: Mapped[str] = mapped_column(String(100), primary_key=True)
-    flow_id: Mapped[str] = mapped_column(String(100), index=True)
+    flow_id: Mapped[str] = mapped_column(String(100))
+
+    __table_args__ = (Index("ix_sent_stages_flow", "flow_id", "stage_id", "episode_id"),)
 
 
 class ProcessedEventRow(Base):
@@ -411,8 +465,17 @@ class AuditRow(Base):
 
     __table_args__ = (
         Index(None, "flow_id", "at"),
-        # The message figures count each key's statuses per flow and message.
-        Index(None, "flow_id", "message_id", "status", "key"),
+        # Intake requests and holdout groups read a few messages' rows from it alone.
+        Index(
+            "ix_audit_log_flow_messages",
+            "flow_id",
+            "message_id",
+            "status",
+            "episode_id",
+            "stage_id",
+            "recipient",
+            "reason",
+        ),
     )
 
 

@@ -50,15 +50,32 @@ def upgrade() -> None:
         sa.Column("episode_replied", sa.Boolean(), nullable=False),
         sa.PrimaryKeyConstraint("episode_id", "visit", name=op.f("pk_stage_visits")),
     )
-    with op.batch_alter_table("stage_visits", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_stage_visits_flow_id_persona_started_at"),
-            ["flow_id", "persona", "started_at"],
-            unique=False,
-        )
-        batch_op.create_index(
-            batch_op.f("ix_stage_visits_patient_id"), ["patient_id"], unique=False
-        )
+    op.create_index(
+        "ix_stage_visits_funnel",
+        "stage_visits",
+        [
+            "flow_id",
+            "persona",
+            "flow_version",
+            "started_at",
+            "stage_id",
+            "ending",
+            "next_stage_id",
+            "missed",
+            "attended",
+        ],
+    )
+    first = ["flow_id", "episode_id", "persona", "flow_version", "started_at", "patient_id"]
+    first += ["episode_intake_done", "episode_no_show", "episode_replied"]
+    _partial("ix_stage_visits_first", first, "visit = 0")
+    _partial("ix_stage_visits_replied", ["flow_id", "episode_id", "stage_id"], "replied")
+    _partial("ix_stage_visits_intake_sent", ["flow_id", "episode_id", "stage_id"], "intake_sent")
+    _partial(
+        "ix_stage_visits_referral",
+        ["flow_id", "stage_id", "referral_hours"],
+        "referral_hours IS NOT NULL",
+    )
+    op.create_index("ix_stage_visits_patient_id", "stage_visits", ["patient_id"])
     op.create_table(
         "message_tallies",
         sa.Column("flow_id", sa.String(length=100), nullable=False),
@@ -94,13 +111,12 @@ def upgrade() -> None:
         sa.Column("flow_id", sa.String(length=100), nullable=False),
         sa.PrimaryKeyConstraint("episode_id", "stage_id", name=op.f("pk_sent_stages")),
     )
-    with op.batch_alter_table("sent_stages", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_sent_stages_flow_id"), ["flow_id"], unique=False)
+    op.create_index("ix_sent_stages_flow", "sent_stages", ["flow_id", "stage_id", "episode_id"])
     with op.batch_alter_table("audit_log", schema=None) as batch_op:
-        # The message figures: per flow, each key's statuses.
+        # Intake requests and holdout groups: a few messages' rows, from the index alone.
         batch_op.create_index(
-            batch_op.f("ix_audit_log_flow_id_message_id_status_key"),
-            ["flow_id", "message_id", "status", "key"],
+            _AUDIT_INDEX,
+            ["flow_id", "message_id", "status", "episode_id", "stage_id", "recipient", "reason"],
             unique=False,
         )
     # After the index: a batch alteration of audit_log on SQLite could rebuild the
@@ -108,6 +124,16 @@ def upgrade() -> None:
     for statement in _POSTGRESQL if op.get_bind().dialect.name == "postgresql" else _SQLITE:
         op.execute(statement)
     _tally_existing()
+
+
+_AUDIT_INDEX = "ix_audit_log_flow_messages"
+
+
+def _partial(name: str, columns: list[str], where: str) -> None:
+    condition = sa.text(where)
+    op.create_index(
+        name, "stage_visits", columns, postgresql_where=condition, sqlite_where=condition
+    )
 
 
 _DIMENSIONS = (
@@ -224,8 +250,5 @@ def downgrade() -> None:
     op.drop_table("sent_stages")
     op.drop_table("message_tallies")
     with op.batch_alter_table("audit_log", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_audit_log_flow_id_message_id_status_key"))
-    with op.batch_alter_table("stage_visits", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_stage_visits_patient_id"))
-        batch_op.drop_index(batch_op.f("ix_stage_visits_flow_id_persona_started_at"))
+        batch_op.drop_index(_AUDIT_INDEX)
     op.drop_table("stage_visits")
