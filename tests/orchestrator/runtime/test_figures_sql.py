@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import text
 
 from orchestrator.event import Event
 from orchestrator.flows.model import Flow
@@ -199,3 +200,36 @@ def test_a_hostile_persona_finds_nothing_and_breaks_nothing(
     else:
         assert (figures.episodes, figures.stage("booked").entered) == (0, 0)
     assert measured(runtime.store, flow).episodes == 5
+
+
+def test_a_settled_episode_keeps_its_visits(build_runtime: BuildRuntime) -> None:
+    flow = insight_flow()
+    runtime = build_runtime({flow.id: flow})
+    if isinstance(runtime.store, MemoryStore):
+        pytest.skip("the memory store computes its figures from the journeys")
+    assert isinstance(runtime.store, SqlStore)
+    runtime.processor.settle_after = timedelta(days=2)
+    patient = make_patient("p-1")
+    first = [
+        make_event("appointment.booked", id="b1", patient=patient, start=at(days=3)),
+        make_event("appointment.completed", id="c1", occurred_at=at(days=3), patient=patient),
+    ]
+    # A new booking a month later, imported with the rest in one batch: the first
+    # episode starts, ends and settles out of the journey in that batch.
+    again = make_event(
+        "appointment.booked",
+        id="b2",
+        occurred_at=at(days=30),
+        patient=patient,
+        appointment_id="a-2",
+        start=at(days=33),
+    )
+    runtime.clock.move_to(at(days=30))
+    runtime.process(*first, again)
+    with runtime.store.transactions.read() as c:
+        settled = c.execute(text("SELECT count(*) FROM episodes WHERE settled IS NOT NULL"))
+        assert settled.scalar_one() == 1
+    figures = measured(runtime.store, flow)
+    assert figures.episodes == 2
+    assert (figures.stage("booked").entered, figures.stage("visited").completed) == (2, 1)
+    assert_same_figures(runtime.store, flow)
