@@ -194,6 +194,9 @@ class MemoryUnit:
     def save_visits(self, episode_ids: Sequence[str], visits: Sequence[VisitFacts]) -> None:
         return None
 
+    def note_intake_requests(self, keys: Iterable[str]) -> None:
+        return None
+
     def mark_processed(self, event: Event) -> None:
         self._processed.append(
             ProcessedRow(

@@ -361,6 +361,10 @@ class JourneyUnit(Protocol):
         """Replace what the figures keep of these episodes' stage visits (`stage_visits`)."""
         ...
 
+    def note_intake_requests(self, keys: Iterable[str]) -> None:
+        """These messages ask for an intake: once scheduled, their episode was asked there."""
+        ...
+
     def save_settled(
         self, patient_id: str, flow_id: str, version: int, episodes: Sequence[Episode]
     ) -> None:

@@ -24,6 +24,7 @@ from functools import partial
 from ..actions import CancelMessage, Decision, ExpireMessage, ScheduleMessage
 from ..clock import Clock
 from ..event import Event, EventType
+from ..flows.model import Flow
 from ..insight.figures import PatientEvent
 from ..insight.visits import visit_facts
 from ..journey import Episode, Journey
@@ -216,13 +217,25 @@ class EventProcessor:
                 settled_out += [
                     (journey.patient_id, journey.flow_id, version, e) for e in settled.episodes
                 ]
+            intake = _intake_requests(flow) if decision.actions else frozenset()
             for action in decision.actions:
                 if isinstance(action, ScheduleMessage):
                     unit.schedule(action.message, event.id)
+                    if action.message.message_id in intake:
+                        unit.note_intake_requests([action.message.key])
                 elif isinstance(action, CancelMessage):
                     unit.cancel(action.message, action.reason, event.id)
                 elif isinstance(action, ExpireMessage):
                     unit.expire(action.message, action.reason, event.id)
+
+
+def _intake_requests(flow: Flow) -> frozenset[str]:
+    """The messages of `flow` that ask for an intake (those an intake completion stops)."""
+    return frozenset(
+        spec.id
+        for _, spec in flow.specs.values()
+        if any(t.event is EventType.INTAKE_COMPLETED for t in spec.unless)
+    )
 
 
 def _beyond_horizon(

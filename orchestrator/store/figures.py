@@ -6,8 +6,9 @@ reading a journey or scanning the audit: the funnel and the outcomes come
 from the stage visits the processor keeps (`stage_visits`, `insight.visits`);
 the message figures, daily sends and suppression reasons from the audit's
 tallies (`message_tallies`) and replies per send from `sent_stages`, both kept
-by a trigger on `audit_log` (migration 0010); intake requests and holdout
-groups read the audit rows of those few messages only (by index). Every value
+by a trigger on `audit_log` (migration 0010); intake requests from
+`intake_requests` (the unit of work's); holdout groups read the audit rows of
+their message only (by index). Every value
 is a bound parameter, so no persona, stage or message id reaches the SQL text.
 
 What is not exact: a referral's hours to booking keep the first pair per
@@ -25,7 +26,6 @@ from typing import Any
 from sqlalchemy import ColumnElement, case, exists, func, select, union
 from sqlalchemy.engine import Connection
 
-from ..event import EventType
 from ..flows.model import Flow
 from ..insight.figures import (
     DailySends,
@@ -38,7 +38,7 @@ from ..insight.figures import (
     Ratio,
     StageFigures,
 )
-from .tables import AuditRow, MessageTallyRow, SentStageRow, StageVisitRow
+from .tables import AuditRow, IntakeRequestRow, MessageTallyRow, SentStageRow, StageVisitRow
 
 __all__ = ["flow_figures"]
 
@@ -46,6 +46,7 @@ V = StageVisitRow.__table__.c
 A = AuditRow.__table__.c
 T = MessageTallyRow.__table__.c
 S = SentStageRow.__table__.c
+R = IntakeRequestRow.__table__.c
 
 
 def _n(flag: ColumnElement[Any]) -> ColumnElement[int]:
@@ -106,7 +107,7 @@ def flow_figures(c: Connection, flow: Flow, chosen: FigureFilter | None = None) 
         persona=chosen.persona,
         episodes=int(total_episodes),
         patients=int(patients),
-        stages=_stages(c, flow, visits, records, tally),
+        stages=_stages(c, flow, visits, tally),
         messages=_messages(c, flow, tallies),
         daily=_daily(c, tallies),
         suppression={
@@ -128,7 +129,6 @@ def _stages(
     c: Connection,
     flow: Flow,
     visits: list[Any],
-    records: list[Any],
     tally: Sequence[Sequence[Any]],
 ) -> tuple[StageFigures, ...]:
     ids = [s.id for s in flow.stages]
@@ -144,16 +144,9 @@ def _stages(
         stage["visits_ended"] += int(ended or 0)
     # Intake asked per (episode, stage): an intake request counted there, or an
     # intake nudge scheduled there; completed if the episode completed one.
-    intake_specs = sorted(
-        spec.id
-        for _, spec in flow.specs.values()
-        if any(t.event is EventType.INTAKE_COMPLETED for t in spec.unless)
-    )
     asked = union(
         select(V.episode_id, V.stage_id).where(*here, V.intake_sent),
-        select(A.episode_id, A.stage_id).where(
-            *records, A.status == "scheduled", A.message_id.in_(intake_specs), A.stage_id.in_(ids)
-        ),
+        select(R.episode_id, R.stage_id).where(R.flow_id == flow.id, R.stage_id.in_(ids)),
     ).subquery()
     first = _first_visits(visits)
     for stage_id, n, done in c.execute(

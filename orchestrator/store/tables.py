@@ -40,6 +40,7 @@ __all__ = [
     "FlowVersionRow",
     "ImportRow",
     "InboundMessageRow",
+    "IntakeRequestRow",
     "JourneyRow",
     "MessageTallyRow",
     "OutboxRow",
@@ -349,6 +350,21 @@ class SentStageRow(Base):
     flow_id: Mapped[str] = mapped_column(String(100))
 
     __table_args__ = (Index("ix_sent_stages_flow", "flow_id", "stage_id", "episode_id"),)
+
+
+class IntakeRequestRow(Base):
+    """Each (episode, stage) where an intake request was scheduled (the unit of work).
+
+    The processor names which messages ask for an intake (`note_intake_requests`);
+    with the visits' intake.sent events, the figures' "intake asked".
+    """
+
+    __tablename__ = "intake_requests"
+    episode_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    stage_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    flow_id: Mapped[str] = mapped_column(String(100))
+
+    __table_args__ = (Index("ix_intake_requests_flow", "flow_id", "stage_id", "episode_id"),)
 
 
 class ProcessedEventRow(Base):

@@ -25,6 +25,7 @@ from .tables import (
     AuditRow,
     ConsentRow,
     EpisodeRow,
+    IntakeRequestRow,
     JourneyRow,
     PatientRow,
     ProcessedEventRow,
@@ -54,6 +55,8 @@ class UnitOfWork:
     # Episodes whose stage visits are rewritten, and their visits (`save_visits`).
     _visited: list[str] = field(default_factory=list)
     _visits: list[dict[str, Any]] = field(default_factory=list)
+    # Keys of intake requests (`note_intake_requests`).
+    _intake_keys: set[str] = field(default_factory=set)
     # What the engine decided about messages, in order: (kind, message, reason, event id).
     _decisions: list[tuple[str, ScheduledMessage, str | None, str]] = field(default_factory=list)
     # Patients with a stored journey that does not read back, and why (see `journeys`).
@@ -169,6 +172,9 @@ class UnitOfWork:
     def save_visits(self, episode_ids: Sequence[str], visits: Sequence[VisitFacts]) -> None:
         self._visited += episode_ids
         self._visits += [visit_row(v) for v in visits]
+
+    def note_intake_requests(self, keys: Iterable[str]) -> None:
+        self._intake_keys.update(keys)
 
     def mark_processed(self, event: Event) -> None:
         self._processed.append(
@@ -341,6 +347,16 @@ class UnitOfWork:
         ]
         if audit:
             c.execute(_INSERT_AUDIT, [audit_row(a) for a in audit])
+        # Where an intake was asked for, as the figures count it: an intake request
+        # audited as scheduled there (kept, as the audit is, once written).
+        asked = {
+            (a.episode, a.stage, a.flow)
+            for a in audit
+            if a.status == MessageStatus.SCHEDULED and a.key in self._intake_keys
+        }
+        if asked:
+            requests = [{"episode_id": e, "stage_id": s, "flow_id": f} for e, s, f in sorted(asked)]
+            upsert(c, IntakeRequestRow.__table__, requests, ["episode_id", "stage_id"])
         if self.hold is not None:
             self._hold([*inserts, *updates])
 

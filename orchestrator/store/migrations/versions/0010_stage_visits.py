@@ -112,6 +112,16 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("episode_id", "stage_id", name=op.f("pk_sent_stages")),
     )
     op.create_index("ix_sent_stages_flow", "sent_stages", ["flow_id", "stage_id", "episode_id"])
+    op.create_table(
+        "intake_requests",
+        sa.Column("episode_id", sa.String(length=40), nullable=False),
+        sa.Column("stage_id", sa.String(length=100), nullable=False),
+        sa.Column("flow_id", sa.String(length=100), nullable=False),
+        sa.PrimaryKeyConstraint("episode_id", "stage_id", name=op.f("pk_intake_requests")),
+    )
+    op.create_index(
+        "ix_intake_requests_flow", "intake_requests", ["flow_id", "stage_id", "episode_id"]
+    )
     with op.batch_alter_table("audit_log", schema=None) as batch_op:
         # Intake requests and holdout groups: a few messages' rows, from the index alone.
         batch_op.create_index(
@@ -247,6 +257,7 @@ def downgrade() -> None:
     )
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP FUNCTION IF EXISTS tally_audit()")
+    op.drop_table("intake_requests")
     op.drop_table("sent_stages")
     op.drop_table("message_tallies")
     with op.batch_alter_table("audit_log", schema=None) as batch_op:
