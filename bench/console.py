@@ -12,7 +12,7 @@ dropped here, as tests/conftest.py's `pg_database`) is filled in two steps:
    `generate_series`), with fresh episode, patient, key and event ids, until
    the store holds the wanted number of episodes: the rows the pages read
    (`stage_visits`, `episodes`, `audit_log`, `scheduled_messages`,
-   `processed_events`, and the audit's tallies: `sent_stages` copied,
+   `processed_events`, `intake_requests`, and the audit's tallies: `sent_stages` copied,
    `message_tallies` multiplied, the audit trigger off meanwhile). Journeys
    are not copied: no page reads them.
 
@@ -79,6 +79,7 @@ COPIES = {
         "patient_id": "patient_id || '~' || g",
     },
     "sent_stages": {"episode_id": "md5(episode_id || ':' || g)"},
+    "intake_requests": {"episode_id": "md5(episode_id || ':' || g)"},
 }
 
 
