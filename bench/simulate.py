@@ -14,7 +14,10 @@ from pathlib import Path
 
 from orchestrator.event_schema import parse_event_json
 from orchestrator.flows import load_flows
+from orchestrator.runtime.rendering import Organisation
+from orchestrator.settings import Settings
 from orchestrator.simulate import simulate
+from orchestrator.template_check import TemplateCheck
 from orchestrator.templates import TemplateSet
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,7 +29,9 @@ def main() -> None:
     repeat = parser.parse_args().repeat
     started = time.perf_counter()
     templates = TemplateSet(ROOT / "templates")
-    flows = load_flows([ROOT / "flows"], templates).flows
+    flows = load_flows(
+        [ROOT / "flows"], TemplateCheck(templates, Organisation.of(Settings()))
+    ).flows
     print(f"loading flows and templates: {time.perf_counter() - started:.3f} s")
     for path in sorted((ROOT / "samples" / "events").glob("*.jsonl")):
         lines = [line for line in path.read_text().splitlines() if line.strip()]

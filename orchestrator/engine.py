@@ -57,19 +57,29 @@ def route(event: Event, flows: Iterable[Flow]) -> list[Flow]:
 
 
 def advance(
-    journey: Journey, event: Event, flow: Flow, now: datetime, *, may_start: bool = True
+    journey: Journey,
+    event: Event,
+    flow: Flow,
+    now: datetime,
+    *,
+    may_start: bool = True,
+    may_adopt: bool = True,
 ) -> Decision:
     """Return the journey after `event` and the actions it calls for.
 
-    With `may_start` false (an older version of the flow took the event), the
-    event starts no episode of this journey and brings its appointment or
-    encounter into none, now or in any re-fold; about the patient alone, it
-    may still move one.
+    With `may_start` false the event starts no episode of this journey, and
+    with `may_adopt` false it brings its appointment or encounter into none;
+    both now and in any re-fold (`Journey.no_start`, `Journey.no_adopt`).
+    `versions.advance_versions` says which, for a flow with several versions.
     """
     if event.type not in flow.event_types or any(e.id == event.id for e in journey.events):
         return Decision(journey, ())
-    if not may_start:
-        journey = replace(journey, taken_by_older=journey.taken_by_older | {event.id})
+    if not may_start or not may_adopt:
+        journey = replace(
+            journey,
+            no_start=journey.no_start | {event.id} if not may_start else journey.no_start,
+            no_adopt=journey.no_adopt | {event.id} if not may_adopt else journey.no_adopt,
+        )
     key = event.sort_key()
     events = journey.events
     in_order = not events or key >= events[-1].sort_key()
@@ -85,7 +95,7 @@ def advance(
     if upcoming is not None and position < upcoming.holds:
         upcoming = None
     if not journey.episodes and (
-        not may_start or not any(t.matches(event) for t in flow.starts_on)
+        event.id in journey.no_start or not any(t.matches(event) for t in flow.starts_on)
     ):
         # Nothing to move and nothing to start: keep the event, in its place,
         # for an earlier event that may yet arrive and start an episode.

@@ -120,7 +120,8 @@ class Fold:
     patient: Patient | None
     checkpoint: Checkpoint | None = None
     next_checkpoint: Checkpoint | None = None
-    taken_by_older: frozenset[str] = frozenset()
+    no_start: frozenset[str] = frozenset()
+    no_adopt: frozenset[str] = frozenset()
     # Keys this fold wrote, in order: what the diff compares after one step.
     touched: dict[str, None] = field(default_factory=dict)
 
@@ -138,7 +139,8 @@ class Fold:
             patient=journey.patient,
             checkpoint=journey.checkpoint,
             next_checkpoint=journey.next_checkpoint,
-            taken_by_older=journey.taken_by_older,
+            no_start=journey.no_start,
+            no_adopt=journey.no_adopt,
         )
 
     def frozen_episodes(self) -> tuple[Episode, ...]:
@@ -155,7 +157,8 @@ class Fold:
             patient=self.patient,
             checkpoint=self.checkpoint,
             next_checkpoint=self.next_checkpoint,
-            taken_by_older=self.taken_by_older,
+            no_start=self.no_start,
+            no_adopt=self.no_adopt,
         )
 
     def _draft(self, index: int) -> EpisodeDraft:
@@ -173,7 +176,7 @@ class Fold:
         index = self._owner(event)
         if index is not None:
             event = _with_known_services(self.episodes[index], event)
-        elif not has_subject or (event.type in _ADOPTING and event.id not in self.taken_by_older):
+        elif not has_subject or (event.type in _ADOPTING and event.id not in self.no_adopt):
             # What an older version's episode took is its appointment: not adopted here.
             index = self._mover(event)
         if index is None and self._starts(event):
@@ -210,9 +213,7 @@ class Fold:
         return None
 
     def _starts(self, event: Event) -> bool:
-        return event.id not in self.taken_by_older and any(
-            t.matches(event) for t in self.flow.starts_on
-        )
+        return event.id not in self.no_start and any(t.matches(event) for t in self.flow.starts_on)
 
     def _open(self, event: Event) -> int:
         digest = hashlib.blake2b(

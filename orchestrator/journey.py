@@ -158,9 +158,13 @@ class Journey:
     patient: Patient | None = None
     checkpoint: Checkpoint | None = None
     next_checkpoint: Checkpoint | None = None
-    # Events since the checkpoint that an older version of the flow took: here
-    # they start no episode and bring their appointment into none, in every re-fold.
-    taken_by_older: frozenset[str] = frozenset()
+    # Events since the checkpoint that start no episode here, in every re-fold
+    # too: those an older version of the flow took, and those that reached this
+    # version after a newer one superseded it (`versions.advance_versions`).
+    no_start: frozenset[str] = frozenset()
+    # Events since the checkpoint whose appointment or encounter no episode here
+    # adopts: those an older version's episode took (it is that episode's).
+    no_adopt: frozenset[str] = frozenset()
 
     @classmethod
     def start(cls, patient_id: str, flow_id: str) -> Journey:
@@ -170,7 +174,9 @@ class Journey:
         """The journey a re-fold starts from: the checkpoint's, with no events since."""
         c = self.checkpoint
         if c is None:
-            return Journey(self.patient_id, self.flow_id, taken_by_older=self.taken_by_older)
+            return Journey(
+                self.patient_id, self.flow_id, no_start=self.no_start, no_adopt=self.no_adopt
+            )
         return Journey(
             self.patient_id,
             self.flow_id,
@@ -178,7 +184,8 @@ class Journey:
             messages=c.messages,
             patient=c.patient,
             checkpoint=c,
-            taken_by_older=self.taken_by_older,
+            no_start=self.no_start,
+            no_adopt=self.no_adopt,
         )
 
     def with_settled(self, settled: Iterable[Episode]) -> Journey:

@@ -35,6 +35,7 @@ from .policies import ConsentRecord
 from .ports import (
     REJECTED_BODY_LIMIT,
     Addressee,
+    ArchivedMessage,
     Claim,
     DeliveryReports,
     EpisodeView,
@@ -55,8 +56,6 @@ from .ports import (
 )
 
 __all__ = ["MemoryStore", "MemoryUnit"]
-
-# What the SQL store's text columns cannot keep, replaced the same way here.
 
 
 class MemoryStore:
@@ -101,17 +100,21 @@ class MemoryStore:
     # -- rejected input and flow versions ------------------------------------------
 
     def reject(self, body: bytes, source: str, reason: str, now: datetime) -> None:
+        self.reject_many(source, [(body, reason)], now)
+
+    def reject_many(self, source: str, refused: Sequence[tuple[bytes, str]], now: datetime) -> None:
         with self._transaction() as t:
-            t.rejected.append(
-                {
-                    "id": len(t.rejected) + 1,
-                    "received_at": now,
-                    "source": source,
-                    "reason": storable_text(reason),
-                    "body": body[:REJECTED_BODY_LIMIT],
-                    "truncated": len(body) > REJECTED_BODY_LIMIT,
-                }
-            )
+            for body, reason in refused:
+                t.rejected.append(
+                    {
+                        "id": len(t.rejected) + 1,
+                        "received_at": now,
+                        "source": source,
+                        "reason": storable_text(reason),
+                        "body": body[:REJECTED_BODY_LIMIT],
+                        "truncated": len(body) > REJECTED_BODY_LIMIT,
+                    }
+                )
 
     def rejected(self, limit: int = 100) -> list[RejectedInput]:
         with self._lock:
@@ -524,16 +527,7 @@ class MemoryStore:
         """Every patient or caregiver whose phone is `phone` (E.164)."""
         with self._lock:
             patients = [known.patient for known in self._t.patients.values()]
-        found: list[Addressee] = []
-        for patient in patients:
-            if patient.phone == phone:
-                found.append(Addressee(patient, "patient"))
-            found += [
-                Addressee(patient, f"caregiver:{c.id}")
-                for c in patient.caregivers
-                if c.phone == phone
-            ]
-        return found
+        return [found for patient in patients for found in Addressee.holding(patient, phone)]
 
     def received(self, source: str, event_ids: Sequence[str]) -> set[str]:
         """Which of these webhook event ids were recorded before."""
@@ -584,6 +578,15 @@ class MemoryStore:
                     "event_id": s.event_id,
                     "reason": reason,
                 }
+
+    def pending(self, protocol_prefix: str, limit: int) -> list[ArchivedMessage]:
+        """The oldest messages still `received` whose protocol starts with the prefix."""
+        with self._lock:
+            return [
+                ArchivedMessage(m["id"], m["protocol"], m["body"])
+                for m in self._t.inbound
+                if m["status"] == "received" and m["protocol"].startswith(protocol_prefix)
+            ][:limit]
 
     def inbound_messages(
         self, *, status: str | None = None, limit: int = 100

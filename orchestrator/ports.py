@@ -13,14 +13,15 @@ holds what its caller calls today, not everything an implementation offers:
   (`Dispatcher`);
 - `DeliveryReports` and `Recipients`: provider feedback on sent messages
   (webhooks, `Feedback`);
-- `RejectedInputs`: input kept with why it was refused (by the intake);
+- `RejectedInputs`: input kept with why it was refused (by the intake, a
+  batch's refusals in one transaction);
 - `Outbox`: the sandbox connector's record of what it sent;
 - `RecordedTestSends`: test sends of previewed messages, kept apart (`preview`);
 - `FlowVersions`: the flow versions a store has run (`FlowRegistry`);
 - `EventHistory`: the processed events, in the order they occurred, for a
   what-if replay (`orchestrator.whatif`);
 - `InboundArchive`: raw EHR messages kept before they are parsed
-  (`connectors.hl7_intake`);
+  (`connectors.hl7_intake`), and what a send thread defers (`IntakeQueue`);
 - `EventIntake`, with `Input`: where every transport hands what it received
   (`orchestrator.runtime.intake.Intake`), and `EventSink`, the processor
   behind it;
@@ -48,6 +49,7 @@ from .visit_facts import VisitFacts
 __all__ = [
     "REJECTED_BODY_LIMIT",
     "Addressee",
+    "ArchivedMessage",
     "Claim",
     "Connector",
     "DeliveryReports",
@@ -184,6 +186,23 @@ class Addressee:
         kind, _, rest = self.recipient.partition(":")
         return rest if kind == "caregiver" else None
 
+    @classmethod
+    def holding(cls, patient: Patient, phone: str) -> list[Addressee]:
+        """The patient and each caregiver of theirs whose phone is `phone`."""
+        found = [cls(patient, "patient")] if patient.phone == phone else []
+        return found + [
+            cls(patient, f"caregiver:{c.id}") for c in patient.caregivers if c.phone == phone
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class ArchivedMessage:
+    """An archived inbound message not settled yet: what is left to take."""
+
+    id: int
+    protocol: str
+    body: bytes
+
 
 @dataclass(frozen=True, slots=True)
 class Settlement:
@@ -195,7 +214,8 @@ class Settlement:
     reason: str | None = None
 
 
-Outcome = Literal["accepted", "duplicate", "rejected"]
+# "queued": kept (committed) to be taken later, by an intake that defers (`IntakeQueue`).
+Outcome = Literal["accepted", "duplicate", "rejected", "queued"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -402,6 +422,10 @@ class RejectedInputs(Protocol):
         """Keep input that could not be accepted, with why (cut at `REJECTED_BODY_LIMIT`)."""
         ...
 
+    def reject_many(self, source: str, refused: Sequence[tuple[bytes, str]], now: datetime) -> None:
+        """Keep each (body, reason) of one batch, all in one transaction, or none."""
+        ...
+
 
 class EventStore(JourneyStore, RejectedInputs, Protocol):
     """What the event processor needs of a store."""
@@ -598,6 +622,10 @@ class InboundArchive(Protocol):
         """Record what became of archived messages (once each)."""
         ...
 
+    def pending(self, protocol_prefix: str, limit: int) -> list[ArchivedMessage]:
+        """The oldest messages still `received` whose protocol starts with the prefix."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Input:
@@ -638,6 +666,7 @@ class EventIntake(Protocol):
     ) -> Sequence[EventResult]:
         """One result per input, in order; `source` names the transport in the rejected inputs.
 
-        An intake that defers the work (`IntakeQueue`) returns no results.
+        An intake that defers the work (`IntakeQueue`) answers `queued` for
+        each event it kept to take later.
         """
         ...

@@ -14,7 +14,9 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_va
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .flows.timing import parse_duration
+from .insight.privacy import SMALL
 from .policies.staleness import DEFAULT_STALE_AFTER
+from .roles import Role, parse_role_tokens
 from .settle import DEFAULT_SETTLE_AFTER
 
 __all__ = ["API_TOKEN_MIN_LENGTH", "LEASE_TO_SEND", "Settings"]
@@ -30,7 +32,10 @@ _LONGEST_SETTLE_AFTER = timedelta(days=3653)
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ORCHESTRATOR_", extra="ignore")
+    # Tokens and credentials are settings: an error never echoes the value given.
+    model_config = SettingsConfigDict(
+        env_prefix="ORCHESTRATOR_", extra="ignore", hide_input_in_errors=True
+    )
 
     flows: Path = Path("flows")
     templates: Path = Path("templates")
@@ -42,7 +47,12 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = Field(
         None,
         description=f"bearer token, at least {API_TOKEN_MIN_LENGTH} characters; "
-        "required to bind beyond loopback",
+        "required to bind beyond loopback (or ORCHESTRATOR_API_TOKENS); the admin role's token",
+    )
+    api_tokens: SecretStr | None = Field(
+        None,
+        description='more tokens, each with its role: a JSON object {"<token>": "<role>", ...}; '
+        "roles are admin, operations and marketing",
     )
     max_body_bytes: int = 5 * 1024 * 1024
 
@@ -76,6 +86,14 @@ class Settings(BaseSettings):
         description="how long a journey keeps its events for a late one to be folded in its "
         "place; older ones fold in at the journey's horizon, and episodes over for longer "
         'settle out of it (a duration such as "30d", longer than ORCHESTRATOR_STALE_AFTER)',
+    )
+
+    small_count_threshold: int = Field(
+        SMALL,
+        ge=1,
+        le=SMALL,
+        description=f"counts from 1 below this are hidden on aggregate pages (default {SMALL}); "
+        "a pilot may lower it, and while it does every console page says so",
     )
 
     mllp_port: int | None = Field(None, description="HL7 v2 MLLP listener port (off when unset)")
@@ -163,6 +181,28 @@ class Settings(BaseSettings):
                 "ORCHESTRATOR_TEST_PHONE: expected a phone number such as +15555550100"
             )
         return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+    @field_validator("api_tokens")
+    @classmethod
+    def _tokens_with_known_roles(cls, tokens: SecretStr | None) -> SecretStr | None:
+        # Kept as a secret string (so that no error echoes a token) and parsed here
+        # once to refuse a bad one at startup; `role_tokens` parses it again.
+        if tokens is not None:
+            parse_role_tokens(tokens.get_secret_value(), min_length=API_TOKEN_MIN_LENGTH)
+        return tokens
+
+    def role_tokens(self) -> dict[str, Role]:
+        """Every accepted token with its role: ORCHESTRATOR_API_TOKEN is an admin's.
+
+        Empty: no token is set, and the API is open (loopback development).
+        """
+        roles: dict[str, Role] = {}
+        if self.api_tokens is not None:
+            text = self.api_tokens.get_secret_value()
+            roles.update(parse_role_tokens(text, min_length=API_TOKEN_MIN_LENGTH))
+        if self.api_token is not None:
+            roles[self.api_token.get_secret_value()] = Role.ADMIN
+        return roles
 
     @field_validator("stale_after", "settle_after", mode="before")
     @classmethod

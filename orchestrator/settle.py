@@ -19,8 +19,10 @@ What a late event can still change:
 - one that occurred at or after the horizon is folded in its place, exactly
   as if it had arrived in order;
 - one that occurred before the horizon is folded *at* the horizon: after
-  everything the checkpoint holds, before every event since (those among
-  themselves by when they occurred). It reaches the episodes as they stood
+  everything the checkpoint holds, before every event since (such events
+  among themselves in the order their batches arrive; the processor takes
+  a batch in the order its events occurred, and does not settle while an
+  import holds it). It reaches the episodes as they stood
   at the checkpoint: a late cancellation still cancels the reminders of a
   live episode's appointment, a late exit still ends live episodes. What it
   would have changed before the horizon is not undone, and it finds no
@@ -95,6 +97,7 @@ def settle(journey: Journey, flow: Flow, now: datetime, after: timedelta) -> Set
     gone = {e.id for e in settled}
     last = events[held - 1].occurred_at
     kept = events[held:]
+    folded = {e.id for e in events[:held]}
     bounded = replace(
         journey,
         events=kept,
@@ -106,7 +109,8 @@ def settle(journey: Journey, flow: Flow, now: datetime, after: timedelta) -> Set
             messages=_without(base.messages, gone) if gone else base.messages,
             patient=base.patient,
         ),
-        taken_by_older=journey.taken_by_older - {e.id for e in events[:held]},
+        no_start=journey.no_start - folded if journey.no_start else journey.no_start,
+        no_adopt=journey.no_adopt - folded if journey.no_adopt else journey.no_adopt,
     )
     return Settled(replace(bounded, next_checkpoint=_state(bounded)), settled)
 

@@ -5,11 +5,14 @@ older version finish on it; only the current version starts new ones. For
 one event, on one flow:
 
 - each older version's journey that still has an active episode advances
-  on its own version (which starts nothing: `FlowRegistry` loads it so);
+  on its own version, but the event starts no episode there, now or in any
+  re-fold: the episodes it already has fold again exactly as they did
+  (their own opening events still open them), and no new one begins;
 - the current version's journey advances too, but when an older version's
   episode took the event (a rebooking of its appointment, say), the event
   neither starts an episode on the current version nor brings its
-  appointment into one, then or in any re-fold (`Journey.taken_by_older`).
+  appointment into one, then or in any re-fold (`Journey.no_start`,
+  `Journey.no_adopt`).
 """
 
 from __future__ import annotations
@@ -46,9 +49,11 @@ def advance_versions(
             e.status is EpisodeStatus.ACTIVE for e in journey.episodes
         ):
             continue
-        decision = advance(journey, event, older(version), now)
+        decision = advance(journey, event, older(version), now, may_start=False)
         taken = taken or decision.journey.episodes != journey.episodes
         decisions.append((version, decision))
     current = journeys.get(flow.version) or Journey.start(event.patient.id, flow.id)
-    decisions.append((flow.version, advance(current, event, flow, now, may_start=not taken)))
+    decisions.append(
+        (flow.version, advance(current, event, flow, now, may_start=not taken, may_adopt=not taken))
+    )
     return decisions

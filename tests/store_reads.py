@@ -18,11 +18,9 @@ from orchestrator.memory_store import MemoryStore
 from orchestrator.policies import ConsentRecord
 from orchestrator.ports import RejectedInput
 from orchestrator.store import SqlStore, codec
-from orchestrator.store.queries import settled_episodes, whole_journeys
 from orchestrator.store.tables import (
     Base,
     ConsentRow,
-    EpisodeRow,
     JourneyRow,
     PatientRow,
     RejectedInputRow,
@@ -85,21 +83,8 @@ def journey(store: Store, patient_id: str, flow_id: str, version: int) -> Journe
 
 
 def patient_journeys(store: Store, patient_id: str) -> list[tuple[int, Journey]]:
-    """Every journey of the patient, settled episodes included."""
-    if isinstance(store, MemoryStore):
-        return store.patient_journeys(patient_id)
-    with store.transactions.read() as c:
-        rows = c.execute(
-            select(
-                JourneyRow.patient_id,
-                JourneyRow.flow_id,
-                JourneyRow.flow_version,
-                JourneyRow.state,
-            )
-            .where(JourneyRow.patient_id == patient_id)
-            .order_by(JourneyRow.flow_id, JourneyRow.flow_version)
-        ).all()
-        return whole_journeys(rows, settled_episodes(c, EpisodeRow.patient_id == patient_id))
+    """Every journey of the patient, settled episodes included (both stores have it now)."""
+    return store.patient_journeys(patient_id)
 
 
 def begin_send(store: Store, key: str, owner: str, channel: Channel, now: datetime) -> int | None:

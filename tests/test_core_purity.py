@@ -20,6 +20,7 @@ CORE = [
     "actions.py",
     "engine.py",
     "fold.py",
+    "lazy.py",
     "settle.py",
     "versions.py",
     "errors.py",

@@ -106,7 +106,7 @@ def run_the_service(stream: list[Document], directory: Path) -> list[str]:
                 service.tick, settings.dispatch_poll_seconds, service.clock, wait=wait
             )
             loop.run()
-        assert loop.error is None
+        assert loop.error is None and loop.store_error is None
         assert not arrivals.pending
         return [json.dumps(r.as_json(), sort_keys=True) for r in service.store.audit()]
     finally:

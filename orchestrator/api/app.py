@@ -4,10 +4,11 @@ The routes live in modules of their own, each a module-level router whose
 endpoints receive only the parts of the runtime they use (`deps.py`):
 `events.py` (event ingest and imports), `fhir.py`, `webhooks.py`,
 `records.py` (timelines, audit, outbox), `health.py` (health, readiness,
-metrics) and `dashboard.py`. `create_app` reads no settings of its own
-beyond the token. Every route but the health checks and the
-signature-checked webhooks needs the bearer token whenever one is set, the
-OpenAPI pages included.
+metrics), `dashboard.py` and the console's pages (`orchestrator.console`).
+`create_app` reads no settings of its own beyond the tokens. Every route but
+the health checks, the signature-checked webhooks, the console's sign-in and
+its static files needs a token of a role it allows whenever a token is set
+(`roles.py`), the OpenAPI pages included; those are served offline.
 """
 
 from __future__ import annotations
@@ -16,15 +17,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request
-from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi import Depends, FastAPI, Request, status
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
 
+from .. import console
 from ..errors import UnstorableError
 from ..service.runtime import Runtime
 from . import dashboard, events, fhir, health, records, webhooks
-from .deps import require_token
 from .metrics import Metrics
+from .roles import ANY_ROLE, Tokens, require_role
 
 __all__ = ["create_app"]
 
@@ -35,9 +39,7 @@ def create_app(runtime: Runtime, *, run_dispatcher: bool = True) -> FastAPI:
     With `run_dispatcher`, the runtime's dispatch loop starts and stops with
     the app (SIGTERM: uvicorn ends the lifespan, the loop finishes its message).
     """
-    settings = runtime.settings
-    # `is not None`: an empty SecretStr is falsy (the settings refuse one; this stays exact).
-    token = settings.api_token.get_secret_value() if settings.api_token is not None else None
+    tokens = Tokens(runtime.settings.role_tokens())
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -54,23 +56,26 @@ def create_app(runtime: Runtime, *, run_dispatcher: bool = True) -> FastAPI:
         version="1",
         lifespan=lifespan,
         description="Care-path events in; stage-appropriate SMS and email out.",
-        # With a token, the API's description is served behind it too (below).
-        docs_url=None if token is not None else "/docs",
-        redoc_url=None if token is not None else "/redoc",
-        openapi_url=None if token is not None else "/openapi.json",
+        # Served below: behind the tokens when set, and offline.
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
     app.state.runtime = runtime
-    app.state.token = token
+    app.state.tokens = tokens
     app.state.metrics = Metrics.over(runtime.store)
     app.add_exception_handler(UnstorableError, _unstorable)  # type: ignore[arg-type]
-    if token is not None:
-        _guarded_docs(app)
+    app.add_exception_handler(HTTPException, _sign_in_first)  # type: ignore[arg-type]
+    _docs(app)
     app.include_router(health.router)
     app.include_router(events.router)
     app.include_router(records.router)
     app.include_router(dashboard.router)
     app.include_router(webhooks.router)
     app.include_router(fhir.router)
+    for router in console.ROUTERS:
+        app.include_router(router)
+    app.mount(console.STATIC_URL, StaticFiles(directory=console.STATIC_DIR), name="static")
     return app
 
 
@@ -80,9 +85,18 @@ async def _unstorable(_: Request, exc: UnstorableError) -> JSONResponse:
     return JSONResponse({"error": f"a value the store cannot hold ({exc.reason})"}, 400)
 
 
-def _guarded_docs(app: FastAPI) -> None:
-    """`/openapi.json`, `/docs` and `/redoc` behind the token, as FastAPI would serve them."""
-    dependencies: list[Any] = [Depends(require_token)]
+async def _sign_in_first(request: Request, exc: HTTPException) -> Response:
+    # A browser sent to a console page without a session goes to the sign-in form;
+    # an API client (no text/html in Accept) gets the 401 as it is.
+    wants_page = "text/html" in request.headers.get("accept", "")
+    if exc.status_code == 401 and wants_page and request.url.path.startswith("/console"):
+        return RedirectResponse("/console/login", status.HTTP_303_SEE_OTHER)
+    return await http_exception_handler(request, exc)
+
+
+def _docs(app: FastAPI) -> None:
+    """`/openapi.json`, `/docs` and `/redoc` for every role, the pages' scripts served locally."""
+    dependencies: list[Any] = [Depends(require_role(*ANY_ROLE))]
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=dependencies)
     def openapi() -> JSONResponse:
@@ -90,8 +104,8 @@ def _guarded_docs(app: FastAPI) -> None:
 
     @app.get("/docs", include_in_schema=False, dependencies=dependencies)
     def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title=app.title)
+        return console.swagger_page("/openapi.json", app.title)
 
     @app.get("/redoc", include_in_schema=False, dependencies=dependencies)
     def redoc() -> HTMLResponse:
-        return get_redoc_html(openapi_url="/openapi.json", title=app.title)
+        return console.redoc_page("/openapi.json", app.title)

@@ -25,7 +25,8 @@ from ..insight import FlowFigures, hidden, mermaid, shown, shown_rate
 from ..insight.reading import measured
 from ..insight.worksheet import CATEGORY_TITLES, funnel_texts, when_text
 from ..store import FlowTotals
-from .deps import CurrentFlows, Store, require_token
+from .deps import CurrentFlows, Store
+from .roles import ANY_ROLE, require_role
 
 __all__ = ["flow_page", "flows_page", "router"]
 
@@ -66,7 +67,7 @@ def _environment() -> Environment:
     return env
 
 
-router = APIRouter(prefix="/dashboard", dependencies=[Depends(require_token)])
+router = APIRouter(prefix="/dashboard", dependencies=[Depends(require_role(*ANY_ROLE))])
 
 
 def _page(name: str, **context: Any) -> HTMLResponse:

@@ -1,18 +1,17 @@
 """What an HTTP route may ask for: each part of the runtime as a FastAPI dependency.
 
-`create_app` keeps the built `Runtime`, the bearer token and the metrics on
-`app.state`; a route declares only the parts it uses (`Intake`, `Store`,
+`create_app` keeps the built `Runtime`, the accepted tokens (`roles.Tokens`)
+and the metrics on `app.state`; a route declares only the parts it uses (`Intake`, `Store`,
 `Now`, ...), never the whole runtime, so that what it touches is in its
 signature.
 """
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Mapping
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, Request
 
 from ..clock import Clock as _Clock
 from ..flows.model import Flow
@@ -28,9 +27,9 @@ __all__ = [
     "CurrentFlows",
     "Intake",
     "Metrics",
+    "Registry",
     "Settings",
     "Store",
-    "require_token",
     "runtime_of",
 ]
 
@@ -62,6 +61,10 @@ def _flows(request: Request) -> Mapping[str, Flow]:
     return registry.current
 
 
+def _registry(request: Request) -> FlowRegistry:
+    return runtime_of(request).flows
+
+
 def _metrics(request: Request) -> _Metrics:
     metrics: _Metrics = request.app.state.metrics
     return metrics
@@ -73,19 +76,6 @@ Intake = Annotated[_Intake, Depends(_intake)]
 # The runtime's clock: a route reads the time through it, never the wall clock.
 Clock = Annotated[_Clock, Depends(_clock)]
 CurrentFlows = Annotated[Mapping[str, Flow], Depends(_flows)]
+# Every flow version the service runs: the current ones and those episodes finish on.
+Registry = Annotated[FlowRegistry, Depends(_registry)]
 Metrics = Annotated[_Metrics, Depends(_metrics)]
-
-
-def require_token(request: Request) -> None:
-    """Refuse a request without the bearer token, when one is set (401)."""
-    token: str | None = request.app.state.token
-    if token is None:
-        return
-    given = request.headers.get("authorization", "")
-    scheme, _, value = given.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(value.encode(), token.encode()):
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "a bearer token is required",
-            headers={"WWW-Authenticate": "Bearer"},
-        )

@@ -23,14 +23,16 @@ from ..ports import ImportHold, Input
 from ..runtime.intake import parse_document
 from ..store import ImportHolds
 from .bodies import head_of, read_limited
-from .deps import Clock, Intake, Metrics, Settings, Store, require_token
+from .deps import Clock, Intake, Metrics, Settings, Store
 from .params import StorableText
+from .roles import Role, require_role
 
 __all__ = ["close_import", "open_import", "post_events", "router"]
 
 SOURCE = "api"
 
-router = APIRouter(dependencies=[Depends(require_token)])
+# Ingest is the admin's: the token that fed events before roles existed (ORCHESTRATOR_API_TOKEN).
+router = APIRouter(dependencies=[Depends(require_role(Role.ADMIN))])
 
 
 @router.post("/imports", status_code=201)

@@ -34,7 +34,8 @@ from ..limits import read_json
 from ..ports import EventIntake, Input
 from ..store import InboundArchive, Settlement
 from .bodies import head_of, read_limited
-from .deps import Clock, Intake, Settings, Store, require_token
+from .deps import Clock, Intake, Settings, Store
+from .roles import Role, require_role
 
 __all__ = ["post_appointment", "post_bundle", "post_encounter", "router"]
 
@@ -136,7 +137,7 @@ def _door(intake: Intake, store: Store, clock: Clock, settings: Settings) -> _Do
 
 _TheDoor = Annotated[_Door, Depends(_door)]
 
-router = APIRouter(prefix="/fhir", tags=["fhir"], dependencies=[Depends(require_token)])
+router = APIRouter(prefix="/fhir", tags=["fhir"], dependencies=[Depends(require_role(Role.ADMIN))])
 
 
 @router.post("/Appointment")

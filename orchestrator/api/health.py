@@ -8,7 +8,8 @@ from prometheus_client import generate_latest
 
 from ..errors import StoreError
 from ..store import pending
-from .deps import Metrics, Store, require_token
+from .deps import Metrics, Store
+from .roles import PATIENT_ROLES, require_role
 
 __all__ = ["healthz", "metrics", "readyz", "router"]
 
@@ -32,6 +33,10 @@ def readyz(store: Store) -> JSONResponse:
     return JSONResponse({"status": "ready"})
 
 
-@router.get("/metrics", response_class=PlainTextResponse, dependencies=[Depends(require_token)])
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    dependencies=[Depends(require_role(*PATIENT_ROLES))],
+)
 def metrics(metrics: Metrics) -> Response:
     return Response(generate_latest(metrics.registry), media_type="text/plain; version=0.0.4")

@@ -12,12 +12,14 @@ from fastapi import APIRouter, Depends, HTTPException, Query, status
 from ..event import bound_id
 from ..limits import unsafe_text
 from ..ports import EpisodeView, MessageView
-from .deps import Store, require_token
+from .deps import Store
 from .params import Instant, StorableText
+from .roles import PATIENT_ROLES, require_role
 
 __all__ = ["audit", "outbox", "router", "timeline"]
 
-router = APIRouter(dependencies=[Depends(require_token)])
+# Each of these names patients (ids, contact points, bodies): never the marketing role's.
+router = APIRouter(dependencies=[Depends(require_role(*PATIENT_ROLES))])
 
 
 @router.get("/patients/{patient_id}/timeline")
@@ -31,7 +33,10 @@ def timeline(patient_id: str, store: Store) -> dict[str, Any]:
     return {
         "patient_id": patient_id,
         "episodes": _jsonable(episodes),
-        "messages": _jsonable(store.messages(patient_id=patient_id)),
+        # In time order: the store lists them by creation, then key (a hash).
+        "messages": _jsonable(
+            sorted(store.messages(patient_id=patient_id), key=lambda m: (m.due_at, m.key))
+        ),
         "audit": [a.as_json() for a in store.audit(patient_id=patient_id)],
     }
 

@@ -52,9 +52,10 @@ def run_command(
         }
     )
     err = Console(stderr=True, soft_wrap=True, highlight=False)
-    if not _loopback(settings.host) and settings.api_token is None:
+    if not _loopback(settings.host) and not settings.role_tokens():
         err.print(
-            f"refusing to bind {settings.host}: set ORCHESTRATOR_API_TOKEN to serve beyond loopback"
+            f"refusing to bind {settings.host}: set ORCHESTRATOR_API_TOKEN "
+            "(or ORCHESTRATOR_API_TOKENS) to serve beyond loopback"
         )
         raise typer.Exit(2)
     configure()

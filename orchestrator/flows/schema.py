@@ -54,7 +54,8 @@ __all__ = [
     "flow_json_schema",
 ]
 
-_SLUG = r"^[a-z][a-z0-9_-]*$"
+# At most 64 characters: ids are stored in columns of 100, with room for a prefix.
+_SLUG = r"^[a-z][a-z0-9_-]{0,63}$"
 _CONDITION_PATH = re.compile(
     r"^(service|source|patient\.(language|timezone|preferred_channel|caregivers)"
     r"|appointment\.(service|location|provider)|encounter\.(service|disposition)"

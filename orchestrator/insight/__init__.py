@@ -23,6 +23,7 @@ from .privacy import (
     hidden,
     rate_hidden,
     shown,
+    shown_below,
     shown_group,
     shown_rate,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "rate_hidden",
     "read_csv",
     "shown",
+    "shown_below",
     "shown_group",
     "shown_rate",
     "to_csv",

@@ -21,6 +21,7 @@ __all__ = [
     "hidden",
     "rate_hidden",
     "shown",
+    "shown_below",
     "shown_group",
     "shown_rate",
 ]
@@ -38,6 +39,14 @@ def hidden(count: int) -> bool:
 
 def shown(count: int) -> str:
     return HIDDEN if hidden(count) else str(count)
+
+
+def shown_below(threshold: int) -> Callable[[int], str]:
+    """`shown` with another threshold (a pilot's, `ORCHESTRATOR_SMALL_COUNT_THRESHOLD`):
+    a count from 1 to `threshold - 1` is shown as "<threshold"; 1 shows every count."""
+    if threshold == SMALL:
+        return shown
+    return lambda count: f"<{threshold}" if 0 < count < threshold else str(count)
 
 
 def rate_hidden(numerator: int, denominator: int, hide: Callable[[int], bool] = hidden) -> bool:

@@ -22,8 +22,12 @@ __all__ = [
     "CATEGORY_TITLES",
     "CSV_COLUMNS",
     "FUNNEL",
+    "SUPPRESSION_REASONS",
+    "declared_moves",
     "funnel_texts",
     "mermaid",
+    "message_counts",
+    "ratio_text",
     "read_csv",
     "to_csv",
     "to_markdown",
@@ -39,7 +43,23 @@ CATEGORY_TITLES = {
     StageCategory.FOLLOW_UP: "Follow-up",
 }
 
-CSV_COLUMNS = (
+# The reasons the gate and the dispatcher suppress a message for (docs/architecture.md):
+# one numeric CSV column each, `suppressed_<reason>`, and `suppressed_other` for any
+# reason not listed, so that a spreadsheet sums them and `suppressed` is their total.
+SUPPRESSION_REASONS = (
+    "holdout",
+    "consent",
+    "consent:provider_opt_out",
+    "frequency_cap",
+    "no_contact_point",
+    "no_recipient",
+)
+_SUPPRESSED_COLUMNS = (
+    *(f"suppressed_{r.replace(':', '_')}" for r in SUPPRESSION_REASONS),
+    "suppressed_other",
+)
+
+CSV_COLUMNS: tuple[str, ...] = (
     "kind",
     "category",
     "stage",
@@ -73,7 +93,9 @@ CSV_COLUMNS = (
     "cancelled",
     "expired",
     "suppressed",
+    *_SUPPRESSED_COLUMNS,
 )
+
 
 Show = Callable[[int], str]
 
@@ -129,6 +151,11 @@ def _ideas(stage: Stage) -> list[str]:
         f"{i.idea} ({i.owner}: {i.who}" + (f", by {i.target})" if i.target else ")")
         for i in stage.notes.ideas
     ]
+
+
+def ratio_text(ratio: Ratio, show: Show) -> str:
+    """A rate as the worksheet shows it: "n of d (p%)", its counts hidden together."""
+    return _ratio(ratio, show)
 
 
 def _ratio(ratio: Ratio, show: Show) -> str:
@@ -290,6 +317,8 @@ def to_csv(flow: Flow, figures: FlowFigures | None = None, show: Show = str) -> 
 
     Lists inside a cell are joined with " | ". Counts as `show` shows them: exact
     by default (for the people who own the flow), or under the small-count rule.
+    Every count cell of a row holds a number (0, not blank) or the hidden mark, so
+    a spreadsheet sums a column; a cell of the other kind of row stays blank.
     """
     sink = _Lines()
     writer = csv.DictWriter(sink, fieldnames=CSV_COLUMNS, lineterminator="\r\n")
@@ -326,18 +355,31 @@ def to_csv(flow: Flow, figures: FlowFigures | None = None, show: Show = str) -> 
                 "when": when_text(spec),
             }
             if figures is not None:
-                m = figures.message(spec.id)
-                line |= {
-                    "scheduled": show(m.scheduled),
-                    "sent": show(m.sent),
-                    "delivered": show(m.delivered),
-                    "failed": show(m.failed),
-                    "cancelled": show(m.cancelled),
-                    "expired": show(m.expired),
-                    "suppressed": " | ".join(f"{r}: {show(n)}" for r, n in m.suppressed.items()),
-                }
+                line |= message_counts(figures.message(spec.id), show)
             writer.writerow(line)
     return "".join(sink.parts)
+
+
+def message_counts(m: MessageFigures, show: Show) -> dict[str, str]:
+    """A message's count cells as the CSV names them: scheduled to expired, then
+    `suppressed` and one `suppressed_<reason>` column per reason."""
+    return {
+        "scheduled": show(m.scheduled),
+        "sent": show(m.sent),
+        "delivered": show(m.delivered),
+        "failed": show(m.failed),
+        "cancelled": show(m.cancelled),
+        "expired": show(m.expired),
+    } | _suppressed_cells(m, show)
+
+
+def _suppressed_cells(m: MessageFigures, show: Show) -> dict[str, str]:
+    """`suppressed` (the total) and one count per reason, 0 rather than blank, hidden
+    together: they are an additive group."""
+    parts = [m.suppressed.get(r, 0) for r in SUPPRESSION_REASONS]
+    parts.append(m.suppressed_total - sum(parts))
+    texts = _group_texts(m.suppressed_total, tuple(parts), show)
+    return dict(zip(("suppressed", *_SUPPRESSED_COLUMNS), texts, strict=True))
 
 
 def _stage_counts(f: StageFigures, show: Show) -> dict[str, str]:
@@ -393,6 +435,17 @@ def mermaid(flow: Flow, figures: FlowFigures | None = None, show: Show = str) ->
                 label += f"<br>entered {funnel['entered']}, dropped off {funnel['dropped_off']}"
             lines.append(f'    {_node(stage.id)}["{_label(label)}"]')
         lines.append("  end")
+    for (source, target), names in declared_moves(flow).items():
+        label = ", ".join(names)
+        if figures is not None and source != "start":
+            label += f": {show(figures.transitions.get((source, target), 0))}"
+        lines.append(f'  {_node(source)} -->|"{_label(label)}"| {_node(target)}')
+    return "\n".join(lines) + "\n"
+
+
+def declared_moves(flow: Flow) -> dict[tuple[str, str], tuple[str, ...]]:
+    """The moves the stages' `enter_on` triggers allow: (from, to) -> event types, in flow
+    order. "start" is the source of a stage an episode can open in."""
     starting = {t.event for t in flow.starts_on}
     edges: dict[tuple[str, str], list[str]] = {}
     for index, stage in enumerate(flow.stages):
@@ -409,12 +462,7 @@ def mermaid(flow: Flow, figures: FlowFigures | None = None, show: Show = str) ->
                     sources.append("start")
             for source in sources:
                 edges.setdefault((source, stage.id), []).append(trigger.event.value)
-    for (source, target), names in edges.items():
-        label = ", ".join(dict.fromkeys(names))
-        if figures is not None and source != "start":
-            label += f": {show(figures.transitions.get((source, target), 0))}"
-        lines.append(f'  {_node(source)} -->|"{_label(label)}"| {_node(target)}')
-    return "\n".join(lines) + "\n"
+    return {edge: tuple(dict.fromkeys(names)) for edge, names in edges.items()}
 
 
 def _main_line_before(flow: Flow, index: int) -> str | None:

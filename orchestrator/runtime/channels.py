@@ -30,7 +30,8 @@ def real_connectors(
     """The connectors whose credentials are set, by channel.
 
     An opt-out a connector learns while it sends (Twilio 21610) goes to
-    `deferred`, an intake that queues: the send thread does not run the processor.
+    `deferred`, an intake that keeps it (committed) to take later: the send
+    thread does not run the processor.
 
     Raises:
         ChannelConfigError: credentials without a sender, or the reverse.

@@ -6,8 +6,9 @@ A STOP text, Twilio's 21610 refusal and a SendGrid unsubscribe all become
 read. Replies become `message.replied` events that flows route on
 (`attributes.reply`). Event ids are derived from the provider's own ids, so a
 callback delivered twice records once. A webhook hands them to the intake
-at once; a connector's send thread hands them to an `IntakeQueue`, which the
-runtime takes between dispatch ticks.
+at once; a connector's send thread hands them to an `IntakeQueue`, which
+keeps them in the store for the runtime to take between dispatch ticks: they
+count as taken, and are logged `feedback.queued`, not `feedback.recorded`.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class Feedback:
         ref: str,
         at: datetime | None = None,
     ) -> int:
-        """Record consent for the recipient of message `key`; returns how many were recorded.
+        """Record consent for the recipient of message `key`; how many were taken (or queued).
 
         `at` is when the person decided, as the provider says (else now): a
         decision delivered late must not override a later one.
@@ -55,14 +56,14 @@ class Feedback:
         return self._consent([recipient], channel, granted=granted, source=source, ref=ref, at=at)
 
     def consent_for_phone(self, phone: str, *, granted: bool, source: str, ref: str) -> int:
-        """Record SMS consent for everyone reached at `phone`; returns how many."""
+        """Record SMS consent for everyone reached at `phone`; how many were taken (or queued)."""
         recipients = self.ledger.recipients_by_phone(phone)
         if not recipients:
             log.info("feedback.unknown_sender", extra={"source": source})
         return self._consent(recipients, Channel.SMS, granted=granted, source=source, ref=ref)
 
     def replied(self, phone: str, reply: str, *, source: str, ref: str) -> int:
-        """A `message.replied` event for everyone reached at `phone`; returns how many."""
+        """A `message.replied` event for everyone reached at `phone`; how many were taken."""
         recipients = self.ledger.recipients_by_phone(phone)
         events = [
             self._event(
@@ -74,8 +75,7 @@ class Feedback:
             )
             for r in recipients
         ]
-        self._take(source, events)
-        return len(events)
+        return self._take(source, events)
 
     def _consent(
         self,
@@ -91,8 +91,7 @@ class Feedback:
         events = [
             self._event(kind, r, source, ref, {"channel": channel.value}, at) for r in recipients
         ]
-        self._take(source, events)
-        return len(events)
+        return self._take(source, events)
 
     def _event(
         self,
@@ -119,11 +118,16 @@ class Feedback:
             attributes=attributes,
         )
 
-    def _take(self, source: str, events: list[Event]) -> None:
+    def _take(self, source: str, events: list[Event]) -> int:
+        """Hand the events to the intake; how many it took (recorded, or queued to be)."""
         if not events:
-            return
+            return 0
+        taken = 0
         for result in self.intake.take(f"feedback:{source}", events_of(events)):
-            log.info(
-                "feedback.recorded",
-                extra={"event_id": result.id, "status": result.status},
-            )
+            if result.status == "rejected":
+                log.warning("feedback.rejected", extra={"event_id": result.id})
+                continue
+            taken += 1
+            name = "feedback.queued" if result.status == "queued" else "feedback.recorded"
+            log.info(name, extra={"event_id": result.id, "status": result.status})
+        return taken

@@ -8,33 +8,50 @@ webhooks and provider feedback all take the same steps, written here once:
 2. the events go through the `EventProcessor` in one transaction (with an
    import hold when the batch belongs to an open import);
 3. every input that was refused, by the transport or by the processor, is
-   kept in the rejected inputs exactly once, under the transport's source;
+   kept in the rejected inputs, all of the batch's in one transaction after
+   the processor's commit;
 4. a result per input comes back, in input order.
 
-What is kept is kept after the processor commits: a batch the store failed
-on is handled again whole, and its refusals are not kept twice.
+So a batch either raises `StoreError` with none of its refusals kept (the
+processor failed, or the refusals could not be kept: its events may then be
+committed already, and a retry answers them `duplicate`), or answers with
+each refusal kept once. A caller that retries a failed batch whole keeps
+each refusal once.
 
 `IntakeQueue` defers the same work: a send thread that learns of an opt-out
-(Twilio 21610) queues the event, and the runtime takes it between ticks.
+(Twilio 21610) keeps the event, committed, in the inbound archive, and the
+runtime takes it between ticks (`drain`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from itertools import groupby
 from typing import Any
 
 from ..clock import Clock
-from ..errors import InputError
+from ..errors import InputError, StoreError, UnstorableError
 from ..event import Event, bound_id
 from ..event_schema import dump_event, parse_event, parse_event_json
 from ..limits import unsafe_text
-from ..ports import EventResult, EventSink, ImportHold, Input, RejectedInputs
+from ..ports import (
+    ArchivedMessage,
+    EventResult,
+    EventSink,
+    ImportHold,
+    InboundArchive,
+    Input,
+    RejectedInputs,
+    Settlement,
+)
 
-__all__ = ["Intake", "IntakeQueue", "events_of", "parse_document", "parse_json"]
+__all__ = ["DEFERRED", "Intake", "IntakeQueue", "events_of", "parse_document", "parse_json"]
+
+# The inbound archive's protocol prefix for what `IntakeQueue` keeps: `deferred:<source>`.
+DEFERRED = "deferred:"
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +68,7 @@ class Intake:
         """Process the inputs' events and keep what was refused; a result per input, in order.
 
         Raises:
-            StoreError: the batch was not committed (nothing was kept either).
+            StoreError: no refusal was kept (the events may be committed: see the module).
         """
         results: list[EventResult | None] = [
             None if i.event is not None else EventResult(i.id, "rejected", i.problems)
@@ -62,13 +79,17 @@ class Intake:
             processed = self.processor.process([e for _, e in taken], hold=hold)
             for (n, _), outcome in zip(taken, processed, strict=True):
                 results[n] = outcome
-        now = self.clock.now()
         answered: list[EventResult] = []
-        for given, result in zip(inputs, results, strict=True):
-            assert result is not None
-            if result.status == "rejected":
-                self.store.reject(_body(given), source, _reason(given, result), now)
+        for result in results:
+            assert result is not None  # every input was answered, refused or processed
             answered.append(result)
+        refused = [
+            (_body(given), _reason(given, result))
+            for given, result in zip(inputs, answered, strict=True)
+            if result.status == "rejected"
+        ]
+        # One transaction for all of them: a blip keeps none, and the retry keeps each once.
+        self.store.reject_many(source, refused, self.clock.now())
         return answered
 
 
@@ -111,53 +132,98 @@ def _id_of(data: Any) -> str | None:
 
 @dataclass
 class IntakeQueue:
-    """Inputs handed over now and taken later, on the runtime's thread (see `drain`).
+    """Inputs kept now and taken later, on the runtime's thread (see `drain`).
 
     A connector's send thread must not run the processor: it holds a claim,
     and the processor's transaction would wait behind (or deadlock with) the
-    dispatcher's. `take` only queues; `drain` takes everything queued.
+    dispatcher's. `take` only keeps each event, committed, in the inbound
+    archive (protocol `deferred:<source>`, its canonical JSON), so neither a
+    crash nor a stop loses it; `drain` takes what the archive holds, through
+    the intake, and settles it. The dispatcher holds no transaction while it
+    sends, so the send thread's one insert does not wait on it.
     """
 
     intake: Intake
-    _queued: list[tuple[str, tuple[Input, ...]]] = field(default_factory=list, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    archive: InboundArchive
+    default_region: str = "US"
+    # The most archived inputs one `drain` takes: a long backlog waits, the dispatcher does not.
+    batch: int = 100
 
     def take(
         self, source: str, inputs: Sequence[Input], *, hold: ImportHold | None = None
     ) -> list[EventResult]:
-        """Queue the inputs; no results yet (`drain` decides them)."""
+        """Keep the inputs' events to take later (`queued`); a refused input is kept at once.
+
+        Raises:
+            StoreError: nothing was queued.
+        """
         if hold is not None:
             raise ValueError("an import hold is for a batch taken at once, not a queued one")
-        with self._lock:
-            self._queued.append((source, tuple(inputs)))
-        return []
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._queued)
+        events = [i.event for i in inputs if i.event is not None]
+        bodies = [json.dumps(dump_event(e)).encode() for e in events]
+        self.archive.keep(DEFERRED + source, bodies, self.intake.clock.now())
+        refused = [i for i in inputs if i.event is None]
+        if refused:
+            self.intake.take(source, refused)
+        return [
+            EventResult(i.id, "rejected", i.problems)
+            if i.event is None
+            else EventResult(i.event.id, "queued")
+            for i in inputs
+        ]
 
     def drain(self) -> int:
-        """Take every queued batch, oldest first; how many inputs were taken.
+        """Take what the archive holds queued, oldest first, up to `batch`; how many.
 
-        A batch the store fails on goes back to the front of the queue.
+        A batch the store fails on (`StoreError`) stays queued for the next
+        drain, which raises. Any other failure, or a value the store refuses
+        (`UnstorableError`), is the input's own: it is kept as a rejected
+        input with its reason and leaves the queue, never retried forever.
+        Each input is settled once its events are committed: a crash between
+        the two takes it again, and the processor answers it `duplicate`.
+
+        Raises:
+            StoreError: the store failed; what is not settled stays queued.
         """
-        with self._lock:
-            batches, self._queued = self._queued, []
-        taken = 0
+        rows = self.archive.pending(DEFERRED, self.batch)
+        for protocol, group in groupby(rows, key=lambda row: row.protocol):
+            self._take(protocol.removeprefix(DEFERRED), list(group))
+        return len(rows)
+
+    def _take(self, source: str, rows: list[ArchivedMessage]) -> None:
+        inputs = [
+            parse_json(row.body, default_region=self.default_region, where="deferred: ")
+            for row in rows
+        ]
         try:
-            while batches:
-                source, inputs = batches[0]
-                for result in self.intake.take(source, inputs):
-                    log.info(
-                        "intake.deferred", extra={"event_id": result.id, "status": result.status}
-                    )
-                taken += len(inputs)
-                batches.pop(0)
-        finally:
-            if batches:
-                with self._lock:
-                    self._queued[:0] = batches
-        return taken
+            results = self.intake.take(source, inputs)
+        except StoreError as exc:
+            if not isinstance(exc, UnstorableError):
+                raise  # the store is down: everything waits alike
+            self._failed(source, rows, exc)
+            return
+        except Exception as exc:  # noqa: BLE001 - one poison input must not stop the queue
+            self._failed(source, rows, exc)
+            return
+        self.archive.settle(
+            [
+                Settlement(row.id, r.status, r.id, "; ".join(r.errors) or None)
+                for row, r in zip(rows, results, strict=True)
+            ]
+        )
+        for result in results:
+            log.info("intake.deferred", extra={"event_id": result.id, "status": result.status})
+
+    def _failed(self, source: str, rows: list[ArchivedMessage], exc: Exception) -> None:
+        if len(rows) > 1:
+            for row in rows:  # one at a time: only the poison one is refused
+                self._take(source, [row])
+            return
+        [row] = rows
+        reason = f"deferred: {exc.__class__.__name__}"
+        log.error("intake.deferred_rejected", extra={"error": exc.__class__.__name__})
+        self.intake.store.reject_many(source, [(row.body, reason)], self.intake.clock.now())
+        self.archive.settle([Settlement(row.id, "rejected", None, reason)])
 
 
 def events_of(inputs: Sequence[Event]) -> list[Input]:

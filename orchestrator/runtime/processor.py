@@ -64,7 +64,7 @@ class EventProcessor:
 
     def _process(self, events: Sequence[Event], hold: ImportHold | None) -> list[EventResult]:
         now = self.clock.now()
-        results: list[EventResult] = []
+        results: list[EventResult | None] = [None] * len(events)
         with self.store.unit(now, hold) as unit:
             patients = {e.patient.id for e in events}
             unit.lock_patients(patients)
@@ -77,9 +77,13 @@ class EventProcessor:
             known = unit.known_patients(patients)
             accepted: list[Event] = []
             settled: list[tuple[str, str, int, Episode]] = []
-            for event in events:
+            # In the order they occurred, whatever order the batch lists them in: an
+            # import's lines out of order still fold in their place, even those from
+            # before a journey's horizon. Results stay in the batch's order.
+            for index in sorted(range(len(events)), key=lambda i: events[i].sort_key()):
+                event = events[index]
                 if event.id in done:
-                    results.append(EventResult(event.id, "duplicate"))
+                    results[index] = EventResult(event.id, "duplicate")
                     continue
                 quarantined = unit.unreadable.get(event.patient.id)
                 if quarantined is not None:
@@ -90,7 +94,7 @@ class EventProcessor:
                         extra={"event_id": event.id, "error": quarantined.rsplit(" ", 1)[-1]},
                     )
                     problem = f"quarantined: the patient's {quarantined} does not read back"
-                    results.append(EventResult(event.id, "rejected", (problem,)))
+                    results[index] = EventResult(event.id, "rejected", (problem,))
                     continue
                 done.add(event.id)
                 before = known.get(event.patient.id)
@@ -106,26 +110,24 @@ class EventProcessor:
                         "event.failed",
                         extra={"event_id": event.id, "error": exc.__class__.__name__},
                     )
-                    results.append(
-                        EventResult(
-                            event.id, "rejected", (f"engine failed: {exc.__class__.__name__}",)
-                        )
+                    results[index] = EventResult(
+                        event.id, "rejected", (f"engine failed: {exc.__class__.__name__}",)
                     )
                     continue
                 if merged is not before:
                     known[event.patient.id] = merged
                     unit.save_patient(merged)
                 notes = _beyond_horizon(journeys, event, decisions)
-                self._record(unit, journeys, event, decisions, now, settled)
+                self._record(unit, journeys, event, decisions, now, settled, settling=hold is None)
                 for version, decision in decisions:
                     versions.setdefault((event.patient.id, decision.journey.flow_id), set()).add(
                         version
                     )
                 unit.mark_processed(event)
                 accepted.append(event)
-                results.append(EventResult(event.id, "accepted", notes=notes))
+                results[index] = EventResult(event.id, "accepted", notes=notes)
             self._keep_visits(unit, journeys, accepted, settled)
-        return results
+        return [r for r in results if r is not None]
 
     def _keep_visits(
         self,
@@ -196,7 +198,12 @@ class EventProcessor:
         decisions: list[tuple[int, Decision]],
         now: datetime,
         settled_out: list[tuple[str, str, int, Episode]],
+        *,
+        settling: bool,
     ) -> None:
+        """Write what the event decided. With `settling` (not during an import:
+        its batches may come in any order, and must fold in their place), each
+        journey it changed is bounded first (`orchestrator.settle`)."""
         decided = consent_decisions(event)
         if decided:
             latest = unit.consent_times(event.patient.id)
@@ -208,16 +215,24 @@ class EventProcessor:
             key = (journey.patient_id, journey.flow_id, version)
             if journeys.get(key) is journey:
                 continue
-            flow = self.flows.version(journey.flow_id, version)
-            settled = settle(journey, flow, now, self.settle_after)
-            journey = journeys[key] = settled.journey
+            if settling:
+                flow = self.flows.version(journey.flow_id, version)
+                settled = settle(journey, flow, now, self.settle_after)
+                journey = settled.journey
+                if settled.episodes:
+                    unit.save_settled(
+                        journey.patient_id, journey.flow_id, version, settled.episodes
+                    )
+                    settled_out += [
+                        (journey.patient_id, journey.flow_id, version, e) for e in settled.episodes
+                    ]
+            journeys[key] = journey
             unit.save_journey(journey, version)
-            if settled.episodes:
-                unit.save_settled(journey.patient_id, journey.flow_id, version, settled.episodes)
-                settled_out += [
-                    (journey.patient_id, journey.flow_id, version, e) for e in settled.episodes
-                ]
-            intake = _intake_requests(flow) if decision.actions else frozenset()
+            intake = (
+                _intake_requests(self.flows.version(journey.flow_id, version))
+                if decision.actions
+                else frozenset()
+            )
             for action in decision.actions:
                 if isinstance(action, ScheduleMessage):
                     unit.schedule(action.message, event.id)
@@ -247,7 +262,9 @@ def _beyond_horizon(
     for version, decision in decisions:
         before = journeys.get((event.patient.id, decision.journey.flow_id, version))
         horizon = before.horizon if before is not None else None
-        if horizon is not None and event.occurred_at < horizon:
+        # At the horizon's very instant too: the checkpoint keeps its time, not
+        # which event came last at it, so a tie may be out of place.
+        if horizon is not None and event.occurred_at <= horizon:
             log.warning("event.beyond_horizon", extra={"event_id": event.id})
             return (
                 f"occurred before the journey's horizon ({horizon.isoformat()}): folded "

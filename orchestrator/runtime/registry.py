@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 from pydantic import ValidationError
@@ -56,9 +56,10 @@ class FlowRegistry:
         versions = {(f.id, f.version): f for f in flows.flows.values()}
         for (flow_id, version), (_, source) in known.items():
             if (flow_id, version) not in versions:
-                # An older version finishes its episodes but starts none.
-                old = FlowFile.model_validate_json(source).to_core()
-                versions[(flow_id, version)] = replace(old, starts_on=())
+                # An older version finishes its episodes but starts none; it keeps
+                # its starting triggers all the same, so that a re-fold of its
+                # journeys opens their episodes again (`versions.advance_versions`).
+                versions[(flow_id, version)] = FlowFile.model_validate_json(source).to_core()
         return cls(dict(flows.flows), versions)
 
     def version(self, flow_id: str, version: int) -> Flow:

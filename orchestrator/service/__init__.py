@@ -10,8 +10,9 @@ concrete store meet the runtime: `orchestrator/runtime/` knows the ports.
 
 from __future__ import annotations
 
-from importlib import import_module
 from typing import TYPE_CHECKING
+
+from ..lazy import exports
 
 if TYPE_CHECKING:
     from .runtime import DispatchLoop, Runtime, connectors_for
@@ -23,17 +24,4 @@ __all__ = ["DispatchLoop", "EmbeddedService", "Runtime", "connectors_for"]
 _HOME = {"DispatchLoop": ".runtime", "Runtime": ".runtime", "connectors_for": ".runtime"}
 
 
-def __getattr__(name: str) -> object:
-    if name == "EmbeddedService":
-        # The name the HTTP service, the CLI and the tests knew the runtime by.
-        name = "Runtime"
-    home = _HOME.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(home, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__getattr__, __dir__ = exports(__name__, _HOME, {"EmbeddedService": "Runtime"})

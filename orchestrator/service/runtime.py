@@ -2,9 +2,10 @@
 
 `Runtime.build` turns settings into the store, the flow registry, the event
 processor, the intake every transport hands its input to (and the queue a
-connector's send thread hands opt-outs to), the connectors and the
-dispatcher. `start()` runs the dispatch loop on a thread; `stop()` lets the
-message in hand finish before it returns. How the loop idles is its one
+connector's send thread hands opt-outs to, kept in the store's inbound
+archive), the connectors and the dispatcher. `start()` runs the dispatch
+loop on a thread, whose first tick takes what a previous process left
+queued; `stop()` lets the message in hand finish before it returns. How the loop idles is its one
 seam: on a virtual clock the parity test drives this very loop. The embedded service (HTTP and
 MLLP, `orchestrator run`) and the Kafka worker (`orchestrator worker`) are
 transports over one of these.
@@ -30,7 +31,7 @@ from ..runtime.processor import EventProcessor
 from ..runtime.registry import FlowRegistry
 from ..runtime.rendering import Organisation
 from ..settings import Settings
-from ..store import SqlStore, connect, pending, upgrade
+from ..store import InboundArchive, SqlStore, connect, pending, upgrade
 from ..store.delivery import DeliveryLedger
 from ..template_check import TemplateCheck
 from ..templates import TemplateSet
@@ -47,7 +48,7 @@ class Runtime:
     flows: FlowRegistry
     processor: EventProcessor
     intake: Intake
-    # What the send threads learned (opt-outs), taken on the dispatch loop's thread.
+    # What the send threads learned (opt-outs), kept in the store and taken by `tick`.
     deferred: IntakeQueue
     dispatcher: Dispatcher
     clock: Clock
@@ -88,7 +89,7 @@ class Runtime:
         registry = FlowRegistry.open(flow_set, store, clock.now())
         processor = EventProcessor(store, registry, clock, settle_after=settings.settle_after)
         intake = Intake(processor, store, clock)
-        deferred = IntakeQueue(intake)
+        deferred = IntakeQueue(intake, InboundArchive(store), settings.default_region)
         connectors, real = connectors_for(settings, store, clock, deferred)
         dispatcher = Dispatcher(
             store=store,
@@ -109,8 +110,18 @@ class Runtime:
         return cls(settings, store, registry, processor, intake, deferred, dispatcher, clock)
 
     def tick(self) -> int:
-        """Take what the send threads deferred, then dispatch one batch; how many were handled."""
-        return self.deferred.drain() + self.dispatcher.tick()
+        """Take what the send threads deferred, then dispatch one batch; how many were handled.
+
+        The deferred intake failing never keeps the dispatcher from its batch.
+        """
+        return self._take_deferred() + self.dispatcher.tick()
+
+    def _take_deferred(self) -> int:
+        try:
+            return self.deferred.drain()
+        except Exception as exc:  # noqa: BLE001 - what is queued stays queued; dispatch goes on
+            log.error("intake.deferred_failed", extra={"error": exc.__class__.__name__})
+            return 0
 
     def start(self) -> None:
         """Run the dispatch loop on a thread (a second call does nothing)."""
@@ -123,11 +134,8 @@ class Runtime:
         if self._loop is not None:
             self._loop.stop(timeout)
             self._loop = None
-        # What a last send deferred is not lost with the process.
-        try:
-            self.deferred.drain()
-        except StoreError as exc:
-            log.error("intake.deferred_lost", extra={"error": exc.__class__.__name__})
+        # What a last send deferred is kept in the store anyway; taken now, it applies sooner.
+        self._take_deferred()
 
     def close(self) -> None:
         """Stop, and release the store's connections."""
@@ -177,7 +185,9 @@ class DispatchLoop:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._wait = wait or self._sleep
+        # The last failure of each kind, for the operator and the tests that drive the loop.
         self.error: BaseException | None = None
+        self.store_error: StoreError | None = None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self.run, name="dispatch", daemon=True)
@@ -200,6 +210,7 @@ class DispatchLoop:
             except StoreError as exc:
                 # The store may come back (a restart, a network blip): wait and retry.
                 log.error("dispatch.store_unavailable", extra={"error": exc.__class__.__name__})
+                self.store_error = exc
                 handled = 0
             except Exception as exc:  # noqa: BLE001 - the loop outlives a bad batch; leases recover it
                 log.error("dispatch.tick_failed", extra={"error": exc.__class__.__name__})

@@ -16,7 +16,7 @@ from .invariants import (
     standard_invariants,
 )
 from .migrate import head, pending, upgrade
-from .queries import FlowTotals, ProcessedEvent
+from .queries import FlowTotals, PatientEventView, ProcessedEvent
 from .sql import Claim, OutboxEntry, SendingFacts, Sent, SqlStore
 from .test_sends import TestSendLedger
 from .transactions import Transactions
@@ -32,6 +32,7 @@ __all__ = [
     "Invariant",
     "InvariantReport",
     "OutboxEntry",
+    "PatientEventView",
     "ProcessedEvent",
     "SendingFacts",
     "Sent",

@@ -200,16 +200,7 @@ class DeliveryLedger:
                 select(PatientRow.snapshot).where(PatientRow.snapshot.like(needle))
             ).scalars()
             patients = [codec.loads(Patient, s) for s in snapshots]
-        found: list[Recipient] = []
-        for patient in patients:
-            if patient.phone == phone:
-                found.append(Recipient(patient, "patient"))
-            found += [
-                Recipient(patient, f"caregiver:{c.id}")
-                for c in patient.caregivers
-                if c.phone == phone
-            ]
-        return found
+        return [found for patient in patients for found in Recipient.holding(patient, phone)]
 
     def received(self, source: str, event_ids: Sequence[str]) -> set[str]:
         """Which of these webhook event ids were recorded before."""

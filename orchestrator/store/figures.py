@@ -6,7 +6,7 @@ reading a journey or scanning the audit: the funnel and the outcomes come
 from the stage visits the processor keeps (`stage_visits`, `insight.visits`);
 the message figures, daily sends and suppression reasons from the audit's
 tallies (`message_tallies`) and replies per send from `sent_stages`, both kept
-by a trigger on `audit_log` (migration 0010); intake requests from
+by a trigger on `audit_log` (migration 0011); intake requests from
 `intake_requests` (the unit of work's); holdout groups read the audit rows of
 their message only (by index). Every value
 is a bound parameter, so no persona, stage or message id reaches the SQL text.

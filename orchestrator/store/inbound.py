@@ -3,7 +3,9 @@
 A message is written (and committed) as `received` the moment it arrives,
 then settled as `accepted`, `duplicate` or `rejected` once its events are
 committed or refused. Nothing an interface engine was told we have is only
-in memory.
+in memory. The runtime's deferred intake (`IntakeQueue`) keeps what a send
+thread learned here too, as protocol `deferred:<source>`, and takes what is
+`pending` later.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from sqlalchemy import Connection, Table, bindparam, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..errors import StoreError
-from ..ports import Settlement
+from ..ports import ArchivedMessage, Settlement
 from .connection import READ_ONLY, READ_WRITE
 from .sql import SqlStore
 from .tables import InboundMessageRow
@@ -87,6 +89,20 @@ class InboundArchive:
                     for s in settlements
                 ],
             )
+
+    def pending(self, protocol_prefix: str, limit: int) -> list[ArchivedMessage]:
+        """The oldest messages still `received` whose protocol starts with the prefix."""
+        query = (
+            select(_TABLE.c.id, _TABLE.c.protocol, _TABLE.c.body)
+            .where(
+                _TABLE.c.status == "received",
+                _TABLE.c.protocol.startswith(protocol_prefix, autoescape=True),
+            )
+            .order_by(_TABLE.c.id)
+            .limit(limit)
+        )
+        with self._tx(READ_ONLY) as c:
+            return [ArchivedMessage(row.id, row.protocol, row.body) for row in c.execute(query)]
 
     def messages(self, *, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """The newest archived messages, optionally of one status."""

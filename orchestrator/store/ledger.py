@@ -85,7 +85,11 @@ class SqlLedger:
                 room = limit - len(claims)
                 if room <= 0:
                     break
-                candidates = select(table.key).where(condition).order_by(order).limit(room)
+                # Ties broken by key, as the memory store breaks them: which of the
+                # messages due at one instant fill a batch must not depend on the backend.
+                candidates = (
+                    select(table.key).where(condition).order_by(order, table.key).limit(room)
+                )
                 if self.dialect == "postgresql":
                     candidates = candidates.with_for_update(skip_locked=True)
                 keys = [row[0] for row in c.execute(candidates)]

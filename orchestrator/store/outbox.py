@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, cast
 
 from sqlalchemy import Table, func, insert, select
 
 from ..ports import OutboxEntry
+from .rows import chunks
 from .tables import OutboxRow
 from .transactions import Transactions
 
@@ -49,6 +51,21 @@ class SqlOutbox:
                     OutboxRow.key == key, OutboxRow.channel == channel
                 )
             ).scalar()
+
+    def outbox_for(self, keys: Sequence[str]) -> dict[str, OutboxEntry]:
+        """The first entry of each of these message keys that has one."""
+        found: dict[str, OutboxEntry] = {}
+        with self.transactions.read() as c:
+            for chunk in chunks(list(dict.fromkeys(keys)), 500):
+                query = select(OutboxRow).where(OutboxRow.key.in_(chunk)).order_by(OutboxRow.id)
+                for r in c.execute(query).all():
+                    found.setdefault(
+                        r.key,
+                        OutboxEntry(
+                            r.key, r.channel, r.to_address, r.subject, r.body, r.html, r.sent_at
+                        ),
+                    )
+        return found
 
     def outbox(self, limit: int = 100) -> list[OutboxEntry]:
         """The newest `limit` entries, newest first."""

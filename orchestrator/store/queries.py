@@ -34,7 +34,17 @@ from .tables import (
 )
 from .transactions import Transactions
 
-__all__ = ["FlowTotals", "ProcessedEvent", "Queries", "settled_episodes", "whole_journeys"]
+__all__ = [
+    "FlowTotals",
+    "PatientEventView",
+    "ProcessedEvent",
+    "Queries",
+    "settled_episodes",
+    "whole_journeys",
+]
+
+# A patient's timeline reads at most this many of their events (the newest).
+PATIENT_EVENTS_LIMIT = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +63,17 @@ class ProcessedEvent:
     patient_id: str
     type: str
     occurred_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PatientEventView:
+    """An event the processor took, as a patient's timeline shows it: with where it came from."""
+
+    event_id: str
+    type: str
+    source: str
+    occurred_at: datetime
+    received_at: datetime
 
 
 class Queries:
@@ -99,6 +120,36 @@ class Queries:
         with self.transactions.read() as c:
             return figures.flow_figures(c, flow, chosen)
 
+    def patient_journeys(self, patient_id: str) -> list[tuple[int, Journey]]:
+        """One patient's journeys, every flow and version, settled episodes included."""
+        with self.transactions.read() as c:
+            rows = c.execute(
+                select(
+                    JourneyRow.patient_id,
+                    JourneyRow.flow_id,
+                    JourneyRow.flow_version,
+                    JourneyRow.state,
+                )
+                .where(JourneyRow.patient_id == patient_id)
+                .order_by(JourneyRow.flow_id, JourneyRow.flow_version)
+            ).all()
+            return whole_journeys(rows, settled_episodes(c, EpisodeRow.patient_id == patient_id))
+
+    def patient_events(
+        self, patient_id: str, limit: int = PATIENT_EVENTS_LIMIT
+    ) -> list[PatientEventView]:
+        """One patient's processed events in the order they occurred: the newest `limit`."""
+        table = ProcessedEventRow
+        query = (
+            select(table.event_id, table.type, table.source, table.occurred_at, table.received_at)
+            .where(table.patient_id == patient_id)
+            .order_by(table.occurred_at.desc(), table.event_id.desc())
+            .limit(limit)
+        )
+        with self.transactions.read() as c:
+            rows = c.execute(query).all()
+        return [PatientEventView(r[0], r[1], r[2], r[3], r[4]) for r in reversed(rows)]
+
     def flow_totals(self) -> dict[str, FlowTotals]:
         """Per flow: episodes, and audit decisions by status (the dashboard's flow list)."""
         episodes: dict[str, int] = {}
@@ -109,7 +160,7 @@ class Queries:
             ):
                 episodes[flow_id] = int(count)
             # Messages per status from the audit's tallies (kept by a trigger,
-            # migration 0010), not a count of distinct keys over the whole audit.
+            # migration 0011), not a count of distinct keys over the whole audit.
             tally = MessageTallyRow.__table__.c
             for flow_id, status, count in c.execute(
                 select(tally.flow_id, tally.status, func.sum(tally["keys"]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -25,16 +26,25 @@ class RejectedLog:
 
     def reject(self, body: bytes, source: str, reason: str, now: datetime) -> None:
         """Keep input that could not be accepted, with why (cut at 64 KiB)."""
-        truncated = len(body) > REJECTED_BODY_LIMIT
+        self.reject_many(source, [(body, reason)], now)
+
+    def reject_many(self, source: str, refused: Sequence[tuple[bytes, str]], now: datetime) -> None:
+        """Keep each (body, reason) of one batch in one transaction: all of them, or none."""
+        if not refused:
+            return
         with self.transactions.write() as c:
             c.execute(
-                insert(RejectedInputRow).values(
-                    received_at=now,
-                    source=source,
-                    reason=reason,
-                    body=body[:REJECTED_BODY_LIMIT],
-                    truncated=truncated,
-                )
+                insert(RejectedInputRow),
+                [
+                    {
+                        "received_at": now,
+                        "source": source,
+                        "reason": reason,
+                        "body": body[:REJECTED_BODY_LIMIT],
+                        "truncated": len(body) > REJECTED_BODY_LIMIT,
+                    }
+                    for body, reason in refused
+                ],
             )
 
 

@@ -41,7 +41,7 @@ from ..ports import (
 from .flow_versions import FlowVersionLog
 from .ledger import SqlLedger
 from .outbox import SqlOutbox
-from .queries import FlowTotals, ProcessedEvent, Queries
+from .queries import FlowTotals, PatientEventView, ProcessedEvent, Queries
 from .rejected import RejectedLog
 from .transactions import Transactions, translated
 from .unit import ImportHold, UnitOfWork
@@ -95,6 +95,9 @@ class SqlStore:
     def reject(self, body: bytes, source: str, reason: str, now: datetime) -> None:
         self.rejects.reject(body, source, reason, now)
 
+    def reject_many(self, source: str, refused: Sequence[tuple[bytes, str]], now: datetime) -> None:
+        self.rejects.reject_many(source, refused, now)
+
     def flow_versions(self) -> dict[tuple[str, int], tuple[str, str]]:
         return self.flows.flow_versions()
 
@@ -106,6 +109,9 @@ class SqlStore:
 
     def outbox_find(self, key: str, channel: str) -> int | None:
         return self.sandbox.outbox_find(key, channel)
+
+    def outbox_for(self, keys: Sequence[str]) -> dict[str, OutboxEntry]:
+        return self.sandbox.outbox_for(keys)
 
     def outbox(self, limit: int = 100) -> list[OutboxEntry]:
         return self.sandbox.outbox(limit)
@@ -205,6 +211,12 @@ class SqlStore:
 
     def flow_totals(self) -> dict[str, FlowTotals]:
         return self.queries.flow_totals()
+
+    def patient_journeys(self, patient_id: str) -> list[tuple[int, Journey]]:
+        return self.queries.patient_journeys(patient_id)
+
+    def patient_events(self, patient_id: str, limit: int = 1000) -> list[PatientEventView]:
+        return self.queries.patient_events(patient_id, limit)
 
     def history(
         self,

@@ -318,7 +318,7 @@ class StageVisitRow(Base):
 
 
 class MessageTallyRow(Base):
-    """The audit counted as it is written (a trigger on `audit_log`, migration 0010).
+    """The audit counted as it is written (a trigger on `audit_log`, migration 0011).
 
     Per flow, version, persona, message, status, reason, language, channel
     and UTC day: `records` counts audit rows, `keys` the messages that reached
@@ -517,7 +517,8 @@ class InboundMessageRow(Base):
     __tablename__ = "inbound_messages"
     id: Mapped[int] = mapped_column(Serial, primary_key=True, autoincrement=True)
     received_at: Mapped[datetime] = mapped_column(Stamp())
-    protocol: Mapped[str] = mapped_column(String(20))
+    # `hl7v2`, `fhir`, or `deferred:<source>` (what a send thread learned: `IntakeQueue`).
+    protocol: Mapped[str] = mapped_column(String(64))
     body: Mapped[bytes] = mapped_column(LargeBinary)
     status: Mapped[str] = mapped_column(String(20), index=True)
     event_id: Mapped[str | None] = mapped_column(Id, nullable=True)
@@ -548,7 +549,7 @@ class TestSendRow(Base):
     flow_version: Mapped[int] = mapped_column(Integer)
     message_id: Mapped[str] = mapped_column(String(100))
     persona: Mapped[str | None] = mapped_column(String(100))
-    language: Mapped[str] = mapped_column(String(16))
+    language: Mapped[str] = mapped_column(String(20))
     channel: Mapped[str] = mapped_column(String(16))
     to_address: Mapped[str] = mapped_column(String(320))
     subject: Mapped[str | None] = mapped_column(Text)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from typer.testing import CliRunner
 
 from orchestrator.cli.app import app
 from orchestrator.cli.options import settings_with
+from orchestrator.roles import Role
 from orchestrator.settings import Settings
 
 
@@ -173,3 +175,63 @@ def test_a_settle_window_not_longer_than_the_staleness_limit_is_refused(
     monkeypatch.setenv("ORCHESTRATOR_SETTLE_AFTER", settle)
     with pytest.raises(ValidationError, match="ORCHESTRATOR_SETTLE_AFTER"):
         Settings()
+
+
+def test_api_tokens_map_each_token_to_its_role_and_the_api_token_is_an_admins(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ORCHESTRATOR_API_TOKEN", "a" * 16)
+    monkeypatch.setenv(
+        "ORCHESTRATOR_API_TOKENS", json.dumps({"o" * 16: "operations", "m" * 20: "marketing"})
+    )
+
+    assert Settings().role_tokens() == {
+        "o" * 16: Role.OPERATIONS,
+        "m" * 20: Role.MARKETING,
+        "a" * 16: Role.ADMIN,
+    }
+
+
+def test_no_token_at_all_leaves_no_roles() -> None:
+    assert Settings().role_tokens() == {}
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (json.dumps({"secret-token-number-1": "superuser"}), "unknown role"),
+        (json.dumps({"secret-token-number-1": 3}), "unknown role"),
+        (json.dumps({"secret-tok": "admin"}), "shorter than 16"),
+        (json.dumps({" secret-token-number-1": "admin"}), "surrounding spaces"),
+        (json.dumps(["secret-token-number-1", "admin"]), "expected a JSON object"),
+        ("secret-token-number-1=admin", "expected a JSON object"),
+    ],
+)
+def test_bad_api_tokens_are_refused_naming_the_setting_never_the_token(
+    monkeypatch: pytest.MonkeyPatch, value: str, expected: str
+) -> None:
+    monkeypatch.setenv("ORCHESTRATOR_API_TOKENS", value)
+
+    with pytest.raises(ValidationError) as raised:
+        Settings()
+
+    message = str(raised.value)
+    assert "ORCHESTRATOR_API_TOKENS" in message and expected in message
+    assert "secret-tok" not in message
+
+
+@pytest.mark.parametrize("value", ["0", "12", "-1", "eleven"])
+def test_a_small_count_threshold_outside_1_to_11_is_refused(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("ORCHESTRATOR_SMALL_COUNT_THRESHOLD", value)
+
+    with pytest.raises(ValidationError, match="small_count_threshold"):
+        Settings()
+
+
+def test_a_pilot_may_lower_the_small_count_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().small_count_threshold == 11
+    monkeypatch.setenv("ORCHESTRATOR_SMALL_COUNT_THRESHOLD", "5")
+
+    assert Settings().small_count_threshold == 5

@@ -574,6 +574,19 @@ def test_timeline_lists_a_patients_episodes_messages_and_audit(api: Api) -> None
     assert {"scheduled", "sent"} <= {a["status"] for a in timeline["audit"]}
 
 
+def test_timeline_lists_messages_in_time_order_not_by_key(api: Api) -> None:
+    api.post_sample("knee-replacement")
+    api.dispatch_until(START + timedelta(days=60))
+
+    messages = api.client.get("/patients/p-kr-001/timeline").json()["messages"]
+
+    order = [(datetime.fromisoformat(m["due_at"]), m["key"]) for m in messages]
+    assert len(order) > 2
+    assert order == sorted(order)
+    # The store's own order (by creation, then key) is not the time order here.
+    assert [m.key for m in api.store.messages(patient_id="p-kr-001")] != [k for _, k in order]
+
+
 def test_timeline_of_an_unknown_patient_is_404(api: Api) -> None:
     assert api.client.get("/patients/nobody/timeline").status_code == 404
 

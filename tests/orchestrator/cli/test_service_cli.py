@@ -115,8 +115,8 @@ def test_run_refuses_to_bind_beyond_loopback_without_a_token(
 
     assert result.exit_code == 2
     assert (
-        f"refusing to bind {host}: set ORCHESTRATOR_API_TOKEN to serve beyond loopback"
-        in result.stderr
+        f"refusing to bind {host}: set ORCHESTRATOR_API_TOKEN "
+        "(or ORCHESTRATOR_API_TOKENS) to serve beyond loopback" in result.stderr
     )
     assert list(tmp_path.iterdir()) == [], "the refusal came after the store was opened"
 

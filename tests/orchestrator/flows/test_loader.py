@@ -12,15 +12,18 @@ from datetime import time, timedelta
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from orchestrator.errors import FlowError
 from orchestrator.event import Channel, EventType
 from orchestrator.flows.loader import load_flow, load_flows
 from orchestrator.flows.model import Flow, FrequencyCap, QuietHours, StageCategory
+from orchestrator.flows.schema import FlowFile
 from orchestrator.flows.timing import Anchor, Timing
 from orchestrator.runtime.rendering import Organisation
 from orchestrator.template_check import TemplateCheck
 from orchestrator.templates import TemplateSet
+from tests.builders import flow_data
 
 FLOW_ID = "knee-replacement"
 # Its portal URL gives the links their length: `https://portal.example.org/r/<12 characters>`.
@@ -682,3 +685,14 @@ def test_problems_of_every_file_in_a_directory_are_reported(ws: Workspace) -> No
         f"{other}:3:12",
         f"{ws.flow}:27:5 stages[1].category",
     ]
+
+
+def test_a_slug_longer_than_the_store_keeps_is_refused_by_the_flow_file() -> None:
+    # Stage and message ids are stored in columns of 100: a longer one would pass
+    # validate and simulate, then fail every batch on PostgreSQL.
+    data = flow_data()
+    data["stages"][0]["id"] = "s" * 65
+    with pytest.raises(ValidationError, match=r"should match pattern"):
+        FlowFile.model_validate(data)
+    data["stages"][0]["id"] = "s" * 64
+    FlowFile.model_validate(data)

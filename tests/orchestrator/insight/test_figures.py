@@ -15,6 +15,7 @@ from orchestrator.decisions import DecisionRecord
 from orchestrator.event import Event
 from orchestrator.flows.model import Flow
 from orchestrator.insight import (
+    CSV_COLUMNS,
     FlowFigures,
     PatientEvent,
     Ratio,
@@ -25,6 +26,7 @@ from orchestrator.insight import (
     rate_hidden,
     read_csv,
     shown,
+    shown_below,
     shown_rate,
     to_csv,
     to_markdown,
@@ -197,6 +199,50 @@ def test_the_csv_applies_the_small_count_rule_when_given_it(templates: TemplateS
     assert next(r for r in exact if r["stage"] == "booked")["dropped_off"] == "5"
 
 
+def test_the_csv_has_a_numeric_column_per_suppression_reason_that_sums(
+    templates: TemplateSet,
+) -> None:
+    figures = simulated(templates)[0]
+    first, *rest = figures.messages
+    suppressed = {"holdout": 30, "frequency_cap": 12, "consent:provider_opt_out": 4, "new": 2}
+    figures = replace(figures, messages=(replace(first, suppressed=suppressed), *rest))
+
+    rows = [r for r in read_csv(to_csv(FLOW, figures)) if r["kind"] == "message"]
+    columns = ["suppressed", *(c for c in CSV_COLUMNS if c.startswith("suppressed_"))]
+
+    assert {"suppressed_holdout", "suppressed_consent", "suppressed_other"} <= set(columns)
+    # Every message row holds a number in every suppression column, 0 and not blank.
+    counts = [{c: int(r[c]) for c in columns} for r in rows]
+    row = counts[[r["message"] for r in rows].index(first.message_id)]
+    assert row["suppressed"] == 48
+    assert (row["suppressed_holdout"], row["suppressed_frequency_cap"]) == (30, 12)
+    assert (row["suppressed_consent_provider_opt_out"], row["suppressed_other"]) == (4, 2)
+    assert row["suppressed_consent"] == 0
+    for each in counts:
+        assert each["suppressed"] == sum(v for c, v in each.items() if c != "suppressed")
+    # The column sums as a spreadsheet would sum it.
+    assert sum(c["suppressed"] for c in counts) == sum(m.suppressed_total for m in figures.messages)
+
+
+def test_the_csv_hides_a_small_suppression_count_with_a_companion(templates: TemplateSet) -> None:
+    figures = simulated(templates)[0]
+    first, *rest = figures.messages
+    figures = replace(
+        figures, messages=(replace(first, suppressed={"holdout": 30, "consent": 4}), *rest)
+    )
+
+    rows = read_csv(to_csv(FLOW, figures, shown))
+    row = next(r for r in rows if r["kind"] == "message" and r["message"] == first.message_id)
+
+    # 34 = 30 + 4: with only the 4 hidden, 34 - 30 would give it back.
+    assert (row["suppressed"], row["suppressed_holdout"], row["suppressed_consent"]) == (
+        "34",
+        "<11",
+        "<11",
+    )
+    assert row["suppressed_frequency_cap"] == "0"
+
+
 def test_a_markdown_ratio_is_hidden_when_its_complement_would_be(templates: TemplateSet) -> None:
     booked = StageFigures("booked", 25, 20, 5, 0, 0, no_show=Ratio(48, 50))
     figures = with_booked(simulated(templates)[0], booked)
@@ -347,3 +393,9 @@ def test_an_event_of_a_followed_type_no_episode_holds_does_not_count(
 
     no_show = figures.stage("booked").no_show
     assert (no_show.numerator, no_show.denominator) == (1, 3)
+
+
+def test_a_lowered_threshold_hides_fewer_counts() -> None:
+    assert [shown_below(5)(n) for n in (0, 1, 4, 5, 10)] == ["0", "<5", "<5", "5", "10"]
+    assert [shown_below(1)(n) for n in (0, 1, 4)] == ["0", "1", "4"]
+    assert shown_below(11) is shown

@@ -2,7 +2,8 @@
 
 A `Runtime` is the embedded runtime's parts wired by hand on a store (each
 backend the test runs on: see `backends` in tests/conftest.py) and a `VirtualClock`: the event processor and the dispatcher
-with sandbox connectors, any of which a test may replace with a fake.
+with sandbox connectors, any of which a test may replace with a fake, and the
+deferred intake (kept in the store, so a new `IntakeQueue` each time sees it).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from orchestrator.clock import VirtualClock
 from orchestrator.event import Channel, Event
 from orchestrator.flows.model import Flow
 from orchestrator.memory_store import MemoryStore
-from orchestrator.ports import MessageView
+from orchestrator.ports import InboundArchive, MessageView
 from orchestrator.runtime import (
     Connector,
     Dispatcher,
@@ -30,7 +31,8 @@ from orchestrator.runtime import (
     FlowRegistry,
     Organisation,
 )
-from orchestrator.runtime.intake import Intake, events_of
+from orchestrator.runtime.intake import Intake, IntakeQueue, events_of
+from orchestrator.store import InboundArchive as SqlInboundArchive
 from orchestrator.store import SqlStore
 from orchestrator.store.delivery import DeliveryLedger
 from orchestrator.templates import TemplateSet
@@ -69,6 +71,15 @@ class Runtime:
         """The intake over the processor: what the transports hand their input to."""
         return Intake(self.processor, self.store, self.clock)
 
+    @property
+    def deferred(self) -> IntakeQueue:
+        """The queue a connector's send thread hands opt-outs to (kept in the inbound archive)."""
+        return IntakeQueue(self.intake, inbound_archive(self.store))
+
+    def tick(self) -> int:
+        """What `Runtime.tick` does: take what the send threads queued, then one batch."""
+        return self.deferred.drain() + self.dispatcher.tick()
+
     def process(self, *events: Event) -> list[EventResult]:
         """Process events as a transport would: what is rejected is kept (source `api`)."""
         return self.intake.take("api", events_of(events))
@@ -79,7 +90,7 @@ class Runtime:
         With `instant` None, until no message is pending; the clock stays at the last one.
         """
         for _ in range(limit):
-            self.dispatcher.tick()
+            self.tick()
             rows = self.store.messages()
             if any(m.status in IN_FLIGHT for m in rows):
                 # A claim left behind: its lease has to run out first.
@@ -119,6 +130,11 @@ BuildRuntime = Callable[..., Runtime]
 def delivery_reports(store: Store) -> DeliveryLedger | MemoryStore:
     """Provider feedback on the store: the SQL store's `DeliveryLedger`, or the memory store."""
     return store if isinstance(store, MemoryStore) else DeliveryLedger(store.transactions)
+
+
+def inbound_archive(store: Store) -> InboundArchive:
+    """The inbound archive on the store: the SQL store's `InboundArchive`, or the memory store."""
+    return store if isinstance(store, MemoryStore) else SqlInboundArchive(store)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from orchestrator.runtime import EventProcessor, FlowRegistry
 from orchestrator.runtime.channels import ChannelConfigError, real_connectors
 from orchestrator.runtime.intake import Intake, IntakeQueue
 from orchestrator.settings import Settings
-from orchestrator.store import SqlStore
+from orchestrator.store import InboundArchive, SqlStore
 from orchestrator.store.delivery import DeliveryLedger
 from tests.builders import make_flow
 
@@ -29,7 +29,7 @@ SENDGRID = {"sendgrid_api_key": "SG.key", "sendgrid_sender": "care@example.org"}
 def chosen(store: SqlStore, clock: VirtualClock, **settings: Any) -> dict[Channel, object]:
     flow = make_flow()
     processor = EventProcessor(store, FlowRegistry.of({flow.id: flow}), clock)
-    deferred = IntakeQueue(Intake(processor, store, clock))
+    deferred = IntakeQueue(Intake(processor, store, clock), InboundArchive(store))
     found = real_connectors(
         Settings(**settings), DeliveryLedger(store.transactions), clock, deferred
     )

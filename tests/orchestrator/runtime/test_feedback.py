@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
+from orchestrator.event import Channel
 from orchestrator.runtime.feedback import Feedback
 from tests import store_reads
 from tests.builders import at, make_event, make_patient
@@ -35,3 +38,20 @@ def test_a_reply_restates_nothing_so_a_newer_fact_arriving_late_still_wins(
     patient = store_reads.patient(runtime.store, "p-1")
     assert patient is not None
     assert (patient.phone, patient.email) == ("+15555550109", "patient@example.org")
+
+
+def test_an_opt_out_handed_to_the_queue_counts_as_queued_not_recorded(
+    runtime: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    runtime.process(make_event(start=at(days=8), patient=make_patient(phone=PHONE)))
+    feedback = Feedback(runtime.deferred, delivery_reports(runtime.store), runtime.clock)
+
+    with caplog.at_level(logging.INFO, logger="orchestrator.runtime.feedback"):
+        assert feedback.consent_for_phone(PHONE, granted=False, source="twilio", ref="SM-1") == 1
+
+    assert [(r.getMessage(), r.__dict__["status"]) for r in caplog.records] == [
+        ("feedback.queued", "queued")
+    ]
+    assert Channel.SMS not in store_reads.consent(runtime.store, "p-1", "patient")
+    runtime.tick()
+    assert store_reads.consent(runtime.store, "p-1", "patient")[Channel.SMS].granted is False

@@ -391,3 +391,24 @@ def test_an_event_from_before_the_horizon_is_taken_with_a_note(runtime: Runtime)
     assert first.as_json()["notes"] == list(first.notes)
     assert second.notes == ()
     assert "notes" not in second.as_json()
+
+
+def test_an_old_history_out_of_order_in_one_batch_folds_in_its_place(runtime: Runtime) -> None:
+    # An import's lines from before the horizon, the reschedule listed first.
+    now = runtime.clock.now()
+    book = make_event(start=now + timedelta(days=10), occurred_at=now - timedelta(days=40))
+    moved = make_event(
+        "appointment.rescheduled",
+        start=now + timedelta(days=12),
+        occurred_at=now - timedelta(days=35),
+    )
+
+    results = runtime.process(moved, book)
+
+    assert [r.id for r in results] == [moved.id, book.id]
+    reminders = [
+        m.due_at
+        for m in runtime.store.messages(patient_id="p-1")
+        if m.message == "reminder_24h" and m.status == "scheduled"
+    ]
+    assert reminders == [now + timedelta(days=11)]

@@ -1,26 +1,36 @@
 """The dispatcher over the Twilio and SendGrid connectors, against the stand-ins, on both stores.
 
+Twilio is built by `real_connectors`, as `Runtime.build` builds it: its 21610
+opt-outs go to the deferred intake, kept in the store by the send thread and
+taken by the runtime's next tick.
+
 Also the dispatcher's bounded concurrency: a batch sent on threads keeps
 every guarantee (each key once, one final status each).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
 from connectors.sendgrid import SendGridConfig, SendGridConnector
 from connectors.twilio import TwilioConnector
-from orchestrator.clock import VirtualClock
 from orchestrator.event import Channel
-from orchestrator.runtime.feedback import Feedback
-from orchestrator.store.delivery import DeliveryLedger
+from orchestrator.runtime.channels import real_connectors
+from orchestrator.runtime.intake import DEFERRED
+from orchestrator.settings import Settings
 from tests import store_reads
 from tests.builders import at, make_event, make_patient
-from tests.connectors.conftest import twilio_config
-from tests.orchestrator.runtime.conftest import BuildRuntime, Runtime
+from tests.orchestrator.runtime.conftest import (
+    BuildRuntime,
+    Runtime,
+    delivery_reports,
+    inbound_archive,
+)
 from tests.standins import StandIn, sendgrid_standin, twilio_standin
 
 START = at(days=8)
@@ -33,26 +43,45 @@ def twilio() -> Iterator[StandIn]:
         yield standin
 
 
+BuildSms = Callable[..., Runtime]
+
+
 @pytest.fixture
-def sms_runtime(
-    build_runtime: BuildRuntime, twilio: StandIn, clock: VirtualClock
-) -> Iterator[Runtime]:
+def build_sms(build_runtime: BuildRuntime, twilio: StandIn) -> Iterator[BuildSms]:
+    """Runtimes with SMS through Twilio (the stand-in), wired as `Runtime.build` wires it."""
+    built: list[TwilioConnector] = []
+
+    def build(**dispatcher_options: Any) -> Runtime:
+        runtime = build_runtime(**dispatcher_options)
+        settings = Settings(
+            twilio_account_sid="AC" + "0" * 32,
+            twilio_auth_token="token",
+            twilio_messaging_service_sid="MG" + "1" * 32,
+            twilio_api_base=twilio.url,
+            twilio_timeout_seconds=0.5,
+            dispatch_concurrency=runtime.dispatcher.concurrency,
+        )
+        reports = delivery_reports(runtime.store)
+        real = real_connectors(settings, reports, runtime.clock, runtime.deferred)
+        sms = real[Channel.SMS]
+        assert isinstance(sms, TwilioConnector)
+        built.append(sms)
+        runtime.dispatcher.connectors = {**runtime.dispatcher.connectors, Channel.SMS: sms}
+        return runtime
+
+    yield build
+    for connector in built:
+        connector.close()
+
+
+@pytest.fixture
+def sms_runtime(build_sms: BuildSms) -> Runtime:
     """The test flow with SMS through Twilio (the stand-in) and email in the sandbox."""
-    holder: list[Runtime] = []
+    return build_sms()
 
-    def opted_out(key: str) -> int:
-        runtime = holder[0]
-        feedback = Feedback(
-            runtime.intake, DeliveryLedger(runtime.store.transactions), runtime.clock
-        )
-        return feedback.consent_for_message(
-            key, Channel.SMS, granted=False, source="twilio", ref=f"21610-{key}"
-        )
 
-    connector = TwilioConnector(twilio_config(twilio), clock=clock, on_opt_out=opted_out)
-    holder.append(build_runtime(connectors={Channel.SMS: connector}))
-    yield holder[0]
-    connector.close()
+def queued(runtime: Runtime) -> int:
+    return len(inbound_archive(runtime.store).pending(DEFERRED, 1000))
 
 
 def callback_keys(twilio: StandIn) -> list[str]:
@@ -101,6 +130,11 @@ def test_21610_records_the_opt_out_and_later_sms_are_suppressed(
 
     confirmation = sms_runtime.message("confirmation")
     assert confirmation.status == "sent" and confirmation.channel == "email"
+    # The send thread kept the opt-out, committed, for the runtime's next tick to take.
+    assert queued(sms_runtime) == 1
+    assert Channel.SMS not in store_reads.consent(sms_runtime.store, "p-1", "patient")
+    sms_runtime.tick()
+    assert queued(sms_runtime) == 0
     consent = store_reads.consent(sms_runtime.store, "p-1", "patient")
     assert consent[Channel.SMS].granted is False
     assert consent[Channel.SMS].source == "twilio"
@@ -156,3 +190,28 @@ def test_a_batch_sent_on_threads_sends_each_key_once(build_runtime: BuildRuntime
     assert runtime.outbox() == {(m.key, "sms"): 1 for m in messages}
     sent_rows = [a for a in runtime.store.audit() if a.status == "sent"]
     assert sorted(a.key for a in sent_rows) == sorted(m.key for m in messages)
+
+
+def test_opt_outs_learned_on_send_threads_are_all_kept_and_applied(
+    build_sms: BuildSms, twilio: StandIn, caplog: pytest.LogCaptureFixture
+) -> None:
+    runtime = build_sms(concurrency=8)
+    opted = {f"+1555555{i:04d}" for i in range(0, 40, 5)}
+    for phone in opted:
+        twilio.errors[phone] = (400, 21610)
+    for i in range(40):
+        patient = make_patient(f"p-{i}", phone=f"+1555555{i:04d}")
+        runtime.process(make_event(start=START, patient=patient))
+
+    with caplog.at_level(logging.ERROR):
+        runtime.dispatcher.tick()  # one batch, sent on threads: each 21610 kept by its thread
+
+    assert "twilio.opt_out_not_recorded" not in caplog.messages
+    assert queued(runtime) == len(opted)
+    runtime.run_until_idle()
+    assert queued(runtime) == 0
+    for i in range(0, 40, 5):
+        consent = store_reads.consent(runtime.store, f"p-{i}", "patient")
+        assert consent[Channel.SMS].granted is False
+    later = [r for r in twilio.sends() if r.form.get("To", [""])[0] in opted]
+    assert len(later) == len(opted)  # one refused attempt each, then never again

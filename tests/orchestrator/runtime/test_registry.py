@@ -63,7 +63,7 @@ def test_changed_flow_without_a_version_bump_is_refused(store: SqlStore) -> None
     assert set(store.flow_versions()) == {("test-flow", 1)}
 
 
-def test_new_version_is_current_and_the_older_one_starts_no_episode(store: SqlStore) -> None:
+def test_new_version_is_current_and_the_older_one_is_kept_whole(store: SqlStore) -> None:
     FlowRegistry.open(flow_set(), store, T0)
 
     registry = FlowRegistry.open(flow_set(**V2), store, at(days=1))
@@ -71,7 +71,9 @@ def test_new_version_is_current_and_the_older_one_starts_no_episode(store: SqlSt
     assert registry.current["test-flow"].version == 2
     older = registry.version("test-flow", 1)
     assert older.version == 1
-    assert older.starts_on == ()
+    # Its starting triggers stay: a re-fold of its journeys opens their episodes
+    # again (what starts none there is said per event: `versions.advance_versions`).
+    assert older.starts_on == registry.current["test-flow"].starts_on
     assert [s.id for s in older.stages] == ["booked", "visited", "rebooking"]
     assert set(store.flow_versions()) == {("test-flow", 1), ("test-flow", 2)}
 
@@ -149,6 +151,41 @@ def test_an_event_an_older_version_took_stays_its_own_when_a_late_event_refolds(
         (1, "booked"),
         (2, "rebooking"),
     ]
+
+
+def test_a_late_event_refolding_an_older_versions_journey_keeps_its_episode(
+    build_runtime: BuildRuntime, store: SqlStore
+) -> None:
+    before = build_runtime(FlowRegistry.open(flow_set(), store, T0))
+    before.process(make_event(start=START))
+    scheduled = {m.key for m in store.messages(patient_id="p-1")}
+    after = build_runtime(FlowRegistry.open(flow_set(**V2), store, at(hours=2)))
+    after.clock.move_to(at(hours=2))
+
+    # Intake was done an hour before the booking; the news comes late and is
+    # folded in its place, before the event that opened version 1's episode.
+    after.process(make_event("intake.completed", occurred_at=at(hours=-1)))
+
+    rows = store.messages(patient_id="p-1")
+    assert {m.key for m in rows if m.status == "scheduled"} == scheduled
+    assert [(e.flow_version, e.stage, e.status) for e in store.episodes("p-1")] == [
+        (1, "booked", "active")
+    ]
+
+
+def test_a_new_booking_after_the_bump_starts_no_episode_on_the_older_version_in_a_refold(
+    build_runtime: BuildRuntime, store: SqlStore
+) -> None:
+    before = build_runtime(FlowRegistry.open(flow_set(), store, T0))
+    before.process(make_event(start=START))
+    after = build_runtime(FlowRegistry.open(flow_set(**V2), store, at(hours=2)))
+    after.clock.move_to(at(hours=5))
+    after.process(make_event(appointment_id="a-2", start=START, occurred_at=at(hours=4)))
+    # A late event re-folds version 1's journey with its full flow, booking included.
+    after.process(make_event("intake.completed", occurred_at=at(hours=3)))
+
+    versions = [(e.flow_version, e.stage) for e in store.episodes("p-1")]
+    assert sorted(versions) == [(1, "booked"), (2, "booked")]
 
 
 def test_a_version_recorded_before_a_schema_field_was_added_reopens_unchanged(

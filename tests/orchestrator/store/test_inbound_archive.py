@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from orchestrator.memory_store import MemoryStore
+from orchestrator.ports import ArchivedMessage
 from orchestrator.store import InboundArchive, Settlement, SqlStore
 from tests.conftest import EVERY_BACKEND
 
@@ -24,15 +25,16 @@ class Archive:
 
     keep: Callable[[str, Sequence[bytes], datetime], list[int]]
     settle: Callable[[Sequence[Settlement]], None]
+    pending: Callable[[str, int], list[ArchivedMessage]]
     messages: Callable[..., list[dict[str, Any]]]
 
 
 def archive_of(store: SqlStore | MemoryStore) -> Archive:
     if isinstance(store, MemoryStore):
         # Beside its scheduled messages, so its reader has its own name.
-        return Archive(store.keep, store.settle, store.inbound_messages)
+        return Archive(store.keep, store.settle, store.pending, store.inbound_messages)
     archive = InboundArchive(store)
-    return Archive(archive.keep, archive.settle, archive.messages)
+    return Archive(archive.keep, archive.settle, archive.pending, archive.messages)
 
 
 def test_messages_are_kept_as_received_then_settled(store: SqlStore | MemoryStore) -> None:
@@ -73,3 +75,24 @@ def test_a_message_once_settled_is_not_settled_again(store: SqlStore | MemorySto
         "hl7:F:1:S12",
         None,
     )
+
+
+def test_pending_are_the_oldest_received_of_a_protocol_prefix(
+    store: SqlStore | MemoryStore,
+) -> None:
+    archive = archive_of(store)
+    # A deferred source is longer than the 20 characters `hl7v2` and `fhir` needed.
+    protocol = "deferred:feedback:sendgrid"
+    first, second, third = archive.keep(protocol, [b"one", b"two", b"three"], NOW)
+    archive.keep("hl7v2", [b"MSH|one\r"], NOW)
+    (other,) = archive.keep("deferred:feedback:twilio", [b"four"], NOW)
+    archive.settle([Settlement(first, "accepted", "evt-1")])
+
+    assert archive.pending("deferred:", 2) == [
+        ArchivedMessage(second, protocol, b"two"),
+        ArchivedMessage(third, protocol, b"three"),
+    ]
+    assert [m.id for m in archive.pending("deferred:", 10)] == [second, third, other]
+    assert [m.id for m in archive.pending("deferred:feedback:t", 10)] == [other]
+    # The prefix is text, not a pattern.
+    assert archive.pending("deferred%", 10) == [] and archive.pending("deferred_", 10) == []

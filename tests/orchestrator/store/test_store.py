@@ -42,6 +42,7 @@ from orchestrator.store import (
 from orchestrator.store.tables import Base, DeliveryAttemptRow, PatientRow, ScheduledMessageRow
 from tests import store_reads
 from tests.builders import T0, at, make_event, make_flow
+from tests.conftest import EVERY_BACKEND
 
 FLOW = make_flow()
 LEASE = timedelta(minutes=2)
@@ -392,6 +393,18 @@ def test_claim_takes_the_earliest_due_up_to_the_limit(store: SqlStore) -> None:
 
     assert sorted(claim(store, at(hours=4), limit=2)) == ["m-b", "m-c"]
     assert claim(store, at(hours=4), owner="b", limit=2) == ["m-a"]
+
+
+@pytest.mark.backends(*EVERY_BACKEND)
+def test_messages_due_at_one_instant_fill_a_batch_in_key_order_on_every_backend(
+    store: SqlStore,
+) -> None:
+    # Which of them a batch holds decides which one a frequency cap lets through:
+    # simulate (memory) and run (SQL) must pick the same.
+    schedule(store, *(message(f"k{i}", due_at=at(hours=1)) for i in reversed(range(10))))
+
+    assert claim(store, at(hours=2), limit=3) == ["k0", "k1", "k2"]
+    assert claim(store, at(hours=2), owner="b", limit=3) == ["k3", "k4", "k5"]
 
 
 def test_claim_sets_the_lease(store: SqlStore) -> None:

@@ -30,7 +30,7 @@ def upgrade() -> None:
         sa.Column("flow_version", sa.Integer(), nullable=False),
         sa.Column("message_id", sa.String(length=100), nullable=False),
         sa.Column("persona", sa.String(length=100), nullable=True),
-        sa.Column("language", sa.String(length=16), nullable=False),
+        sa.Column("language", sa.String(length=20), nullable=False),
         sa.Column("channel", sa.String(length=16), nullable=False),
         sa.Column("to_address", sa.String(length=320), nullable=False),
         sa.Column("subject", sa.Text(), nullable=True),

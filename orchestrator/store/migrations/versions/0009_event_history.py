@@ -14,7 +14,6 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-# Migration 0008 (message preview) is written alongside this one; the chain is joined at merge.
 down_revision = "0008"
 branch_labels = None
 depends_on = None

@@ -9,8 +9,8 @@ for them. The audit is tallied by a trigger as it is written
 work, the delivery ledger, provider feedback) keeps the tallies without
 knowing of them; existing audit rows are tallied here.
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-06 21:00:00
 """
 
@@ -19,8 +19,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010"
-down_revision = "0009"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 

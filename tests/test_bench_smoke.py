@@ -1,0 +1,58 @@
+"""The benchmarks still run: each quick one, with tiny arguments, exits 0 and prints its figures.
+
+Benchmarks are not timed here (a timing asserted in a test is flaky on a shared
+machine); this only keeps them from rotting as the code they measure changes.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Each: the script, tiny arguments, and a word its figures line holds.
+QUICK = [
+    ("engine.py", ["--events", "300", "--runs", "1"], "events/s"),
+    ("simulate.py", ["--repeat", "1"], "events/s"),
+    (
+        "history.py",
+        [
+            "--runs",
+            "1",
+            "--short",
+            "5",
+            "--middle",
+            "20",
+            "--long",
+            "40",
+            "--next",
+            "3",
+            "--repeat",
+            "1",
+        ],
+        "ratio",
+    ),
+    ("insight.py", ["--copies", "2", "--runs", "1"], "episodes/s"),
+]
+
+
+@pytest.mark.parametrize(("script", "arguments", "figure"), QUICK, ids=[q[0] for q in QUICK])
+def test_a_quick_benchmark_runs_and_prints_its_figures(
+    script: str, arguments: list[str], figure: str
+) -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), *arguments],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert figure in done.stdout, done.stdout[-3000:]
