@@ -18,9 +18,9 @@ dropped here, as tests/conftest.py's `pg_database`) is filled in two steps:
 
 Then each page is requested --requests times (after two warm-ups) from the
 real app (`create_app` over a `Runtime`, in process through httpx's
-TestClient) and its p50 and p95 printed. The pages are those the API serves
-today, plus `measured()` itself for each flow (what the console's flow pages
-call); extend PAGES as the console grows.
+TestClient, as the admin) and its p50 and p95 printed: the dashboard, the
+JSON audit and timeline, and the console's pages (PAGES; extend it as the
+console grows), plus `measured()` itself for each flow.
 
     python bench/console.py [--episodes 10000 100000] [--requests 30] [--slice-copies 40]
 """
@@ -53,6 +53,18 @@ from samples import load_samples, relabel  # noqa: E402  (bench/samples.py)
 
 ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 FLOW = "knee-replacement"
+TOKEN = "admin-token-for-the-console-bench"
+# The pages timed (a patient's pages are added with a stored patient id).
+PAGES = [
+    "/dashboard",
+    f"/dashboard/flows/{FLOW}",
+    f"/audit?flow={FLOW}",
+    "/console/flows",
+    f"/console/flows/{FLOW}",
+    "/console/audit",
+    f"/console/audit/{FLOW}",
+    f"/console/audit/{FLOW}?language=es&channel=sms",
+]
 
 # The copies: each table's columns, with the ids made fresh per copy `g`.
 COPIES = {
@@ -177,7 +189,9 @@ def bench(
     try:
         start = datetime(2026, 3, 1, tzinfo=UTC)
         clock = VirtualClock(start)
-        settings = Settings(db=url, flows=ROOT / "flows", templates=ROOT / "templates")
+        settings = Settings(
+            db=url, flows=ROOT / "flows", templates=ROOT / "templates", api_token=TOKEN
+        )
         runtime = Runtime.build(settings, clock=clock)
         began = time.perf_counter()
         process_slice(runtime, clock, slice_copies)
@@ -189,16 +203,12 @@ def bench(
             flush=True,
         )
         client = TestClient(create_app(runtime, run_dispatcher=False))
+        client.headers["authorization"] = f"Bearer {TOKEN}"
         with runtime.store.transactions.read() as c:
             patient = c.execute(text("SELECT patient_id FROM episodes LIMIT 1")).scalar_one()
         pages: list[tuple[str, Callable[[], object]]] = [
             (path, lambda path=path: client.get(path).raise_for_status())
-            for path in (
-                "/dashboard",
-                f"/dashboard/flows/{FLOW}",
-                f"/audit?flow={FLOW}",
-                f"/patients/{patient}/timeline",
-            )
+            for path in [*PAGES, f"/patients/{patient}/timeline", f"/console/patients/{patient}"]
         ]
         pages += [
             (f"measured({flow_id})", lambda flow=flow: measured(runtime.store, flow))

@@ -150,6 +150,16 @@ class Queries:
             rows = c.execute(query).all()
         return [PatientEventView(r[0], r[1], r[2], r[3], r[4]) for r in reversed(rows)]
 
+    def running_by_version(self, flow_id: str) -> dict[int, int]:
+        """How many episodes of `flow_id` are active, by the version they run on (a GROUP BY)."""
+        with self.transactions.read() as c:
+            rows = c.execute(
+                select(EpisodeRow.flow_version, func.count())
+                .where(EpisodeRow.flow_id == flow_id, EpisodeRow.status == "active")
+                .group_by(EpisodeRow.flow_version)
+            )
+            return {int(version): int(n) for version, n in rows}
+
     def flow_totals(self) -> dict[str, FlowTotals]:
         """Per flow: episodes, and audit decisions by status (the dashboard's flow list)."""
         episodes: dict[str, int] = {}

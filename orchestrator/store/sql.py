@@ -209,6 +209,9 @@ class SqlStore:
     def flow_figures(self, flow: Flow, chosen: FigureFilter | None = None) -> FlowFigures:
         return self.queries.flow_figures(flow, chosen)
 
+    def running_by_version(self, flow_id: str) -> dict[int, int]:
+        return self.queries.running_by_version(flow_id)
+
     def flow_totals(self) -> dict[str, FlowTotals]:
         return self.queries.flow_totals()
 

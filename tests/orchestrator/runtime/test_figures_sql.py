@@ -233,3 +233,20 @@ def test_a_settled_episode_keeps_its_visits(build_runtime: BuildRuntime) -> None
     assert figures.episodes == 2
     assert (figures.stage("booked").entered, figures.stage("visited").completed) == (2, 1)
     assert_same_figures(runtime.store, flow)
+
+
+def test_running_episodes_by_version_are_counted_in_sql(build_runtime: BuildRuntime) -> None:
+    flow = insight_flow()
+    runtime = build_runtime({flow.id: flow})
+    if isinstance(runtime.store, MemoryStore):
+        pytest.skip("a SQL store's read")
+    for event in insight_stream():
+        runtime.at(event.occurred_at, event)
+    assert isinstance(runtime.store, SqlStore)
+    running = sum(
+        e.status.value == "active"
+        for _, journey in runtime.store.flow_journeys(flow.id)
+        for e in journey.episodes
+    )
+    assert 0 < running < 5
+    assert runtime.store.running_by_version(flow.id) == {flow.version: running}
