@@ -178,6 +178,19 @@ def test_the_known_stream_counts_the_same_both_ways(build_runtime: BuildRuntime)
     assert (
         measured(runtime.store, flow, chosen=FigureFilter(version=flow.version + 1)).episodes == 0
     )
+    # The message figures by channel: the SMS ones and the e-mail ones add up to all sends.
+    sent = {m.message_id: m.sent for m in figures.messages}
+    by_channel = [
+        {m.message_id: m.sent for m in measured(runtime.store, flow, chosen=c).messages}
+        for c in (FigureFilter(channel="sms"), FigureFilter(channel="email"))
+    ]
+    assert {k: by_channel[0][k] + by_channel[1][k] for k in sent} == sent
+    assert sum(by_channel[0].values()) > 0
+    # A window before anything happened holds no episode and no send.
+    before = measured(
+        runtime.store, flow, chosen=FigureFilter(since=at(days=-30), until=at(days=-20))
+    )
+    assert (before.episodes, before.daily, before.stage("booked").entered) == (0, (), 0)
 
 
 @pytest.mark.parametrize(
