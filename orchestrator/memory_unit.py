@@ -22,6 +22,7 @@ from .message_status import PENDING, MessageStatus
 from .patient_merge import KnownPatient
 from .policies import ConsentRecord
 from .ports import ImportHold, OutboxEntry, RecordedTestSend
+from .visit_facts import VisitFacts
 
 __all__ = [
     "ERROR_LENGTH",
@@ -183,6 +184,18 @@ class MemoryUnit:
         self, patient_id: str, flow_id: str, version: int, episodes: Sequence[Episode]
     ) -> None:
         self._settled += [(patient_id, flow_id, version, e) for e in episodes]
+
+    # The memory store computes its figures from the journeys (`insight.reading`),
+    # at the sizes it serves: it keeps no stage visits and so needs no event times.
+
+    def event_times(self, patient_ids: Iterable[str]) -> list[tuple[str, str, str, datetime]]:
+        return []
+
+    def save_visits(self, episode_ids: Sequence[str], visits: Sequence[VisitFacts]) -> None:
+        return None
+
+    def note_intake_requests(self, keys: Iterable[str]) -> None:
+        return None
 
     def mark_processed(self, event: Event) -> None:
         self._processed.append(

@@ -44,6 +44,7 @@ from .journey import Episode, Journey, ScheduledMessage
 from .message_status import MessageStatus
 from .patient_merge import KnownPatient
 from .policies import ConsentRecord
+from .visit_facts import VisitFacts
 
 __all__ = [
     "REJECTED_BODY_LIMIT",
@@ -368,6 +369,21 @@ class JourneyUnit(Protocol):
         ...
 
     def save_journey(self, journey: Journey, version: int) -> None: ...
+
+    def event_times(self, patient_ids: Iterable[str]) -> list[tuple[str, str, str, datetime]]:
+        """These patients' processed events as (id, patient id, type, occurred at).
+
+        Events of this unit are not among them until it commits.
+        """
+        ...
+
+    def save_visits(self, episode_ids: Sequence[str], visits: Sequence[VisitFacts]) -> None:
+        """Replace what the figures keep of these episodes' stage visits (`stage_visits`)."""
+        ...
+
+    def note_intake_requests(self, keys: Iterable[str]) -> None:
+        """These messages ask for an intake: once scheduled, their episode was asked there."""
+        ...
 
     def save_settled(
         self, patient_id: str, flow_id: str, version: int, episodes: Sequence[Episode]

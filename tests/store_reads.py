@@ -19,22 +19,11 @@ from orchestrator.policies import ConsentRecord
 from orchestrator.ports import RejectedInput
 from orchestrator.store import SqlStore, codec
 from orchestrator.store.tables import (
-    AuditRow,
+    Base,
     ConsentRow,
-    DeliveryAttemptRow,
-    EpisodeRow,
-    FlowDraftRow,
-    FlowVersionRow,
-    ImportRow,
-    InboundMessageRow,
     JourneyRow,
-    OutboxRow,
     PatientRow,
-    ProcessedEventRow,
     RejectedInputRow,
-    ScheduledMessageRow,
-    TestSendRow,
-    WebhookReceiptRow,
 )
 
 Store = SqlStore | MemoryStore
@@ -109,22 +98,6 @@ def purge(store: Store) -> None:
         store.purge()
         return
     with store.transactions.write() as c:
-        for table in (
-            AuditRow,
-            ConsentRow,
-            DeliveryAttemptRow,
-            EpisodeRow,
-            JourneyRow,
-            OutboxRow,
-            PatientRow,
-            ProcessedEventRow,
-            RejectedInputRow,
-            ScheduledMessageRow,
-            FlowVersionRow,
-            FlowDraftRow,
-            WebhookReceiptRow,
-            InboundMessageRow,
-            ImportRow,
-            TestSendRow,
-        ):
+        # Every table the schema has, so a new one is never left behind.
+        for table in reversed(Base.metadata.sorted_tables):
             c.execute(delete(table))

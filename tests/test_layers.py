@@ -30,6 +30,7 @@ PORTS_MAY_IMPORT = {
     "orchestrator.message_status",
     "orchestrator.patient_merge",
     "orchestrator.policies",
+    "orchestrator.visit_facts",
 }
 
 

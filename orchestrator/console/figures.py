@@ -1,20 +1,18 @@
 """The console's one door to measured figures: swap these functions, and every page follows.
 
-Today they read journeys through the store and fold them (`insight.reading`);
-faster aggregates may replace them without any page changing.
+They read the store's aggregates, kept as events are processed
+(`insight.reading.measured`, `store/figures.py`), never every journey.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass, replace
-from datetime import date, datetime
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
 
-from ..event import EventType
 from ..flows.model import Flow
-from ..insight import FlowFigures, PatientEvent, flow_figures
+from ..insight import FlowFigures
+from ..insight.figures import FigureFilter
 from ..insight.reading import measured
-from ..journey import EpisodeStatus
 from ..store import SqlStore
 
 __all__ = ["AuditFilters", "audit_figures", "flow_figures_for", "running_by_version"]
@@ -43,6 +41,21 @@ class AuditFilters:
             self.until is None or day <= self.until
         )
 
+    def chosen(self) -> FigureFilter:
+        """The same filters as the figures take them (days as UTC instants, `until` exclusive)."""
+
+        def start_of(day: date | None) -> datetime | None:
+            return datetime.combine(day, time(), UTC) if day is not None else None
+
+        return FigureFilter(
+            persona=self.persona,
+            version=self.version,
+            since=start_of(self.since),
+            until=start_of(self.until + timedelta(days=1)) if self.until is not None else None,
+            language=self.language,
+            channel=self.channel,
+        )
+
 
 def flow_figures_for(store: SqlStore, flow: Flow) -> FlowFigures:
     """The measured figures of `flow` (funnel, messages, transitions), all versions together."""
@@ -51,32 +64,13 @@ def flow_figures_for(store: SqlStore, flow: Flow) -> FlowFigures:
 
 def running_by_version(store: SqlStore, flow_id: str) -> dict[int, int]:
     """How many episodes of `flow_id` are still active, by the version they run on."""
-    running: Counter[int] = Counter()
-    for version, journey in store.flow_journeys(flow_id):
-        running[version] += sum(e.status is EpisodeStatus.ACTIVE for e in journey.episodes)
-    return dict(running)
+    return store.running_by_version(flow_id)
 
 
 def audit_figures(store: SqlStore, flow: Flow, filters: AuditFilters) -> FlowFigures:
-    """The figures of `flow` (the version `filters.version` names, if any) narrowed by `filters`."""
-    journeys = [j for v, j in store.flow_journeys(flow.id) if filters.version in (None, v)]
-    if filters.since is not None or filters.until is not None:
-        journeys = [
-            replace(j, episodes=tuple(e for e in j.episodes if filters.started_in(e.started_at)))
-            for j in journeys
-        ]
-    records = [r for r in store.audit(flow=flow.id) if filters.version in (None, r.flow_version)]
-    if filters.language is not None or filters.channel is not None:
-        kept = {
-            r.key
-            for r in records
-            if filters.language in (None, r.language) and filters.channel in (None, r.channel)
-        }
-        records = [r for r in records if r.key in kept]
-    known = {t.value: t for t in EventType}
-    events = [
-        PatientEvent(e.event_id, e.patient_id, known[e.type], e.occurred_at)
-        for e in store.processed_events([j.patient_id for j in journeys])
-        if e.type in known
-    ]
-    return flow_figures(flow, journeys, records, events, persona=filters.persona)
+    """The figures of `flow` (the version `filters.version` names, if any) narrowed by `filters`.
+
+    From the store's aggregates (`insight.reading.measured`): a language or a
+    channel keeps the audited decisions made in it.
+    """
+    return measured(store, flow, chosen=filters.chosen())

@@ -4,6 +4,7 @@ what-if diffs of two flow versions, and the small-count rule for aggregate pages
 from .compare import Change, Comparison, compare
 from .figures import (
     DailySends,
+    FigureFilter,
     FlowFigures,
     GroupOutcomes,
     HoldoutFigures,
@@ -35,6 +36,7 @@ __all__ = [
     "Change",
     "Comparison",
     "DailySends",
+    "FigureFilter",
     "FlowFigures",
     "GroupOutcomes",
     "HoldoutFigures",

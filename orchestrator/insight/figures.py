@@ -36,6 +36,7 @@ from ..journey import Episode, EpisodeStatus, Journey
 
 __all__ = [
     "DailySends",
+    "FigureFilter",
     "FlowFigures",
     "GroupOutcomes",
     "HoldoutFigures",
@@ -48,7 +49,26 @@ __all__ = [
     "flow_figures",
 ]
 
-_ATTENDED = frozenset({EventType.APPOINTMENT_CHECKED_IN, EventType.APPOINTMENT_COMPLETED})
+ATTENDED = frozenset({EventType.APPOINTMENT_CHECKED_IN, EventType.APPOINTMENT_COMPLETED})
+
+
+@dataclass(frozen=True, slots=True)
+class FigureFilter:
+    """Which episodes and records a flow's figures count (the console's filters).
+
+    `persona` and `version` choose episodes and their audit records. The
+    window (`since` inclusive, `until` exclusive) chooses the episodes that
+    started in it for the funnel, and the audit records of the UTC days it
+    touches for the message figures. `language` and `channel` choose audit
+    records. `flow_figures` over journeys knows only `persona`.
+    """
+
+    persona: str | None = None
+    version: int | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    language: str | None = None
+    channel: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,16 +221,16 @@ def flow_figures(
     attributed: dict[str, list[tuple[int, PatientEvent]]] = defaultdict(list)
     for patient_id, episode in episodes:
         for own in episode.events:
-            visit = _visit_at(episode, own.id, own.occurred_at)
+            visit = visit_at(episode, own.id, own.occurred_at)
             attributed[episode.id].append(
                 (visit, PatientEvent(own.id, patient_id, own.type, own.occurred_at))
             )
     for other in events:
         if other.type in flow.event_types:
             continue
-        owner = _open_episode(by_patient.get(other.patient_id, ()), other.occurred_at)
+        owner = open_episode(by_patient.get(other.patient_id, ()), other.occurred_at)
         if owner is not None:
-            visit = _visit_at(owner, other.id, other.occurred_at)
+            visit = visit_at(owner, other.id, other.occurred_at)
             attributed[owner.id].append((visit, other))
     messages = _message_figures(flow, records)
     stages = _stage_figures(flow, episodes, attributed, records)
@@ -241,7 +261,7 @@ def flow_figures(
 # -- attribution -------------------------------------------------------------
 
 
-def _visit_at(episode: Episode, event_id: str, at: datetime) -> int:
+def visit_at(episode: Episode, event_id: str, at: datetime) -> int:
     """The index of the stage visit an event counts for (rule 2)."""
     for i, visit in enumerate(episode.history):
         if visit.event_id == event_id:
@@ -253,7 +273,7 @@ def _visit_at(episode: Episode, event_id: str, at: datetime) -> int:
     return index
 
 
-def _open_episode(episodes: Iterable[Episode], at: datetime) -> Episode | None:
+def open_episode(episodes: Iterable[Episode], at: datetime) -> Episode | None:
     """The latest episode that had started by `at` and had not ended before it."""
     found = None
     for episode in episodes:
@@ -298,7 +318,7 @@ def _stage_figures(
             if stage is None:
                 continue  # a stage of another version of the flow
             stage["entered"] += 1
-            stage[_ending(episode, i == last, visit.stage_id in final)] += 1
+            stage[visit_ending(episode, i == last, visit.stage_id in final)] += 1
         own = sorted(attributed.get(episode.id, ()), key=lambda item: item[1].occurred_at)
         intake_done = any(e.type is EventType.INTAKE_COMPLETED for _, e in own)
         # Per visit: missed or attended. Per stage: intake asked, replies.
@@ -312,7 +332,7 @@ def _stage_figures(
             stage_id = history[index].stage_id
             if event.type is EventType.APPOINTMENT_NO_SHOW:
                 missed.add(index)
-            elif event.type in _ATTENDED:
+            elif event.type in ATTENDED:
                 attended.add(index)
             elif event.type is EventType.INTAKE_SENT:
                 asked.add(stage_id)
@@ -357,7 +377,7 @@ def _stage_figures(
     )
 
 
-def _ending(episode: Episode, last: bool, final: bool) -> str:
+def visit_ending(episode: Episode, last: bool, final: bool) -> str:
     """How a stage visit ended (rule 1). The last visit of a final stage completed the
     journey whatever happened to the episode after: a later opt-out or death notice
     exits the episode but does not undo a completed journey into a drop-off."""

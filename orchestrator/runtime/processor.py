@@ -23,8 +23,11 @@ from functools import partial
 
 from ..actions import CancelMessage, Decision, ExpireMessage, ScheduleMessage
 from ..clock import Clock
-from ..event import Event
-from ..journey import Journey
+from ..event import Event, EventType
+from ..flows.model import Flow
+from ..insight.figures import PatientEvent
+from ..insight.visits import visit_facts
+from ..journey import Episode, Journey
 from ..patient_merge import Stamp, merge_patient
 from ..policies import consent_decisions, supersedes
 from ..ports import EventResult, ImportHold, JourneyStore, JourneyUnit
@@ -85,6 +88,8 @@ class EventProcessor:
             for pid, fid, version in journeys:
                 versions.setdefault((pid, fid), set()).add(version)
             known = unit.known_patients(patients)
+            accepted: list[Event] = []
+            settled: list[tuple[str, str, int, Episode]] = []
             # In the order they occurred, whatever order the batch lists them in: an
             # import's lines out of order still fold in their place, even those from
             # before a journey's horizon. Results stay in the batch's order.
@@ -126,14 +131,56 @@ class EventProcessor:
                     known[event.patient.id] = merged
                     unit.save_patient(merged)
                 notes = _beyond_horizon(journeys, event, decisions)
-                self._record(unit, journeys, event, decisions, now, settling=hold is None)
+                self._record(unit, journeys, event, decisions, now, settled, settling=hold is None)
                 for version, decision in decisions:
                     versions.setdefault((event.patient.id, decision.journey.flow_id), set()).add(
                         version
                     )
                 unit.mark_processed(event)
+                accepted.append(event)
                 results[index] = EventResult(event.id, "accepted", notes=notes)
+            self._keep_visits(unit, journeys, accepted, settled)
         return [r for r in results if r is not None]
+
+    def _keep_visits(
+        self,
+        unit: JourneyUnit,
+        journeys: dict[tuple[str, str, int], Journey],
+        accepted: list[Event],
+        settled: list[tuple[str, str, int, Episode]],
+    ) -> None:
+        """Rewrite the figures' stage visits of every patient the batch advanced.
+
+        All of a patient's episodes on each flow, not only the journeys that
+        changed: an event of a type a flow does not follow (a reply, an intake
+        request) changes no journey of it but counts for its open episode.
+        """
+        patients = {e.patient.id for e in accepted}
+        if not patients:
+            return
+        known = {t.value: t for t in EventType}
+        events = [
+            PatientEvent(event_id, patient_id, known[kind], at)
+            for event_id, patient_id, kind, at in unit.event_times(patients)
+            if kind in known
+        ]
+        events += [PatientEvent(e.id, e.patient.id, e.type, e.occurred_at) for e in accepted]
+        by_patient: dict[str, list[PatientEvent]] = {}
+        for event in events:
+            by_patient.setdefault(event.patient_id, []).append(event)
+        episodes: dict[tuple[str, str], list[tuple[int, Episode]]] = {}
+        for (patient_id, flow_id, version), journey in journeys.items():
+            if patient_id in patients:
+                mine = episodes.setdefault((patient_id, flow_id), [])
+                mine += [(version, e) for e in journey.episodes]
+        for patient_id, flow_id, version, episode in settled:
+            episodes.setdefault((patient_id, flow_id), []).append((version, episode))
+        for (patient_id, flow_id), pairs in sorted(episodes.items()):
+            flow = self.flows.current.get(flow_id)
+            if flow is None:
+                continue
+            facts = visit_facts(flow, patient_id, pairs, by_patient.get(patient_id, ()))
+            unit.save_visits([e.id for _, e in pairs], facts)
 
     def _decide(
         self,
@@ -163,6 +210,7 @@ class EventProcessor:
         event: Event,
         decisions: list[tuple[int, Decision]],
         now: datetime,
+        settled_out: list[tuple[str, str, int, Episode]],
         *,
         settling: bool,
     ) -> None:
@@ -188,15 +236,34 @@ class EventProcessor:
                     unit.save_settled(
                         journey.patient_id, journey.flow_id, version, settled.episodes
                     )
+                    settled_out += [
+                        (journey.patient_id, journey.flow_id, version, e) for e in settled.episodes
+                    ]
             journeys[key] = journey
             unit.save_journey(journey, version)
+            intake = (
+                _intake_requests(self.flows.version(journey.flow_id, version))
+                if decision.actions
+                else frozenset()
+            )
             for action in decision.actions:
                 if isinstance(action, ScheduleMessage):
                     unit.schedule(action.message, event.id)
+                    if action.message.message_id in intake:
+                        unit.note_intake_requests([action.message.key])
                 elif isinstance(action, CancelMessage):
                     unit.cancel(action.message, action.reason, event.id)
                 elif isinstance(action, ExpireMessage):
                     unit.expire(action.message, action.reason, event.id)
+
+
+def _intake_requests(flow: Flow) -> frozenset[str]:
+    """The messages of `flow` that ask for an intake (those an intake completion stops)."""
+    return frozenset(
+        spec.id
+        for _, spec in flow.specs.values()
+        if any(t.event is EventType.INTAKE_COMPLETED for t in spec.unless)
+    )
 
 
 def _beyond_horizon(

@@ -17,15 +17,18 @@ from sqlalchemy.engine import Connection
 
 from ..decisions import DecisionRecord
 from ..event import Event, EventType
+from ..flows.model import Flow
+from ..insight.figures import FigureFilter, FlowFigures
 from ..journey import Episode, Journey
 from ..ports import EpisodeView, MessageView
-from . import codec
+from . import codec, figures
 from .history import read_history
 from .rows import chunks, record_from_row
 from .tables import (
     AuditRow,
     EpisodeRow,
     JourneyRow,
+    MessageTallyRow,
     ProcessedEventRow,
     ScheduledMessageRow,
 )
@@ -112,6 +115,11 @@ class Queries:
             ).all()
             return whole_journeys(rows, settled_episodes(c, EpisodeRow.flow_id == flow_id))
 
+    def flow_figures(self, flow: Flow, chosen: FigureFilter | None = None) -> FlowFigures:
+        """`flow`'s figures aggregated in SQL (`store/figures.py`), in one snapshot."""
+        with self.transactions.read() as c:
+            return figures.flow_figures(c, flow, chosen)
+
     def patient_journeys(self, patient_id: str) -> list[tuple[int, Journey]]:
         """One patient's journeys, every flow and version, settled episodes included."""
         with self.transactions.read() as c:
@@ -142,6 +150,16 @@ class Queries:
             rows = c.execute(query).all()
         return [PatientEventView(r[0], r[1], r[2], r[3], r[4]) for r in reversed(rows)]
 
+    def running_by_version(self, flow_id: str) -> dict[int, int]:
+        """How many episodes of `flow_id` are active, by the version they run on (a GROUP BY)."""
+        with self.transactions.read() as c:
+            rows = c.execute(
+                select(EpisodeRow.flow_version, func.count())
+                .where(EpisodeRow.flow_id == flow_id, EpisodeRow.status == "active")
+                .group_by(EpisodeRow.flow_version)
+            )
+            return {int(version): int(n) for version, n in rows}
+
     def flow_totals(self) -> dict[str, FlowTotals]:
         """Per flow: episodes, and audit decisions by status (the dashboard's flow list)."""
         episodes: dict[str, int] = {}
@@ -151,10 +169,13 @@ class Queries:
                 select(EpisodeRow.flow_id, func.count()).group_by(EpisodeRow.flow_id)
             ):
                 episodes[flow_id] = int(count)
+            # Messages per status from the audit's tallies (kept by a trigger,
+            # migration 0011), not a count of distinct keys over the whole audit.
+            tally = MessageTallyRow.__table__.c
             for flow_id, status, count in c.execute(
-                select(
-                    AuditRow.flow_id, AuditRow.status, func.count(func.distinct(AuditRow.key))
-                ).group_by(AuditRow.flow_id, AuditRow.status)
+                select(tally.flow_id, tally.status, func.sum(tally["keys"]))
+                .group_by(tally.flow_id, tally.status)
+                .having(func.sum(tally["keys"]) > 0)
             ):
                 by_status.setdefault(flow_id, {})[status] = int(count)
         return {

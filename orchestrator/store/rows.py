@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import fields
 from datetime import datetime
 from functools import lru_cache
 from typing import Any, TypeVar
@@ -15,6 +16,7 @@ from ..decisions import DecisionRecord
 from ..journey import ScheduledMessage
 from ..message_status import MessageStatus
 from ..ports import REJECTED_BODY_LIMIT
+from ..visit_facts import VisitFacts
 from . import codec
 
 __all__ = [
@@ -25,6 +27,7 @@ __all__ = [
     "message_row",
     "record_from_row",
     "upsert",
+    "visit_row",
 ]
 
 
@@ -54,6 +57,11 @@ def message_row(
         "created_at": now,
         "updated_at": now,
     }
+
+
+def visit_row(visit: VisitFacts) -> dict[str, Any]:
+    """A `stage_visits` row: the facts' fields are its columns."""
+    return {f.name: getattr(visit, f.name) for f in fields(VisitFacts)}
 
 
 def audit_row(entry: DecisionRecord) -> dict[str, Any]:

@@ -26,6 +26,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..decisions import DecisionRecord
 from ..event import Channel, Event, EventType
+from ..flows.model import Flow
+from ..insight.figures import FigureFilter, FlowFigures
 from ..journey import Journey, ScheduledMessage
 from ..message_status import MessageStatus
 from ..ports import (
@@ -203,6 +205,12 @@ class SqlStore:
 
     def flow_journeys(self, flow_id: str) -> list[tuple[int, Journey]]:
         return self.queries.flow_journeys(flow_id)
+
+    def flow_figures(self, flow: Flow, chosen: FigureFilter | None = None) -> FlowFigures:
+        return self.queries.flow_figures(flow, chosen)
+
+    def running_by_version(self, flow_id: str) -> dict[int, int]:
+        return self.queries.running_by_version(flow_id)
 
     def flow_totals(self) -> dict[str, FlowTotals]:
         return self.queries.flow_totals()

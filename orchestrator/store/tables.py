@@ -15,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     Index,
     Integer,
     LargeBinary,
@@ -22,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -39,7 +41,9 @@ __all__ = [
     "FlowVersionRow",
     "ImportRow",
     "InboundMessageRow",
+    "IntakeRequestRow",
     "JourneyRow",
+    "MessageTallyRow",
     "OutboxRow",
     "PatientRow",
     "ProcessedEventRow",
@@ -47,6 +51,8 @@ __all__ = [
     "ReasonText",
     "RejectedInputRow",
     "ScheduledMessageRow",
+    "SentStageRow",
+    "StageVisitRow",
     "Stamp",
     "TestSendRow",
     "WebhookReceiptRow",
@@ -225,6 +231,143 @@ class EpisodeRow(Base):
     __table_args__ = (Index(None, "flow_id", "stage_id"),)
 
 
+class StageVisitRow(Base):
+    """What the figures keep of each stage visit (`orchestrator.visit_facts`).
+
+    Rewritten for a patient's episodes whenever a batch advances the patient,
+    so a flow's funnel and outcomes are a GROUP BY here (`store/figures.py`).
+    """
+
+    __tablename__ = "stage_visits"
+    episode_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    visit: Mapped[int] = mapped_column(Integer, primary_key=True)
+    patient_id: Mapped[str] = mapped_column(Id)
+    flow_id: Mapped[str] = mapped_column(String(100))
+    flow_version: Mapped[int] = mapped_column(Integer)
+    stage_id: Mapped[str] = mapped_column(Text)
+    entered_at: Mapped[datetime] = mapped_column(Stamp())
+    event_id: Mapped[str] = mapped_column(Id)
+    persona: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(Stamp())
+    ending: Mapped[str] = mapped_column(String(20))
+    next_stage_id: Mapped[str | None] = mapped_column(Text)
+    missed: Mapped[bool] = mapped_column(Boolean)
+    attended: Mapped[bool] = mapped_column(Boolean)
+    intake_sent: Mapped[bool] = mapped_column(Boolean)
+    replied: Mapped[bool] = mapped_column(Boolean)
+    referral_hours: Mapped[float | None] = mapped_column(Float)
+    episode_intake_done: Mapped[bool] = mapped_column(Boolean)
+    episode_no_show: Mapped[bool] = mapped_column(Boolean)
+    episode_replied: Mapped[bool] = mapped_column(Boolean)
+
+    __table_args__ = (
+        # The funnel's pass over a flow's visits reads this index alone.
+        Index(
+            "ix_stage_visits_funnel",
+            "flow_id",
+            "persona",
+            "flow_version",
+            "started_at",
+            "stage_id",
+            "ending",
+            "next_stage_id",
+            "missed",
+            "attended",
+        ),
+        # Each episode's first visit: what filters episodes, and the episode's outcomes.
+        Index(
+            "ix_stage_visits_first",
+            "flow_id",
+            "episode_id",
+            "persona",
+            "flow_version",
+            "started_at",
+            "patient_id",
+            "episode_intake_done",
+            "episode_no_show",
+            "episode_replied",
+            postgresql_where=text("visit = 0"),
+            sqlite_where=text("visit = 0"),
+        ),
+        # The few visits with a reply, an intake request, a referral's wait.
+        Index(
+            "ix_stage_visits_replied",
+            "flow_id",
+            "episode_id",
+            "stage_id",
+            postgresql_where=text("replied"),
+            sqlite_where=text("replied"),
+        ),
+        Index(
+            "ix_stage_visits_intake_sent",
+            "flow_id",
+            "episode_id",
+            "stage_id",
+            postgresql_where=text("intake_sent"),
+            sqlite_where=text("intake_sent"),
+        ),
+        Index(
+            "ix_stage_visits_referral",
+            "flow_id",
+            "stage_id",
+            "referral_hours",
+            postgresql_where=text("referral_hours IS NOT NULL"),
+            sqlite_where=text("referral_hours IS NOT NULL"),
+        ),
+        Index(None, "patient_id"),
+    )
+
+
+class MessageTallyRow(Base):
+    """The audit counted as it is written (a trigger on `audit_log`, migration 0011).
+
+    Per flow, version, persona, message, status, reason, language, channel
+    and UTC day: `records` counts audit rows, `keys` the messages that reached
+    the status there (first time; a suppressed message under the reason of
+    its last suppression). Empty text stands for none, so it can be a key.
+    """
+
+    __tablename__ = "message_tallies"
+    flow_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    flow_version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    persona: Mapped[str] = mapped_column(Text, primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    stage_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    status: Mapped[str] = mapped_column(String(20), primary_key=True)
+    reason: Mapped[str] = mapped_column(Text, primary_key=True)
+    language: Mapped[str] = mapped_column(String(20), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    records: Mapped[int] = mapped_column(Integer)
+    keys: Mapped[int] = mapped_column(Integer)
+
+
+class SentStageRow(Base):
+    """Each (episode, stage) where a message was sent (the same trigger): replies per send."""
+
+    __tablename__ = "sent_stages"
+    episode_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    stage_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    flow_id: Mapped[str] = mapped_column(String(100))
+
+    __table_args__ = (Index("ix_sent_stages_flow", "flow_id", "stage_id", "episode_id"),)
+
+
+class IntakeRequestRow(Base):
+    """Each (episode, stage) where an intake request was scheduled (the unit of work).
+
+    The processor names which messages ask for an intake (`note_intake_requests`);
+    with the visits' intake.sent events, the figures' "intake asked".
+    """
+
+    __tablename__ = "intake_requests"
+    episode_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    stage_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    flow_id: Mapped[str] = mapped_column(String(100))
+
+    __table_args__ = (Index("ix_intake_requests_flow", "flow_id", "stage_id", "episode_id"),)
+
+
 class ProcessedEventRow(Base):
     """The idempotency record: an event id is processed once."""
 
@@ -337,7 +480,20 @@ class AuditRow(Base):
     status: Mapped[str] = mapped_column(String(20))
     reason: Mapped[str | None] = mapped_column(Reason(200))
 
-    __table_args__ = (Index(None, "flow_id", "at"),)
+    __table_args__ = (
+        Index(None, "flow_id", "at"),
+        # Intake requests and holdout groups read a few messages' rows from it alone.
+        Index(
+            "ix_audit_log_flow_messages",
+            "flow_id",
+            "message_id",
+            "status",
+            "episode_id",
+            "stage_id",
+            "recipient",
+            "reason",
+        ),
+    )
 
 
 class RejectedInputRow(Base):

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any, cast
 
 from pydantic import ValidationError
-from sqlalchemy import Table, bindparam, case, insert, or_, select, text, update
+from sqlalchemy import Table, bindparam, case, delete, insert, or_, select, text, update
 from sqlalchemy.engine import Connection
 
 from ..decisions import DecisionRecord, record
@@ -18,16 +18,19 @@ from ..message_status import PENDING, MessageStatus, allowed, sources
 from ..patient_merge import KnownPatient, Stamp
 from ..policies import ConsentRecord
 from ..ports import ImportHold
+from ..visit_facts import VisitFacts
 from . import codec
-from .rows import audit_row, chunks, locking_in_key_order, message_row, upsert
+from .rows import audit_row, chunks, locking_in_key_order, message_row, upsert, visit_row
 from .tables import (
     AuditRow,
     ConsentRow,
     EpisodeRow,
+    IntakeRequestRow,
     JourneyRow,
     PatientRow,
     ProcessedEventRow,
     ScheduledMessageRow,
+    StageVisitRow,
 )
 
 __all__ = ["ImportHold", "UnitOfWork"]
@@ -49,6 +52,11 @@ class UnitOfWork:
     _journeys: dict[tuple[str, str, int], Journey] = field(default_factory=dict)
     _settled: list[dict[str, Any]] = field(default_factory=list)
     _processed: list[dict[str, Any]] = field(default_factory=list)
+    # Episodes whose stage visits are rewritten, and their visits (`save_visits`).
+    _visited: list[str] = field(default_factory=list)
+    _visits: list[dict[str, Any]] = field(default_factory=list)
+    # Keys of intake requests (`note_intake_requests`).
+    _intake_keys: set[str] = field(default_factory=set)
     # What the engine decided about messages, in order: (kind, message, reason, event id).
     _decisions: list[tuple[str, ScheduledMessage, str | None, str]] = field(default_factory=list)
     # Patients with a stored journey that does not read back, and why (see `journeys`).
@@ -117,6 +125,13 @@ class UnitOfWork:
                     self.unreadable.setdefault(patient_id, f"record: {exc.__class__.__name__}")
         return found
 
+    def event_times(self, patient_ids: Iterable[str]) -> list[tuple[str, str, str, datetime]]:
+        found: list[tuple[str, str, str, datetime]] = []
+        for chunk in chunks(sorted(set(patient_ids)), 500):
+            rows = self.connection.execute(_EVENT_TIMES, {"ids": chunk})
+            found += [(event_id, patient, kind, at) for event_id, patient, kind, at in rows]
+        return found
+
     def consent_times(self, patient_id: str) -> dict[tuple[str, str], datetime]:
         rows = self.connection.execute(_CONSENT_TIMES, {"id": patient_id})
         return {(r, c): at for r, c, at in rows}
@@ -153,6 +168,13 @@ class UnitOfWork:
             {**_episode_row(patient_id, flow_id, version, e, self.now), "settled": codec.dumps(e)}
             for e in episodes
         ]
+
+    def save_visits(self, episode_ids: Sequence[str], visits: Sequence[VisitFacts]) -> None:
+        self._visited += episode_ids
+        self._visits += [visit_row(v) for v in visits]
+
+    def note_intake_requests(self, keys: Iterable[str]) -> None:
+        self._intake_keys.update(keys)
 
     def mark_processed(self, event: Event) -> None:
         self._processed.append(
@@ -210,6 +232,10 @@ class UnitOfWork:
         upsert(c, EpisodeRow.__table__, self._settled, ["id"])
         if self._processed:
             c.execute(_INSERT_PROCESSED, self._processed)
+        for chunk in chunks(sorted(set(self._visited)), 500):
+            c.execute(_DELETE_VISITS, {"ids": chunk})
+        if self._visits:
+            c.execute(_INSERT_VISITS, self._visits)
         self._write_messages()
 
     def _journey_rows(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -321,6 +347,16 @@ class UnitOfWork:
         ]
         if audit:
             c.execute(_INSERT_AUDIT, [audit_row(a) for a in audit])
+        # Where an intake was asked for, as the figures count it: an intake request
+        # audited as scheduled there (kept, as the audit is, once written).
+        asked = {
+            (a.episode, a.stage, a.flow)
+            for a in audit
+            if a.status == MessageStatus.SCHEDULED and a.key in self._intake_keys
+        }
+        if asked:
+            requests = [{"episode_id": e, "stage_id": s, "flow_id": f} for e, s, f in sorted(asked)]
+            upsert(c, IntakeRequestRow.__table__, requests, ["episode_id", "stage_id"])
         if self.hold is not None:
             self._hold([*inserts, *updates])
 
@@ -352,6 +388,16 @@ _STATUSES = select(ScheduledMessageRow.key, ScheduledMessageRow.status).where(
 )
 _LOCKED_STATUSES = locking_in_key_order(_STATUSES, ScheduledMessageRow.key, "postgresql")
 _INSERT_PROCESSED = insert(ProcessedEventRow)
+_EVENT_TIMES = select(
+    ProcessedEventRow.event_id,
+    ProcessedEventRow.patient_id,
+    ProcessedEventRow.type,
+    ProcessedEventRow.occurred_at,
+).where(ProcessedEventRow.patient_id.in_(bindparam("ids", expanding=True)))
+_DELETE_VISITS = delete(StageVisitRow).where(
+    StageVisitRow.episode_id.in_(bindparam("ids", expanding=True))
+)
+_INSERT_VISITS = insert(StageVisitRow)
 _INSERT_MESSAGES = insert(ScheduledMessageRow)
 _INSERT_AUDIT = insert(AuditRow)
 _CONSENT_TIMES = select(ConsentRow.recipient, ConsentRow.channel, ConsentRow.at).where(
