@@ -47,6 +47,9 @@ __all__ = [
     "StageFigures",
     "episode_personas",
     "flow_figures",
+    "open_episode",
+    "visit_at",
+    "visit_ending",
 ]
 
 ATTENDED = frozenset({EventType.APPOINTMENT_CHECKED_IN, EventType.APPOINTMENT_COMPLETED})
