@@ -441,3 +441,15 @@ def test_export_refuses_to_change_a_template_other_flows_send(
         assert written == [flows / f"{FLOW}.yaml", templates / own]
         assert "see you" in (templates / own).read_text()
 
+
+def test_a_registry_older_than_the_installed_one_is_never_installed(console: Console) -> None:
+    service = console.service
+    stale = service.flows  # built before a publish, installed after it
+    _post(console, "/draft", text=_text(console))
+    assert _post(console, "/draft/publish").status_code == 303
+
+    service.use_flows(stale)
+
+    assert service.flows.current[FLOW].version == 2
+    assert service.processor.flows is service.flows
+    assert service.dispatcher.flows is service.flows
