@@ -12,6 +12,11 @@ SMS's segments is `template_check`'s question.
 A flow version published in the console keeps its own templates (`stored`,
 name -> text): they are read before the files, so a later edit, in a draft or
 on disk, never changes what a running version sends.
+
+A template is typed in the console, so it is hostile until rendered: the
+sandbox refuses unsafe attributes, ranges are bounded by Jinja's sandbox and
+repetition and powers by `_BoundedEnvironment`, and every error raised while
+rendering is a `TemplateError` (a problem shown, never a crash).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
 from .errors import TemplateError
@@ -31,6 +37,31 @@ from .sms import normalise
 __all__ = ["EMAIL_BLOCKS", "Rendered", "TemplateSet"]
 
 EMAIL_BLOCKS = ("subject", "text", "html")
+# The longest sequence `*` may make and the largest exponent `**` may take:
+# far above what a message needs, far below what stalls a process.
+MAX_REPEAT = 100_000
+MAX_EXPONENT = 64
+
+
+class _BoundedEnvironment(SandboxedEnvironment):
+    """The sandbox with `*` and `**` bounded (its `range` already is)."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(
+        self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any
+    ) -> Any:
+        if operator == "**" and isinstance(right, int) and abs(right) > MAX_EXPONENT:
+            raise SecurityError(f"an exponent above {MAX_EXPONENT}")
+        if operator == "*":
+            for sequence, times in ((left, right), (right, left)):
+                if (
+                    isinstance(sequence, str | bytes | list | tuple)
+                    and isinstance(times, int)
+                    and len(sequence) * times > MAX_REPEAT
+                ):
+                    raise SecurityError(f"a sequence longer than {MAX_REPEAT}")
+        return super().call_binop(context, operator, left, right)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +83,7 @@ class TemplateSet:
         self._html = self._environment(autoescape=True)
 
     def _environment(self, *, autoescape: bool) -> SandboxedEnvironment:
-        return SandboxedEnvironment(
+        return _BoundedEnvironment(
             loader=jinja2.ChoiceLoader(
                 [jinja2.DictLoader(dict(self.stored)), jinja2.FileSystemLoader(str(self.root))]
             ),
@@ -114,6 +145,15 @@ class TemplateSet:
             raise TemplateError(f"template {name} line {exc.lineno}: {exc.message}") from exc
         except jinja2.UndefinedError as exc:
             raise TemplateError(f"template {name}: {exc.message}") from exc
+        except SecurityError as exc:
+            raise TemplateError(f"template {name}: not allowed: {exc}") from exc
+        except TemplateError:
+            raise
+        except Exception as exc:
+            # The class only: the message of an arbitrary error may quote a context value.
+            raise TemplateError(
+                f"template {name}: {exc.__class__.__name__} while rendering"
+            ) from exc
 
 
 def _block(template: jinja2.Template, block: str, context: Mapping[str, Any]) -> str:

@@ -99,7 +99,7 @@ def export_command(
     """Write a flow's newest version in the store (published in the console) to the flow file
     and its templates to the templates directory (flows as code)."""
     # Imported here: the other commands need no database driver.
-    from ..service.drafts import export
+    from ..service.drafts import SharedTemplate, export
     from ..store import connect, pending
     from ..store.published import Published
     from ..store.transactions import Transactions
@@ -117,6 +117,9 @@ def export_command(
             )
         except KeyError:
             err.print(f"the store has no version of flow '{flow}'", markup=False)
+            raise typer.Exit(1) from None
+        except SharedTemplate as exc:
+            err.print(f"nothing written: {exc}", markup=False)
             raise typer.Exit(1) from None
         finally:
             engine.dispose()

@@ -304,7 +304,14 @@ def publish_draft(request: Request, flow_id: FlowId, role: Role = Admin) -> Resp
     if editing.draft is None:
         raise HTTPException(status.HTTP_409_CONFLICT, "there is no draft to publish")
     try:
-        publish(editing.runtime, flow_id, editing.text, editing.templates, _who(request, role))
+        publish(
+            editing.runtime,
+            flow_id,
+            editing.text,
+            editing.templates,
+            _who(request, role),
+            editing.draft,
+        )
     except FlowError as exc:
         return render(request, "_problems.html", problems=exc.problems, status_code=422)
     except VersionTaken:

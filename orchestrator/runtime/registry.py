@@ -58,7 +58,8 @@ class FlowRegistry:
         newer version of the flow (published in the console), that one is current.
 
         Raises:
-            FlowError: a flow's content changed but its version did not.
+            FlowError: a flow's content changed but its version did not, or a
+                recorded version's source says another version.
         """
         known = store.flow_versions()
         problems = []
@@ -86,7 +87,11 @@ class FlowRegistry:
     def reloaded(
         self, store: FlowVersions, templates: Mapping[tuple[str, int], Mapping[str, str]]
     ) -> FlowRegistry:
-        """This registry with the versions recorded since (by this process or another)."""
+        """This registry with the versions recorded since (by this process or another).
+
+        Raises:
+            FlowError: a recorded version's source says another version.
+        """
         return self._of(
             dict(self.versions), store.flow_versions(), dict(self.current), templates, self.files
         )
@@ -100,12 +105,27 @@ class FlowRegistry:
         templates: Mapping[tuple[str, int], Mapping[str, str]],
         files: Mapping[str, tuple[str, int]],
     ) -> FlowRegistry:
+        problems = []
         for (flow_id, version), (_, source) in known.items():
             if (flow_id, version) not in versions:
                 # An older version finishes its episodes but starts none; it keeps
                 # its starting triggers all the same, so that a re-fold of its
                 # journeys opens their episodes again (`versions.advance_versions`).
-                versions[(flow_id, version)] = FlowFile.model_validate_json(source).to_core()
+                flow = FlowFile.model_validate_json(source).to_core()
+                if flow.version != version:
+                    # Two rows would run as one version: episodes would find the wrong flow.
+                    problems.append(
+                        FlowProblem(
+                            "store",
+                            "version",
+                            f"flow '{flow_id}' is recorded as version {version} but its "
+                            f"source says version {flow.version}; not run",
+                        )
+                    )
+                    continue
+                versions[(flow_id, version)] = flow
+        if problems:
+            raise FlowError(problems)
         for (flow_id, version), flow in versions.items():
             # The flows that run are those read from files; the newest version is current.
             if flow_id in current and current[flow_id].version < version:

@@ -25,19 +25,19 @@ import difflib
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from ..errors import FlowError, FlowProblem
+from ..errors import FlowError, FlowProblem, OrchestratorError
 from ..event import Channel
 from ..flows.loader import load_flow_text
 from ..flows.model import Flow
 from ..flows.schema import FlowFile
 from ..roles import Role
-from ..store.published import Published, PublishedVersion
+from ..store.published import Draft, Published, PublishedVersion
 from ..template_check import TemplateCheck
 from ..templates import TemplateSet
 from .runtime import Runtime
@@ -45,6 +45,7 @@ from .runtime import Runtime
 __all__ = [
     "TEMPLATE_NAME",
     "DraftCheck",
+    "SharedTemplate",
     "check_draft",
     "draft_name",
     "export",
@@ -58,7 +59,9 @@ __all__ = [
     "with_version",
 ]
 
-_VERSION_LINE = re.compile(r"^version:[^\n]*$", re.MULTILINE)
+# A block-style top-level `version:` line, its key bare or quoted. Any other way
+# of writing it (flow style, say) is not rewritten, and `publish` refuses it.
+_VERSION_LINE = re.compile(r"""^(["']?)version\1[ \t]*:[^\n]*$""", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -141,11 +144,23 @@ def _text_of(found: PublishedVersion) -> str:
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
 
 
-def publish(runtime: Runtime, flow_id: str, text: str, templates: TemplateSet, by: str) -> int:
+def publish(
+    runtime: Runtime,
+    flow_id: str,
+    text: str,
+    templates: TemplateSet,
+    by: str,
+    draft: Draft | None = None,
+) -> int:
     """Publish `text` with `templates` as the flow's next version; the version.
 
+    `draft` is the draft the text was read from: it is dropped with the
+    publishing unless it was edited since (a rollback passes none, and leaves
+    the draft alone).
+
     Raises:
-        FlowError: the draft has problems (nothing is recorded).
+        FlowError: the draft has problems, or its version cannot be set to the
+            one it is published as (nothing is recorded).
         VersionTaken: another publisher took the version first (nothing is recorded).
     """
     current = runtime.flows.current[flow_id]
@@ -154,6 +169,19 @@ def publish(runtime: Runtime, flow_id: str, text: str, templates: TemplateSet, b
     checked = check_draft(runtime, flow_id, text, templates)
     if checked.flow is None or checked.document is None:
         raise FlowError(checked.problems)
+    if checked.document.version != version:
+        # The text as recorded must say the version it is recorded as.
+        raise FlowError(
+            [
+                FlowProblem(
+                    draft_name(flow_id),
+                    "version",
+                    f"publishing numbers this version {version}, but the version could not "
+                    f"be set in the text (it still reads {checked.document.version}): "
+                    "write it as a line of its own, `version: 1`",
+                )
+            ]
+        )
     snapshot = {
         name: found
         for name in template_names(checked.flow, templates)
@@ -173,6 +201,7 @@ def publish(runtime: Runtime, flow_id: str, text: str, templates: TemplateSet, b
         by,
         diff,
         runtime.clock.now(),
+        draft,
     )
     runtime.use_flows(runtime.flows.reloaded(runtime.store, published.templates()))
     return version
@@ -218,26 +247,72 @@ def _diff(
     return "\n".join(lines)
 
 
+class SharedTemplate(OrchestratorError):
+    """Export would change a template file other flows send as it is."""
+
+    def __init__(self, name: str, flows: Sequence[str]) -> None:
+        self.name = name
+        self.flows = tuple(flows)
+        super().__init__(
+            f"{name} is shared with {', '.join(self.flows)}, which send it as it is: "
+            "exporting would change their messages; give the edited template a name of "
+            "this flow's own and publish that"
+        )
+
+
 def export(published: Published, flow_id: str, flows: Path, templates: Path) -> list[Path]:
     """Write the flow's newest version to `flows/<id>.yaml` and its templates; the files written.
 
+    Nothing is written when a template file would change under another flow
+    that uses it (from the file, or from a stored snapshot with other text):
+    its running versions would send the new text without being published.
+
     Raises:
         KeyError: the store has no version of the flow.
+        SharedTemplate: a template the export would change is another flow's too.
     """
-    newest = published.newest().get(flow_id)
-    found = published.version(flow_id, newest) if newest is not None else None
+    newest = published.newest()
+    found = published.version(flow_id, newest[flow_id]) if flow_id in newest else None
     if found is None:
         raise KeyError(flow_id)
+    files = TemplateSet(templates)
+    changed = {
+        name: body
+        for name, body in sorted(found.templates.items())
+        # Only `<channel>/<language>/<name>.j2`, under the templates directory.
+        if TEMPLATE_NAME.match(name) and files.text_of(name) != body
+    }
+    others = [
+        version for other in newest if other != flow_id for version in published.history(other)
+    ]
+    for name, body in changed.items():
+        sharing = sorted(
+            {
+                f"{other.flow_id} v{other.version}"
+                for other in others
+                if name in _names_of(other, files)
+                and other.templates.get(name, files.text_of(name)) != body
+            }
+        )
+        if sharing:
+            raise SharedTemplate(name, sharing)
     written = [flows / f"{flow_id}.yaml"]
     written[0].write_text(_text_of(found), encoding="utf-8")
-    for name, body in sorted(found.templates.items()):
-        if not TEMPLATE_NAME.match(name):
-            continue  # only `<channel>/<language>/<name>.j2`, under the templates directory
+    for name, body in changed.items():
         path = templates / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(body, encoding="utf-8")
         written.append(path)
     return written
+
+
+def _names_of(found: PublishedVersion, templates: TemplateSet) -> list[str]:
+    """The template names a recorded version renders."""
+    try:
+        flow = FlowFile.model_validate_json(found.source).to_core()
+    except ValueError:
+        return []  # a source this release cannot read runs nowhere
+    return template_names(flow, templates)
 
 
 # A template name as the layout has it: `<channel>/<language>/<name>.j2`.

@@ -56,6 +56,8 @@ class Runtime:
     dispatcher: Dispatcher
     clock: Clock
     _loop: DispatchLoop | None = field(default=None, init=False)
+    # Registries are installed one at a time, never an older over a newer one.
+    _flows_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     def __repr__(self) -> str:
         # Short: the generated repr spelled out every flow and template (hundreds
@@ -155,10 +157,15 @@ class Runtime:
         Each part swaps its one reference between two of its batches, so a
         batch runs on one registry. The dispatcher first: versions only grow,
         so it knows every version the processor may schedule a message on.
+        A registry behind the one installed (two publishes in this process,
+        the later one installed first) is not installed: versions only grow.
         """
-        self.dispatcher.use(registry)
-        self.processor.use(registry)
-        self.flows = registry
+        with self._flows_lock:
+            if _behind(registry, self.flows):
+                return
+            self.dispatcher.use(registry)
+            self.processor.use(registry)
+            self.flows = registry
 
     def _take_deferred(self) -> int:
         try:
@@ -209,6 +216,14 @@ def _connectors(store: Outbox, clock: Clock, latency: float) -> dict[Channel, Co
 
 # Idles until the instant given, or until woken earlier; True: the loop is to stop.
 Wait = Callable[[datetime], bool]
+
+
+def _behind(registry: FlowRegistry, installed: FlowRegistry) -> bool:
+    """Whether `registry` runs an older version of some flow than `installed` does."""
+    return any(
+        flow_id in registry.current and registry.current[flow_id].version < flow.version
+        for flow_id, flow in installed.current.items()
+    )
 
 
 class DispatchLoop:

@@ -107,8 +107,13 @@ class Published:
         published_by: str,
         diff: str,
         now: datetime,
+        draft: Draft | None = None,
     ) -> None:
-        """Record a new version and drop the flow's draft, in one transaction.
+        """Record a new version and drop `draft`, in one transaction.
+
+        The draft is dropped only if the row still holds what `draft` read: an
+        edit saved since is someone's work, kept. Without `draft` (a rollback),
+        the flow's draft is left alone.
 
         Raises:
             VersionTaken: the version is already recorded.
@@ -124,11 +129,18 @@ class Published:
                         first_seen_at=now,
                         published_by=published_by,
                         text=text,
-                        templates=json.dumps(dict(templates), sort_keys=True),
+                        templates=_templates_json(templates),
                         diff=diff,
                     )
                 )
-                c.execute(delete(FlowDraftRow).where(FlowDraftRow.flow_id == flow_id))
+                if draft is not None:
+                    c.execute(
+                        delete(FlowDraftRow).where(
+                            FlowDraftRow.flow_id == flow_id,
+                            FlowDraftRow.text == draft.text,
+                            FlowDraftRow.templates == _templates_json(draft.templates),
+                        )
+                    )
         except StoreError as exc:
             if isinstance(exc.__cause__, IntegrityError):
                 raise VersionTaken(f"version {version} of {flow_id} is already published") from exc
@@ -154,7 +166,7 @@ class Published:
     ) -> None:
         values = {
             "text": text,
-            "templates": json.dumps(dict(templates), sort_keys=True),
+            "templates": _templates_json(templates),
             "updated_by": by,
             "updated_at": now,
         }
@@ -168,6 +180,11 @@ class Published:
     def drop_draft(self, flow_id: str) -> None:
         with self.transactions.write() as c:
             c.execute(delete(FlowDraftRow).where(FlowDraftRow.flow_id == flow_id))
+
+
+def _templates_json(templates: Mapping[str, str]) -> str:
+    # One spelling of a set of templates, so that a draft's can be compared in SQL.
+    return json.dumps(dict(templates), sort_keys=True)
 
 
 _VERSION_COLUMNS = (

@@ -67,7 +67,7 @@ def opened(db: str, flows: Path, clock: VirtualClock, **overrides: Any) -> Itera
     settings = Settings(
         db=db,
         flows=flows,
-        templates=ROOT / "templates",
+        templates=overrides.pop("templates", ROOT / "templates"),
         samples=ROOT / "samples" / "events",
         api_token=TOKENS[Role.ADMIN],
         api_tokens=ROLE_TOKENS,

@@ -6,6 +6,7 @@ Each test opens its own store and copy of the flows: publishing changes both.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import shutil
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -24,6 +26,7 @@ from orchestrator.event import Channel
 from orchestrator.flows.schema import FlowFile
 from orchestrator.roles import Role
 from orchestrator.service import EmbeddedService
+from orchestrator.service.drafts import SharedTemplate, export, publish
 from orchestrator.store.published import Published
 from tests.orchestrator.console.conftest import START, TOKENS, Console, bearer, copies, opened
 from tests.samples import ROOT
@@ -308,3 +311,145 @@ def test_a_second_process_takes_up_a_version_an_event_needs_before_its_tick(
         assert other.service.flows.current[FLOW].version == 2
         on = {j.patient_id: v for v, j in other.service.store.flow_journeys(FLOW)}
         assert on["p-kr-001-003"] == 2
+
+
+def test_a_quoted_version_key_is_published_as_the_version_recorded(console: Console) -> None:
+    text = _text(console).replace("\nversion: 1\n", '\n"version": 1\n')
+    _post(console, "/draft", text=text.replace("title: Knee replacement\n", "title: Q\n", 1))
+    assert _post(console, "/draft/publish").status_code == 303
+    current = console.service.flows.current[FLOW]
+    assert (current.version, current.title) == (2, "Q")
+    assert console.service.flows.version(FLOW, 2).title == "Q"
+
+
+def test_a_version_publishing_cannot_set_is_refused_not_recorded_as_another(
+    console: Console,
+) -> None:
+    # JSON is YAML; its `"version": 1` is inside one line, where no rewrite reaches.
+    data = yaml.safe_load(_text(console))
+    data["title"] = "J"
+    _post(console, "/draft", text=json.dumps(data))
+    refused = _post(console, "/draft/publish")
+    assert refused.status_code == 422
+    assert "version" in refused.text and "could not be set" in refused.text
+    assert Published(console.service.store.transactions).newest()[FLOW] == 1
+    assert console.service.flows.current[FLOW].title == "Knee replacement"
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{{ ''.__class__ }}",
+        "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+        "{{ 1/0 }}",
+        "{{ range(10**9)|list }}",
+        "{{ 'x' * 10**9 }}",
+        "{{ 2**100000000 }}",
+        "{{ org.name",
+    ],
+)
+def test_a_hostile_template_is_a_problem_on_every_draft_route_never_a_500(
+    console: Console, template: str
+) -> None:
+    name = "sms/en/booking_confirmation.j2"
+    _post(console, "/draft", text=_text(console))
+    saved = _post(console, "/draft/template", name=name, text=template)
+    assert saved.status_code == 200
+    assert 'class="problems"' in saved.text
+    page = console.client.get(f"/console/flows/{FLOW}/draft", headers=ADMIN)
+    assert page.status_code == 200
+    assert _post(console, "/draft", text=_text(console)).status_code == 200
+    assert _post(console, "/draft/whatif", days="3").status_code == 422
+    assert _post(console, "/draft/publish").status_code == 422
+    # The draft is not jammed: a good template mends it and it publishes.
+    _post(console, "/draft/template", name=name, text="{{ org.name }}: booked. Reply STOP")
+    assert _post(console, "/draft/publish").status_code == 303
+
+
+def test_rollback_leaves_the_draft_being_edited(console: Console) -> None:
+    _post(console, "/draft", text=_text(console).replace("title: Knee replacement\n", "title: B\n"))
+    assert _post(console, "/draft/publish").status_code == 303
+    half = _text(console).replace("title: Knee replacement\n", "title: half-finished\n")
+    _post(console, "/draft", text=half)
+    assert _post(console, "/rollback", version="1").status_code == 303
+    kept = Published(console.service.store.transactions).draft(FLOW)
+    assert kept is not None and "title: half-finished" in kept.text
+
+
+def test_publishing_keeps_a_draft_edited_after_it_was_read(console: Console) -> None:
+    published = Published(console.service.store.transactions)
+    _post(console, "/draft", text=_text(console).replace("title: Knee replacement\n", "title: A\n"))
+    read = published.draft(FLOW)
+    assert read is not None
+    # Someone saves an edit between the publisher's read and its publishing.
+    later = _text(console).replace("title: Knee replacement\n", "title: later\n")
+    _post(console, "/draft", text=later)
+    service = console.service
+    publish(service, FLOW, read.text, service.dispatcher.templates_for(FLOW, 1), "admin:x", read)
+    kept = published.draft(FLOW)
+    assert kept is not None and "title: later" in kept.text
+    # Unchanged since read, it goes with the publishing.
+    again = published.draft(FLOW)
+    assert again is not None
+    publish(service, FLOW, again.text, service.dispatcher.templates_for(FLOW, 2), "admin:x", again)
+    assert published.draft(FLOW) is None
+
+
+def test_export_refuses_to_change_a_template_other_flows_send(
+    place: tuple[str, Path], tmp_path: Path
+) -> None:
+    db, flows = place
+    templates = tmp_path / "templates"
+    shutil.copytree(ROOT / "templates", templates)
+    shared, own = "sms/en/booking_confirmation.j2", "sms/en/knee_day_before.j2"
+    context = {
+        "org": {"name": "Riverside", "phone": "+1 555 0100", "portal_url": "https://example.org"},
+        "appointment": {"when": "Monday", "location": "Clinic"},
+        "links": {"reschedule": "https://example.org/r"},
+    }
+    with opened(db, flows, VirtualClock(START), templates=templates) as console:
+        before = console.service.dispatcher.templates_for("cardiology-consult", 1)
+        rendered = before.render(Channel.SMS, "en", "booking_confirmation", context).body
+        _post(console, "/draft", text=_text(console))
+        _post(console, "/draft/template", name=shared, text="{{ org.name }}: KNEE ONLY. Reply STOP")
+        assert _post(console, "/draft/publish").status_code == 303
+
+        published = Published(console.service.store.transactions)
+        with pytest.raises(SharedTemplate) as raised:
+            export(published, FLOW, flows, templates)
+        assert raised.value.name == shared
+        assert "cardiology-consult v1" in raised.value.flows
+        assert "cardiology-consult v1" in str(raised.value)
+        assert "version: 1\n" in (flows / f"{FLOW}.yaml").read_text()  # nothing written
+        env = {
+            "ORCHESTRATOR_DB": db,
+            "ORCHESTRATOR_FLOWS": str(flows),
+            "ORCHESTRATOR_TEMPLATES": str(templates),
+        }
+        result = CliRunner().invoke(cli, ["flows", "export", FLOW], env=env)
+        assert result.exit_code == 1
+        assert "nothing written" in result.output and shared in result.output
+        after = console.service.dispatcher.templates_for("cardiology-consult", 1)
+        assert after.render(Channel.SMS, "en", "booking_confirmation", context).body == rendered
+
+        # The shared one as it was and a template of this flow's own: that exports.
+        _post(console, "/draft", text=_text(console))
+        _post(console, "/draft/template", name=shared, text=before.text_of(shared) or "")
+        _post(console, "/draft/template", name=own, text="{{ org.name }}: see you. Reply STOP")
+        assert _post(console, "/draft/publish").status_code == 303
+        written = export(published, FLOW, flows, templates)
+        assert written == [flows / f"{FLOW}.yaml", templates / own]
+        assert "see you" in (templates / own).read_text()
+
+
+def test_a_registry_older_than_the_installed_one_is_never_installed(console: Console) -> None:
+    service = console.service
+    stale = service.flows  # built before a publish, installed after it
+    _post(console, "/draft", text=_text(console))
+    assert _post(console, "/draft/publish").status_code == 303
+
+    service.use_flows(stale)
+
+    assert service.flows.current[FLOW].version == 2
+    assert service.processor.flows is service.flows
+    assert service.dispatcher.flows is service.flows

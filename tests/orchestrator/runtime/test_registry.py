@@ -237,3 +237,19 @@ def test_reloaded_takes_up_versions_recorded_since_and_their_templates(store: Sq
     # The flow objects already held are kept (a version never changes).
     assert reloaded.versions[("test-flow", 1)] is registry.versions[("test-flow", 1)]
     assert reloaded.behind("test-flow") == str(FILE)
+
+
+def test_a_recorded_version_whose_source_says_another_is_refused(store: SqlStore) -> None:
+    # Row 2 holds a flow that says version 1: run, it would stand in for version 1.
+    registry = FlowRegistry.open(flow_set(), store, T0)
+    v1_edited = FlowFile.model_validate(flow_data(title="Edited, version line missed"))
+    store.record_flow_version("test-flow", 2, v1_edited.model_dump_json(by_alias=True), T0)
+
+    with pytest.raises(FlowError) as raised:
+        registry.reloaded(store, {})
+    with pytest.raises(FlowError):
+        FlowRegistry.open(flow_set(), store, T0)
+
+    (problem,) = raised.value.problems
+    assert "recorded as version 2 but its source says version 1" in problem.message
+    assert registry.current["test-flow"].title != "Edited, version line missed"

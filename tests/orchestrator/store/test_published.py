@@ -15,6 +15,7 @@ def test_a_published_version_is_kept_whole_and_newest_finds_it(store: SqlStore) 
     store.record_flow_version("f", 1, '{"id": "f", "version": 1}', T0)
     published = Published(store.transactions)
     published.save_draft("f", "id: f\nversion: 2\n", {"sms/en/a.j2": "hi"}, "admin:abc", T0)
+    read = published.draft("f")
 
     published.publish(
         "f",
@@ -25,6 +26,7 @@ def test_a_published_version_is_kept_whole_and_newest_finds_it(store: SqlStore) 
         "admin:abc",
         "-version: 1\n+version: 2",
         at(hours=1),
+        read,
     )
 
     assert published.newest() == {"f": 2}
@@ -44,8 +46,24 @@ def test_a_published_version_is_kept_whole_and_newest_finds_it(store: SqlStore) 
     )
     assert [v.version for v in published.history("f")] == [2, 1]
     assert published.templates() == {("f", 2): {"sms/en/a.j2": "hi"}}
-    # Publishing dropped the draft with it.
+    # Publishing dropped the draft it read with it.
     assert published.draft("f") is None
+
+
+def test_publishing_keeps_a_draft_saved_since_it_was_read_and_one_it_did_not_read(
+    store: SqlStore,
+) -> None:
+    published = Published(store.transactions)
+    published.save_draft("f", "one", {"sms/en/a.j2": "hi"}, "admin:1", T0)
+    read = published.draft("f")
+    # Saved again at the same instant: only the content tells the edits apart.
+    published.save_draft("f", "one", {"sms/en/a.j2": "hi there"}, "admin:2", T0)
+
+    published.publish("f", 1, "{}", "one", {}, "admin:1", "", T0, read)
+    published.publish("f", 2, "{}", "two", {}, "admin:1", "", T0)  # a rollback reads none
+
+    kept = published.draft("f")
+    assert kept is not None and dict(kept.templates) == {"sms/en/a.j2": "hi there"}
 
 
 def test_two_publishers_of_one_version_get_one_row(store: SqlStore) -> None:
