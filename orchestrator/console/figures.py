@@ -24,8 +24,8 @@ class AuditFilters:
 
     `version` keeps the episodes run on it; `since`/`until` (inclusive UTC days)
     the episodes that started in them; `persona` the episodes whose opening
-    event matches it. `language` and `channel` narrow the messages: a message
-    counts when any of its audited decisions was in that language or channel.
+    event matches it. `language` and `channel` narrow the messages to the
+    audited decisions made in that language or on that channel.
     """
 
     version: int | None = None
@@ -34,12 +34,6 @@ class AuditFilters:
     persona: str | None = None
     language: str | None = None
     channel: str | None = None
-
-    def started_in(self, at: datetime) -> bool:
-        day = at.date()
-        return (self.since is None or day >= self.since) and (
-            self.until is None or day <= self.until
-        )
 
     def chosen(self) -> FigureFilter:
         """The same filters as the figures take them (days as UTC instants, `until` exclusive)."""
