@@ -207,6 +207,27 @@ def test_a_deferred_input_that_keeps_failing_never_stops_dispatch(
     assert queued(runtime) == 1  # a store error: kept to be taken once the store answers
 
 
+def test_a_version_row_that_cannot_be_taken_up_never_stops_dispatch(
+    runtime: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    runtime.intake.take("api", events_of([parse_event(referral())]))
+    # A row the registry refuses (its source says another version): loud, not fatal.
+    flow_id = next(iter(runtime.flows.current))
+    current = runtime.flows.current[flow_id]
+    source = next(src for (f, v), (_, src) in runtime.store.flow_versions().items() if f == flow_id)
+    runtime.store.record_flow_version(flow_id, current.version + 1, source, runtime.clock.now())
+
+    with caplog.at_level(logging.ERROR):
+        for _ in range(48):
+            runtime.clock.advance(timedelta(hours=1))
+            runtime.tick()
+
+    assert {m.status for m in runtime.store.messages()} - {"scheduled"}  # dispatched meanwhile
+    refused = [r for r in caplog.records if r.getMessage() == "flows.refresh_failed"]
+    assert refused and {r.__dict__["error"] for r in refused} == {"FlowError"}
+    assert runtime.flows.current[flow_id].version == current.version
+
+
 def test_the_kafka_handler_takes_the_runtimes_one_intake(runtime: Runtime) -> None:
     assert build_handler(runtime).intake is runtime.intake
     assert runtime.intake.processor is runtime.processor
