@@ -5,6 +5,13 @@ console in a browser, in the HttpOnly session cookie `/console/login` sets.
 The header wins when both are sent. With no token configured at all, every
 request is an admin's: that is loopback development, and `orchestrator run`
 refuses to bind beyond loopback without a token.
+
+A browser sends the cookie (or, with no token set, nothing at all) with any
+request a page makes, another site's included: a request that changes
+something and carries no bearer header is refused (403) when its `Origin`
+(else `Referer`) names another host than the one it was sent to. SameSite=Strict
+already keeps the cookie off cross-site requests; this also covers an open
+loopback API and a same-site sibling host.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from fastapi import HTTPException, Request, status
 
@@ -28,6 +36,8 @@ __all__ = [
 ]
 
 SESSION_COOKIE = "orchestrator_session"
+# Methods that only read: a page may send them anywhere.
+_SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
 ANY_ROLE = (Role.ADMIN, Role.OPERATIONS, Role.MARKETING)
 # Who may see a patient's id, contact points or rendered messages.
 PATIENT_ROLES = (Role.ADMIN, Role.OPERATIONS)
@@ -74,6 +84,8 @@ def require_role(*roles: Role) -> Callable[[Request], Role]:
     allowed = frozenset(roles)
 
     def guard(request: Request) -> Role:
+        if request.method not in _SAFE and "authorization" not in request.headers:
+            _refuse_cross_site(request)
         role = role_of(request)
         if role is None:
             raise HTTPException(
@@ -86,3 +98,12 @@ def require_role(*roles: Role) -> Callable[[Request], Role]:
         return role
 
     return guard
+
+
+def _refuse_cross_site(request: Request) -> None:
+    """403 when a browser sent this request from a page of another host."""
+    sent_from = request.headers.get("origin") or request.headers.get("referer")
+    if sent_from is None:
+        return  # not a browser's page (a script, a test client): no ambient credential at stake
+    if sent_from == "null" or urlsplit(sent_from).netloc != request.url.netloc:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "a request from another site is refused")

@@ -208,6 +208,34 @@ def test_signing_in_sets_a_strict_httponly_cookie_that_opens_the_pages(console: 
     assert client.get("/console/flows").status_code == 401
 
 
+def test_a_page_of_another_site_cannot_use_the_session_to_change_anything(
+    console: Console,
+) -> None:
+    client = console.client
+    client.post("/console/login", data={"token": TOKENS[Role.ADMIN]}, follow_redirects=False)
+    draft = "/console/flows/knee-replacement/draft"
+    try:
+        for origin in ("https://evil.example.org", "null"):
+            forged = client.post(draft, data={"source": "x"}, headers={"origin": origin})
+            assert forged.status_code == 403, origin
+        referred = client.post(
+            draft, data={"source": "x"}, headers={"referer": "https://evil.example.org/page"}
+        )
+        assert referred.status_code == 403
+        # The console's own pages post with their own origin.
+        own = client.post(draft, data={"source": "x"}, headers={"origin": "http://testserver"})
+        assert own.status_code == 200
+        # A bearer token is never sent by a browser on its own: no origin check.
+        scripted = console.client.post(
+            draft,
+            data={"source": "x"},
+            headers={"origin": "https://evil.example.org", **bearer(Role.ADMIN)},
+        )
+        assert scripted.status_code == 200
+    finally:
+        client.cookies.clear()
+
+
 def test_a_marketing_session_is_refused_a_timeline(console: Console) -> None:
     client = console.client
     client.post("/console/login", data={"token": TOKENS[Role.MARKETING]}, follow_redirects=False)
