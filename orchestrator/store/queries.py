@@ -102,18 +102,11 @@ class Queries:
 
     def flow_journeys(self, flow_id: str) -> list[tuple[int, Journey]]:
         """Every journey on `flow_id`, any version, settled episodes included (the funnel)."""
-        with self.transactions.read() as c:
-            rows = c.execute(
-                select(
-                    JourneyRow.patient_id,
-                    JourneyRow.flow_id,
-                    JourneyRow.flow_version,
-                    JourneyRow.state,
-                )
-                .where(JourneyRow.flow_id == flow_id)
-                .order_by(JourneyRow.patient_id, JourneyRow.flow_version)
-            ).all()
-            return whole_journeys(rows, settled_episodes(c, EpisodeRow.flow_id == flow_id))
+        return self._journeys(
+            JourneyRow.flow_id == flow_id,
+            EpisodeRow.flow_id == flow_id,
+            (JourneyRow.patient_id, JourneyRow.flow_version),
+        )
 
     def flow_figures(self, flow: Flow, chosen: FigureFilter | None = None) -> FlowFigures:
         """`flow`'s figures aggregated in SQL (`store/figures.py`), in one snapshot."""
@@ -122,6 +115,16 @@ class Queries:
 
     def patient_journeys(self, patient_id: str) -> list[tuple[int, Journey]]:
         """One patient's journeys, every flow and version, settled episodes included."""
+        return self._journeys(
+            JourneyRow.patient_id == patient_id,
+            EpisodeRow.patient_id == patient_id,
+            (JourneyRow.flow_id, JourneyRow.flow_version),
+        )
+
+    def _journeys(
+        self, journeys: Any, episodes: Any, order: tuple[Any, ...]
+    ) -> list[tuple[int, Journey]]:
+        """The journeys `journeys` picks, with the settled episodes `episodes` picks put back."""
         with self.transactions.read() as c:
             rows = c.execute(
                 select(
@@ -130,10 +133,10 @@ class Queries:
                     JourneyRow.flow_version,
                     JourneyRow.state,
                 )
-                .where(JourneyRow.patient_id == patient_id)
-                .order_by(JourneyRow.flow_id, JourneyRow.flow_version)
+                .where(journeys)
+                .order_by(*order)
             ).all()
-            return whole_journeys(rows, settled_episodes(c, EpisodeRow.patient_id == patient_id))
+            return whole_journeys(rows, settled_episodes(c, episodes))
 
     def patient_events(
         self, patient_id: str, limit: int = PATIENT_EVENTS_LIMIT
