@@ -4,7 +4,6 @@ rule, no patient on the pages, the token; and the pages in a real headless brows
 from __future__ import annotations
 
 import html
-import json
 import re
 import shutil
 import subprocess
@@ -12,7 +11,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -26,9 +24,10 @@ from orchestrator.insight.worksheet import FUNNEL, funnel_texts
 from orchestrator.service import EmbeddedService
 from orchestrator.settings import Settings
 from tests.live import TestClient, serve
+from tests.orchestrator.console.conftest import Console, copies
 from tests.orchestrator.insight.stream import insight_flow_data, insight_stream
 from tests.orchestrator.runtime.conftest import write_templates
-from tests.samples import ROOT, contact_details, patient_ids, sample_events
+from tests.samples import ROOT, contact_details, patient_ids
 
 START = datetime(2026, 3, 1, tzinfo=UTC)
 CHROMIUM = Path("/usr/bin/chromium")
@@ -43,34 +42,9 @@ CHROMIUM_FLAGS = [
 ]
 
 
-def copies(name: str, count: int) -> list[dict[str, Any]]:
-    """`count` copies of a sample stream, each with its own event, patient and subject ids."""
-    found = []
-    for copy in range(count):
-        for data in sample_events(name):
-            data = json.loads(json.dumps(data))
-            suffix = f"-{copy:03d}"
-            data["id"] += suffix
-            data["patient"]["id"] += suffix
-            for part in ("appointment", "encounter"):
-                if data.get(part):
-                    data[part]["id"] += suffix
-            found.append(data)
-    return found
-
-
 @dataclass
-class Dashboard:
-    service: EmbeddedService
-    clock: VirtualClock
-    client: TestClient
-
-    def run_until(self, until: datetime) -> None:
-        """Move the clock to `until`, at most two hours at a time, dispatching what falls due."""
-        while self.clock.now() < until:
-            self.clock.advance(min(timedelta(hours=2), until - self.clock.now()))
-            while self.service.dispatcher.tick():
-                pass
+class Dashboard(Console):
+    """The console's test harness, with the figures the dashboard should show."""
 
     def figures(self, flow_id: str) -> FlowFigures:
         return measured(self.service.store, self.service.flows.current[flow_id])
