@@ -12,10 +12,9 @@ import typer
 from rich.console import Console
 
 from ..clock import SystemClock
-from ..errors import StoreError
 from ..store import check_invariants, standard_invariants
 from .options import DbOption, settings_with
-from .reports import _store
+from .stores import opened_store
 
 __all__ = ["audit_check"]
 
@@ -47,12 +46,10 @@ def audit_check(
             raise typer.BadParameter(f"expected an ISO 8601 time, got {due_before!r}") from None
         if instant.tzinfo is None:
             raise typer.BadParameter("--due-before needs a UTC offset, e.g. 2026-03-01T00:00:00Z")
-    try:
-        checks = standard_invariants(settings_with(db=db).stale_after)
-        report = check_invariants(_store(db), due_before=instant, invariants=checks)
-    except StoreError as exc:
-        Console(stderr=True, soft_wrap=True).print(f"store: {exc}", markup=False)
-        raise typer.Exit(1) from None
+    settings = settings_with(db=db)
+    checks = standard_invariants(settings.stale_after)
+    with opened_store(settings.db, Console(stderr=True, soft_wrap=True)) as store:
+        report = check_invariants(store, due_before=instant, invariants=checks)
     broken = {v.name: v for v in report.violations}
     for name in report.checked:
         found = broken.get(name)

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 
 from ..clock import VirtualClock
-from ..errors import FlowError, InputError, StoreError
+from ..errors import FlowError, InputError
 from ..event_schema import parse_event_json
 from ..flows.loader import load_flows
 from ..flows.model import Flow
@@ -96,22 +96,10 @@ def map_command(
 def _stored(url: str, flow: Flow, persona: str | None, err: Console) -> FlowFigures:
     # Imported here: the worksheet without figures needs no database driver.
     from ..insight.reading import measured
-    from ..store import SqlStore, connect, pending
+    from .stores import opened_store
 
-    try:
-        engine = connect(url)
-        try:
-            if pending(engine):
-                err.print(
-                    "the store has no schema yet (or an old one): run `orchestrator db upgrade`"
-                )
-                raise typer.Exit(1)
-            return measured(SqlStore(engine), flow, persona)
-        finally:
-            engine.dispose()
-    except StoreError as exc:
-        err.print(f"store: {exc}", markup=False)
-        raise typer.Exit(1) from None
+    with opened_store(url, err) as store:
+        return measured(store, flow, persona)
 
 
 def _simulated(

@@ -14,9 +14,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..errors import StoreError
-from ..store import SqlStore, connect, pending
 from .options import DbOption, settings_with
+from .stores import opened_store
 
 __all__ = ["audit_app", "outbox_command"]
 
@@ -29,18 +28,8 @@ class ReportFormat(StrEnum):
     JSON = "json"
 
 
-def _store(db: str | None) -> SqlStore:
-    settings = settings_with(db=db)
-    err = Console(stderr=True, soft_wrap=True)
-    try:
-        engine = connect(settings.db)
-        if pending(engine):
-            err.print("the store has no schema yet (or an old one): run `orchestrator db upgrade`")
-            raise typer.Exit(1)
-    except StoreError as exc:
-        err.print(f"store: {exc}", markup=False)
-        raise typer.Exit(1) from None
-    return SqlStore(engine)
+def _errors() -> Console:
+    return Console(stderr=True, soft_wrap=True)
 
 
 def _console() -> Console:
@@ -56,7 +45,8 @@ def outbox_command(
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table")] = False,
 ) -> None:
     """What the sandbox connectors "sent", newest first."""
-    entries = _store(db).outbox(limit)
+    with opened_store(settings_with(db=db).db, _errors()) as store:
+        entries = store.outbox(limit)
     if as_json:
         for e in entries:
             sys.stdout.write(
@@ -100,7 +90,8 @@ def audit_report(
             raise typer.BadParameter(f"expected an ISO 8601 time, got {since!r}") from None
         if start.tzinfo is None:
             raise typer.BadParameter("--since needs a UTC offset, e.g. 2026-03-01T00:00:00Z")
-    rows = _store(db).audit(flow=flow, since=start)
+    with opened_store(settings_with(db=db).db, _errors()) as store:
+        rows = store.audit(flow=flow, since=start)
     counts: Counter[tuple[str, int, str, str, str, str]] = Counter(
         (r.flow, r.flow_version, r.stage, r.message, r.status, r.reason or "") for r in rows
     )

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from ..clock import Clock, SystemClock, VirtualClock
 from ..decisions import DecisionRecord
-from ..errors import FlowError, InputError, StoreError
+from ..errors import FlowError, InputError
 from ..event import Event
 from ..event_schema import parse_event_json
 from ..flows.loader import load_flows
@@ -200,32 +200,20 @@ def _over_history(
 ) -> Comparison:
     """The draft against the running flows over the store's last `days` days."""
     # Imported here: a simulation of a file needs no database driver.
-    from ..store import SqlStore, connect, pending
+    from .stores import opened_store
 
     clock: Clock = VirtualClock(until) if until is not None else SystemClock()
-    try:
-        engine = connect(url)
-        try:
-            if pending(engine):
-                err.print(
-                    "the store has no schema yet (or an old one): run `orchestrator db upgrade`"
-                )
-                raise typer.Exit(1)
-            return draft_vs_running(
-                SqlStore(engine),
-                running,
-                draft,
-                templates,
-                days,
-                clock=clock,
-                settle_after=settings.settle_after,
-                stale_after=settings.stale_after,
-            )
-        finally:
-            engine.dispose()
-    except StoreError as exc:
-        err.print(f"store: {exc}", markup=False)
-        raise typer.Exit(1) from None
+    with opened_store(url, err) as store:
+        return draft_vs_running(
+            store,
+            running,
+            draft,
+            templates,
+            days,
+            clock=clock,
+            settle_after=settings.settle_after,
+            stale_after=settings.stale_after,
+        )
 
 
 def _warn_if_out_of_order(
