@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any, cast
 
 from pydantic import ValidationError
-from sqlalchemy import Table, bindparam, case, delete, insert, or_, select, text, update
+from sqlalchemy import Table, bindparam, case, delete, or_, select, text, update
 from sqlalchemy.engine import Connection
 
 from ..decisions import DecisionRecord, record
@@ -20,7 +20,8 @@ from ..policies import ConsentRecord
 from ..ports import ImportHold
 from ..visit_facts import VisitFacts
 from . import codec
-from .rows import audit_row, chunks, locking_in_key_order, message_row, upsert, visit_row
+from .bulk import insert_rows, upsert
+from .rows import audit_row, chunks, locking_in_key_order, message_row, visit_row
 from .tables import (
     AuditRow,
     ConsentRow,
@@ -230,12 +231,10 @@ class UnitOfWork:
         upsert(c, JourneyRow.__table__, journeys, ["patient_id", "flow_id", "flow_version"])
         upsert(c, EpisodeRow.__table__, episodes, ["id"])
         upsert(c, EpisodeRow.__table__, self._settled, ["id"])
-        if self._processed:
-            c.execute(_INSERT_PROCESSED, self._processed)
+        insert_rows(c, ProcessedEventRow.__table__, self._processed)
         for chunk in chunks(sorted(set(self._visited)), 500):
             c.execute(_DELETE_VISITS, {"ids": chunk})
-        if self._visits:
-            c.execute(_INSERT_VISITS, self._visits)
+        insert_rows(c, StageVisitRow.__table__, self._visits)
         self._write_messages()
 
     def _journey_rows(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -309,8 +308,7 @@ class UnitOfWork:
             if taken is not None:
                 status[key] = taken
                 audit.append(record(message, self.now, taken, reason, event_id=event_id))
-        if inserts:
-            c.execute(_INSERT_MESSAGES, list(inserts.values()))
+        insert_rows(c, ScheduledMessageRow.__table__, list(inserts.values()))
         if updates:
             c.execute(
                 _UPDATE_PENDING,
@@ -345,8 +343,7 @@ class UnitOfWork:
                 a.status == MessageStatus.CANCELLED and a.key in cancels and a.key not in cancelled
             )
         ]
-        if audit:
-            c.execute(_INSERT_AUDIT, [audit_row(a) for a in audit])
+        insert_rows(c, AuditRow.__table__, [audit_row(a) for a in audit])
         # Where an intake was asked for, as the figures count it: an intake request
         # audited as scheduled there (kept, as the audit is, once written).
         asked = {
@@ -387,7 +384,6 @@ _STATUSES = select(ScheduledMessageRow.key, ScheduledMessageRow.status).where(
     ScheduledMessageRow.key.in_(bindparam("keys", expanding=True))
 )
 _LOCKED_STATUSES = locking_in_key_order(_STATUSES, ScheduledMessageRow.key, "postgresql")
-_INSERT_PROCESSED = insert(ProcessedEventRow)
 _EVENT_TIMES = select(
     ProcessedEventRow.event_id,
     ProcessedEventRow.patient_id,
@@ -397,9 +393,6 @@ _EVENT_TIMES = select(
 _DELETE_VISITS = delete(StageVisitRow).where(
     StageVisitRow.episode_id.in_(bindparam("ids", expanding=True))
 )
-_INSERT_VISITS = insert(StageVisitRow)
-_INSERT_MESSAGES = insert(ScheduledMessageRow)
-_INSERT_AUDIT = insert(AuditRow)
 _CONSENT_TIMES = select(ConsentRow.recipient, ConsentRow.channel, ConsentRow.at).where(
     ConsentRow.patient_id == bindparam("id")
 )

@@ -1,0 +1,209 @@
+"""Bulk writes: a batch's rows of a table in one statement, and the audit tallied the same.
+
+`store/bulk.py` writes each table of a unit of work with one statement on
+PostgreSQL (arrays through `unnest`); migration 0013 tallies the audit once
+per statement. What they must keep: the rows and values an executemany
+wrote, and the tallies the row trigger kept row by row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import event, select, text
+from sqlalchemy.engine import Connection
+
+from orchestrator.store import SqlStore, connect
+from orchestrator.store.bulk import insert_rows, upsert
+from orchestrator.store.tables import AuditRow, ConsentRow, StageVisitRow
+from tests.builders import T0
+
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
+
+
+@pytest.fixture
+def sql_store(store_url: str) -> Iterator[SqlStore]:
+    engine = connect(store_url)
+    yield SqlStore(engine)
+    engine.dispose()
+
+
+def audit(n: int, key: str, status: str, reason: str | None = None, **more: Any) -> dict[str, Any]:
+    return {
+        "at": T0 + timedelta(minutes=n),
+        "event_id": f"e-{n}",
+        "patient_id": "p-1",
+        "flow_id": "f",
+        "flow_version": 1,
+        "episode_id": more.get("episode", "ep-1"),
+        "stage_id": more.get("stage", "booked"),
+        "message_id": key.split("-")[0],
+        "key": key,
+        "recipient": "p-1",
+        "channel": more.get("channel"),
+        "language": None,
+        "template": "t",
+        "due_at": T0,
+        "status": status,
+        "reason": reason,
+    }
+
+
+# A key scheduled twice in one batch (a redelivered decision written again),
+# suppressed for one reason then another, sent and sent again, and a second
+# message alone.
+ROWS = [
+    audit(1, "m1-a", "scheduled"),
+    audit(2, "m1-a", "scheduled"),
+    audit(3, "m1-a", "suppressed", "quiet_hours"),
+    audit(4, "m1-a", "suppressed", "cap"),
+    audit(5, "m1-a", "sent", channel="sms"),
+    audit(6, "m1-a", "sent", channel="sms"),
+    audit(7, "m2-b", "expired", "stale", episode="ep-2", stage="done"),
+]
+
+
+def tallies(c: Connection) -> dict[tuple[str, str, str], tuple[int, int]]:
+    rows = c.execute(
+        text("SELECT message_id, status, reason, records, keys FROM message_tallies")
+    ).all()
+    return {(m, s, r): (records, keys) for m, s, r, records, keys in rows}
+
+
+def sent_stages(c: Connection) -> set[tuple[str, str]]:
+    return {tuple(r) for r in c.execute(text("SELECT episode_id, stage_id FROM sent_stages"))}
+
+
+def test_an_audit_written_in_one_statement_is_tallied_as_row_by_row(sql_store: SqlStore) -> None:
+    table = AuditRow.__table__
+    with sql_store.engine.connect() as c:
+        with c.begin() as one_by_one:
+            for row in ROWS:
+                insert_rows(c, table, [row])
+            expected = tallies(c), sent_stages(c)
+            one_by_one.rollback()
+        with c.begin() as together:
+            insert_rows(c, table, ROWS)
+            assert (tallies(c), sent_stages(c)) == expected
+            together.rollback()
+    assert expected[0] == {
+        ("m1", "scheduled", ""): (2, 1),
+        # The key moved from its first suppression's reason to its last.
+        ("m1", "suppressed", "quiet_hours"): (1, 0),
+        ("m1", "suppressed", "cap"): (1, 1),
+        ("m1", "sent", ""): (2, 1),
+        ("m2", "expired", "stale"): (1, 1),
+    }
+    assert expected[1] == {("ep-1", "booked")}
+
+
+def test_an_audit_row_of_a_later_batch_counts_no_key_twice(sql_store: SqlStore) -> None:
+    with sql_store.engine.begin() as c:
+        insert_rows(c, AuditRow.__table__, ROWS[:3])
+        insert_rows(c, AuditRow.__table__, ROWS[3:])
+        assert tallies(c)[("m1", "scheduled", "")] == (2, 1)
+        assert tallies(c)[("m1", "suppressed", "quiet_hours")] == (1, 0)
+        assert tallies(c)[("m1", "suppressed", "cap")] == (1, 1)
+
+
+def test_bulk_rows_read_back_as_written(sql_store: SqlStore) -> None:
+    # Every kind of column: text, integers, booleans, a float, times, NULLs;
+    # and a reason cut to its column's length as an ordinary insert cuts it.
+    visits = [
+        {
+            "episode_id": f"ep-{n}",
+            "visit": n,
+            "patient_id": "p-1",
+            "flow_id": "f",
+            "flow_version": 3,
+            "stage_id": 'st "quoted", {braces}\\',
+            "entered_at": T0 + timedelta(hours=n),
+            "event_id": "e-1",
+            "persona": None if n else "p",
+            "started_at": T0,
+            "ending": "moved_on",
+            "next_stage_id": None,
+            "missed": bool(n),
+            "attended": False,
+            "intake_sent": True,
+            "replied": False,
+            "referral_hours": 1.5 if n else None,
+            "episode_intake_done": False,
+            "episode_no_show": False,
+            "episode_replied": True,
+        }
+        for n in range(3)
+    ]
+    consent = {
+        "patient_id": "p-1",
+        "recipient": "p-1",
+        "channel": "sms",
+        "granted": True,
+        "at": T0,
+        "source": "x" * 500,
+    }
+    with sql_store.engine.begin() as c:
+        insert_rows(c, StageVisitRow.__table__, visits)
+        upsert(c, ConsentRow.__table__, [consent], ["patient_id", "recipient", "channel"])
+        upsert(
+            c,
+            ConsentRow.__table__,
+            [consent | {"granted": False, "at": T0 + timedelta(days=1)}],
+            ["patient_id", "recipient", "channel"],
+        )
+        read = [dict(r._mapping) for r in c.execute(select(StageVisitRow).order_by("visit"))]
+        (kept,) = c.execute(select(ConsentRow)).all()
+    assert [
+        {k: v.astimezone(T0.tzinfo) if hasattr(v, "astimezone") else v for k, v in r.items()}
+        for r in read
+    ] == visits
+    assert kept.granted is False
+    assert kept.at == T0 + timedelta(days=1)
+
+
+@pytest.mark.backends("postgresql")
+def test_a_batch_of_events_writes_each_table_in_one_statement(sql_store: SqlStore) -> None:
+    from orchestrator.clock import VirtualClock
+    from orchestrator.runtime import EventProcessor, FlowRegistry
+    from tests.builders import make_event, make_flow, make_patient
+
+    seen: list[tuple[str, bool]] = []
+
+    def executed(*args: Any) -> None:
+        statement, executemany = args[2], args[5]
+        if statement.lstrip().upper().startswith("INSERT"):
+            seen.append((statement.split()[2], executemany))
+
+    events = [
+        make_event(
+            id=f"e-{n}",
+            type="appointment.booked",
+            patient=make_patient(f"p-{n % 7}"),
+            start=T0 + timedelta(days=3, hours=n),
+            appointment_id=f"a-{n}",
+        )
+        for n in range(40)
+    ]
+    flow = make_flow()
+    processor = EventProcessor(sql_store, FlowRegistry.of({flow.id: flow}), VirtualClock(T0))
+    event.listen(sql_store.engine, "before_cursor_execute", executed)
+    try:
+        results = processor.process(events)
+    finally:
+        event.remove(sql_store.engine, "before_cursor_execute", executed)
+    assert {r.status for r in results} == {"accepted"}
+    tables = [table for table, _ in seen]
+    assert not [t for t, many in seen if many], "an executemany is a statement per row"
+    for table in ("processed_events", "journeys", "episodes", "scheduled_messages", "audit_log"):
+        assert tables.count(table) == 1, seen
+
+
+def test_of_two_upserted_rows_with_one_key_the_later_wins(sql_store: SqlStore) -> None:
+    first = {"patient_id": "p-1", "recipient": "p-1", "channel": "sms", "granted": True}
+    rows = [first | {"at": T0, "source": "a"}, first | {"at": T0, "source": "b"}]
+    with sql_store.engine.begin() as c:
+        upsert(c, ConsentRow.__table__, rows, ["patient_id", "recipient", "channel"])
+        assert c.execute(select(ConsentRow.source)).scalars().all() == ["b"]
