@@ -62,6 +62,11 @@ class UnitOfWork:
     _decisions: list[tuple[str, ScheduledMessage, str | None, str]] = field(default_factory=list)
     # Patients with a stored journey that does not read back, and why (see `journeys`).
     unreadable: dict[str, str] = field(default_factory=dict)
+    # The journeys as read, their state text and their episodes: a journey saved
+    # unchanged, and an episode unchanged, is not written again.
+    _stored: dict[tuple[str, str, int], tuple[str, dict[str, Episode]]] = field(
+        default_factory=dict
+    )
 
     # -- reads ----------------------------------------------------------------
 
@@ -102,11 +107,15 @@ class UnitOfWork:
             rows = self.connection.execute(_JOURNEYS, {"ids": chunk})
             for patient_id, flow_id, version, state in rows:
                 try:
-                    found[(patient_id, flow_id, version)] = codec.loads(Journey, state)
+                    journey = codec.loads(Journey, state)
                 except (ValidationError, ValueError, RecursionError) as exc:
                     self.unreadable.setdefault(
                         patient_id, f"journey {flow_id} v{version}: {exc.__class__.__name__}"
                     )
+                    continue
+                key = (patient_id, flow_id, version)
+                found[key] = journey
+                self._stored[key] = (state, {e.id: e for e in journey.episodes})
         return found
 
     def known_patients(self, patient_ids: Iterable[str]) -> dict[str, KnownPatient]:
@@ -238,14 +247,20 @@ class UnitOfWork:
         self._write_messages()
 
     def _journey_rows(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The rows of the journeys saved, and of their episodes, that differ from the stored."""
         journeys, episodes = [], []
-        for (patient_id, flow_id, version), journey in self._journeys.items():
+        for key, journey in self._journeys.items():
+            patient_id, flow_id, version = key
+            state = codec.dumps(journey)
+            stored, stored_episodes = self._stored.get(key, (None, {}))
+            if state == stored:
+                continue
             journeys.append(
                 {
                     "patient_id": patient_id,
                     "flow_id": flow_id,
                     "flow_version": version,
-                    "state": codec.dumps(journey),
+                    "state": state,
                     "active": any(e.status is EpisodeStatus.ACTIVE for e in journey.episodes),
                     "updated_at": self.now,
                 }
@@ -253,6 +268,7 @@ class UnitOfWork:
             episodes += [
                 _episode_row(patient_id, flow_id, version, episode, self.now)
                 for episode in journey.episodes
+                if stored_episodes.get(episode.id) != episode
             ]
         return journeys, episodes
 

@@ -207,3 +207,61 @@ def test_of_two_upserted_rows_with_one_key_the_later_wins(sql_store: SqlStore) -
     with sql_store.engine.begin() as c:
         upsert(c, ConsentRow.__table__, rows, ["patient_id", "recipient", "channel"])
         assert c.execute(select(ConsentRow.source)).scalars().all() == ["b"]
+
+
+def written_rows(store: SqlStore, run: Any) -> dict[str, int]:
+    """How many rows each table's INSERT statements carried while `run()` ran."""
+    counts: dict[str, int] = {}
+
+    def executed(*args: Any) -> None:
+        statement, parameters, executemany = args[2], args[3], args[5]
+        if not statement.lstrip().upper().startswith("INSERT"):
+            return
+        table = statement.split()[2].strip('"')
+        if executemany:
+            rows = len(parameters)
+        elif isinstance(parameters, dict) and isinstance(parameters.get("c0"), list):
+            rows = len(parameters["c0"])  # one array per column (`bulk`)
+        else:
+            rows = 1
+        counts[table] = counts.get(table, 0) + rows
+
+    event.listen(store.engine, "before_cursor_execute", executed)
+    try:
+        run()
+    finally:
+        event.remove(store.engine, "before_cursor_execute", executed)
+    return counts
+
+
+def test_a_journey_is_written_only_where_it_changed(sql_store: SqlStore) -> None:
+    from orchestrator.clock import VirtualClock
+    from orchestrator.runtime import EventProcessor, FlowRegistry
+    from tests.builders import make_event, make_flow
+
+    flow = make_flow()
+    processor = EventProcessor(sql_store, FlowRegistry.of({flow.id: flow}), VirtualClock(T0))
+    start = T0 + timedelta(days=10)
+    booked = [
+        make_event(id=f"b-{n}", appointment_id=f"a-{n}", start=start + timedelta(days=n))
+        for n in (1, 2)
+    ]
+    processor.process(booked)
+    with sql_store.unit(T0) as unit:
+        journeys = unit.journeys(["p-1"])
+    ((key, journey),) = journeys.items()
+    assert len(journey.episodes) == 2
+
+    def save_unchanged() -> None:
+        with sql_store.unit(T0) as unit:
+            unit.save_journey(unit.journeys(["p-1"])[key], key[2])
+
+    assert written_rows(sql_store, save_unchanged) == {}
+    # One episode of two moves on (its appointment cancelled): only it is written again.
+    cancelled = make_event("appointment.cancelled", id="c-2", appointment_id="a-2", start=start)
+    written = written_rows(sql_store, lambda: processor.process([cancelled]))
+    assert written["journeys"] == 1
+    assert written["episodes"] == 1
+    with sql_store.unit(T0) as unit:
+        episodes = {e.appointment_id: e.stage_id for e in unit.journeys(["p-1"])[key].episodes}
+    assert episodes == {"a-1": "booked", "a-2": "rebooking"}
