@@ -67,6 +67,10 @@ class UnitOfWork:
     _stored: dict[tuple[str, str, int], tuple[str, dict[str, Episode]]] = field(
         default_factory=dict
     )
+    # The batch's patients (those whose journeys were read), and their stored
+    # consents' times, read at the first `consent_times`.
+    _batch_patients: set[str] = field(default_factory=set)
+    _consent_times: dict[str, dict[tuple[str, str], datetime]] | None = None
 
     # -- reads ----------------------------------------------------------------
 
@@ -103,7 +107,9 @@ class UnitOfWork:
         their history, so the caller holds that patient's events back.
         """
         found: dict[tuple[str, str, int], Journey] = {}
-        for chunk in chunks(list(set(patient_ids)), 500):
+        ids = set(patient_ids)
+        self._batch_patients |= ids
+        for chunk in chunks(list(ids), 500):
             rows = self.connection.execute(_JOURNEYS, {"ids": chunk})
             for patient_id, flow_id, version, state in rows:
                 try:
@@ -143,8 +149,21 @@ class UnitOfWork:
         return found
 
     def consent_times(self, patient_id: str) -> dict[tuple[str, str], datetime]:
-        rows = self.connection.execute(_CONSENT_TIMES, {"id": patient_id})
-        return {(r, c): at for r, c, at in rows}
+        """When each stored consent of the patient was decided, by (recipient, channel).
+
+        Read for every patient of the batch at the first call (one statement,
+        not one per consent event); what this unit saves is not among them.
+        """
+        if self._consent_times is None:
+            self._consent_times = {}
+            for chunk in chunks(sorted(self._batch_patients), 500):
+                rows = self.connection.execute(_CONSENT_TIMES, {"ids": chunk})
+                for pid, recipient, channel, at in rows:
+                    self._consent_times.setdefault(pid, {})[(recipient, channel)] = at
+        if patient_id not in self._batch_patients:
+            rows = self.connection.execute(_CONSENT_TIMES, {"ids": [patient_id]})
+            return {(r, c): at for _, r, c, at in rows}
+        return dict(self._consent_times.get(patient_id, {}))
 
     # -- writes (collected) ---------------------------------------------------
 
@@ -409,9 +428,9 @@ _EVENT_TIMES = select(
 _DELETE_VISITS = delete(StageVisitRow).where(
     StageVisitRow.episode_id.in_(bindparam("ids", expanding=True))
 )
-_CONSENT_TIMES = select(ConsentRow.recipient, ConsentRow.channel, ConsentRow.at).where(
-    ConsentRow.patient_id == bindparam("id")
-)
+_CONSENT_TIMES = select(
+    ConsentRow.patient_id, ConsentRow.recipient, ConsentRow.channel, ConsentRow.at
+).where(ConsentRow.patient_id.in_(bindparam("ids", expanding=True)))
 _MESSAGES = cast(Table, ScheduledMessageRow.__table__)
 _UPDATE_PENDING = (
     update(_MESSAGES)

@@ -265,3 +265,43 @@ def test_a_journey_is_written_only_where_it_changed(sql_store: SqlStore) -> None
     with sql_store.unit(T0) as unit:
         episodes = {e.appointment_id: e.stage_id for e in unit.journeys(["p-1"])[key].episodes}
     assert episodes == {"a-1": "booked", "a-2": "rebooking"}
+
+
+def test_a_batch_reads_its_patients_consents_in_one_statement(sql_store: SqlStore) -> None:
+    from orchestrator.clock import VirtualClock
+    from orchestrator.runtime import EventProcessor, FlowRegistry
+    from tests.builders import make_event, make_flow, make_patient
+
+    flow = make_flow()
+    processor = EventProcessor(sql_store, FlowRegistry.of({flow.id: flow}), VirtualClock(T0))
+
+    def opt(kind: str, n: int, minutes: int) -> Any:
+        return make_event(
+            f"consent.{kind}",
+            id=f"{kind}-{n}-{minutes}",
+            patient=make_patient(f"p-{n}"),
+            occurred_at=T0 + timedelta(minutes=minutes),
+            appointment_id=None,
+            attributes={"channel": "sms"},
+        )
+
+    processor.process([opt("opted_out", n, 1) for n in range(5)])
+    reads: list[str] = []
+
+    def executed(*args: Any) -> None:
+        if "FROM consents" in args[2]:
+            reads.append(args[2])
+
+    event.listen(sql_store.engine, "before_cursor_execute", executed)
+    try:
+        # An older opt-in loses to the stored opt-out; a newer one wins.
+        results = processor.process(
+            [opt("opted_in", n, 0) for n in range(5)] + [opt("opted_in", 0, 2)]
+        )
+    finally:
+        event.remove(sql_store.engine, "before_cursor_execute", executed)
+    assert {r.status for r in results} == {"accepted"}
+    assert len(reads) == 1
+    with sql_store.engine.connect() as c:
+        granted = dict(c.execute(select(ConsentRow.patient_id, ConsentRow.granted)).all())
+    assert granted == {"p-0": True, "p-1": False, "p-2": False, "p-3": False, "p-4": False}
