@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Table, insert
+from sqlalchemy import String, Table, insert
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection, Dialect
 
@@ -90,7 +90,7 @@ def _unnest(
     quote = dialect.identifier_preparer.quote
     names = ", ".join(quote(c) for c in columns)
     arrays = ", ".join(
-        f"CAST(%(c{n})b AS {table.c[c].type.compile(dialect=dialect)}[])"
+        f"CAST(%(c{n})b AS {_element_type(table.c[c].type, dialect)}[])"
         for n, c in enumerate(columns)
     )
     sql = f"INSERT INTO {quote(table.name)} ({names}) SELECT * FROM unnest({arrays})"
@@ -102,6 +102,18 @@ def _unnest(
         else:
             sql += f" ON CONFLICT ({target}) DO NOTHING"
     return sql
+
+
+def _element_type(column_type: Any, dialect: Dialect) -> str:
+    """The array's element type: text for any string column, whatever its length.
+
+    An explicit cast to `varchar(40)` cuts a longer value without a word; the
+    insert's own assignment to the column refuses it, as a plain insert does.
+    """
+    base = getattr(column_type, "impl_instance", column_type)
+    if isinstance(base, String):
+        return "TEXT"
+    return str(column_type.compile(dialect=dialect))
 
 
 @lru_cache(maxsize=64)

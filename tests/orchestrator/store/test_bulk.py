@@ -143,7 +143,7 @@ def test_bulk_rows_read_back_as_written(sql_store: SqlStore) -> None:
         "channel": "sms",
         "granted": True,
         "at": T0,
-        "source": "x" * 500,
+        "source": "api",
     }
     with sql_store.engine.begin() as c:
         insert_rows(c, StageVisitRow.__table__, visits)
@@ -154,12 +154,15 @@ def test_bulk_rows_read_back_as_written(sql_store: SqlStore) -> None:
             [consent | {"granted": False, "at": T0 + timedelta(days=1)}],
             ["patient_id", "recipient", "channel"],
         )
+        insert_rows(c, AuditRow.__table__, [audit(1, "m1-a", "expired", "why " * 100)])
         read = [dict(r._mapping) for r in c.execute(select(StageVisitRow).order_by("visit"))]
         (kept,) = c.execute(select(ConsentRow)).all()
+        reason = c.execute(select(AuditRow.reason)).scalar_one()
     assert [
         {k: v.astimezone(T0.tzinfo) if hasattr(v, "astimezone") else v for k, v in r.items()}
         for r in read
     ] == visits
+    assert reason == ("why " * 50)[:200]
     assert kept.granted is False
     assert kept.at == T0 + timedelta(days=1)
 
@@ -305,3 +308,11 @@ def test_a_batch_reads_its_patients_consents_in_one_statement(sql_store: SqlStor
     with sql_store.engine.connect() as c:
         granted = dict(c.execute(select(ConsentRow.patient_id, ConsentRow.granted)).all())
     assert granted == {"p-0": True, "p-1": False, "p-2": False, "p-3": False, "p-4": False}
+
+
+@pytest.mark.backends("postgresql")
+def test_a_value_too_long_for_its_column_is_refused_not_cut(sql_store: SqlStore) -> None:
+    from sqlalchemy.exc import DataError
+
+    with pytest.raises(DataError), sql_store.engine.begin() as c:
+        insert_rows(c, AuditRow.__table__, [audit(1, "k" * 41, "scheduled")])
