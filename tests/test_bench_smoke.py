@@ -38,6 +38,7 @@ QUICK = [
         "ratio",
     ),
     ("insight.py", ["--copies", "2", "--runs", "1"], "episodes/s"),
+    ("cli.py", ["--runs", "1"], "ratio"),
 ]
 
 
