@@ -421,8 +421,10 @@ class ScheduledMessageRow(Base):
     import_id: Mapped[str | None] = mapped_column(String(40), index=True)
 
     __table_args__ = (
-        # Finding due work reads this index: its cost follows what is due, not what is pending.
-        Index(None, "status", "due_at"),
+        # Finding due work reads this index: its cost follows what is due, not what is pending,
+        # and the key keeps the claim's order (due time, then key) without a sort of the
+        # messages due at one instant (migration 0013).
+        Index(None, "status", "due_at", "key"),
         # Frequency caps count recent sends per recipient and channel.
         Index(None, "patient_id", "recipient", "channel", "sent_at"),
         Index(None, "episode_id"),
