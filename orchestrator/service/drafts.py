@@ -54,6 +54,7 @@ __all__ = [
     "DraftCheck",
     "SharedTemplate",
     "check_draft",
+    "draft_flow",
     "draft_name",
     "export",
     "next_version",
@@ -108,6 +109,14 @@ def check_draft(
     except FlowError as exc:
         return DraftCheck(None, None, list(exc.problems))
     return DraftCheck(flow, document)
+
+
+def draft_flow(flow_id: str, text: str) -> Flow | None:
+    """The draft's flow, its templates unchecked (what a preview renders); None if unreadable."""
+    try:
+        return load_flow_text(text, draft_name(flow_id), flow_id)[0]
+    except FlowError:
+        return None
 
 
 def with_version(text: str, version: int) -> str:
