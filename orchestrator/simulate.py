@@ -32,6 +32,7 @@ from .memory_store import MemoryStore
 from .policies import DEFAULT_STALE_AFTER
 from .ports import Outbox
 from .runtime.dispatcher import Connector, Dispatcher
+from .runtime.pacing import Pacer, PacingPlan
 from .runtime.processor import EventProcessor, EventResult
 from .runtime.registry import FlowRegistry
 from .runtime.rendering import Organisation
@@ -90,6 +91,7 @@ class Simulator(AbstractContextManager["Simulator"]):
         stale_after: timedelta = DEFAULT_STALE_AFTER,
         settle_after: timedelta = DEFAULT_SETTLE_AFTER,
         org: Organisation = _NOBODY,
+        pacing: PacingPlan | None = None,
     ) -> None:
         self.clock = clock
         self.store = MemoryStore()
@@ -107,6 +109,8 @@ class Simulator(AbstractContextManager["Simulator"]):
             # Only retries draw from it, and the sandbox never asks for one; seeded
             # all the same, so that a simulation is the same every time.
             rng=random.Random(0),
+            # Paced as `run` paces the same senders (`pacing.plan_for`).
+            pacer=Pacer(self.store, pacing) if pacing and pacing.senders else None,
         )
         self.rejected: list[EventResult] = []
         self._position = 0
@@ -188,6 +192,7 @@ def simulate(
     stale_after: timedelta = DEFAULT_STALE_AFTER,
     settle_after: timedelta = DEFAULT_SETTLE_AFTER,
     order: PlayOrder = PlayOrder.OCCURRED,
+    pacing: PacingPlan | None = None,
 ) -> Iterator[DecisionRecord]:
     """Run a whole stream and yield its decisions; the clock starts at the first event played.
 
@@ -198,7 +203,7 @@ def simulate(
         return
     clock = VirtualClock(played[0].occurred_at)
     with Simulator(
-        flows, clock, templates, stale_after=stale_after, settle_after=settle_after
+        flows, clock, templates, stale_after=stale_after, settle_after=settle_after, pacing=pacing
     ) as simulator:
         for event in played:
             if until is not None and event.occurred_at > until:

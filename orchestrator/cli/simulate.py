@@ -23,6 +23,7 @@ from ..event_schema import parse_event_json
 from ..flows.loader import load_flows
 from ..flows.model import Flow
 from ..insight.compare import KINDS, Comparison, compare
+from ..runtime.pacing import plan_for
 from ..runtime.rendering import Organisation
 from ..settings import Settings
 from ..simulate import PlayOrder, out_of_order, simulate
@@ -157,6 +158,8 @@ def simulate_command(
         parsed = list(accepted(_progress(stream, events, err)))
     _warn_if_out_of_order(parsed, events, order, err)
     limit, settle = settings.stale_after, settings.settle_after
+    # Paced as `run` would pace these settings' senders (none, for the sandbox, by default).
+    pacing = plan_for(settings)
     if compare_dirs is not None:
         comparison = compare(
             simulate(
@@ -167,16 +170,31 @@ def simulate_command(
                 stale_after=limit,
                 settle_after=settle,
                 order=order,
+                pacing=pacing,
             ),
             simulate(
-                parsed, flows, templates, stop, stale_after=limit, settle_after=settle, order=order
+                parsed,
+                flows,
+                templates,
+                stop,
+                stale_after=limit,
+                settle_after=settle,
+                order=order,
+                pacing=pacing,
             ),
         )
         print_comparison(comparison, output is OutputFormat.JSON, compare_dirs)
     else:
         _run(
             simulate(
-                parsed, flows, templates, stop, stale_after=limit, settle_after=settle, order=order
+                parsed,
+                flows,
+                templates,
+                stop,
+                stale_after=limit,
+                settle_after=settle,
+                order=order,
+                pacing=pacing,
             ),
             output,
         )

@@ -11,14 +11,18 @@ from .consent import (
 from .frequency_cap import within_cap
 from .gate import Defer, Expire, Send, SendContext, Suppress, Verdict, decide
 from .holdout import held_out
+from .pacing import Ask, Bucket, Pace
 from .quiet_hours import in_window, next_allowed
 from .staleness import DEFAULT_STALE_AFTER, is_stale, stale_at
 
 __all__ = [
     "DEFAULT_STALE_AFTER",
+    "Ask",
+    "Bucket",
     "ConsentRecord",
     "Defer",
     "Expire",
+    "Pace",
     "Send",
     "SendContext",
     "Suppress",

@@ -21,6 +21,13 @@ still holds. So an event that cancels or opts out a message of the batch
 while earlier ones are with the provider still wins: its mark then fails,
 and it is not sent. Settings refuse a lease shorter than three of the longest sends,
 so a live dispatcher's lease never runs out between two heartbeats.
+
+With a `pacer`, each send first takes its sender's tokens (`runtime.pacing`),
+in the transaction that decides the batch: a send that finds none is held,
+rescheduled to the instant the queue before it is paid for (`paced`,
+audited the first time only, with that instant), and takes its tokens then,
+ahead of new sends; one whose turn would come only at or past its
+staleness limit expires `stale` at once.
 """
 
 from __future__ import annotations
@@ -63,10 +70,15 @@ from ..policies import (
 from ..ports import Claim, Connector, MessageLedger, Outgoing, Receipt, SendingFacts, Sent
 from ..recipients import Contact, contact_for
 from ..templates import TemplateSet
+from .pacing import Pacer
 from .registry import FlowRegistry
 from .rendering import Organisation, render_context
 
-__all__ = ["Connector", "Dispatcher", "Outgoing", "Receipt"]
+__all__ = ["PACED", "Connector", "Dispatcher", "Outgoing", "Receipt"]
+
+# The reason of a message held for its sender's tokens: when it comes back it
+# takes them ahead of new sends, and a second hold is not audited again.
+PACED = "paced"
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +153,8 @@ class Dispatcher:
     # time, when the message has no expiry of its own.
     reconcile_limit: timedelta = timedelta(days=3)
     rng: random.Random = field(default_factory=random.Random)
+    # Sends paced to each sender's rate; None sends as fast as the connectors take them.
+    pacer: Pacer | None = None
     # A published version's templates over `templates`, made once per version (immutable).
     _layered: dict[tuple[str, int], TemplateSet] = field(default_factory=dict, repr=False)
 
@@ -201,6 +215,9 @@ class Dispatcher:
                 prepared = self._guarded(claim.message, self._prepare, claim, facts)
                 if prepared is not None:
                     rendered.append(prepared)
+            # Tokens taken with the decisions: a rollback gives them back.
+            returning = frozenset(c.message.key for c in claims if c.reason == PACED)
+            rendered = self._paced(rendered, returning)
         ready, outcomes = self._deliver(rendered)
         refused: list[tuple[_Ready, PermanentSendError]] = []
         with self.store.together():
@@ -375,6 +392,41 @@ class Dispatcher:
         self.store.finish(message, self.owner, self.clock.now(), *refusal)
         return None
 
+    def _paced(self, rendered: list[_Ready], returning: frozenset[str]) -> list[_Ready]:
+        """The sends that may go now (their tokens taken); the others held, or expired.
+
+        A message in `returning` was held for its tokens before.
+        """
+        if self.pacer is None or not rendered:
+            return rendered
+        now = self.clock.now()
+        answers = self.pacer.admit([item.outgoing for item in rendered], now, returning)
+        going: list[_Ready] = []
+        for item, at in zip(rendered, answers, strict=True):
+            if at is not None and at <= now:
+                going.append(item)
+            else:
+                again = item.message.key in returning
+                self._guarded(item.message, self._hold_paced, item, at, again)
+        return going
+
+    def _hold_paced(self, item: _Ready, until: datetime | None, again: bool) -> None:
+        """Hold a send until its turn (`paced`; audited once); expire it if that is too late."""
+        message, now = item.message, self.clock.now()
+        if until is None:
+            # Its sender could take it only at or past its staleness limit: not sent late.
+            self.store.finish(message, self.owner, now, MessageStatus.EXPIRED, "stale")
+            return
+        self.store.reschedule(message, self.owner, now, until, PACED, audit=not again)
+        log.info(
+            "dispatch.paced",
+            extra={
+                "message_key": message.key,
+                "channel": item.outgoing.channel.value,
+                "until": until.isoformat(),
+            },
+        )
+
     def _mark_sending(self, item: _Ready) -> _Ready | None:
         """Mark one rendered message "sending" as its send starts, numbering its attempt.
 
@@ -536,6 +588,10 @@ class Dispatcher:
             )
             if rendered is None:
                 return
+            if self.pacer is not None:
+                # Rare: sent at once, on what tokens there are (never queued, never held).
+                key = frozenset({rendered.message.key})
+                self.pacer.admit([rendered.outgoing], self.clock.now(), key)
             marked, outcomes = self._deliver([rendered])
             ready, outcome = marked[0], outcomes[0]
             if isinstance(outcome, _Lost) or not self._settle(ready, outcome):
