@@ -7,20 +7,17 @@ import sys
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
-from ..clock import VirtualClock
-from ..errors import FlowError, InputError
-from ..event_schema import parse_event_json
-from ..flows.loader import load_flows
-from ..flows.model import Flow
-from ..insight import FlowFigures, PatientEvent, flow_figures, mermaid, shown, to_csv, to_markdown
-from ..simulate import Simulator, in_history_order
-from ..templates import TemplateSet
 from .options import DbOption, FlowsOption, TemplatesOption, settings_with
+
+if TYPE_CHECKING:
+    from ..flows.model import Flow
+    from ..insight import FlowFigures
+    from ..templates import TemplateSet
 
 __all__ = ["journey_app"]
 
@@ -63,6 +60,11 @@ def map_command(
     """Print the journey-map worksheet of a flow: per stage its touchpoints, channels,
     patient questions, messages and timing, success metric, notes and ideas; with
     `--db` (or ORCHESTRATOR_DB) or `--events`, the measured figures beside them."""
+    from ..errors import FlowError
+    from ..flows.loader import load_flows
+    from ..insight import mermaid, shown, to_csv, to_markdown
+    from ..templates import TemplateSet
+
     err = Console(stderr=True, soft_wrap=True, highlight=False)
     settings = settings_with(db=db, flows=flows_dir, templates=templates_dir)
     try:
@@ -110,6 +112,12 @@ def _simulated(
     persona: str | None,
     err: Console,
 ) -> FlowFigures:
+    from ..clock import VirtualClock
+    from ..errors import InputError
+    from ..event_schema import parse_event_json
+    from ..insight import PatientEvent, flow_figures
+    from ..simulate import Simulator, in_history_order
+
     parsed = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():

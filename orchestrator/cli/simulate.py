@@ -1,4 +1,8 @@
-"""`orchestrator simulate`: events through the runtime's processor and dispatcher on a virtual clock."""
+"""`orchestrator simulate`: events through the runtime's processor and dispatcher on a virtual clock.
+
+What a run needs (the flows, the runtime, pydantic, Jinja2) is imported when
+it runs, so that `orchestrator --help` does not load it.
+"""
 
 from __future__ import annotations
 
@@ -8,29 +12,23 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, TextIO
+from typing import TYPE_CHECKING, Annotated, TextIO
 
 import typer
 from rich.console import Console
-from rich.progress import Progress
-from rich.table import Table
 
-from ..clock import Clock, SystemClock, VirtualClock
-from ..decisions import DecisionRecord
-from ..errors import FlowError, InputError
-from ..event import Event
-from ..event_schema import parse_event_json
-from ..flows.loader import load_flows
-from ..flows.model import Flow
-from ..insight.compare import KINDS, Comparison, compare
-from ..runtime.pacing import plan_for
-from ..runtime.rendering import Organisation
-from ..settings import Settings
-from ..simulate import PlayOrder, out_of_order, simulate
-from ..template_check import TemplateCheck
-from ..templates import TemplateSet
-from ..whatif import draft_vs_running
 from .options import DbOption, TemplatesOption, settings_with
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from ..decisions import DecisionRecord
+    from ..event import Event
+    from ..flows.model import Flow
+    from ..insight.compare import Comparison
+    from ..settings import Settings
+    from ..simulate import PlayOrder
+    from ..templates import TemplateSet
 
 # Below this many lines a progress bar is noise.
 _PROGRESS_FROM_LINES = 2_000
@@ -112,6 +110,16 @@ def simulate_command(
     what the AFTER flows would have done over the last N days, against the
     BEFORE flows, per stage.
     """
+    from ..errors import FlowError, InputError
+    from ..event_schema import parse_event_json
+    from ..flows.loader import load_flows
+    from ..insight.compare import compare
+    from ..runtime.pacing import plan_for
+    from ..runtime.rendering import Organisation
+    from ..simulate import PlayOrder, simulate
+    from ..template_check import TemplateCheck
+    from ..templates import TemplateSet
+
     settings = settings_with(templates=templates_dir, db=db)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     stop = _parse_until(until)
@@ -218,6 +226,8 @@ def _over_history(
 ) -> Comparison:
     """The draft against the running flows over the store's last `days` days."""
     # Imported here: a simulation of a file needs no database driver.
+    from ..clock import Clock, SystemClock, VirtualClock
+    from ..whatif import draft_vs_running
     from .stores import opened_store
 
     clock: Clock = VirtualClock(until) if until is not None else SystemClock()
@@ -237,6 +247,8 @@ def _over_history(
 def _warn_if_out_of_order(
     events: Sequence[Event], path: Path, order: PlayOrder, err: Console
 ) -> None:
+    from ..simulate import PlayOrder, out_of_order
+
     late = out_of_order(events)
     if not late:
         return
@@ -265,6 +277,10 @@ def _run(records: Iterable[DecisionRecord], output: OutputFormat) -> None:
 
 def print_comparison(comparison: Comparison, as_json: bool, dirs: tuple[Path, Path]) -> None:
     """The changes per patient, message and time, then the summary."""
+    from rich.table import Table
+
+    from ..insight.compare import KINDS
+
     summary = comparison.summary
     if as_json:
         for change in comparison.changes:
@@ -329,6 +345,8 @@ def print_comparison(comparison: Comparison, as_json: bool, dirs: tuple[Path, Pa
 
 
 def _progress(stream: TextIO, path: Path, err: Console) -> Iterator[str]:
+    from rich.progress import Progress
+
     if not err.is_terminal:
         yield from stream
         return
@@ -356,6 +374,8 @@ _STATUS_STYLE = {
 
 
 def _table(records: list[DecisionRecord]) -> Table:
+    from rich.table import Table
+
     table = Table(title=f"{len(records)} message decisions", show_lines=False)
     for column in (
         "at (UTC)",

@@ -422,8 +422,10 @@ class ScheduledMessageRow(Base):
     import_id: Mapped[str | None] = mapped_column(String(40), index=True)
 
     __table_args__ = (
-        # Finding due work reads this index: its cost follows what is due, not what is pending.
-        Index(None, "status", "due_at"),
+        # Finding due work reads this index: its cost follows what is due, not what is pending,
+        # and the key keeps the claim's order (due time, then key) without a sort of the
+        # messages due at one instant (migration 0013).
+        Index(None, "status", "due_at", "key"),
         # Frequency caps count recent sends per recipient and channel.
         Index(None, "patient_id", "recipient", "channel", "sent_at"),
         Index(None, "episode_id"),
@@ -542,7 +544,7 @@ class OutboxRow(Base):
 
 
 class SendBucketRow(Base):
-    """A sender's token bucket on one channel, shared by every dispatcher (migration 0013).
+    """A sender's token bucket on one channel, shared by every dispatcher (migration 0014).
 
     `queued_until`: the instant by which the refill pays for every send held so far.
     """
