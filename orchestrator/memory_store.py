@@ -32,7 +32,7 @@ from .limits import storable_text
 from .memory_unit import AttemptRow, MemoryUnit, MessageRow, Tables, append_audit, close_attempt
 from .message_status import IN_FLIGHT, MessageStatus, allowed, check_finish
 from .policies import ConsentRecord
-from .policies.pacing import Ask, Pace, take_all
+from .policies.pacing import Ask, Pace, Taken, take_all
 from .ports import (
     REJECTED_BODY_LIMIT,
     Addressee,
@@ -759,7 +759,7 @@ class MemoryStore:
         pace: Pace,
         sends: Sequence[Ask],
         now: datetime,
-    ) -> list[datetime | None]:
+    ) -> list[Taken]:
         with self._transaction() as t:
             bucket, ready = take_all(t.buckets.get((sender, channel.value)), pace, sends, now)
             if bucket is not None:

@@ -21,7 +21,7 @@ from .memory_journal import Journal, JournaledDict, JournaledList
 from .message_status import PENDING, MessageStatus
 from .patient_merge import KnownPatient
 from .policies import ConsentRecord
-from .policies.pacing import Bucket
+from .policies.pacing import PACED, Bucket
 from .ports import ImportHold, OutboxEntry, RecordedTestSend
 from .visit_facts import VisitFacts
 
@@ -295,10 +295,13 @@ class MemoryUnit:
             row = t.messages[key]
             if row.status != MessageStatus.SCHEDULED:
                 continue
+            moved = row.due_at < self.hold.until
             t.messages[key] = replace(
                 row,
                 import_id=self.hold.import_id,
                 due_at=max(row.due_at, self.hold.until),
+                # Moved, a pacing hold's place is gone: it comes back as a new send.
+                reason=None if moved and row.reason == PACED else row.reason,
                 updated_at=self.now,
             )
 

@@ -45,7 +45,7 @@ from .event import Channel, Event, EventType, Patient
 from .journey import Episode, Journey, ScheduledMessage
 from .message_status import MessageStatus
 from .patient_merge import KnownPatient
-from .policies import Ask, ConsentRecord, Pace
+from .policies import Ask, ConsentRecord, Pace, Taken
 from .visit_facts import VisitFacts
 
 __all__ = [
@@ -605,12 +605,15 @@ class SendBuckets(Protocol):
         pace: Pace,
         sends: Sequence[Ask],
         now: datetime,
-    ) -> list[datetime | None]:
+    ) -> list[Taken]:
         """Take tokens for `sends`, in order, under the bucket's lock (`pacing.take_all`).
 
-        When each may go: `now` (its tokens taken), later (held: it is queued
-        for then), or None (only at or past its deadline: nothing taken).
-        Inside `together`, the take commits (or rolls back) with the block.
+        What each was told: taken (it goes now), held until `ready_at` (it is
+        queued for then), or neither (only at or past its deadline: nothing
+        taken). Inside `together`, the take commits (or rolls back) with the
+        block, holding the bucket's row lock until then: a caller that takes
+        from several buckets in one block takes them in (sender, channel)
+        order, so that two such blocks never wait on each other.
         """
         ...
 

@@ -113,6 +113,7 @@ class Runtime:
         deferred = IntakeQueue(intake, InboundArchive(store), settings.default_region)
         connectors, real = connectors_for(settings, store, clock, deferred)
         plan = plan_for(settings)
+        plan.log()  # each sender's pace, or why it is not paced: an operator sees what it got
         dispatcher = Dispatcher(
             store=store,
             flows=registry,

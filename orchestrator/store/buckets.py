@@ -19,7 +19,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ..event import Channel
-from ..policies.pacing import Ask, Bucket, Pace, take_all
+from ..policies.pacing import Ask, Bucket, Pace, Taken, take_all
 from .tables import SendBucketRow
 from .transactions import Transactions
 
@@ -44,7 +44,7 @@ class SendBucketLedger:
         pace: Pace,
         sends: Sequence[Ask],
         now: datetime,
-    ) -> list[datetime | None]:
+    ) -> list[Taken]:
         if not sends:
             return []
         where = (_BUCKETS.c.sender == sender, _BUCKETS.c.channel == channel.value)

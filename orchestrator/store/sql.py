@@ -31,7 +31,7 @@ from ..flows.model import Flow
 from ..insight.figures import FigureFilter, FlowFigures
 from ..journey import Journey, ScheduledMessage
 from ..message_status import MessageStatus
-from ..policies.pacing import Ask, Pace
+from ..policies.pacing import Ask, Pace, Taken
 from ..ports import (
     Claim,
     EpisodeView,
@@ -129,7 +129,7 @@ class SqlStore:
         pace: Pace,
         sends: Sequence[Ask],
         now: datetime,
-    ) -> list[datetime | None]:
+    ) -> list[Taken]:
         return self.buckets.take_tokens(sender, channel, pace, sends, now)
 
     # -- the message ledger (`SqlLedger`) -----------------------------------------------

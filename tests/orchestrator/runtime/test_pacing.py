@@ -7,6 +7,7 @@ once, sent by SMS through a sender paced at 2 segments a second, burst 2.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -172,14 +173,15 @@ def second_store(store: Store, store_url: str) -> Iterator[Store]:
 def test_two_dispatchers_on_one_store_together_keep_the_rate(
     build_runtime: BuildRuntime, store: Store, second_store: Store, store_url: str
 ) -> None:
-    first, sms = paced(build_runtime, store, batch=3, owner="first")
+    first, first_sms = paced(build_runtime, store, batch=3, owner="first")
     book(first)
-    second, _ = paced(build_runtime, store, batch=3, owner="second")
+    second, second_sms = paced(build_runtime, store, batch=3, owner="second")  # same clock
     second.dispatcher.store = second_store
     second.dispatcher.pacer = Pacer(second_store, PLAN)
-    second.dispatcher.connectors = first.dispatcher.connectors  # one recording of every send
-    for _ in range(40):
-        handled = first.dispatcher.tick() + second.dispatcher.tick()
+    dispatchers = [first.dispatcher, second.dispatcher]
+    for turn in range(40):
+        # Each claims first in turn: both dispatch, neither only holds.
+        handled = sum(d.tick() for d in (dispatchers if turn % 2 == 0 else dispatchers[::-1]))
         due = [
             m.due_at
             for m in store.messages()
@@ -190,24 +192,28 @@ def test_two_dispatchers_on_one_store_together_keep_the_rate(
         if not handled:
             first.clock.move_to(min(due))
     assert store_url == MEMORY or second_store is not store
-    assert sms.seconds() == EXPECTED
-    owners = {key for key, _ in sms.sent}
-    assert len(owners) == 10
+    assert first_sms.sent and second_sms.sent
+    # Together at the sender's rate, and each message once.
+    assert sorted(first_sms.seconds() + second_sms.seconds()) == EXPECTED
+    message_keys = [key for key, _ in first_sms.sent + second_sms.sent]
+    assert len(set(message_keys)) == len(message_keys) == 10
+
+
+TWILIO = {"twilio_account_sid": "AC" + "0" * 32, "twilio_auth_token": "t" * 32}
 
 
 def test_the_settings_name_each_channels_sender_and_its_pace() -> None:
-    twilio = {"twilio_account_sid": "AC" + "0" * 32, "twilio_auth_token": "t" * 32}
     assert plan_for(Settings()).senders == {}  # the sandbox goes as fast as it may
     assert plan_for(Settings(sms_rate=5)).senders == {Channel.SMS: Sender(SANDBOX, Pace(5, 5))}
-    long_code = plan_for(Settings(**twilio, twilio_from_number="+15555550100"))  # type: ignore[arg-type]
+    long_code = plan_for(Settings(**TWILIO, twilio_from_number="+15555550100"))  # type: ignore[arg-type]
     assert long_code.senders[Channel.SMS] == Sender("+15555550100", Pace(1, 1))
-    toll_free = plan_for(Settings(**twilio, twilio_from_number="+18005550100"))  # type: ignore[arg-type]
+    toll_free = plan_for(Settings(**TWILIO, twilio_from_number="+18005550100"))  # type: ignore[arg-type]
     assert toll_free.senders[Channel.SMS].pace == Pace(3, 3)
-    short_code = plan_for(Settings(**twilio, twilio_from_number="55501"))  # type: ignore[arg-type]
+    short_code = plan_for(Settings(**TWILIO, twilio_from_number="55501"))  # type: ignore[arg-type]
     assert short_code.senders[Channel.SMS].pace == Pace(100, 100)
     pool = plan_for(
         Settings(  # type: ignore[arg-type]
-            **twilio,
+            **TWILIO,
             twilio_messaging_service_sid="MG1",
             sender_rates={"MG1": {"rate": 30, "burst": 60}},
             sendgrid_api_key="SG.k",
@@ -221,6 +227,43 @@ def test_the_settings_name_each_channels_sender_and_its_pace() -> None:
     }
 
 
+def test_a_messaging_service_is_paced_only_when_a_rate_is_set_for_it() -> None:
+    # Its pool's throughput is the numbers in it: one long code's pace would throttle it.
+    service = {**TWILIO, "twilio_messaging_service_sid": "MG" + "0" * 32}
+    plan = plan_for(Settings(**service))  # type: ignore[arg-type]
+    assert Channel.SMS not in plan.senders
+    assert plan.unpaced[Channel.SMS] == ("MG" + "0" * 32, "a messaging service: no rate set for it")
+    assert plan_for(Settings(**service, sms_rate=50)).senders[Channel.SMS].pace == Pace(50, 50)  # type: ignore[arg-type]
+
+
+def test_pacing_is_turned_off_per_sender_by_a_rate_of_0_or_off_and_for_all_by_the_switch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    number = {**TWILIO, "twilio_from_number": "+15555550100"}
+    assert Channel.SMS not in plan_for(Settings(**number, sms_rate=0)).senders  # type: ignore[arg-type]
+    monkeypatch.setenv("ORCHESTRATOR_SENDER_RATES", '{"+15555550100": "off"}')
+    assert Channel.SMS not in plan_for(Settings(**number)).senders  # type: ignore[arg-type]
+    monkeypatch.setenv("ORCHESTRATOR_SENDER_RATES", '{"+15555550100": 0}')
+    assert Channel.SMS not in plan_for(Settings(**number)).senders  # type: ignore[arg-type]
+    monkeypatch.delenv("ORCHESTRATOR_SENDER_RATES")
+    monkeypatch.setenv("ORCHESTRATOR_PACING", "off")
+    plan = plan_for(Settings(**number, sms_rate=5, email_rate=5))  # type: ignore[arg-type]
+    assert plan.senders == {}
+    assert plan.unpaced[Channel.SMS] == ("+15555550100", "ORCHESTRATOR_PACING is off")
+
+
+def test_the_chosen_pace_of_each_sender_is_logged_at_startup(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = Settings(**TWILIO, twilio_from_number="+15555550100")  # type: ignore[arg-type]
+    with caplog.at_level(logging.INFO, logger="orchestrator.runtime.pacing"):
+        plan_for(settings).log()
+    said = {(r.getMessage(), r.channel, r.sender) for r in caplog.records}  # type: ignore[attr-defined]
+    assert said == {("pacing.sender", "sms", "+15555550100"), ("pacing.off", "email", SANDBOX)}
+    paced_sms = next(r for r in caplog.records if r.getMessage() == "pacing.sender")
+    assert (paced_sms.rate, paced_sms.burst) == (1.0, 1.0)  # type: ignore[attr-defined]
+
+
 def test_a_sender_rate_given_as_a_bare_number_or_from_the_environment_is_read(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -228,6 +271,6 @@ def test_a_sender_rate_given_as_a_bare_number_or_from_the_environment_is_read(
     monkeypatch.setenv("ORCHESTRATOR_SMS_BURST", "8")
     plan = plan_for(Settings())
     assert plan.senders[Channel.SMS] == Sender(SANDBOX, Pace(4, 8))
-    monkeypatch.setenv("ORCHESTRATOR_SENDER_RATES", '{"sandbox": 0}')
+    monkeypatch.setenv("ORCHESTRATOR_SENDER_RATES", '{"sandbox": -1}')
     with pytest.raises(ValueError, match="sender_rates"):
         Settings()
