@@ -39,7 +39,6 @@ The math is here, pure, with `now` given; the store keeps each bucket
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -175,4 +174,5 @@ def _after(start: datetime, seconds: float) -> datetime:
     """`seconds` after `start`, rounded up to the microsecond (float noise aside)."""
     if seconds <= 0:
         return start
-    return start + timedelta(microseconds=max(math.ceil(seconds * 1e6 - 1e-3), 1))
+    micros = -int(-(seconds * 1e6 - 1e-3) // 1)  # the ceiling, float noise aside
+    return start + timedelta(microseconds=max(micros, 1))
