@@ -16,16 +16,19 @@ and threaded (--concurrency, the dispatcher's setting) side by side:
    `Dispatcher.tick()` runs until nothing is due: policies, rendering, the
    store's writes and the HTTP send per message (answers delayed --latency-ms).
 
-3. pacing: --paced-messages patients referred at one instant make as many
+3. pacing: --pacing-messages patients referred at one instant make as many
    SMS due at once; the embedded service's own dispatch loop sends them
    through the Twilio stand-in, whose sender queue holds --queue-seconds of
    the sender's rate (--sms-rate segments a second, drained in real time)
-   and refuses a send that would overflow it (21611: a full queue). Once
-   paced at --sms-rate (ORCHESTRATOR_SMS_RATE, burst a second of it), once
-   not paced (--unpaced-messages of them): configured and achieved rate,
-   the deepest the provider queue got and the longest a segment waited in
-   it, provider errors, and messages past their staleness limit. The clock
-   runs in real time from the instant the messages fall due.
+   and refuses a send that would overflow it (21611: a full queue). The same
+   messages twice, one run each, side by side: paced at --sms-rate (the
+   messaging service's rate in ORCHESTRATOR_SENDER_RATES, burst a second of
+   it), and not paced (a messaging service with no rate set). Keep the rate
+   well below what the dispatcher sends unpaced, or the figures show the
+   dispatcher's speed, not the pacing. Figures: configured and achieved
+   rate, the deepest the provider queue got and the longest a segment
+   waited in it, provider errors, and messages past their staleness limit.
+   The clock runs in real time from the instant the messages fall due.
 
 The stand-ins run in a child process each (Python threading HTTP servers),
 so they do not share this process's GIL, but they do share the two cores
@@ -33,8 +36,8 @@ with it: the figures are a floor for the client's own speed. The machine is
 shared by several agents; figures are noisy.
 
     python bench/channels.py [--runs 3] [--messages 1000] [--patients 600]
-        [--concurrency 16] [--latency-ms 20] [--paced-messages 10000]
-        [--unpaced-messages 2000] [--sms-rate 200] [--queue-seconds 4] [--only-pacing]
+        [--concurrency 16] [--latency-ms 20] [--pacing-messages 3000]
+        [--sms-rate 30] [--queue-seconds 4] [--only-pacing]
 """
 
 from __future__ import annotations
@@ -229,7 +232,8 @@ def pacing_run(twilio: StandIn, patients: int, rate: float | None, concurrency: 
             dispatch_concurrency=concurrency,
             dispatch_poll_seconds=0.05,
             retry_backoff_seconds=2.0,
-            sender_rates={sender: rate or 1e9},
+            # Not paced: a messaging service with no rate set (the default).
+            sender_rates={sender: rate} if rate else {},
         )
         clock = RealTimeClock(REFERRED_AT)
         service = EmbeddedService.build(settings, clock=clock)
@@ -239,8 +243,7 @@ def pacing_run(twilio: StandIn, patients: int, rate: float | None, concurrency: 
                 service.processor.process([parse_event(referral(i, "sms")) for i in batch])
                 clock.move_to(REFERRED_AT)
             clock.move_to(DUE_AT)  # every welcome SMS is due now
-            if rate is None:
-                service.dispatcher.pacer = None
+            assert (service.dispatcher.pacer is not None) == (rate is not None)
             began = time.perf_counter()
             service.start()
             final = 0
@@ -267,7 +270,8 @@ def pacing_run(twilio: StandIn, patients: int, rate: float | None, concurrency: 
                 f"({counts.get('sent', 0)} sent in {elapsed:.1f} s), held (paced) {paced}, "
                 f"max provider queue {queue['max_depth']:.0f} segments "
                 f"(longest wait {queue['max_wait']:.1f} s), provider errors {queue['overflows']}, "
-                f"expired stale {counts.get('expired', 0)}, sent past the limit {len(late)}"
+                f"failed {counts.get('failed', 0)}, expired stale {counts.get('expired', 0)}, "
+                f"sent past the limit {len(late)}"
             )
         finally:
             service.dispatcher.connectors[Channel.SMS].close()  # type: ignore[attr-defined]
@@ -299,9 +303,8 @@ def main() -> None:
     parser.add_argument("--patients", type=int, default=600)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--latency-ms", type=float, default=20.0)
-    parser.add_argument("--paced-messages", type=int, default=10_000)
-    parser.add_argument("--unpaced-messages", type=int, default=2_000)
-    parser.add_argument("--sms-rate", type=float, default=200.0)
+    parser.add_argument("--pacing-messages", type=int, default=3_000)
+    parser.add_argument("--sms-rate", type=float, default=30.0)
     parser.add_argument("--queue-seconds", type=float, default=4.0)
     parser.add_argument("--only-pacing", action="store_true")
     args = parser.parse_args()
@@ -314,9 +317,9 @@ def main() -> None:
         f"answers {args.latency_ms:g} ms, concurrency {args.concurrency}"
     )
     pacing: list[str] = []
-    for messages, rate in ((args.paced_messages, args.sms_rate), (args.unpaced_messages, None)):
+    for rate in (args.sms_rate, None):  # the same messages, paced and not
         with standin_process("twilio", latency, queue) as twilio:
-            pacing.append(pacing_run(twilio, messages, rate, args.concurrency))
+            pacing.append(pacing_run(twilio, args.pacing_messages, rate, args.concurrency))
             print("  " + pacing[-1], flush=True)
     if args.only_pacing:
         return
