@@ -39,6 +39,11 @@ QUICK = [
     ),
     ("insight.py", ["--copies", "2", "--runs", "1"], "episodes/s"),
     ("cli.py", ["--runs", "1"], "ratio"),
+    (
+        "channels.py",
+        ["--only-pacing", "--pacing-messages", "20", "--sms-rate", "20", "--latency-ms", "0"],
+        "achieved",
+    ),
 ]
 
 

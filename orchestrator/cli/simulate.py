@@ -115,7 +115,7 @@ def simulate_command(
     from ..flows.loader import load_flows
     from ..insight.compare import compare
     from ..runtime.rendering import Organisation
-    from ..simulate import PlayOrder, simulate
+    from ..simulate import PlayOrder, as_run, simulate
     from ..template_check import TemplateCheck
     from ..templates import TemplateSet
 
@@ -164,30 +164,16 @@ def simulate_command(
     with events.open(encoding="utf-8") as stream:
         parsed = list(accepted(_progress(stream, events, err)))
     _warn_if_out_of_order(parsed, events, order, err)
-    limit, settle = settings.stale_after, settings.settle_after
+    # Decided as `run` decides with these settings: limits, and each sender's pace.
+    options = as_run(settings)
     if compare_dirs is not None:
         comparison = compare(
-            simulate(
-                parsed,
-                before_flows,
-                templates,
-                stop,
-                stale_after=limit,
-                settle_after=settle,
-                order=order,
-            ),
-            simulate(
-                parsed, flows, templates, stop, stale_after=limit, settle_after=settle, order=order
-            ),
+            simulate(parsed, before_flows, templates, stop, order=order, **options),
+            simulate(parsed, flows, templates, stop, order=order, **options),
         )
         print_comparison(comparison, output is OutputFormat.JSON, compare_dirs)
     else:
-        _run(
-            simulate(
-                parsed, flows, templates, stop, stale_after=limit, settle_after=settle, order=order
-            ),
-            output,
-        )
+        _run(simulate(parsed, flows, templates, stop, order=order, **options), output)
     if rejected:
         err.print(
             f"[red]{len(rejected)} line(s) rejected[/]"
@@ -209,6 +195,7 @@ def _over_history(
     """The draft against the running flows over the store's last `days` days."""
     # Imported here: a simulation of a file needs no database driver.
     from ..clock import Clock, SystemClock, VirtualClock
+    from ..simulate import as_run
     from ..whatif import draft_vs_running
     from .stores import opened_store
 
@@ -221,8 +208,7 @@ def _over_history(
             templates,
             days,
             clock=clock,
-            settle_after=settings.settle_after,
-            stale_after=settings.stale_after,
+            **as_run(settings),
         )
 
 

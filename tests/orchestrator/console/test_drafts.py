@@ -544,3 +544,26 @@ def test_a_registry_older_than_the_installed_one_is_never_installed(console: Con
     assert service.flows.current[FLOW].version == 2
     assert service.processor.flows is service.flows
     assert service.dispatcher.flows is service.flows
+
+
+def test_the_what_if_paces_as_run_does(console: Console, monkeypatch: pytest.MonkeyPatch) -> None:
+    from orchestrator.runtime.pacing import plan_for
+    from orchestrator.simulate import Simulator
+
+    console.feed(copies(FLOW, 1, first=7))  # history for the what-if over the last days
+    paced = console.service.settings.model_copy(update={"sms_rate": 0.5})
+    monkeypatch.setattr(console.service, "settings", paced)
+    seen: list[object] = []
+    built = Simulator.__init__
+
+    def spy(self: Simulator, *args: Any, **kwargs: Any) -> None:
+        seen.append(kwargs.get("pacing"))
+        built(self, *args, **kwargs)
+
+    monkeypatch.setattr(Simulator, "__init__", spy)
+    _post(console, "/draft", text=_text(console))
+    assert _post(console, "/draft/whatif", sample=f"{FLOW}.jsonl").status_code == 200
+    assert _post(console, "/draft/whatif", days="60").status_code == 200
+    assert len(seen) == 4  # two plays of the sample, two of the history
+    assert all(plan == plan_for(paced) for plan in seen)
+    assert plan_for(paced).senders
