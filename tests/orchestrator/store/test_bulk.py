@@ -1,7 +1,7 @@
 """Bulk writes: a batch's rows of a table in one statement, and the audit tallied the same.
 
 `store/bulk.py` writes each table of a unit of work with one statement on
-PostgreSQL (arrays through `unnest`); migration 0013 tallies the audit once
+PostgreSQL (arrays through `unnest`); migration 0015 tallies the audit once
 per statement. What they must keep: the rows and values an executemany
 wrote, and the tallies the row trigger kept row by row.
 """

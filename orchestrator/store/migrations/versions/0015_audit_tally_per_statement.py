@@ -17,8 +17,8 @@ count a key reaching a status twice in one statement zero times.
 SQLite keeps 0011's row trigger: its executemany runs in-process, one row
 after another.
 
-Revision ID: 0013
-Revises: 0012
+Revision ID: 0015
+Revises: 0014
 Create Date: 2026-12-06 22:00:00
 """
 
@@ -29,8 +29,8 @@ from pathlib import Path
 
 from alembic import op
 
-revision = "0013"
-down_revision = "0012"
+revision = "0015"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 
