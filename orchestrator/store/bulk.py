@@ -11,19 +11,26 @@ row; a VALUES list of a thousand rows costs psycopg a parse of the query's
 thousands of placeholders each time. On SQLite the driver's executemany
 runs in-process and stays.
 
-Each value goes through its column type's bind processing (a `Stamp`'s UTC,
-a `Reason`'s cut) as an ordinary insert would.
+As an ordinary insert: each value goes through its column type's bind
+processing (a `Stamp`'s UTC, a `Reason`'s cut), a column the rows leave out
+takes its Python-side default (`attempts` 0), and an error there (a naive
+time, a value missing) is a `StatementError`. Each column's values are then
+made its one Python type (an int in a float column a float, a bool in an
+integer one an int): psycopg sends a list of one type only.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import String, Table, insert
+from sqlalchemy import Column, String, Table, insert
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.exc import InvalidRequestError, StatementError
+from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
 __all__ = ["insert_rows", "upsert"]
 
@@ -36,8 +43,7 @@ def insert_rows(connection: Connection, table: Any, rows: Sequence[Mapping[str, 
     if connection.dialect.name != "postgresql":
         connection.execute(_insert(table), list(rows))
         return
-    statement = _unnest(connection.dialect, table, columns, (), ())
-    connection.exec_driver_sql(statement, _arrays(connection.dialect, table, columns, rows))
+    _execute(connection, table, _with_defaults(table, columns), (), (), rows)
 
 
 def upsert(
@@ -54,26 +60,128 @@ def upsert(
     if connection.dialect.name != "postgresql":
         connection.execute(_sqlite_upsert(table, tuple(keys), updated), list(rows))
         return
-    statement = _unnest(connection.dialect, table, columns, tuple(keys), updated)
-    connection.exec_driver_sql(statement, _arrays(connection.dialect, table, columns, rows))
+    _execute(connection, table, _with_defaults(table, columns), tuple(keys), updated, rows)
+
+
+def _execute(
+    connection: Connection,
+    table: Table,
+    columns: tuple[str, ...],
+    keys: tuple[str, ...],
+    updated: tuple[str, ...],
+    rows: Sequence[Mapping[str, Any]],
+) -> None:
+    statement = _unnest(connection.dialect, table, columns, keys, updated)
+    try:
+        arrays = _arrays(connection.dialect, table, columns, rows)
+    except Exception as exc:
+        # As SQLAlchemy wraps an error of a value's bind processing (a naive
+        # time) or of a missing value: a StatementError, the store's to translate.
+        raise StatementError(
+            f"({exc.__class__.__module__}.{exc.__class__.__name__}) {exc}",
+            statement,
+            list(rows),
+            exc,
+            ismulti=True,
+        ) from exc
+    connection.exec_driver_sql(statement, arrays)
+
+
+@lru_cache(maxsize=128)
+def _with_defaults(table: Table, columns: tuple[str, ...]) -> tuple[str, ...]:
+    """The columns given, then those with a Python-side default the rows leave out
+    (an ordinary insert fills them: `attempts` 0)."""
+    return columns + tuple(
+        c.name for c in table.columns if c.default is not None and c.name not in columns
+    )
 
 
 def _arrays(
     dialect: Dialect, table: Table, columns: tuple[str, ...], rows: Sequence[Mapping[str, Any]]
 ) -> dict[str, list[Any]]:
-    """One list per column, its values bound as the column's type binds them."""
+    """One list per column, its values bound as the column's type binds them, then made
+    the column's one Python type: psycopg refuses a list that mixes types ([2, 1.5])."""
     arrays: dict[str, list[Any]] = {}
-    for n, (name, process) in enumerate(_processors(dialect, table, columns)):
-        values = [row[name] for row in rows]
-        arrays[f"c{n}"] = values if process is None else [process(v) for v in values]
+    for n, (name, default, process, convert) in enumerate(_columns(dialect, table, columns)):
+        values = [_value(row, name, default, i) for i, row in enumerate(rows)]
+        if process is not None:
+            values = [process(v) for v in values]
+        if convert is not None:
+            values = [v if v is None else convert(v) for v in values]
+        arrays[f"c{n}"] = values
     return arrays
 
 
+_MISSING = object()
+
+
+def _value(row: Mapping[str, Any], name: str, default: Any, n: int) -> Any:
+    value = row.get(name, default)
+    if value is _MISSING:
+        raise InvalidRequestError(
+            f"A value is required for bind parameter {name!r}, in parameter group {n}"
+        )
+    return value
+
+
 @lru_cache(maxsize=128)
-def _processors(
+def _columns(
     dialect: Dialect, table: Table, columns: tuple[str, ...]
-) -> tuple[tuple[str, Callable[[Any], Any] | None], ...]:
-    return tuple((name, table.c[name].type._cached_bind_processor(dialect)) for name in columns)
+) -> tuple[tuple[str, Any, Callable[[Any], Any] | None, Callable[[Any], Any] | None], ...]:
+    """Per column: its name, its default for a row without it, its bind processor and
+    its conversion to the column's Python type."""
+    found = []
+    for name in columns:
+        column = table.c[name]
+        found.append(
+            (
+                name,
+                _default(column),
+                column.type._cached_bind_processor(dialect),
+                _CONVERSIONS.get(_python_type(column.type)),
+            )
+        )
+    return tuple(found)
+
+
+def _default(column: Column[Any]) -> Any:
+    default = column.default
+    if default is None:
+        return _MISSING
+    if isinstance(default, ScalarElementColumnDefault):
+        return default.arg
+    raise NotImplementedError(f"bulk writes take scalar defaults only: {column.name}")
+
+
+def _python_type(column_type: Any) -> type | None:
+    base = getattr(column_type, "impl_instance", column_type)
+    try:
+        found: type = base.python_type
+    except NotImplementedError:
+        return None
+    return found
+
+
+def _to_int(value: Any) -> Any:
+    # A float rounds half to even, as PostgreSQL assigns a float8 to an integer.
+    if isinstance(value, float):
+        return round(value) if math.isfinite(value) else value
+    return int(value) if isinstance(value, int) else value
+
+
+def _to_float(value: Any) -> Any:
+    return float(value) if isinstance(value, int) else value
+
+
+def _to_bool(value: Any) -> Any:
+    return bool(value) if isinstance(value, int) and value in (0, 1) else value
+
+
+_CONVERSIONS: dict[type | None, Callable[[Any], Any]] = {
+    int: _to_int,
+    float: _to_float,
+    bool: _to_bool,
+}
 
 
 @lru_cache(maxsize=128)

@@ -316,3 +316,106 @@ def test_a_value_too_long_for_its_column_is_refused_not_cut(sql_store: SqlStore)
 
     with pytest.raises(DataError), sql_store.engine.begin() as c:
         insert_rows(c, AuditRow.__table__, [audit(1, "k" * 41, "scheduled")])
+
+
+def visit(n: int, **values: Any) -> dict[str, Any]:
+    return {
+        "episode_id": "ep-1",
+        "visit": n,
+        "patient_id": "p-1",
+        "flow_id": "f",
+        "flow_version": 1,
+        "stage_id": "booked",
+        "entered_at": T0,
+        "event_id": f"e-{n}",
+        "persona": None,
+        "started_at": T0,
+        "ending": "moved_on",
+        "next_stage_id": None,
+        "missed": False,
+        "attended": False,
+        "intake_sent": False,
+        "replied": False,
+        "referral_hours": None,
+        "episode_intake_done": False,
+        "episode_no_show": False,
+        "episode_replied": False,
+    } | values
+
+
+def test_a_column_of_mixed_python_types_is_stored_as_its_type(sql_store: SqlStore) -> None:
+    # psycopg refuses to send a list that mixes types; an executemany took them.
+    rows = [
+        visit(0, referral_hours=2, flow_version=True, missed=0),
+        visit(1, referral_hours=1.5, flow_version=3, missed=True),
+        visit(2, referral_hours=None, flow_version=2, missed=1),
+    ]
+    with sql_store.engine.begin() as c:
+        insert_rows(c, StageVisitRow.__table__, rows)
+        read = c.execute(
+            select(
+                StageVisitRow.referral_hours, StageVisitRow.flow_version, StageVisitRow.missed
+            ).order_by(StageVisitRow.visit)
+        ).all()
+    assert [tuple(r) for r in read] == [(2.0, 1, False), (1.5, 3, True), (None, 2, True)]
+    assert [type(r[0]) for r in read[:2]] == [float, float]
+
+
+def scheduled(key: str, **values: Any) -> dict[str, Any]:
+    row = {
+        "key": key,
+        "patient_id": "p-1",
+        "recipient": "p-1",
+        "flow_id": "f",
+        "flow_version": 1,
+        "episode_id": "ep-1",
+        "stage_id": "booked",
+        "message_id": "m1",
+        "payload": "{}",
+        "status": "pending",
+        "reason": None,
+        "due_at": T0,
+        "expires_at": None,
+        "created_at": T0,
+        "updated_at": T0,
+    }
+    return row | values
+
+
+def test_a_column_the_rows_leave_out_takes_its_default(sql_store: SqlStore) -> None:
+    from orchestrator.store.tables import ScheduledMessageRow
+
+    table = ScheduledMessageRow.__table__
+    with sql_store.engine.begin() as c:
+        insert_rows(c, table, [scheduled("m1-a"), scheduled("m1-b")])
+        upsert(c, table, [scheduled("m1-c", attempts=3)], ["key"])
+        # Replaced without it, a row keeps the value it has, as on conflict it updates
+        # only the columns given.
+        upsert(c, table, [scheduled("m1-c", status="sent"), scheduled("m1-d")], ["key"])
+        read = c.execute(
+            select(
+                ScheduledMessageRow.key, ScheduledMessageRow.attempts, ScheduledMessageRow.status
+            ).order_by(ScheduledMessageRow.key)
+        ).all()
+    assert [tuple(r) for r in read] == [
+        ("m1-a", 0, "pending"),
+        ("m1-b", 0, "pending"),
+        ("m1-c", 3, "sent"),
+        ("m1-d", 0, "pending"),
+    ]
+
+
+def test_a_value_its_type_refuses_raises_as_an_ordinary_insert_does(sql_store: SqlStore) -> None:
+    from sqlalchemy.exc import InvalidRequestError, StatementError
+
+    naive = audit(1, "m1-a", "scheduled") | {"at": T0.replace(tzinfo=None)}
+    with pytest.raises(StatementError) as raised, sql_store.engine.begin() as c:
+        insert_rows(c, AuditRow.__table__, [audit(2, "m1-a", "scheduled"), naive])
+    assert isinstance(raised.value.orig, ValueError)
+    assert "naive" in str(raised.value)
+    # A later row without a column the first row has, and no default for it.
+    (missing := audit(2, "m1-a", "scheduled")).pop("template")
+    with pytest.raises(StatementError) as raised, sql_store.engine.begin() as c:
+        insert_rows(c, AuditRow.__table__, [audit(1, "m1-a", "scheduled"), missing])
+    assert isinstance(raised.value.orig, InvalidRequestError)
+    assert "'template'" in str(raised.value)
