@@ -419,3 +419,24 @@ def test_a_value_its_type_refuses_raises_as_an_ordinary_insert_does(sql_store: S
         insert_rows(c, AuditRow.__table__, [audit(1, "m1-a", "scheduled"), missing])
     assert isinstance(raised.value.orig, InvalidRequestError)
     assert "'template'" in str(raised.value)
+
+
+@pytest.mark.backends("postgresql")
+def test_the_tally_trigger_takes_its_tally_rows_in_one_order(sql_store: SqlStore) -> None:
+    # Two workers' batches that share tally rows lock them in the dimensions'
+    # order, not in the order a plan happens to give: the insert's rows sorted,
+    # the update's locked sorted before it updates them. (Read from the function
+    # as the migration made it: a deadlock between two workers cannot be forced
+    # without timing.)
+    with sql_store.engine.connect() as c:
+        body = " ".join(
+            c.execute(text("SELECT prosrc FROM pg_proc WHERE proname = 'tally_audit_rows'"))
+            .scalar_one()
+            .split()
+        )
+    dimensions = "flow_id, flow_version, persona, message_id, stage_id, status, reason"
+    inserted, updated = body.split("ON CONFLICT")[0], body.split("UPDATE message_tallies t")[0]
+    assert f"ORDER BY {dimensions}" in inserted
+    assert "ORDER BY t.flow_id, t.flow_version, t.persona" in updated
+    assert "FOR UPDATE OF t" in updated
+    assert "FROM locked" in body.split("UPDATE message_tallies t")[1]

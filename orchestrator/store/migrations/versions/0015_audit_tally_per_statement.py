@@ -14,6 +14,12 @@ of the key's previous suppression (with the new row's persona, as 0011 did);
 of a multi-row statement, would see the statement's later rows as well and
 count a key reaching a status twice in one statement zero times.
 
+Two workers whose batches share tally rows (one flow, one day) take the
+rows' locks in one order, the dimensions': the insert of `records` goes
+through them sorted, and `keys` locks its rows sorted (`FOR UPDATE`) before
+it updates them. (The update's rows beyond the insert's, a suppression's
+previous tally, are locked after the insert's: not one order across both.)
+
 SQLite keeps 0011's row trigger: its executemany runs in-process, one row
 after another.
 
@@ -38,6 +44,8 @@ _DIMENSIONS = (
     "flow_id, flow_version, persona, message_id, stage_id, status, reason, language, channel, day"
 )
 
+_TALLY_DIMENSIONS = ", ".join(f"t.{d}" for d in _DIMENSIONS.split(", "))
+
 # The new rows with their tally dimensions: persona from the episode's first
 # visit, reason, language and channel '' for none, the UTC day of `at`.
 _NEW = """
@@ -56,7 +64,7 @@ CREATE FUNCTION tally_audit_rows() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
   INSERT INTO message_tallies ({_DIMENSIONS}, records, keys)
   SELECT {_DIMENSIONS}, count(*), 0 FROM ({_NEW}) n
-  GROUP BY {_DIMENSIONS}
+  GROUP BY {_DIMENSIONS} ORDER BY {_DIMENSIONS}
   ON CONFLICT ({_DIMENSIONS}) DO UPDATE SET records = message_tallies.records + excluded.records;
 
   WITH n AS ({_NEW}),
@@ -76,13 +84,18 @@ BEGIN
   ),
   summed AS (
     SELECT {_DIMENSIONS}, sum(change) AS change FROM moves GROUP BY {_DIMENSIONS}
+    HAVING sum(change) <> 0
+  ),
+  locked AS MATERIALIZED (
+    SELECT {_TALLY_DIMENSIONS}, s.change FROM message_tallies t JOIN summed s
+    ON ({_TALLY_DIMENSIONS}) = (s.flow_id, s.flow_version, s.persona, s.message_id,
+      s.stage_id, s.status, s.reason, s.language, s.channel, s.day)
+    ORDER BY {_TALLY_DIMENSIONS} FOR UPDATE OF t
   )
-  UPDATE message_tallies t SET keys = t.keys + s.change
-  FROM summed s
-  WHERE s.change <> 0 AND (t.flow_id, t.flow_version, t.persona, t.message_id, t.stage_id,
-    t.status, t.reason, t.language, t.channel, t.day)
-    = (s.flow_id, s.flow_version, s.persona, s.message_id, s.stage_id,
-    s.status, s.reason, s.language, s.channel, s.day);
+  UPDATE message_tallies t SET keys = t.keys + l.change
+  FROM locked l
+  WHERE ({_TALLY_DIMENSIONS}) = (l.flow_id, l.flow_version, l.persona, l.message_id,
+    l.stage_id, l.status, l.reason, l.language, l.channel, l.day);
 
   INSERT INTO sent_stages (episode_id, stage_id, flow_id)
   SELECT DISTINCT ON (episode_id, stage_id) episode_id, stage_id, flow_id
