@@ -168,7 +168,7 @@ def test_bulk_rows_read_back_as_written(sql_store: SqlStore) -> None:
 
 
 @pytest.mark.backends("postgresql")
-def test_a_batch_of_events_writes_each_table_in_one_statement(sql_store: SqlStore) -> None:
+def test_a_batch_of_events_inserts_into_each_table_in_one_statement(sql_store: SqlStore) -> None:
     from orchestrator.clock import VirtualClock
     from orchestrator.runtime import EventProcessor, FlowRegistry
     from tests.builders import make_event, make_flow, make_patient
