@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from fastapi.testclient import TestClient  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
+from sqlalchemy.engine import Connection  # noqa: E402
 
 from orchestrator.api.app import create_app  # noqa: E402
 from orchestrator.clock import VirtualClock  # noqa: E402
@@ -160,7 +161,8 @@ def copy_slice(url: str, episodes: int) -> int:
         factor = max(1, round(episodes / have))
         # The copies are the slice again, day for day and persona for persona: its
         # tallies times the factor are theirs, without the trigger per audit row.
-        c.execute(text("ALTER TABLE audit_log DISABLE TRIGGER tally_audit"))
+        tally = tally_trigger(c)
+        c.execute(text(f'ALTER TABLE audit_log DISABLE TRIGGER "{tally}"'))
         c.execute(
             text("UPDATE message_tallies SET records = records * :f, keys = keys * :f"),
             {"f": factor},
@@ -186,12 +188,26 @@ def copy_slice(url: str, episodes: int) -> int:
                 ),
                 {"n": factor - 1},
             )
-        c.execute(text("ALTER TABLE audit_log ENABLE TRIGGER tally_audit"))
+        c.execute(text(f'ALTER TABLE audit_log ENABLE TRIGGER "{tally}"'))
         total = c.execute(text("SELECT count(*) FROM episodes")).scalar_one()
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
         c.execute(text("VACUUM ANALYZE"))
     engine.dispose()
     return int(total)
+
+
+def tally_trigger(c: Connection) -> str:
+    """The audit's tally trigger, by its function's name: `tally_audit` (migration
+    0011's row trigger) or `tally_audit_rows` (0015's statement trigger)."""
+    return str(
+        c.execute(
+            text(
+                "SELECT t.tgname FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid"
+                " WHERE t.tgrelid = 'audit_log'::regclass AND NOT t.tgisinternal"
+                " AND p.proname LIKE 'tally_audit%'"
+            )
+        ).scalar_one()
+    )
 
 
 def percentiles(times: list[float]) -> tuple[float, float]:

@@ -10,7 +10,11 @@ its own:
 (b) faust:  a bare Faust agent (one event at a time) that only counts;
 (c) worker: `orchestrator worker` processes (1, then 2) consuming and
             processing every event end to end, committing to PostgreSQL
-            (a fresh database per run), the dispatch loop running beside.
+            (a fresh database per run), the dispatch loop running beside;
+(h) handler: the worker's own batch handler, in this process, fed the same
+            events directly in batches of the worker's size (no broker, no
+            dispatch loop), committing to PostgreSQL (a fresh database per
+            run): the ceiling (c1) would reach if consuming cost nothing.
 
 Each rate is events / (time the last event was counted - time the consumer
 had its partitions), so the group join (about half the session timeout on
@@ -19,9 +23,13 @@ processed-events table holds every event (polled every 20 ms). The figure
 is the median of --runs runs; the machine has two cores shared with other
 work, so figures are noisy. Event times are the samples' own (March 2026),
 so most messages are decided expired at scheduling and dispatch has little
-to send: (c) measures event processing.
+to send: (c) measures event processing. (h) is timed from its first batch to
+its last commit. --profile N runs (h) once more, after the runs and not
+counted, under cProfile and prints its N costliest calls (by cumulative
+time, then by own time).
 
     python bench/kafka.py [--runs 3] [--events 5000] [--partitions 8] [--workers 1,2]
+        [--profile 0]
 """
 
 from __future__ import annotations
@@ -36,8 +44,10 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
+import cProfile  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
+import pstats  # noqa: E402
 import socket  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
@@ -116,11 +126,16 @@ def broker() -> Iterator[str]:
         process.wait(10)
 
 
-def publish(url: str, count: int) -> tuple[float, int]:
-    """Publish `count` events; returns events/s and how many distinct ids they hold."""
+def sample_lines(count: int) -> list[tuple[int, bytes]]:
+    """`count` sample events with fresh ids, numbered from 1, as JSON lines."""
     samples = _samples_module()
     events = samples.stream(samples.load_samples())
-    lines = [(n, json.dumps(next(events)).encode()) for n in range(1, count + 1)]
+    return [(n, json.dumps(next(events)).encode()) for n in range(1, count + 1)]
+
+
+def publish(url: str, count: int) -> tuple[float, int]:
+    """Publish `count` events; returns events/s and how many distinct ids they hold."""
+    lines = sample_lines(count)
     distinct = len({json.loads(line)["id"] for _, line in lines})
     started = time.perf_counter()
     with Publisher(url) as publisher:
@@ -309,12 +324,54 @@ def workers(url: str, count: int, distinct: int, how_many: int, partitions: int)
                 process.wait(60)
 
 
+# -- (h) the worker's batch handler alone ---------------------------------------
+
+
+def handler_alone(count: int, profile: int = 0) -> float:
+    """The worker's handler fed the sample events directly, into a fresh database; events/s."""
+    from orchestrator.kafka.deadletter import Record
+    from orchestrator.kafka.publish import route
+    from orchestrator.kafka.worker import build_handler
+    from orchestrator.service.runtime import Runtime
+    from orchestrator.settings import Settings
+
+    records = []
+    for offset, (_, line) in enumerate(sample_lines(count)):
+        topic, key = route(line)
+        records.append(Record(topic, 0, offset, key, line))
+    with database() as db:
+        settings = Settings(db=db, flows=ROOT / "flows", templates=ROOT / "templates")
+        runtime = Runtime.build(settings, migrate=False)
+        try:
+            handler = build_handler(runtime)
+            size = settings.kafka_batch
+            batches = [records[n : n + size] for n in range(0, len(records), size)]
+            profiler = cProfile.Profile() if profile else None
+            started = time.perf_counter()
+            if profiler is not None:
+                profiler.enable()
+            for batch in batches:
+                outcome = handler.handle(batch)
+                assert not outcome.dead, outcome.dead[0].reason
+            if profiler is not None:
+                profiler.disable()
+            elapsed = time.perf_counter() - started
+        finally:
+            runtime.close()
+    if profiler is not None:
+        stats = pstats.Stats(profiler)
+        stats.sort_stats("cumulative").print_stats(profile)
+        stats.sort_stats("tottime").print_stats(profile)
+    return count / elapsed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--events", type=int, default=5_000)
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--profile", type=int, default=0, metavar="N")
     args = parser.parse_args()
     counts = [int(n) for n in args.workers.split(",")]
     figures: dict[str, list[float]] = {}
@@ -329,7 +386,11 @@ def main() -> None:
                 figures.setdefault(f"c{n}", []).append(
                     workers(url, args.events, distinct, n, args.partitions)
                 )
+            figures.setdefault("h", []).append(handler_alone(args.events))
             print(f"run {run + 1}: " + ", ".join(f"{k} {v[-1]:,.0f}" for k, v in figures.items()))
+        if args.profile:
+            # Once more, not counted: the profiler slows what it watches.
+            handler_alone(args.events, args.profile)
     median = {k: statistics.median(v) for k, v in figures.items()}
     print(f"\n{args.events} events, {args.partitions} partitions per topic, median of {args.runs}")
     print(f"(a) raw aiokafka getmany      {median['a']:>9,.0f} events/s")
@@ -338,8 +399,12 @@ def main() -> None:
         c = median[f"c{n}"]
         print(
             f"(c) orchestrator, {n} worker{'s' if n > 1 else ' '}  {c:>9,.0f} events/s"
-            f"   c/b {c / median['b']:.2f}   c/a {c / median['a']:.2f}"
+            f"   c/b {c / median['b']:.2f}   c/a {c / median['a']:.2f}   c/h {c / median['h']:.2f}"
         )
+    print(
+        f"(h) the worker's handler alone {median['h']:>8,.0f} events/s"
+        f"   h/b {median['h'] / median['b']:.2f}   (no broker, PostgreSQL commits)"
+    )
 
 
 if __name__ == "__main__":

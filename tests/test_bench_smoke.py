@@ -95,3 +95,26 @@ def test_the_scale_benchmark_runs_on_postgresql_and_prints_its_figures() -> None
     assert done.returncode == 0, done.stderr[-3000:]
     for figure in ("events/s", "due-claim", "bytes per patient", "measured(knee-replacement)"):
         assert figure in done.stdout, done.stdout[-3000:]
+
+
+def test_the_console_benchmark_runs_on_postgresql_and_prints_its_figures() -> None:
+    """It copies its slice with the audit's tally trigger off: the trigger it names
+    must be the one the migrations leave."""
+    if not _postgresql_reachable():
+        pytest.skip("PostgreSQL is not reachable: bench/console.py needs it")
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "console.py"),
+            *("--episodes", "80", "--requests", "2", "--slice-copies", "1"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    for figure in ("80 episodes", "/dashboard", "measured(knee-replacement)", "p95"):
+        assert figure in done.stdout, done.stdout[-3000:]

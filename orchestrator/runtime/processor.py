@@ -54,6 +54,10 @@ class EventProcessor:
     # both read the journey before either writes it. Reentrant: `missing_version`
     # swaps the registry from inside a batch.
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    # Each flow version's intake requests (`_intake_requests`), with the flow they are of.
+    _intake: dict[tuple[str, int], tuple[Flow, frozenset[str]]] = field(
+        default_factory=dict, repr=False
+    )
 
     def use(self, flows: FlowRegistry) -> None:
         """Run on `flows` from the next batch on (between batches: one registry per batch)."""
@@ -242,7 +246,7 @@ class EventProcessor:
             journeys[key] = journey
             unit.save_journey(journey, version)
             intake = (
-                _intake_requests(self.flows.version(journey.flow_id, version))
+                self._intake_requests(self.flows.version(journey.flow_id, version))
                 if decision.actions
                 else frozenset()
             )
@@ -256,14 +260,21 @@ class EventProcessor:
                 elif isinstance(action, ExpireMessage):
                     unit.expire(action.message, action.reason, event.id)
 
+    def _intake_requests(self, flow: Flow) -> frozenset[str]:
+        """The messages of `flow` that ask for an intake (those an intake completion stops).
 
-def _intake_requests(flow: Flow) -> frozenset[str]:
-    """The messages of `flow` that ask for an intake (those an intake completion stops)."""
-    return frozenset(
-        spec.id
-        for _, spec in flow.specs.values()
-        if any(t.event is EventType.INTAKE_COMPLETED for t in spec.unless)
-    )
+        Worked out once per flow version this processor runs, not once per decision.
+        """
+        known = self._intake.get((flow.id, flow.version))
+        if known is not None and known[0] is flow:
+            return known[1]
+        found = frozenset(
+            spec.id
+            for _, spec in flow.specs.values()
+            if any(t.event is EventType.INTAKE_COMPLETED for t in spec.unless)
+        )
+        self._intake[(flow.id, flow.version)] = (flow, found)
+        return found
 
 
 def _beyond_horizon(

@@ -1,16 +1,13 @@
-"""Core values as table rows and back, and bulk helpers."""
+"""Core values as table rows and back, and reading in chunks."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import fields
 from datetime import datetime
-from functools import lru_cache
 from typing import Any, TypeVar
 
 from sqlalchemy import Select
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection
 
 from ..decisions import DecisionRecord
 from ..journey import ScheduledMessage
@@ -26,7 +23,6 @@ __all__ = [
     "locking_in_key_order",
     "message_row",
     "record_from_row",
-    "upsert",
     "visit_row",
 ]
 
@@ -103,27 +99,6 @@ def record_from_row(row: Any) -> DecisionRecord:
         reason=row.reason,
         key=row.key,
         event_id=row.event_id,
-    )
-
-
-def upsert(
-    connection: Connection, table: Any, rows: Sequence[Mapping[str, Any]], keys: list[str]
-) -> None:
-    """Insert rows, replacing those whose primary key exists."""
-    if not rows:
-        return
-    columns = tuple(c for c in rows[0] if c not in keys)
-    statement = _upsert(connection.dialect.name, table, tuple(keys), columns)
-    connection.execute(statement, list(rows))
-
-
-@lru_cache(maxsize=64)
-def _upsert(dialect_name: str, table: Any, keys: tuple[str, ...], columns: tuple[str, ...]) -> Any:
-    # Built once per shape: building one costs more than running it for a small batch.
-    dialect = sqlite if dialect_name == "sqlite" else postgresql
-    statement = dialect.insert(table)
-    return statement.on_conflict_do_update(
-        index_elements=list(keys), set_={c: statement.excluded[c] for c in columns}
     )
 
 

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any, cast
 
 from pydantic import ValidationError
-from sqlalchemy import Table, and_, bindparam, case, delete, insert, or_, select, text, update
+from sqlalchemy import Table, and_, bindparam, case, delete, or_, select, text, update
 from sqlalchemy.engine import Connection
 
 from ..decisions import DecisionRecord, record
@@ -20,7 +20,8 @@ from ..policies import PACED, ConsentRecord
 from ..ports import ImportHold
 from ..visit_facts import VisitFacts
 from . import codec
-from .rows import audit_row, chunks, locking_in_key_order, message_row, upsert, visit_row
+from .bulk import insert_rows, upsert
+from .rows import audit_row, chunks, locking_in_key_order, message_row, visit_row
 from .tables import (
     AuditRow,
     ConsentRow,
@@ -61,6 +62,15 @@ class UnitOfWork:
     _decisions: list[tuple[str, ScheduledMessage, str | None, str]] = field(default_factory=list)
     # Patients with a stored journey that does not read back, and why (see `journeys`).
     unreadable: dict[str, str] = field(default_factory=dict)
+    # The journeys as read, their state text and their episodes: a journey saved
+    # unchanged, and an episode unchanged, is not written again.
+    _stored: dict[tuple[str, str, int], tuple[str, dict[str, Episode]]] = field(
+        default_factory=dict
+    )
+    # The batch's patients (those whose journeys were read), and their stored
+    # consents' times, read at the first `consent_times`.
+    _batch_patients: set[str] = field(default_factory=set)
+    _consent_times: dict[str, dict[tuple[str, str], datetime]] | None = None
 
     # -- reads ----------------------------------------------------------------
 
@@ -97,15 +107,21 @@ class UnitOfWork:
         their history, so the caller holds that patient's events back.
         """
         found: dict[tuple[str, str, int], Journey] = {}
-        for chunk in chunks(list(set(patient_ids)), 500):
+        ids = set(patient_ids)
+        self._batch_patients |= ids
+        for chunk in chunks(list(ids), 500):
             rows = self.connection.execute(_JOURNEYS, {"ids": chunk})
             for patient_id, flow_id, version, state in rows:
                 try:
-                    found[(patient_id, flow_id, version)] = codec.loads(Journey, state)
+                    journey = codec.loads(Journey, state)
                 except (ValidationError, ValueError, RecursionError) as exc:
                     self.unreadable.setdefault(
                         patient_id, f"journey {flow_id} v{version}: {exc.__class__.__name__}"
                     )
+                    continue
+                key = (patient_id, flow_id, version)
+                found[key] = journey
+                self._stored[key] = (state, {e.id: e for e in journey.episodes})
         return found
 
     def known_patients(self, patient_ids: Iterable[str]) -> dict[str, KnownPatient]:
@@ -133,8 +149,21 @@ class UnitOfWork:
         return found
 
     def consent_times(self, patient_id: str) -> dict[tuple[str, str], datetime]:
-        rows = self.connection.execute(_CONSENT_TIMES, {"id": patient_id})
-        return {(r, c): at for r, c, at in rows}
+        """When each stored consent of the patient was decided, by (recipient, channel).
+
+        Read for every patient of the batch at the first call (one statement,
+        not one per consent event); what this unit saves is not among them.
+        """
+        if self._consent_times is None:
+            self._consent_times = {}
+            for chunk in chunks(sorted(self._batch_patients), 500):
+                rows = self.connection.execute(_CONSENT_TIMES, {"ids": chunk})
+                for pid, recipient, channel, at in rows:
+                    self._consent_times.setdefault(pid, {})[(recipient, channel)] = at
+        if patient_id not in self._batch_patients:
+            rows = self.connection.execute(_CONSENT_TIMES, {"ids": [patient_id]})
+            return {(r, c): at for _, r, c, at in rows}
+        return dict(self._consent_times.get(patient_id, {}))
 
     # -- writes (collected) ---------------------------------------------------
 
@@ -230,23 +259,27 @@ class UnitOfWork:
         upsert(c, JourneyRow.__table__, journeys, ["patient_id", "flow_id", "flow_version"])
         upsert(c, EpisodeRow.__table__, episodes, ["id"])
         upsert(c, EpisodeRow.__table__, self._settled, ["id"])
-        if self._processed:
-            c.execute(_INSERT_PROCESSED, self._processed)
+        insert_rows(c, ProcessedEventRow.__table__, self._processed)
         for chunk in chunks(sorted(set(self._visited)), 500):
             c.execute(_DELETE_VISITS, {"ids": chunk})
-        if self._visits:
-            c.execute(_INSERT_VISITS, self._visits)
+        insert_rows(c, StageVisitRow.__table__, self._visits)
         self._write_messages()
 
     def _journey_rows(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The rows of the journeys saved, and of their episodes, that differ from the stored."""
         journeys, episodes = [], []
-        for (patient_id, flow_id, version), journey in self._journeys.items():
+        for key, journey in self._journeys.items():
+            patient_id, flow_id, version = key
+            state = codec.dumps(journey)
+            stored, stored_episodes = self._stored.get(key, (None, {}))
+            if state == stored:
+                continue
             journeys.append(
                 {
                     "patient_id": patient_id,
                     "flow_id": flow_id,
                     "flow_version": version,
-                    "state": codec.dumps(journey),
+                    "state": state,
                     "active": any(e.status is EpisodeStatus.ACTIVE for e in journey.episodes),
                     "updated_at": self.now,
                 }
@@ -254,6 +287,7 @@ class UnitOfWork:
             episodes += [
                 _episode_row(patient_id, flow_id, version, episode, self.now)
                 for episode in journey.episodes
+                if stored_episodes.get(episode.id) != episode
             ]
         return journeys, episodes
 
@@ -309,8 +343,7 @@ class UnitOfWork:
             if taken is not None:
                 status[key] = taken
                 audit.append(record(message, self.now, taken, reason, event_id=event_id))
-        if inserts:
-            c.execute(_INSERT_MESSAGES, list(inserts.values()))
+        insert_rows(c, ScheduledMessageRow.__table__, list(inserts.values()))
         if updates:
             c.execute(
                 _UPDATE_PENDING,
@@ -345,8 +378,7 @@ class UnitOfWork:
                 a.status == MessageStatus.CANCELLED and a.key in cancels and a.key not in cancelled
             )
         ]
-        if audit:
-            c.execute(_INSERT_AUDIT, [audit_row(a) for a in audit])
+        insert_rows(c, AuditRow.__table__, [audit_row(a) for a in audit])
         # Where an intake was asked for, as the figures count it: an intake request
         # audited as scheduled there (kept, as the audit is, once written).
         asked = {
@@ -387,7 +419,6 @@ _STATUSES = select(ScheduledMessageRow.key, ScheduledMessageRow.status).where(
     ScheduledMessageRow.key.in_(bindparam("keys", expanding=True))
 )
 _LOCKED_STATUSES = locking_in_key_order(_STATUSES, ScheduledMessageRow.key, "postgresql")
-_INSERT_PROCESSED = insert(ProcessedEventRow)
 _EVENT_TIMES = select(
     ProcessedEventRow.event_id,
     ProcessedEventRow.patient_id,
@@ -397,12 +428,9 @@ _EVENT_TIMES = select(
 _DELETE_VISITS = delete(StageVisitRow).where(
     StageVisitRow.episode_id.in_(bindparam("ids", expanding=True))
 )
-_INSERT_VISITS = insert(StageVisitRow)
-_INSERT_MESSAGES = insert(ScheduledMessageRow)
-_INSERT_AUDIT = insert(AuditRow)
-_CONSENT_TIMES = select(ConsentRow.recipient, ConsentRow.channel, ConsentRow.at).where(
-    ConsentRow.patient_id == bindparam("id")
-)
+_CONSENT_TIMES = select(
+    ConsentRow.patient_id, ConsentRow.recipient, ConsentRow.channel, ConsentRow.at
+).where(ConsentRow.patient_id.in_(bindparam("ids", expanding=True)))
 _MESSAGES = cast(Table, ScheduledMessageRow.__table__)
 _UPDATE_PENDING = (
     update(_MESSAGES)
