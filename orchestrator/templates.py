@@ -13,30 +13,43 @@ A flow version published in the console keeps its own templates (`stored`,
 name -> text): they are read before the files, so a later edit, in a draft or
 on disk, never changes what a running version sends.
 
-A template is typed in the console, so it is hostile until rendered: the
-sandbox refuses unsafe attributes, ranges are bounded by Jinja's sandbox, and
-`_BoundedEnvironment` bounds the rest of what could stall a process: `*` and
-`**`, the strings `replace`, `center`, `ljust`, `rjust`, `zfill` and
-`expandtabs` make (`MAX_REPEAT` characters), and the loops. A range's bound
-does not bound loops nested in each other, so every `for` counts its steps
-against one budget per render (`MAX_LOOP_STEPS`), and a recursive loop is
-refused. Every error raised while rendering is a `TemplateError` (a problem
-shown, never a crash): "template sms/en/x.j2 line 3: too expensive: ...".
+A template is typed in the console, so it is hostile until rendered. It
+renders in `_BoundedEnvironment`: Jinja's immutable sandbox (unsafe attributes
+refused, no list or dict mutated, ranges bounded), no `lipsum`, no constant
+folded by the compiler, and every render within one budget (`_Budget`, opened
+by the outermost render function, `_guarded`, however the template is
+rendered): `MAX_LOOP_STEPS` steps, every loop's step, macro or caller call,
+include and block counting (nested ones multiply); `MAX_RENDER_SECONDS`,
+checked at each step; `MAX_OUTPUT` characters output. No value made may print
+longer than `MAX_REPEAT` characters: what is printed, each operand of `~`,
+`+`, `*` and `%`, every filter's input, the widths and counts filters, `%`
+and `str.format` take, and the strings `replace`, `center`, `join`,
+`translate`... would make are checked before they are made; a recursive loop
+is refused. Every error raised while rendering is a `TemplateError` (a
+problem shown, never a crash): "template sms/en/x.j2 line 3: too expensive: ...".
 
 Compiling a template costs far more than rendering it, and the console makes
 a `TemplateSet` per request (a draft's edits over a version's templates): the
-compiled code is kept per process by name, source and escaping
-(`_CompiledCode`), so a set compiles only the templates whose text it has
-never seen.
+compiled code is kept per process by environment (class and options,
+escaping among them), name and source (`_CompiledCode`), bounded by entries
+and by characters of source, sources over `MAX_CACHED_SOURCE` never kept; so
+a set compiles only the templates whose text it has never seen.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import inspect
 import json
+import re
+import string
+import sys
 import threading
+import time
+import types
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sized
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +59,9 @@ import jinja2
 from jinja2 import nodes
 from jinja2.bccache import Bucket
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.runtime import Macro
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment
+from jinja2.utils import _PassArg
 
 from .errors import TemplateError
 from .event import Channel
@@ -55,136 +70,193 @@ from .sms import normalise
 __all__ = ["EMAIL_BLOCKS", "MAX_LOOP_STEPS", "Rendered", "TemplateSet", "TooExpensive"]
 
 EMAIL_BLOCKS = ("subject", "text", "html")
-# The longest sequence `*` may make and the largest exponent `**` may take:
-# far above what a message needs, far below what stalls a process.
+# The longest string or sequence one operation may make, the largest width or
+# count a filter may take, and the largest exponent `**` may take: far above
+# what a message needs, far below what stalls a process.
 MAX_REPEAT = 100_000
 MAX_EXPONENT = 64
-# The loop steps one render may take, all loops together: a message loops over
-# a handful of items, and 10,000 steps take a few milliseconds.
+# The largest number `*` and `**` may make (a message counts, it does not do cryptography).
+MAX_INT_BITS = 4096
+# The steps one render may take, all loops, macro calls and includes together:
+# a message loops over a handful of items, and 10,000 steps take milliseconds.
 MAX_LOOP_STEPS = 10_000
-# The filter every `for` iterates through (no template can name it: it has a dot).
+# The characters one render may output: an SMS or an email body is never that long.
+MAX_OUTPUT = 100_000
+# The time one render may take, checked at each step.
+MAX_RENDER_SECONDS = 2.0
+# The filters every `for` iterates through and every `~` operand goes through
+# (no template can name them: they have a dot).
 _COUNTED = "orchestrator.counted"
+_SIZED = "orchestrator.sized"
 # The str methods whose result can be far longer than their arguments.
-_GROWING = frozenset({"replace", "center", "ljust", "rjust", "zfill", "expandtabs"})
+_GROWING = frozenset(
+    {"replace", "center", "ljust", "rjust", "zfill", "expandtabs", "join", "translate"}
+)
+# The clock a render's deadline is read from (tests replace it).
+_clock = time.monotonic
 
 
 class TooExpensive(SecurityError):
-    """A render took more loop steps than `MAX_LOOP_STEPS` (the message names the line)."""
+    """A render went past one of its bounds: `reason`, at template line `line` if known."""
+
+    def __init__(self, reason: str, line: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.line = line if line is not None else _line_here()
 
 
-# The steps the render under way has taken: one count per render, per thread.
-_steps: ContextVar[list[int]] = ContextVar("template_loop_steps")
+def _line_here() -> int | None:
+    """The template line the render under way is at (from the compiled code's frame)."""
+    frame: types.FrameType | None = sys._getframe(1)
+    while frame is not None:
+        template = frame.f_globals.get("__jinja_template__")
+        if template is not None:
+            line: int = template.get_corresponding_lineno(frame.f_lineno)
+            return line
+        frame = frame.f_back
+    return None
+
+
+class _Budget:
+    """What the render under way has spent: steps, characters output, and its deadline."""
+
+    __slots__ = ("deadline", "depth", "output", "steps")
+
+    def __init__(self) -> None:
+        self.steps = 0
+        self.output = 0
+        self.depth = 0
+        self.deadline = _clock() + MAX_RENDER_SECONDS
+
+
+# The budget of the render under way: one per render, per thread.
+_budget: ContextVar[_Budget | None] = ContextVar("template_budget", default=None)
+
+
+def _step(line: int | None = None) -> None:
+    """Count one step (a loop's, a macro call, an include) against the render's budget."""
+    budget = _budget.get()
+    if budget is None:  # every render opens one (`_guarded`): fail closed
+        raise TooExpensive("rendered outside a budget", line)
+    budget.steps += 1
+    if budget.steps > MAX_LOOP_STEPS:
+        raise TooExpensive(
+            f"more than {MAX_LOOP_STEPS:,} steps (loops, macro calls and includes "
+            "together: nested ones multiply)",
+            line,
+        )
+    if _clock() > budget.deadline:
+        raise TooExpensive(f"longer than {MAX_RENDER_SECONDS:g} seconds", line)
 
 
 def _counted(iterable: Iterable[Any], line: int) -> Iterator[Any]:
-    """`iterable`, each item counted against the render's loop budget."""
-    steps = _steps.get(None)
-    if steps is None:
-        steps = [0]
+    """`iterable`, each item counted against the render's budget."""
     for item in iterable:
-        steps[0] += 1
-        if steps[0] > MAX_LOOP_STEPS:
-            raise TooExpensive(
-                f"line {line}: too expensive: more than {MAX_LOOP_STEPS:,} loop steps "
-                "(loops nested in each other multiply)"
-            )
+        _step(line)
         yield item
 
 
-class _BoundedEnvironment(SandboxedEnvironment):
-    """The sandbox with `*`, `**`, growing string methods and loops bounded."""
+def _guarded(render: Callable[[Any], Iterator[str]]) -> Callable[[Any], Iterator[str]]:
+    """A compiled render function (a template's root or a block) that renders within a budget.
 
-    intercepted_binops = frozenset({"*", "**"})
-
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        self.filters[_COUNTED] = _counted
-
-    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
-        tree = super()._parse(source, name, filename)
-        for loop in tree.find_all(nodes.For):
-            if loop.recursive:
-                raise jinja2.TemplateSyntaxError(
-                    "a recursive loop is not allowed", loop.lineno, name, filename
-                )
-            loop.iter = nodes.Filter(
-                loop.iter, _COUNTED, [nodes.Const(loop.lineno)], [], None, None, lineno=loop.lineno
-            )
-        return tree
-
-    def call(
-        __self,  # Jinja's signature: no name a keyword argument could clash with
-        __context: jinja2.runtime.Context,
-        __obj: Any,
-        *args: Any,
-        **kwargs: Any,
-    ) -> Any:
-        text = getattr(__obj, "__self__", None)
-        if (
-            isinstance(text, str)
-            and getattr(__obj, "__name__", "") in _GROWING
-            and _grown(text, __obj.__name__, args, kwargs) > MAX_REPEAT
-        ):
-            raise SecurityError(f"a string longer than {MAX_REPEAT}")
-        return super().call(__context, __obj, *args, **kwargs)
-
-    def call_binop(
-        self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any
-    ) -> Any:
-        if operator == "**" and isinstance(right, int) and abs(right) > MAX_EXPONENT:
-            raise SecurityError(f"an exponent above {MAX_EXPONENT}")
-        if operator == "*":
-            for sequence, times in ((left, right), (right, left)):
-                if (
-                    isinstance(sequence, str | bytes | list | tuple)
-                    and isinstance(times, int)
-                    and len(sequence) * times > MAX_REPEAT
-                ):
-                    raise SecurityError(f"a sequence longer than {MAX_REPEAT}")
-        return super().call_binop(context, operator, left, right)
-
-
-class _CompiledCode(jinja2.BytecodeCache):
-    """Compiled template code by name, source and escaping, shared by every set of a process.
-
-    Jinja's own cache is per environment, and an environment per set; this one
-    outlives them. The code of a name and source is the same in any set (the
-    environments differ only in what they load and in escaping, which is in
-    the key), and a code object is immutable, so it is shared as it is.
+    The outermost one opens the render's budget if none is open and counts the
+    characters output; one entered inside another (an include, a block, a
+    parent template) is a step.
     """
 
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._code: OrderedDict[str, Any] = OrderedDict()
-        self._lock = threading.Lock()
+    def guarded(context: Any) -> Iterator[str]:
+        budget = _budget.get()
+        opened = None
+        if budget is None:
+            budget = _Budget()
+            opened = _budget.set(budget)
+        level = budget.depth
+        if level:
+            _step()
+        budget.depth += 1
+        try:
+            for chunk in render(context):
+                if not level:
+                    budget.output += len(chunk)
+                    if budget.output > MAX_OUTPUT:
+                        raise TooExpensive(f"more than {MAX_OUTPUT:,} characters of output")
+                yield chunk
+        finally:
+            budget.depth -= 1
+            if opened is not None:
+                # A generator dropped unfinished may be closed from another context.
+                with contextlib.suppress(ValueError):
+                    _budget.reset(opened)
 
-    def get_bucket(
-        self, environment: jinja2.Environment, name: str, filename: str | None, source: str
-    ) -> Bucket:
-        escaping = "html" if environment.autoescape else "plain"
-        key = hashlib.sha256(f"{escaping}\0{name}\0{source}".encode()).hexdigest()
-        bucket = Bucket(environment, key, "")
-        self.load_bytecode(bucket)
-        return bucket
-
-    def load_bytecode(self, bucket: Bucket) -> None:
-        with self._lock:
-            code = self._code.get(bucket.key)
-            if code is not None:
-                self._code.move_to_end(bucket.key)
-        bucket.code = code
-
-    def dump_bytecode(self, bucket: Bucket) -> None:
-        with self._lock:
-            self._code[bucket.key] = bucket.code
-            while len(self._code) > self.size:
-                self._code.popitem(last=False)
+    return guarded
 
 
-# Drafts being edited at once, per set they are edited over.
-_OVERS_KEPT = 8
-# Enough for every template of every flow in a few languages, and the drafts' edits.
-_COMPILED = _CompiledCode(4096)
+def _size(value: Any, limit: int = MAX_REPEAT) -> int:
+    """At least how many characters `value` prints as; walked no further than past `limit`."""
+    total = 0
+    stack = [value]
+    while stack and total <= limit:
+        item = stack.pop()
+        if isinstance(item, str | bytes):
+            total += len(item)
+        elif isinstance(item, list | tuple | set | frozenset | dict):
+            total += 2 + len(item)
+            if total <= limit:
+                stack.extend(item)
+                if isinstance(item, dict):
+                    stack.extend(item.values())
+        elif isinstance(item, int):
+            total += 1 + item.bit_length() // 4
+        else:
+            total += 1
+    return total
+
+
+def _sized(value: Any) -> Any:
+    """`value`, refused if it prints longer than `MAX_REPEAT` characters."""
+    if _size(value) > MAX_REPEAT:
+        raise TooExpensive(f"a value longer than {MAX_REPEAT:,} characters")
+    return value
+
+
+def _too_wide(number: Any) -> bool:
+    return isinstance(number, int) and not isinstance(number, bool) and number > MAX_REPEAT
+
+
+def _check_printf(text: Any, args: Any) -> None:
+    """Refuse `text % args` when a width or precision would make it too long."""
+    if not isinstance(text, str):
+        return
+    star = False
+    for found in _PRINTF.findall(text):
+        for number in found:
+            if number == "*":
+                star = True
+            elif number and (len(number) > 6 or int(number) > MAX_REPEAT):
+                raise TooExpensive(f"a width above {MAX_REPEAT:,}")
+    values = args if isinstance(args, tuple | list) else (args,)
+    if isinstance(args, Mapping):
+        values = tuple(args.values())
+    if star and any(_too_wide(v) for v in values):
+        raise TooExpensive(f"a width above {MAX_REPEAT:,}")
+
+
+def _check_format(text: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+    """Refuse `text.format(...)` when a width or precision would make it too long."""
+    nested = False
+    for _, _, spec, _ in string.Formatter().parse(text):
+        if not spec:
+            continue
+        nested = nested or "{" in spec
+        for number in re.findall(r"\d+", spec):
+            if len(number) > 6 or int(number) > MAX_REPEAT:
+                raise TooExpensive(f"a width above {MAX_REPEAT:,}")
+    if nested and any(_too_wide(v) for v in (*args, *kwargs.values())):
+        raise TooExpensive(f"a width above {MAX_REPEAT:,}")
+
+
+# A printf conversion's width and precision (`%-10.3f`, `%*d`, `%(name)5s`).
+_PRINTF = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
 
 
 def _grown(text: str, method: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> int:
@@ -202,8 +274,297 @@ def _grown(text: str, method: str, args: tuple[Any, ...], kwargs: Mapping[str, A
     if method == "expandtabs":
         size = given[0] if given and isinstance(given[0], int) else 8
         return len(text) + text.count("\t") * max(0, size)
+    if method == "join":
+        items = given[0] if given else ()
+        count = len(items) if isinstance(items, Sized) else 0
+        return _size(items) + len(text) * max(0, count - 1)
+    if method == "translate":
+        table = given[0] if given else None
+        longest = 1
+        if isinstance(table, Mapping):
+            longest = max((_size(v) for v in table.values()), default=1)
+        return len(text) * longest
     width = given[0] if given and isinstance(given[0], int) else 0
     return max(len(text), width)
+
+
+def _bounded_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    """Jinja's filter `name`, refusing what would make a value past `MAX_REPEAT`.
+
+    Every value given must print within `MAX_REPEAT` characters and every
+    number within `MAX_REPEAT` (a width, a count: `center`, `indent`, `batch`,
+    `slice`, `truncate`...), except `format`'s, whose widths are checked as `%`'s
+    are; `replace`, `indent`, `wordwrap` and `join` are bounded by what they make.
+    """
+    passing = _PassArg.from_obj(function)
+    passed = 1 if passing is not None else 0
+    signature = inspect.signature(function)
+
+    # Given the context, so that the compiler never calls it on constants (and
+    # gives `function` what it asks for).
+    @jinja2.pass_context
+    def bounded(context: jinja2.runtime.Context, *args: Any, **kwargs: Any) -> Any:
+        if passing is _PassArg.context:
+            args = (context, *args)
+        elif passing is _PassArg.eval_context:
+            args = (context.eval_ctx, *args)
+        elif passing is _PassArg.environment:
+            args = (context.environment, *args)
+        given = [*args[passed:], *kwargs.values()]
+        for value in given:
+            _sized(value)
+        if name == "format":
+            _check_printf(args[passed], kwargs or tuple(args[passed + 1 :]))
+        elif any(_too_wide(v) for v in given[1:]):
+            raise TooExpensive(f"a width or count above {MAX_REPEAT:,}")
+        if name in ("replace", "indent", "wordwrap", "join"):
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            _check_filter(name, bound.arguments)
+        return function(*args, **kwargs)
+
+    return bounded
+
+
+def _check_filter(name: str, given: Mapping[str, Any]) -> None:
+    if name == "replace":
+        text = str(given["s"])
+        made = _grown(text, "replace", (str(given["old"]), str(given["new"]), given["count"]), {})
+    elif name == "indent":
+        width = given["width"]
+        made = len(str(given["s"])) + (str(given["s"]).count("\n") + 1) * (
+            width if isinstance(width, int) else len(str(width))
+        )
+    elif name == "wordwrap":
+        text, width = str(given["s"]), max(1, int(given["width"]))
+        wrap = given["wrapstring"]
+        made = len(text) + (len(text) // width + 1) * len(str(wrap or "\n"))
+    else:  # join
+        value = given["value"]
+        count = len(value) if isinstance(value, Sized) else MAX_REPEAT
+        made = _size(value) + len(str(given["d"])) * max(0, count - 1)
+    if made > MAX_REPEAT:
+        raise TooExpensive(f"a string longer than {MAX_REPEAT:,} characters")
+
+
+class _BoundedTemplate(jinja2.Template):
+    """A template whose render functions render within a budget (`_guarded`)."""
+
+    @classmethod
+    def _from_namespace(
+        cls,
+        environment: jinja2.Environment,
+        namespace: MutableMapping[str, Any],
+        globals: MutableMapping[str, Any],
+    ) -> jinja2.Template:
+        template = super()._from_namespace(environment, namespace, globals)
+        template.root_render_func = _guarded(template.root_render_func)
+        template.blocks = {name: _guarded(block) for name, block in template.blocks.items()}
+        return template
+
+
+class _BoundedEnvironment(ImmutableSandboxedEnvironment):
+    """The sandbox with every render bounded: steps, time, output, the values it makes.
+
+    No template mutates a list or a dict (the immutable sandbox), none folds
+    constants when compiled (`optimized=False`: `'x'|center(n)` is not made by
+    the compiler), and there is no `lipsum`.
+    """
+
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
+    template_class = _BoundedTemplate
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(optimized=False, finalize=_sized, **options)
+        self.globals.pop("lipsum", None)
+        self.filters = {name: _bounded_filter(name, f) for name, f in self.filters.items()}
+        self.filters[_COUNTED] = _counted
+        self.filters[_SIZED] = _sized
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        tree = super()._parse(source, name, filename)
+        for loop in tree.find_all(nodes.For):
+            if loop.recursive:
+                raise jinja2.TemplateSyntaxError(
+                    "a recursive loop is not allowed", loop.lineno, name, filename
+                )
+            loop.iter = nodes.Filter(
+                loop.iter, _COUNTED, [nodes.Const(loop.lineno)], [], None, None, lineno=loop.lineno
+            )
+        for joined in list(tree.find_all(nodes.Concat)):  # `~`: each operand bounded
+            joined.nodes = [
+                nodes.Filter(item, _SIZED, [], [], None, None, lineno=item.lineno)
+                for item in joined.nodes
+            ]
+        return tree
+
+    def call(
+        __self,  # Jinja's signature: no name a keyword argument could clash with
+        __context: jinja2.runtime.Context,
+        __obj: Any,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        if isinstance(__obj, Macro):  # a macro's or a caller's call is a step
+            _step()
+        text = getattr(__obj, "__self__", None)
+        if isinstance(text, str):
+            method = getattr(__obj, "__name__", "")
+            if method in _GROWING:
+                if method == "join" and args and not isinstance(args[0], Sized):
+                    args = (list(args[0]), *args[1:])
+                if _grown(text, method, args, kwargs) > MAX_REPEAT:
+                    raise TooExpensive(f"a string longer than {MAX_REPEAT:,} characters")
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        """`str.format` and `format_map` (sandboxed by Jinja), their widths bounded."""
+        wrapper = super().wrap_str_format(value)
+        if wrapper is None:
+            return None
+        text: str = value.__self__
+        mapping = value.__name__ == "format_map"
+
+        def bounded(*args: Any, **kwargs: Any) -> str:
+            if mapping and args and isinstance(args[0], Mapping):
+                _check_format(text, (), args[0])
+            else:
+                _check_format(text, args, kwargs)
+            return wrapper(*args, **kwargs)
+
+        return bounded
+
+    def call_binop(
+        self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any
+    ) -> Any:
+        _sized(left)
+        _sized(right)
+        if operator == "**" and isinstance(right, int):
+            bits = left.bit_length() if isinstance(left, int) else 1
+            if abs(right) > MAX_EXPONENT or bits * abs(right) > MAX_INT_BITS:
+                raise TooExpensive(
+                    f"an exponent above {MAX_EXPONENT} or a number past {MAX_INT_BITS} bits"
+                )
+        elif operator == "*":
+            if (
+                isinstance(left, int)
+                and isinstance(right, int)
+                and left.bit_length() + right.bit_length() > MAX_INT_BITS
+            ):
+                raise TooExpensive(f"a number past {MAX_INT_BITS:,} bits")
+            for sequence, times in ((left, right), (right, left)):
+                if (
+                    isinstance(sequence, str | bytes | list | tuple)
+                    and isinstance(times, int)
+                    and _size(sequence) * times > MAX_REPEAT
+                ):
+                    raise TooExpensive(f"a value longer than {MAX_REPEAT:,} characters")
+        elif operator == "%":
+            _check_printf(left, right)
+        return super().call_binop(context, operator, left, right)
+
+
+class _Sourced(Bucket):
+    """A bucket that knows how long its source is (what the cache weighs it by)."""
+
+    def __init__(self, environment: jinja2.Environment, key: str, size: int) -> None:
+        super().__init__(environment, key, "")
+        self.size = size
+
+
+def _code_identity(environment: jinja2.Environment) -> str:
+    """What the code compiled in `environment` depends on besides the name and source."""
+    return repr(
+        (
+            type(environment).__module__,
+            type(environment).__qualname__,
+            environment.autoescape,
+            environment.optimized,
+            environment.finalize,
+            environment.trim_blocks,
+            environment.lstrip_blocks,
+            environment.keep_trailing_newline,
+            environment.newline_sequence,
+            environment.block_start_string,
+            environment.variable_start_string,
+            environment.comment_start_string,
+            environment.line_statement_prefix,
+            environment.line_comment_prefix,
+            sorted(getattr(environment, "intercepted_binops", ())),
+            sorted(getattr(environment, "intercepted_unops", ())),
+            sorted(environment.extensions),
+        )
+    )
+
+
+class _CompiledCode(jinja2.BytecodeCache):
+    """Compiled template code by environment, name and source, shared by every set of a process.
+
+    Jinja's own cache is per environment, and an environment per set; this one
+    outlives them. The key holds what the code depends on (`_code_identity`:
+    the environment's class and options, escaping among them), and a code
+    object is immutable, so it is shared as it is. A draft is a new source at
+    each keystroke, so what is kept is bounded twice: `entries` codes, and
+    `chars` characters of source in all (code weighs a few times its
+    source); a source longer than `MAX_CACHED_SOURCE` is compiled each time.
+    """
+
+    def __init__(self, entries: int, chars: int) -> None:
+        self.entries = entries
+        self.chars = chars
+        self._code: OrderedDict[str, tuple[Any, int]] = OrderedDict()
+        self._weight = 0
+        self._lock = threading.Lock()
+
+    def get_bucket(
+        self, environment: jinja2.Environment, name: str, filename: str | None, source: str
+    ) -> Bucket:
+        key = hashlib.sha256(
+            f"{_code_identity(environment)}\0{name}\0{source}".encode()
+        ).hexdigest()
+        bucket = _Sourced(environment, key, len(source))
+        self.load_bytecode(bucket)
+        return bucket
+
+    def load_bytecode(self, bucket: Bucket) -> None:
+        with self._lock:
+            found = self._code.get(bucket.key)
+            if found is not None:
+                self._code.move_to_end(bucket.key)
+        bucket.code = found[0] if found is not None else None
+
+    def dump_bytecode(self, bucket: Bucket) -> None:
+        size = bucket.size if isinstance(bucket, _Sourced) else MAX_CACHED_SOURCE + 1
+        if size > MAX_CACHED_SOURCE:
+            return
+        with self._lock:
+            previous = self._code.pop(bucket.key, None)
+            if previous is not None:
+                self._weight -= previous[1]
+            self._code[bucket.key] = (bucket.code, size)
+            self._weight += size
+            while len(self._code) > self.entries or self._weight > self.chars:
+                _, (_, dropped) = self._code.popitem(last=False)
+                self._weight -= dropped
+
+    def clear(self) -> None:
+        with self._lock:
+            self._code.clear()
+            self._weight = 0
+
+    def __len__(self) -> int:
+        return len(self._code)
+
+
+# The longest source whose code is kept: every shipped template is under 4 KiB.
+MAX_CACHED_SOURCE = 16 * 1024
+# Enough for every template of every flow in a few languages, and the drafts'
+# edits: about 4 MB of source, some 30 MB of code.
+_COMPILED = _CompiledCode(entries=4096, chars=4 * 1024 * 1024)
+# The sets `TemplateSet.over` made, kept per process (drafts being edited at once).
+_OVERS_KEPT = 8
+_OVERS: OrderedDict[str, TemplateSet] = OrderedDict()
+_OVERS_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,10 +580,6 @@ class TemplateSet:
     def __init__(self, root: Path, stored: Mapping[str, str] | None = None) -> None:
         self.root = root
         self.stored: Mapping[str, str] = dict(stored or {})
-        # The sets `over` made, by what they put over this one: a draft's edits are
-        # asked for again at each request, and a set reused keeps its templates loaded.
-        self._overs: OrderedDict[str, TemplateSet] = OrderedDict()
-        self._overs_lock = threading.Lock()
         # Two environments over the same files: the HTML part of an email is
         # escaped, its text part and subject and every SMS are not.
         self._plain = self._environment(autoescape=False)
@@ -243,19 +600,24 @@ class TemplateSet:
     def over(self, stored: Mapping[str, str]) -> TemplateSet:
         """These templates with `stored` read first (and this set's own stored ones under them).
 
-        The same `stored` over the same set gives the same set back (the last few kept).
+        The same templates over the same directory give the same set back: the
+        last `_OVERS_KEPT` of the process are kept (each holds its compiled
+        templates, so the memo is one for all sets, not one per set).
         """
-        key = hashlib.sha256(json.dumps(dict(stored), sort_keys=True).encode()).hexdigest()
-        with self._overs_lock:
-            found = self._overs.get(key)
+        merged = {**self.stored, **stored}
+        key = hashlib.sha256(
+            json.dumps([str(self.root), merged], sort_keys=True).encode()
+        ).hexdigest()
+        with _OVERS_LOCK:
+            found = _OVERS.get(key)
             if found is not None:
-                self._overs.move_to_end(key)
+                _OVERS.move_to_end(key)
                 return found
-        found = TemplateSet(self.root, {**self.stored, **stored})
-        with self._overs_lock:
-            self._overs[key] = found
-            while len(self._overs) > _OVERS_KEPT:
-                self._overs.popitem(last=False)
+        found = TemplateSet(self.root, merged)
+        with _OVERS_LOCK:
+            _OVERS[key] = found
+            while len(_OVERS) > _OVERS_KEPT:
+                _OVERS.popitem(last=False)
         return found
 
     def name_of(self, channel: Channel, language: str, template: str) -> str:
@@ -286,7 +648,7 @@ class TemplateSet:
             TemplateError: naming the template and what failed; no context values.
         """
         name = self.name_of(channel, language, template)
-        budget = _steps.set([0])
+        budget = _budget.set(_Budget())
         try:
             plain = self._plain.get_template(name)
             if channel is Channel.SMS:
@@ -307,8 +669,14 @@ class TemplateSet:
             raise TemplateError(f"template {name} line {exc.lineno}: {exc.message}") from exc
         except jinja2.UndefinedError as exc:
             raise TemplateError(f"template {name}: {exc.message}") from exc
+        except RecursionError as exc:
+            raise TemplateError(
+                f"template {name}: too expensive: nested too deeply "
+                "(a macro or an include calling itself)"
+            ) from exc
         except TooExpensive as exc:
-            raise TemplateError(f"template {name} {exc}") from exc
+            where = f" line {exc.line}" if exc.line is not None else ""
+            raise TemplateError(f"template {name}{where}: too expensive: {exc.reason}") from exc
         except SecurityError as exc:
             raise TemplateError(f"template {name}: not allowed: {exc}") from exc
         except TemplateError:
@@ -319,7 +687,7 @@ class TemplateSet:
                 f"template {name}: {exc.__class__.__name__} while rendering"
             ) from exc
         finally:
-            _steps.reset(budget)
+            _budget.reset(budget)
 
 
 def _block(template: jinja2.Template, block: str, context: Mapping[str, Any]) -> str:

@@ -207,6 +207,10 @@ def _read(
         # The reader refuses some characters (NUL, other controls) before parsing.
         reason = getattr(exc, "reason", None) or exc.__class__.__name__
         raise FlowError([FlowProblem(name, "", f"not valid YAML: {reason}")]) from None
+    except UnicodeError:
+        # libyaml encodes the text first, and a lone surrogate has no UTF-8:
+        # refused here, so the pure-Python reader's words are the ones reported.
+        raise FlowError([FlowProblem(name, "", "not valid YAML: special characters")]) from None
     try:
         node = loader.get_single_node()
         if node is None:

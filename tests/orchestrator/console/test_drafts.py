@@ -379,7 +379,7 @@ def test_a_template_too_expensive_to_render_is_a_problem_at_its_line_as_you_type
     preview = _post(console, "/draft/template", name=name, text=nested + "{% endfor %}")
     checked = _post(console, "/draft", text=_text(console))
 
-    said = f"template {name} line 2: too expensive: more than 10,000 loop steps"
+    said = f"template {name} line 2: too expensive: more than 10,000 steps"
     for answer in (preview, checked):
         assert answer.status_code == 200
         assert said in answer.text

@@ -714,6 +714,7 @@ _BILLION_LAUGHS = "".join(
         (_BILLION_LAUGHS, "alias counts each time"),
         ("a: &a [*a]", "nested deeper"),
         ("x: " + "y" * 300_000, "longer than 256 KiB"),
+        ("id: x\nname: \ud800\n", "special characters are not allowed"),  # a lone surrogate
     ],
 )
 def test_hostile_text_is_one_clear_problem(text: str, said: str) -> None:
