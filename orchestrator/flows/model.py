@@ -12,9 +12,13 @@ from datetime import time, timedelta
 from enum import StrEnum
 from fnmatch import fnmatchcase
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from ..event import Channel, Event, EventType, JSONValue
 from .timing import Anchor, Timing
+
+if TYPE_CHECKING:
+    from .plan import FlowPlan
 
 __all__ = [
     "ANY_STAGE",
@@ -327,6 +331,13 @@ class Flow:
             for trigger in stage.enter_on:
                 found.setdefault(trigger.event, []).append((i, stage, trigger))
         return {event: tuple(items) for event, items in found.items()}
+
+    @cached_property
+    def plan(self) -> FlowPlan:
+        """The flow as the fold reads it: triggers compiled and indexed by event type."""
+        from .plan import FlowPlan
+
+        return FlowPlan.of(self)
 
     @cached_property
     def cancelling_types(self) -> frozenset[EventType]:
