@@ -57,6 +57,9 @@ _new_decision = builder(Decision)
 _new_journey = builder(Journey)
 _new_schedule = builder(ScheduleMessage)
 _new_enter_stage = builder(EnterStage)
+_new_end = builder(EndEpisode)
+_new_cancel = builder(CancelMessage)
+_new_expire = builder(ExpireMessage)
 
 
 def route(event: Event, flows: Iterable[Flow]) -> list[Flow]:
@@ -159,7 +162,10 @@ def _diff(
         if old is episode:
             continue  # not written by this fold
         seen = old.history if old is not None else ()
-        for v in episode.history:
+        history = episode.history
+        if history[: len(seen)] == seen:
+            history = history[len(seen) :]  # what a fold step adds it appends
+        for v in history:
             if v not in seen:
                 actions.append(
                     _new_enter_stage(flow.id, episode.id, v.stage_id, v.event_id, v.entered_at)
@@ -167,7 +173,7 @@ def _diff(
         was_active = old is None or old.status is EpisodeStatus.ACTIVE
         if episode.status is not EpisodeStatus.ACTIVE and was_active:
             outcome = episode.outcome or episode.status.value
-            actions.append(EndEpisode(flow.id, episode.id, outcome, episode.ended_at or now))
+            actions.append(_new_end(flow.id, episode.id, outcome, episode.ended_at or now))
     keys = touched if touched is not None else dict.fromkeys([*before.messages, *after.messages])
     old_messages, new_messages = before.messages, after.messages
     for key in keys:
@@ -175,15 +181,16 @@ def _diff(
         message = new_messages.get(key)
         if message is None:
             if old_message is not None:
-                actions.append(CancelMessage(old_message, after.dropped.get(key, "superseded")))
-        elif old_message is message or old_message == message:
-            continue
-        elif old_message is None and message.expires_at is not None and message.expires_at <= now:
-            actions.append(ExpireMessage(message, "expired_before_scheduling"))
-        elif old_message is None and message.anchor in SUBJECT_ANCHORS and message.due_at < now:
+                actions.append(_new_cancel(old_message, after.dropped.get(key, "superseded")))
+        elif old_message is not None:
+            if old_message is not message and old_message != message:
+                actions.append(_new_schedule(message))
+        elif message.expires_at is not None and message.expires_at <= now:
+            actions.append(_new_expire(message, "expired_before_scheduling"))
+        elif message.anchor in SUBJECT_ANCHORS and message.due_at < now:
             # Its moment (72h before the visit, a day after discharge) passed before
             # anyone knew of it; sent now it would say the wrong thing.
-            actions.append(ExpireMessage(message, "moment_passed"))
+            actions.append(_new_expire(message, "moment_passed"))
         else:
             actions.append(_new_schedule(message))
     return tuple(actions)
