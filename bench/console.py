@@ -20,7 +20,10 @@ Then each page is requested --requests times (after two warm-ups) from the
 real app (`create_app` over a `Runtime`, in process through httpx's
 TestClient, as the admin) and its p50 and p95 printed: the dashboard, the
 JSON audit and timeline, and the console's pages (PAGES; extend it as the
-console grows), plus `measured()` itself for each flow.
+console grows), the draft editor (DRAFT: opening it, the check htmx posts as
+you type the YAML, the preview it posts as you type a template; each post a
+new keystroke, so nothing is answered from a cache of the same text), plus
+`measured()` itself for each flow.
 
     python bench/console.py [--episodes 10000 100000] [--requests 30] [--slice-copies 40]
 """
@@ -28,6 +31,7 @@ console grows), plus `measured()` itself for each flow.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import sys
@@ -47,6 +51,12 @@ from orchestrator.api.app import create_app  # noqa: E402
 from orchestrator.clock import VirtualClock  # noqa: E402
 from orchestrator.event_schema import parse_event  # noqa: E402
 from orchestrator.insight.reading import measured  # noqa: E402
+from orchestrator.service.drafts import (  # noqa: E402
+    next_version,
+    template_names,
+    version_text,
+    with_version,
+)
 from orchestrator.service.runtime import Runtime  # noqa: E402
 from orchestrator.settings import Settings  # noqa: E402
 from samples import load_samples, relabel  # noqa: E402  (bench/samples.py)
@@ -65,6 +75,13 @@ PAGES = [
     f"/console/audit/{FLOW}",
     f"/console/audit/{FLOW}?language=es&channel=sms",
 ]
+
+# The draft editor's routes, on FLOW: label -> (method, path).
+DRAFT = {
+    "draft editor: open": ("GET", f"/console/flows/{FLOW}/draft"),
+    "draft editor: check as you type": ("POST", f"/console/flows/{FLOW}/draft"),
+    "draft editor: template preview": ("POST", f"/console/flows/{FLOW}/draft/template"),
+}
 
 # The copies: each table's columns, with the ids made fresh per copy `g`.
 COPIES = {
@@ -182,6 +199,34 @@ def percentiles(times: list[float]) -> tuple[float, float]:
     return statistics.median(times) * 1000, cuts[18] * 1000
 
 
+def draft_pages(client: TestClient, runtime: Runtime) -> list[tuple[str, Callable[[], object]]]:
+    """The draft editor's requests, each post one keystroke more than the last."""
+    flow = runtime.flows.current[FLOW]
+    text = with_version(
+        version_text(runtime, FLOW, flow.version) or "", next_version(runtime, FLOW)
+    )
+    template = next(
+        n for n in template_names(flow, runtime.dispatcher.templates) if n.startswith("sms/en/")
+    )
+    body = runtime.dispatcher.templates.text_of(template) or ""
+    typed = itertools.count()
+    forms = {
+        "draft editor: open": lambda: None,
+        "draft editor: check as you type": lambda: {"text": f"{text}# {next(typed)}\n"},
+        "draft editor: template preview": lambda: {
+            "name": template,
+            "text": f"{body.rstrip()} {next(typed)}\n",
+        },
+    }
+
+    def request(label: str) -> None:
+        method, path = DRAFT[label]
+        form = forms[label]()
+        client.request(method, path, data=form).raise_for_status()
+
+    return [(label, lambda label=label: request(label)) for label in DRAFT]
+
+
 def bench(
     size: int, requests: int, slice_copies: int, keep: bool = False
 ) -> list[tuple[str, float, float]]:
@@ -210,6 +255,7 @@ def bench(
             (path, lambda path=path: client.get(path).raise_for_status())
             for path in [*PAGES, f"/patients/{patient}/timeline", f"/console/patients/{patient}"]
         ]
+        pages += draft_pages(client, runtime)
         pages += [
             (f"measured({flow_id})", lambda flow=flow: measured(runtime.store, flow))
             for flow_id, flow in sorted(runtime.flows.current.items())

@@ -32,6 +32,7 @@ from .limits import storable_text
 from .memory_unit import AttemptRow, MemoryUnit, MessageRow, Tables, append_audit, close_attempt
 from .message_status import IN_FLIGHT, MessageStatus, allowed, check_finish
 from .policies import ConsentRecord
+from .policies.pacing import Ask, Pace, Taken, take_all
 from .ports import (
     REJECTED_BODY_LIMIT,
     Addressee,
@@ -50,6 +51,7 @@ from .ports import (
     RecordedTestSend,
     RecordedTestSends,
     RejectedInput,
+    SendBuckets,
     SendingFacts,
     Sent,
     Settlement,
@@ -164,7 +166,11 @@ class MemoryStore:
             )
             for _, key in [*abandoned, *due][:limit]:
                 row = t.messages[key]
-                claims.append(Claim(row.message, row.status, row.attempts, row.due_at, row.channel))
+                claims.append(
+                    Claim(
+                        row.message, row.status, row.attempts, row.due_at, row.channel, row.reason
+                    )
+                )
                 t.messages[key] = replace(
                     row,
                     # A message caught mid-send stays MessageStatus.SENDING: its outcome is unknown.
@@ -349,6 +355,7 @@ class MemoryStore:
         *,
         attempt_outcome: str | None = None,
         error: str | None = None,
+        audit: bool = True,
     ) -> bool:
         with self._transaction() as t:
             row = self._held(t, message.key, owner)
@@ -365,9 +372,11 @@ class MemoryStore:
             )
             if attempt_outcome is not None:
                 close_attempt(t, message.key, now, attempt_outcome, error, None)
-            append_audit(
-                t, replace(record(message, now, MessageStatus.SCHEDULED, reason), due_at=due_at)
-            )
+            if audit:
+                append_audit(
+                    t,
+                    replace(record(message, now, MessageStatus.SCHEDULED, reason), due_at=due_at),
+                )
             return True
 
     def fail_held(self, key: str, owner: str, now: datetime, reason: str) -> bool:
@@ -741,6 +750,22 @@ class MemoryStore:
             for _, key, r in rows
         ]
 
+    # -- the senders' token buckets -----------------------------------------------
+
+    def take_tokens(
+        self,
+        sender: str,
+        channel: Channel,
+        pace: Pace,
+        sends: Sequence[Ask],
+        now: datetime,
+    ) -> list[Taken]:
+        with self._transaction() as t:
+            bucket, ready = take_all(t.buckets.get((sender, channel.value)), pace, sends, now)
+            if bucket is not None:
+                t.buckets[(sender, channel.value)] = bucket
+        return ready
+
     def purge(self) -> None:
         with self._lock:
             if self._depth:
@@ -760,6 +785,7 @@ if TYPE_CHECKING:
         DeliveryReports,
         InboundArchive,
         RecordedTestSends,
+        SendBuckets,
     ]:
         """The ports this store implements, checked by mypy."""
-        return store, store, store, store, store, store, store
+        return store, store, store, store, store, store, store, store

@@ -21,6 +21,7 @@ from .memory_journal import Journal, JournaledDict, JournaledList
 from .message_status import PENDING, MessageStatus
 from .patient_merge import KnownPatient
 from .policies import ConsentRecord
+from .policies.pacing import PACED, Bucket
 from .ports import ImportHold, OutboxEntry, RecordedTestSend
 from .visit_facts import VisitFacts
 
@@ -113,6 +114,8 @@ class Tables:
         self.receipts: JournaledDict[tuple[str, str], datetime] = JournaledDict(j)
         # The inbound archive's raw messages; a message's id is its place here, from 1.
         self.inbound: JournaledList[dict[str, Any]] = JournaledList(j)
+        # Each sender's token bucket per channel: (sender, channel) -> bucket.
+        self.buckets: JournaledDict[tuple[str, str], Bucket] = JournaledDict(j)
 
     def state(self) -> dict[str, Any]:
         """Every table as plain containers (a copy of the containers, not of their rows)."""
@@ -292,10 +295,13 @@ class MemoryUnit:
             row = t.messages[key]
             if row.status != MessageStatus.SCHEDULED:
                 continue
+            moved = row.due_at < self.hold.until
             t.messages[key] = replace(
                 row,
                 import_id=self.hold.import_id,
                 due_at=max(row.due_at, self.hold.until),
+                # Moved, a pacing hold's place is gone: it comes back as a new send.
+                reason=None if moved and row.reason == PACED else row.reason,
                 updated_at=self.now,
             )
 

@@ -17,6 +17,8 @@ holds what its caller calls today, not everything an implementation offers:
   batch's refusals in one transaction);
 - `Outbox`: the sandbox connector's record of what it sent;
 - `RecordedTestSends`: test sends of previewed messages, kept apart (`preview`);
+- `SendBuckets`: each sender's token bucket, shared by every dispatcher on
+  the store (`runtime.pacing.Pacer`);
 - `FlowVersions`: the flow versions a store has run (`FlowRegistry`);
 - `EventHistory`: the processed events, in the order they occurred, for a
   what-if replay (`orchestrator.whatif`);
@@ -43,7 +45,7 @@ from .event import Channel, Event, EventType, Patient
 from .journey import Episode, Journey, ScheduledMessage
 from .message_status import MessageStatus
 from .patient_merge import KnownPatient
-from .policies import ConsentRecord
+from .policies import Ask, ConsentRecord, Pace, Taken
 from .visit_facts import VisitFacts
 
 __all__ = [
@@ -76,6 +78,7 @@ __all__ = [
     "RecordedTestSends",
     "RejectedInput",
     "RejectedInputs",
+    "SendBuckets",
     "SendingFacts",
     "Sent",
     "Settlement",
@@ -105,6 +108,9 @@ class Claim:
     attempts: int
     due_at: datetime
     channel: str | None
+    # The row's reason as claimed: `paced` when the message comes back at the
+    # instant its sender's tokens were reserved for it.
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -514,8 +520,12 @@ class MessageLedger(Protocol):
         *,
         attempt_outcome: str | None = None,
         error: str | None = None,
+        audit: bool = True,
     ) -> bool:
-        """Put a held message back, due at `due_at` (a deferral or a retry)."""
+        """Put a held message back, due at `due_at` (a deferral, a retry, a pacing hold).
+
+        Without `audit`, no audit row (a message held again for the same reason).
+        """
         ...
 
     def fail_held(self, key: str, owner: str, now: datetime, reason: str) -> bool:
@@ -582,6 +592,29 @@ class RecordedTestSends(Protocol):
 
     def test_sends(self, limit: int = 100) -> list[RecordedTestSend]:
         """The latest test sends, newest first."""
+        ...
+
+
+class SendBuckets(Protocol):
+    """Token buckets per (sender, channel), one for every dispatcher on the store."""
+
+    def take_tokens(
+        self,
+        sender: str,
+        channel: Channel,
+        pace: Pace,
+        sends: Sequence[Ask],
+        now: datetime,
+    ) -> list[Taken]:
+        """Take tokens for `sends`, in order, under the bucket's lock (`pacing.take_all`).
+
+        What each was told: taken (it goes now), held until `ready_at` (it is
+        queued for then), or neither (only at or past its deadline: nothing
+        taken). Inside `together`, the take commits (or rolls back) with the
+        block, holding the bucket's row lock until then: a caller that takes
+        from several buckets in one block takes them in (sender, channel)
+        order, so that two such blocks never wait on each other.
+        """
         ...
 
 

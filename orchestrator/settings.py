@@ -10,7 +10,15 @@ from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .flows.timing import parse_duration
@@ -19,7 +27,7 @@ from .policies.staleness import DEFAULT_STALE_AFTER
 from .roles import Role, parse_role_tokens
 from .settle import DEFAULT_SETTLE_AFTER
 
-__all__ = ["API_TOKEN_MIN_LENGTH", "LEASE_TO_SEND", "Settings"]
+__all__ = ["API_TOKEN_MIN_LENGTH", "LEASE_TO_SEND", "SenderRate", "Settings"]
 
 # A lease is at least this many times the longest send (see `_lease_outlasts_a_send`).
 LEASE_TO_SEND = 3
@@ -29,6 +37,26 @@ API_TOKEN_MIN_LENGTH = 16
 _SHORTEST_STALE_AFTER = timedelta(minutes=1)
 _LONGEST_STALE_AFTER = timedelta(days=7)
 _LONGEST_SETTLE_AFTER = timedelta(days=3653)
+
+
+class SenderRate(BaseModel):
+    """One sender's pace in `ORCHESTRATOR_SENDER_RATES`: a rate, or a rate and a burst.
+
+    A rate of 0, or "off", turns the sender's pacing off.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    rate: float = Field(ge=0, description="segments (SMS) or messages (email) a second; 0: off")
+    burst: float | None = Field(None, ge=1, description="the bucket's capacity")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_rate(cls, value: object) -> object:
+        # `{"+15550100": 1}` is shorthand for `{"+15550100": {"rate": 1}}`; "off" for rate 0.
+        if isinstance(value, str) and value.strip().lower() == "off":
+            return {"rate": 0}
+        return {"rate": value} if isinstance(value, int | float) else value
 
 
 class Settings(BaseSettings):
@@ -146,6 +174,34 @@ class Settings(BaseSettings):
     )
     dispatch_concurrency: int = Field(
         16, ge=1, description="messages sent at once through network connectors"
+    )
+    # Pacing to the provider: a token bucket per sender and channel, in the store.
+    pacing: bool = Field(
+        True, description="pace sends to each sender's rate (off: no sender is paced)"
+    )
+    sms_rate: float | None = Field(
+        None,
+        ge=0,
+        description="SMS segments a second per sender, 0: not paced (default by sender: "
+        "short code 100, toll-free 3, other numbers 1; a messaging service and the sandbox "
+        "are not paced)",
+    )
+    sms_burst: float | None = Field(
+        None, ge=1, description="SMS segments a sender may take at once (default: a second's)"
+    )
+    email_rate: float | None = Field(
+        None,
+        ge=0,
+        description="emails a second per sender, 0: not paced (default 100 for a SendGrid "
+        "sender; the sandbox is not paced)",
+    )
+    email_burst: float | None = Field(
+        None, ge=1, description="emails a sender may take at once (default: a second's)"
+    )
+    sender_rates: dict[str, SenderRate] = Field(
+        default_factory=dict,
+        description='per sender, over the channel\'s rate: {"<sender>": rate} or '
+        '{"<sender>": {"rate": r, "burst": b}} (JSON object); a rate of 0 or "off": not paced',
     )
     # The Kafka runtime (`orchestrator worker`, `topics create`, `ingest --broker`).
     broker: str = Field("kafka://127.0.0.1:9092", description="kafka://HOST:PORT")

@@ -12,6 +12,11 @@ only records.
 A file of events is history: `simulate` plays it in the order the events
 occurred (stable for equal times), unless asked to keep the order they
 arrived in, which rehearses a late feed.
+
+`as_run(settings)` is what every simulation takes from the settings to
+decide as `run` decides (staleness and settle limits, each sender's pace):
+`simulate`, the what-if, the journey map and the console's draft comparison
+all pass it, so they decide alike.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from enum import StrEnum
 from types import TracebackType
+from typing import TYPE_CHECKING, TypedDict
 
 from .clock import VirtualClock
 from .decisions import DecisionRecord
@@ -32,16 +38,45 @@ from .memory_store import MemoryStore
 from .policies import DEFAULT_STALE_AFTER
 from .ports import Outbox
 from .runtime.dispatcher import Connector, Dispatcher
+from .runtime.pacing import Pacer, PacingPlan, plan_for
 from .runtime.processor import EventProcessor, EventResult
 from .runtime.registry import FlowRegistry
 from .runtime.rendering import Organisation
 from .settle import DEFAULT_SETTLE_AFTER
 from .templates import TemplateSet
 
-__all__ = ["PlayOrder", "Simulator", "in_history_order", "out_of_order", "simulate"]
+if TYPE_CHECKING:
+    from .settings import Settings
+
+__all__ = [
+    "AsRun",
+    "PlayOrder",
+    "Simulator",
+    "as_run",
+    "in_history_order",
+    "out_of_order",
+    "simulate",
+]
 
 # The messages come from nobody in particular: a simulation shows decisions, not bodies.
 _NOBODY = Organisation("", "", "")
+
+
+class AsRun(TypedDict):
+    """The options of a simulation that make it decide as `run` does with the same settings."""
+
+    stale_after: timedelta
+    settle_after: timedelta
+    pacing: PacingPlan
+
+
+def as_run(settings: Settings) -> AsRun:
+    """What `run` decides by, from `settings`: pass it to every simulation (`**as_run(...)`)."""
+    return AsRun(
+        stale_after=settings.stale_after,
+        settle_after=settings.settle_after,
+        pacing=plan_for(settings),
+    )
 
 
 class PlayOrder(StrEnum):
@@ -90,6 +125,7 @@ class Simulator(AbstractContextManager["Simulator"]):
         stale_after: timedelta = DEFAULT_STALE_AFTER,
         settle_after: timedelta = DEFAULT_SETTLE_AFTER,
         org: Organisation = _NOBODY,
+        pacing: PacingPlan | None = None,
     ) -> None:
         self.clock = clock
         self.store = MemoryStore()
@@ -107,6 +143,8 @@ class Simulator(AbstractContextManager["Simulator"]):
             # Only retries draw from it, and the sandbox never asks for one; seeded
             # all the same, so that a simulation is the same every time.
             rng=random.Random(0),
+            # Paced as `run` paces the same senders (`pacing.plan_for`).
+            pacer=Pacer(self.store, pacing) if pacing and pacing.senders else None,
         )
         self.rejected: list[EventResult] = []
         self._position = 0
@@ -188,6 +226,7 @@ def simulate(
     stale_after: timedelta = DEFAULT_STALE_AFTER,
     settle_after: timedelta = DEFAULT_SETTLE_AFTER,
     order: PlayOrder = PlayOrder.OCCURRED,
+    pacing: PacingPlan | None = None,
 ) -> Iterator[DecisionRecord]:
     """Run a whole stream and yield its decisions; the clock starts at the first event played.
 
@@ -198,7 +237,7 @@ def simulate(
         return
     clock = VirtualClock(played[0].occurred_at)
     with Simulator(
-        flows, clock, templates, stale_after=stale_after, settle_after=settle_after
+        flows, clock, templates, stale_after=stale_after, settle_after=settle_after, pacing=pacing
     ) as simulator:
         for event in played:
             if until is not None and event.occurred_at > until:

@@ -27,6 +27,7 @@ from .flows.model import Flow
 from .insight.compare import Comparison, compare
 from .policies import DEFAULT_STALE_AFTER
 from .ports import EventHistory
+from .runtime.pacing import PacingPlan
 from .settle import DEFAULT_SETTLE_AFTER
 from .simulate import Simulator
 from .templates import TemplateSet
@@ -54,6 +55,7 @@ def what_if(
     *,
     settle_after: timedelta = DEFAULT_SETTLE_AFTER,
     stale_after: timedelta = DEFAULT_STALE_AFTER,
+    pacing: PacingPlan | None = None,
     until: datetime | None = None,
 ) -> Comparison:
     """The difference the draft makes to `history`, played in the order given (fold order).
@@ -75,6 +77,7 @@ def what_if(
             templates,
             stale_after=stale_after,
             settle_after=settle_after,
+            pacing=pacing,
         ) as old,
         Simulator(
             draft,
@@ -82,6 +85,7 @@ def what_if(
             templates,
             stale_after=stale_after,
             settle_after=settle_after,
+            pacing=pacing,
         ) as new,
     ):
         event: Event | None = first
@@ -106,6 +110,7 @@ def draft_vs_running(
     clock: Clock | None = None,
     settle_after: timedelta = DEFAULT_SETTLE_AFTER,
     stale_after: timedelta = DEFAULT_STALE_AFTER,
+    pacing: PacingPlan | None = None,
 ) -> Comparison:
     """The draft against the running flows over the store's last `days` days, up to now.
 
@@ -126,5 +131,6 @@ def draft_vs_running(
         templates,
         settle_after=settle_after,
         stale_after=stale_after,
+        pacing=pacing,
         until=now,
     )

@@ -6,6 +6,13 @@ test can see connections being reused). A test scripts answers per
 recipient: an error (status and provider code), or a hold, where the request
 is recorded and the answer waits until the test releases it (the client's
 timeout fires first: the request arrived, its outcome is unknown).
+
+The Twilio stand-in can also keep a sender's queue (`queue_capacity`
+segments, drained at `queue_rate` a second of real time, per messaging
+service or number): a create that would overflow it is refused as Twilio's
+API refuses it (400, code 21611: the sender's queue is full; on a message
+already queued the same overflow is error 30001). `GET /_standin/queue`
+answers the queue's figures, for a stand-in served from another process.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import itertools
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,10 +31,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-__all__ = ["Received", "StandIn", "sendgrid_standin", "twilio_standin"]
+from orchestrator.sms import segments
+
+__all__ = ["QUEUE_FULL", "Received", "StandIn", "sendgrid_standin", "twilio_standin"]
 
 DATA = Path(__file__).resolve().parent / "data"
 ACCOUNT_SID = "AC" + "0" * 32
+QUEUE_FULL = 21611  # Twilio's API code for a sender whose queue is full
 _SAMPLE_MESSAGE = json.loads((DATA / "twilio" / "message_create_response.json").read_text())
 
 
@@ -56,6 +67,43 @@ class StandIn:
     created: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+    # A sender's queue at the provider (Twilio): segments it holds, and how fast it sends them.
+    queue_capacity: float | None = None
+    queue_rate: float = 1.0
+    queues: dict[str, tuple[float, float]] = field(default_factory=dict)
+    max_depth: float = 0.0
+    max_wait: float = 0.0  # the longest a segment waited in the queue, in seconds
+    overflows: int = 0
+    segments: float = 0.0  # queued in all
+
+    def enqueue(self, sender: str, cost: float) -> bool:
+        """Queue `cost` segments for `sender`; False when they would overflow its queue."""
+        if self.queue_capacity is None:
+            return True
+        with self.lock:
+            now = time.monotonic()
+            depth, since = self.queues.get(sender, (0.0, now))
+            depth = max(0.0, depth - (now - since) * self.queue_rate)
+            if depth + cost > self.queue_capacity:
+                self.overflows += 1
+                self.queues[sender] = (depth, now)
+                return False
+            depth += cost
+            self.segments += cost
+            self.queues[sender] = (depth, now)
+            self.max_depth = max(self.max_depth, depth)
+            self.max_wait = max(self.max_wait, depth / self.queue_rate)
+            return True
+
+    def queue_figures(self) -> dict[str, float]:
+        with self.lock:
+            return {
+                "max_depth": self.max_depth,
+                "max_wait": self.max_wait,
+                "overflows": self.overflows,
+                "segments": self.segments,
+                "created": len(self.created),
+            }
 
     def sends(self) -> list[Received]:
         return [r for r in self.received if r.method == "POST"]
@@ -110,6 +158,9 @@ class _Handler(BaseHTTPRequestHandler):
             pass  # the client gave up waiting (a held answer): as a provider would see it
 
     def do_GET(self) -> None:
+        if self.path == "/_standin/queue":
+            self._answer(200, self.standin.queue_figures())
+            return
         received = self._record()
         to = received.query.get("To", [None])[0]
         with self.standin.lock:
@@ -142,6 +193,11 @@ class _Handler(BaseHTTPRequestHandler):
             status, code = error
             self._answer(status, _error_body(self.kind, status, code))
             return
+        if self.kind == "twilio":
+            sender = (received.form.get("MessagingServiceSid") or received.form.get("From"))[0]  # type: ignore[index]
+            if not self.standin.enqueue(sender, segments(received.form["Body"][0])):
+                self._answer(400, _error_body(self.kind, 400, QUEUE_FULL))
+                return
         number = next(self.standin.ids)
         if self.kind == "twilio":
             message = _twilio_message(number, received)

@@ -38,6 +38,12 @@ QUICK = [
         "ratio",
     ),
     ("insight.py", ["--copies", "2", "--runs", "1"], "episodes/s"),
+    ("cli.py", ["--runs", "1"], "ratio"),
+    (
+        "channels.py",
+        ["--only-pacing", "--pacing-messages", "20", "--sms-rate", "20", "--latency-ms", "0"],
+        "achieved",
+    ),
 ]
 
 
@@ -56,3 +62,36 @@ def test_a_quick_benchmark_runs_and_prints_its_figures(
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert figure in done.stdout, done.stdout[-3000:]
+
+
+def _postgresql_reachable() -> bool:
+    from sqlalchemy import create_engine, text
+
+    from tests.conftest import PG_ADMIN_URL
+
+    engine = create_engine(PG_ADMIN_URL, connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        return True
+    except Exception:  # noqa: BLE001 - any failure to connect means: not here
+        return False
+    finally:
+        engine.dispose()
+
+
+def test_the_scale_benchmark_runs_on_postgresql_and_prints_its_figures() -> None:
+    if not _postgresql_reachable():
+        pytest.skip("PostgreSQL is not reachable: bench/scale.py needs it")
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "scale.py"), "--patients", "300", "--runs", "2"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    for figure in ("events/s", "due-claim", "bytes per patient", "measured(knee-replacement)"):
+        assert figure in done.stdout, done.stdout[-3000:]

@@ -47,6 +47,7 @@ CORE = [
     "policies/frequency_cap.py",
     "policies/gate.py",
     "policies/holdout.py",
+    "policies/pacing.py",
     "insight/__init__.py",
     "insight/compare.py",
     "insight/figures.py",

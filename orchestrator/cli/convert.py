@@ -11,22 +11,15 @@ import json
 from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
-from connectors.fhir import FhirConfig, FhirError, bundle_events, resource_event
-from connectors.hl7_message import Hl7Error
-from connectors.hl7v2 import split_messages, to_event
-
-from ..clock import SystemClock
-from ..errors import JsonError
-from ..event import Event
-from ..event_schema import dump_event
-from ..limits import read_json
-from ..service.inbound import hl7_config
 from .options import settings_with
+
+if TYPE_CHECKING:
+    from ..event import Event
 
 __all__ = ["convert_command"]
 
@@ -45,6 +38,9 @@ def convert_command(
     ] = None,
 ) -> None:
     """Print the canonical events a file of HL7 v2 messages or FHIR resources becomes."""
+    # Imported here, as in every command: the FHIR models alone take a second to load.
+    from ..event_schema import dump_event
+
     settings = settings_with(hl7_timezone=timezone)
     err = Console(stderr=True, soft_wrap=True, highlight=False)
     failures = 0
@@ -60,6 +56,11 @@ def convert_command(
 
 
 def _hl7(file: Path, settings: Any) -> Iterator[Event | str]:
+    from connectors.hl7_message import Hl7Error
+    from connectors.hl7v2 import split_messages, to_event
+
+    from ..service.inbound import hl7_config
+
     config = hl7_config(settings)
     for index, (line, text) in enumerate(split_messages(file.read_bytes()), start=1):
         try:
@@ -69,6 +70,12 @@ def _hl7(file: Path, settings: Any) -> Iterator[Event | str]:
 
 
 def _fhir(file: Path, settings: Any) -> Iterator[Event | str]:
+    from connectors.fhir import FhirConfig, FhirError, bundle_events, resource_event
+
+    from ..clock import SystemClock
+    from ..errors import JsonError
+    from ..limits import read_json
+
     config = FhirConfig(
         services=dict(settings.inbound_services), default_region=settings.default_region
     )

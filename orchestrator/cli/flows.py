@@ -1,7 +1,9 @@
 """`orchestrator flows validate | schema | preview | export`.
 
-`preview` imports only what rendering needs (flows, Jinja2, Babel): the store
-and the connectors are loaded for `--send-to-test` alone.
+Each command imports what it uses when it runs, so that `--help` loads no
+YAML, pydantic or Jinja2. `preview` imports only what rendering needs (flows,
+Jinja2, Babel): the store and the connectors are loaded for `--send-to-test`
+alone.
 """
 
 from __future__ import annotations
@@ -18,12 +20,6 @@ from rich.console import Console
 
 from ..errors import FlowError, OrchestratorError
 from ..event import Channel
-from ..flows.loader import flow_paths, load_flows
-from ..flows.model import Flow
-from ..flows.schema import flow_json_schema
-from ..runtime.rendering import Organisation
-from ..template_check import TemplateCheck
-from ..templates import TemplateSet
 from .options import (
     DbOption,
     FlowsOption,
@@ -33,9 +29,11 @@ from .options import (
 )
 
 if TYPE_CHECKING:
+    from ..flows.model import Flow
     from ..ports import EventResult, ImportHold, Input, RecordedTestSend
     from ..preview import FlowPreview, MessagePreview
     from ..settings import Settings
+    from ..template_check import TemplateCheck
 
 app = typer.Typer(
     help="Validate flow files, print their schema, preview their messages, export published ones.",
@@ -52,6 +50,11 @@ def validate(
     flows_dir: Annotated[Path | None, typer.Option("--flows", help="flows directory")] = None,
 ) -> None:
     """Validate flow files and the templates they use; exit 1 listing every problem."""
+    from ..flows.loader import flow_paths, load_flows
+    from ..runtime.rendering import Organisation
+    from ..template_check import TemplateCheck
+    from ..templates import TemplateSet
+
     settings = settings_with()
     out, err = Console(soft_wrap=True), Console(stderr=True, soft_wrap=True)
     targets = paths or [flows_dir or settings.flows]
@@ -86,6 +89,8 @@ def validate(
 @app.command("schema")
 def schema() -> None:
     """Print the JSON Schema of a flow file (for editors' autocompletion)."""
+    from ..flows.schema import flow_json_schema
+
     typer.echo(json.dumps(flow_json_schema(), indent=2))
 
 
@@ -159,6 +164,9 @@ def preview_command(
     """Render a flow's messages for a sample patient: every language x channel, SMS segments,
     encoding and the characters that forced UCS-2."""
     from ..preview import PreviewError, render_all
+    from ..runtime.rendering import Organisation
+    from ..template_check import TemplateCheck
+    from ..templates import TemplateSet
 
     settings = settings_with(flows=flows_dir, templates=templates, db=db)
     err = Console(stderr=True, soft_wrap=True)
@@ -218,6 +226,8 @@ def _default_format() -> PreviewFormat:
 
 def _flow(name: str, flows_dir: Path, templates: TemplateCheck, err: Console) -> Flow:
     """The flow named by id in `flows_dir`, or by its file."""
+    from ..flows.loader import flow_paths, load_flows
+
     path = Path(name)
     targets = [path] if path.suffix in (".yaml", ".yml") and path.is_file() else [flows_dir]
     try:

@@ -13,18 +13,19 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import httpx
 import typer
 from rich.console import Console
-from rich.progress import Progress
 
 from ..clock import SystemClock
 from ..errors import InputError
 from ..limits import read_json
 from .kafka import publish_file
 from .options import settings_with
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["ingest_command"]
 
@@ -65,6 +66,10 @@ def ingest_command(
     sent (needs --url: the service holds the messages).
     Exit status 1 when any event was rejected or a request failed.
     """
+    # Imported here, as in every command, so that `orchestrator --help` stays quick.
+    import httpx
+    from rich.progress import Progress
+
     if broker is not None and history:
         Console(stderr=True).print(
             "--history needs --url: post the file to a service (`orchestrator run`) on the "
@@ -136,7 +141,8 @@ def ingest_command(
                             )
                             err.print(f"{file}:{line}: {why}", markup=False)
                 progress.advance(task, len(lines))
-    Console().print(
+    # One line, also in a pipe or a file (no wrapping at 80 columns there).
+    Console(soft_wrap=True, highlight=False).print(
         ", ".join(
             f"{counts[k]} {k}" for k in ("accepted", "duplicate", "rejected", "failed") if counts[k]
         )
@@ -148,6 +154,8 @@ def ingest_command(
 
 def _open_import(client: httpx.Client, err: Console) -> str:
     """Open an import on the service; its id."""
+    import httpx
+
     try:
         response = client.post("/imports")
         response.raise_for_status()
@@ -164,6 +172,8 @@ def _open_import(client: httpx.Client, err: Console) -> str:
 @contextlib.contextmanager
 def _closing_import(client: httpx.Client, import_id: str | None, err: Console) -> Iterator[None]:
     """Close the import on the way out, whether the file went in or not."""
+    import httpx
+
     try:
         yield
     finally:

@@ -11,10 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from ..clock import SystemClock
-from ..store import check_invariants, standard_invariants
 from .options import DbOption, settings_with
-from .stores import opened_store
 
 __all__ = ["audit_check"]
 
@@ -37,6 +34,10 @@ def audit_check(
 ) -> None:
     """Check the store's invariants: nothing sent after a final status, nothing sent
     twice, every due message final, no send begun past its staleness limit. Exit 1 on a violation."""
+    from ..clock import SystemClock
+    from ..store import check_invariants, standard_invariants
+    from .stores import opened_store
+
     if due_before is None:
         instant = SystemClock().now()
     else:

@@ -7,20 +7,18 @@ import sys
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
-from ..clock import VirtualClock
-from ..errors import FlowError, InputError
-from ..event_schema import parse_event_json
-from ..flows.loader import load_flows
-from ..flows.model import Flow
-from ..insight import FlowFigures, PatientEvent, flow_figures, mermaid, shown, to_csv, to_markdown
-from ..simulate import Simulator, in_history_order
-from ..templates import TemplateSet
 from .options import DbOption, FlowsOption, TemplatesOption, settings_with
+
+if TYPE_CHECKING:
+    from ..flows.model import Flow
+    from ..insight import FlowFigures
+    from ..settings import Settings
+    from ..templates import TemplateSet
 
 __all__ = ["journey_app"]
 
@@ -63,6 +61,11 @@ def map_command(
     """Print the journey-map worksheet of a flow: per stage its touchpoints, channels,
     patient questions, messages and timing, success metric, notes and ideas; with
     `--db` (or ORCHESTRATOR_DB) or `--events`, the measured figures beside them."""
+    from ..errors import FlowError
+    from ..flows.loader import load_flows
+    from ..insight import mermaid, shown, to_csv, to_markdown
+    from ..templates import TemplateSet
+
     err = Console(stderr=True, soft_wrap=True, highlight=False)
     settings = settings_with(db=db, flows=flows_dir, templates=templates_dir)
     try:
@@ -81,7 +84,9 @@ def map_command(
         raise typer.Exit(2)
     figures: FlowFigures | None = None
     if events is not None:
-        figures = _simulated(events, flows, TemplateSet(settings.templates), flow, persona, err)
+        figures = _simulated(
+            events, flows, TemplateSet(settings.templates), flow, persona, settings, err
+        )
     elif db is not None or os.environ.get("ORCHESTRATOR_DB"):
         figures = _stored(settings.db, flow, persona, err)
     show = shown if small_counts else str
@@ -108,8 +113,15 @@ def _simulated(
     templates: TemplateSet,
     flow: Flow,
     persona: str | None,
+    settings: Settings,
     err: Console,
 ) -> FlowFigures:
+    from ..clock import VirtualClock
+    from ..errors import InputError
+    from ..event_schema import parse_event_json
+    from ..insight import PatientEvent, flow_figures
+    from ..simulate import Simulator, as_run, in_history_order
+
     parsed = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
@@ -121,9 +133,10 @@ def _simulated(
             raise typer.Exit(1) from None
     if not parsed:
         return flow_figures(flow, [], [], persona=persona)
-    # Played as history, as `simulate` plays it.
+    # Played as history, and decided, as `simulate` plays and decides it.
     parsed = in_history_order(parsed)
-    with Simulator(flows, VirtualClock(parsed[0].occurred_at), templates) as simulator:
+    start = VirtualClock(parsed[0].occurred_at)
+    with Simulator(flows, start, templates, **as_run(settings)) as simulator:
         records = [r for event in parsed for r in simulator.feed(event)]
         records += list(simulator.run_until(None))
         journeys = simulator.journeys.values()

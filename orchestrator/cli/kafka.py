@@ -101,14 +101,30 @@ def topics_create(
 def publish_file(
     file: Path, broker: str, lines: Callable[[Path], Iterator[tuple[int, bytes]]]
 ) -> None:
-    """Publish a JSON-lines file to the topics; exit 1 if a line could not be routed."""
+    """Publish a JSON-lines file to the topics; exit 1 if a line could not be routed.
+
+    A progress bar on a terminal (stderr); the summary, one line, always.
+    """
+    from rich.progress import Progress
+
     from ..kafka.publish import Publisher
     from ..kafka.topics import BrokerError
 
     err = Console(stderr=True, soft_wrap=True, highlight=False)
     try:
-        with Publisher(broker) as publisher:
-            report = publisher.publish(lines(file))
+        with (
+            Progress(console=err, transient=True, disable=not err.is_terminal) as progress,
+            Publisher(broker) as publisher,
+        ):
+            total = _count_lines(file) if err.is_terminal else None
+            task = progress.add_task("publishing", total=total)
+
+            def counted() -> Iterator[tuple[int, bytes]]:
+                for numbered in lines(file):
+                    yield numbered
+                    progress.advance(task)
+
+            report = publisher.publish(counted())
     except BrokerError as exc:
         err.print(str(exc), markup=False)
         raise typer.Exit(1) from None
@@ -116,10 +132,17 @@ def publish_file(
         err.print(f"{file}:{number}: {why}", markup=False)
     total = sum(report.published.values())
     by_topic = ", ".join(f"{n} to {t}" for t, n in sorted(report.published.items()))
-    Console(highlight=False).print(
+    # soft_wrap: one line even in a pipe (80 columns), where the topics would wrap it.
+    Console(highlight=False, soft_wrap=True).print(
         f"{total} published"
         + (f" ({by_topic})" if by_topic else "")
         + (f", {len(report.unroutable)} unroutable" if report.unroutable else "")
     )
     if report.unroutable:
         raise typer.Exit(1)
+
+
+def _count_lines(file: Path) -> int:
+    """The non-blank lines of `file`: the progress bar's total."""
+    with file.open("rb") as counting:
+        return sum(1 for line in counting if line.strip())

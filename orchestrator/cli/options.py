@@ -1,18 +1,23 @@
-"""Options shared by the commands that touch the store, flows and templates."""
+"""Options shared by the commands that touch the store, flows and templates.
+
+Light on purpose: every command module imports it, so `--help` would pay for
+anything imported here (the settings and pydantic load when a command runs).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 
 from ..errors import FlowError, StoreError
-from ..settings import Settings
+
+if TYPE_CHECKING:
+    from ..settings import Settings
 
 __all__ = ["DbOption", "FlowsOption", "TemplatesOption", "exit_on_startup_errors", "settings_with"]
 
@@ -30,6 +35,10 @@ def settings_with(**overrides: object) -> Settings:
     A bad setting is printed, naming it, and the command exits with code 2
     (no traceback; the rejected value is not echoed: it may be a secret).
     """
+    from pydantic import ValidationError
+
+    from ..settings import Settings
+
     given = {k: v for k, v in overrides.items() if v is not None}
     try:
         # Validated as the environment is (model_copy would take a bad flag as it came).

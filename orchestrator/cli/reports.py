@@ -15,7 +15,6 @@ from rich.console import Console
 from rich.table import Table
 
 from .options import DbOption, settings_with
-from .stores import opened_store
 
 __all__ = ["audit_app", "outbox_command"]
 
@@ -45,6 +44,8 @@ def outbox_command(
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table")] = False,
 ) -> None:
     """What the sandbox connectors "sent", newest first."""
+    from .stores import opened_store
+
     with opened_store(settings_with(db=db).db, _errors()) as store:
         entries = store.outbox(limit)
     if as_json:
@@ -82,6 +83,8 @@ def audit_report(
 ) -> None:
     """Per flow, stage and message: how many were scheduled, sent, cancelled,
     suppressed, expired or failed, and why."""
+    from .stores import opened_store
+
     start = None
     if since is not None:
         try:

@@ -9,8 +9,6 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from ..errors import StoreError
-from ..store import connect, head, upgrade
 from .options import (
     DbOption,
     FlowsOption,
@@ -80,6 +78,9 @@ def run_command(
 @db_app.command("upgrade")
 def db_upgrade(db: DbOption = None) -> None:
     """Apply the schema migrations to the store."""
+    from ..errors import StoreError
+    from ..store import connect, head, upgrade
+
     settings = settings_with(db=db)
     try:
         upgrade(connect(settings.db))

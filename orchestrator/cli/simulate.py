@@ -1,4 +1,8 @@
-"""`orchestrator simulate`: events through the runtime's processor and dispatcher on a virtual clock."""
+"""`orchestrator simulate`: events through the runtime's processor and dispatcher on a virtual clock.
+
+What a run needs (the flows, the runtime, pydantic, Jinja2) is imported when
+it runs, so that `orchestrator --help` does not load it.
+"""
 
 from __future__ import annotations
 
@@ -8,28 +12,23 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, TextIO
+from typing import TYPE_CHECKING, Annotated, TextIO
 
 import typer
 from rich.console import Console
-from rich.progress import Progress
-from rich.table import Table
 
-from ..clock import Clock, SystemClock, VirtualClock
-from ..decisions import DecisionRecord
-from ..errors import FlowError, InputError
-from ..event import Event
-from ..event_schema import parse_event_json
-from ..flows.loader import load_flows
-from ..flows.model import Flow
-from ..insight.compare import KINDS, Comparison, compare
-from ..runtime.rendering import Organisation
-from ..settings import Settings
-from ..simulate import PlayOrder, out_of_order, simulate
-from ..template_check import TemplateCheck
-from ..templates import TemplateSet
-from ..whatif import draft_vs_running
 from .options import DbOption, TemplatesOption, settings_with
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from ..decisions import DecisionRecord
+    from ..event import Event
+    from ..flows.model import Flow
+    from ..insight.compare import Comparison
+    from ..settings import Settings
+    from ..simulate import PlayOrder
+    from ..templates import TemplateSet
 
 # Below this many lines a progress bar is noise.
 _PROGRESS_FROM_LINES = 2_000
@@ -111,6 +110,15 @@ def simulate_command(
     what the AFTER flows would have done over the last N days, against the
     BEFORE flows, per stage.
     """
+    from ..errors import FlowError, InputError
+    from ..event_schema import parse_event_json
+    from ..flows.loader import load_flows
+    from ..insight.compare import compare
+    from ..runtime.rendering import Organisation
+    from ..simulate import PlayOrder, as_run, simulate
+    from ..template_check import TemplateCheck
+    from ..templates import TemplateSet
+
     settings = settings_with(templates=templates_dir, db=db)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     stop = _parse_until(until)
@@ -156,30 +164,16 @@ def simulate_command(
     with events.open(encoding="utf-8") as stream:
         parsed = list(accepted(_progress(stream, events, err)))
     _warn_if_out_of_order(parsed, events, order, err)
-    limit, settle = settings.stale_after, settings.settle_after
+    # Decided as `run` decides with these settings: limits, and each sender's pace.
+    options = as_run(settings)
     if compare_dirs is not None:
         comparison = compare(
-            simulate(
-                parsed,
-                before_flows,
-                templates,
-                stop,
-                stale_after=limit,
-                settle_after=settle,
-                order=order,
-            ),
-            simulate(
-                parsed, flows, templates, stop, stale_after=limit, settle_after=settle, order=order
-            ),
+            simulate(parsed, before_flows, templates, stop, order=order, **options),
+            simulate(parsed, flows, templates, stop, order=order, **options),
         )
         print_comparison(comparison, output is OutputFormat.JSON, compare_dirs)
     else:
-        _run(
-            simulate(
-                parsed, flows, templates, stop, stale_after=limit, settle_after=settle, order=order
-            ),
-            output,
-        )
+        _run(simulate(parsed, flows, templates, stop, order=order, **options), output)
     if rejected:
         err.print(
             f"[red]{len(rejected)} line(s) rejected[/]"
@@ -200,6 +194,9 @@ def _over_history(
 ) -> Comparison:
     """The draft against the running flows over the store's last `days` days."""
     # Imported here: a simulation of a file needs no database driver.
+    from ..clock import Clock, SystemClock, VirtualClock
+    from ..simulate import as_run
+    from ..whatif import draft_vs_running
     from .stores import opened_store
 
     clock: Clock = VirtualClock(until) if until is not None else SystemClock()
@@ -211,14 +208,15 @@ def _over_history(
             templates,
             days,
             clock=clock,
-            settle_after=settings.settle_after,
-            stale_after=settings.stale_after,
+            **as_run(settings),
         )
 
 
 def _warn_if_out_of_order(
     events: Sequence[Event], path: Path, order: PlayOrder, err: Console
 ) -> None:
+    from ..simulate import PlayOrder, out_of_order
+
     late = out_of_order(events)
     if not late:
         return
@@ -247,6 +245,10 @@ def _run(records: Iterable[DecisionRecord], output: OutputFormat) -> None:
 
 def print_comparison(comparison: Comparison, as_json: bool, dirs: tuple[Path, Path]) -> None:
     """The changes per patient, message and time, then the summary."""
+    from rich.table import Table
+
+    from ..insight.compare import KINDS
+
     summary = comparison.summary
     if as_json:
         for change in comparison.changes:
@@ -311,6 +313,8 @@ def print_comparison(comparison: Comparison, as_json: bool, dirs: tuple[Path, Pa
 
 
 def _progress(stream: TextIO, path: Path, err: Console) -> Iterator[str]:
+    from rich.progress import Progress
+
     if not err.is_terminal:
         yield from stream
         return
@@ -338,6 +342,8 @@ _STATUS_STYLE = {
 
 
 def _table(records: list[DecisionRecord]) -> Table:
+    from rich.table import Table
+
     table = Table(title=f"{len(records)} message decisions", show_lines=False)
     for column in (
         "at (UTC)",

@@ -35,6 +35,7 @@ from ..roles import Role
 from ..service.drafts import (
     TEMPLATE_NAME,
     check_draft,
+    draft_flow,
     next_version,
     publish,
     publisher,
@@ -45,7 +46,7 @@ from ..service.drafts import (
     with_version,
 )
 from ..service.runtime import Runtime
-from ..simulate import simulate
+from ..simulate import as_run, simulate
 from ..store.published import Draft, Published, VersionTaken
 from ..templates import TemplateSet
 from ..whatif import draft_vs_running
@@ -190,7 +191,8 @@ def save_template(
         flow_id, editing.text, edited, _who(request, role), runtime.clock.now()
     )
     templates = editing.templates.over({name: text})
-    flow = check_draft(runtime, flow_id, editing.text, templates).flow or editing.current
+    # The draft's messages as written; whether its templates pass is the check's question.
+    flow = draft_flow(flow_id, editing.text) or editing.current
     return render(request, "_preview.html", previews=_previews(runtime, flow, templates, name))
 
 
@@ -228,16 +230,9 @@ def what_if(request: Request, flow_id: FlowId, form: SmallForm, role: Role = Adm
                 events,
                 running,
                 versioned_templates(runtime, flow_id, editing.current.version),
-                stale_after=settings.stale_after,
-                settle_after=settings.settle_after,
+                **as_run(settings),
             ),
-            simulate(
-                events,
-                drafted,
-                editing.templates,
-                stale_after=settings.stale_after,
-                settle_after=settings.settle_after,
-            ),
+            simulate(events, drafted, editing.templates, **as_run(settings)),
         )
         over = f"the sample {sample}"
     else:
@@ -249,8 +244,7 @@ def what_if(request: Request, flow_id: FlowId, form: SmallForm, role: Role = Adm
             editing.templates,
             days,
             clock=runtime.clock,
-            settle_after=settings.settle_after,
-            stale_after=settings.stale_after,
+            **as_run(settings),
         )
         over = f"the last {days} days of history"
     return render(request, "_whatif.html", comparison=_shown(comparison), over=over, kinds=KINDS)

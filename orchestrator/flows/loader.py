@@ -91,19 +91,39 @@ def load_flow(path: Path, templates: TemplateCatalog | None = None) -> Flow:
     return _load(path, templates)[0]
 
 
-class _FlowYAMLLoader(yaml.SafeLoader):
-    """Safe YAML whose mapping keys stay the text written.
-
-    YAML 1.1 reads a key such as `on:` or `yes:` as a boolean; a flow file
+def _keys_as_written(node: yaml.MappingNode) -> None:
+    """YAML 1.1 reads a key such as `on:` or `yes:` as a boolean; a flow file
     has no boolean keys, so the key keeps its text and a misspelt field is
-    reported by its name, where it is.
-    """
+    reported by its name, where it is."""
+    for key_node, _ in node.value:
+        if isinstance(key_node, yaml.ScalarNode) and key_node.tag == "tag:yaml.org,2002:bool":
+            key_node.tag = "tag:yaml.org,2002:str"
+
+
+class _FlowYAMLLoader(yaml.SafeLoader):
+    """Safe YAML whose mapping keys stay the text written (`_keys_as_written`)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        for key_node, _ in node.value:
-            if isinstance(key_node, yaml.ScalarNode) and key_node.tag == "tag:yaml.org,2002:bool":
-                key_node.tag = "tag:yaml.org,2002:str"
-        return super().construct_mapping(node, deep=deep)
+        _keys_as_written(node)
+        found: dict[Any, Any] = super().construct_mapping(node, deep=deep)
+        return found
+
+
+try:  # libyaml's parser, when PyYAML was built with it
+    from yaml import CSafeLoader as _CSafeLoader
+except ImportError:  # pragma: no cover
+    from yaml import SafeLoader as _CSafeLoader  # type: ignore[assignment]
+
+
+class _FastFlowYAMLLoader(_CSafeLoader):
+    """`_FlowYAMLLoader` on libyaml's parser, ten times as fast: a draft is read as
+    it is typed in the console. A text it refuses is read again by
+    `_FlowYAMLLoader`, so what is reported never depends on which parser ran."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        _keys_as_written(node)
+        found: dict[Any, Any] = super().construct_mapping(node, deep=deep)
+        return found
 
 
 def load_flow_text(
@@ -142,7 +162,47 @@ def _load_text(
         limit = MAX_FLOW_TEXT // 1024
         raise FlowError([FlowProblem(name, "", f"the flow is longer than {limit} KiB")])
     try:
-        loader = _FlowYAMLLoader(text)
+        data, positions, duplicates = _read(text, name, _FastFlowYAMLLoader)
+    except FlowError:
+        # Read again by the pure-Python reader, whose words for a problem
+        # (and whose bounds) are the ones reported.
+        data, positions, duplicates = _read(text, name, _FlowYAMLLoader)
+    if not isinstance(data, dict):
+        raise FlowError([FlowProblem(name, "", "expected a mapping at the top of the file", 1, 1)])
+
+    def problem(loc: tuple[str | int, ...], message: str) -> FlowProblem:
+        line, column = _position(positions, loc)
+        return FlowProblem(name, _format_loc(loc), message, line, column)
+
+    # A duplicate key does not stop the checks: the later value is the one read.
+    try:
+        model = FlowFile.model_validate(data)
+    except ValidationError as exc:
+        raise FlowError(
+            duplicates
+            + [problem(_clean_loc(e["loc"]), _message(e)) for e in exc.errors(include_url=False)]
+        ) from None
+    found = duplicates + [problem(_parse_path(p), m) for p, m in check_flow(model)]
+    flow = model.to_core()
+    if templates is not None:
+        found += [problem(_parse_path(p), m) for p, m in templates.problems(flow)]
+    if model.id != stem:
+        found.append(problem(("id",), f"flow id '{model.id}' differs from the file name '{stem}'"))
+    if found:
+        raise FlowError(found)
+    return flow, _position(positions, ("id",)), model
+
+
+def _read(
+    text: str, name: str, reading: type[_FlowYAMLLoader | _FastFlowYAMLLoader]
+) -> tuple[Any, dict[tuple[str | int, ...], Position], list[FlowProblem]]:
+    """The document `text` holds, each value's position, and its duplicate keys.
+
+    Raises:
+        FlowError: the text is no YAML, empty, or too deep or large to read.
+    """
+    try:
+        loader = reading(text)
     except yaml.YAMLError as exc:
         # The reader refuses some characters (NUL, other controls) before parsing.
         reason = getattr(exc, "reason", None) or exc.__class__.__name__
@@ -168,30 +228,7 @@ def _load_text(
         raise FlowError([FlowProblem(name, "", f"not valid YAML: {reason}", line, column)]) from exc
     finally:
         loader.dispose()
-    if not isinstance(data, dict):
-        raise FlowError([FlowProblem(name, "", "expected a mapping at the top of the file", 1, 1)])
-
-    def problem(loc: tuple[str | int, ...], message: str) -> FlowProblem:
-        line, column = _position(positions, loc)
-        return FlowProblem(name, _format_loc(loc), message, line, column)
-
-    # A duplicate key does not stop the checks: the later value is the one read.
-    try:
-        model = FlowFile.model_validate(data)
-    except ValidationError as exc:
-        raise FlowError(
-            duplicates
-            + [problem(_clean_loc(e["loc"]), _message(e)) for e in exc.errors(include_url=False)]
-        ) from None
-    found = duplicates + [problem(_parse_path(p), m) for p, m in check_flow(model)]
-    flow = model.to_core()
-    if templates is not None:
-        found += [problem(_parse_path(p), m) for p, m in templates.problems(flow)]
-    if model.id != stem:
-        found.append(problem(("id",), f"flow id '{model.id}' differs from the file name '{stem}'"))
-    if found:
-        raise FlowError(found)
-    return flow, _position(positions, ("id",)), model
+    return data, positions, duplicates
 
 
 def _walk(

@@ -11,17 +11,23 @@ from .consent import (
 from .frequency_cap import within_cap
 from .gate import Defer, Expire, Send, SendContext, Suppress, Verdict, decide
 from .holdout import held_out
+from .pacing import PACED, Ask, Bucket, Pace, Taken
 from .quiet_hours import in_window, next_allowed
 from .staleness import DEFAULT_STALE_AFTER, is_stale, stale_at
 
 __all__ = [
     "DEFAULT_STALE_AFTER",
+    "PACED",
+    "Ask",
+    "Bucket",
     "ConsentRecord",
     "Defer",
     "Expire",
+    "Pace",
     "Send",
     "SendContext",
     "Suppress",
+    "Taken",
     "Verdict",
     "consent_decisions",
     "contactable",

@@ -21,6 +21,18 @@ still holds. So an event that cancels or opts out a message of the batch
 while earlier ones are with the provider still wins: its mark then fails,
 and it is not sent. Settings refuse a lease shorter than three of the longest sends,
 so a live dispatcher's lease never runs out between two heartbeats.
+
+With a `pacer`, each send first takes its sender's tokens (`runtime.pacing`),
+in the transaction that decides the batch: a send that finds none is held,
+rescheduled to the instant the queue before it is paid for (`paced`,
+audited with that instant; held again, audited only when the instant moves
+by more than `_REAUDIT_PACED`), and takes its tokens then, ahead of new
+sends. One whose turn would come only at or past its staleness limit tries
+its next usable channels (as after a provider's refusal), else expires
+`stale` at once. A send counts toward its recipient's frequency cap only
+once it has its tokens: the batch is decided in rounds, a recipient's
+first message in the first, its second in the next, each round paced
+before the next is decided, so a held message leaves the cap to the next.
 """
 
 from __future__ import annotations
@@ -51,6 +63,7 @@ from ..journey import Journey, ScheduledMessage
 from ..message_status import MessageStatus
 from ..policies import (
     DEFAULT_STALE_AFTER,
+    PACED,
     Defer,
     Expire,
     Send,
@@ -63,10 +76,15 @@ from ..policies import (
 from ..ports import Claim, Connector, MessageLedger, Outgoing, Receipt, SendingFacts, Sent
 from ..recipients import Contact, contact_for
 from ..templates import TemplateSet
+from .pacing import Pacer
 from .registry import FlowRegistry
 from .rendering import Organisation, render_context
 
-__all__ = ["Connector", "Dispatcher", "Outgoing", "Receipt"]
+__all__ = ["PACED", "Connector", "Dispatcher", "Outgoing", "Receipt"]
+
+# A message held again for its tokens is audited again only when its instant
+# moves by more than this: the `paced` row's `due_at` stays within it.
+_REAUDIT_PACED = timedelta(minutes=1)
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +159,8 @@ class Dispatcher:
     # time, when the message has no expiry of its own.
     reconcile_limit: timedelta = timedelta(days=3)
     rng: random.Random = field(default_factory=random.Random)
+    # Sends paced to each sender's rate; None sends as fast as the connectors take them.
+    pacer: Pacer | None = None
     # A published version's templates over `templates`, made once per version (immutable).
     _layered: dict[tuple[str, int], TemplateSet] = field(default_factory=dict, repr=False)
 
@@ -193,14 +213,11 @@ class Dispatcher:
             if claim.status != MessageStatus.SENDING
             or self._guarded(claim.message, self._settled_after_crash, claim) is False
         ]
-        rendered: list[_Ready] = []
         with self.store.together():
             # An event may be updating some of these meanwhile: lock them all first.
             self.store.lock_messages(claim.message.key for claim in claims)
-            for claim in claims:
-                prepared = self._guarded(claim.message, self._prepare, claim, facts)
-                if prepared is not None:
-                    rendered.append(prepared)
+            # Tokens taken with the decisions: a rollback gives them back.
+            rendered = self._decided(claims, facts)
         ready, outcomes = self._deliver(rendered)
         refused: list[tuple[_Ready, PermanentSendError]] = []
         with self.store.together():
@@ -262,6 +279,43 @@ class Dispatcher:
         ]
         return max(caps, default=timedelta(0))
 
+    def _decided(self, claims: Sequence[Claim], facts: SendingFacts) -> list[_Ready]:
+        """Decide and pace the batch; the sends that go now (their tokens taken), in order.
+
+        In rounds: a recipient's n-th message of the batch in round n, each
+        round decided, then paced, and its sends counted toward their
+        recipients' caps, before the next round is decided. A message held
+        for its tokens, or expired for want of them, thus never uses up a cap.
+        """
+        rounds: list[list[Claim]] = []
+        seen: dict[tuple[str, str], int] = {}
+        for claim in claims:
+            recipient = claim.message.recipient
+            who = (recipient.patient_id, str(recipient))
+            n = seen[who] = seen.get(who, -1) + 1
+            if n == len(rounds):
+                rounds.append([])
+            rounds[n].append(claim)
+        returning: dict[str, datetime | None] = {
+            c.message.key: c.due_at for c in claims if c.reason == PACED
+        }
+        going: list[_Ready] = []
+        for round_ in rounds:
+            prepared = [self._guarded(c.message, self._prepare, c, facts) for c in round_]
+            admitted = self._paced([p for p in prepared if p is not None], returning)
+            for item in admitted:
+                # Counted now, before it is sent, so the cap holds within this batch;
+                # a send that then fails only makes the rest of the batch more careful.
+                recipient = item.message.recipient
+                who = (recipient.patient_id, str(recipient))
+                sent = facts.sent.setdefault(who, {})
+                sent.setdefault(item.outgoing.channel, []).append(self.clock.now())
+            going += admitted
+        if len(rounds) > 1:
+            place = {claim.message.key: index for index, claim in enumerate(claims)}
+            going.sort(key=lambda item: place[item.message.key])
+        return going
+
     def _prepare(self, claim: Claim, facts: SendingFacts) -> _Ready | None:
         """Decide one message; record what is not a send, mark a send "sending".
 
@@ -285,7 +339,7 @@ class Dispatcher:
         contact = contact_for(patient, message.recipient) if patient else None
         who = (message.recipient.patient_id, str(message.recipient))
         consent = facts.consent.get(who, {})
-        sent = facts.sent.setdefault(who, {})
+        sent = facts.sent.get(who, {})
         verdict = decide(
             message, flow, SendContext(contact, consent, sent), now, stale_after=self.stale_after
         )
@@ -308,12 +362,7 @@ class Dispatcher:
         )
         journey = facts.journeys.get((who[0], message.flow_id, message.flow_version))
         channels = [verdict.channel, *(c for c in usable if c is not verdict.channel)]
-        ready = self._ready(message, verdict, channels, contact, relationship, journey)
-        if ready is not None:
-            # Counted now, before it is sent, so the cap holds within this batch;
-            # a send that then fails only makes the rest of the batch more careful.
-            sent.setdefault(ready.outgoing.channel, []).append(now)
-        return ready
+        return self._ready(message, verdict, channels, contact, relationship, journey)
 
     def _ready(
         self,
@@ -374,6 +423,75 @@ class Dispatcher:
             )
         self.store.finish(message, self.owner, self.clock.now(), *refusal)
         return None
+
+    def _paced(
+        self, rendered: list[_Ready], returning: Mapping[str, datetime | None]
+    ) -> list[_Ready]:
+        """The sends that may go now (their tokens taken); the others held, or expired.
+
+        A message in `returning` was admitted before: held for its tokens until
+        the instant given (None: its hold, if any, is audited as a first). One whose turn would come too late tries its next
+        usable channels, paced in turn, before it expires.
+        """
+        if self.pacer is None:
+            return rendered
+        going: list[_Ready] = []
+        while rendered:
+            now = self.clock.now()
+            keys = frozenset(item.message.key for item in rendered if item.message.key in returning)
+            told = self.pacer.admit([item.outgoing for item in rendered], now, keys)
+            later: list[_Ready] = []
+            for item, taken in zip(rendered, told, strict=True):
+                if taken.taken:
+                    going.append(item)
+                elif taken.ready_at is not None:
+                    held = returning.get(item.message.key)
+                    self._guarded(item.message, self._hold_paced, item, taken.ready_at, held)
+                elif item.fallbacks:
+                    # Too late on this channel: the next one may carry it in time.
+                    other = self._guarded(item.message, self._next_channel, item)
+                    if other is not None:
+                        later.append(other)
+                else:
+                    # Its sender could take it only at or past its staleness limit: not sent late.
+                    self._guarded(item.message, self._expire_stale, item)
+            rendered = later
+        return going
+
+    def _next_channel(self, item: _Ready) -> _Ready | None:
+        """`item` rendered for its next usable channel; None (expired `stale`) when none can."""
+        return self._ready(
+            item.message,
+            item.verdict,
+            item.fallbacks,
+            item.contact,
+            item.relationship,
+            item.journey,
+            (MessageStatus.EXPIRED, "stale"),
+        )
+
+    def _expire_stale(self, item: _Ready) -> None:
+        self.store.finish(
+            item.message, self.owner, self.clock.now(), MessageStatus.EXPIRED, "stale"
+        )
+
+    def _hold_paced(self, item: _Ready, until: datetime, held: datetime | None) -> None:
+        """Hold a send until its turn (`paced`); `held`: the instant it was held for before.
+
+        Held again, it is audited only when its instant moves by more than
+        `_REAUDIT_PACED`, so the audited `due_at` stays within that of the truth.
+        """
+        message, now = item.message, self.clock.now()
+        audit = held is None or abs(until - held) > _REAUDIT_PACED
+        self.store.reschedule(message, self.owner, now, until, PACED, audit=audit)
+        log.info(
+            "dispatch.paced",
+            extra={
+                "message_key": message.key,
+                "channel": item.outgoing.channel.value,
+                "until": until.isoformat(),
+            },
+        )
 
     def _mark_sending(self, item: _Ready) -> _Ready | None:
         """Mark one rendered message "sending" as its send starts, numbering its attempt.
@@ -536,6 +654,14 @@ class Dispatcher:
             )
             if rendered is None:
                 return
+            if self.pacer is not None:
+                # Rare: it was admitted once, so it comes back ahead of new sends; held
+                # (or expired) when its next channel's sender has no tokens for it.
+                with self.store.together():
+                    admitted = self._paced([rendered], {item.message.key: None})
+                if not admitted:
+                    return
+                rendered = admitted[0]
             marked, outcomes = self._deliver([rendered])
             ready, outcome = marked[0], outcomes[0]
             if isinstance(outcome, _Lost) or not self._settle(ready, outcome):

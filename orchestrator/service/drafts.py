@@ -10,13 +10,19 @@ Publishing records a new version, N+1 after the newest the store has, with
 the YAML, a snapshot of every template its messages use (so that no later
 edit, in a draft or on disk, changes what it sends), who published it (the
 role and a short hash of the token: tokens have no names) and the diff
-against the version it replaces; then the runtime takes it up at once
+against the version it replaces. The flow's older versions that read their
+templates from the files (imported from a file) get a snapshot of what they
+send too, in the same transaction: episodes still on them finish with the
+texts they started with, whatever `export` later writes to the files; then the runtime takes it up at once
 (`Runtime.use_flows`); other processes do on their next tick. New episodes
 start on it; running ones finish on their own version. A rollback publishes
 an older version's YAML and templates again, as a new version.
 
 `export` writes a flow's current version back to `flows/` and `templates/`
 (flows as code), so that a file and a published version need never disagree.
+It writes nothing when a template file it would change is still read by a
+version that runs: another flow's, or an older version of this one that has
+no snapshot (published before versions kept them).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import yaml
@@ -47,6 +54,7 @@ __all__ = [
     "DraftCheck",
     "SharedTemplate",
     "check_draft",
+    "draft_flow",
     "draft_name",
     "export",
     "next_version",
@@ -103,6 +111,14 @@ def check_draft(
     return DraftCheck(flow, document)
 
 
+def draft_flow(flow_id: str, text: str) -> Flow | None:
+    """The draft's flow, its templates unchecked (what a preview renders); None if unreadable."""
+    try:
+        return load_flow_text(text, draft_name(flow_id), flow_id)[0]
+    except FlowError:
+        return None
+
+
 def with_version(text: str, version: int) -> str:
     """The text with its top-level `version:` set to `version` (as publishing numbers it)."""
     return _VERSION_LINE.sub(f"version: {version}", text, count=1)
@@ -140,7 +156,13 @@ def version_text(runtime: Runtime, flow_id: str, version: int) -> str | None:
 def _text_of(found: PublishedVersion) -> str:
     if found.text is not None:
         return found.text
-    data = json.loads(found.source)
+    return _yaml_of(found.source)
+
+
+@lru_cache(maxsize=64)
+def _yaml_of(source: str) -> str:
+    """A recorded source written as YAML (a version is never changed: written once)."""
+    data = json.loads(source)
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
 
 
@@ -182,10 +204,13 @@ def publish(
                 )
             ]
         )
-    snapshot = {
-        name: found
-        for name in template_names(checked.flow, templates)
-        if (found := templates.text_of(name)) is not None
+    snapshot = _snapshot(checked.flow, templates)
+    # The older versions reading the files keep what they send from now on.
+    files = runtime.dispatcher.templates
+    kept = {
+        version: _snapshot(flow, files)
+        for (other, version), flow in runtime.flows.versions.items()
+        if other == flow_id and not runtime.flows.templates.get((other, version))
     }
     published = Published(runtime.store.transactions)
     replaced = published.version(flow_id, current.version)
@@ -202,9 +227,19 @@ def publish(
         diff,
         runtime.clock.now(),
         draft,
+        kept,
     )
     runtime.use_flows(runtime.flows.reloaded(runtime.store, published.templates()))
     return version
+
+
+def _snapshot(flow: Flow, templates: TemplateSet) -> dict[str, str]:
+    """The text of every template the flow renders (those that exist)."""
+    return {
+        name: found
+        for name in template_names(flow, templates)
+        if (found := templates.text_of(name)) is not None
+    }
 
 
 def rollback(runtime: Runtime, flow_id: str, version: int, by: str) -> int:
@@ -248,28 +283,30 @@ def _diff(
 
 
 class SharedTemplate(OrchestratorError):
-    """Export would change a template file other flows send as it is."""
+    """Export would change a template file that other versions (of any flow) send as it is."""
 
     def __init__(self, name: str, flows: Sequence[str]) -> None:
         self.name = name
         self.flows = tuple(flows)
         super().__init__(
-            f"{name} is shared with {', '.join(self.flows)}, which send it as it is: "
-            "exporting would change their messages; give the edited template a name of "
-            "this flow's own and publish that"
+            f"{name} is read from the file by {', '.join(self.flows)}, which send it as it "
+            "is: exporting would change their messages; give the edited template a name "
+            "of this version's own and publish that"
         )
 
 
 def export(published: Published, flow_id: str, flows: Path, templates: Path) -> list[Path]:
     """Write the flow's newest version to `flows/<id>.yaml` and its templates; the files written.
 
-    Nothing is written when a template file would change under another flow
-    that uses it (from the file, or from a stored snapshot with other text):
-    its running versions would send the new text without being published.
+    Nothing is written when a template file would change under another
+    version that reads it from the file: another flow's, or an older version
+    of this flow published before versions kept their templates (publishing
+    gives them a snapshot now). Its episodes would send the new text without
+    it being published.
 
     Raises:
         KeyError: the store has no version of the flow.
-        SharedTemplate: a template the export would change is another flow's too.
+        SharedTemplate: a template the export would change is another version's too.
     """
     newest = published.newest()
     found = published.version(flow_id, newest[flow_id]) if flow_id in newest else None
@@ -282,16 +319,20 @@ def export(published: Published, flow_id: str, flows: Path, templates: Path) -> 
         # Only `<channel>/<language>/<name>.j2`, under the templates directory.
         if TEMPLATE_NAME.match(name) and files.text_of(name) != body
     }
+    # Every other version: the other flows', and this flow's older ones.
     others = [
-        version for other in newest if other != flow_id for version in published.history(other)
+        version
+        for other in newest
+        for version in published.history(other)
+        if other != flow_id or version.version != found.version
     ]
-    for name, body in changed.items():
+    for name in changed:
         sharing = sorted(
             {
                 f"{other.flow_id} v{other.version}"
                 for other in others
-                if name in _names_of(other, files)
-                and other.templates.get(name, files.text_of(name)) != body
+                # A version with the name stored reads that, never the file.
+                if name not in other.templates and name in _names_of(other, files)
             }
         )
         if sharing:

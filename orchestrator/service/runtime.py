@@ -29,6 +29,7 @@ from ..ports import Connector, EventIntake, Outbox
 from ..runtime.channels import real_connectors
 from ..runtime.dispatcher import Dispatcher
 from ..runtime.intake import Intake, IntakeQueue
+from ..runtime.pacing import Pacer, plan_for
 from ..runtime.processor import EventProcessor
 from ..runtime.registry import FlowRegistry
 from ..runtime.rendering import Organisation
@@ -111,6 +112,8 @@ class Runtime:
         intake = Intake(processor, store, clock)
         deferred = IntakeQueue(intake, InboundArchive(store), settings.default_region)
         connectors, real = connectors_for(settings, store, clock, deferred)
+        plan = plan_for(settings)
+        plan.log()  # each sender's pace, or why it is not paced: an operator sees what it got
         dispatcher = Dispatcher(
             store=store,
             flows=registry,
@@ -126,6 +129,8 @@ class Runtime:
             batch=settings.dispatch_batch,
             # Threads pay off only while a network send is waited for.
             concurrency=settings.dispatch_concurrency if real else 1,
+            # Every process on the store paces through the same buckets.
+            pacer=Pacer(store, plan) if plan.senders else None,
         )
         runtime = cls(settings, store, registry, processor, intake, deferred, dispatcher, clock)
         # An event for a journey on a version published by another process since

@@ -103,6 +103,7 @@ class SqlLedger:
                         table.attempts,
                         table.due_at,
                         table.channel,
+                        table.reason,
                     )
                     .where(table.key.in_(keys))
                     .order_by(order, table.key)
@@ -136,8 +137,8 @@ class SqlLedger:
                         # Failed below, alone: the rest of the batch is claimed as usual.
                         unreadable[key] = f"decode:message:{exc.__class__.__name__}"
                 claims += [
-                    Claim(decoded[key], MessageStatus(status), attempts, due_at, channel)
-                    for key, _, status, attempts, due_at, channel in rows
+                    Claim(decoded[key], MessageStatus(status), attempts, due_at, channel, reason)
+                    for key, _, status, attempts, due_at, channel, reason in rows
                     if key in decoded
                 ]
             for key, reason in unreadable.items():
@@ -366,16 +367,21 @@ class SqlLedger:
         *,
         attempt_outcome: str | None = None,
         error: str | None = None,
+        audit: bool = True,
     ) -> bool:
-        """Put a claimed message back, due at `due_at` (a deferral or a retry)."""
+        """Put a claimed message back, due at `due_at` (a deferral, a retry, a pacing hold).
+
+        Without `audit`, no audit row: a message held again for the same reason.
+        """
         with self.transactions.write() as c:
             parameters = owned(message.key, owner, reason=reason, due_at=due_at, now=now)
             if c.execute(RESCHEDULE, parameters).rowcount != 1:
                 return False
             if attempt_outcome is not None:
                 self._close_attempt(c, message.key, now, attempt_outcome, error, None)
-            entry = record(message, now, MessageStatus.SCHEDULED, reason)
-            self.transactions.defer(c, INSERT_AUDIT, audit_row(entry) | {"due_at": due_at})
+            if audit:
+                entry = record(message, now, MessageStatus.SCHEDULED, reason)
+                self.transactions.defer(c, INSERT_AUDIT, audit_row(entry) | {"due_at": due_at})
             return True
 
     def _close_attempt(

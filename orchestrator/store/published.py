@@ -3,9 +3,12 @@
 A published version is a `flow_versions` row (`FlowVersionLog` reads the
 ones the registry runs) with what the console adds: the YAML as written, the
 templates it sends (read before the files), who published it and the diff
-against the version it replaced. It is never updated: publishing again is a
-new version, and two publishers racing for one number get one row and one
-`VersionTaken`. A draft is one row per flow, overwritten as it is edited.
+against the version it replaced. It is never updated, but for one thing: a
+version that read its templates from the files (one imported from a file) is
+given a snapshot of them when a version published in the console replaces
+it, once, so that exporting the new version's templates to the files never
+changes what it sends. Publishing again is a new version, and two publishers
+racing for one number get one row and one `VersionTaken`. A draft is one row per flow, overwritten as it is edited.
 """
 
 from __future__ import annotations
@@ -108,8 +111,12 @@ class Published:
         diff: str,
         now: datetime,
         draft: Draft | None = None,
+        kept: Mapping[int, Mapping[str, str]] | None = None,
     ) -> None:
         """Record a new version and drop `draft`, in one transaction.
+
+        `kept` gives older versions of the flow the templates they send (version
+        -> name -> text): each that has none stored keeps these from now on.
 
         The draft is dropped only if the row still holds what `draft` read: an
         edit saved since is someone's work, kept. Without `draft` (a rollback),
@@ -133,6 +140,16 @@ class Published:
                         diff=diff,
                     )
                 )
+                for older, texts in sorted((kept or {}).items()):
+                    c.execute(
+                        update(FlowVersionRow)
+                        .where(
+                            FlowVersionRow.flow_id == flow_id,
+                            FlowVersionRow.version == older,
+                            FlowVersionRow.templates.is_(None),
+                        )
+                        .values(templates=_templates_json(texts))
+                    )
                 if draft is not None:
                     c.execute(
                         delete(FlowDraftRow).where(

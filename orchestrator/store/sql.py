@@ -6,8 +6,9 @@ composes the parts, each a module of its own over one shared `Transactions`
 
 - the unit of work, one transaction per batch of events (`unit.py`);
 - the message ledger the scheduler and dispatcher drive (`ledger.py`);
-- rejected input (`rejected.py`), the sandbox outbox (`outbox.py`) and the
-  flow versions run (`flow_versions.py`);
+- rejected input (`rejected.py`), the sandbox outbox (`outbox.py`), the
+  flow versions run (`flow_versions.py`) and the senders' token buckets
+  (`buckets.py`);
 - the read models of the API, dashboard, CLI and simulator (`queries.py`).
 
 Provider feedback (`delivery.py`), import holds (`imports.py`) and the
@@ -30,6 +31,7 @@ from ..flows.model import Flow
 from ..insight.figures import FigureFilter, FlowFigures
 from ..journey import Journey, ScheduledMessage
 from ..message_status import MessageStatus
+from ..policies.pacing import Ask, Pace, Taken
 from ..ports import (
     Claim,
     EpisodeView,
@@ -38,6 +40,7 @@ from ..ports import (
     SendingFacts,
     Sent,
 )
+from .buckets import SendBucketLedger
 from .flow_versions import FlowVersionLog
 from .ledger import SqlLedger
 from .outbox import SqlOutbox
@@ -47,7 +50,7 @@ from .transactions import Transactions, translated
 from .unit import ImportHold, UnitOfWork
 
 if TYPE_CHECKING:
-    from ..ports import EventStore, FlowVersions, MessageLedger, Outbox
+    from ..ports import EventStore, FlowVersions, MessageLedger, Outbox, SendBuckets
 
 __all__ = ["Claim", "OutboxEntry", "SendingFacts", "Sent", "SqlStore"]
 
@@ -63,6 +66,7 @@ class SqlStore:
         self.sandbox = SqlOutbox(self.transactions)
         self.flows = FlowVersionLog(self.transactions)
         self.rejects = RejectedLog(self.transactions)
+        self.buckets = SendBucketLedger(self.transactions)
 
     @property
     def dialect(self) -> str:
@@ -115,6 +119,18 @@ class SqlStore:
 
     def outbox(self, limit: int = 100) -> list[OutboxEntry]:
         return self.sandbox.outbox(limit)
+
+    # -- the senders' token buckets (`SendBucketLedger`) ---------------------------------
+
+    def take_tokens(
+        self,
+        sender: str,
+        channel: Channel,
+        pace: Pace,
+        sends: Sequence[Ask],
+        now: datetime,
+    ) -> list[Taken]:
+        return self.buckets.take_tokens(sender, channel, pace, sends, now)
 
     # -- the message ledger (`SqlLedger`) -----------------------------------------------
 
@@ -187,9 +203,17 @@ class SqlStore:
         *,
         attempt_outcome: str | None = None,
         error: str | None = None,
+        audit: bool = True,
     ) -> bool:
         return self.ledger.reschedule(
-            message, owner, now, due_at, reason, attempt_outcome=attempt_outcome, error=error
+            message,
+            owner,
+            now,
+            due_at,
+            reason,
+            attempt_outcome=attempt_outcome,
+            error=error,
+            audit=audit,
         )
 
     def sending_facts(self, messages: Sequence[ScheduledMessage], since: datetime) -> SendingFacts:
@@ -260,6 +284,8 @@ class SqlStore:
 
 if TYPE_CHECKING:
 
-    def _implements(store: SqlStore) -> tuple[EventStore, MessageLedger, Outbox, FlowVersions]:
+    def _implements(
+        store: SqlStore,
+    ) -> tuple[EventStore, MessageLedger, Outbox, FlowVersions, SendBuckets]:
         """The ports this store implements, checked by mypy."""
-        return store, store, store, store
+        return store, store, store, store, store

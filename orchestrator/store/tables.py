@@ -51,6 +51,7 @@ __all__ = [
     "ReasonText",
     "RejectedInputRow",
     "ScheduledMessageRow",
+    "SendBucketRow",
     "SentStageRow",
     "StageVisitRow",
     "Stamp",
@@ -421,8 +422,10 @@ class ScheduledMessageRow(Base):
     import_id: Mapped[str | None] = mapped_column(String(40), index=True)
 
     __table_args__ = (
-        # Finding due work reads this index: its cost follows what is due, not what is pending.
-        Index(None, "status", "due_at"),
+        # Finding due work reads this index: its cost follows what is due, not what is pending,
+        # and the key keeps the claim's order (due time, then key) without a sort of the
+        # messages due at one instant (migration 0013).
+        Index(None, "status", "due_at", "key"),
         # Frequency caps count recent sends per recipient and channel.
         Index(None, "patient_id", "recipient", "channel", "sent_at"),
         Index(None, "episode_id"),
@@ -538,6 +541,20 @@ class OutboxRow(Base):
     body: Mapped[str] = mapped_column(Text)
     html: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[datetime] = mapped_column(Stamp())
+
+
+class SendBucketRow(Base):
+    """A sender's token bucket on one channel, shared by every dispatcher (migration 0014).
+
+    `queued_until`: the instant by which the refill pays for every send held so far.
+    """
+
+    __tablename__ = "send_buckets"
+    sender: Mapped[str] = mapped_column(String(200), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    tokens: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[datetime] = mapped_column(Stamp())
+    queued_until: Mapped[datetime | None] = mapped_column(Stamp(), nullable=True)
 
 
 class TestSendRow(Base):

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any, cast
 
 from pydantic import ValidationError
-from sqlalchemy import Table, bindparam, case, delete, insert, or_, select, text, update
+from sqlalchemy import Table, and_, bindparam, case, delete, insert, or_, select, text, update
 from sqlalchemy.engine import Connection
 
 from ..decisions import DecisionRecord, record
@@ -16,7 +16,7 @@ from ..event import Event, Patient
 from ..journey import Episode, EpisodeStatus, Journey, ScheduledMessage
 from ..message_status import PENDING, MessageStatus, allowed, sources
 from ..patient_merge import KnownPatient, Stamp
-from ..policies import ConsentRecord
+from ..policies import PACED, ConsentRecord
 from ..ports import ImportHold
 from ..visit_facts import VisitFacts
 from . import codec
@@ -429,6 +429,14 @@ _HOLD_FOR_IMPORT = (
         due_at=case(
             (_MESSAGES.c.due_at < bindparam("h_until"), bindparam("h_until")),
             else_=_MESSAGES.c.due_at,
+        ),
+        # Moved, a pacing hold's place is gone: it comes back as a new send.
+        reason=case(
+            (
+                and_(_MESSAGES.c.due_at < bindparam("h_until"), _MESSAGES.c.reason == PACED),
+                None,
+            ),
+            else_=_MESSAGES.c.reason,
         ),
         updated_at=bindparam("h_now"),
     )

@@ -6,6 +6,7 @@ import json
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -230,3 +231,70 @@ def test_compare_shows_what_a_flow_change_moves_adds_and_removes(
     )
     assert table.exit_code == 0
     assert "6 removed" in table.output
+
+
+@pytest.fixture
+def paces(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """The pacing plan each simulation of the test is built with."""
+    from orchestrator.simulate import Simulator
+
+    seen: list[object] = []
+    built = Simulator.__init__
+
+    def spy(self: Simulator, *args: Any, **kwargs: Any) -> None:
+        seen.append(kwargs.get("pacing"))
+        built(self, *args, **kwargs)
+
+    monkeypatch.setattr(Simulator, "__init__", spy)
+    return seen
+
+
+def test_simulate_the_map_and_the_compare_over_history_pace_as_run_does(
+    flows: Path, events: Path, tmp_path: Path, paces: list[object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestrator.runtime.pacing import plan_for
+
+    monkeypatch.setenv("ORCHESTRATOR_SMS_RATE", "0.5")
+    as_run = plan_for(Settings())
+    assert as_run.senders  # the sandbox, paced at the rate set
+    db = f"sqlite:///{tmp_path / 'store.db'}"
+    parsed = [parse_event_json(line) for line in events.read_text().splitlines()]
+    templates = Path(os.environ["ORCHESTRATOR_TEMPLATES"])
+    service = EmbeddedService.build(
+        Settings(db=db, flows=flows, templates=templates), clock=VirtualClock(parsed[0].occurred_at)
+    )
+    try:
+        service.processor.process(parsed)
+    finally:
+        service.store.engine.dispose()
+    until = (max(e.occurred_at for e in parsed) + timedelta(days=1)).isoformat()
+    commands = [
+        ["simulate", "--events", str(events), "--flows", str(flows)],
+        [
+            "journey",
+            "map",
+            "--flow",
+            "insight-flow",
+            "--flows",
+            str(flows),
+            "--events",
+            str(events),
+        ],
+        [
+            "simulate",
+            "--compare",
+            str(flows),
+            str(flows),
+            "--history-days",
+            "365",
+            "--db",
+            db,
+            "--until",
+            until,
+        ],
+    ]
+    for command in commands:
+        paces.clear()
+        result = runner.invoke(app, command)
+        assert result.exit_code == 0, result.output
+        assert paces and all(p == as_run for p in paces), command

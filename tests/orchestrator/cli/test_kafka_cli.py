@@ -61,3 +61,38 @@ def test_ingest_publishes_what_it_can_route_and_names_the_lines_it_cannot(
     assert f"{events}:4: type: no topic for event type 'patient.teleported'" in result.output
     assert "2 published" in result.output
     assert sorted(ends.values()) == [1, 1]
+
+
+def test_ingest_to_a_broker_shows_progress_on_a_terminal_and_sums_up_in_one_line(
+    tmp_path: Path,
+) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_text(
+        '{"id": "e1", "type": "appointment.booked", "patient": {"id": "p-1"}}\n'
+        '{"id": "e2", "type": "intake.sent", "patient": {"id": "p-1"}}\n'
+        '{"id": "e3", "type": "patient.discharged", "patient": {"id": "p-1"}}\n'
+        '{"id": "e4", "type": "consent.opted_out", "patient": {"id": "p-2"}}\n'
+        "{not json\n"
+    )
+    with running_broker(tmp_path / "tansu.log") as broker:
+        created = runner.invoke(
+            app, ["topics", "create", "--broker", broker.url, "--partitions", "1"]
+        )
+        assert created.exit_code == 0, created.output
+        piped = runner.invoke(
+            app,
+            ["ingest", str(events), "--broker", broker.url],
+            env={"FORCE_COLOR": None, "TTY_COMPATIBLE": None},
+        )
+        on_terminal = runner.invoke(
+            app, ["ingest", str(events), "--broker", broker.url], env={"TTY_COMPATIBLE": "1"}
+        )
+
+    assert piped.exit_code == 1
+    # Longer than 80 columns, and still one line in a pipe; no progress bar there.
+    [summary] = piped.stdout.splitlines()
+    assert summary.startswith("4 published (1 to patient.discharge, ") and len(summary) > 80
+    assert summary.endswith(", 1 unroutable")
+    assert "\x1b" not in piped.output
+    assert on_terminal.exit_code == 1
+    assert "publishing" in on_terminal.stderr and "\x1b[" in on_terminal.stderr

@@ -373,6 +373,32 @@ def test_ingest_names_the_file_and_line_of_a_rejected_event(live: Live, tmp_path
     assert "+1555" not in result.output
 
 
+def test_ingest_sums_up_a_duplicate_and_a_malformed_line_in_one_line_without_a_progress_bar(
+    live: Live, tmp_path: Path
+) -> None:
+    events = [json.dumps(e) for e in sample_events("cardiology-consult")[:2]]
+    file = write_lines(tmp_path / "events.jsonl", [events[0], events[1], events[0], "{not json"])
+
+    result = runner.invoke(
+        app, ["ingest", str(file), "--url", live.url], env={"TTY_COMPATIBLE": None}
+    )
+
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == ["2 accepted, 1 duplicate, 1 rejected"]
+    # Not a terminal: no progress bar, no colour, nothing but text.
+    assert "\x1b" not in result.output
+
+
+def test_ingest_draws_its_progress_bar_on_a_terminal_only(live: Live) -> None:
+    on_terminal = runner.invoke(
+        app, ["ingest", str(CARDIOLOGY), "--url", live.url], env={"TTY_COMPATIBLE": "1"}
+    )
+
+    assert on_terminal.exit_code == 0, on_terminal.output
+    assert "ingesting" in on_terminal.stderr and "\x1b[" in on_terminal.stderr
+    assert "21 accepted" in on_terminal.stdout
+
+
 def test_ingest_names_the_file_and_line_of_a_line_that_is_not_json(
     live: Live, tmp_path: Path
 ) -> None:

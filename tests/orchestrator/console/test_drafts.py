@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -346,6 +347,8 @@ def test_a_version_publishing_cannot_set_is_refused_not_recorded_as_another(
         "{{ 'x' * 10**9 }}",
         "{{ 2**100000000 }}",
         "{{ org.name",
+        "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}",
+        "{{ ('x' * 100000).replace('x', 'x' * 100000) }}",
     ],
 )
 def test_a_hostile_template_is_a_problem_on_every_draft_route_never_a_500(
@@ -364,6 +367,24 @@ def test_a_hostile_template_is_a_problem_on_every_draft_route_never_a_500(
     # The draft is not jammed: a good template mends it and it publishes.
     _post(console, "/draft/template", name=name, text="{{ org.name }}: booked. Reply STOP")
     assert _post(console, "/draft/publish").status_code == 303
+
+
+def test_a_template_too_expensive_to_render_is_a_problem_at_its_line_as_you_type(
+    console: Console,
+) -> None:
+    name = "sms/en/booking_confirmation.j2"
+    nested = "{{ org.name }}\n{% for a in range(100000) %}{% for b in range(100000) %}x{% endfor %}"
+    _post(console, "/draft", text=_text(console))
+
+    preview = _post(console, "/draft/template", name=name, text=nested + "{% endfor %}")
+    checked = _post(console, "/draft", text=_text(console))
+
+    said = f"template {name} line 2: too expensive: more than 10,000 loop steps"
+    for answer in (preview, checked):
+        assert answer.status_code == 200
+        assert said in answer.text
+    # The check reads as `flows validate` does: the flow file, line and column, path.
+    assert f"{FLOW}.yaml:" in checked.text and ".template" in checked.text
 
 
 def test_rollback_leaves_the_draft_being_edited(console: Console) -> None:
@@ -442,6 +463,76 @@ def test_export_refuses_to_change_a_template_other_flows_send(
         assert "see you" in (templates / own).read_text()
 
 
+_DAY_BEFORE = "sms/en/knee_day_before.j2"
+_CONTEXT = {
+    "org": {"name": "Riverside", "phone": "+1 555 0100", "portal_url": "https://example.org"},
+    "appointment": {"when": "Monday", "location": "Clinic"},
+    "recipient": {"is_caregiver": False},
+    "links": {"directions": "https://example.org/d", "guide": "https://example.org/g"},
+}
+
+
+def _day_before(service: EmbeddedService, version: int) -> str:
+    templates = service.dispatcher.templates_for(FLOW, version)
+    return templates.render(Channel.SMS, "en", "knee_day_before", _CONTEXT).body
+
+
+def test_export_never_changes_what_an_older_version_of_the_flow_sends(
+    place: tuple[str, Path], tmp_path: Path
+) -> None:
+    db, flows = place
+    templates = tmp_path / "templates"
+    shutil.copytree(ROOT / "templates", templates)
+    with opened(db, flows, VirtualClock(START), templates=templates) as console:
+        # Version 1, read from the file, has an episode running.
+        console.feed(_bookings(first=1))
+        sent_by_v1 = _day_before(console.service, 1)
+        _post(console, "/draft", text=_text(console))
+        _post(console, "/draft/template", name=_DAY_BEFORE, text="{{ org.name }}: v2. Reply STOP")
+        assert _post(console, "/draft/publish").status_code == 303
+
+        written = export(Published(console.service.store.transactions), FLOW, flows, templates)
+
+        assert templates / _DAY_BEFORE in written
+        assert "v2" in (templates / _DAY_BEFORE).read_text()
+        assert _day_before(console.service, 1) == sent_by_v1
+        assert _day_before(console.service, 2) == "Riverside: v2. Reply STOP"
+    # A process started on the exported files still sends version 1's text for version 1.
+    with opened(db, flows, VirtualClock(START), templates=templates) as restarted:
+        assert restarted.service.flows.current[FLOW].version == 2
+        assert _day_before(restarted.service, 1) == sent_by_v1
+
+
+def test_export_refuses_to_change_a_template_an_older_version_reads_from_the_file(
+    place: tuple[str, Path], tmp_path: Path
+) -> None:
+    db, flows = place
+    templates = tmp_path / "templates"
+    shutil.copytree(ROOT / "templates", templates)
+    with opened(db, flows, VirtualClock(START), templates=templates) as console:
+        _post(console, "/draft", text=_text(console))
+        _post(console, "/draft/template", name=_DAY_BEFORE, text="{{ org.name }}: v2. Reply STOP")
+        assert _post(console, "/draft/publish").status_code == 303
+        # As a store published before versions kept their templates: version 1 has none.
+        engine = console.service.store.engine
+        with engine.begin() as c:
+            c.execute(
+                sa.text(
+                    "UPDATE flow_versions SET templates = NULL WHERE flow_id = :f AND version = 1"
+                ),
+                {"f": FLOW},
+            )
+        before = (templates / _DAY_BEFORE).read_text()
+
+        with pytest.raises(SharedTemplate) as raised:
+            export(Published(console.service.store.transactions), FLOW, flows, templates)
+
+        assert raised.value.name == _DAY_BEFORE
+        assert raised.value.flows == (f"{FLOW} v1",)
+        assert (templates / _DAY_BEFORE).read_text() == before
+        assert "version: 1\n" in (flows / f"{FLOW}.yaml").read_text()  # nothing written
+
+
 def test_a_registry_older_than_the_installed_one_is_never_installed(console: Console) -> None:
     service = console.service
     stale = service.flows  # built before a publish, installed after it
@@ -453,3 +544,26 @@ def test_a_registry_older_than_the_installed_one_is_never_installed(console: Con
     assert service.flows.current[FLOW].version == 2
     assert service.processor.flows is service.flows
     assert service.dispatcher.flows is service.flows
+
+
+def test_the_what_if_paces_as_run_does(console: Console, monkeypatch: pytest.MonkeyPatch) -> None:
+    from orchestrator.runtime.pacing import plan_for
+    from orchestrator.simulate import Simulator
+
+    console.feed(copies(FLOW, 1, first=7))  # history for the what-if over the last days
+    paced = console.service.settings.model_copy(update={"sms_rate": 0.5})
+    monkeypatch.setattr(console.service, "settings", paced)
+    seen: list[object] = []
+    built = Simulator.__init__
+
+    def spy(self: Simulator, *args: Any, **kwargs: Any) -> None:
+        seen.append(kwargs.get("pacing"))
+        built(self, *args, **kwargs)
+
+    monkeypatch.setattr(Simulator, "__init__", spy)
+    _post(console, "/draft", text=_text(console))
+    assert _post(console, "/draft/whatif", sample=f"{FLOW}.jsonl").status_code == 200
+    assert _post(console, "/draft/whatif", days="60").status_code == 200
+    assert len(seen) == 4  # two plays of the sample, two of the history
+    assert all(plan == plan_for(paced) for plan in seen)
+    assert plan_for(paced).senders

@@ -1,0 +1,448 @@
+"""A million patients: ingest, due-claim, store size and console queries at scale, in PostgreSQL.
+
+A fresh PostgreSQL database (127.0.0.1:5432, `scale_<uuid>`, dropped at the
+end unless --keep) is filled through the real application: the runtime the
+service builds (`Runtime.build` over the SQL store, the shipped flows and
+templates), fed the way the Kafka worker feeds it: each event's JSON parsed
+by `intake.parse_json`, batches of --batch events per `Intake.take` (one
+transaction each), in the order the events occurred, with the virtual clock
+at the batch's last event (a live feed: processing time is occurrence time).
+
+The patients are the sample streams (samples/events/*.jsonl: 20 patients
+across the four flows, booked, rescheduled, cancelled, no-shows, completed,
+admitted and discharged, opted out) replicated with fresh ids, each copy's
+times (occurrence, appointment start, admission, discharge) shifted so the
+copies' starts spread evenly over --days days.
+
+The dispatcher's sends are not run (about a millisecond a message, measured
+by bench/embedded.py, for millions of messages): every virtual hour, what
+is due is settled as the dispatcher settles a send (`sent`, one attempt, its
+`sent` audit row, counted by the audit trigger) in one SQL statement, so the
+store holds what a live one holds: past messages sent, future ones pending.
+Before that, at each virtual hour where a measurement falls, the store's
+`claim_due` is timed as the dispatcher calls it (a batch of
+`dispatch_batch`, with what fell due that hour), and once more with nothing due (the
+idle poll): at the first hour with at least 10,000 pending messages and at
+the end (the largest pending count reached).
+
+Printed: ingest events/s for the first and the last 100,000 events (a fifth
+of the events each, in a shorter run) and their ratio; the due-claim times
+and their ratio; store bytes per patient (`pg_total_relation_size` summed
+over the tables, and per table); the console's and the audit's pages
+(bench/console.py's list, through the real app in process) and `measured()`
+per flow, p50 and p95 of --runs runs each.
+
+    python bench/scale.py [--patients 20000] [--batch 2000] [--days 90] [--runs 5] [--keep]
+
+The default is 20,000 patients, not the 1,000,000 the bench is for: on this
+machine (two cores shared by six jobs) ingest ran at 80 to 160 events/s, so
+a million patients (5.35 million events) would take 9 to 18 hours, and
+20,000 (107,000 events) about 15 to 25 minutes. `--patients 1000000` runs
+the full size where the machine allows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import json
+import os
+import re
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+
+from console import PAGES  # noqa: E402  (bench/console.py)
+from fastapi.testclient import TestClient  # noqa: E402
+from sqlalchemy import Connection, create_engine, text  # noqa: E402
+
+from orchestrator.api.app import create_app  # noqa: E402
+from orchestrator.clock import VirtualClock  # noqa: E402
+from orchestrator.insight.reading import measured  # noqa: E402
+from orchestrator.runtime.intake import parse_json  # noqa: E402
+from orchestrator.service.runtime import Runtime  # noqa: E402
+from orchestrator.settings import Settings  # noqa: E402
+from samples import load_samples  # noqa: E402  (bench/samples.py)
+
+PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+TOKEN = "admin-token-for-the-scale-bench"
+START = datetime(2026, 1, 5, tzinfo=UTC)
+PATIENTS_PER_COPY = 20
+SMALL_PENDING = 10_000
+_STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d")
+
+
+# -- the events ---------------------------------------------------------------------
+
+
+def _shifted(value: Any, by: timedelta) -> Any:
+    """`value` with every ISO timestamp in it moved by `by` (its offset kept)."""
+    if isinstance(value, dict):
+        return {k: _shifted(v, by) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shifted(v, by) for v in value]
+    if isinstance(value, str) and _STAMP.match(value):
+        return (datetime.fromisoformat(value) + by).isoformat()
+    return value
+
+
+def _relabelled(data: dict[str, Any], copy: int) -> dict[str, Any]:
+    suffix = f"-{copy:07d}"
+    data["id"] += suffix
+    data["patient"]["id"] += suffix
+    for caregiver in data["patient"].get("caregivers") or ():
+        caregiver["id"] += suffix
+    for part in ("appointment", "encounter"):
+        if data.get(part):
+            data[part]["id"] += suffix
+    return data
+
+
+def events(copies: int, days: float) -> Iterator[tuple[datetime, bytes]]:
+    """Every copy's events, as (occurrence, JSON bytes), in the order they occurred."""
+    samples = load_samples()
+    first = min(datetime.fromisoformat(d["occurred_at"]) for d in samples)
+    base = [
+        (datetime.fromisoformat(d["occurred_at"]) - first + (START - first), i, d)
+        for i, d in enumerate(samples)
+    ]
+    base.sort(key=lambda b: (b[0], b[1]))
+    gap = timedelta(days=days) / copies
+
+    def copy_of(copy: int) -> Iterator[tuple[datetime, int, int]]:
+        shift = gap * copy
+        for offset, index, _ in base:
+            yield first + offset + shift, copy, index
+
+    for at, copy, index in heapq.merge(*(copy_of(c) for c in range(copies))):
+        shift = gap * copy + (START - first)
+        data = _relabelled(_shifted(base[index][2], shift), copy)
+        yield at.astimezone(UTC), json.dumps(data).encode()
+
+
+# -- the database --------------------------------------------------------------------
+
+
+def admin_url(given: str | None) -> str:
+    return given or os.environ.get("TEST_PG_ADMIN_URL", PG_ADMIN_URL)
+
+
+def create_database(admin: str) -> tuple[str, str]:
+    name = f"scale_{uuid.uuid4().hex[:10]}"
+    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
+    with engine.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return name, admin.rsplit("/", 1)[0] + f"/{name}"
+
+
+def drop_database(admin: str, name: str) -> None:
+    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
+    with engine.connect() as c:
+        c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
+
+
+# What the dispatcher leaves of a send: the message `sent` (one attempt, released),
+# its attempt and its `sent` audit row (copied from the row that scheduled it).
+_SEND_DUE = text(
+    """
+    WITH sent AS (
+        UPDATE scheduled_messages
+        SET status = 'sent', attempts = attempts + 1, sent_at = due_at,
+            channel = coalesce(channel, 'sms'), provider_id = 'sandbox-' || key,
+            lease_owner = NULL, lease_until = NULL, updated_at = :now
+        WHERE status IN ('scheduled', 'claimed') AND due_at <= :now
+        RETURNING key, due_at, channel
+    ), attempts AS (
+        INSERT INTO delivery_attempts
+            (key, attempt, channel, started_at, finished_at, outcome, error, provider_id)
+        SELECT key, 1, channel, due_at, due_at, 'sent', NULL, 'sandbox-' || key FROM sent
+    )
+    INSERT INTO audit_log
+        (at, event_id, patient_id, flow_id, flow_version, episode_id, stage_id,
+         message_id, key, recipient, channel, language, template, due_at, status, reason)
+    SELECT s.due_at, NULL, a.patient_id, a.flow_id, a.flow_version, a.episode_id,
+        a.stage_id, a.message_id, a.key, a.recipient, s.channel, a.language, a.template,
+        s.due_at, 'sent', NULL
+    FROM sent s CROSS JOIN LATERAL (
+        SELECT * FROM audit_log WHERE audit_log.key = s.key ORDER BY id DESC LIMIT 1
+    ) a
+    """
+)
+_PENDING = text(
+    "SELECT count(*) FROM scheduled_messages WHERE status = 'scheduled' AND due_at > :now"
+)
+
+
+def send_due(c: Connection, now: datetime) -> None:
+    c.execute(_SEND_DUE, {"now": now})
+
+
+def vacuum(runtime: Runtime) -> float:
+    """What autovacuum does (off on the test server): dead rows reclaimed, statistics fresh."""
+    began = time.perf_counter()
+    with runtime.store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+        c.execute(text("VACUUM (ANALYZE)"))
+    return time.perf_counter() - began
+
+
+# -- measuring -----------------------------------------------------------------------
+
+
+def percentiles(times: list[float]) -> tuple[float, float]:
+    """p50 and p95 in milliseconds (p95 by nearest rank: of 5 runs, the worst)."""
+    ordered = sorted(times)
+    p95 = ordered[round(0.95 * (len(ordered) - 1))]
+    return statistics.median(ordered) * 1000, p95 * 1000
+
+
+class ClaimTimes:
+    """The due-claim, as the dispatcher calls it, timed at one instant."""
+
+    def __init__(self, runtime: Runtime, now: datetime, pending: int, runs: int) -> None:
+        store, batch = runtime.store, runtime.settings.dispatch_batch
+        lease = timedelta(seconds=runtime.settings.lease_seconds)
+        self.pending = pending
+        self.batch: list[float] = []
+        self.claimed: list[int] = []
+        for _ in range(runs):
+            began = time.perf_counter()
+            claims = store.claim_due(now, "scale-bench", now + lease, batch)
+            self.batch.append(time.perf_counter() - began)
+            self.claimed.append(len(claims))
+            if not claims:
+                break
+        with store.transactions.write() as c:
+            send_due(c, now)
+        self.idle: list[float] = []
+        for _ in range(runs):
+            began = time.perf_counter()
+            assert not store.claim_due(now, "scale-bench", now + lease, batch)
+            self.idle.append(time.perf_counter() - began)
+
+    def line(self, label: str) -> str:
+        b50, b95 = percentiles(self.batch)
+        i50, i95 = percentiles(self.idle)
+        return (
+            f"  due-claim with {self.pending:>9,} pending ({label}): a batch "
+            f"({'/'.join(str(n) for n in sorted(set(self.claimed)))} due claimed) "
+            f"p50 {b50:6.2f} ms p95 {b95:6.2f} ms; nothing due p50 {i50:6.2f} ms "
+            f"p95 {i95:6.2f} ms"
+        )
+
+
+def ingest(
+    runtime: Runtime, clock: VirtualClock, args: argparse.Namespace
+) -> tuple[list[tuple[int, float]], ClaimTimes | None, ClaimTimes, int]:
+    """Feed every event; (events, seconds) per batch, the claim times, the events fed."""
+    copies = -(-args.patients // PATIENTS_PER_COPY)
+    region = runtime.settings.default_region
+    batches: list[tuple[int, float]] = []
+    small: ClaimTimes | None = None
+    fed = 0
+    hour = timedelta(hours=1)
+    span = timedelta(days=1)
+    next_send = START + hour
+    next_count = START + timedelta(days=1)
+    pending = 0
+    began = time.perf_counter()
+    reported = began
+    pending_batch: list[tuple[datetime, bytes]] = []
+    vacuumed = 0
+    vacuum_seconds = 0.0
+
+    def feed(batch: list[tuple[datetime, bytes]]) -> None:
+        nonlocal fed, vacuumed, vacuum_seconds
+        clock.move_to(max(clock.now(), batch[-1][0]))
+        started = time.perf_counter()
+        inputs = [parse_json(body, default_region=region) for _, body in batch]
+        results = runtime.intake.take("kafka", inputs)
+        batches.append((len(batch), time.perf_counter() - started))
+        # The samples send a few events twice (as a real feed does): those are duplicates.
+        refused = [r for r in results if r.status not in ("accepted", "duplicate")]
+        if refused:
+            raise SystemExit(f"{len(refused)} events refused, the first: {refused[0]}")
+        fed += len(batch)
+        # Autovacuum's default: a table is vacuumed and analyzed once a fifth of it changed.
+        if fed - vacuumed >= max(5_000, vacuumed // 5):
+            vacuumed = fed
+            vacuum_seconds += vacuum(runtime)
+
+    def after(now: datetime) -> None:
+        """At least an hour of virtual time since the last: what fell due is sent,
+        and once a day the pending messages are counted (and the claim timed)."""
+        nonlocal next_send, next_count, pending, small, reported
+        if now < next_send:
+            return
+        next_send = now + hour
+        if now < next_count:
+            with runtime.store.transactions.write() as c:
+                send_due(c, now)
+            return
+        while next_count <= now:
+            next_count += timedelta(days=1)
+        with runtime.store.transactions.read() as c:
+            pending = int(c.execute(_PENDING, {"now": now}).scalar_one())
+        if small is None and pending >= SMALL_PENDING:
+            small = ClaimTimes(runtime, now, pending, args.runs)
+            print(small.line("first count past 10,000"), flush=True)
+        else:
+            with runtime.store.transactions.write() as c:
+                send_due(c, now)
+        if time.perf_counter() - reported > 30:
+            reported = time.perf_counter()
+            print(
+                f"  {fed:,} events in {reported - began:,.0f} s ({vacuum_seconds:,.0f} s of "
+                f"vacuum), virtual {now:%Y-%m-%d %H:%M}, {pending:,} pending",
+                flush=True,
+            )
+
+    for at, body in events(copies, args.days):
+        # A batch closes at --batch events, or before it would span more than a
+        # day of virtual time (the clock is at its last event: a live feed's lag).
+        if pending_batch and at - pending_batch[0][0] > span:
+            feed(pending_batch)
+            pending_batch = []
+            after(clock.now())
+        pending_batch.append((at, body))
+        if len(pending_batch) >= args.batch:
+            feed(pending_batch)
+            pending_batch = []
+            after(clock.now())
+    if pending_batch:
+        feed(pending_batch)
+    now = clock.now() + hour
+    clock.move_to(now)
+    with runtime.store.transactions.read() as c:
+        pending = int(c.execute(_PENDING, {"now": now}).scalar_one())
+    vacuum_seconds += vacuum(runtime)
+    print(f"  vacuum and analyze (autovacuum's work): {vacuum_seconds:,.0f} s in all", flush=True)
+    final = ClaimTimes(runtime, now, pending, args.runs)
+    print(final.line("the end"), flush=True)
+    return batches, small, final, fed
+
+
+def rate(batches: list[tuple[int, float]], count: int) -> float:
+    """Events/s over the batches that hold the first `count` events of `batches`."""
+    events = seconds = 0.0
+    for n, s in batches:
+        if events >= count:
+            break
+        events += n
+        seconds += s
+    return events / seconds
+
+
+def sizes(runtime: Runtime) -> list[tuple[str, int]]:
+    with runtime.store.transactions.read() as c:
+        rows = c.execute(
+            text(
+                "SELECT relname, pg_total_relation_size(oid) FROM pg_class"
+                " WHERE relkind = 'r' AND relnamespace = 'public'::regnamespace"
+                " ORDER BY 2 DESC"
+            )
+        ).all()
+    return [(str(name), int(size)) for name, size in rows]
+
+
+def pages(runtime: Runtime, runs: int) -> list[tuple[str, float, float]]:
+    client = TestClient(create_app(runtime, run_dispatcher=False))
+    client.headers["authorization"] = f"Bearer {TOKEN}"
+    with runtime.store.transactions.read() as c:
+        patient = c.execute(text("SELECT patient_id FROM episodes LIMIT 1")).scalar_one()
+    timed: list[tuple[str, Callable[[], object]]] = [
+        (path, lambda path=path: client.get(path).raise_for_status())
+        for path in [*PAGES, f"/patients/{patient}/timeline", f"/console/patients/{patient}"]
+    ]
+    timed += [
+        (f"measured({flow_id})", lambda flow=flow: measured(runtime.store, flow))
+        for flow_id, flow in sorted(runtime.flows.current.items())
+    ]
+    found = []
+    for label, page in timed:
+        page()  # warm-up
+        times = []
+        for _ in range(runs):
+            began = time.perf_counter()
+            page()
+            times.append(time.perf_counter() - began)
+        p50, p95 = percentiles(times)
+        found.append((label, p50, p95))
+        print(f"  {label:<50} p50 {p50:8.1f} ms   p95 {p95:8.1f} ms", flush=True)
+    client.close()
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--patients", type=int, default=20_000, help="1000000 for the full size")
+    parser.add_argument("--batch", type=int, default=2_000, help="events per intake transaction")
+    parser.add_argument("--days", type=float, default=90, help="the window the copies start in")
+    parser.add_argument("--runs", type=int, default=5, help="timings per query")
+    parser.add_argument("--keep", action="store_true", help="keep the database (to EXPLAIN)")
+    parser.add_argument("--pg-admin-url", default=None)
+    args = parser.parse_args()
+    admin = admin_url(args.pg_admin_url)
+    name, url = create_database(admin)
+    began = time.perf_counter()
+    try:
+        clock = VirtualClock(START)
+        settings = Settings(
+            db=url, flows=ROOT / "flows", templates=ROOT / "templates", api_token=TOKEN
+        )
+        runtime = Runtime.build(settings, clock=clock)
+        print(
+            f"scale: {args.patients:,} patients, batches of {args.batch:,} events, "
+            f"copies starting over {args.days:g} days from {START:%Y-%m-%d}",
+            flush=True,
+        )
+        batches, small, final, fed = ingest(runtime, clock, args)
+        ingested = sum(s for _, s in batches)
+        window = min(100_000, fed // 5)
+        first = rate(batches, window)
+        last = rate(list(reversed(batches)), window)
+        print(
+            f"ingest: {fed:,} events in {ingested:,.0f} s of intake "
+            f"({fed / ingested:,.0f} events/s; {time.perf_counter() - began:,.0f} s in all)"
+        )
+        print(
+            f"ingest first {window:,} events: {first:,.0f} events/s; last {window:,}: "
+            f"{last:,.0f} events/s; ratio {last / first:.2f} (target >= 0.8)"
+        )
+        if small is not None:
+            ratio = statistics.median(final.batch) / statistics.median(small.batch)
+            idle = statistics.median(final.idle) / statistics.median(small.idle)
+            print(
+                f"due-claim: {small.pending:,} -> {final.pending:,} pending: a batch "
+                f"ratio {ratio:.2f}, nothing due ratio {idle:.2f}"
+            )
+        else:
+            print(f"due-claim: never {SMALL_PENDING:,} pending; {final.pending:,} at the end")
+        found = sizes(runtime)
+        total = sum(size for _, size in found)
+        print(f"store: {total / 2**20:,.1f} MiB, {total / args.patients:,.0f} bytes per patient")
+        for table, size in found:
+            if size >= 65536:
+                print(f"  {table:<22} {size / args.patients:>9,.0f} bytes per patient")
+        print(f"queries ({args.runs} runs each, after a warm-up):")
+        pages(runtime, args.runs)
+        runtime.close()
+        print(f"scale: done in {time.perf_counter() - began:,.0f} s")
+    finally:
+        if args.keep:
+            print(f"kept: {url}")
+        else:
+            drop_database(admin, name)
+
+
+if __name__ == "__main__":
+    main()
