@@ -30,7 +30,7 @@ ones included, cancelling their pending follow-ups.
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import replace
 from datetime import datetime
 from operator import attrgetter
@@ -48,18 +48,18 @@ from .event import Event
 from .flows.model import Flow
 from .fold import SUBJECT_ANCHORS, Fold
 from .frozen import builder
-from .journey import EpisodeStatus, Journey
+from .journey import EpisodeStatus, Journey, StageVisit
 
 __all__ = ["advance", "route"]
 
 _ID = attrgetter("id")
+# Builders for the values made on every decision, called by position: 19
+# keyword arguments cost about three times the call. mypy checks each
+# argument's type, and tests/orchestrator/test_frozen.py pins the field order.
 _new_decision = builder(Decision)
 _new_journey = builder(Journey)
 _new_schedule = builder(ScheduleMessage)
 _new_enter_stage = builder(EnterStage)
-_new_end = builder(EndEpisode)
-_new_cancel = builder(CancelMessage)
-_new_expire = builder(ExpireMessage)
 
 
 def route(event: Event, flows: Iterable[Flow]) -> list[Flow]:
@@ -163,17 +163,27 @@ def _diff(
             continue  # not written by this fold
         seen = old.history if old is not None else ()
         history = episode.history
+        known: Collection[StageVisit] = seen
         if history[: len(seen)] == seen:
             history = history[len(seen) :]  # what a fold step adds it appends
+        else:
+            known = set(seen)  # a re-fold: any visit may be new
         for v in history:
-            if v not in seen:
+            if v not in known:
                 actions.append(
                     _new_enter_stage(flow.id, episode.id, v.stage_id, v.event_id, v.entered_at)
                 )
         was_active = old is None or old.status is EpisodeStatus.ACTIVE
         if episode.status is not EpisodeStatus.ACTIVE and was_active:
             outcome = episode.outcome or episode.status.value
-            actions.append(_new_end(flow.id, episode.id, outcome, episode.ended_at or now))
+            actions.append(
+                EndEpisode(
+                    flow_id=flow.id,
+                    episode_id=episode.id,
+                    outcome=outcome,
+                    at=episode.ended_at or now,
+                )
+            )
     keys = touched if touched is not None else dict.fromkeys([*before.messages, *after.messages])
     old_messages, new_messages = before.messages, after.messages
     for key in keys:
@@ -181,16 +191,16 @@ def _diff(
         message = new_messages.get(key)
         if message is None:
             if old_message is not None:
-                actions.append(_new_cancel(old_message, after.dropped.get(key, "superseded")))
+                actions.append(CancelMessage(old_message, after.dropped.get(key, "superseded")))
         elif old_message is not None:
             if old_message is not message and old_message != message:
                 actions.append(_new_schedule(message))
         elif message.expires_at is not None and message.expires_at <= now:
-            actions.append(_new_expire(message, "expired_before_scheduling"))
+            actions.append(ExpireMessage(message, "expired_before_scheduling"))
         elif message.anchor in SUBJECT_ANCHORS and message.due_at < now:
             # Its moment (72h before the visit, a day after discharge) passed before
             # anyone knew of it; sent now it would say the wrong thing.
-            actions.append(_new_expire(message, "moment_passed"))
+            actions.append(ExpireMessage(message, "moment_passed"))
         else:
             actions.append(_new_schedule(message))
     return tuple(actions)

@@ -60,6 +60,8 @@ SUBJECT_ANCHORS = frozenset(
 
 _ACTIVE, _COMPLETED, _EXITED = EpisodeStatus.ACTIVE, EpisodeStatus.COMPLETED, EpisodeStatus.EXITED
 
+# Called by position, as in `engine`: mypy checks the types, and
+# tests/orchestrator/test_frozen.py pins the field order these calls follow.
 _new_episode = builder(Episode)
 _new_journey = builder(Journey)
 _new_message = builder(ScheduledMessage)

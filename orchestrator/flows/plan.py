@@ -167,6 +167,11 @@ class FlowPlan:
                         not sources or ANY_STAGE in sources,
                     )
                 )
+        ids = [spec.id for stage in flow.stages for spec in stage.messages]
+        if len(set(ids)) != len(ids):
+            # The fold finds a stage's messages by id: two with one id would mix.
+            twice = sorted({i for i in ids if ids.count(i) > 1})
+            raise ValueError(f"flow {flow.id}: message ids used twice: {', '.join(twice)}")
         specs = {
             spec.id: SpecPlan(
                 spec,

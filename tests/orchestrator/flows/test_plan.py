@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import pickle
 from dataclasses import replace
 
 import pytest
@@ -108,3 +109,24 @@ def test_the_first_exit_an_event_matches_gives_the_outcome() -> None:
     assert flow.plan.exit_outcome(email) == "all"
     assert flow.plan.exit_outcome(make_event("appointment.booked")) is None
     assert matches_any((None,), email)
+
+
+def test_a_flow_whose_message_ids_repeat_has_no_plan() -> None:
+    # The YAML loader refuses these; a flow built in code must be refused too,
+    # or entering one stage would schedule the other stage's message.
+    flow = make_flow()
+    first, second = flow.stages[0], flow.stages[1]
+    twin = replace(second, messages=(replace(second.messages[0], id=first.messages[0].id),))
+    twice = replace(flow, stages=(first, twin, *flow.stages[2:]))
+    with pytest.raises(ValueError, match="used twice"):
+        _ = twice.plan
+
+
+def test_a_used_flow_pickles_and_plans_again() -> None:
+    flow = make_flow()
+    assert flow.plan.starts_on(make_event("appointment.booked"))  # the plan is built
+    copy = pickle.loads(pickle.dumps(flow))
+    assert copy == flow
+    assert "plan" not in vars(copy)
+    assert copy.plan.starts_on(make_event("appointment.booked"))
+    assert "plan" in vars(flow)  # pickling leaves the original's plan in place
