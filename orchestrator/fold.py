@@ -4,20 +4,26 @@
 journey, takes events in the order they occurred, and freezes into the next
 journey. Everything here is pure; the engine module states the rules and
 turns a fold's result into actions.
+
+The fold reads its flow through `Flow.plan` (triggers compiled and indexed
+by event type) and makes its frozen values with `frozen.builder`: it runs for
+every event on every flow that reads its type.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import lru_cache
+from hashlib import blake2b
 from zoneinfo import ZoneInfo
 
 from .event import Event, EventType, Patient
 from .flows.model import ANY_STAGE, Flow, MessageSpec, Stage
+from .flows.plan import FlowPlan, SpecPlan, matches_any, waits_for_appointment
 from .flows.timing import Anchor
+from .frozen import builder
 from .journey import (
     AppointmentState,
     Checkpoint,
@@ -51,6 +57,17 @@ _ADOPTING = frozenset(
 SUBJECT_ANCHORS = frozenset(
     {Anchor.APPOINTMENT_START, Anchor.ENCOUNTER_ADMITTED_AT, Anchor.ENCOUNTER_DISCHARGED_AT}
 )
+
+_ACTIVE, _COMPLETED, _EXITED = EpisodeStatus.ACTIVE, EpisodeStatus.COMPLETED, EpisodeStatus.EXITED
+
+# Called by position, as in `engine`: mypy checks the types, and
+# tests/orchestrator/test_frozen.py pins the field order these calls follow.
+_new_episode = builder(Episode)
+_new_journey = builder(Journey)
+_new_message = builder(ScheduledMessage)
+_new_visit = builder(StageVisit)
+_new_appointment = builder(AppointmentState)
+_new_encounter = builder(EncounterState)
 
 
 @dataclass(slots=True)
@@ -90,24 +107,24 @@ class EpisodeDraft:
         )
 
     def freeze(self) -> Episode:
-        return Episode(
-            id=self.id,
-            started_at=self.started_at,
-            stage_id=self.stage_id,
-            stage_entered_at=self.stage_entered_at,
-            status=self.status,
-            outcome=self.outcome,
-            appointments=self.appointments,
-            encounters=self.encounters,
-            appointment_id=self.appointment_id,
-            encounter_id=self.encounter_id,
-            history=tuple(self.history),
-            events=tuple(self.events),
-            ended_at=self.ended_at,
+        return _new_episode(
+            self.id,
+            self.started_at,
+            self.stage_id,
+            self.stage_entered_at,
+            self.status,
+            self.outcome,
+            self.appointments,
+            self.encounters,
+            self.appointment_id,
+            self.encounter_id,
+            tuple(self.history),
+            tuple(self.events),
+            self.ended_at,
         )
 
 
-@dataclass
+@dataclass(slots=True)
 class Fold:
     """The mutable state of one fold; frozen into a `Journey` at the end."""
 
@@ -124,41 +141,47 @@ class Fold:
     no_adopt: frozenset[str] = frozenset()
     # Keys this fold wrote, in order: what the diff compares after one step.
     touched: dict[str, None] = field(default_factory=dict)
+    plan: FlowPlan = field(init=False)
+    # The patient as a recipient, made once per fold.
+    _patient_recipient: Recipient | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        self.plan = self.flow.plan
 
     @classmethod
     def resume(cls, journey: Journey, flow: Flow) -> Fold:
         # `dropped` starts empty: the diff reads it only for keys this fold drops,
         # and carrying it over would grow it with every message ever dropped.
         return cls(
-            flow=flow,
-            patient_id=journey.patient_id,
-            flow_id=journey.flow_id,
-            episodes=list(journey.episodes),
-            messages=dict(journey.messages),
-            dropped={},
-            patient=journey.patient,
-            checkpoint=journey.checkpoint,
-            next_checkpoint=journey.next_checkpoint,
-            no_start=journey.no_start,
-            no_adopt=journey.no_adopt,
+            flow,
+            journey.patient_id,
+            journey.flow_id,
+            list(journey.episodes),
+            dict(journey.messages),
+            {},
+            journey.patient,
+            journey.checkpoint,
+            journey.next_checkpoint,
+            journey.no_start,
+            journey.no_adopt,
         )
 
     def frozen_episodes(self) -> tuple[Episode, ...]:
         return tuple(e.freeze() if isinstance(e, EpisodeDraft) else e for e in self.episodes)
 
     def freeze(self, events: tuple[Event, ...]) -> Journey:
-        return Journey(
-            patient_id=self.patient_id,
-            flow_id=self.flow_id,
-            events=events,
-            episodes=self.frozen_episodes(),
-            messages=self.messages,
-            dropped=self.dropped,
-            patient=self.patient,
-            checkpoint=self.checkpoint,
-            next_checkpoint=self.next_checkpoint,
-            no_start=self.no_start,
-            no_adopt=self.no_adopt,
+        return _new_journey(
+            self.patient_id,
+            self.flow_id,
+            events,
+            self.frozen_episodes(),
+            self.messages,
+            self.dropped,
+            self.patient,
+            self.checkpoint,
+            self.next_checkpoint,
+            self.no_start,
+            self.no_adopt,
         )
 
     def _draft(self, index: int) -> EpisodeDraft:
@@ -173,7 +196,7 @@ class Fold:
     def step(self, event: Event) -> None:
         self.patient = event.patient
         has_subject = event.appointment is not None or event.encounter is not None
-        index = self._owner(event)
+        index = self._owner(event) if has_subject else None
         if index is not None:
             event = _with_known_services(self.episodes[index], event)
         elif not has_subject or (event.type in _ADOPTING and event.id not in self.no_adopt):
@@ -189,34 +212,37 @@ class Fold:
         self._apply(index, event)
 
     def _owner(self, event: Event) -> int | None:
+        appointment, encounter = event.appointment, event.encounter
         for i in range(len(self.episodes) - 1, -1, -1):
             episode = self.episodes[i]
-            if episode.status is EpisodeStatus.EXITED:
+            if episode.status is _EXITED:
                 continue
-            if event.appointment is not None and event.appointment.id in episode.appointments:
+            if appointment is not None and appointment.id in episode.appointments:
                 return i
-            if event.encounter is not None and event.encounter.id in episode.encounters:
+            if encounter is not None and encounter.id in episode.encounters:
                 return i
         return None
 
     def _mover(self, event: Event) -> int | None:
+        if event.type not in self.plan.entries:
+            return None
         for i in range(len(self.episodes) - 1, -1, -1):
             episode = self.episodes[i]
-            if episode.status is EpisodeStatus.ACTIVE and self._target(episode, event) is not None:
+            if episode.status is _ACTIVE and self._target(episode, event) is not None:
                 return i
         return None
 
     def _latest_active(self) -> int | None:
         for i in range(len(self.episodes) - 1, -1, -1):
-            if self.episodes[i].status is EpisodeStatus.ACTIVE:
+            if self.episodes[i].status is _ACTIVE:
                 return i
         return None
 
     def _starts(self, event: Event) -> bool:
-        return event.id not in self.no_start and any(t.matches(event) for t in self.flow.starts_on)
+        return event.id not in self.no_start and self.plan.starts_on(event)
 
     def _open(self, event: Event) -> int:
-        digest = hashlib.blake2b(
+        digest = blake2b(
             f"{self.patient_id}\x1f{self.flow_id}\x1f{event.id}".encode(), digest_size=6
         ).hexdigest()
         self.episodes.append(
@@ -230,63 +256,69 @@ class Fold:
         return len(self.episodes) - 1
 
     def _exit_all(self, event: Event) -> None:
-        for exit_ in self.flow.exits:
-            if exit_.trigger.matches(event):
-                # A completed episode may still have follow-ups pending: they end too.
-                for i, episode in enumerate(self.episodes):
-                    if episode.status is not EpisodeStatus.EXITED:
-                        self._end(i, event, exit_.outcome)
-                return
+        outcome = self.plan.exit_outcome(event)
+        if outcome is None:
+            return
+        # A completed episode may still have follow-ups pending: they end too.
+        for i, episode in enumerate(self.episodes):
+            if episode.status is not _EXITED:
+                self._end(i, event, outcome)
 
     def _target(self, episode: Episode | EpisodeDraft, event: Event) -> Stage | None:
         """The stage `event` moves `episode` to, if any: the first allowed one in flow order."""
-        current = self.flow.stage_index[episode.stage_id] if episode.stage_id else None
-        for j, stage, trigger in self.flow.entries.get(event.type, ()):
-            if not trigger.matches(event):
+        entries = self.plan.entries.get(event.type)
+        if entries is None:
+            return None
+        stage_id = episode.stage_id
+        current = self.flow.stage_index[stage_id] if stage_id else None
+        status = episode.status
+        for entry in entries:
+            if entry.match is not None and not entry.match(event):
                 continue
-            sources = trigger.sources
-            anywhere = not sources or ANY_STAGE in sources
-            if episode.status is EpisodeStatus.COMPLETED:
-                allowed = (
-                    not anywhere and episode.stage_id in sources
-                )  # only explicitly out of a final stage
+            sources = entry.sources
+            if status is _COMPLETED:
+                # only explicitly out of a final stage
+                allowed = not entry.anywhere and stage_id in sources
             elif current is None:
-                allowed = anywhere
+                allowed = entry.anywhere
             elif not sources:
-                allowed = j > current
+                allowed = entry.position > current
             elif ANY_STAGE in sources:
-                allowed = j != current
+                allowed = entry.position != current
             else:
-                allowed = episode.stage_id in sources
+                allowed = stage_id in sources
             if allowed:
-                return stage
+                return entry.stage
         return None
 
     def _apply(self, index: int, event: Event) -> None:
         episode = self._track_subjects(index, event)
-        seen_before = tuple(episode.events)
+        prior = len(episode.events)  # the events before this one, for `unless`
         episode.events.append(event)
+        plan, kind = self.plan, event.type
         # What this event makes pointless goes first, so that what it starts survives.
-        if event.type in self.flow.cancelling_types:
+        if kind in plan.cancelling_types:
             for message in self._pending(episode.id):
-                _, spec = self.flow.specs[message.message_id]
-                if any(t.matches(event) for t in spec.cancel_on):
-                    self._drop(message, f"cancel_on:{event.type.value}")
-                elif any(t.matches(event) for t in spec.unless):
-                    self._drop(message, f"unless:{event.type.value}")
+                spec = plan.specs[message.message_id]
+                cancel = spec.cancel_on.get(kind)
+                if cancel is not None and matches_any(cancel, event):
+                    self._drop(message, f"cancel_on:{kind.value}")
+                    continue
+                unless = spec.unless.get(kind)
+                if unless is not None and matches_any(unless, event):
+                    self._drop(message, f"unless:{kind.value}")
         target = self._target(episode, event)
         if target is not None:
-            self._enter(index, target, event, seen_before)
+            self._enter(index, target, event, prior)
         else:
-            for exit_ in self.flow.exits:
-                if exit_.trigger.matches(event):
-                    self._end(index, event, exit_.outcome)
-                    return
-        if episode.stage_id is not None and event.type in self.flow.sending_types:
-            stage = self.flow.stage(episode.stage_id)
-            for spec in stage.messages:
-                if any(t.matches(event) for t in spec.send_on):
-                    self._schedule(index, stage, spec, event, seen_before)
+            outcome = plan.exit_outcome(event)
+            if outcome is not None:
+                self._end(index, event, outcome)
+                return
+        if episode.stage_id is not None:
+            for spec in plan.sends.get((episode.stage_id, kind), ()):
+                if matches_any(spec.send_on[kind], event):
+                    self._schedule(index, spec, event, prior)
 
     def _track_subjects(self, index: int, event: Event) -> EpisodeDraft:
         episode = self._draft(index)
@@ -295,7 +327,7 @@ class Fold:
             known = episode.appointments.get(appointment.id)
             start = appointment.start or (known.start if known else None)
             status = _APPOINTMENT_STATUS.get(event.type, known.status if known else "booked")
-            state = AppointmentState(
+            state = _new_appointment(
                 appointment.id,
                 start,
                 status,
@@ -314,7 +346,7 @@ class Fold:
         if event.encounter is not None:
             encounter = event.encounter
             seen = episode.encounters.get(encounter.id)
-            enc = EncounterState(
+            enc = _new_encounter(
                 encounter.id,
                 encounter.admitted_at or (seen.admitted_at if seen else None),
                 encounter.discharged_at or (seen.discharged_at if seen else None),
@@ -328,23 +360,22 @@ class Fold:
                 )
         return episode
 
-    def _enter(
-        self, index: int, stage: Stage, event: Event, seen_before: tuple[Event, ...]
-    ) -> None:
+    def _enter(self, index: int, stage: Stage, event: Event, prior: int) -> None:
         episode = self._draft(index)
+        final = stage.final
         episode.stage_id = stage.id
         episode.stage_entered_at = event.occurred_at
-        episode.history.append(StageVisit(stage.id, event.occurred_at, event.id))
-        episode.status = EpisodeStatus.COMPLETED if stage.final else EpisodeStatus.ACTIVE
-        episode.outcome = "completed" if stage.final else None
-        episode.ended_at = event.occurred_at if stage.final else None
-        for spec in stage.messages:
+        episode.history.append(_new_visit(stage.id, event.occurred_at, event.id))
+        episode.status = _COMPLETED if final else _ACTIVE
+        episode.outcome = "completed" if final else None
+        episode.ended_at = event.occurred_at if final else None
+        for spec in self.plan.stage_specs[stage.id]:
             if not spec.send_on:
-                self._schedule(index, stage, spec, event, seen_before)
+                self._schedule(index, spec, event, prior)
 
     def _end(self, index: int, event: Event, outcome: str) -> None:
         episode = self._draft(index)
-        episode.status = EpisodeStatus.EXITED
+        episode.status = _EXITED
         episode.outcome = outcome
         episode.ended_at = event.occurred_at
         for message in self._pending(episode.id):
@@ -354,10 +385,10 @@ class Fold:
 
     def _spec(self, message_id: str, episode: EpisodeDraft) -> MessageSpec:
         """The message as this episode's persona gets it."""
-        _, spec = self.flow.specs[message_id]
-        if spec.variants:
-            return spec.for_persona(_persona(self.flow, episode))
-        return spec
+        plan = self.plan.specs[message_id]
+        if plan.spec.variants:
+            return plan.for_persona(_persona(self.flow, episode))
+        return plan.spec
 
     def _pending(self, episode_id: str) -> list[ScheduledMessage]:
         return [m for m in self.messages.values() if m.episode_id == episode_id]
@@ -378,7 +409,7 @@ class Fold:
             if message.appointment_id != appointment_id:
                 continue
             spec = self._spec(message.message_id, episode)
-            if status == "cancelled" or _waits_for_appointment(spec):
+            if status == "cancelled" or waits_for_appointment(spec):
                 self._drop(message, f"appointment_{status}")
 
     def _retime(
@@ -416,62 +447,65 @@ class Fold:
             self.messages[moved.key] = moved
             self.touched[moved.key] = None
 
-    def _schedule(
-        self,
-        index: int,
-        stage: Stage,
-        spec: MessageSpec,
-        event: Event,
-        seen_before: tuple[Event, ...],
-    ) -> None:
-        if spec.conditions and not all(c.holds(event) for c in spec.conditions):
-            return
-        if spec.unless and any(t.matches(e) for e in seen_before for t in spec.unless):
+    def _schedule(self, index: int, plan: SpecPlan, event: Event, prior: int) -> None:
+        if plan.conditions is not None and not plan.conditions(event):
             return
         episode = self._draft(index)
+        if plan.unless:
+            for seen in episode.events[:prior]:
+                unless = plan.unless.get(seen.type)
+                if unless is not None and matches_any(unless, seen):
+                    return
+        spec = plan.spec
         if spec.variants:
-            spec = spec.for_persona(_persona(self.flow, episode))
-        anchor_at = _anchor_time(episode, spec.timing.anchor, event)
+            spec = plan.for_persona(_persona(self.flow, episode))
+        timing, expiry = spec.timing, spec.expiry
+        anchor_at = _anchor_time(episode, timing.anchor, event)
         if anchor_at is None:
             return  # the anchor is not known (no appointment start yet): nothing to time it by
-        zone_name = event.patient.timezone or self.flow.timezone
+        patient = event.patient
+        zone_name = patient.timezone or self.flow.timezone
         zone = _zone(zone_name)
-        due = spec.timing.resolve(anchor_at, zone)
+        due = timing.resolve(anchor_at, zone)
         expires = None
-        if spec.expiry is not None:
-            expiry_at = _anchor_time(episode, spec.expiry.anchor, event)
-            expires = spec.expiry.resolve(expiry_at, zone) if expiry_at else None
-        recipients = [Recipient(self.patient_id)]
-        if spec.topic is not None:
+        if expiry is not None:
+            expiry_at = _anchor_time(episode, expiry.anchor, event)
+            expires = expiry.resolve(expiry_at, zone) if expiry_at else None
+        recipient = self._patient_recipient
+        if recipient is None:
+            recipient = self._patient_recipient = Recipient(self.patient_id)
+        recipients = [recipient]
+        if spec.topic is not None and patient.caregivers:
             recipients += [
                 Recipient(self.patient_id, c.id)
-                for c in event.patient.caregivers
+                for c in patient.caregivers
                 if spec.topic in c.receives
             ]
+        flow, stage_id = self.flow, plan.stage.id
         for recipient in recipients:
-            message = ScheduledMessage(
-                key=_key(self.flow, spec.id, recipient, event.id, due),
-                flow_id=self.flow.id,
-                flow_version=self.flow.version,
-                episode_id=episode.id,
-                stage_id=stage.id,
-                message_id=spec.id,
-                template=spec.template,
-                channels=spec.channels,
-                recipient=recipient,
-                due_at=due,
-                expires_at=expires,
-                anchor=spec.timing.anchor,
-                created_by=event.id,
-                timezone=zone_name,
-                appointment_id=episode.appointment_id,
-                encounter_id=episode.encounter_id,
-                topic=spec.topic,
-                essential=spec.essential,
-                window=spec.window,
+            key = _key(flow, spec.id, recipient, event.id, due)
+            self.messages[key] = _new_message(
+                key,
+                flow.id,
+                flow.version,
+                episode.id,
+                stage_id,
+                spec.id,
+                spec.template,
+                spec.channels,
+                recipient,
+                due,
+                expires,
+                timing.anchor,
+                event.id,
+                zone_name,
+                episode.appointment_id,
+                episode.encounter_id,
+                spec.topic,
+                spec.essential,
+                spec.window,
             )
-            self.messages[message.key] = message
-            self.touched[message.key] = None
+            self.touched[key] = None
 
 
 @lru_cache(maxsize=512)
@@ -528,23 +562,10 @@ def _persona(flow: Flow, episode: EpisodeDraft) -> str | None:
     return flow.persona_of(episode.events[0]) if episode.events else None
 
 
-def _waits_for_appointment(spec: MessageSpec) -> bool:
-    timing, expiry = spec.timing, spec.expiry
-    before_start = timing.anchor is Anchor.APPOINTMENT_START and timing.offset.total_seconds() < 0
-    return before_start or (expiry is not None and expiry.anchor is Anchor.APPOINTMENT_START)
-
-
 def _key(flow: Flow, message_id: str, recipient: Recipient, created_by: str, due: datetime) -> str:
     """The idempotency key: flow version, message, recipient, creating event and due time."""
-    material = "\x1f".join(
-        (
-            flow.id,
-            str(flow.version),
-            recipient.patient_id,
-            recipient.caregiver_id or "",
-            message_id,
-            created_by,
-            str(int(due.timestamp())),
-        )
+    material = (
+        f"{flow.id}\x1f{flow.version}\x1f{recipient.patient_id}\x1f{recipient.caregiver_id or ''}"
+        f"\x1f{message_id}\x1f{created_by}\x1f{int(due.timestamp())}"
     )
-    return hashlib.blake2b(material.encode(), digest_size=12).hexdigest()
+    return blake2b(material.encode(), digest_size=12).hexdigest()

@@ -20,6 +20,7 @@ CORE = [
     "actions.py",
     "engine.py",
     "fold.py",
+    "frozen.py",
     "lazy.py",
     "settle.py",
     "versions.py",
@@ -38,6 +39,7 @@ CORE = [
     "flows/__init__.py",
     "flows/checks.py",
     "flows/model.py",
+    "flows/plan.py",
     "flows/schema.py",
     "flows/timing.py",
     "policies/__init__.py",
@@ -72,6 +74,7 @@ STDLIB = {
     "importlib",  # the lazy package `__init__` files
     "itertools",
     "json",
+    "operator",
     "re",
     "types",
     "typing",

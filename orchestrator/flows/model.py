@@ -12,9 +12,13 @@ from datetime import time, timedelta
 from enum import StrEnum
 from fnmatch import fnmatchcase
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from ..event import Channel, Event, EventType, JSONValue
 from .timing import Anchor, Timing
+
+if TYPE_CHECKING:
+    from .plan import FlowPlan
 
 __all__ = [
     "ANY_STAGE",
@@ -312,7 +316,8 @@ class Flow:
     def stage(self, stage_id: str) -> Stage:
         return self.stages[self.stage_index[stage_id]]
 
-    # Indexes the engine reads on every event; computed once per flow.
+    # Computed once per flow. The engine reads only `plan`; `specs` is for the
+    # gates, the console and the reports.
 
     @cached_property
     def specs(self) -> Mapping[str, tuple[Stage, MessageSpec]]:
@@ -320,22 +325,14 @@ class Flow:
         return {spec.id: (stage, spec) for stage in self.stages for spec in stage.messages}
 
     @cached_property
-    def entries(self) -> Mapping[EventType, tuple[tuple[int, Stage, Trigger], ...]]:
-        """Stage entry triggers by event type, in stage order."""
-        found: dict[EventType, list[tuple[int, Stage, Trigger]]] = {}
-        for i, stage in enumerate(self.stages):
-            for trigger in stage.enter_on:
-                found.setdefault(trigger.event, []).append((i, stage, trigger))
-        return {event: tuple(items) for event, items in found.items()}
+    def plan(self) -> FlowPlan:
+        """The flow as the fold reads it: triggers compiled and indexed by event type."""
+        from .plan import FlowPlan
 
-    @cached_property
-    def cancelling_types(self) -> frozenset[EventType]:
-        """Event types some message's `cancel_on` or `unless` names."""
-        return frozenset(
-            t.event for _, spec in self.specs.values() for t in (*spec.cancel_on, *spec.unless)
-        )
+        return FlowPlan.of(self)
 
-    @cached_property
-    def sending_types(self) -> frozenset[EventType]:
-        """Event types some message's `send_on` names."""
-        return frozenset(t.event for _, spec in self.specs.values() for t in spec.send_on)
+    def __getstate__(self) -> dict[str, object]:
+        # The plan holds compiled closures, which do not pickle; it is rebuilt on use.
+        state = dict(self.__dict__)
+        state.pop("plan", None)
+        return state

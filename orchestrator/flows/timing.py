@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 __all__ = [
@@ -93,12 +94,11 @@ class Timing:
             # In UTC: aware arithmetic in a local zone would add wall-clock hours.
             return anchor_at.astimezone(UTC) + self.offset
         local = anchor_at.astimezone(zone)
-        days = self.offset.days if self.offset >= timedelta(0) else -((-self.offset).days)
-        remainder = self.offset - timedelta(days=days)
+        days, remainder = _calendar(self.offset)
         # Calendar days in the zone, then wall-clock time there; any sub-day
         # offset is applied to the anchor before the date is taken.
-        day = (local + remainder).date() + timedelta(days=days)
-        return local_time_of(day, self.at, zone)
+        day = ((local + remainder) if remainder else local).date() + days
+        return _wall_instant(day, self.at, zone)
 
 
 def local_time_of(date: date, at: time, zone: ZoneInfo) -> datetime:
@@ -110,6 +110,18 @@ def local_time_of(date: date, at: time, zone: ZoneInfo) -> datetime:
     # fold=0 reads a skipped wall time with the offset before the gap, which
     # lands it after the gap by the gap's length (02:30 becomes 03:30).
     return datetime.combine(date, at, tzinfo=zone).replace(fold=0).astimezone(UTC)
+
+
+@lru_cache(maxsize=256)
+def _calendar(offset: timedelta) -> tuple[timedelta, timedelta]:
+    """An offset as whole calendar days and the rest, both with its sign (-36h: -1d, -12h)."""
+    days = offset.days if offset >= timedelta(0) else -((-offset).days)
+    return timedelta(days=days), offset - timedelta(days=days)
+
+
+# Wall-clock times repeat across patients (every reminder "at 10:00" on a
+# given day in a zone): the zone's rules are read once per day, time and zone.
+_wall_instant = lru_cache(maxsize=4096)(local_time_of)
 
 
 def _format_duration(delta: timedelta) -> str:

@@ -376,3 +376,16 @@ def test_opt_out_after_completion_cancels_the_pending_follow_ups() -> None:
         "intake_nudge": "journey_exited:opted_out",
     }
     assert decision.journey.episodes[0].status is EpisodeStatus.EXITED
+
+
+def test_a_late_event_that_changes_the_stages_reports_the_stage_it_enters() -> None:
+    # Booked, then visited; a cancellation in between arrives last: the
+    # re-fold takes the episode to rebooking instead, and says so.
+    first = booked(occurred_at=at())
+    visit = make_event("appointment.completed", occurred_at=at(hours=3))
+    late = make_event("appointment.cancelled", occurred_at=at(hours=2))
+    *_, decision = run([first, visit, late])
+    [episode] = decision.journey.episodes
+    assert [v.stage_id for v in episode.history] == ["booked", "rebooking"]
+    enters = [a for a in decision.actions if isinstance(a, EnterStage)]
+    assert [(e.stage_id, e.event_id) for e in enters] == [("rebooking", late.id)]
