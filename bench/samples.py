@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,3 +40,34 @@ def stream(samples: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         for data in samples:
             yield relabel(data, copy)
         copy += 1
+
+
+# The event fields that hold times, as paths into the event.
+_TIMES = (
+    ("occurred_at",),
+    ("appointment", "start"),
+    ("encounter", "admitted_at"),
+    ("encounter", "discharged_at"),
+)
+
+
+def shifted_to(samples: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+    """The samples with every time moved so that the latest event occurs at `now`.
+
+    As `orchestrator ingest --shift-to-now` does: a live feed, whose events are
+    all in the past and whose messages fall due over the coming days.
+    """
+    latest = max(datetime.fromisoformat(data["occurred_at"]) for data in samples)
+    by = now - latest
+    moved = []
+    for data in samples:
+        copy = json.loads(json.dumps(data))
+        for path in _TIMES:
+            holder = copy
+            for part in path[:-1]:
+                holder = holder.get(part) or {}
+            value = holder.get(path[-1])
+            if isinstance(value, str):
+                holder[path[-1]] = (datetime.fromisoformat(value) + by).isoformat()
+        moved.append(copy)
+    return moved
