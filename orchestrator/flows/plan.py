@@ -24,7 +24,15 @@ from .timing import Anchor
 if TYPE_CHECKING:
     from .model import Condition, Flow, MessageSpec, Stage, Trigger
 
-__all__ = ["EntryPlan", "FlowPlan", "Match", "SpecPlan", "compile_conditions"]
+__all__ = [
+    "EntryPlan",
+    "FlowPlan",
+    "Match",
+    "SpecPlan",
+    "compile_conditions",
+    "matches_any",
+    "waits_for_appointment",
+]
 
 # Whether an event meets a trigger's or a message's conditions; `None` where
 # there are none (every event of the type does).
