@@ -297,22 +297,18 @@ def publish_draft(request: Request, flow_id: FlowId, role: Role = Admin) -> Resp
     editing = _editing(request, flow_id)
     if editing.draft is None:
         raise HTTPException(status.HTTP_409_CONFLICT, "there is no draft to publish")
-    try:
-        publish(
+    return _published(
+        request,
+        flow_id,
+        lambda: publish(
             editing.runtime,
             flow_id,
             editing.text,
             editing.templates,
             _who(request, role),
             editing.draft,
-        )
-    except FlowError as exc:
-        return render(request, "_problems.html", problems=exc.problems, status_code=422)
-    except VersionTaken:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT, "another version was published first"
-        ) from None
-    return RedirectResponse(f"/console/flows/{flow_id}/versions", status.HTTP_303_SEE_OTHER)
+        ),
+    )
 
 
 @router.post("/rollback", response_class=HTMLResponse)
@@ -323,9 +319,17 @@ def rollback_to(request: Request, flow_id: FlowId, form: SmallForm, role: Role =
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such flow")
     version = _int(form.get("version", ""), 1, 1_000_000)
     try:
-        rollback(runtime, flow_id, version, _who(request, role))
+        return _published(
+            request, flow_id, lambda: rollback(runtime, flow_id, version, _who(request, role))
+        )
     except KeyError:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such version of this flow") from None
+
+
+def _published(request: Request, flow_id: str, publishing: Callable[[], object]) -> Response:
+    """Publish (a draft, or an older version again); answer with the versions page or why not."""
+    try:
+        publishing()
     except FlowError as exc:
         return render(request, "_problems.html", problems=exc.problems, status_code=422)
     except VersionTaken:
