@@ -210,6 +210,31 @@ def tally_trigger(c: Connection) -> str:
     )
 
 
+def app_client(runtime: Runtime, token: str) -> TestClient:
+    """The real app in process, signed in as the admin."""
+    client = TestClient(create_app(runtime, run_dispatcher=False))
+    client.headers["authorization"] = f"Bearer {token}"
+    return client
+
+
+def read_pages(client: TestClient, runtime: Runtime) -> list[tuple[str, Callable[[], object]]]:
+    """The GET pages of PAGES, and one patient's timeline and console page."""
+    with runtime.store.transactions.read() as c:
+        patient = c.execute(text("SELECT patient_id FROM episodes LIMIT 1")).scalar_one()
+    return [
+        (path, lambda path=path: client.get(path).raise_for_status())
+        for path in [*PAGES, f"/patients/{patient}/timeline", f"/console/patients/{patient}"]
+    ]
+
+
+def measured_pages(runtime: Runtime) -> list[tuple[str, Callable[[], object]]]:
+    """`measured()` of every current flow, as the flow and audit pages ask it."""
+    return [
+        (f"measured({flow_id})", lambda flow=flow: measured(runtime.store, flow))
+        for flow_id, flow in sorted(runtime.flows.current.items())
+    ]
+
+
 def percentiles(times: list[float]) -> tuple[float, float]:
     cuts = statistics.quantiles(times, n=20, method="inclusive")
     return statistics.median(times) * 1000, cuts[18] * 1000
@@ -263,19 +288,9 @@ def bench(
             f"{sliced:.0f} s, copied in SQL in {time.perf_counter() - began - sliced:.0f} s",
             flush=True,
         )
-        client = TestClient(create_app(runtime, run_dispatcher=False))
-        client.headers["authorization"] = f"Bearer {TOKEN}"
-        with runtime.store.transactions.read() as c:
-            patient = c.execute(text("SELECT patient_id FROM episodes LIMIT 1")).scalar_one()
-        pages: list[tuple[str, Callable[[], object]]] = [
-            (path, lambda path=path: client.get(path).raise_for_status())
-            for path in [*PAGES, f"/patients/{patient}/timeline", f"/console/patients/{patient}"]
-        ]
-        pages += draft_pages(client, runtime)
-        pages += [
-            (f"measured({flow_id})", lambda flow=flow: measured(runtime.store, flow))
-            for flow_id, flow in sorted(runtime.flows.current.items())
-        ]
+        client = app_client(runtime, TOKEN)
+        pages = read_pages(client, runtime) + draft_pages(client, runtime)
+        pages += measured_pages(runtime)
         found = []
         for label, page in pages:
             began = time.perf_counter()

@@ -52,7 +52,7 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -60,13 +60,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
-from console import PAGES  # noqa: E402  (bench/console.py)
-from fastapi.testclient import TestClient  # noqa: E402
+from console import app_client, measured_pages, read_pages  # noqa: E402  (bench/console.py)
 from sqlalchemy import Connection, create_engine, text  # noqa: E402
 
-from orchestrator.api.app import create_app  # noqa: E402
 from orchestrator.clock import VirtualClock  # noqa: E402
-from orchestrator.insight.reading import measured  # noqa: E402
 from orchestrator.runtime.intake import parse_json  # noqa: E402
 from orchestrator.service.runtime import Runtime  # noqa: E402
 from orchestrator.settings import Settings  # noqa: E402
@@ -355,18 +352,8 @@ def sizes(runtime: Runtime) -> list[tuple[str, int]]:
 
 
 def pages(runtime: Runtime, runs: int) -> list[tuple[str, float, float]]:
-    client = TestClient(create_app(runtime, run_dispatcher=False))
-    client.headers["authorization"] = f"Bearer {TOKEN}"
-    with runtime.store.transactions.read() as c:
-        patient = c.execute(text("SELECT patient_id FROM episodes LIMIT 1")).scalar_one()
-    timed: list[tuple[str, Callable[[], object]]] = [
-        (path, lambda path=path: client.get(path).raise_for_status())
-        for path in [*PAGES, f"/patients/{patient}/timeline", f"/console/patients/{patient}"]
-    ]
-    timed += [
-        (f"measured({flow_id})", lambda flow=flow: measured(runtime.store, flow))
-        for flow_id, flow in sorted(runtime.flows.current.items())
-    ]
+    client = app_client(runtime, TOKEN)
+    timed = read_pages(client, runtime) + measured_pages(runtime)
     found = []
     for label, page in timed:
         page()  # warm-up
