@@ -28,6 +28,7 @@ bench: install
 	$(BIN)/python bench/history.py
 	$(BIN)/python bench/channels.py
 	$(BIN)/python bench/hl7.py
+	$(BIN)/python bench/render.py
 	$(BIN)/python bench/cli.py
 
 # Ten minutes of the real service under traffic, kill -9s and a slow sandbox,

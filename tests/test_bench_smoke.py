@@ -39,6 +39,7 @@ QUICK = [
     ),
     ("insight.py", ["--copies", "2", "--runs", "1"], "episodes/s"),
     ("cli.py", ["--runs", "1"], "ratio"),
+    ("render.py", ["--rounds", "1", "--repeat", "1"], "ratio"),
     (
         "channels.py",
         ["--only-pacing", "--pacing-messages", "20", "--sms-rate", "20", "--latency-ms", "0"],
