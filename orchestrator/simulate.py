@@ -22,7 +22,7 @@ all pass it, so they decide alike.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -227,10 +227,12 @@ def simulate(
     settle_after: timedelta = DEFAULT_SETTLE_AFTER,
     order: PlayOrder = PlayOrder.OCCURRED,
     pacing: PacingPlan | None = None,
+    on_played: Callable[[Event], None] | None = None,
 ) -> Iterator[DecisionRecord]:
     """Run a whole stream and yield its decisions; the clock starts at the first event played.
 
-    Events that occurred after `until` are not played.
+    Events that occurred after `until` are not played. `on_played` is called
+    after each event is played (a progress bar's hook).
     """
     played = in_history_order(events) if order is PlayOrder.OCCURRED else list(events)
     if not played:
@@ -245,4 +247,6 @@ def simulate(
                     break
                 continue
             yield from simulator.feed(event)
+            if on_played is not None:
+                on_played(event)
         yield from simulator.run_until(until)

@@ -17,7 +17,7 @@ falls due later stays scheduled, and a draft that moves it still shows.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 
 from .clock import Clock, SystemClock, VirtualClock
@@ -57,11 +57,13 @@ def what_if(
     stale_after: timedelta = DEFAULT_STALE_AFTER,
     pacing: PacingPlan | None = None,
     until: datetime | None = None,
+    on_played: Callable[[Event], None] | None = None,
 ) -> Comparison:
     """The difference the draft makes to `history`, played in the order given (fold order).
 
     Events after `until` are not played; messages due by `until` are
-    dispatched (all of them, when `until` is None).
+    dispatched (all of them, when `until` is None). `on_played` is called after
+    each event is played under both (a progress bar's hook).
     """
     events = iter(history)
     first = next(events, None)
@@ -94,6 +96,8 @@ def what_if(
                 break
             before += old.feed(event)
             after += new.feed(event)
+            if on_played is not None:
+                on_played(event)
             event = next(events, None)
         before += old.run_until(until)
         after += new.run_until(until)
@@ -111,6 +115,7 @@ def draft_vs_running(
     settle_after: timedelta = DEFAULT_SETTLE_AFTER,
     stale_after: timedelta = DEFAULT_STALE_AFTER,
     pacing: PacingPlan | None = None,
+    on_played: Callable[[Event], None] | None = None,
 ) -> Comparison:
     """The draft against the running flows over the store's last `days` days, up to now.
 
@@ -133,4 +138,5 @@ def draft_vs_running(
         stale_after=stale_after,
         pacing=pacing,
         until=now,
+        on_played=on_played,
     )

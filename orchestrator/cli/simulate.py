@@ -6,10 +6,12 @@ it runs, so that `orchestrator --help` does not load it.
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TextIO
@@ -166,14 +168,30 @@ def simulate_command(
     _warn_if_out_of_order(parsed, events, order, err)
     # Decided as `run` decides with these settings: limits, and each sender's pace.
     options = as_run(settings)
+    plays = 2 if compare_dirs is not None else 1
+    counted = itertools.count(1)
+    # JSON lines on a terminal are their own progress; a bar would break into them.
+    streamed = output is OutputFormat.JSON and compare_dirs is None and sys.stdout.isatty()
+    total = 0 if streamed else plays * len(parsed)
+    with _playing(
+        err, "simulating", total, lambda _: next(counted), _PROGRESS_FROM_LINES
+    ) as played:
+
+        def decided(under: Mapping[str, Flow]) -> Iterator[DecisionRecord]:
+            return simulate(
+                parsed, under, templates, stop, order=order, on_played=played, **options
+            )
+
+        if compare_dirs is not None:
+            comparison = compare(decided(before_flows), decided(flows))
+        elif output is OutputFormat.JSON:
+            _run(decided(flows), output)
+        else:
+            records = list(decided(flows))
     if compare_dirs is not None:
-        comparison = compare(
-            simulate(parsed, before_flows, templates, stop, order=order, **options),
-            simulate(parsed, flows, templates, stop, order=order, **options),
-        )
         print_comparison(comparison, output is OutputFormat.JSON, compare_dirs)
-    else:
-        _run(simulate(parsed, flows, templates, stop, order=order, **options), output)
+    elif output is OutputFormat.TABLE:
+        _run(records, output)
     if rejected:
         err.print(
             f"[red]{len(rejected)} line(s) rejected[/]"
@@ -194,20 +212,33 @@ def _over_history(
 ) -> Comparison:
     """The draft against the running flows over the store's last `days` days."""
     # Imported here: a simulation of a file needs no database driver.
-    from ..clock import Clock, SystemClock, VirtualClock
+    from ..clock import SystemClock, VirtualClock
     from ..simulate import as_run
     from ..whatif import draft_vs_running
     from .stores import opened_store
 
-    clock: Clock = VirtualClock(until) if until is not None else SystemClock()
-    with opened_store(url, err) as store:
+    # One instant for the window and the bar: the replay ends where the bar does.
+    end = until if until is not None else SystemClock().now()
+    start = end - timedelta(days=days)
+    window = (end - start).total_seconds()
+    with (
+        opened_store(url, err) as store,
+        _playing(
+            err,
+            f"replaying {days} day(s)",
+            window,
+            lambda event: (event.occurred_at - start).total_seconds(),
+            _PROGRESS_FROM_LINES,
+        ) as played,
+    ):
         return draft_vs_running(
             store,
             running,
             draft,
             templates,
             days,
-            clock=clock,
+            clock=VirtualClock(end),
+            on_played=played,
             **as_run(settings),
         )
 
@@ -312,6 +343,25 @@ def print_comparison(comparison: Comparison, as_json: bool, dirs: tuple[Path, Pa
     )
 
 
+@contextmanager
+def _playing(
+    err: Console, label: str, total: float, done: Callable[[Event], float], least: float
+) -> Iterator[Callable[[Event], None] | None]:
+    """A progress bar on a terminal, at `done(event)` of `total` after each event played.
+
+    None (no bar) in a pipe or file, or when `total` is under `least`.
+    """
+    if not err.is_terminal or total < least:
+        yield None
+        return
+    from rich.progress import Progress
+
+    # Standard output stays where it goes (a pipe, say): rich would print it on stderr.
+    with Progress(console=err, transient=True, redirect_stdout=False) as progress:
+        task = progress.add_task(label, total=total)
+        yield lambda event: progress.update(task, completed=done(event))
+
+
 def _progress(stream: TextIO, path: Path, err: Console) -> Iterator[str]:
     from rich.progress import Progress
 
@@ -324,7 +374,7 @@ def _progress(stream: TextIO, path: Path, err: Console) -> Iterator[str]:
         yield from stream
         return
     with Progress(console=err, transient=True) as progress:
-        task = progress.add_task("simulating", total=total)
+        task = progress.add_task("reading", total=total)
         for line in stream:
             yield line
             progress.advance(task)

@@ -356,3 +356,18 @@ def test_out_of_order_counts_the_events_earlier_than_one_before_them() -> None:
 
     assert out_of_order(events) == 3
     assert out_of_order(in_history_order(events)) == 0
+
+
+def test_on_played_hears_each_played_event_once_in_order_and_none_past_until(
+    flow_templates: TemplateSet,
+) -> None:
+    events = [
+        make_event("appointment.booked", occurred_at=at(days=day), start=START, id=f"e-{day}")
+        for day in (2, 0, 1, 5)
+    ]
+    heard: list[str] = []
+    records = run(flow_templates, events, until=at(days=3), on_played=lambda e: heard.append(e.id))
+
+    assert heard == ["e-0", "e-1", "e-2"]
+    # The hook sees the play; it changes nothing in it.
+    assert records == run(flow_templates, events, until=at(days=3))

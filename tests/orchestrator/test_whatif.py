@@ -244,3 +244,21 @@ def test_draft_vs_running_keeps_the_flows_the_draft_does_not_change(
 
     assert comparison.changes == ()
     assert comparison.unchanged > 0
+
+
+def test_on_played_hears_each_event_once_after_both_plays_and_none_past_until(
+    flow_templates: TemplateSet,
+) -> None:
+    history = bookings(5)
+    heard: list[str] = []
+    comparison = what_if(
+        history,
+        {RUNNING.id: RUNNING},
+        {RUNNING.id: RUNNING},
+        flow_templates,
+        until=at(days=2, hours=12),
+        on_played=lambda event: heard.append(event.id),
+    )
+
+    assert heard == [e.id for e in history[:3]]
+    assert comparison.changes == ()

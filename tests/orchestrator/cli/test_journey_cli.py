@@ -154,6 +154,9 @@ def test_compare_over_the_stores_history_is_the_compare_of_the_same_events(
     from_file = runner.invoke(app, [*compare, "--events", str(events)])
     from_store = runner.invoke(app, [*compare, "--history-days", "365", "--db", db])
     table = runner.invoke(app, [*compare, "--history-days", "365", "--db", db, "--format", "table"])
+    on_terminal = runner.invoke(
+        app, [*compare, "--history-days", "365", "--db", db], env={"TTY_COMPATIBLE": "1"}
+    )
 
     assert from_file.exit_code == 0, from_file.output
     assert from_store.exit_code == 0, from_store.output
@@ -165,6 +168,9 @@ def test_compare_over_the_stores_history_is_the_compare_of_the_same_events(
     assert stages["booked"]["moved"] == summary["summary"]["moved"] > 0
     assert table.exit_code == 0
     assert "per stage" in table.output
+    assert "replaying 365 day(s)" not in from_store.stderr
+    assert "replaying 365 day(s)" in on_terminal.stderr
+    assert on_terminal.stdout == from_store.stdout
 
 
 def test_compare_over_history_needs_compare_and_no_events_file(events: Path) -> None:

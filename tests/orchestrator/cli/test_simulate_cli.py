@@ -204,3 +204,26 @@ def test_a_file_in_order_gets_no_warning(tmp_path: Path, flows: Path) -> None:
     result = runner.invoke(app, ["simulate", "--events", str(events), "--flows", str(flows)])
     assert result.exit_code == 0, result.output
     assert "warning" not in result.stderr
+
+
+def test_on_a_terminal_a_bar_shows_the_reading_then_the_simulation_and_the_output_is_unmoved(
+    tmp_path: Path, flows: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import orchestrator.cli.simulate as command
+
+    monkeypatch.setattr(command, "_PROGRESS_FROM_LINES", 1)
+    events = write_events(
+        tmp_path / "events.jsonl", [booking(id=f"e-{n}", appointment_id=f"a-{n}") for n in range(3)]
+    )
+    arguments = ["simulate", "--events", str(events), "--flows", str(flows)]
+
+    piped = runner.invoke(app, arguments, env={"FORCE_COLOR": None, "TTY_COMPATIBLE": None})
+    # Standard error a terminal, standard output a pipe: `simulate ... | jq`.
+    on_terminal = runner.invoke(app, arguments, env={"TTY_COMPATIBLE": "1"})
+
+    assert piped.exit_code == on_terminal.exit_code == 0
+    assert "reading" not in piped.stderr and "simulating" not in piped.stderr
+    assert "reading" in on_terminal.stderr and "simulating" in on_terminal.stderr
+    # The decisions still go to standard output, not through the bar onto the terminal.
+    assert on_terminal.stdout == piped.stdout
+    assert "confirmation" not in on_terminal.stderr
