@@ -388,26 +388,49 @@ def _same(engine: Engine) -> None:
         assert tallies(c) == recount(c)
 
 
-BATCH = [
-    row("k", "scheduled"),
-    row("k", "scheduled"),
-    row("k", "suppressed", "a"),
-    row("k", "suppressed", "b"),
-    row("j", "sent", channel="sms"),
-]
+def batch(new: str, *, repeated: bool) -> list[dict[str, Any]]:
+    """Keys `new`... reaching statuses for the first time, beside the old key `k` again.
+
+    `repeated`: a new key reaches one status twice in the statement, which
+    0011's row trigger (the schema below 0015) counts zero times: the reason
+    for 0015, so rows written under it have no such pair.
+    """
+    rows = [
+        row(f"{new}1", "scheduled"),
+        row(f"{new}1", "suppressed", "a"),
+        row(f"{new}2", "sent", channel="sms"),
+        row("k", "scheduled", day=1),
+        row("k", "suppressed", "b"),
+        row("k", "suppressed", "a", day=1),
+    ]
+    if repeated:
+        rows += [row(f"{new}1", "scheduled"), row(f"{new}1", "suppressed", "c")]
+    return rows
 
 
 @pytest.mark.parametrize("revision", ["0016", "0015"])
 def test_a_tally_migration_taken_down_and_up_keeps_the_tallies_of_a_recount(
     own_database: Engine, revision: str
 ) -> None:
-    _write(own_database, BATCH)
+    below = f"{int(revision) - 1:04d}"
+    _write(own_database, [row("k", "scheduled"), *batch("a", repeated=True)])
     _same(own_database)
-    _downgrade(own_database, f"{int(revision) - 1:04d}")
-    _write(own_database, [*BATCH, row("k", "suppressed", "a", day=1), row("j", "sent", day=1)])
+    _downgrade(own_database, below)
+    with own_database.connect() as c:
+        assert c.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == below
+        # The trigger of the revision below: 0011's row trigger, or 0015's without the lock.
+        trigger, body = c.execute(
+            text(
+                "SELECT t.tgname, p.prosrc FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid"
+                " WHERE t.tgrelid = 'audit_log'::regclass AND NOT t.tgisinternal"
+            )
+        ).one()
+        assert trigger == ("tally_audit" if below == "0014" else "tally_audit_rows")
+        assert "pg_advisory_xact_lock" not in body
+    _write(own_database, batch("b", repeated=below != "0014"))
     _same(own_database)
     upgrade(own_database)
-    _write(own_database, [row("j", "suppressed", "c"), *BATCH])
+    _write(own_database, batch("c", repeated=True))
     _same(own_database)
 
 
