@@ -24,7 +24,10 @@ when that one took a lower id yet committed first. The lock is per message
 and status, not per key, so a batch takes a few of them, not one per key
 (the lock table is shared and bounded); two batches of one flow's message
 and status mostly share a tally row (one day) and wait for each other
-already.
+already. A tally row is only locked under its (flow, message, status) lock;
+a transaction of several audit statements takes the locks statement by
+statement, so two such over two messages in opposite orders can deadlock,
+as on 0015's tally rows where those coincided.
 
 The tallies written so far may be wrong, so `message_tallies` is counted
 again from the audit, with the audit locked against writers meanwhile.
