@@ -137,8 +137,12 @@ class Writers:
         self.settle()
 
     def settle(self) -> None:
+        # A poll of where the writers are, not a wait for an outcome; bounded,
+        # so a writer stuck elsewhere fails the test instead of hanging it.
+        give_up = time.monotonic() + 30
         while not all(w.idle() or self._waiting(w) for w in self.writers):
-            time.sleep(0.001)  # a poll of where the writers are, not a wait for an outcome
+            assert time.monotonic() < give_up, "a writer neither finished nor waits on a lock"
+            time.sleep(0.001)
         for w in self.writers:
             for f in [f for f in w.pending if f.done()]:
                 f.result()  # an assertion in a step fails the test here
