@@ -198,7 +198,7 @@ def copy_slice(url: str, episodes: int) -> int:
 
 def tally_trigger(c: Connection) -> str:
     """The audit's tally trigger, by its function's name: `tally_audit` (migration
-    0011's row trigger) or `tally_audit_rows` (0015's statement trigger)."""
+    0011's row trigger) or `tally_audit_rows` (0015's statement trigger, 0016's body)."""
     return str(
         c.execute(
             text(

@@ -320,7 +320,7 @@ class StageVisitRow(Base):
 
 
 class MessageTallyRow(Base):
-    """The audit counted as it is written (a trigger on `audit_log`, migration 0011).
+    """The audit counted as it is written (a trigger on `audit_log`, migrations 0011, 0015, 0016).
 
     Per flow, version, persona, message, status, reason, language, channel
     and UTC day: `records` counts audit rows, `keys` the messages that reached
