@@ -99,8 +99,19 @@ def test_help_of_every_command_group_loads_no_heavy_module() -> None:
             "orchestrator.simulate",
         ),
         (["journey", "map", "--flow", "knee-replacement"], "orchestrator.insight"),
+        (
+            ["convert", "tests/data/hl7v2/SIU-S12-01.hl7", "--from", "hl7v2"],
+            "connectors.hl7v2",
+        ),
     ],
-    ids=["flows-validate", "flows-schema", "simulate", "simulate-table", "journey-map"],
+    ids=[
+        "flows-validate",
+        "flows-schema",
+        "simulate",
+        "simulate-table",
+        "journey-map",
+        "convert-hl7v2",
+    ],
 )
 def test_a_command_that_needs_no_store_or_service_loads_no_heavy_module(
     arguments: list[str], ran: str
