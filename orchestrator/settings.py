@@ -23,9 +23,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .flows.timing import parse_duration
 from .insight.privacy import SMALL
+from .journey import DEFAULT_SETTLE_AFTER
 from .policies.staleness import DEFAULT_STALE_AFTER
 from .roles import Role, parse_role_tokens
-from .settle import DEFAULT_SETTLE_AFTER
 
 __all__ = ["API_TOKEN_MIN_LENGTH", "LEASE_TO_SEND", "SenderRate", "Settings"]
 
