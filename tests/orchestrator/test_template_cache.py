@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator import templates as templates_module
+from orchestrator.errors import TemplateError
 from orchestrator.event import Channel
 from orchestrator.settings import Settings
 from orchestrator.template_cache import DiskCode, UnsafeCacheDirError, default_directory
@@ -69,6 +70,38 @@ def test_a_later_process_renders_from_the_disk_what_it_would_have_compiled(
     assert again == first
     assert first[1].html == "<p>&lt;b&gt;</p>"  # type: ignore[attr-defined]
     assert first[1].body == "<b> text"  # type: ignore[attr-defined]
+
+
+def test_a_hostile_template_read_from_the_disk_is_bounded_as_when_compiled(
+    tmp_path: Path, compiles: list[str | None]
+) -> None:
+    # The loops' counting is compiled in (`_parse`): code from the disk must carry it.
+    nested = "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}"
+    keep_compiled_in(tmp_path / "cache")
+    for _ in range(2):
+        templates_module._COMPILED.clear()
+        with pytest.raises(TemplateError, match="too expensive: more than 10,000 steps"):
+            TemplateSet(tmp_path, {"sms/en/n.j2": nested}).render(Channel.SMS, "en", "n", {})
+
+    assert compiles == ["sms/en/n.j2"]  # the second came from the disk
+
+
+def test_the_key_changes_with_the_code_that_rewrites_templates(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    environment = templates_module._BoundedEnvironment()
+    before = templates_module._COMPILED.get_bucket(environment, "n", "f", "s").key
+    edited = tmp_path / "templates.py"
+    edited.write_bytes(Path(templates_module.__file__).read_bytes() + b"\n# changed\n")
+    monkeypatch.setattr(templates_module, "__file__", str(edited))
+    templates_module._code_version.cache_clear()
+    try:
+        after = templates_module._COMPILED.get_bucket(environment, "n", "f", "s").key
+    finally:
+        monkeypatch.undo()
+        templates_module._code_version.cache_clear()
+
+    assert after != before
 
 
 def test_escaping_is_part_of_the_key_so_plain_code_never_serves_the_html(
