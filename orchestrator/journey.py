@@ -14,13 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 from enum import StrEnum
 
 from .event import Channel, Event, Patient
 from .flows.timing import Anchor
 
 __all__ = [
+    "DEFAULT_SETTLE_AFTER",
     "AppointmentState",
     "Checkpoint",
     "EncounterState",
@@ -31,6 +32,12 @@ __all__ = [
     "ScheduledMessage",
     "StageVisit",
 ]
+
+# How long a journey keeps its events (`settle`), here so that the settings can
+# name it without loading the fold. A month: a feed that is days late (an EHR
+# outage, a backlog replayed) is still folded exactly in order, and a dialysis
+# patient's journey holds about a dozen sessions rather than years of them.
+DEFAULT_SETTLE_AFTER = timedelta(days=30)
 
 
 class EpisodeStatus(StrEnum):

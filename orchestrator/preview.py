@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import date, datetime, time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from .clock import Clock
@@ -31,18 +31,19 @@ from .errors import PreviewError, TemplateError
 from .event import Channel
 from .flows.model import Flow, MessageSpec, Stage
 from .journey import AppointmentState, EncounterState, Episode, Journey, Recipient, ScheduledMessage
-from .ports import Connector, Outgoing, RecordedTestSend, RecordedTestSends
 from .runtime.rendering import Organisation, render_context
 from .sms import SmsAnalysis, analyse
 from .templates import TemplateSet
+
+if TYPE_CHECKING:
+    # The ports (and the policies they name) only for a test send: a render loads none of them.
+    from .ports import Connector, RecordedTestSend, RecordedTestSends
 
 __all__ = [
     "SAMPLE",
     "FlowPreview",
     "MessagePreview",
     "PreviewError",
-    "RecordedTestSend",
-    "RecordedTestSends",
     "Sample",
     "TestRecipient",
     "render_all",
@@ -301,6 +302,8 @@ def test_send(
             connector is set for its channel.
         SendError: the connector refused it (nothing is recorded).
     """
+    from .ports import Outgoing, RecordedTestSend
+
     if preview.error is not None:
         raise PreviewError(f"message {preview.message_id} does not render: {preview.error}")
     to = recipient.address(preview.channel)

@@ -23,9 +23,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .flows.timing import parse_duration
 from .insight.privacy import SMALL
+from .journey import DEFAULT_SETTLE_AFTER
 from .policies.staleness import DEFAULT_STALE_AFTER
 from .roles import Role, parse_role_tokens
-from .settle import DEFAULT_SETTLE_AFTER
 
 __all__ = ["API_TOKEN_MIN_LENGTH", "LEASE_TO_SEND", "SenderRate", "Settings"]
 
@@ -69,6 +69,12 @@ class Settings(BaseSettings):
     templates: Path = Path("templates")
     samples: Path = Field(
         Path("samples/events"), description="event files (*.jsonl) the console's what-if plays"
+    )
+    template_cache: str | None = Field(
+        None,
+        description="where `flows validate` and `simulate` keep compiled "
+        'template code for the next run: a directory of this user\'s alone, or "off" '
+        "(default $XDG_CACHE_HOME/orchestrator/templates, or ~/.cache/...)",
     )
     db: str = "sqlite:///orchestrator.db"
     default_region: str = Field("US", description="region for phone numbers written without +")
@@ -249,6 +255,15 @@ class Settings(BaseSettings):
         if tokens is not None:
             parse_role_tokens(tokens.get_secret_value(), min_length=API_TOKEN_MIN_LENGTH)
         return tokens
+
+    def template_cache_dir(self) -> Path | None:
+        """The directory ORCHESTRATOR_TEMPLATE_CACHE names (its default when unset); None: off."""
+        from .template_cache import default_directory
+
+        value = (self.template_cache or "").strip()
+        if value.lower() == "off":
+            return None
+        return Path(value).expanduser() if value else default_directory()
 
     def role_tokens(self) -> dict[str, Role]:
         """Every accepted token with its role: ORCHESTRATOR_API_TOKEN is an admin's.

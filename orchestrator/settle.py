@@ -45,14 +45,16 @@ from datetime import datetime, timedelta
 from .event import Event
 from .flows.model import Flow
 from .fold import Fold
-from .journey import Checkpoint, Episode, EpisodeStatus, Journey, ScheduledMessage
+from .journey import (
+    DEFAULT_SETTLE_AFTER,
+    Checkpoint,
+    Episode,
+    EpisodeStatus,
+    Journey,
+    ScheduledMessage,
+)
 
 __all__ = ["DEFAULT_SETTLE_AFTER", "Settled", "settle"]
-
-# A month: a feed that is days late (an EHR outage, a backlog replayed) is still
-# folded exactly in order, and a dialysis patient's journey holds about a
-# dozen sessions rather than years of them.
-DEFAULT_SETTLE_AFTER = timedelta(days=30)
 
 
 @dataclass(frozen=True, slots=True)

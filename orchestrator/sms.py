@@ -83,7 +83,7 @@ def normalise(text: str) -> str:
 
 def encoding(text: str) -> Encoding:
     """`gsm7` when every character is in the GSM 03.38 alphabet, else `ucs2`."""
-    return "gsm7" if all(c in _GSM7 for c in text) else "ucs2"
+    return "gsm7" if _GSM7.issuperset(text) else "ucs2"
 
 
 def segments(text: str) -> int:
@@ -91,7 +91,8 @@ def segments(text: str) -> int:
     if not text:
         return 1
     if encoding(text) == "gsm7":
-        septets = sum(2 if c in _GSM7_EXTENSION else 1 for c in text)
+        # An extension character takes two septets (escape, then the character).
+        septets = len(text) + sum(text.count(c) for c in _GSM7_EXTENSION)
         return 1 if septets <= 160 else -(-septets // 153)
     units = len(text.encode("utf-16-le")) // 2
     return 1 if units <= 70 else -(-units // 67)
@@ -140,6 +141,8 @@ class SmsAnalysis:
 
 def analyse(text: str) -> SmsAnalysis:
     """The encoding and segments of `text`, what forced UCS-2, and a GSM-7 form if one exists."""
+    if _GSM7.issuperset(text):  # most messages: no character to look at one by one
+        return SmsAnalysis("gsm7", segments(text))
     forcing = tuple(
         ForcingCharacter(c, i, unicodedata.name(c, f"U+{ord(c):04X}"), gsm7_form(c))
         for i, c in enumerate(text)

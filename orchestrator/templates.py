@@ -33,13 +33,19 @@ a `TemplateSet` per request (a draft's edits over a version's templates): the
 compiled code is kept per process by environment (class and options,
 escaping among them), name and source (`_CompiledCode`), bounded by entries
 and by characters of source, sources over `MAX_CACHED_SOURCE` never kept; so
-a set compiles only the templates whose text it has never seen.
+a set compiles only the templates whose text it has never seen. A command
+line process may keep that code on disk as well (`keep_compiled_in`,
+`template_cache.DiskCode`), for the next process: the key is then the same in
+every process (`_code_identity` names callables; `_code_version` adds Jinja's,
+Python's and this module's versions).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
+import importlib.util
 import inspect
 import json
 import re
@@ -66,8 +72,16 @@ from jinja2.utils import _PassArg
 from .errors import TemplateError
 from .event import Channel
 from .sms import normalise
+from .template_cache import DiskCode
 
-__all__ = ["EMAIL_BLOCKS", "MAX_LOOP_STEPS", "Rendered", "TemplateSet", "TooExpensive"]
+__all__ = [
+    "EMAIL_BLOCKS",
+    "MAX_LOOP_STEPS",
+    "Rendered",
+    "TemplateSet",
+    "TooExpensive",
+    "keep_compiled_in",
+]
 
 EMAIL_BLOCKS = ("subject", "text", "html")
 # The longest string or sequence one operation may make, the largest width or
@@ -472,15 +486,26 @@ class _Sourced(Bucket):
         self.size = size
 
 
+def _named(value: Any) -> Any:
+    """`value`, or a callable's qualified name (its repr holds an address, another each run)."""
+    if callable(value):
+        return f"{getattr(value, '__module__', '?')}.{getattr(value, '__qualname__', '?')}"
+    return value
+
+
 def _code_identity(environment: jinja2.Environment) -> str:
-    """What the code compiled in `environment` depends on besides the name and source."""
+    """What the code compiled in `environment` depends on besides the name and source.
+
+    Stable from one process to the next (the key of code kept on disk):
+    callables by name, not by repr.
+    """
     return repr(
         (
             type(environment).__module__,
             type(environment).__qualname__,
-            environment.autoescape,
+            _named(environment.autoescape),
             environment.optimized,
-            environment.finalize,
+            _named(environment.finalize),
             environment.trim_blocks,
             environment.lstrip_blocks,
             environment.keep_trailing_newline,
@@ -512,6 +537,8 @@ class _CompiledCode(jinja2.BytecodeCache):
     def __init__(self, entries: int, chars: int) -> None:
         self.entries = entries
         self.chars = chars
+        # A second tier, on disk, that outlives the process (`keep_compiled_in`); off by default.
+        self.disk: DiskCode | None = None
         self._code: OrderedDict[str, tuple[Any, int]] = OrderedDict()
         self._weight = 0
         self._lock = threading.Lock()
@@ -519,8 +546,9 @@ class _CompiledCode(jinja2.BytecodeCache):
     def get_bucket(
         self, environment: jinja2.Environment, name: str, filename: str | None, source: str
     ) -> Bucket:
+        # The file name too: the code carries it (tracebacks name it).
         key = hashlib.sha256(
-            f"{_code_identity(environment)}\0{name}\0{source}".encode()
+            f"{_code_version()}\0{_code_identity(environment)}\0{name}\0{filename}\0{source}".encode()
         ).hexdigest()
         bucket = _Sourced(environment, key, len(source))
         self.load_bytecode(bucket)
@@ -532,16 +560,28 @@ class _CompiledCode(jinja2.BytecodeCache):
             if found is not None:
                 self._code.move_to_end(bucket.key)
         bucket.code = found[0] if found is not None else None
+        disk = self.disk
+        if bucket.code is None and disk is not None and isinstance(bucket, _Sourced):
+            code = disk.load(bucket.key)
+            if code is not None:
+                bucket.code = code
+                self._keep(bucket.key, code, bucket.size)
 
     def dump_bytecode(self, bucket: Bucket) -> None:
         size = bucket.size if isinstance(bucket, _Sourced) else MAX_CACHED_SOURCE + 1
         if size > MAX_CACHED_SOURCE:
             return
+        disk = self.disk
+        if disk is not None and bucket.code is not None:
+            disk.store(bucket.key, bucket.code)
+        self._keep(bucket.key, bucket.code, size)
+
+    def _keep(self, key: str, code: Any, size: int) -> None:
         with self._lock:
-            previous = self._code.pop(bucket.key, None)
+            previous = self._code.pop(key, None)
             if previous is not None:
                 self._weight -= previous[1]
-            self._code[bucket.key] = (bucket.code, size)
+            self._code[key] = (code, size)
             self._weight += size
             while len(self._code) > self.entries or self._weight > self.chars:
                 _, (_, dropped) = self._code.popitem(last=False)
@@ -554,6 +594,31 @@ class _CompiledCode(jinja2.BytecodeCache):
 
     def __len__(self) -> int:
         return len(self._code)
+
+
+@functools.cache
+def _code_version() -> str:
+    """What every compiled code depends on: Jinja's and Python's versions (marshal's format
+    among them) and this module (its `_parse` rewrites every template)."""
+    return ":".join(
+        (
+            jinja2.__version__,
+            sys.version,
+            importlib.util.MAGIC_NUMBER.hex(),
+            hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
+        )
+    )
+
+
+def keep_compiled_in(directory: Path | None) -> None:
+    """Keep compiled template code in `directory` too, for later processes (None: in memory only).
+
+    Raises:
+        UnsafeCacheDirError: `directory` could be written by someone else (nothing is kept there).
+    """
+    _COMPILED.disk = None
+    if directory is not None:
+        _COMPILED.disk = DiskCode(directory)
 
 
 # The longest source whose code is kept: every shipped template is under 4 KiB.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,12 +19,19 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No test depends on a developer's ORCHESTRATOR_* settings."""
+def _clean_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """No test depends on a developer's ORCHESTRATOR_* settings, or writes to their cache."""
     for name in list(os.environ):
         if name.startswith("ORCHESTRATOR_"):
             monkeypatch.delenv(name)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg-cache"))
     yield
+    # A command run in-process keeps compiled templates on disk from then on: not past its test.
+    templates = sys.modules.get("orchestrator.templates")
+    if templates is not None:
+        templates.keep_compiled_in(None)
 
 
 @pytest.fixture

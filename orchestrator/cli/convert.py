@@ -59,7 +59,7 @@ def _hl7(file: Path, settings: Any) -> Iterator[Event | str]:
     from connectors.hl7_message import Hl7Error
     from connectors.hl7v2 import split_messages, to_event
 
-    from ..service.inbound import hl7_config
+    from ..service.hl7_settings import hl7_config
 
     config = hl7_config(settings)
     for index, (line, text) in enumerate(split_messages(file.read_bytes()), start=1):

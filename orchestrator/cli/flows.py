@@ -25,6 +25,7 @@ from .options import (
     FlowsOption,
     TemplatesOption,
     exit_on_startup_errors,
+    keep_templates_compiled,
     settings_with,
 )
 
@@ -57,6 +58,7 @@ def validate(
 
     settings = settings_with()
     out, err = Console(soft_wrap=True), Console(stderr=True, soft_wrap=True)
+    keep_templates_compiled(settings, err)
     targets = paths or [flows_dir or settings.flows]
     missing = [p for p in targets if not p.exists()]
     if missing:

@@ -19,7 +19,14 @@ from ..errors import FlowError, StoreError
 if TYPE_CHECKING:
     from ..settings import Settings
 
-__all__ = ["DbOption", "FlowsOption", "TemplatesOption", "exit_on_startup_errors", "settings_with"]
+__all__ = [
+    "DbOption",
+    "FlowsOption",
+    "TemplatesOption",
+    "exit_on_startup_errors",
+    "keep_templates_compiled",
+    "settings_with",
+]
 
 DbOption = Annotated[
     str | None,
@@ -50,6 +57,21 @@ def settings_with(**overrides: object) -> Settings:
             # A rule across settings has no location: its message names them.
             err.print(f"setting {where}: {error['msg']}" if where else error["msg"], markup=False)
         raise typer.Exit(2) from None
+
+
+def keep_templates_compiled(settings: Settings, err: Console) -> None:
+    """Keep compiled template code on disk for the next run (ORCHESTRATOR_TEMPLATE_CACHE);
+    a directory someone else could write is said so and not used."""
+    from ..template_cache import UnsafeCacheDirError
+    from ..templates import keep_compiled_in
+
+    directory = settings.template_cache_dir()
+    try:
+        keep_compiled_in(directory)
+    except UnsafeCacheDirError as exc:
+        err.print(
+            f"warning: template cache {directory} not used: {exc}", markup=False, highlight=False
+        )
 
 
 @contextmanager

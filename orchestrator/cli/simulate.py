@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, TextIO
 import typer
 from rich.console import Console
 
-from .options import DbOption, TemplatesOption, settings_with
+from .options import DbOption, TemplatesOption, keep_templates_compiled, settings_with
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -129,6 +129,7 @@ def simulate_command(
     if (history_days is None) == (events is None):
         raise typer.BadParameter("give --events FILE, or --history-days N with --compare")
     order = PlayOrder.ARRIVAL if arrival_order else PlayOrder.OCCURRED
+    keep_templates_compiled(settings, err)
     templates = TemplateSet(settings.templates)
     check = TemplateCheck(templates, Organisation.of(settings))
     try:

@@ -1,7 +1,8 @@
 """The EHR inbound side of the embedded runtime: HL7 v2 over MLLP beside HTTP.
 
-`hl7_config` and `build_hl7_intake` turn settings and a built service into
-the intake; `serve` runs uvicorn and the MLLP listener on one event loop and
+`build_hl7_intake` turns a built service into the intake (the mapping from
+the settings is `hl7_settings.hl7_config`, apart so that `convert` loads none
+of this); `serve` runs uvicorn and the MLLP listener on one event loop and
 stops both together.
 """
 
@@ -13,28 +14,16 @@ import uvicorn
 from fastapi import FastAPI
 
 from connectors.hl7_intake import Hl7Intake
-from connectors.hl7v2 import Hl7Config
 from connectors.mllp import MllpServer
 
 from ..ports import Input
-from ..settings import Settings
 from ..store import InboundArchive
+from .hl7_settings import hl7_config
 from .runtime import Runtime as EmbeddedService
 
 __all__ = ["build_hl7_intake", "build_mllp_server", "hl7_config", "serve"]
 
 log = logging.getLogger(__name__)
-
-
-def hl7_config(settings: Settings, source: str = "hl7v2") -> Hl7Config:
-    """The HL7 v2 mapping settings."""
-    return Hl7Config(
-        timezone=settings.hl7_timezone,
-        assigning_authority=settings.hl7_assigning_authority,
-        services=dict(settings.inbound_services),
-        default_region=settings.default_region,
-        source=source,
-    )
 
 
 def build_hl7_intake(service: EmbeddedService) -> Hl7Intake:

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from orchestrator import sms
 from orchestrator.sms import SmsAnalysis, analyse, encoding, gsm7_form, normalise, segments
 
 
@@ -198,3 +199,29 @@ def test_normalise_keeps_every_letter_even_those_outside_gsm7() -> None:
     text = "¿Cuándo? Sáb, miércoles: información, ñandú, ü. 🙂"
 
     assert normalise(text) == text
+
+
+def _segments_by_character(text: str) -> int:
+    """The counting rule written character by character (what `segments` once was)."""
+    if not text:
+        return 1
+    if all(c in sms._GSM7 for c in text):
+        septets = sum(2 if c in sms._GSM7_EXTENSION else 1 for c in text)
+        return 1 if septets <= 160 else -(-septets // 153)
+    units = len(text.encode("utf-16-le")) // 2
+    return 1 if units <= 70 else -(-units // 67)
+
+
+@given(
+    st.text(
+        alphabet=st.one_of(
+            st.sampled_from(sorted(sms._GSM7_BASIC)),
+            st.sampled_from(sorted(sms._GSM7_EXTENSION)),
+            st.characters(exclude_categories=("Cs",)),  # no lone surrogate: no SMS has one
+        ),
+        max_size=700,
+    )
+)
+def test_segments_count_as_the_character_by_character_rule(text: str) -> None:
+    assert segments(text) == _segments_by_character(text)
+    assert analyse(text).segments == _segments_by_character(text)

@@ -99,8 +99,19 @@ def test_help_of_every_command_group_loads_no_heavy_module() -> None:
             "orchestrator.simulate",
         ),
         (["journey", "map", "--flow", "knee-replacement"], "orchestrator.insight"),
+        (
+            ["convert", "tests/data/hl7v2/SIU-S12-01.hl7", "--from", "hl7v2"],
+            "connectors.hl7v2",
+        ),
     ],
-    ids=["flows-validate", "flows-schema", "simulate", "simulate-table", "journey-map"],
+    ids=[
+        "flows-validate",
+        "flows-schema",
+        "simulate",
+        "simulate-table",
+        "journey-map",
+        "convert-hl7v2",
+    ],
 )
 def test_a_command_that_needs_no_store_or_service_loads_no_heavy_module(
     arguments: list[str], ran: str
@@ -109,3 +120,24 @@ def test_a_command_that_needs_no_store_or_service_loads_no_heavy_module(
 
     assert ran in modules  # the command did run
     assert heavy_in(modules, HEAVY) == []
+
+
+# What checking flows and templates needs none of: the figures and the worksheet
+# (the settings read only `insight.privacy.SMALL`), the fold, the send policies
+# (only `staleness.DEFAULT_STALE_AFTER`) and the ports (a preview's test send).
+NOT_FOR_VALIDATE = (
+    "orchestrator.insight.figures",
+    "orchestrator.insight.worksheet",
+    "orchestrator.fold",
+    "orchestrator.settle",
+    "orchestrator.policies.gate",
+    "orchestrator.policies.pacing",
+    "orchestrator.ports",
+)
+
+
+def test_flows_validate_loads_only_what_checking_flows_and_templates_needs() -> None:
+    modules = loaded_after(["flows", "validate", "flows/"])
+
+    assert "orchestrator.template_check" in modules
+    assert sorted(name for name in NOT_FOR_VALIDATE if name in modules) == []
