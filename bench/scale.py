@@ -45,8 +45,9 @@ bench/timing.py) of --runs runs each; the due-claim times and their ratio.
 The default is 20,000 patients, not the 1,000,000 the bench is for: on this
 machine (two cores shared by six jobs) ingest ran at 80 to 160 events/s, so
 a million patients (5.35 million events) would take 9 to 18 hours, and
-20,000 (107,000 events) about 15 to 25 minutes. `--patients 1000000` runs
-the full size where the machine allows.
+20,000 (107,000 events) about 15 to 25 minutes (18 on 2026-12-07, the
+synthetic top-up to a million pending 1.5 of them). `--patients 1000000`
+runs the full size where the machine allows.
 """
 
 from __future__ import annotations
