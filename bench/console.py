@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import statistics
 import sys
 import time
 import uuid
@@ -47,6 +46,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from fastapi.testclient import TestClient  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import Connection  # noqa: E402
+from timing import percentiles  # noqa: E402  (bench/timing.py)
 
 from orchestrator.api.app import create_app  # noqa: E402
 from orchestrator.clock import VirtualClock  # noqa: E402
@@ -235,11 +235,6 @@ def measured_pages(runtime: Runtime) -> list[tuple[str, Callable[[], object]]]:
     ]
 
 
-def percentiles(times: list[float]) -> tuple[float, float]:
-    cuts = statistics.quantiles(times, n=20, method="inclusive")
-    return statistics.median(times) * 1000, cuts[18] * 1000
-
-
 def draft_pages(client: TestClient, runtime: Runtime) -> list[tuple[str, Callable[[], object]]]:
     """The draft editor's requests, each post one keystroke more than the last."""
     flow = runtime.flows.current[FLOW]
@@ -297,18 +292,14 @@ def bench(
             for _ in range(2):
                 page()
             # A page slower than a second per request is timed 3 times, not --requests:
-            # its p95 is then its worst, and the run stays within minutes.
+            # its p95 (nearest rank) is then its worst, and the run stays within minutes.
             slow = time.perf_counter() - began > 2.0
             times = []
             for _ in range(3 if slow else requests):
                 began = time.perf_counter()
                 page()
                 times.append(time.perf_counter() - began)
-            p50, p95 = (
-                percentiles(times)
-                if not slow
-                else (statistics.median(times) * 1000, max(times) * 1000)
-            )
+            p50, p95 = percentiles(times)
             found.append((label, p50, p95))
             print(f"  {label:<45} p50 {p50:7.1f} ms   p95 {p95:7.1f} ms", flush=True)
         client.close()

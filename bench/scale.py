@@ -19,26 +19,35 @@ by bench/embedded.py, for millions of messages): every virtual hour, what
 is due is settled as the dispatcher settles a send (`sent`, one attempt, its
 `sent` audit row, counted by the audit trigger) in one SQL statement, so the
 store holds what a live one holds: past messages sent, future ones pending.
-Before that, at each virtual hour where a measurement falls, the store's
-`claim_due` is timed as the dispatcher calls it (a batch of
-`dispatch_batch`, with what fell due that hour), and once more with nothing due (the
-idle poll): at the first hour with at least 10,000 pending messages and at
-the end (the largest pending count reached).
+At the end, the store's `claim_due` is timed as the dispatcher calls it (a
+batch of `dispatch_batch`, with what fell due in the last hour), and with
+nothing due (the idle poll), over the pending messages the ingest left.
+
+The due-claim at 10,000 and at 1,000,000 pending (--pending) is measured
+whatever --patients is: last, after every other figure, scheduled_messages
+is topped up in bulk (`INSERT ... SELECT` over `generate_series`) with
+synthetic pending messages, copies of real ones (patient, episode, payload)
+keyed `synthetic-<n>`: 2,000 due at the claim's instant, the rest spread
+over the next 90 days, to each count in turn; after VACUUM ANALYZE the same
+`claim_due` is timed 15 times (a batch each, of the 2,000) and 15 times a
+second earlier (nothing due), and the two counts' medians compared.
 
 Printed: ingest events/s for the first and the last 100,000 events (a fifth
-of the events each, in a shorter run) and their ratio; the due-claim times
-and their ratio; store bytes per patient (`pg_total_relation_size` summed
-over the tables, and per table); the console's and the audit's pages
-(bench/console.py's list, through the real app in process) and `measured()`
-per flow, p50 and p95 of --runs runs each.
+of the events each, in a shorter run) and their ratio; store bytes per
+patient (`pg_total_relation_size` summed over the tables, and per table);
+the console's and the audit's pages (bench/console.py's list, through the
+real app in process) and `measured()` per flow, p50 and p95 (nearest rank,
+bench/timing.py) of --runs runs each; the due-claim times and their ratio.
 
-    python bench/scale.py [--patients 20000] [--batch 2000] [--days 90] [--runs 5] [--keep]
+    python bench/scale.py [--patients 20000] [--batch 2000] [--days 90] [--runs 5]
+        [--pending 10000 1000000] [--keep]
 
 The default is 20,000 patients, not the 1,000,000 the bench is for: on this
 machine (two cores shared by six jobs) ingest ran at 80 to 160 events/s, so
 a million patients (5.35 million events) would take 9 to 18 hours, and
-20,000 (107,000 events) about 15 to 25 minutes. `--patients 1000000` runs
-the full size where the machine allows.
+20,000 (107,000 events) about 15 to 25 minutes (18 on 2026-12-07, the
+synthetic top-up to a million pending 1.5 of them). `--patients 1000000`
+runs the full size where the machine allows.
 """
 
 from __future__ import annotations
@@ -62,6 +71,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from console import app_client, measured_pages, read_pages  # noqa: E402  (bench/console.py)
 from sqlalchemy import Connection, create_engine, text  # noqa: E402
+from timing import percentiles  # noqa: E402  (bench/timing.py)
 
 from orchestrator.clock import VirtualClock  # noqa: E402
 from orchestrator.runtime.intake import parse_json  # noqa: E402
@@ -73,7 +83,10 @@ PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 TOKEN = "admin-token-for-the-scale-bench"
 START = datetime(2026, 1, 5, tzinfo=UTC)
 PATIENTS_PER_COPY = 20
-SMALL_PENDING = 10_000
+# Synthetic messages due at the claim's instant (a bulk import's reminders, all at 09:00).
+HOT = 2_000
+# Claims timed per pending count: each takes a batch of the hot ones (20 batches of 100).
+CLAIM_RUNS = 15
 _STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d")
 
 
@@ -195,17 +208,12 @@ def vacuum(runtime: Runtime) -> float:
 # -- measuring -----------------------------------------------------------------------
 
 
-def percentiles(times: list[float]) -> tuple[float, float]:
-    """p50 and p95 in milliseconds (p95 by nearest rank: of 5 runs, the worst)."""
-    ordered = sorted(times)
-    p95 = ordered[round(0.95 * (len(ordered) - 1))]
-    return statistics.median(ordered) * 1000, p95 * 1000
-
-
 class ClaimTimes:
     """The due-claim, as the dispatcher calls it, timed at one instant."""
 
-    def __init__(self, runtime: Runtime, now: datetime, pending: int, runs: int) -> None:
+    def __init__(
+        self, runtime: Runtime, now: datetime, pending: int, runs: int, *, settle: bool = True
+    ) -> None:
         store, batch = runtime.store, runtime.settings.dispatch_batch
         lease = timedelta(seconds=runtime.settings.lease_seconds)
         self.pending = pending
@@ -218,12 +226,18 @@ class ClaimTimes:
             self.claimed.append(len(claims))
             if not claims:
                 break
-        with store.transactions.write() as c:
-            send_due(c, now)
+        # Nothing due: the real messages due were sent (`settle`); a second before the
+        # synthetic ones fall due (what is claimed holds its lease past it).
+        idle_at = now
+        if settle:
+            with store.transactions.write() as c:
+                send_due(c, now)
+        else:
+            idle_at = now - timedelta(seconds=1)
         self.idle: list[float] = []
         for _ in range(runs):
             began = time.perf_counter()
-            assert not store.claim_due(now, "scale-bench", now + lease, batch)
+            assert not store.claim_due(idle_at, "scale-bench", idle_at + lease, batch)
             self.idle.append(time.perf_counter() - began)
 
     def line(self, label: str) -> str:
@@ -237,14 +251,81 @@ class ClaimTimes:
         )
 
 
+# Synthetic pending messages: copies of real ones (their patient, episode, payload, as
+# foreign keys would ask), keyed `synthetic-<n>`; the first `hot` of them due at the
+# claim's instant, the rest spread over the next 90 days, in an order unrelated to their keys.
+_TOP_UP = text(
+    """
+    WITH t AS (
+        SELECT row_number() OVER (ORDER BY key) - 1 AS n, * FROM (
+            SELECT * FROM scheduled_messages WHERE key NOT LIKE 'synthetic-%' LIMIT 1000
+        ) real
+    ), size AS (SELECT count(*) AS n FROM t)
+    INSERT INTO scheduled_messages
+        (key, patient_id, recipient, flow_id, flow_version, episode_id, stage_id,
+         message_id, payload, status, reason, due_at, expires_at, attempts, channel,
+         provider_id, lease_owner, lease_until, sent_at, created_at, updated_at, import_id)
+    SELECT 'synthetic-' || g, t.patient_id, t.recipient, t.flow_id, t.flow_version,
+        t.episode_id, t.stage_id, t.message_id, t.payload, 'scheduled', NULL,
+        CASE WHEN g < :hot THEN CAST(:now AS timestamptz)
+            ELSE CAST(:now AS timestamptz) + (1 + (g * 7919) % 7776000) * interval '1 second'
+        END,
+        NULL, 0, t.channel, NULL, NULL, NULL, NULL, :now, :now, NULL
+    FROM generate_series(CAST(:first AS bigint), CAST(:last AS bigint)) g
+    CROSS JOIN size JOIN t ON t.n = g % size.n
+    """
+)
+# What one measurement's claims took, handed back for the next (as a restart's
+# claimer would find them, had the first one's lease run out).
+_RELEASE = text(
+    "UPDATE scheduled_messages SET status = 'scheduled', lease_owner = NULL,"
+    " lease_until = NULL WHERE key LIKE 'synthetic-%' AND status <> 'scheduled'"
+)
+_ALL_PENDING = text("SELECT count(*) FROM scheduled_messages WHERE status = 'scheduled'")
+
+
+class SyntheticClaims:
+    """The due-claim at given pending counts, reached with synthetic pending messages.
+
+    The ingest leaves as many pending messages as its patients make; the
+    claim's cost at a million pending is measured whatever --patients is, by
+    topping scheduled_messages up in bulk (`_TOP_UP`) to each count in turn,
+    `hot` of them due at the claim's instant. Then, after VACUUM ANALYZE, the
+    store's `claim_due` is timed as the dispatcher calls it: --runs batches at
+    that instant, and --runs polls a second before it (nothing due).
+    """
+
+    def __init__(self, runtime: Runtime, now: datetime, targets: list[int], runs: int) -> None:
+        self.times: list[tuple[int, ClaimTimes, float]] = []
+        added = 0
+        hot = min(HOT, targets[0])
+        for target in targets:
+            began = time.perf_counter()
+            with runtime.store.transactions.write() as c:
+                c.execute(_RELEASE)
+                pending = int(c.execute(_ALL_PENDING).scalar_one())
+                more = max(target - pending, hot - added, 0)
+                if more:
+                    c.execute(
+                        _TOP_UP,
+                        {"now": now, "hot": hot, "first": added, "last": added + more - 1},
+                    )
+                added += more
+                pending += more
+            vacuum(runtime)
+            filled = time.perf_counter() - began
+            claims = ClaimTimes(runtime, now, pending, runs, settle=False)
+            self.times.append((added, claims, filled))
+            print(claims.line(f"{added:,} synthetic, topped up in {filled:,.0f} s"), flush=True)
+
+
 def ingest(
     runtime: Runtime, clock: VirtualClock, args: argparse.Namespace
-) -> tuple[list[tuple[int, float]], ClaimTimes | None, ClaimTimes, int]:
-    """Feed every event; (events, seconds) per batch, the claim times, the events fed."""
+) -> tuple[list[tuple[int, float]], int]:
+    """Feed every event, then time the claim; (events, seconds) per batch, the events fed."""
     copies = -(-args.patients // PATIENTS_PER_COPY)
     region = runtime.settings.default_region
     batches: list[tuple[int, float]] = []
-    small: ClaimTimes | None = None
     fed = 0
     hour = timedelta(hours=1)
     span = timedelta(days=1)
@@ -276,25 +357,19 @@ def ingest(
 
     def after(now: datetime) -> None:
         """At least an hour of virtual time since the last: what fell due is sent,
-        and once a day the pending messages are counted (and the claim timed)."""
-        nonlocal next_send, next_count, pending, small, reported
+        and once a day the pending messages are counted."""
+        nonlocal next_send, next_count, pending, reported
         if now < next_send:
             return
         next_send = now + hour
+        with runtime.store.transactions.write() as c:
+            send_due(c, now)
         if now < next_count:
-            with runtime.store.transactions.write() as c:
-                send_due(c, now)
             return
         while next_count <= now:
             next_count += timedelta(days=1)
         with runtime.store.transactions.read() as c:
             pending = int(c.execute(_PENDING, {"now": now}).scalar_one())
-        if small is None and pending >= SMALL_PENDING:
-            small = ClaimTimes(runtime, now, pending, args.runs)
-            print(small.line("first count past 10,000"), flush=True)
-        else:
-            with runtime.store.transactions.write() as c:
-                send_due(c, now)
         if time.perf_counter() - reported > 30:
             reported = time.perf_counter()
             print(
@@ -324,19 +399,23 @@ def ingest(
     vacuum_seconds += vacuum(runtime)
     print(f"  vacuum and analyze (autovacuum's work): {vacuum_seconds:,.0f} s in all", flush=True)
     final = ClaimTimes(runtime, now, pending, args.runs)
-    print(final.line("the end"), flush=True)
-    return batches, small, final, fed
+    print(final.line("the end, the ingest's own"), flush=True)
+    return batches, fed
 
 
-def rate(batches: list[tuple[int, float]], count: int) -> float:
-    """Events/s over the batches that hold the first `count` events of `batches`."""
+def rate(batches: list[tuple[int, float]], count: int) -> tuple[float, float]:
+    """Events/s over the batches that hold the first `count` events of `batches`, and
+    their mean size (a batch's fixed cost weighs more in a small one: the feed's
+    quiet days, at its start and end, close a batch below --batch)."""
     events = seconds = 0.0
+    taken = 0
     for n, s in batches:
         if events >= count:
             break
         events += n
         seconds += s
-    return events / seconds
+        taken += 1
+    return events / seconds, events / taken
 
 
 def sizes(runtime: Runtime) -> list[tuple[str, int]]:
@@ -375,6 +454,13 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2_000, help="events per intake transaction")
     parser.add_argument("--days", type=float, default=90, help="the window the copies start in")
     parser.add_argument("--runs", type=int, default=5, help="timings per query")
+    parser.add_argument(
+        "--pending",
+        type=int,
+        nargs=2,
+        default=[10_000, 1_000_000],
+        help="the pending counts the due-claim is timed at (synthetic messages top up)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the database (to EXPLAIN)")
     parser.add_argument("--pg-admin-url", default=None)
     args = parser.parse_args()
@@ -392,28 +478,22 @@ def main() -> None:
             f"copies starting over {args.days:g} days from {START:%Y-%m-%d}",
             flush=True,
         )
-        batches, small, final, fed = ingest(runtime, clock, args)
+        batches, fed = ingest(runtime, clock, args)
         ingested = sum(s for _, s in batches)
         window = min(100_000, fed // 5)
-        first = rate(batches, window)
-        last = rate(list(reversed(batches)), window)
+        (first, first_size), (last, last_size) = (
+            rate(batches, window),
+            rate(list(reversed(batches)), window),
+        )
         print(
             f"ingest: {fed:,} events in {ingested:,.0f} s of intake "
             f"({fed / ingested:,.0f} events/s; {time.perf_counter() - began:,.0f} s in all)"
         )
         print(
-            f"ingest first {window:,} events: {first:,.0f} events/s; last {window:,}: "
-            f"{last:,.0f} events/s; ratio {last / first:.2f} (target >= 0.8)"
+            f"ingest first {window:,} events: {first:,.0f} events/s (batches of "
+            f"{first_size:,.0f} on average); last {window:,}: {last:,.0f} events/s (batches "
+            f"of {last_size:,.0f}); ratio {last / first:.2f} (target >= 0.8)"
         )
-        if small is not None:
-            ratio = statistics.median(final.batch) / statistics.median(small.batch)
-            idle = statistics.median(final.idle) / statistics.median(small.idle)
-            print(
-                f"due-claim: {small.pending:,} -> {final.pending:,} pending: a batch "
-                f"ratio {ratio:.2f}, nothing due ratio {idle:.2f}"
-            )
-        else:
-            print(f"due-claim: never {SMALL_PENDING:,} pending; {final.pending:,} at the end")
         found = sizes(runtime)
         total = sum(size for _, size in found)
         print(f"store: {total / 2**20:,.1f} MiB, {total / args.patients:,.0f} bytes per patient")
@@ -422,6 +502,20 @@ def main() -> None:
                 print(f"  {table:<22} {size / args.patients:>9,.0f} bytes per patient")
         print(f"queries ({args.runs} runs each, after a warm-up):")
         pages(runtime, args.runs)
+        # Last: the synthetic messages are in no figure above.
+        print(
+            f"due-claim at {', '.join(f'{n:,}' for n in args.pending)} pending, topped up with "
+            f"synthetic pending messages ({min(HOT, args.pending[0]):,} of them due at once):",
+            flush=True,
+        )
+        synthetic = SyntheticClaims(runtime, clock.now(), args.pending, CLAIM_RUNS).times
+        (_, small, _), (_, large, _) = synthetic[0], synthetic[-1]
+        ratio = statistics.median(large.batch) / statistics.median(small.batch)
+        idle = statistics.median(large.idle) / statistics.median(small.idle)
+        print(
+            f"due-claim: {small.pending:,} -> {large.pending:,} pending (synthetic top-up): "
+            f"a batch ratio {ratio:.2f}, nothing due ratio {idle:.2f}"
+        )
         runtime.close()
         print(f"scale: done in {time.perf_counter() - began:,.0f} s")
     finally:
