@@ -5,7 +5,8 @@ statements on it; it never opens one of its own. A thread may hold one
 pooled connection across calls (`holding_connection`) and run a block of
 calls as one transaction (`together`): the dispatcher records a batch's
 outcomes with one commit. Inside `together`, writes nothing in the block
-reads back may be deferred to its end (`defer`), one executemany per kind.
+reads back may be deferred to its end (`defer`), one statement (an insert)
+or one executemany (an update) per kind.
 
 Driver errors are translated to `StoreError` here, once (`translated`).
 """
@@ -20,8 +21,10 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DataError, SQLAlchemyError
+from sqlalchemy.sql.dml import Insert
 
 from ..errors import StoreError, UnstorableError
+from .bulk import insert_rows
 from .connection import READ_ONLY, READ_WRITE
 
 __all__ = ["Transactions", "translated"]
@@ -115,11 +118,19 @@ class Transactions:
         return any(s is statement for s, _ in later)
 
     def flush_deferred(self, c: Connection) -> None:
-        """Execute the deferred writes now, each kind as one executemany."""
+        """Execute the deferred writes now: each kind of insert as one statement
+        (`bulk.insert_rows`), each kind of update as one executemany.
+
+        An executemany is one statement per row on the server: the audit log's
+        statement trigger (migration 0015) would tally each row on its own.
+        """
         later: dict[Any, list[dict[str, Any]]] = self._held.later
         self._held.later = {}
         for (statement, _), rows in later.items():
-            c.execute(statement, rows)
+            if isinstance(statement, Insert):
+                insert_rows(c, statement.table, rows)
+            else:
+                c.execute(statement, rows)
 
     @contextmanager
     def _transaction(self, begin: Mapping[str, str]) -> Iterator[Connection]:
