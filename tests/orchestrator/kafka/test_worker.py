@@ -281,7 +281,10 @@ import faust
 from orchestrator.kafka.app import AgentOptions, build_app
 
 class Failing:
-    def handle(self, records):
+    def parse(self, records):
+        return records
+
+    def store(self, parsed):
         raise RuntimeError("a bug in the handler")
 
 app = build_app(Failing(), AgentOptions(
