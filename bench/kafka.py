@@ -11,9 +11,12 @@ its own:
 (c) worker: `orchestrator worker` processes (1, then 2) consuming and
             processing every event end to end, committing to PostgreSQL
             (a fresh database per run), the dispatch loop running beside;
-(d) idle:   one worker as in (c), its dispatch loop idle (it ticks once at
-            start, then ORCHESTRATOR_DISPATCH_POLL_SECONDS is an hour): what
-            dispatching the messages already due costs (c1) beside it;
+(d) off:    one worker as in (c) with ORCHESTRATOR_DISPATCH=off (it only
+            consumes): what dispatching the messages already due costs (c1)
+            beside it;
+(e) apart:  one worker with dispatch off and one `orchestrator dispatch`
+            process beside it on the same database, which sends what falls
+            due (the production split: consumers and dispatchers scale apart);
 (h) handler: the worker's own batch handler, in this process, fed the same
             events directly in batches of the worker's size (no broker, no
             dispatch loop), committing to PostgreSQL (a fresh database per
@@ -287,7 +290,14 @@ def assigned_at(log: Path) -> float | None:
 
 
 def workers(
-    url: str, count: int, distinct: int, how_many: int, partitions: int, *, dispatch: bool = True
+    url: str,
+    count: int,
+    distinct: int,
+    how_many: int,
+    partitions: int,
+    *,
+    dispatch: bool = True,
+    dispatchers: int = 0,
 ) -> float:
     with database() as db, tempfile.TemporaryDirectory() as tmp:
         env = {
@@ -296,28 +306,28 @@ def workers(
             "ORCHESTRATOR_KAFKA_SESSION_TIMEOUT_SECONDS": str(SESSION_TIMEOUT),
         }
         if not dispatch:
-            # Its first tick (at start) finds nothing due; the next would be in an hour.
-            env["ORCHESTRATOR_DISPATCH_POLL_SECONDS"] = "3600"
-        command = [
-            str(SCRIPT),
-            "worker",
-            "--broker",
-            url,
+            env["ORCHESTRATOR_DISPATCH"] = "off"
+        store = [
             "--db",
             db,
-            "--partitions",
-            str(partitions),
             "--flows",
             str(ROOT / "flows"),
             "--templates",
             str(ROOT / "templates"),
         ]
+        command = [str(SCRIPT), "worker", "--broker", url, "--partitions", str(partitions), *store]
         logs = [Path(tmp) / f"worker-{n}.log" for n in range(how_many)]
         processes = []
         for log in logs:
             with log.open("wb") as output:
                 processes.append(
                     subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
+                )
+        alone = [str(SCRIPT), "dispatch", *store]
+        for n in range(dispatchers):
+            with (Path(tmp) / f"dispatch-{n}.log").open("wb") as output:
+                processes.append(
+                    subprocess.Popen(alone, env=env, stdout=output, stderr=subprocess.STDOUT)
                 )
         engine = connect(db)
         try:
@@ -416,6 +426,11 @@ def main() -> None:
             figures.setdefault("d1", []).append(
                 workers(url, args.events, distinct, 1, args.partitions, dispatch=False)
             )
+            figures.setdefault("e1", []).append(
+                workers(
+                    url, args.events, distinct, 1, args.partitions, dispatch=False, dispatchers=1
+                )
+            )
             figures.setdefault("h", []).append(handler_alone(lines))
             print(f"run {run + 1}: " + ", ".join(f"{k} {v[-1]:,.0f}" for k, v in figures.items()))
         if args.profile:
@@ -435,10 +450,14 @@ def main() -> None:
             f"(c) orchestrator, {n} worker{'s' if n > 1 else ' '}  {c:>9,.0f} events/s"
             f"   c/b {c / median['b']:.2f}   c/a {c / median['a']:.2f}   c/h {c / median['h']:.2f}"
         )
-    d = median["d1"]
+    d, e = median["d1"], median["e1"]
     print(
-        f"(d) 1 worker, dispatch idle    {d:>8,.0f} events/s"
+        f"(d) 1 worker, dispatch off     {d:>8,.0f} events/s"
         f"   d/b {d / median['b']:.2f}   d/h {d / median['h']:.2f}"
+    )
+    print(
+        f"(e) 1 worker + 1 dispatcher    {e:>8,.0f} events/s"
+        f"   e/b {e / median['b']:.2f}   e/h {e / median['h']:.2f}"
     )
     print(
         f"(h) the worker's handler alone {median['h']:>8,.0f} events/s"

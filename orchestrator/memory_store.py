@@ -41,6 +41,7 @@ from .ports import (
     DeliveryReports,
     EpisodeView,
     EventStore,
+    Final,
     FlowVersions,
     ImportHold,
     InboundArchive,
@@ -293,6 +294,16 @@ class MemoryStore:
                 ),
             )
             return True
+
+    def finish_all(self, finals: Sequence[Final], owner: str, now: datetime) -> set[str]:
+        held: set[str] = set()
+        with self._transaction():  # one transaction, as the SQL store's
+            for final in finals:
+                if final.message.key not in held and self.finish(
+                    final.message, owner, now, final.status, final.reason
+                ):
+                    held.add(final.message.key)
+        return held
 
     def finish_sent(self, sends: Sequence[Sent], owner: str) -> set[str]:
         held: set[str] = set()

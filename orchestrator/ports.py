@@ -61,6 +61,7 @@ __all__ = [
     "EventResult",
     "EventSink",
     "EventStore",
+    "Final",
     "FlowVersions",
     "ImportHold",
     "InboundArchive",
@@ -129,6 +130,15 @@ class SendingFacts:
     # (`decode:<error>`): their messages fail alone instead of the batch.
     unreadable_patients: dict[str, str] = field(default_factory=dict)
     unreadable_journeys: dict[tuple[str, str, int], str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Final:
+    """A held message the send-time gate settled without a send (expired, suppressed)."""
+
+    message: ScheduledMessage
+    status: MessageStatus
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -500,6 +510,10 @@ class MessageLedger(Protocol):
 
     def finish_sent(self, sends: Sequence[Sent], owner: str) -> set[str]:
         """Mark accepted sends "sent", with their audit rows; the keys still held."""
+        ...
+
+    def finish_all(self, finals: Sequence[Final], owner: str, now: datetime) -> set[str]:
+        """Move held messages to their final statuses, with audit rows; the keys still held."""
         ...
 
     def unsend(self, key: str, owner: str, now: datetime, outcome: str, error: str | None) -> bool:

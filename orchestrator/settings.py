@@ -98,6 +98,12 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8000"
     portal_url: str = "https://portal.example.org"
 
+    dispatch: bool = Field(
+        True,
+        description="run the dispatch loop in this process (`run`, `worker`); off: it only "
+        "takes events in, and `orchestrator dispatch` processes send (consumers and "
+        "dispatchers scale apart)",
+    )
     dispatch_batch: int = 100
     dispatch_poll_seconds: float = 1.0
     lease_seconds: float = Field(

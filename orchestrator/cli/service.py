@@ -75,6 +75,40 @@ def run_command(
     )
 
 
+def dispatch_command(
+    db: DbOption = None,
+    flows: FlowsOption = None,
+    templates: TemplatesOption = None,
+) -> None:
+    """Run a dispatcher alone: send what falls due, take no events in.
+
+    Beside workers (or `run`) started with ORCHESTRATOR_DISPATCH=off, so that
+    consuming and sending scale apart. Several dispatchers share the due
+    messages under leases. Stops on SIGTERM or SIGINT once its batch is
+    recorded. SQLite stores are migrated on start; PostgreSQL needs `db upgrade`.
+    """
+    import os
+    import socket
+
+    from ..logs import configure
+    from ..service.runtime import Runtime
+
+    settings = settings_with(db=db, flows=flows, templates=templates)
+    err = Console(stderr=True, soft_wrap=True, highlight=False)
+    configure()
+    owner = f"dispatch:{socket.gethostname()}:{os.getpid()}"
+    with exit_on_startup_errors(err):
+        runtime = Runtime.build(settings, migrate=settings.db.startswith("sqlite"), owner=owner)
+    loop = runtime.dispatch_here()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        # Only asks: the loop stops after the batch in hand is recorded.
+        signal.signal(signum, lambda *_: loop.stop(0))
+    try:
+        loop.run()
+    finally:
+        runtime.close()
+
+
 @db_app.command("upgrade")
 def db_upgrade(db: DbOption = None) -> None:
     """Apply the schema migrations to the store."""
@@ -99,4 +133,4 @@ def _loopback(host: str) -> bool:
         return False
 
 
-__all__ = ["db_app", "run_command"]
+__all__ = ["db_app", "dispatch_command", "run_command"]

@@ -3,9 +3,11 @@
 `build_app` makes the app and its agent. The agent reads `patient.scheduling`,
 `patient.intake`, `patient.discharge` and `patient.messaging` (one consumer
 group, so workers share the partitions) with manual acknowledgement and feeds
-a bounded queue; a batch processor beside it takes batches off the queue,
-runs each through the `BatchHandler` on a thread (the event loop keeps
-reading and heartbeating meanwhile), publishes the dead letters and waits
+a bounded queue; a parser takes batches off the queue and parses each on a
+thread (`BatchHandler.parse`), one batch ahead; a batch processor beside it
+stores each parsed batch on another thread (`BatchHandler.store`: the event
+loop keeps reading and heartbeating, and the next batch is parsed while this
+one waits on the database), publishes the dead letters and waits
 for the broker to have them, and only then acknowledges the batch's events.
 Faust commits acknowledged offsets every `broker_commit_interval`: at least
 once, and a redelivered event is a duplicate to the processor. One agent
@@ -28,7 +30,7 @@ from mode import CrashingSupervisor
 
 from ..errors import StoreError
 from .deadletter import Record
-from .handler import BatchHandler
+from .handler import BatchHandler, BatchOutcome, ParsedBatch
 from .topics import DEADLETTER, EVENT_TOPICS
 
 __all__ = ["AgentOptions", "build_app"]
@@ -85,6 +87,8 @@ def build_app(handler: BatchHandler, options: AgentOptions) -> faust.App:
         assert isinstance(stream, Stream)  # noack is on the class, not the protocol
         manual = stream.noack()
         queue: asyncio.Queue[EventT[bytes]] = asyncio.Queue(maxsize=options.batch * 2)
+        # One parsed batch waits here while the one before is stored.
+        parsed: asyncio.Queue[_Parsed] = asyncio.Queue(maxsize=1)
 
         async def feed() -> None:
             async for event in manual.events():
@@ -92,7 +96,8 @@ def build_app(handler: BatchHandler, options: AgentOptions) -> faust.App:
 
         tasks = {
             asyncio.ensure_future(feed()),
-            asyncio.ensure_future(_process_batches(manual, queue, handler, deadletter, options)),
+            asyncio.ensure_future(_parse_batches(queue, parsed, handler, options)),
+            asyncio.ensure_future(_process_batches(manual, parsed, handler, deadletter, options)),
         }
         try:
             # Both run until stopped; the first to fail fails the agent at once.
@@ -143,19 +148,23 @@ async def _next_batch(
     return batch
 
 
-async def _process_batches(
-    stream: faust.StreamT[bytes],
+@dataclass(frozen=True, slots=True)
+class _Parsed:
+    """A batch taken off the queue, and its records parsed."""
+
+    events: list[EventT[bytes]]
+    parsed: ParsedBatch
+
+
+async def _parse_batches(
     queue: asyncio.Queue[EventT[bytes]],
+    parsed: asyncio.Queue[_Parsed],
     handler: BatchHandler,
-    deadletter: faust.TopicT,
     options: AgentOptions,
 ) -> None:
-    """Take batches off the queue: process, publish dead letters, then acknowledge."""
-    loop = asyncio.get_running_loop()
+    """Take batches off the queue and parse each on a thread, in order, one batch ahead."""
     while True:
-        waited = loop.time()
         batch = await _next_batch(queue, options.batch, options.batch_seconds)
-        started = loop.time()
         records = [
             Record(
                 e.message.topic,
@@ -166,7 +175,24 @@ async def _process_batches(
             )
             for e in batch
         ]
-        outcome = await _handle_until_stored(handler, records, options.retry_seconds)
+        await parsed.put(_Parsed(batch, await asyncio.to_thread(handler.parse, records)))
+
+
+async def _process_batches(
+    stream: faust.StreamT[bytes],
+    queue: asyncio.Queue[_Parsed],
+    handler: BatchHandler,
+    deadletter: faust.TopicT,
+    options: AgentOptions,
+) -> None:
+    """Take parsed batches off the queue: store, publish dead letters, then acknowledge."""
+    loop = asyncio.get_running_loop()
+    while True:
+        waited = loop.time()
+        taken = await queue.get()
+        batch = taken.events
+        started = loop.time()
+        outcome = await _handle_until_stored(handler, taken.parsed, options.retry_seconds)
         handled = loop.time()
         sent = [
             await deadletter.send(
@@ -181,7 +207,7 @@ async def _process_batches(
         log.info(
             "kafka.batch",
             extra={
-                "records": len(records),
+                "records": len(batch),
                 "dead": len(outcome.dead),
                 # Where a batch's time goes: waiting for it, the handler, publishing and acks.
                 "waited": round(started - waited, 3),
@@ -192,15 +218,15 @@ async def _process_batches(
 
 
 async def _handle_until_stored(
-    handler: BatchHandler, records: list[Record], retry_seconds: float
-) -> Any:
-    """Handle the batch, retrying while the store fails: nothing is acked before it commits."""
+    handler: BatchHandler, parsed: ParsedBatch, retry_seconds: float
+) -> BatchOutcome:
+    """Store the batch, retrying while the store fails: nothing is acked before it commits."""
     while True:
         try:
-            return await asyncio.to_thread(handler.handle, records)
+            return await asyncio.to_thread(handler.store, parsed)
         except StoreError as exc:
             log.error(
                 "kafka.batch_store_failed",
-                extra={"error": exc.__class__.__name__, "records": len(records)},
+                extra={"error": exc.__class__.__name__, "records": len(parsed.taken)},
             )
             await asyncio.sleep(retry_seconds)

@@ -1,7 +1,9 @@
 """The batch handler: consumed records through the event processor, poison set aside.
 
-The Faust agent hands it each batch it takes; it parses every record and
-hands the batch to the runtime's `Intake` (source `kafka`), which runs the
+The Faust agent hands it each batch it takes; it parses every record
+(`parse`: no store, so the agent parses the next batch while this one is in
+the database) and hands the batch to the runtime's `Intake` (source `kafka`,
+`store`), which runs the
 events through the one `EventProcessor` in one transaction and keeps poison
 (not JSON, not an event, an unknown type, an event the engine rejects) as
 rejected input; the handler returns that poison as dead letters. The caller acknowledges the batch only after this returns, so
@@ -26,7 +28,7 @@ from ..ports import EventIntake, EventResult, Input
 from ..runtime.intake import parse_json
 from .deadletter import DeadLetter, Record
 
-__all__ = ["BatchHandler", "BatchOutcome", "in_patient_order"]
+__all__ = ["BatchHandler", "BatchOutcome", "ParsedBatch", "in_patient_order"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,13 @@ SOURCE = "kafka"
 class BatchOutcome:
     results: tuple[EventResult, ...]
     dead: tuple[DeadLetter, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedBatch:
+    """A batch's records parsed, poison first, then the events in patient order."""
+
+    taken: tuple[tuple[Input, Record], ...]
 
 
 @dataclass
@@ -51,6 +60,10 @@ class BatchHandler:
             StoreError: the store is unreachable or the transaction failed; nothing
                 was committed and the batch must be handled again.
         """
+        return self.store(self.parse(records))
+
+    def parse(self, records: Sequence[Record]) -> ParsedBatch:
+        """Parse a batch's records (CPU only: nothing is read or written)."""
         poison: list[tuple[Input, Record]] = []
         events: list[tuple[Event, Record]] = []
         for record in records:
@@ -68,7 +81,15 @@ class BatchHandler:
         ordered = [
             (Input(record.value, event), record) for event, record in in_patient_order(events)
         ]
-        taken = poison + ordered
+        return ParsedBatch(tuple(poison + ordered))
+
+    def store(self, parsed: ParsedBatch) -> BatchOutcome:
+        """Process a parsed batch in one transaction; as `handle`.
+
+        Raises:
+            StoreError: as `handle`: the batch must be stored again.
+        """
+        taken = parsed.taken
         results = self.intake.take(SOURCE, [given for given, _ in taken]) if taken else []
         dead: list[DeadLetter] = []
         processed: list[EventResult] = []

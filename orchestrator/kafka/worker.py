@@ -5,7 +5,8 @@ flow registry, processor, intake and dispatcher), starts its dispatch loop on a
 thread (every worker claims due messages under PostgreSQL `SKIP LOCKED`
 leases, so a second worker adds dispatch capacity and takes over a dead one's
 claims when their leases run out) and runs the Faust worker until it is
-stopped (SIGTERM, SIGINT).
+stopped (SIGTERM, SIGINT). With ORCHESTRATOR_DISPATCH=off it starts no loop:
+it only consumes, and `orchestrator dispatch` processes send.
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ def run_worker(settings: Settings, broker: str, *, clock: Clock | None = None) -
     datadir = tempfile.mkdtemp(prefix="orchestrator-worker-")
     app = build_app(build_handler(runtime), agent_options(settings, broker, datadir))
     runtime.start()
-    log.info("worker.started", extra={"owner": owner})
+    log.info("worker.started", extra={"owner": owner, "dispatch": settings.dispatch})
     status = 0
     try:
         worker = faust.Worker(app, loglevel="INFO", override_logging=False, quiet=True)

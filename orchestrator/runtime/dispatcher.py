@@ -73,7 +73,16 @@ from ..policies import (
     decide,
     stale_at,
 )
-from ..ports import Claim, Connector, MessageLedger, Outgoing, Receipt, SendingFacts, Sent
+from ..ports import (
+    Claim,
+    Connector,
+    Final,
+    MessageLedger,
+    Outgoing,
+    Receipt,
+    SendingFacts,
+    Sent,
+)
 from ..recipients import Contact, contact_for
 from ..templates import TemplateSet
 from .pacing import Pacer
@@ -300,9 +309,12 @@ class Dispatcher:
             c.message.key: c.due_at for c in claims if c.reason == PACED
         }
         going: list[_Ready] = []
+        # What the gate and the pacer settle without a send, recorded together
+        # at the end: a backlog brings them by the hundred.
+        finals: list[Final] = []
         for round_ in rounds:
-            prepared = [self._guarded(c.message, self._prepare, c, facts) for c in round_]
-            admitted = self._paced([p for p in prepared if p is not None], returning)
+            prepared = [self._guarded(c.message, self._prepare, c, facts, finals) for c in round_]
+            admitted = self._paced([p for p in prepared if p is not None], returning, finals)
             for item in admitted:
                 # Counted now, before it is sent, so the cap holds within this batch;
                 # a send that then fails only makes the rest of the batch more careful.
@@ -311,16 +323,18 @@ class Dispatcher:
                 sent = facts.sent.setdefault(who, {})
                 sent.setdefault(item.outgoing.channel, []).append(self.clock.now())
             going += admitted
+        if finals:
+            self.store.finish_all(finals, self.owner, self.clock.now())
         if len(rounds) > 1:
             place = {claim.message.key: index for index, claim in enumerate(claims)}
             going.sort(key=lambda item: place[item.message.key])
         return going
 
-    def _prepare(self, claim: Claim, facts: SendingFacts) -> _Ready | None:
-        """Decide one message; record what is not a send, mark a send "sending".
+    def _prepare(self, claim: Claim, facts: SendingFacts, finals: list[Final]) -> _Ready | None:
+        """Decide one message; record what is not a send, or add it to `finals`.
 
-        Returns the message to hand to its connector, or None when it is
-        settled here (suppressed, expired, deferred, reconciled, failed).
+        Returns the message to render and hand to its connector, or None when
+        it is settled here (suppressed or expired: in `finals`; deferred, failed).
         """
         message = claim.message
         now = self.clock.now()
@@ -349,10 +363,10 @@ class Dispatcher:
             )
             return None
         if isinstance(verdict, Suppress):
-            self.store.finish(message, self.owner, now, MessageStatus.SUPPRESSED, verdict.reason)
+            finals.append(Final(message, MessageStatus.SUPPRESSED, verdict.reason))
             return None
         if isinstance(verdict, Expire):
-            self.store.finish(message, self.owner, now, MessageStatus.EXPIRED, verdict.reason)
+            finals.append(Final(message, MessageStatus.EXPIRED, verdict.reason))
             return None
         assert contact is not None and patient is not None
         usable, _ = contactable(message.channels, contact, consent)
@@ -425,13 +439,16 @@ class Dispatcher:
         return None
 
     def _paced(
-        self, rendered: list[_Ready], returning: Mapping[str, datetime | None]
+        self,
+        rendered: list[_Ready],
+        returning: Mapping[str, datetime | None],
+        finals: list[Final],
     ) -> list[_Ready]:
         """The sends that may go now (their tokens taken); the others held, or expired.
 
         A message in `returning` was admitted before: held for its tokens until
         the instant given (None: its hold, if any, is audited as a first). One whose turn would come too late tries its next
-        usable channels, paced in turn, before it expires.
+        usable channels, paced in turn, before it expires (added to `finals`).
         """
         if self.pacer is None:
             return rendered
@@ -454,7 +471,7 @@ class Dispatcher:
                         later.append(other)
                 else:
                     # Its sender could take it only at or past its staleness limit: not sent late.
-                    self._guarded(item.message, self._expire_stale, item)
+                    finals.append(Final(item.message, MessageStatus.EXPIRED, "stale"))
             rendered = later
         return going
 
@@ -468,11 +485,6 @@ class Dispatcher:
             item.relationship,
             item.journey,
             (MessageStatus.EXPIRED, "stale"),
-        )
-
-    def _expire_stale(self, item: _Ready) -> None:
-        self.store.finish(
-            item.message, self.owner, self.clock.now(), MessageStatus.EXPIRED, "stale"
         )
 
     def _hold_paced(self, item: _Ready, until: datetime, held: datetime | None) -> None:
@@ -658,7 +670,9 @@ class Dispatcher:
                 # Rare: it was admitted once, so it comes back ahead of new sends; held
                 # (or expired) when its next channel's sender has no tokens for it.
                 with self.store.together():
-                    admitted = self._paced([rendered], {item.message.key: None})
+                    finals: list[Final] = []
+                    admitted = self._paced([rendered], {item.message.key: None}, finals)
+                    self.store.finish_all(finals, self.owner, self.clock.now())
                 if not admitted:
                     return
                 rendered = admitted[0]

@@ -185,10 +185,25 @@ class Runtime:
             return 0
 
     def start(self) -> None:
-        """Run the dispatch loop on a thread (a second call does nothing)."""
+        """Run the dispatch loop on a thread (a second call does nothing).
+
+        With the `dispatch` setting off there is no loop: this process only
+        takes events in, and `orchestrator dispatch` processes send what falls due.
+        """
+        if not self.settings.dispatch:
+            log.info("dispatch.off")
+            return
         if self._loop is None:
             self._loop = DispatchLoop(self.tick, self.settings.dispatch_poll_seconds, self.clock)
             self._loop.start()
+
+    def dispatch_here(self) -> DispatchLoop:
+        """The dispatch loop, to run in the caller's thread (`orchestrator dispatch`).
+
+        Whatever the `dispatch` setting: a process run to dispatch dispatches.
+        `loop.run()` returns once `loop.stop()` is called (from a signal handler).
+        """
+        return DispatchLoop(self.tick, self.settings.dispatch_poll_seconds, self.clock)
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop the dispatch loop, letting the message in hand finish (safe to call twice)."""

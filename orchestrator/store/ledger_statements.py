@@ -33,6 +33,7 @@ __all__ = [
     "BEGIN_SENDS",
     "CLOSE_ATTEMPT",
     "FINISH",
+    "FINISH_HELD",
     "HOLD",
     "INSERT_ATTEMPT",
     "INSERT_AUDIT",
@@ -99,6 +100,26 @@ FINISH = (
         lease_until=None,
         updated_at=bindparam("m_now"),
     )
+)
+# `FINISH` for many held messages at once, all to one status and reason, with no
+# send: the keys it moved are the ones their claimer still held.
+FINISH_HELD = (
+    update(MESSAGES)
+    .where(
+        MESSAGES.c.key.in_(bindparam("m_keys", expanding=True)),
+        MESSAGES.c.lease_owner == bindparam("m_owner"),
+        _IN_FLIGHT,
+    )
+    .values(
+        status=bindparam("m_status"),
+        reason=bindparam("m_reason"),
+        provider_id=None,
+        sent_at=None,
+        lease_owner=None,
+        lease_until=None,
+        updated_at=bindparam("m_now"),
+    )
+    .returning(MESSAGES.c.key)
 )
 RESCHEDULE = (
     update(MESSAGES)

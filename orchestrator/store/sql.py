@@ -35,6 +35,7 @@ from ..policies.pacing import Ask, Pace, Taken
 from ..ports import (
     Claim,
     EpisodeView,
+    Final,
     MessageView,
     OutboxEntry,
     SendingFacts,
@@ -186,6 +187,9 @@ class SqlStore:
 
     def finish_sent(self, sends: Sequence[Sent], owner: str) -> set[str]:
         return self.ledger.finish_sent(sends, owner)
+
+    def finish_all(self, finals: Sequence[Final], owner: str, now: datetime) -> set[str]:
+        return self.ledger.finish_all(finals, owner, now)
 
     def unsend(self, key: str, owner: str, now: datetime, outcome: str, error: str | None) -> bool:
         return self.ledger.unsend(key, owner, now, outcome, error)

@@ -34,7 +34,7 @@ from orchestrator.store.tables import (
 )
 from tests.kafka_broker import Broker
 from tests.live import wait_until
-from tests.orchestrator.kafka.conftest import StartWorker
+from tests.orchestrator.kafka.conftest import SCRIPT, StartWorker
 from tests.samples import ROOT, contact_details
 from tests.test_crash_recovery import FINAL, ending_now
 
@@ -281,7 +281,10 @@ import faust
 from orchestrator.kafka.app import AgentOptions, build_app
 
 class Failing:
-    def handle(self, records):
+    def parse(self, records):
+        return records
+
+    def store(self, parsed):
         raise RuntimeError("a bug in the handler")
 
 app = build_app(Failing(), AgentOptions(
@@ -321,3 +324,70 @@ def test_a_failing_agent_stops_the_worker_and_commits_nothing(
         assert consumer.committed(TopicPartition("patient.scheduling", 0)) is None
     finally:
         consumer.close()
+
+
+def test_a_worker_with_dispatch_off_claims_nothing_and_a_dispatcher_alone_sends(
+    tmp_path: Path, broker: Broker, start_worker: StartWorker, pg: Engine, pg_url: str
+) -> None:
+    """ORCHESTRATOR_DISPATCH=off: the worker only takes events in; `orchestrator dispatch` sends."""
+    bodies = ending_now(datetime.now(UTC))[:400]
+    create_topics(broker, partitions=4)
+    worker = start_worker(ORCHESTRATOR_DISPATCH="off")
+    # In two files: while the second is processed, the first's messages are due
+    # (a worker dispatching would claim them then, its loop polling every 0.05 s).
+    for part, name in ((bodies[:200], "first.jsonl"), (bodies, "second.jsonl")):
+        ingest(broker, stream_file(tmp_path, name, part[-200:]))
+        wait_until(
+            lambda part=part: worker.process.poll() is not None or processed(pg) == distinct(part),
+            timeout=60,
+            what="every event processed",
+        )
+        assert worker.process.poll() is None, worker.output()
+    with pg.connect() as c:
+        touched = c.execute(
+            select(func.count())
+            .select_from(ScheduledMessageRow)
+            .where(
+                ScheduledMessageRow.lease_owner.is_not(None) | (ScheduledMessageRow.attempts > 0)
+            )
+        ).scalar_one()
+        due = c.execute(
+            select(func.count())
+            .select_from(ScheduledMessageRow)
+            .where(
+                ScheduledMessageRow.status == "scheduled",
+                ScheduledMessageRow.due_at <= datetime.now(UTC),
+            )
+        ).scalar_one()
+    assert (touched, sent(pg)) == (0, 0)
+    assert due > 0, "nothing fell due: the test shows nothing"
+    assert '"dispatch.off"' in worker.output()
+
+    log = tmp_path / "dispatch.log"
+    with log.open("wb") as output:
+        dispatcher = subprocess.Popen(
+            [
+                str(SCRIPT),
+                "dispatch",
+                "--db",
+                pg_url,
+                "--flows",
+                str(ROOT / "flows"),
+                "--templates",
+                str(ROOT / "templates"),
+            ],
+            cwd=tmp_path,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until(
+            lambda: dispatcher.poll() is not None or sent(pg) > 0,
+            timeout=60,
+            what="a message sent by the dispatcher alone",
+        )
+        assert dispatcher.poll() is None, log.read_text(errors="replace")
+    finally:
+        dispatcher.send_signal(signal.SIGTERM)
+        status = dispatcher.wait(30)
+    assert status == 0, log.read_text(errors="replace")
