@@ -308,17 +308,7 @@ class SqlLedger:
         held: set[str] = set()
         with self.transactions.write() as c:
             if self.dialect == "postgresql":
-                for chunk in chunks(sorted(parameters), 500):
-                    query = select(MESSAGES.c.key).where(
-                        MESSAGES.c.key.in_(chunk),
-                        MESSAGES.c.lease_owner == owner,
-                        MESSAGES.c.status.in_(IN_FLIGHT),
-                    )
-                    held.update(
-                        c.execute(locking_in_key_order(query, MESSAGES.c.key, self.dialect))
-                        .scalars()
-                        .all()
-                    )
+                held = self._lock_held(c, parameters, owner)
                 if held:
                     # Locked above: each of these updates moves its row.
                     c.execute(FINISH, [parameters[key] for key in parameters if key in held])
@@ -359,6 +349,10 @@ class SqlLedger:
             groups.setdefault((final.status, final.reason), []).append(final)
         held: set[str] = set()
         with self.transactions.write() as c:
+            if self.dialect == "postgresql":
+                # In key order first, as every locker of several messages: the
+                # updates below would lock them in whatever order their plan reads.
+                self._lock_held(c, [f.message.key for f in finals], owner)
             for (status, reason), group in groups.items():
                 for chunk in chunks(sorted({f.message.key for f in group}), 500):
                     held.update(
@@ -380,6 +374,19 @@ class SqlLedger:
                     audited.add(key)
                     entry = record(final.message, now, final.status, final.reason)
                     self.transactions.defer(c, INSERT_AUDIT, audit_row(entry))
+        return held
+
+    def _lock_held(self, c: Connection, keys: Iterable[str], owner: str) -> set[str]:
+        """Lock the rows of `keys` this claimer still holds, in key order; their keys."""
+        held: set[str] = set()
+        for chunk in chunks(sorted(set(keys)), 500):
+            query = select(MESSAGES.c.key).where(
+                MESSAGES.c.key.in_(chunk),
+                MESSAGES.c.lease_owner == owner,
+                MESSAGES.c.status.in_(IN_FLIGHT),
+            )
+            found = c.execute(locking_in_key_order(query, MESSAGES.c.key, self.dialect))
+            held.update(found.scalars().all())
         return held
 
     def unsend(self, key: str, owner: str, now: datetime, outcome: str, error: str | None) -> bool:

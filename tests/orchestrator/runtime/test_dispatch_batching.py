@@ -106,3 +106,39 @@ def test_a_message_whose_claim_was_lost_is_neither_expired_nor_audited_by_finish
     assert statuses[lost] == "claimed"
     assert not [a for a in runtime.store.audit() if a.key == lost and a.status == "expired"]
     assert sorted(a.key for a in runtime.store.audit() if a.status == "expired") == sorted(moved)
+
+
+@pytest.mark.backends("postgresql")
+def test_finish_all_locks_its_rows_in_key_order_before_it_moves_them(
+    build_runtime: BuildRuntime,
+) -> None:
+    # The processor locks a batch's messages in key order (`unit._write_messages`);
+    # an update of many keys locks them in whatever order its plan reads them, so
+    # the two could each hold a row the other waits for.
+    from orchestrator.message_status import MessageStatus
+    from orchestrator.ports import Final
+
+    runtime = build_runtime(stale_after=timedelta(hours=6))
+    backlog(runtime, 3)
+    now = runtime.clock.now()
+    claims = runtime.store.claim_due(now, "a", now + timedelta(minutes=2), 20)
+    seen: list[str] = []
+
+    def note(_c: Any, _cursor: Any, statement: str, _p: Any, _ctx: Any, _many: bool) -> None:
+        seen.append(" ".join(statement.split()))
+
+    assert not isinstance(runtime.store, MemoryStore)
+    engine = runtime.store.engine
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        runtime.store.finish_all(
+            [Final(c.message, MessageStatus.EXPIRED, "stale") for c in reversed(claims)],
+            "a",
+            now,
+        )
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+
+    first_update = next(i for i, s in enumerate(seen) if s.startswith("UPDATE scheduled_messages"))
+    locks = [s for s in seen[:first_update] if s.endswith('COLLATE "C" FOR UPDATE')]
+    assert locks, seen
