@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -43,7 +43,15 @@ def connect(url: str, *, echo: bool = False) -> Engine:
         StoreError: the URL names no usable database driver.
     """
     try:
-        engine = create_engine(url, echo=echo, pool_pre_ping=not url.startswith("sqlite"))
+        options: dict[str, Any] = {}
+        if make_url(url).get_backend_name() == "postgresql":
+            # The store's isolation, whatever the server's default: the audit's tally
+            # trigger (migration 0016) reads what the writer before it committed, which
+            # a REPEATABLE READ snapshot taken before its lock would not show.
+            options["isolation_level"] = "READ COMMITTED"
+        engine = create_engine(
+            url, echo=echo, pool_pre_ping=not url.startswith("sqlite"), **options
+        )
     except (SQLAlchemyError, ImportError) as exc:
         raise StoreError(f"cannot open store {_redacted(url)}: {exc.__class__.__name__}") from exc
     if engine.dialect.name == "sqlite":

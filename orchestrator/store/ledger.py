@@ -142,8 +142,10 @@ class SqlLedger:
                     for key, _, status, attempts, due_at, channel, reason in rows
                     if key in decoded
                 ]
-            for key, reason in unreadable.items():
-                fail_held_on(c, key, owner, now, reason)
+            failed = [
+                fail_held_on(c, key, owner, now, reason) for key, reason in unreadable.items()
+            ]
+            self.transactions.defer_all(c, INSERT_AUDIT, [row for row in failed if row])
         return claims
 
     def fail_held(self, key: str, owner: str, now: datetime, reason: str) -> bool:
@@ -155,7 +157,11 @@ class SqlLedger:
         the store already holds. Returns whether this claimer still held it.
         """
         with self.transactions.write() as c:
-            return fail_held_on(c, key, owner, now, reason)
+            failed = fail_held_on(c, key, owner, now, reason)
+            if failed is None:
+                return False
+            self.transactions.defer(c, INSERT_AUDIT, failed)
+            return True
 
     def lock_messages(self, keys: Iterable[str]) -> None:
         """Lock these messages' rows for the rest of the transaction, in key order (PostgreSQL).
@@ -207,7 +213,7 @@ class SqlLedger:
                     attempts.update({key: int(attempt) for key, attempt in rows})
             if attempts and self.transactions.deferring(CLOSE_ATTEMPT):
                 # Closes waiting in the block must not reach these new pending attempts.
-                self.transactions.flush_deferred(c)
+                self.transactions.flush_deferred(c, CLOSE_ATTEMPT)
             for key, attempt in attempts.items():
                 self.transactions.defer(
                     c,

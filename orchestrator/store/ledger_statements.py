@@ -19,9 +19,7 @@ from sqlalchemy import (
     case,
     func,
     insert,
-    literal,
     or_,
-    select,
     update,
 )
 from sqlalchemy.engine import Connection
@@ -177,26 +175,8 @@ _FAIL_HELD = (
         lease_until=None,
         updated_at=bindparam("m_now"),
     )
-)
-_AUDIT_FROM_ROW = insert(_AUDIT).from_select(
-    [
-        "at",
-        "patient_id",
-        "flow_id",
-        "flow_version",
-        "episode_id",
-        "stage_id",
-        "message_id",
-        "key",
-        "recipient",
-        "channel",
-        "template",
-        "due_at",
-        "status",
-        "reason",
-    ],
-    select(
-        bindparam("a_now", type_=_AUDIT.c.at.type),
+    # What its audit row copies: the message's own columns, its payload unread.
+    .returning(
         MESSAGES.c.patient_id,
         MESSAGES.c.flow_id,
         MESSAGES.c.flow_version,
@@ -206,19 +186,26 @@ _AUDIT_FROM_ROW = insert(_AUDIT).from_select(
         MESSAGES.c.key,
         MESSAGES.c.recipient,
         MESSAGES.c.channel,
-        # The template is in the payload, which is what could not be read.
-        literal("", String()),
         MESSAGES.c.due_at,
         MESSAGES.c.status,
         MESSAGES.c.reason,
-    ).where(MESSAGES.c.key == bindparam("a_key")),
+    )
 )
 
 
-def fail_held_on(c: Connection, key: str, owner: str, now: datetime, reason: str) -> bool:
-    """`SqlLedger.fail_held` inside a transaction already open."""
-    if c.execute(_FAIL_HELD, owned(key, owner, reason=reason, now=now)).rowcount != 1:
-        return False
+def fail_held_on(
+    c: Connection, key: str, owner: str, now: datetime, reason: str
+) -> dict[str, Any] | None:
+    """`SqlLedger.fail_held` inside a transaction already open, but for its audit row.
+
+    Returns the audit row to write (None: this claimer no longer held the
+    message). The caller writes it with the transaction's other audit rows, in
+    one statement (`Transactions.defer`): the audit's tally trigger locks per
+    statement, and two transactions each auditing as they go could deadlock.
+    """
+    failed = c.execute(_FAIL_HELD, owned(key, owner, reason=reason, now=now)).mappings().first()
+    if failed is None:
+        return None
     c.execute(
         CLOSE_ATTEMPT,
         {
@@ -229,8 +216,15 @@ def fail_held_on(c: Connection, key: str, owner: str, now: datetime, reason: str
             "provider_id": None,
         },
     )
-    c.execute(_AUDIT_FROM_ROW, {"a_now": now, "a_key": key})
-    return True
+    # The columns of `rows.audit_row`, so that it joins the other audit rows' statement.
+    return {
+        **failed,
+        "at": now,
+        "event_id": None,
+        "language": None,
+        # The template is in the payload, which is what could not be read.
+        "template": "",
+    }
 
 
 def case_sending(status: Any) -> Any:

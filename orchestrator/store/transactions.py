@@ -122,7 +122,7 @@ class Transactions:
         later: dict[Any, list[dict[str, Any]]] = getattr(self._held, "later", {})
         return any(s is statement for s, _ in later)
 
-    def flush_deferred(self, c: Connection) -> None:
+    def flush_deferred(self, c: Connection, only: Any = None) -> None:
         """Execute the deferred writes now: each kind of insert as one statement
         on PostgreSQL (`bulk.insert_rows`), anything else as one executemany.
 
@@ -130,11 +130,14 @@ class Transactions:
         trigger (migration 0016) takes its locks per statement, in one order.
         Row by row, two batches auditing two messages in opposite orders would
         each hold one lock and wait for the other's (a deadlock, and a batch of
-        sends whose outcome is lost until `find` settles it).
+        sends whose outcome is lost until `find` settles it). So a flush in the
+        middle of a block names the kind it needs written (`only`): the audit
+        rows stay for the one statement at the end.
         """
         later: dict[Any, list[dict[str, Any]]] = self._held.later
-        self._held.later = {}
-        for (statement, _), rows in later.items():
+        now = {kind: rows for kind, rows in later.items() if only is None or kind[0] is only}
+        self._held.later = {kind: rows for kind, rows in later.items() if kind not in now}
+        for (statement, _), rows in now.items():
             self._execute(c, statement, rows)
 
     def _execute(self, c: Connection, statement: Any, rows: list[dict[str, Any]]) -> None:
@@ -174,12 +177,16 @@ class Transactions:
 
 def _plain_insert(statement: Any) -> bool:
     """An insert of rows as given: `insert_rows` would drop a dialect's own clause
-    (ON CONFLICT), a FROM SELECT or RETURNING."""
+    (ON CONFLICT), a FROM SELECT, RETURNING, values or prefixes of its own."""
     return (
         type(statement) is Insert
         and statement.select is None
         and not statement._returning
+        and not statement._return_defaults
         and statement._values is None
+        and not statement._multi_values
+        and not statement._prefixes
+        and statement._post_values_clause is None
     )
 
 
