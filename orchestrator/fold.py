@@ -59,6 +59,7 @@ SUBJECT_ANCHORS = frozenset(
 )
 
 _ACTIVE, _COMPLETED, _EXITED = EpisodeStatus.ACTIVE, EpisodeStatus.COMPLETED, EpisodeStatus.EXITED
+_STAGE_ENTERED, _EVENT_OCCURRED_AT = Anchor.STAGE_ENTERED, Anchor.EVENT_OCCURRED_AT
 
 # Called by position, as in `engine`: mypy checks the types, and
 # tests/orchestrator/test_frozen.py pins the field order these calls follow.
@@ -68,6 +69,7 @@ _new_message = builder(ScheduledMessage)
 _new_visit = builder(StageVisit)
 _new_appointment = builder(AppointmentState)
 _new_encounter = builder(EncounterState)
+_new_recipient = builder(Recipient)
 
 
 @dataclass(slots=True)
@@ -142,8 +144,9 @@ class Fold:
     # Keys this fold wrote, in order: what the diff compares after one step.
     touched: dict[str, None] = field(default_factory=dict)
     plan: FlowPlan = field(init=False)
-    # The patient as a recipient, made once per fold.
-    _patient_recipient: Recipient | None = field(init=False, default=None)
+    # The patient as a recipient, with its key material up to the message id
+    # (`_key_material`): made once per fold.
+    _to_patient: tuple[tuple[Recipient, str], ...] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.plan = self.flow.plan
@@ -167,7 +170,7 @@ class Fold:
         )
 
     def frozen_episodes(self) -> tuple[Episode, ...]:
-        return tuple(e.freeze() if isinstance(e, EpisodeDraft) else e for e in self.episodes)
+        return tuple([e.freeze() if isinstance(e, EpisodeDraft) else e for e in self.episodes])
 
     def freeze(self, events: tuple[Event, ...]) -> Journey:
         return _new_journey(
@@ -438,11 +441,13 @@ class Fold:
                 expires = spec.expiry.resolve(expiry_at, zone) if expiry_at else None
             if due == message.due_at:
                 if expires != message.expires_at:
-                    self.messages[message.key] = replace(message, expires_at=expires)
+                    self.messages[message.key] = _retimed(
+                        message, message.key, message.due_at, expires, message.created_by
+                    )
                     self.touched[message.key] = None
                 continue
             key = _key(self.flow, message.message_id, message.recipient, event.id, due)
-            moved = replace(message, key=key, due_at=due, expires_at=expires, created_by=event.id)
+            moved = _retimed(message, key, due, expires, event.id)
             self._drop(message, reason)
             self.messages[moved.key] = moved
             self.touched[moved.key] = None
@@ -460,7 +465,14 @@ class Fold:
         if spec.variants:
             spec = plan.for_persona(_persona(self.flow, episode))
         timing, expiry = spec.timing, spec.expiry
-        anchor_at = _anchor_time(episode, timing.anchor, event)
+        anchor = timing.anchor
+        # `_anchor_time`, inline for the two anchors most messages are timed from.
+        if anchor is _STAGE_ENTERED:
+            anchor_at: datetime | None = episode.stage_entered_at
+        elif anchor is _EVENT_OCCURRED_AT:
+            anchor_at = event.occurred_at
+        else:
+            anchor_at = _subject_time(episode, anchor, episode)
         if anchor_at is None:
             return  # the anchor is not known (no appointment start yet): nothing to time it by
         patient = event.patient
@@ -471,33 +483,38 @@ class Fold:
         if expiry is not None:
             expiry_at = _anchor_time(episode, expiry.anchor, event)
             expires = expiry.resolve(expiry_at, zone) if expiry_at else None
-        recipient = self._patient_recipient
-        if recipient is None:
-            recipient = self._patient_recipient = Recipient(self.patient_id)
-        recipients = [recipient]
+        recipients = self._to_patient
+        if recipients is None:
+            head = _key_material(self.flow, self.patient_id, None)
+            recipients = self._to_patient = ((_new_recipient(self.patient_id, None), head),)
         if spec.topic is not None and patient.caregivers:
-            recipients += [
-                Recipient(self.patient_id, c.id)
+            recipients += tuple(
+                (
+                    _new_recipient(self.patient_id, c.id),
+                    _key_material(self.flow, self.patient_id, c.id),
+                )
                 for c in patient.caregivers
                 if spec.topic in c.receives
-            ]
-        flow, stage_id = self.flow, plan.stage.id
-        for recipient in recipients:
-            key = _key(flow, spec.id, recipient, event.id, due)
+            )
+        flow, stage_id, spec_id, event_id = self.flow, plan.stage.id, spec.id, event.id
+        # One due time, so one timestamp, for every recipient.
+        tail = f"\x1f{spec_id}\x1f{event_id}\x1f{int(due.timestamp())}"
+        for recipient, head in recipients:
+            key = _digest(head + tail)
             self.messages[key] = _new_message(
                 key,
                 flow.id,
                 flow.version,
                 episode.id,
                 stage_id,
-                spec.id,
+                spec_id,
                 spec.template,
                 spec.channels,
                 recipient,
                 due,
                 expires,
-                timing.anchor,
-                event.id,
+                anchor,
+                event_id,
                 zone_name,
                 episode.appointment_id,
                 episode.encounter_id,
@@ -506,6 +523,33 @@ class Fold:
                 spec.window,
             )
             self.touched[key] = None
+
+
+def _retimed(
+    m: ScheduledMessage, key: str, due: datetime, expires: datetime | None, created_by: str
+) -> ScheduledMessage:
+    """`replace(m, key=, due_at=, expires_at=, created_by=)`, through the builder."""
+    return _new_message(
+        key,
+        m.flow_id,
+        m.flow_version,
+        m.episode_id,
+        m.stage_id,
+        m.message_id,
+        m.template,
+        m.channels,
+        m.recipient,
+        due,
+        expires,
+        m.anchor,
+        created_by,
+        m.timezone,
+        m.appointment_id,
+        m.encounter_id,
+        m.topic,
+        m.essential,
+        m.window,
+    )
 
 
 @lru_cache(maxsize=512)
@@ -563,9 +607,19 @@ def _persona(flow: Flow, episode: EpisodeDraft) -> str | None:
 
 
 def _key(flow: Flow, message_id: str, recipient: Recipient, created_by: str, due: datetime) -> str:
-    """The idempotency key: flow version, message, recipient, creating event and due time."""
-    material = (
-        f"{flow.id}\x1f{flow.version}\x1f{recipient.patient_id}\x1f{recipient.caregiver_id or ''}"
-        f"\x1f{message_id}\x1f{created_by}\x1f{int(due.timestamp())}"
-    )
+    """The idempotency key: flow version, message, recipient, creating event and due time.
+
+    `Fold._schedule` builds the same material from the patient's head, made
+    once per fold, and one tail per due time.
+    """
+    head = _key_material(flow, recipient.patient_id, recipient.caregiver_id)
+    return _digest(f"{head}\x1f{message_id}\x1f{created_by}\x1f{int(due.timestamp())}")
+
+
+def _key_material(flow: Flow, patient_id: str, caregiver_id: str | None) -> str:
+    """The key material up to the message id: flow, version and recipient."""
+    return f"{flow.id}\x1f{flow.version}\x1f{patient_id}\x1f{caregiver_id or ''}"
+
+
+def _digest(material: str) -> str:
     return blake2b(material.encode(), digest_size=12).hexdigest()

@@ -19,6 +19,7 @@ from enum import StrEnum
 
 from .event import Channel, Event, Patient
 from .flows.timing import Anchor
+from .frozen import builder
 
 __all__ = [
     "DEFAULT_SETTLE_AFTER",
@@ -175,6 +176,8 @@ class Journey:
 
     @classmethod
     def start(cls, patient_id: str, flow_id: str) -> Journey:
+        if cls is Journey:
+            return _new_journey(patient_id, flow_id)  # once per patient and flow: made quickly
         return cls(patient_id=patient_id, flow_id=flow_id)
 
     def at_checkpoint(self) -> Journey:
@@ -209,3 +212,6 @@ class Journey:
 
     def episode(self, episode_id: str) -> Episode | None:
         return next((e for e in self.episodes if e.id == episode_id), None)
+
+
+_new_journey = builder(Journey)

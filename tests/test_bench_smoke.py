@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Each: the script, tiny arguments, and a word its figures line holds.
 QUICK = [
     ("engine.py", ["--events", "300", "--runs", "1"], "events/s"),
+    ("engine_diff.py", ["--against", "HEAD", "--events", "300"], "byte-identical"),
     ("simulate.py", ["--repeat", "1"], "events/s"),
     (
         "history.py",

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from fnmatch import translate
+from operator import attrgetter
 from typing import TYPE_CHECKING
 
 from ..event import Event, EventType
@@ -39,13 +40,16 @@ __all__ = [
 Match = Callable[[Event], bool] | None
 
 _GLOB = re.compile(r"[*?\[]")
+# How many texts a condition with wildcards remembers having matched or not.
+_SEEN_TEXTS = 1024
 
 
 def _reader(path: str) -> Callable[[Event], object]:
     from .model import event_field
 
     if path == "service":
-        return lambda event: event.service
+        read: Callable[[Event], object] = attrgetter("service")  # the property, with no frame
+        return read
     return lambda event: event_field(event, path)
 
 
@@ -56,6 +60,17 @@ def _condition(condition: Condition) -> Callable[[Event], bool]:
     exact = frozenset(a for a in texts if not _GLOB.search(a))
     globs = tuple(re.compile(translate(a)).match for a in texts if _GLOB.search(a))
     others = tuple(a for a in condition.allowed if not isinstance(a, str))
+    if not globs and not others:
+        # The common case (a service or type named exactly): a set lookup, no loops.
+        def holds_exact(event: Event) -> bool:
+            value = read(event)
+            if isinstance(value, str):
+                return (value if type(value) is str else str.__str__(value)) in exact
+            return False
+
+        return holds_exact
+
+    seen: dict[str, bool] = {}
 
     def holds(event: Event) -> bool:
         value = read(event)
@@ -63,7 +78,15 @@ def _condition(condition: Condition) -> Callable[[Event], bool]:
             # A text matches text (as `fnmatchcase`); no value of another kind equals it.
             # A subclass of str (a `StrEnum`) is read as its text, as `fnmatchcase` reads it.
             text = value if type(value) is str else str.__str__(value)
-            return text in exact or any(match(text) for match in globs)
+            if text in exact:
+                return True
+            # Events name few distinct services: each text goes through the globs once.
+            found = seen.get(text)
+            if found is None:
+                if len(seen) >= _SEEN_TEXTS:
+                    seen.clear()  # bounded, whatever a feed sends
+                found = seen[text] = any(match(text) for match in globs)
+            return found
         for expected in others:
             if isinstance(expected, bool) or isinstance(value, bool):
                 if value is expected:
@@ -82,7 +105,14 @@ def compile_conditions(conditions: tuple[Condition, ...]) -> Match:
     if len(conditions) == 1:
         return _condition(conditions[0])
     each = tuple(_condition(c) for c in conditions)
-    return lambda event: all(holds(event) for holds in each)
+
+    def holds_all(event: Event) -> bool:
+        for holds in each:  # noqa: SIM110 (a loop, not a generator per call)
+            if not holds(event):
+                return False
+        return True
+
+    return holds_all
 
 
 def _by_type(triggers: tuple[Trigger, ...]) -> Mapping[EventType, tuple[Match, ...]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from hashlib import blake2b
 from typing import Any
 
 from orchestrator.actions import (
@@ -16,9 +17,12 @@ from orchestrator.actions import (
 from orchestrator.engine import advance, route
 from orchestrator.event import Event
 from orchestrator.event_schema import parse_event
+from orchestrator.flows import load_flows
 from orchestrator.flows.model import Flow
-from orchestrator.journey import EpisodeStatus, Journey
+from orchestrator.journey import EpisodeStatus, Journey, ScheduledMessage
 from tests.builders import at, flow_data, make_event, make_event_data, make_flow, make_patient
+from tests.samples import ROOT as SAMPLES_ROOT
+from tests.samples import SAMPLE_FILES, sample_events
 
 FLOW = make_flow()
 START = at(days=8)  # Tuesday 2026-03-10 14:00 UTC, 09:00 in Chicago (CDT)
@@ -389,3 +393,38 @@ def test_a_late_event_that_changes_the_stages_reports_the_stage_it_enters() -> N
     assert [v.stage_id for v in episode.history] == ["booked", "rebooking"]
     enters = [a for a in decision.actions if isinstance(a, EnterStage)]
     assert [(e.stage_id, e.event_id) for e in enters] == [("rebooking", late.id)]
+
+
+def test_every_key_is_the_documented_hash_of_its_message() -> None:
+    # docs/architecture.md: 24 hex of BLAKE2b over flow id, version, patient id,
+    # caregiver id, message id, creating event id and due time in whole seconds,
+    # joined by \x1f. The fold builds that material in pieces; the samples hold
+    # messages to patients and to caregivers, and rescheduled ones.
+    flows = list(load_flows([SAMPLES_ROOT / "flows"]).flows.values())
+    events = [parse_event(e) for path in SAMPLE_FILES for e in sample_events(path.stem)]
+    seen: list[ScheduledMessage] = []
+    for stream in (events, events[::-1]):  # in order, and backwards (every event re-folds)
+        journeys: dict[tuple[str, str], Journey] = {}
+        for event in stream:
+            for flow in route(event, flows):
+                key = (event.patient.id, flow.id)
+                journey = journeys.get(key) or Journey.start(event.patient.id, flow.id)
+                decision = advance(journey, event, flow, event.occurred_at)
+                journeys[key] = decision.journey
+                seen += [a.message for a in decision.actions if isinstance(a, ScheduleMessage)]
+    for message in seen:
+        r = message.recipient
+        material = "\x1f".join(
+            [
+                message.flow_id,
+                str(message.flow_version),
+                r.patient_id,
+                r.caregiver_id or "",
+                message.message_id,
+                message.created_by,
+                str(int(message.due_at.timestamp())),
+            ]
+        )
+        assert message.key == blake2b(material.encode(), digest_size=12).hexdigest()
+    assert any(m.recipient.caregiver_id for m in seen)
+    assert len({m.key for m in seen}) > 100

@@ -9,17 +9,20 @@ from datetime import UTC, datetime
 import pytest
 
 from orchestrator.actions import Decision, EnterStage, ScheduleMessage
+from orchestrator.fold import _retimed
 from orchestrator.frozen import builder
 from orchestrator.journey import (
     AppointmentState,
     EncounterState,
     Episode,
     Journey,
+    Recipient,
     ScheduledMessage,
     StageVisit,
 )
 
 BUILT = [
+    Recipient,
     AppointmentState,
     EncounterState,
     Episode,
@@ -125,9 +128,23 @@ CALLED_BY_POSITION = {
     EncounterState: "id admitted_at discharged_at service",
     EnterStage: "flow_id episode_id stage_id event_id at",
     Decision: "journey actions",
+    Recipient: "patient_id caregiver_id",
 }
 
 
 @pytest.mark.parametrize("cls", list(CALLED_BY_POSITION), ids=lambda c: c.__name__)
 def test_the_fields_are_in_the_order_the_positional_calls_follow(cls: type) -> None:
     assert [f.name for f in fields(cls)] == CALLED_BY_POSITION[cls].split()
+
+
+def test_a_retimed_message_is_the_message_replaced() -> None:
+    # `fold._retimed` copies every other field by name into the positional builder.
+    values = [f"{f.name}-{i}" for i, f in enumerate(fields(ScheduledMessage))]
+    message = ScheduledMessage(*values)  # type: ignore[arg-type]
+    due, expires = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 2, tzinfo=UTC)
+    got = _retimed(message, "k2", due, expires, "evt-2")
+    made = dataclasses.replace(
+        message, key="k2", due_at=due, expires_at=expires, created_by="evt-2"
+    )
+    assert type(got) is ScheduledMessage
+    assert repr(got) == repr(made)

@@ -130,3 +130,16 @@ def test_a_used_flow_pickles_and_plans_again() -> None:
     assert "plan" not in vars(copy)
     assert copy.plan.starts_on(make_event("appointment.booked"))
     assert "plan" in vars(flow)  # pickling leaves the original's plan in place
+
+
+def test_a_wildcard_condition_answers_the_same_past_what_it_remembers() -> None:
+    # A condition with wildcards remembers each text's answer, up to a bound: past
+    # it, and asked again, it still says what the condition says.
+    condition = Condition("attributes.x", ("cardiology.*", "imaging.mri", "[ab]?"))
+    compiled = compile_conditions((condition,))
+    assert compiled is not None
+    texts = [f"cardiology.{i}" if i % 3 else f"other.{i}" for i in range(2500)]
+    texts += ["imaging.mri", "ab", "abc", "cardiology.", "Cardiology.x"]
+    events = [make_event("referral.received", attributes={"x": text}) for text in texts]
+    for event in [*events, *events[::-1]]:
+        assert compiled(event) is condition.holds(event), event.attributes["x"]
