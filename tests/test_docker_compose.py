@@ -42,7 +42,7 @@ def resolve(argv: list[str]) -> tuple[Any, list[str]]:
 
 
 def test_the_production_shape_is_there() -> None:
-    assert {"kafka", "postgres", "topics", "worker", "api"} <= set(SERVICES)
+    assert {"kafka", "postgres", "topics", "worker", "dispatcher", "api"} <= set(SERVICES)
     kafka = SERVICES["kafka"]
     assert kafka["image"].startswith("apache/kafka:")
     assert "controller" in kafka["environment"]["KAFKA_PROCESS_ROLES"]  # KRaft, no ZooKeeper
@@ -92,3 +92,16 @@ def test_the_image_is_built_from_a_dockerfile_that_installs_the_project() -> Non
     assert "pip install" in dockerfile
     for path in ("flows", "templates", "orchestrator", "connectors"):
         assert f"COPY {path}" in dockerfile and (ROOT / path).is_dir(), path
+
+
+def test_exactly_one_kind_of_service_sends() -> None:
+    # Workers and the API take events in; the dispatchers send (ORCHESTRATOR_DISPATCH).
+    for name in ("worker", "api"):
+        assert (
+            Settings.model_validate(
+                {"dispatch": SERVICES[name]["environment"]["ORCHESTRATOR_DISPATCH"]}
+            ).dispatch
+            is False
+        ), name
+    assert SERVICES["dispatcher"]["command"] == ["orchestrator", "dispatch"]
+    assert "ORCHESTRATOR_DISPATCH" not in SERVICES["dispatcher"]["environment"]
