@@ -57,6 +57,8 @@ class Runtime:
     dispatcher: Dispatcher
     clock: Clock
     _loop: DispatchLoop | None = field(default=None, init=False)
+    # Whether `tick` dispatches: the `dispatch` setting, or a process run to dispatch.
+    _dispatching: bool = field(default=True, init=False)
     # Registries are installed one at a time, never an older over a newer one.
     _flows_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
@@ -133,6 +135,7 @@ class Runtime:
             pacer=Pacer(store, plan) if plan.senders else None,
         )
         runtime = cls(settings, store, registry, processor, intake, deferred, dispatcher, clock)
+        runtime._dispatching = settings.dispatch
         # An event for a journey on a version published by another process since
         # this one's last tick: take that version up first, rather than reject the event.
         processor.missing_version = runtime.refresh_flows
@@ -142,6 +145,10 @@ class Runtime:
         """Take up a newly published flow version, take what the send threads deferred,
         then dispatch one batch; how many were handled.
 
+        A process that does not dispatch (the `dispatch` setting off) ticks
+        too, for the versions: new episodes start on the version published
+        last, whichever process published it.
+
         Neither a version the store cannot hand over nor the deferred intake
         failing keeps the dispatcher from its batch: it goes on with the flows
         it has, and the failure is logged every tick until it is repaired.
@@ -150,7 +157,8 @@ class Runtime:
             self.refresh_flows()
         except Exception as exc:  # noqa: BLE001 - dispatch outlives a bad version row; logged
             log.error("flows.refresh_failed", extra={"error": exc.__class__.__name__})
-        return self._take_deferred() + self.dispatcher.tick()
+        taken = self._take_deferred()
+        return taken + (self.dispatcher.tick() if self._dispatching else 0)
 
     def refresh_flows(self) -> bool:
         """Take up the flow versions recorded since, if any (one small query); whether any were."""
@@ -187,12 +195,12 @@ class Runtime:
     def start(self) -> None:
         """Run the dispatch loop on a thread (a second call does nothing).
 
-        With the `dispatch` setting off there is no loop: this process only
-        takes events in, and `orchestrator dispatch` processes send what falls due.
+        With the `dispatch` setting off the loop only takes up new flow
+        versions: this process takes events in, and `orchestrator dispatch`
+        processes send what falls due.
         """
-        if not self.settings.dispatch:
+        if not self._dispatching:
             log.info("dispatch.off")
-            return
         if self._loop is None:
             self._loop = DispatchLoop(self.tick, self.settings.dispatch_poll_seconds, self.clock)
             self._loop.start()
@@ -203,6 +211,7 @@ class Runtime:
         Whatever the `dispatch` setting: a process run to dispatch dispatches.
         `loop.run()` returns once `loop.stop()` is called (from a signal handler).
         """
+        self._dispatching = True
         return DispatchLoop(self.tick, self.settings.dispatch_poll_seconds, self.clock)
 
     def stop(self, timeout: float = 30.0) -> None:

@@ -9,6 +9,7 @@ import hashlib
 import json
 import logging
 import shutil
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -187,6 +188,32 @@ def test_a_second_process_takes_up_a_published_version_on_its_next_tick(
         kept = other.service.flows
         other.service.tick()
         assert other.service.flows is kept
+
+
+def test_a_process_that_does_not_dispatch_still_takes_up_a_published_version(
+    console: Console, place: tuple[str, Path]
+) -> None:
+    # A Kafka worker with ORCHESTRATOR_DISPATCH=off: its loop ticks for the versions,
+    # or its new episodes would start on the old version for good.
+    db, flows = place
+    with opened(db, flows, VirtualClock(START), dispatch=False) as other:
+        console.feed(_bookings(first=0))
+        _post(console, "/draft", text=_text(console))
+        _post(console, "/draft/publish")
+        console.clock.move_to(START + timedelta(days=30))
+        other.clock.move_to(START + timedelta(days=30))
+
+        other.service.start()  # its loop's first tick runs at once, on its thread
+        try:
+            give_up = time.monotonic() + 20
+            while other.service.flows.current[FLOW].version != 2:
+                assert time.monotonic() < give_up, "the loop never took up version 2"
+                time.sleep(0.01)
+        finally:
+            other.service.stop()
+
+        # And it sent nothing: what fell due is left to the dispatchers.
+        assert {m.status for m in other.service.store.messages()} <= {"scheduled", "cancelled"}
 
 
 def test_a_file_older_than_the_published_version_is_reported_and_export_fixes_it(
