@@ -60,6 +60,8 @@ _TEMPORARY = re.compile(r"\.tmp-[0-9a-f]{16}")
 # A temporary file this old was left by a writer that died.
 _STALE_SECONDS = 3600
 _DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# On the way down only a path is needed (Linux: a parent we may search but not list).
+_WALK_FLAGS = getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # Never follow a link, never wait on a FIFO or a device.
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -84,12 +86,12 @@ def default_directory() -> Path:
     return root / "orchestrator" / "templates"
 
 
-def _enter(parent: int, name: str, shown: Path) -> int:
+def _enter(parent: int, name: str, shown: Path, flags: int = _WALK_FLAGS) -> int:
     """Open directory `name` in `parent` (made 0700 if missing) without following a link."""
     try:
         with contextlib.suppress(FileExistsError):
             os.mkdir(name, 0o700, dir_fd=parent)
-        return os.open(name, _DIRECTORY_FLAGS, dir_fd=parent)
+        return os.open(name, flags, dir_fd=parent)
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.ENOTDIR):
             raise UnsafeCacheDirError(f"{shown}: not a directory (or a symlink)") from exc
@@ -123,7 +125,7 @@ def _open_trusted(directory: Path) -> int:
     if absolute.parent == absolute:
         raise UnsafeCacheDirError("the root directory")
     parents = Path(os.path.realpath(absolute.parent))
-    fd = os.open("/", _DIRECTORY_FLAGS)
+    fd = os.open("/", _WALK_FLAGS)
     try:
         walked = Path("/")
         for name in parents.parts[1:]:
@@ -135,7 +137,7 @@ def _open_trusted(directory: Path) -> int:
         fd, above = _enter(fd, absolute.name, absolute), fd
         os.close(above)
         _check_own(fd)
-        fd, above = _enter(fd, SUBDIRECTORY, absolute / SUBDIRECTORY), fd
+        fd, above = _enter(fd, SUBDIRECTORY, absolute / SUBDIRECTORY, _DIRECTORY_FLAGS), fd
         os.close(above)
         _check_own(fd)
     except BaseException:
@@ -149,7 +151,8 @@ class DiskCode:
 
     def __init__(self, directory: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         """Raises `UnsafeCacheDirError` when `directory` cannot be trusted."""
-        self._fd: int | None = None
+        # Never closed but with the object: a thread still using it keeps it (a number
+        # closed and reused could name another directory).
         self._fd = _open_trusted(directory)
         self.directory = directory
         self.max_bytes = max_bytes
@@ -157,14 +160,10 @@ class DiskCode:
         self._bytes: int | None = None  # what the entries weigh, counted at the first write
         self._lock = threading.Lock()
 
-    def close(self) -> None:
-        """Let go of the directory (later loads miss, stores do nothing)."""
-        fd, self._fd = self._fd, None
+    def __del__(self) -> None:
+        fd = getattr(self, "_fd", None)  # None: __init__ refused the directory
         if fd is not None:
             os.close(fd)
-
-    def __del__(self) -> None:
-        self.close()
 
     @property
     def entries(self) -> Path:
@@ -176,7 +175,7 @@ class DiskCode:
 
     def load(self, key: str) -> types.CodeType | None:
         """The code stored under `key`; None when missing, foreign or damaged."""
-        if self._fd is None:
+        if not _ENTRY.fullmatch(f"{key}{_SUFFIX}"):
             return None
         try:
             handle = os.open(f"{key}{_SUFFIX}", _READ_FLAGS, dir_fd=self._fd)
@@ -204,7 +203,7 @@ class DiskCode:
 
     def store(self, key: str, code: types.CodeType) -> None:
         """Write `code` under `key` (atomically: a temporary file renamed); errors are ignored."""
-        if self._fd is None or not _ENTRY.fullmatch(f"{key}{_SUFFIX}"):
+        if not _ENTRY.fullmatch(f"{key}{_SUFFIX}"):
             return
         payload = marshal.dumps(code)
         data = b"".join(
@@ -244,8 +243,6 @@ class DiskCode:
         """(last used, size, name) of every entry; temporary files left by a writer that died
         count as used long ago."""
         found: list[tuple[float, int, str]] = []
-        if self._fd is None:
-            return found
         stale = time.time() - _STALE_SECONDS
         with contextlib.suppress(OSError), os.scandir(self._fd) as entries:
             for entry in entries:

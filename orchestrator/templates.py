@@ -692,9 +692,7 @@ def keep_compiled_in(directory: Path | None) -> None:
         UnsafeCacheDirError: `directory` could be written by someone else (nothing is kept there).
         TemplateCacheError: the code's key would not be the same in the next process.
     """
-    previous, _COMPILED.disk = _COMPILED.disk, None
-    if previous is not None:
-        previous.close()
+    _COMPILED.disk = None
     if directory is None:
         return
     if not _code_version()[1]:
