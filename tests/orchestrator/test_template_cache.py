@@ -17,6 +17,8 @@ from pathlib import Path
 
 import jinja2
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from orchestrator import templates as templates_module
 from orchestrator.errors import TemplateError
@@ -598,3 +600,30 @@ def test_the_key_changes_with_jinjas_compiler(
         templates_module._code_version.cache_clear()
 
     assert after != before
+
+
+def test_a_symlink_in_place_of_the_caches_subdirectory_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "cache").mkdir(mode=0o700)
+    (tmp_path / "elsewhere").mkdir(mode=0o700)
+    (tmp_path / "cache" / SUBDIRECTORY).symlink_to(tmp_path / "elsewhere")
+
+    with pytest.raises(UnsafeCacheDirError, match="not a directory"):
+        DiskCode(tmp_path / "cache")
+
+
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.binary(max_size=300), keep=st.integers(min_value=0, max_value=400))
+def test_whatever_an_entry_holds_a_load_is_code_or_a_miss(
+    tmp_path: Path, data: bytes, keep: int
+) -> None:
+    disk = DiskCode(tmp_path / "fuzz")
+    key = "9" * 64
+    disk.store(key, compile("1", "one", "eval"))
+    whole = disk._path(key).read_bytes()
+    disk._path(key).write_bytes(whole[:keep] + data)
+
+    found = disk.load(key)
+
+    assert found is None or eval(found) == 1
