@@ -36,8 +36,8 @@ and by characters of source, sources over `MAX_CACHED_SOURCE` never kept; so
 a set compiles only the templates whose text it has never seen. A command
 line process may keep that code on disk as well (`keep_compiled_in`,
 `template_cache.DiskCode`), for the next process: the key is then the same in
-every process (`_code_identity` names callables; `_code_version` adds Jinja's,
-Python's and this module's versions).
+every process (`_code_identity` names callables; `_code_version` adds Jinja's
+and Python's versions and the text of this module and of Jinja's compiler).
 """
 
 from __future__ import annotations
@@ -45,15 +45,19 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import importlib
 import importlib.util
 import inspect
 import json
+import marshal
 import re
+import secrets
 import string
 import sys
 import threading
 import time
 import types
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sized
 from contextvars import ContextVar
@@ -72,7 +76,7 @@ from jinja2.utils import _PassArg
 from .errors import TemplateError
 from .event import Channel
 from .sms import normalise
-from .template_cache import DiskCode
+from .template_cache import DiskCode, TemplateCacheError
 
 __all__ = [
     "EMAIL_BLOCKS",
@@ -486,11 +490,30 @@ class _Sourced(Bucket):
         self.size = size
 
 
-def _named(value: Any) -> Any:
-    """`value`, or a callable's qualified name (its repr holds an address, another each run)."""
-    if callable(value):
-        return f"{getattr(value, '__module__', '?')}.{getattr(value, '__qualname__', '?')}"
-    return value
+def _named(value: Any, depth: int = 0) -> Any:
+    """`value`, or a callable's qualified name (its repr holds an address, another each run)
+    with what its closure holds (two `select_autoescape` closures share a name)."""
+    if not callable(value):
+        return value
+    name = f"{getattr(value, '__module__', '?')}.{getattr(value, '__qualname__', '?')}"
+    cells = getattr(value, "__closure__", None) or ()
+    if not cells or depth > 2:
+        return name
+    held = []
+    for cell in cells:
+        try:
+            held.append(_named(cell.cell_contents, depth + 1))
+        except ValueError:  # an empty cell
+            held.append(None)
+    return (name, tuple(held))
+
+
+def _passes(functions: Mapping[str, Any]) -> list[tuple[str, str | None]]:
+    """Filters' or tests' names with what they are passed: the compiler writes both in."""
+    return sorted(
+        (name, getattr(_PassArg.from_obj(function), "name", None))
+        for name, function in functions.items()
+    )
 
 
 def _code_identity(environment: jinja2.Environment) -> str:
@@ -511,13 +534,19 @@ def _code_identity(environment: jinja2.Environment) -> str:
             environment.keep_trailing_newline,
             environment.newline_sequence,
             environment.block_start_string,
+            environment.block_end_string,
             environment.variable_start_string,
+            environment.variable_end_string,
             environment.comment_start_string,
+            environment.comment_end_string,
             environment.line_statement_prefix,
             environment.line_comment_prefix,
+            environment.is_async,
             sorted(getattr(environment, "intercepted_binops", ())),
             sorted(getattr(environment, "intercepted_unops", ())),
             sorted(environment.extensions),
+            _passes(environment.filters),
+            _passes(environment.tests),
         )
     )
 
@@ -542,17 +571,32 @@ class _CompiledCode(jinja2.BytecodeCache):
         self._code: OrderedDict[str, tuple[Any, int]] = OrderedDict()
         self._weight = 0
         self._lock = threading.Lock()
+        # `_code_identity` by environment, worked out at its first template (it reads every
+        # filter and test: 0.1 ms). Jinja's own contract: an environment is not changed
+        # once a template was loaded.
+        self._identities: weakref.WeakKeyDictionary[jinja2.Environment, str] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def get_bucket(
         self, environment: jinja2.Environment, name: str, filename: str | None, source: str
     ) -> Bucket:
         # The file name too: the code carries it (tracebacks name it).
         key = hashlib.sha256(
-            f"{_code_version()}\0{_code_identity(environment)}\0{name}\0{filename}\0{source}".encode()
+            f"{_code_version()[0]}\0{self._identity(environment)}\0{name}\0{filename}\0{source}".encode()
         ).hexdigest()
         bucket = _Sourced(environment, key, len(source))
         self.load_bytecode(bucket)
         return bucket
+
+    def _identity(self, environment: jinja2.Environment) -> str:
+        with self._lock:
+            found = self._identities.get(environment)
+        if found is None:
+            found = _code_identity(environment)
+            with self._lock:
+                self._identities[environment] = found
+        return found
 
     def load_bytecode(self, bucket: Bucket) -> None:
         with self._lock:
@@ -596,18 +640,49 @@ class _CompiledCode(jinja2.BytecodeCache):
         return len(self._code)
 
 
+# Jinja's modules that turn a source into code: a patched Jinja2 of the same version
+# compiles differently.
+_JINJA_COMPILING = ("compiler", "environment", "idtracking", "lexer", "nodes", "optimizer",
+                    "parser", "sandbox")  # fmt: skip
+
+
+def _module_text(module: types.ModuleType) -> bytes | None:
+    """`module`'s source, or its code marshalled when only that was installed; None: neither."""
+    with contextlib.suppress(OSError, TypeError):
+        return Path(module.__file__ or "").read_bytes()
+    loader = getattr(module, "__loader__", None)
+    with contextlib.suppress(Exception):  # a loader may raise anything
+        source = loader.get_source(module.__name__)  # type: ignore[union-attr]
+        if isinstance(source, str):
+            return source.encode()
+    with contextlib.suppress(Exception):
+        code = loader.get_code(module.__name__)  # type: ignore[union-attr]
+        if isinstance(code, types.CodeType):
+            return marshal.dumps(code)
+    return None
+
+
 @functools.cache
-def _code_version() -> str:
+def _code_version() -> tuple[str, bool]:
     """What every compiled code depends on: Jinja's and Python's versions (marshal's format
-    among them) and this module (its `_parse` rewrites every template)."""
-    return ":".join(
-        (
-            jinja2.__version__,
-            sys.version,
-            importlib.util.MAGIC_NUMBER.hex(),
-            hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
-        )
-    )
+    among them), Jinja's compiling modules and this one (its `_parse` rewrites every
+    template); and whether that is the same in the next process.
+
+    A module whose text cannot be read (an unusual install) is stood for by a token
+    of this process's: code is still shared within it, never kept on disk.
+    """
+    parts = [jinja2.__version__, sys.version, importlib.util.MAGIC_NUMBER.hex()]
+    stable = True
+    modules = [sys.modules[__name__]]
+    modules += [importlib.import_module(f"jinja2.{name}") for name in _JINJA_COMPILING]
+    for module in modules:
+        text = _module_text(module)
+        if text is None:
+            stable = False
+            parts.append(secrets.token_hex(16))
+        else:
+            parts.append(hashlib.sha256(text).hexdigest())
+    return ":".join(parts), stable
 
 
 def keep_compiled_in(directory: Path | None) -> None:
@@ -615,10 +690,14 @@ def keep_compiled_in(directory: Path | None) -> None:
 
     Raises:
         UnsafeCacheDirError: `directory` could be written by someone else (nothing is kept there).
+        TemplateCacheError: the code's key would not be the same in the next process.
     """
     _COMPILED.disk = None
-    if directory is not None:
-        _COMPILED.disk = DiskCode(directory)
+    if directory is None:
+        return
+    if not _code_version()[1]:
+        raise TemplateCacheError("the template code's own source cannot be read")
+    _COMPILED.disk = DiskCode(directory)
 
 
 # The longest source whose code is kept: every shipped template is under 4 KiB.

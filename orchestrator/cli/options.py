@@ -61,14 +61,17 @@ def settings_with(**overrides: object) -> Settings:
 
 def keep_templates_compiled(settings: Settings, err: Console) -> None:
     """Keep compiled template code on disk for the next run (ORCHESTRATOR_TEMPLATE_CACHE);
-    a directory someone else could write is said so and not used."""
-    from ..template_cache import UnsafeCacheDirError
+    a directory that cannot be found, made or trusted is said so and not used."""
+    from ..template_cache import TemplateCacheError
     from ..templates import keep_compiled_in
 
-    directory = settings.template_cache_dir()
+    directory: Path | str = settings.template_cache or "the default directory"
     try:
-        keep_compiled_in(directory)
-    except UnsafeCacheDirError as exc:
+        found = settings.template_cache_dir()
+        directory = found or directory
+        keep_compiled_in(found)
+    # RuntimeError: no home directory (HOME unset and no passwd entry, or ~nosuchuser).
+    except (TemplateCacheError, RuntimeError, OSError) as exc:
         err.print(
             f"warning: template cache {directory} not used: {exc}", markup=False, highlight=False
         )
