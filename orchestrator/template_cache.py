@@ -103,16 +103,45 @@ def _check_parent(fd: int, shown: Path) -> None:
     found = os.fstat(fd)
     if found.st_uid not in (os.getuid(), 0):
         raise UnsafeCacheDirError(f"parent {shown} owned by another user")
-    if found.st_mode & _OTHERS_WRITE and not found.st_mode & stat.S_ISVTX:
-        raise UnsafeCacheDirError(f"parent {shown} writable by group or others")
+    if _others_may_write(found) and not found.st_mode & stat.S_ISVTX:
+        raise UnsafeCacheDirError(
+            f"parent {shown} writable by group or others (chmod go-w {shown})"
+        )
 
 
 def _check_own(fd: int) -> None:
     found = os.fstat(fd)
     if found.st_uid != os.getuid():
         raise UnsafeCacheDirError("owned by another user")
-    if found.st_mode & _OTHERS_WRITE:
+    if _others_may_write(found):
         raise UnsafeCacheDirError("writable by group or others")
+
+
+def _others_may_write(found: os.stat_result) -> bool:
+    """Whether anyone but this user may write it: by others' bit, or by a group of more.
+
+    A user-private group (Debian's and Ubuntu's default, with umask 002) holds
+    this user alone: its write bit lets no one else in.
+    """
+    if found.st_mode & stat.S_IWOTH:
+        return True
+    return bool(found.st_mode & stat.S_IWGRP) and not _private_group(found.st_gid)
+
+
+def _private_group(gid: int) -> bool:
+    """Whether `gid` is this user's own group: their primary one, named as they are,
+    with no other member listed."""
+    try:
+        import grp
+        import pwd
+
+        user = pwd.getpwuid(os.getuid())
+        group = grp.getgrgid(gid)
+    except (ImportError, KeyError):
+        return False
+    return (
+        gid == user.pw_gid and group.gr_name == user.pw_name and set(group.gr_mem) <= {user.pw_name}
+    )
 
 
 def _open_trusted(directory: Path) -> int:
@@ -121,7 +150,11 @@ def _open_trusted(directory: Path) -> int:
     The parents are resolved first (`/home` may be a link), then walked from `/`
     without following a link: one that appears meanwhile is refused.
     """
-    absolute = Path(os.path.abspath(directory))
+    # `..` after a link means the link's parent, as the shell has it: not collapsed as text.
+    named = Path(directory)
+    if ".." in named.parts:
+        named = Path(os.path.realpath(named.parent)) / named.name
+    absolute = Path(os.path.abspath(named))
     if absolute.parent == absolute:
         raise UnsafeCacheDirError("the root directory")
     parents = Path(os.path.realpath(absolute.parent))
@@ -192,7 +225,8 @@ class DiskCode:
                     or found.st_size > self.max_bytes
                 ):
                     return None
-                data = file.read(self.max_bytes + 1)
+                # Its size, not the bound: a read of n allocates n bytes first.
+                data = file.read(found.st_size + 1)
             except OSError:
                 return None
             code = _decode(key, data)

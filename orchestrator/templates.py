@@ -673,10 +673,14 @@ def _code_version() -> tuple[str, bool]:
     """
     parts = [jinja2.__version__, sys.version, importlib.util.MAGIC_NUMBER.hex()]
     stable = True
-    modules = [sys.modules[__name__]]
-    modules += [importlib.import_module(f"jinja2.{name}") for name in _JINJA_COMPILING]
+    modules: list[types.ModuleType | None] = [sys.modules[__name__]]
+    for name in _JINJA_COMPILING:
+        try:
+            modules.append(importlib.import_module(f"jinja2.{name}"))
+        except ImportError:  # a later Jinja2 without it: the key is this process's alone
+            modules.append(None)
     for module in modules:
-        text = _module_text(module)
+        text = _module_text(module) if module is not None else None
         if text is None:
             stable = False
             parts.append(secrets.token_hex(16))
@@ -836,3 +840,8 @@ class TemplateSet:
 
 def _block(template: jinja2.Template, block: str, context: Mapping[str, Any]) -> str:
     return "".join(template.blocks[block](template.new_context(dict(context)))).strip()
+
+
+# Read now, beside the code this process runs: read at its first template instead, an
+# upgrade installed meanwhile would put this code's output under the new code's key.
+_code_version()

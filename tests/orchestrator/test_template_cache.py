@@ -200,11 +200,18 @@ def test_a_directory_others_may_write_is_refused(tmp_path: Path) -> None:
     shared = tmp_path / "shared"
     shared.mkdir(mode=0o777)
     shared.chmod(0o777)
-    group = tmp_path / "group"
-    group.mkdir()
-    group.chmod(0o770)
+    refused = [shared]
+    if os.getuid() == 0:
+        import grp
 
-    for directory in (shared, group):
+        # A group of several users' (the user's own private group is let in).
+        group = tmp_path / "group"
+        group.mkdir()
+        group.chmod(0o770)
+        os.chown(group, 0, grp.getgrnam("daemon").gr_gid)
+        refused.append(group)
+
+    for directory in refused:
         with pytest.raises(UnsafeCacheDirError, match="writable by group or others"):
             DiskCode(directory)
 
@@ -627,3 +634,70 @@ def test_whatever_an_entry_holds_a_load_is_code_or_a_miss(
     found = disk.load(key)
 
     assert found is None or eval(found) == 1
+
+
+def test_the_code_version_is_read_as_the_module_is_imported() -> None:
+    # Read at the first template instead, an upgrade installed in between would
+    # file this process's code under the new code's key, for every later process.
+    probe = "import orchestrator.templates as t; print(t._code_version.cache_info().currsize)"
+    found = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
+    assert found.stdout.strip() == "1"
+
+
+def test_a_jinja_without_one_of_its_compiling_modules_still_renders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = templates_module.importlib.import_module
+
+    def without_optimizer(name: str, *args: object) -> types.ModuleType:
+        if name == "jinja2.optimizer":
+            raise ImportError(name)
+        return real(name, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(templates_module.importlib, "import_module", without_optimizer)
+    templates_module._code_version.cache_clear()
+    try:
+        stable = templates_module._code_version()[1]
+        rendered = _renders(tmp_path)
+    finally:
+        monkeypatch.undo()
+        templates_module._code_version.cache_clear()
+
+    assert stable is False
+    assert rendered
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="giving a directory to another group takes root")
+def test_a_parent_only_the_users_own_group_may_write_is_accepted(tmp_path: Path) -> None:
+    # Debian's and Ubuntu's user-private groups, with umask 002: ~/.cache is 0775.
+    import grp
+
+    own = tmp_path / "own"
+    own.mkdir()
+    own.chmod(0o775)
+    os.chown(own, 0, 0)  # root's private group: "root", no other member listed
+    assert grp.getgrgid(0).gr_mem == []
+    DiskCode(own / "cache")
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o775)
+    os.chown(shared, 0, grp.getgrnam("daemon").gr_gid)
+    with pytest.raises(UnsafeCacheDirError, match=r"parent .*shared writable by group"):
+        DiskCode(shared / "cache")
+
+
+def test_dot_dot_after_a_link_means_the_links_parent(tmp_path: Path) -> None:
+    (tmp_path / "a" / "b").mkdir(parents=True, mode=0o700)
+    (tmp_path / "link").symlink_to(tmp_path / "a" / "b")
+
+    DiskCode(tmp_path / "link" / ".." / "cache")
+
+    assert (tmp_path / "a" / "cache" / SUBDIRECTORY).is_dir()
+    assert not (tmp_path / "cache").exists()
