@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC
 from functools import lru_cache
 from typing import Any
 
@@ -31,6 +32,8 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import InvalidRequestError, StatementError
 from sqlalchemy.sql.schema import ScalarElementColumnDefault
+
+from .tables import Reason, Stamp
 
 __all__ = ["insert_rows", "upsert"]
 
@@ -100,14 +103,26 @@ def _arrays(
     dialect: Dialect, table: Table, columns: tuple[str, ...], rows: Sequence[Mapping[str, Any]]
 ) -> dict[str, list[Any]]:
     """One list per column, its values bound as the column's type binds them, then made
-    the column's one Python type: psycopg refuses a list that mixes types ([2, 1.5])."""
+    the column's one Python type: psycopg refuses a list that mixes types ([2, 1.5]).
+
+    Column by column, not value by value: a batch is thousands of values, so
+    each step is one comprehension per column and is skipped where it would
+    change nothing (a column of ints already; no bind processing)."""
     arrays: dict[str, list[Any]] = {}
     for n, (name, default, process, convert) in enumerate(_columns(dialect, table, columns)):
-        values = [_value(row, name, default, i) for i, row in enumerate(rows)]
+        if default is _MISSING:
+            try:
+                values = [row[name] for row in rows]
+            except KeyError:
+                values = [_value(row, name, default, i) for i, row in enumerate(rows)]
+        else:
+            values = [row.get(name, default) for row in rows]
         if process is not None:
-            values = [process(v) for v in values]
+            values = process(values)
         if convert is not None:
-            values = [v if v is None else convert(v) for v in values]
+            target, to_type = convert
+            if not set(map(type, values)) <= {target, type(None)}:
+                values = [v if v is None else to_type(v) for v in values]
         arrays[f"c{n}"] = values
     return arrays
 
@@ -124,10 +139,30 @@ def _value(row: Mapping[str, Any], name: str, default: Any, n: int) -> Any:
     return value
 
 
+_Process = Callable[[list[Any]], list[Any]]
+
+
+def _list_processor(column_type: Any, dialect: Dialect) -> _Process | None:
+    """The column type's bind processing of a whole column, or None where it has none.
+
+    A `Stamp` on PostgreSQL only moves an aware time to UTC (and refuses a
+    naive one): a time in UTC already, as the core's are, is kept as it is;
+    a `Reason` keeps None. Any other type's processor runs value by value."""
+    process = column_type._cached_bind_processor(dialect)
+    if process is None:
+        return None
+    method = getattr(type(column_type), "process_bind_param", None)
+    if method is Stamp.process_bind_param and dialect.name == "postgresql":
+        return lambda values: [v if v is None or v.tzinfo is UTC else process(v) for v in values]
+    if method is Reason.process_bind_param:
+        return lambda values: [v if v is None else process(v) for v in values]
+    return lambda values: [process(v) for v in values]
+
+
 @lru_cache(maxsize=128)
 def _columns(
     dialect: Dialect, table: Table, columns: tuple[str, ...]
-) -> tuple[tuple[str, Any, Callable[[Any], Any] | None, Callable[[Any], Any] | None], ...]:
+) -> tuple[tuple[str, Any, _Process | None, tuple[type, Callable[[Any], Any]] | None], ...]:
     """Per column: its name, its default for a row without it, its bind processor and
     its conversion to the column's Python type."""
     found = []
@@ -137,8 +172,8 @@ def _columns(
             (
                 name,
                 _default(column),
-                column.type._cached_bind_processor(dialect),
-                _CONVERSIONS.get(_python_type(column.type)),
+                _list_processor(column.type, dialect),
+                _conversion(_python_type(column.type)),
             )
         )
     return tuple(found)
@@ -182,6 +217,13 @@ _CONVERSIONS: dict[type | None, Callable[[Any], Any]] = {
     float: _to_float,
     bool: _to_bool,
 }
+
+
+def _conversion(python_type: type | None) -> tuple[type, Callable[[Any], Any]] | None:
+    """The column's Python type and the conversion to it, for the types psycopg mixes."""
+    if python_type is None or python_type not in _CONVERSIONS:
+        return None
+    return python_type, _CONVERSIONS[python_type]
 
 
 @lru_cache(maxsize=128)

@@ -20,6 +20,7 @@ from ..policies import PACED, ConsentRecord
 from ..ports import ImportHold
 from ..visit_facts import VisitFacts
 from . import codec
+from .among import among
 from .bulk import insert_rows, upsert
 from .rows import audit_row, chunks, locking_in_key_order, message_row, visit_row
 from .tables import (
@@ -406,17 +407,15 @@ class UnitOfWork:
 
 # Built once: every batch of events runs them, and building a statement costs
 # more than running it for a batch of one.
-_PROCESSED = select(ProcessedEventRow.event_id).where(
-    ProcessedEventRow.event_id.in_(bindparam("ids", expanding=True))
-)
+_PROCESSED = select(ProcessedEventRow.event_id).where(among(ProcessedEventRow.event_id, "ids"))
 _JOURNEYS = select(
     JourneyRow.patient_id, JourneyRow.flow_id, JourneyRow.flow_version, JourneyRow.state
-).where(JourneyRow.patient_id.in_(bindparam("ids", expanding=True)))
+).where(among(JourneyRow.patient_id, "ids"))
 _KNOWN_PATIENTS = select(
     PatientRow.id, PatientRow.snapshot, PatientRow.snapshot_at, PatientRow.field_stamps
-).where(PatientRow.id.in_(bindparam("ids", expanding=True)))
+).where(among(PatientRow.id, "ids"))
 _STATUSES = select(ScheduledMessageRow.key, ScheduledMessageRow.status).where(
-    ScheduledMessageRow.key.in_(bindparam("keys", expanding=True))
+    among(ScheduledMessageRow.key, "keys")
 )
 _LOCKED_STATUSES = locking_in_key_order(_STATUSES, ScheduledMessageRow.key, "postgresql")
 _EVENT_TIMES = select(
@@ -424,13 +423,11 @@ _EVENT_TIMES = select(
     ProcessedEventRow.patient_id,
     ProcessedEventRow.type,
     ProcessedEventRow.occurred_at,
-).where(ProcessedEventRow.patient_id.in_(bindparam("ids", expanding=True)))
-_DELETE_VISITS = delete(StageVisitRow).where(
-    StageVisitRow.episode_id.in_(bindparam("ids", expanding=True))
-)
+).where(among(ProcessedEventRow.patient_id, "ids"))
+_DELETE_VISITS = delete(StageVisitRow).where(among(StageVisitRow.episode_id, "ids"))
 _CONSENT_TIMES = select(
     ConsentRow.patient_id, ConsentRow.recipient, ConsentRow.channel, ConsentRow.at
-).where(ConsentRow.patient_id.in_(bindparam("ids", expanding=True)))
+).where(among(ConsentRow.patient_id, "ids"))
 _MESSAGES = cast(Table, ScheduledMessageRow.__table__)
 _UPDATE_PENDING = (
     update(_MESSAGES)
