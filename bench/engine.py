@@ -13,12 +13,19 @@ a subprocess of its own that parses the stream with its own tree's parser,
 alternately (new, old, new, old, ...): the figures are comparable only side
 by side, on a shared machine.
 
+With `--gc-tuned new` (or `both`) the timed process applies the garbage
+collector settings the service, worker and simulate apply after start-up
+(orchestrator/gc_tuning.py, loaded by path so a baseline tree need not have
+it): `new` measures what the processes gain, `both` the engine alone.
+
     python bench/engine.py [--events 60000] [--runs 3] [--baseline c56269c]
+        [--gc-tuned {none,new,both}]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import statistics
@@ -71,7 +78,16 @@ def load_shipped_flows(root: Path) -> list[Any]:
     return list(load_flows([root / "flows"]).flows.values())
 
 
-def serve(events_path: Path, flows_root: Path) -> None:
+def tune_gc() -> None:
+    """Apply this tree's orchestrator/gc_tuning.py, whichever tree is imported."""
+    spec = importlib.util.spec_from_file_location("_gc_tuning", ROOT / "orchestrator/gc_tuning.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.tune_for_throughput()
+
+
+def serve(events_path: Path, flows_root: Path, gc_tuned: bool) -> None:
     """The subprocess side of `--baseline`: parse once, then time one run per "run" line.
 
     `orchestrator` is whichever tree PYTHONPATH names; the stream and the
@@ -82,6 +98,8 @@ def serve(events_path: Path, flows_root: Path) -> None:
     flows = load_shipped_flows(flows_root)
     with events_path.open() as lines:
         events = [parse_event(json.loads(line)) for line in lines]
+    if gc_tuned:
+        tune_gc()
     print("ready", flush=True)
     for command in sys.stdin:
         if command.strip() != "run":
@@ -100,7 +118,7 @@ def _line(name: str, run: int, events: int, figures: dict[str, Any]) -> str:
     )
 
 
-def _runner(tree: Path, events_path: Path) -> subprocess.Popen[str]:
+def _runner(tree: Path, events_path: Path, gc_tuned: bool) -> subprocess.Popen[str]:
     process = subprocess.Popen(
         [
             sys.executable,
@@ -109,6 +127,7 @@ def _runner(tree: Path, events_path: Path) -> subprocess.Popen[str]:
             str(events_path),
             "--flows-root",
             str(ROOT),
+            *(["--gc-tuned", "both"] if gc_tuned else []),
         ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -140,7 +159,7 @@ def _write_stream(total: int, into: IO[str]) -> None:
         into.write(json.dumps(next(events)) + "\n")
 
 
-def compare(revision: str, total: int, runs: int) -> None:
+def compare(revision: str, total: int, runs: int, gc_tuned: str) -> None:
     """This tree against `revision`, alternately, on one stream."""
     with tempfile.TemporaryDirectory(prefix="bench-engine-") as tmp:
         base = Path(tmp) / "baseline"
@@ -153,7 +172,10 @@ def compare(revision: str, total: int, runs: int) -> None:
         )
         processes: list[subprocess.Popen[str]] = []
         try:
-            processes = [_runner(ROOT, events_path), _runner(base, events_path)]
+            processes = [
+                _runner(ROOT, events_path, gc_tuned != "none"),
+                _runner(base, events_path, gc_tuned == "both"),
+            ]
             names = ("new", f"old {revision}")
             rates: dict[str, list[float]] = {name: [] for name in names}
             per_decision: dict[str, list[float]] = {name: [] for name in names}
@@ -187,17 +209,25 @@ def main() -> None:
         metavar="REV",
         help="also run REV's engine (a temporary git worktree) on the same stream, alternately",
     )
+    parser.add_argument(
+        "--gc-tuned",
+        choices=("none", "new", "both"),
+        default="none",
+        help="apply the processes' garbage-collector settings to this tree (new) or to both",
+    )
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--flows-root", type=Path, default=ROOT, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve is not None:
-        serve(args.serve, args.flows_root)
+        serve(args.serve, args.flows_root, args.gc_tuned != "none")
         return
     if args.baseline is not None:
-        compare(args.baseline, args.events, args.runs)
+        compare(args.baseline, args.events, args.runs, args.gc_tuned)
         return
     flows = load_shipped_flows(ROOT)
     events = build_stream(args.events)
+    if args.gc_tuned != "none":
+        tune_gc()
     rates, action_rates, per_decision = [], [], []
     for run in range(1, args.runs + 1):
         elapsed, actions, decisions = run_once(events, flows)

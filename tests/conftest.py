@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from collections.abc import Iterator
@@ -32,6 +33,16 @@ def _clean_environment(
     templates = sys.modules.get("orchestrator.templates")
     if templates is not None:
         templates.keep_compiled_in(None)
+
+
+@pytest.fixture(autouse=True)
+def _default_gc() -> Iterator[None]:
+    """A command run in-process tunes the collector (`gc_tuning`): not past its test."""
+    thresholds = gc.get_threshold()
+    yield
+    gc.set_threshold(*thresholds)
+    if gc.get_freeze_count():
+        gc.unfreeze()
 
 
 @pytest.fixture

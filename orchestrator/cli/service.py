@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from ..gc_tuning import tune_for_throughput
 from .options import (
     DbOption,
     FlowsOption,
@@ -60,6 +61,7 @@ def run_command(
     with exit_on_startup_errors(err):
         service = EmbeddedService.build(settings, migrate=settings.db.startswith("sqlite"))
     app = create_app(service)
+    tune_for_throughput()
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again for
     # the handler it found installed; a no-op one makes a clean stop exit 0.
     signal.signal(signal.SIGTERM, lambda *_: None)

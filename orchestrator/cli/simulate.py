@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, TextIO
 import typer
 from rich.console import Console
 
+from ..gc_tuning import tune_for_throughput
 from .options import DbOption, TemplatesOption, keep_templates_compiled, settings_with
 
 if TYPE_CHECKING:
@@ -167,6 +168,7 @@ def simulate_command(
     with events.open(encoding="utf-8") as stream:
         parsed = list(accepted(_progress(stream, events, err)))
     _warn_if_out_of_order(parsed, events, order, err)
+    tune_for_throughput()  # flows and events are built: what follows is decisions
     # Decided as `run` decides with these settings: limits, and each sender's pace.
     options = as_run(settings)
     plays = 2 if compare_dirs is not None else 1

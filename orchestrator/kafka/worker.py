@@ -20,6 +20,7 @@ import time
 
 from ..clock import Clock, SystemClock
 from ..errors import StoreError
+from ..gc_tuning import tune_for_throughput
 from ..service.runtime import Runtime
 from ..settings import Settings
 from .app import AgentOptions, build_app
@@ -84,6 +85,7 @@ def run_worker(settings: Settings, broker: str, *, clock: Clock | None = None) -
     runtime = _build(settings, clock or SystemClock(), owner)
     datadir = tempfile.mkdtemp(prefix="orchestrator-worker-")
     app = build_app(build_handler(runtime), agent_options(settings, broker, datadir))
+    tune_for_throughput()
     runtime.start()
     log.info("worker.started", extra={"owner": owner, "dispatch": settings.dispatch})
     status = 0
