@@ -11,6 +11,8 @@ one update per (status, reason), and deferred inserts are one statement.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -38,21 +40,29 @@ def backlog(runtime: Runtime, patients: int) -> None:
     runtime.clock.move_to(at(days=10, hours=12))
 
 
-def statements_of_one_tick(runtime: Runtime) -> Counter[tuple[str, bool]]:
-    """Each statement's first words (and whether it ran as an executemany) in one tick."""
-    seen: Counter[tuple[str, bool]] = Counter()
+@contextmanager
+def statements(runtime: Runtime) -> Iterator[list[tuple[str, bool]]]:
+    """Each statement the store runs in the block (whitespace folded), and whether
+    it ran as an executemany."""
+    seen: list[tuple[str, bool]] = []
 
-    def count(_c: Any, _cursor: Any, statement: str, _p: Any, _ctx: Any, many: bool) -> None:
-        seen[(" ".join(statement.split()[:3]), many)] += 1
+    def note(_c: Any, _cursor: Any, statement: str, _p: Any, _ctx: Any, many: bool) -> None:
+        seen.append((" ".join(statement.split()), many))
 
     assert not isinstance(runtime.store, MemoryStore)
     engine = runtime.store.engine
-    event.listen(engine, "before_cursor_execute", count)
+    event.listen(engine, "before_cursor_execute", note)
     try:
-        runtime.dispatcher.tick()
+        yield seen
     finally:
-        event.remove(engine, "before_cursor_execute", count)
-    return seen
+        event.remove(engine, "before_cursor_execute", note)
+
+
+def statements_of_one_tick(runtime: Runtime) -> Counter[tuple[str, bool]]:
+    """Each statement's first words (and whether it ran as an executemany) in one tick."""
+    with statements(runtime) as seen:
+        runtime.dispatcher.tick()
+    return Counter((" ".join(text.split()[:3]), many) for text, many in seen)
 
 
 @pytest.mark.backends("sqlite", "postgresql")
@@ -122,23 +132,16 @@ def test_finish_all_locks_its_rows_in_key_order_before_it_moves_them(
     backlog(runtime, 3)
     now = runtime.clock.now()
     claims = runtime.store.claim_due(now, "a", now + timedelta(minutes=2), 20)
-    seen: list[str] = []
-
-    def note(_c: Any, _cursor: Any, statement: str, _p: Any, _ctx: Any, _many: bool) -> None:
-        seen.append(" ".join(statement.split()))
-
-    assert not isinstance(runtime.store, MemoryStore)
-    engine = runtime.store.engine
-    event.listen(engine, "before_cursor_execute", note)
-    try:
+    with statements(runtime) as ran:
         runtime.store.finish_all(
             [Final(c.message, MessageStatus.EXPIRED, "stale") for c in reversed(claims)],
             "a",
             now,
         )
-    finally:
-        event.remove(engine, "before_cursor_execute", note)
 
+    seen = [text for text, _ in ran]
     first_update = next(i for i, s in enumerate(seen) if s.startswith("UPDATE scheduled_messages"))
     locks = [s for s in seen[:first_update] if s.endswith('COLLATE "C" FOR UPDATE')]
     assert locks, seen
+    # Its audit rows in one statement, outside a batch's block too.
+    assert [many for text, many in ran if text.startswith("INSERT INTO audit_log")] == [False]
