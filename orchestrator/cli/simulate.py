@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TextIO
+from typing import TYPE_CHECKING, Annotated, TextIO, TypeVar
 
 import typer
 from rich.console import Console
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 # Below this many lines a progress bar is noise.
 _PROGRESS_FROM_LINES = 2_000
+T = TypeVar("T")
 
 
 class OutputFormat(StrEnum):
@@ -224,15 +225,13 @@ def _over_history(
     end = until if until is not None else SystemClock().now()
     start = end - timedelta(days=days)
     window = (end - start).total_seconds()
+
+    def replayed(event: Event) -> float:
+        return (event.occurred_at - start).total_seconds()
+
     with (
         opened_store(url, err) as store,
-        _playing(
-            err,
-            f"replaying {days} day(s)",
-            window,
-            lambda event: (event.occurred_at - start).total_seconds(),
-            _PROGRESS_FROM_LINES,
-        ) as played,
+        _playing(err, f"replaying {days} day(s)", window, replayed, _PROGRESS_FROM_LINES) as played,
     ):
         return draft_vs_running(
             store,
@@ -348,9 +347,10 @@ def print_comparison(comparison: Comparison, as_json: bool, dirs: tuple[Path, Pa
 
 @contextmanager
 def _playing(
-    err: Console, label: str, total: float, done: Callable[[Event], float], least: float
-) -> Iterator[Callable[[Event], None] | None]:
-    """A progress bar on a terminal, at `done(event)` of `total` after each event played.
+    err: Console, label: str, total: float, done: Callable[[T], float], least: float
+) -> Iterator[Callable[[T], None] | None]:
+    """A progress bar on a terminal, at `done(item)` of `total` after each item
+    (an event played, a line read).
 
     None (no bar) in a pipe or file, or when `total` is under `least`.
     """
@@ -362,25 +362,21 @@ def _playing(
     # Standard output stays where it goes (a pipe, say): rich would print it on stderr.
     with Progress(console=err, transient=True, redirect_stdout=False) as progress:
         task = progress.add_task(label, total=total)
-        yield lambda event: progress.update(task, completed=done(event))
+        yield lambda item: progress.update(task, completed=done(item))
 
 
 def _progress(stream: TextIO, path: Path, err: Console) -> Iterator[str]:
-    from rich.progress import Progress
-
-    if not err.is_terminal:
-        yield from stream
-        return
-    with path.open("rb") as counting:
-        total = sum(1 for _ in counting)
-    if total < _PROGRESS_FROM_LINES:
-        yield from stream
-        return
-    with Progress(console=err, transient=True) as progress:
-        task = progress.add_task("reading", total=total)
+    """The lines of `stream`, with a bar over the file's lines while they are read."""
+    total = 0
+    if err.is_terminal:
+        with path.open("rb") as counting:
+            total = sum(1 for _ in counting)
+    read = itertools.count(1)
+    with _playing(err, "reading", total, lambda _: next(read), _PROGRESS_FROM_LINES) as advance:
         for line in stream:
             yield line
-            progress.advance(task)
+            if advance is not None:
+                advance(line)
 
 
 _STATUS_STYLE = {
