@@ -22,7 +22,7 @@ from ..clock import SystemClock
 from ..errors import InputError
 from ..limits import read_json
 from .kafka import publish_file
-from .options import settings_with
+from .options import count_lines, settings_with
 
 if TYPE_CHECKING:
     import httpx
@@ -87,8 +87,7 @@ def ingest_command(
     if settings.api_token is not None:
         headers["authorization"] = f"Bearer {settings.api_token.get_secret_value()}"
     counts: Counter[str] = Counter()
-    with file.open("rb") as counting:
-        total = sum(1 for line in counting if line.strip())
+    total = count_lines(file)
     failed = False
     with (
         httpx.Client(base_url=url, headers=headers, timeout=timeout) as client,

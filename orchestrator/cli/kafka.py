@@ -15,6 +15,7 @@ from .options import (
     DbOption,
     FlowsOption,
     TemplatesOption,
+    count_lines,
     exit_on_startup_errors,
     settings_with,
 )
@@ -116,7 +117,7 @@ def publish_file(
             Progress(console=err, transient=True, disable=not err.is_terminal) as progress,
             Publisher(broker) as publisher,
         ):
-            total = _count_lines(file) if err.is_terminal else None
+            total = count_lines(file) if err.is_terminal else None
             task = progress.add_task("publishing", total=total)
 
             def counted() -> Iterator[tuple[int, bytes]]:
@@ -140,9 +141,3 @@ def publish_file(
     )
     if report.unroutable:
         raise typer.Exit(1)
-
-
-def _count_lines(file: Path) -> int:
-    """The non-blank lines of `file`: the progress bar's total."""
-    with file.open("rb") as counting:
-        return sum(1 for line in counting if line.strip())

@@ -23,6 +23,7 @@ __all__ = [
     "DbOption",
     "FlowsOption",
     "TemplatesOption",
+    "count_lines",
     "exit_on_startup_errors",
     "keep_templates_compiled",
     "settings_with",
@@ -57,6 +58,12 @@ def settings_with(**overrides: object) -> Settings:
             # A rule across settings has no location: its message names them.
             err.print(f"setting {where}: {error['msg']}" if where else error["msg"], markup=False)
         raise typer.Exit(2) from None
+
+
+def count_lines(file: Path) -> int:
+    """The non-blank lines of `file`: a progress bar's total."""
+    with file.open("rb") as counting:
+        return sum(1 for line in counting if line.strip())
 
 
 def keep_templates_compiled(settings: Settings, err: Console) -> None:
