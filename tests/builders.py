@@ -184,6 +184,29 @@ def flow_data(**overrides: Any) -> dict[str, Any]:
     return data
 
 
+def audit_row_data(key: str, status: str, **columns: Any) -> dict[str, Any]:
+    """An `audit_log` row with every column the store writes (`rows.audit_row`'s),
+    of flow `f`, episode `ep-1` and message `m` unless `columns` says otherwise."""
+    return {
+        "at": T0,
+        "event_id": "e-1",
+        "patient_id": "p-1",
+        "flow_id": "f",
+        "flow_version": 1,
+        "episode_id": "ep-1",
+        "stage_id": "booked",
+        "message_id": "m",
+        "key": key,
+        "recipient": "p-1",
+        "channel": None,
+        "language": None,
+        "template": "t",
+        "due_at": T0,
+        "status": status,
+        "reason": None,
+    } | columns
+
+
 def write_templates(root: Path, names: tuple[str, ...]) -> Path:
     """Short SMS and email templates for `names`, in English and Spanish."""
     for language in ("en", "es"):

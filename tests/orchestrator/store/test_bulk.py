@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 from orchestrator.store import SqlStore, connect
 from orchestrator.store.bulk import insert_rows, upsert
 from orchestrator.store.tables import AuditRow, ConsentRow, StageVisitRow
-from tests.builders import T0
+from tests.builders import T0, audit_row_data
 
 pytestmark = pytest.mark.backends("sqlite", "postgresql")
 
@@ -32,24 +32,17 @@ def sql_store(store_url: str) -> Iterator[SqlStore]:
 
 
 def audit(n: int, key: str, status: str, reason: str | None = None, **more: Any) -> dict[str, Any]:
-    return {
-        "at": T0 + timedelta(minutes=n),
-        "event_id": f"e-{n}",
-        "patient_id": "p-1",
-        "flow_id": "f",
-        "flow_version": 1,
-        "episode_id": more.get("episode", "ep-1"),
-        "stage_id": more.get("stage", "booked"),
-        "message_id": key.split("-")[0],
-        "key": key,
-        "recipient": "p-1",
-        "channel": more.get("channel"),
-        "language": None,
-        "template": "t",
-        "due_at": T0,
-        "status": status,
-        "reason": reason,
-    }
+    return audit_row_data(
+        key,
+        status,
+        at=T0 + timedelta(minutes=n),
+        event_id=f"e-{n}",
+        episode_id=more.get("episode", "ep-1"),
+        stage_id=more.get("stage", "booked"),
+        message_id=key.split("-")[0],
+        channel=more.get("channel"),
+        reason=reason,
+    )
 
 
 # A key scheduled twice in one batch (a redelivered decision written again),

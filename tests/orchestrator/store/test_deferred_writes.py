@@ -21,7 +21,7 @@ from sqlalchemy import Engine, text
 from orchestrator.store import connect
 from orchestrator.store.ledger_statements import INSERT_AUDIT
 from orchestrator.store.transactions import Transactions
-from tests.builders import T0
+from tests.builders import T0, audit_row_data
 
 # The lock the tally trigger takes for (flow, message, status): 0016's `_LOCKS` and key.
 _LOCK = "SELECT pg_advisory_lock(31249, hashtext(:f || chr(31) || :m || chr(31) || 'sent'))"
@@ -30,24 +30,18 @@ _WAITING = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT gr
 
 
 def audit(flow: str, message: str, key: str, minute: int) -> dict[str, Any]:
-    return {
-        "at": T0 + timedelta(minutes=minute),
-        "event_id": "e-1",
-        "patient_id": f"p-{key}",
-        "flow_id": flow,
-        "flow_version": 1,
-        "episode_id": f"ep-{key}",
-        "stage_id": "booked",
-        "message_id": message,
-        "key": key,
-        "recipient": "patient",
-        "channel": "sms",
-        "language": "en",
-        "template": "t",
-        "due_at": T0,
-        "status": "sent",
-        "reason": None,
-    }
+    return audit_row_data(
+        key,
+        "sent",
+        at=T0 + timedelta(minutes=minute),
+        patient_id=f"p-{key}",
+        flow_id=flow,
+        episode_id=f"ep-{key}",
+        message_id=message,
+        recipient="patient",
+        channel="sms",
+        language="en",
+    )
 
 
 @pytest.fixture

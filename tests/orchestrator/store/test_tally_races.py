@@ -34,7 +34,7 @@ import orchestrator.store.migrate
 from orchestrator.store import connect, upgrade
 from orchestrator.store.bulk import insert_rows
 from orchestrator.store.tables import AuditRow
-from tests.builders import T0
+from tests.builders import T0, audit_row_data
 from tests.conftest import PG_ADMIN_URL
 
 _DIMENSIONS = (
@@ -74,24 +74,14 @@ def tallies(c: Connection) -> Tallies:
 
 def row(key: str, status: str, reason: str | None = None, *, day: int = 0, **more: Any) -> Any:
     """An audit row of message `m` (or `message`; one episode): `day` days after T0."""
-    return {
-        "at": T0 + timedelta(days=day, minutes=len(reason or "")),
-        "event_id": "e-1",
-        "patient_id": "p-1",
-        "flow_id": "f",
-        "flow_version": 1,
-        "episode_id": "ep-1",
-        "stage_id": "booked",
-        "message_id": more.get("message", "m"),
-        "key": key,
-        "recipient": "p-1",
-        "channel": more.get("channel"),
-        "language": None,
-        "template": "t",
-        "due_at": T0,
-        "status": status,
-        "reason": reason,
-    }
+    return audit_row_data(
+        key,
+        status,
+        at=T0 + timedelta(days=day, minutes=len(reason or "")),
+        message_id=more.get("message", "m"),
+        channel=more.get("channel"),
+        reason=reason,
+    )
 
 
 # -- driving several connections step by step -----------------------------------
