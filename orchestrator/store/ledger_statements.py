@@ -25,6 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 
 from ..message_status import IN_FLIGHT, MessageStatus, sources
+from .among import among
 from .tables import AuditRow, DeliveryAttemptRow, ScheduledMessageRow, Stamp
 
 __all__ = [
@@ -61,7 +62,7 @@ _IN_FLIGHT = or_(*(MESSAGES.c.status == status for status in IN_FLIGHT))
 BEGIN_SENDS = (
     update(MESSAGES)
     .where(
-        MESSAGES.c.key.in_(bindparam("m_keys", expanding=True)),
+        among(MESSAGES.c.key, "m_keys"),
         MESSAGES.c.lease_owner == bindparam("m_owner"),
         MESSAGES.c.status.in_(sources(MessageStatus.SENDING)),
     )
@@ -78,7 +79,7 @@ BEGIN_SENDS = (
 RENEW = (
     update(MESSAGES)
     .where(
-        MESSAGES.c.key.in_(bindparam("m_keys", expanding=True)),
+        among(MESSAGES.c.key, "m_keys"),
         MESSAGES.c.lease_owner == bindparam("m_owner"),
         _IN_FLIGHT,
     )
@@ -104,7 +105,7 @@ FINISH = (
 FINISH_HELD = (
     update(MESSAGES)
     .where(
-        MESSAGES.c.key.in_(bindparam("m_keys", expanding=True)),
+        among(MESSAGES.c.key, "m_keys"),
         MESSAGES.c.lease_owner == bindparam("m_owner"),
         _IN_FLIGHT,
     )

@@ -446,7 +446,7 @@ _UPDATE_PENDING = (
 _HOLD_FOR_IMPORT = (
     update(_MESSAGES)
     .where(
-        _MESSAGES.c.key.in_(bindparam("h_keys", expanding=True)),
+        among(_MESSAGES.c.key, "h_keys"),
         _MESSAGES.c.status == MessageStatus.SCHEDULED,
     )
     .values(
