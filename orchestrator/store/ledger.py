@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, bindparam, func, select, update
 from sqlalchemy.engine import Connection
 
 from ..decisions import record
@@ -25,6 +25,7 @@ from ..journey import ScheduledMessage
 from ..message_status import IN_FLIGHT, MessageStatus, check_finish
 from ..ports import Claim, Final, SendingFacts, Sent
 from . import codec
+from .among import among
 from .ledger_statements import (
     BEGIN_SENDS,
     CLOSE_ATTEMPT,
@@ -387,12 +388,7 @@ class SqlLedger:
         """Lock the rows of `keys` this claimer still holds, in key order; their keys."""
         held: set[str] = set()
         for chunk in chunks(sorted(set(keys)), 500):
-            query = select(MESSAGES.c.key).where(
-                MESSAGES.c.key.in_(chunk),
-                MESSAGES.c.lease_owner == owner,
-                MESSAGES.c.status.in_(IN_FLIGHT),
-            )
-            found = c.execute(locking_in_key_order(query, MESSAGES.c.key, self.dialect))
+            found = c.execute(_LOCK_HELD, {"m_keys": chunk, "m_owner": owner})
             held.update(found.scalars().all())
         return held
 
@@ -475,3 +471,16 @@ if TYPE_CHECKING:
     def _implements(ledger: SqlLedger) -> MessageLedger:
         """The port this ledger implements, checked by mypy."""
         return ledger
+
+
+# Built once, as the ledger's other statements (`ledger_statements`); PostgreSQL
+# only, where `_lock_held` runs: the rows locked one after another in key order.
+_LOCK_HELD = locking_in_key_order(
+    select(MESSAGES.c.key).where(
+        among(MESSAGES.c.key, "m_keys"),
+        MESSAGES.c.lease_owner == bindparam("m_owner"),
+        MESSAGES.c.status.in_(IN_FLIGHT),
+    ),
+    MESSAGES.c.key,
+    "postgresql",
+)
