@@ -231,7 +231,7 @@ def _over_history(
 
     with (
         opened_store(url, err) as store,
-        _playing(err, f"replaying {days} day(s)", window, replayed, _PROGRESS_FROM_LINES) as played,
+        _playing(err, f"replaying {days} day(s)", window, replayed, 0) as played,
     ):
         return draft_vs_running(
             store,
